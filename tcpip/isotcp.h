@@ -1,0 +1,27 @@
+/*
+ * tcpip/: isostack's adaptation of the lwIP core. This header is internal to
+ * the project (the daemon and the tests include it); it is not an ABI.
+ */
+#ifndef ISOTCP_H
+#define ISOTCP_H
+
+#include <stdint.h>
+
+/*
+ * Make the calling thread the owner of all lwIP state. Call once, before
+ * lwip_init(), on the thread that will run the stack; any lwIP API call from
+ * another thread then aborts (LWIP_ASSERT_CORE_LOCKED).
+ */
+void isotcp_owner_claim(void);
+void isotcp_owner_release(void);
+
+/*
+ * Entries of lwIP's memp pools in use (less the cyclic timers lwip_init()
+ * registers for good), summed over every pool,
+ * plus bytes in use on lwIP's heap. Zero once every pcb is closed and every
+ * pbuf freed: the tests' leak check.
+ */
+uint32_t isotcp_memp_in_use(void);
+uint32_t isotcp_heap_in_use(void);
+
+#endif /* ISOTCP_H */

@@ -1,0 +1,120 @@
+/*
+ * lwIP configuration for isostack.
+ *
+ * lwIP runs inside one thread, the stack lcore of isostackd (or a test's
+ * single thread), driven by a poll loop: NO_SYS with no lightweight
+ * protection, no netconn/socket API, no mutex anywhere. Every allocation
+ * comes from lwIP's own static pools and heap, which only that thread
+ * touches, so none of them needs a lock (paper 4.5, "Lock Elimination").
+ * Debian's liblwip is built with NO_SYS 0 and a mutex per allocation: that
+ * is the overhead this file exists to remove, so it is never linked.
+ *
+ * Sizing targets: 10,000 concurrent TCP connections, and one connection
+ * filling 10 Gb/s at 100 us RTT, a bandwidth-delay product of
+ * 10e9 * 100e-6 / 8 = 125 KB; windows and send buffers are 256 KB, twice
+ * that, so a lost segment does not stall the pipe.
+ */
+#ifndef ISOSTACK_LWIPOPTS_H
+#define ISOSTACK_LWIPOPTS_H
+
+/* ---- Threading: one owner, no locks ----------------------------------- */
+#define NO_SYS                          1
+#define SYS_LIGHTWEIGHT_PROT            0
+#define LWIP_NETCONN                    0
+#define LWIP_SOCKET                     0
+#define LWIP_ALTCP                      0
+#define LWIP_CALLBACK_API               1
+#define LWIP_EVENT_API                  0
+/* Any lwIP call made off the owning thread is a bug: catch it. */
+#define LWIP_ASSERT_CORE_LOCKED()       isotcp_assert_owner()
+
+/* ---- Memory ------------------------------------------------------------ */
+#define MEM_ALIGNMENT                   8
+/* Heap for PBUF_RAM (headers, copied data, ARP). Static, lazily paged. */
+#define MEM_SIZE                        (64 * 1024 * 1024)
+#define MEM_LIBC_MALLOC                 0
+#define MEMP_MEM_MALLOC                 0
+#define MEM_USE_POOLS                   0
+/* PBUF_REF/ROM headers: every zero-copy TX chunk needs one. */
+#define MEMP_NUM_PBUF                   65535
+#define PBUF_POOL_SIZE                  4096
+#define PBUF_POOL_BUFSIZE               2048
+/* RX pbufs that wrap a DPDK mbuf are custom pbufs (daemon netif). */
+#define LWIP_SUPPORT_CUSTOM_PBUF        1
+
+/* ---- Protocols --------------------------------------------------------- */
+#define LWIP_IPV4                       1
+#define LWIP_IPV6                       0
+#define LWIP_ARP                        1
+#define LWIP_ETHERNET                   1
+#define ARP_TABLE_SIZE                  256
+#define ARP_QUEUEING                    1
+#define MEMP_NUM_ARP_QUEUE              1024
+#define ETHARP_SUPPORT_STATIC_ENTRIES   0
+#define LWIP_ICMP                       1
+#define LWIP_RAW                        0
+#define LWIP_UDP                        1
+#define MEMP_NUM_UDP_PCB                1024
+#define LWIP_DHCP                       0
+#define LWIP_AUTOIP                     0
+#define LWIP_IGMP                       0
+#define LWIP_DNS                        0
+#define IP_REASSEMBLY                   1
+#define IP_FRAG                         1
+#define MEMP_NUM_REASSDATA              64
+#define IP_REASS_MAX_PBUFS              512
+#define IP_DEFAULT_TTL                  64
+#define LWIP_SINGLE_NETIF               0
+#define LWIP_NETIF_HWADDRHINT           1
+#define LWIP_NETIF_LINK_CALLBACK        0
+#define LWIP_NETIF_STATUS_CALLBACK      0
+#define SO_REUSE                        1
+
+/* ---- TCP --------------------------------------------------------------- */
+#define LWIP_TCP                        1
+#define MEMP_NUM_TCP_PCB                10240
+#define MEMP_NUM_TCP_PCB_LISTEN         1024
+#define TCP_LISTEN_BACKLOG              1
+#define TCP_DEFAULT_LISTEN_BACKLOG      0xff
+#define TCP_MSS                         1460
+#define TCP_CALCULATE_EFF_SEND_MSS      1
+#define LWIP_WND_SCALE                  1
+#define TCP_RCV_SCALE                   3         /* 0xffff << 3 = 512 KB max */
+#define TCP_WND                         (256 * 1024)
+#define TCP_SND_BUF                     (256 * 1024)
+/* lwIP insists on at least 2 * SND_BUF / MSS queued segments. */
+#define TCP_SND_QUEUELEN                (4 * TCP_SND_BUF / TCP_MSS)
+/* tcp_sent() fires when this much send space is free again; a u16 in lwIP. */
+#define TCP_SNDLOWAT                    (32 * 1024)
+#define TCP_SNDQUEUELOWAT               (TCP_SND_QUEUELEN / 2)
+/* Shared by all connections: segments in flight or queued, system-wide. */
+#define MEMP_NUM_TCP_SEG                65535
+#define TCP_QUEUE_OOSEQ                 1
+#define LWIP_TCP_SACK_OUT               1
+#define LWIP_TCP_MAX_SACK_NUM           4
+#define LWIP_TCP_TIMESTAMPS             1
+#define LWIP_TCP_KEEPALIVE              1
+#define TCP_OVERSIZE                    TCP_MSS
+#define TCP_TTL                         64
+
+/* ---- Checksums: per netif, so a port with offload turns software off --- */
+#define LWIP_CHECKSUM_CTRL_PER_NETIF    1
+#define LWIP_CHECKSUM_ON_COPY           0
+
+/* ---- Statistics: plain counters, read by isostat and the tests --------- */
+#define LWIP_STATS                      1
+#define LWIP_STATS_DISPLAY              0
+#define MEM_STATS                       1
+#define MEMP_STATS                      1
+#define SYS_STATS                       0
+
+/* ---- Platform hooks (tcpip/port.c) ------------------------------------- */
+#define LWIP_RAND()                     isotcp_rand()
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
+uint32_t isotcp_rand(void);
+void isotcp_assert_owner(void);
+#endif
+
+#endif /* ISOSTACK_LWIPOPTS_H */

@@ -1,0 +1,97 @@
+/*
+ * Platform services lwIP asks of its port: diagnostics, assertion failure,
+ * random numbers, and the owner check behind LWIP_ASSERT_CORE_LOCKED().
+ *
+ * lwIP state belongs to exactly one thread (the daemon's stack lcore, or a
+ * test's thread). That thread calls isotcp_owner_claim() once; every lwIP
+ * API entry then checks a thread-local flag, a single TLS load, so a call
+ * from any other thread aborts at once instead of corrupting the stack.
+ */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+#include "lwip/opt.h"
+#include "lwip/memp.h"
+#include "lwip/stats.h"
+#include "lwip/timeouts.h"
+#include "isotcp.h"
+
+static __thread bool isotcp_owner;
+static __thread uint64_t isotcp_rand_state;
+
+void isotcp_owner_claim(void)
+{
+	isotcp_owner = true;
+}
+
+void isotcp_owner_release(void)
+{
+	isotcp_owner = false;
+}
+
+void isotcp_assert_owner(void)
+{
+	if (__builtin_expect(!isotcp_owner, 0))
+		isotcp_assert_fail("lwIP called off its owning thread",
+				   __FILE__, __LINE__);
+}
+
+void isotcp_diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("isostack: lwip: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+
+void isotcp_assert_fail(const char *msg, const char *file, int line)
+{
+	fprintf(stderr, "isostack: lwip assertion failed: %s (%s:%d)\n",
+		msg, file, line);
+	abort();
+}
+
+/*
+ * xorshift64*: lwIP uses LWIP_RAND for ephemeral ports and ARP/IP ids, where
+ * unpredictability matters little; seeded once per thread from getrandom().
+ */
+uint32_t isotcp_rand(void)
+{
+	uint64_t x = isotcp_rand_state;
+
+	if (__builtin_expect(x == 0, 0)) {
+		if (getrandom(&x, sizeof(x), 0) != sizeof(x) || x == 0)
+			x = 0x9e3779b97f4a7c15ull;
+	}
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	isotcp_rand_state = x;
+	return (uint32_t)((x * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+/*
+ * lwip_init() registers the cyclic timers (ARP, IP reassembly) for the life
+ * of the stack; each holds one SYS_TIMEOUT entry, so those are not in use
+ * by anyone. The TCP timer is the exception: lwIP starts it with the first
+ * pcb and stops it when the last one is gone, so a live one does count.
+ */
+uint32_t isotcp_memp_in_use(void)
+{
+	uint32_t used = 0;
+	uint32_t permanent = lwip_num_cyclic_timers - (LWIP_TCP ? 1 : 0);
+
+	for (int i = 0; i < MEMP_MAX; i++)
+		used += memp_pools[i]->stats->used;
+	return used - permanent;
+}
+
+uint32_t isotcp_heap_in_use(void)
+{
+	return (uint32_t)lwip_stats.mem.used;
+}

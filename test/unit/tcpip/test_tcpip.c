@@ -1,0 +1,390 @@
+/*
+ * Proves the lwIP build: lwIP compiled from Debian's source with our
+ * lwipopts.h (NO_SYS, no locks) carries a TCP stream correctly.
+ *
+ * Two netifs in one lwIP instance are joined by an in-process virtual link:
+ * each netif's output clones the IP packet onto the other side's inbox, and
+ * the test loop delivers the inboxes, runs lwIP's NO_SYS timers and moves a
+ * fake clock (sys_now) forward, jumping straight to the next timeout when the
+ * link is idle. The netifs are point-to-point (no broadcast flag, the peer as
+ * gateway), so each one routes to the other.
+ *
+ * A client pcb connects to a listening pcb, sends 1 MB of pseudo-random
+ * bytes; the server checks them by a running FNV-1a hash against the same
+ * stream generated independently, both sides close, and after TIME_WAIT has
+ * expired every lwIP pool and the heap must be back to zero in use. A second
+ * case does the same over a link that drops 3% of the packets.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lwip/init.h"
+#include "lwip/ip4.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "lwip/stats.h"
+#include "lwip/tcp.h"
+#include "lwip/timeouts.h"
+#include "lwip/priv/tcp_priv.h"
+
+#include "isotcp.h"
+
+#define TRANSFER_BYTES   (1024u * 1024u)
+#define SERVER_PORT      5001
+#define INBOX_SLOTS      4096
+#define MAX_STEPS        2000000
+
+/* ---- Fake clock: lwIP's only time source under NO_SYS ---------------- */
+
+static u32_t fake_now_ms;
+
+u32_t sys_now(void)
+{
+	return fake_now_ms;
+}
+
+/* ---- Deterministic byte stream and its hash ------------------------- */
+
+struct stream {
+	uint64_t state;
+};
+
+static uint8_t stream_next(struct stream *s)
+{
+	s->state ^= s->state << 13;
+	s->state ^= s->state >> 7;
+	s->state ^= s->state << 17;
+	return (uint8_t)s->state;
+}
+
+static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define STREAM_SEED 0x1234abcd5678ef01ull
+
+/* ---- The virtual link ------------------------------------------------ */
+
+struct side {
+	struct netif netif;
+	struct side *peer;
+	struct pbuf *inbox[INBOX_SLOTS];
+	unsigned int head, tail;        /* tail - head = frames waiting */
+};
+
+struct link {
+	struct side a, b;
+	unsigned int loss_permille;
+	uint64_t loss_state;
+	unsigned long sent, dropped;
+};
+
+static struct link vl;
+
+static bool link_drops(void)
+{
+	if (vl.loss_permille == 0)
+		return false;
+	vl.loss_state = vl.loss_state * 6364136223846793005ull + 1442695040888963407ull;
+	return (vl.loss_state >> 33) % 1000 < vl.loss_permille;
+}
+
+static err_t vlink_output(struct netif *netif, struct pbuf *p,
+			  const ip4_addr_t *dst)
+{
+	struct side *self = netif->state;
+	struct side *peer = self->peer;
+	struct pbuf *copy;
+
+	(void)dst;
+	vl.sent++;
+	if (link_drops() || peer->tail - peer->head == INBOX_SLOTS) {
+		vl.dropped++;
+		return ERR_OK;          /* lost on the wire: TCP recovers */
+	}
+	copy = pbuf_clone(PBUF_RAW, PBUF_RAM, p);
+	if (copy == NULL)
+		return ERR_MEM;
+	peer->inbox[peer->tail++ % INBOX_SLOTS] = copy;
+	return ERR_OK;
+}
+
+static err_t vlink_netif_init(struct netif *netif)
+{
+	netif->name[0] = 'v';
+	netif->name[1] = 'l';
+	netif->output = vlink_output;
+	netif->mtu = 1500;
+	netif->flags = NETIF_FLAG_LINK_UP;      /* point-to-point: no broadcast */
+	return ERR_OK;
+}
+
+/* Deliver everything queued on both sides; returns the number delivered. */
+static unsigned int link_pump(void)
+{
+	unsigned int n = 0;
+	struct side *sides[2] = { &vl.a, &vl.b };
+
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+
+		while (s->head != s->tail) {
+			struct pbuf *p = s->inbox[s->head++ % INBOX_SLOTS];
+
+			if (s->netif.input(p, &s->netif) != ERR_OK)
+				pbuf_free(p);
+			n++;
+		}
+	}
+	return n;
+}
+
+static void link_up(unsigned int loss_permille)
+{
+	ip4_addr_t a, b, mask;
+
+	memset(&vl, 0, sizeof(vl));
+	vl.loss_permille = loss_permille;
+	vl.loss_state = 42;
+	vl.a.peer = &vl.b;
+	vl.b.peer = &vl.a;
+	IP4_ADDR(&a, 198, 18, 0, 1);
+	IP4_ADDR(&b, 198, 18, 0, 2);
+	IP4_ADDR(&mask, 255, 255, 255, 255);
+	assert_non_null(netif_add(&vl.a.netif, &a, &mask, &b, &vl.a,
+				  vlink_netif_init, ip4_input));
+	assert_non_null(netif_add(&vl.b.netif, &b, &mask, &a, &vl.b,
+				  vlink_netif_init, ip4_input));
+	netif_set_up(&vl.a.netif);
+	netif_set_up(&vl.b.netif);
+}
+
+static void link_down(void)
+{
+	link_pump();
+	netif_remove(&vl.a.netif);
+	netif_remove(&vl.b.netif);
+}
+
+/*
+ * One step of the event loop: deliver frames, run due timers; when the link
+ * was idle, jump the clock to the next timeout (at least 1 ms).
+ */
+static void loop_step(void)
+{
+	unsigned int moved = link_pump();
+	u32_t sleep;
+
+	sys_check_timeouts();
+	if (moved == 0) {
+		sleep = sys_timeouts_sleeptime();
+		fake_now_ms += (sleep == SYS_TIMEOUTS_SLEEPTIME_INFINITE || sleep == 0) ? 1 : sleep;
+	}
+}
+
+/* ---- The two applications ------------------------------------------- */
+
+struct transfer {
+	struct tcp_pcb *listener, *server, *client;
+	struct stream tx_stream;
+	uint32_t tx_bytes, rx_bytes;
+	uint64_t tx_hash, rx_hash;
+	bool client_closed, server_closed;
+	err_t client_err;
+	uint8_t chunk[8192];
+};
+
+static struct transfer xfer;
+
+static void client_fill(struct tcp_pcb *pcb)
+{
+	while (xfer.tx_bytes < TRANSFER_BYTES) {
+		uint32_t room = tcp_sndbuf(pcb);
+		uint32_t n = TRANSFER_BYTES - xfer.tx_bytes;
+
+		if (n > sizeof(xfer.chunk))
+			n = sizeof(xfer.chunk);
+		if (n > room)
+			n = room;
+		if (n == 0 || tcp_sndqueuelen(pcb) >= TCP_SND_QUEUELEN - 8)
+			break;
+		for (uint32_t i = 0; i < n; i++)
+			xfer.chunk[i] = stream_next(&xfer.tx_stream);
+		assert_int_equal(tcp_write(pcb, xfer.chunk, (u16_t)n,
+					   TCP_WRITE_FLAG_COPY), ERR_OK);
+		xfer.tx_hash = fnv1a(xfer.tx_hash, xfer.chunk, n);
+		xfer.tx_bytes += n;
+	}
+	tcp_output(pcb);
+	if (xfer.tx_bytes == TRANSFER_BYTES && !xfer.client_closed) {
+		assert_int_equal(tcp_close(pcb), ERR_OK);
+		xfer.client_closed = true;
+		xfer.client = NULL;
+	}
+}
+
+static err_t client_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+	(void)arg;
+	(void)len;
+	client_fill(pcb);
+	return ERR_OK;
+}
+
+static err_t client_connected(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+	(void)arg;
+	assert_int_equal(err, ERR_OK);
+	tcp_sent(pcb, client_sent);
+	client_fill(pcb);
+	return ERR_OK;
+}
+
+static void client_error(void *arg, err_t err)
+{
+	(void)arg;
+	xfer.client_err = err;
+	xfer.client = NULL;
+}
+
+static err_t server_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
+			 err_t err)
+{
+	(void)arg;
+	assert_int_equal(err, ERR_OK);
+	if (p == NULL) {                        /* peer's FIN: close our side */
+		assert_int_equal(tcp_close(pcb), ERR_OK);
+		xfer.server_closed = true;
+		xfer.server = NULL;
+		return ERR_OK;
+	}
+	for (struct pbuf *q = p; q != NULL; q = q->next)
+		xfer.rx_hash = fnv1a(xfer.rx_hash, q->payload, q->len);
+	xfer.rx_bytes += p->tot_len;
+	tcp_recved(pcb, p->tot_len);
+	pbuf_free(p);
+	return ERR_OK;
+}
+
+static err_t server_accept(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+	(void)arg;
+	assert_int_equal(err, ERR_OK);
+	assert_null(xfer.server);
+	xfer.server = pcb;
+	tcp_recv(pcb, server_recv);
+	return ERR_OK;
+}
+
+static uint64_t expected_hash(uint32_t nbytes)
+{
+	struct stream s = { .state = STREAM_SEED };
+	uint64_t h = FNV_OFFSET;
+
+	for (uint32_t i = 0; i < nbytes; i++) {
+		uint8_t b = stream_next(&s);
+
+		h = fnv1a(h, &b, 1);
+	}
+	return h;
+}
+
+static void run_transfer(unsigned int loss_permille)
+{
+	ip4_addr_t server_ip;
+	struct tcp_pcb *pcb;
+	long steps;
+
+	memset(&xfer, 0, sizeof(xfer));
+	xfer.tx_stream.state = STREAM_SEED;
+	xfer.tx_hash = xfer.rx_hash = FNV_OFFSET;
+	link_up(loss_permille);
+
+	pcb = tcp_new();
+	assert_non_null(pcb);
+	assert_int_equal(tcp_bind(pcb, netif_ip4_addr(&vl.b.netif), SERVER_PORT), ERR_OK);
+	xfer.listener = tcp_listen(pcb);
+	assert_non_null(xfer.listener);
+	tcp_accept(xfer.listener, server_accept);
+
+	xfer.client = tcp_new();
+	assert_non_null(xfer.client);
+	tcp_err(xfer.client, client_error);
+	assert_int_equal(tcp_bind(xfer.client, netif_ip4_addr(&vl.a.netif), 0), ERR_OK);
+	ip4_addr_copy(server_ip, *netif_ip4_addr(&vl.b.netif));
+	assert_int_equal(tcp_connect(xfer.client, &server_ip, SERVER_PORT,
+				     client_connected), ERR_OK);
+
+	for (steps = 0; !xfer.server_closed && steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_true(xfer.server_closed);
+	assert_int_equal(xfer.client_err, ERR_OK);
+	assert_int_equal(xfer.tx_bytes, TRANSFER_BYTES);
+	assert_int_equal(xfer.rx_bytes, TRANSFER_BYTES);
+	assert_true(xfer.rx_hash == xfer.tx_hash);
+	assert_true(xfer.rx_hash == expected_hash(TRANSFER_BYTES));
+	if (loss_permille > 0)
+		assert_true(vl.dropped > 0);
+
+	/* Let the last ACKs through and TIME_WAIT (2 * MSL) expire. */
+	assert_int_equal(tcp_close(xfer.listener), ERR_OK);
+	for (steps = 0; (tcp_active_pcbs || tcp_tw_pcbs) && steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_null(tcp_active_pcbs);
+	assert_null(tcp_tw_pcbs);
+	link_down();
+
+	print_message("transfer: %u bytes, %lu packets, %lu dropped, %u ms of fake time\n",
+		      xfer.rx_bytes, vl.sent, vl.dropped, (unsigned int)fake_now_ms);
+	assert_int_equal(isotcp_memp_in_use(), 0);
+	assert_int_equal(isotcp_heap_in_use(), 0);
+}
+
+static void test_transfer_1mb(void **state)
+{
+	(void)state;
+	run_transfer(0);
+}
+
+static void test_transfer_1mb_lossy(void **state)
+{
+	(void)state;
+	run_transfer(30);
+}
+
+/* Nothing leaked by a test shows up in the next one's pool counts. */
+static int check_pools_empty(void **state)
+{
+	(void)state;
+	return isotcp_memp_in_use() == 0 && isotcp_heap_in_use() == 0 ? 0 : -1;
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	isotcp_owner_claim();
+	lwip_init();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_transfer_1mb, check_pools_empty),
+		cmocka_unit_test_teardown(test_transfer_1mb_lossy, check_pools_empty),
+	};
+
+	return cmocka_run_group_tests_name("tcpip", tests, group_setup, NULL);
+}
