@@ -1,0 +1,44 @@
+# Helpers shared by every isostack subcommand (sourced by scripts/isostack).
+#
+# Each area file in this folder defines, for every subcommand NAME:
+#   summary_NAME   one line for `isostack --help`
+#   help_NAME      the full text for `isostack NAME --help`
+#   cmd_NAME       the command itself; returns non-zero on failure
+
+ISOSTACK_HUGEPAGES=${ISOSTACK_HUGEPAGES:-1024}   # 2 MiB pages to reserve
+
+log() { printf 'isostack: %s\n' "$*" >&2; }
+warn() { printf 'isostack: warning: %s\n' "$*" >&2; }
+die() { printf 'isostack: error: %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+	[ "$(id -u)" -eq 0 ] || die "'isostack $1' needs root (namespaces, hugepages, apt); run it with sudo"
+}
+
+need_source() {
+	[ "$ISOSTACK_MODE" = source ] ||
+		die "'isostack $1' works in a source checkout; this is an installed copy"
+}
+
+# The hugepage mode everything DPDK-based uses: prints "huge" when 2 MiB
+# pages are reserved and hugetlbfs is mounted, "nohuge" otherwise.
+hugepage_mode() {
+	local nr=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+	local free=/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages
+
+	if [ -r "$nr" ] && [ "$(cat "$free" 2>/dev/null || echo 0)" -gt 0 ] &&
+	   grep -qs ' hugetlbfs ' /proc/mounts; then
+		echo huge
+	else
+		echo nohuge
+	fi
+}
+
+# EAL arguments for the memory mode above: nothing, or --no-huge.
+eal_mem_args() {
+	if [ "$(hugepage_mode)" = huge ]; then
+		echo ""
+	else
+		echo "--no-huge"
+	fi
+}
