@@ -80,18 +80,35 @@ setup_deb_src() {
 	return 0
 }
 
+# What .deps/lwip must hold: the pinned orig tarball plus our patches, in
+# order. Changing a patch changes the stamp, and the next build re-unpacks.
+lwip_stamp_expected() {
+	local p
+
+	echo "$LWIP_ORIG_SHA256 $LWIP_ORIG"
+	for p in "$ISOSTACK_SRC"/tcpip/patches/*.patch; do
+		[ -e "$p" ] && echo "$(sha256sum "$p" | cut -d' ' -f1) $(basename "$p")"
+	done
+}
+
+lwip_ready() {
+	[ "$(cat "$ISOSTACK_SRC/.deps/lwip/.isostack-stamp" 2>/dev/null)" = "$(lwip_stamp_expected)" ]
+}
+
+# Fetches Debian's lwip source package (root: apt) unless cached, checks its
+# hash, unpacks it into .deps/lwip and applies tcpip/patches/*.patch.
 setup_lwip() {
 	local deps=$ISOSTACK_SRC/.deps
-	local stamp=$deps/lwip/.isostack-orig-sha256
 	local cache=$deps/cache
-	local sum tmp
+	local sum tmp p
 
-	if [ "$(cat "$stamp" 2>/dev/null)" = "$LWIP_ORIG_SHA256" ]; then
+	if lwip_ready; then
 		log "lwip: 2.1.3 source present in .deps/lwip"
 		return 0
 	fi
 	mkdir -p "$cache"
 	if [ ! -f "$cache/$LWIP_ORIG" ]; then
+		[ "$(id -u)" -eq 0 ] || die "lwIP source missing: run 'sudo isostack setup' first"
 		if setup_deb_src || ! apt-cache showsrc lwip >/dev/null 2>&1; then
 			apt-get update -q >/dev/null
 		fi
@@ -107,9 +124,15 @@ setup_lwip() {
 		die "$LWIP_ORIG has sha256 $sum, expected $LWIP_ORIG_SHA256"
 	tmp=$(mktemp -d "$deps/lwip.XXXXXX")
 	tar -xJf "$cache/$LWIP_ORIG" -C "$tmp" --strip-components=1
+	for p in "$ISOSTACK_SRC"/tcpip/patches/*.patch; do
+		[ -e "$p" ] || continue
+		patch -s -p1 -d "$tmp" < "$p" ||
+			{ rm -rf "$tmp"; die "lwip: patch $(basename "$p") does not apply"; }
+		log "lwip: applied $(basename "$p")"
+	done
+	lwip_stamp_expected > "$tmp/.isostack-stamp"
 	rm -rf "$deps/lwip"
 	mv "$tmp" "$deps/lwip"
-	echo "$sum" > "$stamp"
 	log "lwip: unpacked 2.1.3 into .deps/lwip"
 }
 
@@ -172,10 +195,7 @@ build_tree() {
 	local dir=$1
 	shift
 
-	if [ ! -f "$ISOSTACK_SRC/.deps/lwip/.isostack-orig-sha256" ]; then
-		[ "$(id -u)" -eq 0 ] || die "lwIP source missing: run 'sudo isostack setup' first"
-		setup_lwip
-	fi
+	lwip_ready || setup_lwip
 	if [ ! -f "$dir/build.ninja" ]; then
 		log "build: configuring $dir"
 		meson setup "$dir" "$ISOSTACK_SRC" "$@" >"$dir.setup.log" 2>&1 || {
