@@ -104,6 +104,8 @@
 /* ---- Statistics: plain counters, read by isostat and the tests --------- */
 #define LWIP_STATS                      1
 #define LWIP_STATS_DISPLAY              0
+/* 32-bit counters: 16-bit ones wrap within a second at line rate. */
+#define LWIP_STATS_LARGE                1
 #define MEM_STATS                       1
 #define MEMP_STATS                      1
 #define SYS_STATS                       0

@@ -1,0 +1,440 @@
+/*
+ * isostackd configuration: built-in defaults, then the configuration file,
+ * then the command line, each overriding the one before.
+ *
+ * The file is lines of `key = value` under a `[daemon]` section, plus one
+ * `[port]` section per ethdev port; `#` starts a comment. A `--port` on the
+ * command line is one port section written on one line as space-separated
+ * key=value words; if any is given, the file's ports are ignored. Both are
+ * validated here, once, and trusted afterwards. docs/daemon.md lists keys.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONF_ERR(where, ...) do { \
+	fprintf(stderr, "isostackd: %s: ", (where)); \
+	fprintf(stderr, __VA_ARGS__); \
+	fputc('\n', stderr); \
+} while (0)
+
+const char *isod_mode_name(enum isod_mode mode)
+{
+	return mode == ISOD_MODE_ADAPTIVE ? "adaptive" : "busy";
+}
+
+static void config_defaults(struct isod_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->lcore = 1;
+	cfg->mbufs = 16383;
+	cfg->mode = ISOD_MODE_BUSY;
+	cfg->idle_us = 1000;
+	cfg->sleep_us = 1000;
+	cfg->burst = ISOTCP_DPDK_BURST;
+	cfg->weight_rx = 2;
+	cfg->weight_events = 1;
+	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno != 0 || end == s || *trim(end) != '\0' || v < min || v > max)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int parse_ip(const char *s, uint32_t *out)
+{
+	struct in_addr a;
+
+	if (inet_pton(AF_INET, s, &a) != 1)
+		return -EINVAL;
+	*out = a.s_addr;
+	return 0;
+}
+
+/* "A.B.C.D/N" into address and netmask. */
+static int parse_cidr(const char *s, uint32_t *ip, uint32_t *mask)
+{
+	char buf[64];
+	char *slash;
+	unsigned len;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash == NULL)
+		return -EINVAL;
+	*slash = '\0';
+	if (parse_ip(buf, ip) != 0 || parse_uint(slash + 1, 1, 32, &len) != 0)
+		return -EINVAL;
+	*mask = htonl(len == 32 ? 0xffffffffu : ~(0xffffffffu >> len));
+	return 0;
+}
+
+static int port_set(struct isod_port_conf *port, const char *key, const char *val,
+		    const char *where)
+{
+	if (strcmp(key, "vdev") == 0 || strcmp(key, "pci") == 0) {
+		if (*val == '\0' || strlen(val) >= sizeof(port->dev)) {
+			CONF_ERR(where, "bad %s '%s'", key, val);
+			return -EINVAL;
+		}
+		strcpy(port->dev, val);
+		port->is_pci = key[0] == 'p';
+	} else if (strcmp(key, "ip") == 0) {
+		if (parse_cidr(val, &port->ip, &port->netmask) != 0) {
+			CONF_ERR(where, "ip must be A.B.C.D/LEN, not '%s'", val);
+			return -EINVAL;
+		}
+	} else if (strcmp(key, "gw") == 0) {
+		if (parse_ip(val, &port->gw) != 0) {
+			CONF_ERR(where, "gw must be A.B.C.D, not '%s'", val);
+			return -EINVAL;
+		}
+	} else {
+		CONF_ERR(where, "unknown port key '%s' (vdev, pci, ip, gw)", key);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int eal_args_add(struct isod_config *cfg, const char *arg)
+{
+	if (cfg->eal_argc >= ISOD_MAX_EAL_ARGS) {
+		CONF_ERR("eal", "more than %d EAL arguments", ISOD_MAX_EAL_ARGS);
+		return -EINVAL;
+	}
+	cfg->eal_argv[cfg->eal_argc] = strdup(arg);
+	if (cfg->eal_argv[cfg->eal_argc] == NULL)
+		return -ENOMEM;
+	cfg->eal_argc++;
+	return 0;
+}
+
+static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
+		      const char *where)
+{
+	unsigned *num = NULL;
+	unsigned min = 0, max = 0;
+
+	if (strcmp(key, "lcore") == 0) {
+		num = &cfg->lcore; max = RTE_MAX_LCORE - 1;
+	} else if (strcmp(key, "mbufs") == 0) {
+		num = &cfg->mbufs; min = 4096; max = 1u << 24;
+	} else if (strcmp(key, "idle_us") == 0) {
+		num = &cfg->idle_us; max = 10000000;
+	} else if (strcmp(key, "sleep_us") == 0) {
+		num = &cfg->sleep_us; min = 1; max = 1000000;
+	} else if (strcmp(key, "burst") == 0) {
+		num = &cfg->burst; min = 1; max = 512;
+	} else if (strcmp(key, "weight_rx") == 0) {
+		num = &cfg->weight_rx; min = 1; max = 64;
+	} else if (strcmp(key, "weight_events") == 0) {
+		num = &cfg->weight_events; min = 1; max = 64;
+	}
+	if (num != NULL) {
+		if (parse_uint(val, min, max, num) != 0) {
+			CONF_ERR(where, "%s must be a number in %u..%u, not '%s'",
+				 key, min, max, val);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "mode") == 0) {
+		if (strcmp(val, "busy") == 0)
+			cfg->mode = ISOD_MODE_BUSY;
+		else if (strcmp(val, "adaptive") == 0)
+			cfg->mode = ISOD_MODE_ADAPTIVE;
+		else {
+			CONF_ERR(where, "mode must be busy or adaptive, not '%s'", val);
+			return -EINVAL;
+		}
+	} else if (strcmp(key, "echo") == 0) {
+		cfg->echo = *val != '\0' && strcmp(val, "off") != 0;
+		if (cfg->echo && parse_ip(val, &cfg->echo_addr) != 0) {
+			CONF_ERR(where, "echo must be an address or off, not '%s'", val);
+			return -EINVAL;
+		}
+	} else if (strcmp(key, "control") == 0) {
+		if (strlen(val) >= sizeof(cfg->control)) {
+			CONF_ERR(where, "control path too long");
+			return -EINVAL;
+		}
+		strcpy(cfg->control, val);
+	} else if (strcmp(key, "eal") == 0) {
+		char buf[1024];
+		char *save = NULL;
+
+		if (strlen(val) >= sizeof(buf)) {
+			CONF_ERR(where, "eal line too long");
+			return -EINVAL;
+		}
+		strcpy(buf, val);
+		for (char *t = strtok_r(buf, " \t", &save); t; t = strtok_r(NULL, " \t", &save))
+			if (eal_args_add(cfg, t) != 0)
+				return -EINVAL;
+	} else {
+		CONF_ERR(where, "unknown key '%s'", key);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int config_read_file(struct isod_config *cfg, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[2048], where[PATH_MAX + 32];
+	enum { SEC_NONE, SEC_DAEMON, SEC_PORT } sec = SEC_NONE;
+	unsigned lineno = 0;
+	int ret = 0;
+
+	if (f == NULL) {
+		CONF_ERR(path, "%s", strerror(errno));
+		return -errno;
+	}
+	while (ret == 0 && fgets(line, sizeof(line), f) != NULL) {
+		char *s, *eq, *hash;
+
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		hash = strchr(line, '#');
+		if (hash != NULL)
+			*hash = '\0';
+		s = trim(line);
+		if (*s == '\0')
+			continue;
+		if (strcmp(s, "[daemon]") == 0) {
+			sec = SEC_DAEMON;
+		} else if (strcmp(s, "[port]") == 0) {
+			if (cfg->nports == ISOD_MAX_PORTS) {
+				CONF_ERR(where, "more than %d ports", ISOD_MAX_PORTS);
+				ret = -EINVAL;
+				break;
+			}
+			memset(&cfg->ports[cfg->nports++], 0, sizeof(cfg->ports[0]));
+			sec = SEC_PORT;
+		} else if ((eq = strchr(s, '=')) == NULL || sec == SEC_NONE) {
+			CONF_ERR(where, sec == SEC_NONE ? "key outside [daemon] or [port]"
+				 : "expected key = value");
+			ret = -EINVAL;
+		} else {
+			*eq = '\0';
+			if (sec == SEC_DAEMON)
+				ret = daemon_set(cfg, trim(s), trim(eq + 1), where);
+			else
+				ret = port_set(&cfg->ports[cfg->nports - 1], trim(s),
+					       trim(eq + 1), where);
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* One --port: "vdev=net_x0,iface=y ip=A/N gw=G" (words split at spaces). */
+static int config_port_arg(struct isod_config *cfg, const char *arg)
+{
+	char buf[1024];
+	char *save = NULL;
+	struct isod_port_conf *port;
+
+	if (cfg->nports == ISOD_MAX_PORTS) {
+		CONF_ERR("--port", "more than %d ports", ISOD_MAX_PORTS);
+		return -EINVAL;
+	}
+	if (strlen(arg) >= sizeof(buf)) {
+		CONF_ERR("--port", "too long");
+		return -EINVAL;
+	}
+	strcpy(buf, arg);
+	port = &cfg->ports[cfg->nports++];
+	memset(port, 0, sizeof(*port));
+	for (char *t = strtok_r(buf, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+		char *eq = strchr(t, '=');
+
+		if (eq == NULL) {
+			CONF_ERR("--port", "'%s' is not key=value", t);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		if (port_set(port, t, eq + 1, "--port") != 0)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int config_validate(struct isod_config *cfg)
+{
+	bool echo_found = false;
+
+	if (cfg->nports == 0) {
+		CONF_ERR("config", "no port: add a [port] section or --port");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < cfg->nports; i++) {
+		const struct isod_port_conf *p = &cfg->ports[i];
+
+		if (p->dev[0] == '\0' || p->ip == 0) {
+			CONF_ERR("config", "port %u needs vdev= or pci=, and ip=", i);
+			return -EINVAL;
+		}
+		if (cfg->echo && p->ip == cfg->echo_addr)
+			echo_found = true;
+	}
+	if (cfg->echo && !echo_found) {
+		CONF_ERR("config", "echo address is not the ip of any port");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [OPTIONS] [-- EAL-ARGS...]\n"
+	       "\n"
+	       "The isostack daemon: one lcore owns the ports and runs the TCP/IP stack.\n"
+	       "Options override the configuration file (default " ISOD_CONF_DEFAULT ").\n"
+	       "\n"
+	       "  --config FILE      configuration file\n"
+	       "  --lcore N          the stack's lcore (default 1)\n"
+	       "  --port 'SPEC'      a port, replacing the file's ports; repeatable.\n"
+	       "                     SPEC: 'vdev=DEVARGS|pci=ADDR ip=A.B.C.D/LEN [gw=A.B.C.D]'\n"
+	       "  --mbufs N          mbufs in each port's mempool (default 16383)\n"
+	       "  --echo ADDR|off    echo (TCP 7) and discard (TCP 9) service on ADDR\n"
+	       "  --mode busy|adaptive  busy polling, or sleep when idle\n"
+	       "  --idle-us N        adaptive: idle time before sleeping (default 1000)\n"
+	       "  --sleep-us N       longest timed sleep without RX interrupts (default 1000)\n"
+	       "  --control PATH     control socket path\n"
+	       "  -h, --help         this text\n"
+	       "\n"
+	       "Arguments after -- go to DPDK's EAL (e.g. --file-prefix NAME --no-huge).\n",
+	       prog);
+}
+
+enum {
+	OPT_CONFIG = 256, OPT_LCORE, OPT_PORT, OPT_MBUFS, OPT_ECHO, OPT_MODE,
+	OPT_IDLE_US, OPT_SLEEP_US, OPT_CONTROL,
+};
+
+static const struct option long_opts[] = {
+	{ "config",   required_argument, NULL, OPT_CONFIG },
+	{ "lcore",    required_argument, NULL, OPT_LCORE },
+	{ "port",     required_argument, NULL, OPT_PORT },
+	{ "mbufs",    required_argument, NULL, OPT_MBUFS },
+	{ "echo",     required_argument, NULL, OPT_ECHO },
+	{ "mode",     required_argument, NULL, OPT_MODE },
+	{ "idle-us",  required_argument, NULL, OPT_IDLE_US },
+	{ "sleep-us", required_argument, NULL, OPT_SLEEP_US },
+	{ "control",  required_argument, NULL, OPT_CONTROL },
+	{ "help",     no_argument,       NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+int isod_config_load(struct isod_config *cfg, int argc, char **argv)
+{
+	const char *file = NULL;
+	bool cli_ports = false;
+	int opt, ret;
+
+	config_defaults(cfg);
+	/* Pass 1: only find the file (and --help), so the file comes first. */
+	opterr = 0;
+	optind = 0;          /* 0: glibc re-initialises getopt fully */
+	while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		if (opt == OPT_CONFIG)
+			file = optarg;
+		if (opt == 'h') {
+			usage(argv[0]);
+			return 1;
+		}
+	}
+	if (file == NULL && access(ISOD_CONF_DEFAULT, R_OK) == 0)
+		file = ISOD_CONF_DEFAULT;
+	if (file != NULL) {
+		snprintf(cfg->path, sizeof(cfg->path), "%s", file);
+		ret = config_read_file(cfg, file);
+		if (ret != 0)
+			return -EINVAL;
+	}
+
+	/* Pass 2: the overrides. */
+	opterr = 1;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		ret = 0;
+		switch (opt) {
+		case OPT_CONFIG:
+			break;
+		case OPT_LCORE:
+			ret = daemon_set(cfg, "lcore", optarg, "--lcore");
+			break;
+		case OPT_PORT:
+			if (!cli_ports) {       /* the command line's ports replace the file's */
+				cli_ports = true;
+				cfg->nports = 0;
+			}
+			ret = config_port_arg(cfg, optarg);
+			break;
+		case OPT_MBUFS:
+			ret = daemon_set(cfg, "mbufs", optarg, "--mbufs");
+			break;
+		case OPT_ECHO:
+			ret = daemon_set(cfg, "echo", optarg, "--echo");
+			break;
+		case OPT_MODE:
+			ret = daemon_set(cfg, "mode", optarg, "--mode");
+			break;
+		case OPT_IDLE_US:
+			ret = daemon_set(cfg, "idle_us", optarg, "--idle-us");
+			break;
+		case OPT_SLEEP_US:
+			ret = daemon_set(cfg, "sleep_us", optarg, "--sleep-us");
+			break;
+		case OPT_CONTROL:
+			ret = daemon_set(cfg, "control", optarg, "--control");
+			break;
+		default:
+			usage(argv[0]);
+			return -EINVAL;
+		}
+		if (ret != 0)
+			return -EINVAL;
+	}
+	for (int i = optind; i < argc; i++)
+		if (eal_args_add(cfg, argv[i]) != 0)
+			return -EINVAL;
+	return config_validate(cfg);
+}
+
+void isod_config_free(struct isod_config *cfg)
+{
+	for (int i = 0; i < cfg->eal_argc; i++)
+		free(cfg->eal_argv[i]);
+	cfg->eal_argc = 0;
+}

@@ -1,0 +1,177 @@
+/*
+ * isostackd internals: configuration, the dispatcher loop with its event
+ * and park mechanism, and the diagnostic echo/discard service.
+ *
+ * Everything here runs on the stack lcore, except the signal handler,
+ * which only sets a flag and rings the loop's eventfd.
+ */
+#ifndef ISOD_INTERNAL_H
+#define ISOD_INTERNAL_H
+
+/* Before any lwIP header: it settles DPDK's and lwIP's shared macros. */
+#include "netif_dpdk.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define ISOD_LOG(fmt, ...) \
+	fprintf(stderr, "isostackd: " fmt "\n", ##__VA_ARGS__)
+
+/* ---- Configuration (config.c) ------------------------------------------ */
+
+/* Set by daemon/meson.build from sysconfdir (/etc with prefix /usr). */
+#ifndef ISOD_CONF_DEFAULT
+#define ISOD_CONF_DEFAULT       "/etc/isostack/isostackd.conf"
+#endif
+#define ISOD_MAX_PORTS          8
+#define ISOD_MAX_EAL_ARGS       64
+
+enum isod_mode {
+	ISOD_MODE_BUSY,            /* poll forever (default) */
+	ISOD_MODE_ADAPTIVE,        /* sleep on RX interrupts/eventfd when idle */
+};
+
+struct isod_port_conf {
+	char dev[256];             /* vdev devargs, or a PCI address */
+	bool is_pci;
+	uint32_t ip, netmask, gw;  /* network byte order; gw 0: none */
+};
+
+struct isod_config {
+	char path[PATH_MAX];       /* the file read, "" if none */
+	unsigned lcore;
+	unsigned mbufs;            /* per port */
+	enum isod_mode mode;
+	unsigned idle_us;          /* idle time before sleeping (adaptive) */
+	unsigned sleep_us;         /* longest timed sleep without RX interrupts */
+	unsigned burst;            /* frames or events per unit of weight */
+	unsigned weight_rx, weight_events;
+	bool echo;
+	uint32_t echo_addr;        /* network byte order */
+	char control[PATH_MAX];
+	unsigned nports;
+	struct isod_port_conf ports[ISOD_MAX_PORTS];
+	int eal_argc;              /* extra EAL arguments: "eal" key, then after -- */
+	char *eal_argv[ISOD_MAX_EAL_ARGS];
+};
+
+/*
+ * Fill `cfg` from defaults, the configuration file (--config, or the
+ * default path if it exists) and the command line, in that order. Returns
+ * 0; 1 when --help was printed; or -EINVAL after printing why to stderr.
+ */
+int isod_config_load(struct isod_config *cfg, int argc, char **argv);
+void isod_config_free(struct isod_config *cfg);
+const char *isod_mode_name(enum isod_mode mode);
+
+/* ---- Dispatcher loop (loop.c) ------------------------------------------ */
+
+/* Internal events that resume parked work (paper 4.4). */
+enum {
+	ISOD_EV_DATA    = 1u << 0, /* data arrived */
+	ISOD_EV_SENT    = 1u << 1, /* send window opened */
+	ISOD_EV_ACCEPT  = 1u << 2, /* connection accepted */
+	ISOD_EV_CLOSED  = 1u << 3, /* peer closed its side */
+	ISOD_EV_ERR     = 1u << 4, /* connection gone (lwIP freed the pcb) */
+};
+
+/*
+ * A parked state machine: a command that could not finish embeds one,
+ * returns to the dispatcher, and is resumed with the accumulated event bits
+ * once an event is posted for it. A park sits on the ready list at most
+ * once; posting to a queued park only adds bits. The owner frees the
+ * memory only from inside its resume function (the park is off the list
+ * then), never from an lwIP callback.
+ */
+struct isod_park;
+typedef void (*isod_resume_fn)(struct isod_park *park, uint32_t events);
+
+struct isod_park {
+	struct isod_park *next;
+	isod_resume_fn resume;
+	uint32_t events;
+	bool queued;
+};
+
+/*
+ * A source of work polled by the dispatcher. poll() does at most `budget`
+ * units of work (frames, events, commands) and returns how many it did.
+ * The shm issue's application-doorbell source plugs in here, through
+ * isod_loop_add_source(), one source per application or one for all.
+ */
+typedef unsigned (*isod_poll_fn)(void *arg, unsigned budget);
+
+struct isod_source {
+	const char *name;
+	isod_poll_fn poll;
+	void *arg;
+	unsigned weight;
+	uint64_t calls, work;
+};
+
+#define ISOD_MAX_SOURCES        32
+
+struct isod_loop_stats {
+	uint64_t iterations;
+	uint64_t busy_tsc, idle_tsc;  /* loop passes that did work / did none */
+	uint64_t sleeps, sleep_tsc;   /* power saving: times and time asleep */
+	uint64_t wakeups_intr, wakeups_fd, wakeups_timeout;
+	uint64_t events;              /* parked work resumed */
+};
+
+struct isod_loop {
+	struct isod_source src[ISOD_MAX_SOURCES];
+	unsigned nsrc;
+	struct isotcp_dpdk_port *ports;
+	unsigned nports;
+	unsigned burst;
+	enum isod_mode mode;
+	uint64_t idle_tsc;            /* adaptive: idle this long, then sleep */
+	unsigned sleep_us;
+	bool rx_intr;                 /* every port has RX interrupts */
+	int wake_fd;                  /* eventfd: applications and signals ring it */
+	bool sleeping;                /* doorbells must ring wake_fd now */
+	struct isod_park *ready_head, **ready_tail;
+	uint64_t timer_due;           /* next sys_check_timeouts(), TSC */
+	struct isod_loop_stats stats;
+};
+
+/*
+ * Set up the loop for `nports` started ports: the eventfd, its place in the
+ * thread's DPDK epoll instance, the RX sources, the event source. Returns 0
+ * or -errno.
+ */
+int isod_loop_init(struct isod_loop *loop, const struct isod_config *cfg,
+		   struct isotcp_dpdk_port *ports, unsigned nports);
+void isod_loop_fini(struct isod_loop *loop);
+int isod_loop_add_source(struct isod_loop *loop, const char *name,
+			 unsigned weight, isod_poll_fn poll, void *arg);
+/* Run until *stop becomes non-zero (set from a signal handler). */
+void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop);
+/* Ring the loop awake from anywhere (async-signal-safe). */
+void isod_loop_wake(struct isod_loop *loop);
+void isod_loop_log_stats(const struct isod_loop *loop);
+
+void isod_park_init(struct isod_park *park, isod_resume_fn resume);
+/* Record `events` for `park` and queue it for resumption (once). */
+void isod_event_post(struct isod_loop *loop, struct isod_park *park, uint32_t events);
+/* Drop every queued park without resuming it (shutdown). */
+void isod_loop_drop_ready(struct isod_loop *loop);
+
+/* ---- Diagnostic echo (port 7) and discard (port 9) service (echo.c) ---- */
+
+struct isod_echo;
+
+/*
+ * Listen on addr:7 and addr:9 (network byte order). Returns 0 or -errno
+ * (-EADDRINUSE, -ENOMEM); on failure nothing stays open.
+ */
+int isod_echo_start(struct isod_loop *loop, uint32_t addr, struct isod_echo **out);
+/* Close the listeners and abort every connection. */
+void isod_echo_stop(struct isod_echo *echo);
+
+#endif /* ISOD_INTERNAL_H */

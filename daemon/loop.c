@@ -1,0 +1,352 @@
+/*
+ * The dispatcher: a single-threaded, non-preemptive loop (paper 4.4).
+ *
+ * Each pass visits every source in a fixed round-robin order and lets it do
+ * up to weight x burst units of work: RX queues (frames into lwIP), the
+ * ready list of parked state machines (resumed by internal events), and
+ * later the application doorbells of the shm transport. Because every
+ * source's share per pass is bounded, a flood on one port cannot starve
+ * the others, nor the applications, nor the timers. After the sources, the
+ * lwIP timers run (at most once per millisecond, from the TSC clock) and
+ * every port's TX queue is flushed with one rte_eth_tx_burst() per port:
+ * all frames produced during the pass leave together.
+ *
+ * Internal events: lwIP callbacks (data arrived, window opened, accepted,
+ * error) never run application work themselves; they post an event to the
+ * park that waits for it, and the event source resumes it on the next
+ * pass. So lwIP is never re-entered from its own callbacks, and resumed
+ * work takes its turn with everything else.
+ *
+ * Power saving (mode adaptive): after idle_us without work the loop arms
+ * the ports' RX interrupts and sleeps in rte_epoll_wait() on the thread's
+ * DPDK epoll instance, where the eventfd that applications (and signals)
+ * ring is registered too; the next lwIP timer bounds the sleep. PMDs
+ * without RX interrupts (af_xdp, af_packet in DPDK 22.11) get a timed
+ * sleep on the eventfd instead, backing off from 50 us to sleep_us.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_common.h>
+#include <rte_cycles.h>
+#include <rte_epoll.h>
+#include <rte_interrupts.h>
+
+#include "lwip/timeouts.h"
+
+#define SLEEP_MIN_US            50
+/* Longest interrupt-mode sleep: a bound, in case a wakeup is ever lost. */
+#define SLEEP_MAX_MS            100
+
+static struct rte_epoll_event wake_ev;
+
+void isod_park_init(struct isod_park *park, isod_resume_fn resume)
+{
+	memset(park, 0, sizeof(*park));
+	park->resume = resume;
+}
+
+void isod_event_post(struct isod_loop *loop, struct isod_park *park, uint32_t events)
+{
+	park->events |= events;
+	if (park->queued)
+		return;
+	park->queued = true;
+	park->next = NULL;
+	*loop->ready_tail = park;
+	loop->ready_tail = &park->next;
+}
+
+void isod_loop_drop_ready(struct isod_loop *loop)
+{
+	while (loop->ready_head != NULL) {
+		struct isod_park *p = loop->ready_head;
+
+		loop->ready_head = p->next;
+		p->queued = false;
+	}
+	loop->ready_tail = &loop->ready_head;
+}
+
+/*
+ * The event source. Parks posted while this runs (including by a resume
+ * function) go to the tail and wait for the next pass, so one busy
+ * connection cannot keep the dispatcher here.
+ */
+static unsigned events_poll(void *arg, unsigned budget)
+{
+	struct isod_loop *loop = arg;
+	struct isod_park *end;
+	unsigned done = 0;
+
+	if (loop->ready_head == NULL)
+		return 0;
+	/* This pass handles what is queued now (up to budget): the last one
+	 * is the park whose next field the tail points at. */
+	end = container_of(loop->ready_tail, struct isod_park, next);
+	while (done < budget && loop->ready_head != NULL) {
+		struct isod_park *p = loop->ready_head;
+		uint32_t ev = p->events;
+		bool last = p == end;
+
+		loop->ready_head = p->next;
+		if (loop->ready_head == NULL)
+			loop->ready_tail = &loop->ready_head;
+		p->queued = false;
+		p->events = 0;
+		p->resume(p, ev);       /* may free p, or post it again */
+		done++;
+		if (last)
+			break;
+	}
+	loop->stats.events += done;
+	return done;
+}
+
+static unsigned port_poll(void *arg, unsigned budget)
+{
+	return isotcp_dpdk_poll(arg, budget);
+}
+
+int isod_loop_add_source(struct isod_loop *loop, const char *name,
+			 unsigned weight, isod_poll_fn poll, void *arg)
+{
+	struct isod_source *s;
+
+	if (loop->nsrc == ISOD_MAX_SOURCES)
+		return -ENOSPC;
+	s = &loop->src[loop->nsrc++];
+	memset(s, 0, sizeof(*s));
+	s->name = name;
+	s->weight = weight;
+	s->poll = poll;
+	s->arg = arg;
+	return 0;
+}
+
+int isod_loop_init(struct isod_loop *loop, const struct isod_config *cfg,
+		   struct isotcp_dpdk_port *ports, unsigned nports)
+{
+	int ret;
+
+	memset(loop, 0, sizeof(*loop));
+	loop->ready_tail = &loop->ready_head;
+	loop->ports = ports;
+	loop->nports = nports;
+	loop->burst = cfg->burst;
+	loop->mode = cfg->mode;
+	loop->idle_tsc = (uint64_t)cfg->idle_us * isotcp_clock_tsc_per_us();
+	loop->sleep_us = cfg->sleep_us;
+	loop->rx_intr = nports > 0;
+	for (unsigned i = 0; i < nports; i++)
+		loop->rx_intr = loop->rx_intr && ports[i].caps.rx_intr;
+
+	loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (loop->wake_fd < 0)
+		return -errno;
+	/* On the same per-thread epoll instance as the RX queue interrupts. */
+	memset(&wake_ev, 0, sizeof(wake_ev));
+	wake_ev.epdata.event = EPOLLIN;
+	wake_ev.epdata.data = loop;
+	ret = rte_epoll_ctl(RTE_EPOLL_PER_THREAD, EPOLL_CTL_ADD, loop->wake_fd, &wake_ev);
+	if (ret != 0) {
+		ret = ret < 0 ? ret : -EIO;
+		goto err_fd;
+	}
+	for (unsigned i = 0; i < nports; i++) {
+		ret = isod_loop_add_source(loop, ports[i].name, cfg->weight_rx,
+					   port_poll, &ports[i]);
+		if (ret != 0)
+			goto err_epoll;
+	}
+	ret = isod_loop_add_source(loop, "events", cfg->weight_events, events_poll, loop);
+	if (ret != 0)
+		goto err_epoll;
+	return 0;
+
+err_epoll:
+	rte_epoll_ctl(RTE_EPOLL_PER_THREAD, EPOLL_CTL_DEL, loop->wake_fd, &wake_ev);
+err_fd:
+	close(loop->wake_fd);
+	loop->wake_fd = -1;
+	return ret;
+}
+
+void isod_loop_fini(struct isod_loop *loop)
+{
+	isod_loop_drop_ready(loop);
+	if (loop->wake_fd >= 0) {
+		rte_epoll_ctl(RTE_EPOLL_PER_THREAD, EPOLL_CTL_DEL, loop->wake_fd, &wake_ev);
+		close(loop->wake_fd);
+		loop->wake_fd = -1;
+	}
+}
+
+void isod_loop_wake(struct isod_loop *loop)
+{
+	uint64_t one = 1;
+	ssize_t r = write(loop->wake_fd, &one, sizeof(one));
+
+	(void)r;    /* EAGAIN: the counter is already non-zero, we are awake */
+}
+
+static void wake_fd_drain(struct isod_loop *loop)
+{
+	uint64_t v;
+	ssize_t r = read(loop->wake_fd, &v, sizeof(v));
+
+	(void)r;
+}
+
+/* Milliseconds until lwIP's next timer, capped. */
+static uint32_t next_timer_ms(uint32_t cap)
+{
+	uint32_t ms = sys_timeouts_sleeptime();
+
+	return ms < cap ? ms : cap;
+}
+
+/*
+ * Interrupt mode: arm every port, look once more for frames that arrived
+ * before the arming (their interrupt may already have passed), then sleep
+ * until a frame, a doorbell, a signal or the next lwIP timer.
+ */
+static void sleep_intr(struct isod_loop *loop)
+{
+	struct rte_epoll_event ev[ISOD_MAX_PORTS + 1];
+	unsigned late = 0;
+	int n;
+
+	for (unsigned i = 0; i < loop->nports; i++)
+		isotcp_dpdk_rx_intr_arm(&loop->ports[i]);
+	for (unsigned i = 0; i < loop->nports; i++)
+		late += isotcp_dpdk_poll(&loop->ports[i], loop->burst);
+	if (late == 0) {
+		loop->sleeping = true;
+		n = rte_epoll_wait(RTE_EPOLL_PER_THREAD, ev, RTE_DIM(ev),
+				   (int)next_timer_ms(SLEEP_MAX_MS));
+		loop->sleeping = false;
+		if (n <= 0) {
+			loop->stats.wakeups_timeout++;
+		} else {
+			for (int i = 0; i < n; i++) {
+				if (ev[i].fd == loop->wake_fd)
+					loop->stats.wakeups_fd++;
+				else
+					loop->stats.wakeups_intr++;
+			}
+		}
+	}
+	for (unsigned i = 0; i < loop->nports; i++)
+		isotcp_dpdk_rx_intr_disarm(&loop->ports[i]);
+	wake_fd_drain(loop);
+}
+
+/* Timed mode: no RX interrupts, so sleep a little on the eventfd only. */
+static void sleep_timed(struct isod_loop *loop, unsigned us)
+{
+	struct pollfd pfd = { .fd = loop->wake_fd, .events = POLLIN };
+	uint64_t timer_us = (uint64_t)next_timer_ms(1000) * 1000;
+	struct timespec ts;
+	int n;
+
+	if (timer_us < us)
+		us = timer_us > 0 ? (unsigned)timer_us : 1;
+	ts.tv_sec = us / 1000000;
+	ts.tv_nsec = (long)(us % 1000000) * 1000;
+	loop->sleeping = true;
+	n = ppoll(&pfd, 1, &ts, NULL);
+	loop->sleeping = false;
+	if (n > 0) {
+		loop->stats.wakeups_fd++;
+		wake_fd_drain(loop);
+	} else {
+		loop->stats.wakeups_timeout++;
+	}
+}
+
+static void timers_run(struct isod_loop *loop, uint64_t now)
+{
+	if (now < loop->timer_due)
+		return;
+	sys_check_timeouts();
+	/* lwIP's timers have millisecond resolution: look again in 1 ms. */
+	loop->timer_due = now + isotcp_clock_tsc_per_ms();
+}
+
+void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
+{
+	uint64_t last_work = rte_get_tsc_cycles();
+	unsigned backoff_us = SLEEP_MIN_US;
+
+	ISOD_LOG("loop: %u sources, burst %u, mode %s%s", loop->nsrc, loop->burst,
+		 isod_mode_name(loop->mode),
+		 loop->mode == ISOD_MODE_BUSY ? "" :
+		 loop->rx_intr ? " (sleeps on RX interrupts + eventfd)" :
+		 " (no RX interrupts on every port: timed sleeps on the eventfd)");
+	while (!*stop) {
+		uint64_t t0 = rte_get_tsc_cycles(), t1;
+		unsigned work = 0;
+
+		for (unsigned i = 0; i < loop->nsrc; i++) {
+			struct isod_source *s = &loop->src[i];
+			unsigned n = s->poll(s->arg, s->weight * loop->burst);
+
+			s->calls++;
+			s->work += n;
+			work += n;
+		}
+		timers_run(loop, t0);
+		for (unsigned i = 0; i < loop->nports; i++)
+			if (isotcp_dpdk_tx_pending(&loop->ports[i]) > 0) {
+				isotcp_dpdk_flush(&loop->ports[i]);
+				work++;
+			}
+
+		t1 = rte_get_tsc_cycles();
+		loop->stats.iterations++;
+		if (work > 0) {
+			loop->stats.busy_tsc += t1 - t0;
+			last_work = t1;
+			backoff_us = SLEEP_MIN_US;
+			continue;
+		}
+		loop->stats.idle_tsc += t1 - t0;
+		if (loop->mode != ISOD_MODE_ADAPTIVE || t1 - last_work < loop->idle_tsc ||
+		    loop->ready_head != NULL)
+			continue;
+		loop->stats.sleeps++;
+		if (loop->rx_intr) {
+			sleep_intr(loop);
+		} else {
+			sleep_timed(loop, backoff_us);
+			backoff_us = backoff_us * 2 < loop->sleep_us ? backoff_us * 2
+								     : loop->sleep_us;
+		}
+		loop->stats.sleep_tsc += rte_get_tsc_cycles() - t1;
+	}
+}
+
+void isod_loop_log_stats(const struct isod_loop *loop)
+{
+	const struct isod_loop_stats *s = &loop->stats;
+	uint64_t hz = rte_get_tsc_hz();
+
+	ISOD_LOG("loop: %" PRIu64 " iterations, busy %.3f s, idle %.3f s, "
+		 "asleep %.3f s in %" PRIu64 " sleeps (woken: %" PRIu64 " rx-intr, %"
+		 PRIu64 " eventfd, %" PRIu64 " timeout), %" PRIu64 " events",
+		 s->iterations, (double)s->busy_tsc / (double)hz,
+		 (double)s->idle_tsc / (double)hz, (double)s->sleep_tsc / (double)hz,
+		 s->sleeps, s->wakeups_intr, s->wakeups_fd, s->wakeups_timeout, s->events);
+	for (unsigned i = 0; i < loop->nsrc; i++)
+		ISOD_LOG("loop: source %-16s weight %u: %" PRIu64 " calls, %" PRIu64 " units",
+			 loop->src[i].name, loop->src[i].weight, loop->src[i].calls,
+			 loop->src[i].work);
+}

@@ -1,0 +1,276 @@
+/*
+ * isostackd: the IsoStack daemon. One lcore initialises DPDK's EAL, takes
+ * the configured ethdev ports, runs the whole lwIP stack on them, and never
+ * shares any of that state with another thread (paper sections 3, 4.4-4.5).
+ *
+ * Start-up order: configuration, EAL (pins this thread to the configured
+ * lcore), clock, lwIP ownership and init, ports, services, loop. Shutdown
+ * (SIGTERM/SIGINT) runs the same list backwards. This is the only file that
+ * calls rte_exit(): everything below returns errors up to here.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_pdump.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+
+#include "lwip/init.h"
+#include "lwip/stats.h"
+#include "isotcp.h"
+
+static volatile sig_atomic_t isod_stop;
+static struct isod_loop isod_loop;
+static struct isotcp_dpdk_port isod_ports[ISOD_MAX_PORTS];
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	isod_stop = 1;
+	if (isod_loop.wake_fd > 0)
+		isod_loop_wake(&isod_loop);     /* in case the loop sleeps */
+}
+
+static bool eal_has_arg(const struct isod_config *cfg, const char *prefix)
+{
+	for (int i = 0; i < cfg->eal_argc; i++)
+		if (strncmp(cfg->eal_argv[i], prefix, strlen(prefix)) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * EAL arguments: our lcore, one --vdev or -a per port, --no-pci when no
+ * port is a PCI device (the daemon then leaves every NIC alone), a default
+ * --file-prefix, then the configuration's and command line's own.
+ */
+static int eal_build_argv(const struct isod_config *cfg, const char *prog,
+			  char **argv, char *lcore_buf, size_t lcore_len)
+{
+	int n = 0;
+	bool any_pci = false;
+
+	argv[n++] = (char *)prog;
+	snprintf(lcore_buf, lcore_len, "%u", cfg->lcore);
+	argv[n++] = "-l";
+	argv[n++] = lcore_buf;
+	for (unsigned i = 0; i < cfg->nports; i++) {
+		argv[n++] = cfg->ports[i].is_pci ? "-a" : "--vdev";
+		argv[n++] = (char *)cfg->ports[i].dev;
+		any_pci = any_pci || cfg->ports[i].is_pci;
+	}
+	if (!any_pci && !eal_has_arg(cfg, "-a") && !eal_has_arg(cfg, "--allow"))
+		argv[n++] = "--no-pci";
+	if (!eal_has_arg(cfg, "--file-prefix"))
+		argv[n++] = "--file-prefix=isostackd";
+	for (int i = 0; i < cfg->eal_argc; i++)
+		argv[n++] = cfg->eal_argv[i];
+	argv[n] = NULL;
+	return n;
+}
+
+/* The ethdev name of a configured device: a vdev's name before its first
+ * comma, or the PCI address as given (then in full form). */
+static int port_lookup(const struct isod_port_conf *pc, uint16_t *port_id)
+{
+	char name[RTE_ETH_NAME_MAX_LEN];
+	size_t len = strcspn(pc->dev, ",");
+
+	if (len >= sizeof(name))
+		return -ENAMETOOLONG;
+	memcpy(name, pc->dev, len);
+	name[len] = '\0';
+	if (rte_eth_dev_get_port_by_name(name, port_id) == 0)
+		return 0;
+	if (pc->is_pci) {
+		char full[RTE_ETH_NAME_MAX_LEN + 8];
+
+		snprintf(full, sizeof(full), "0000:%s", name);
+		if (rte_eth_dev_get_port_by_name(full, port_id) == 0)
+			return 0;
+	}
+	return -ENODEV;
+}
+
+static void ip_str(uint32_t a, char *buf, size_t len)
+{
+	const uint8_t *b = (const uint8_t *)&a;
+
+	snprintf(buf, len, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+}
+
+static void port_log(const struct isotcp_dpdk_port *p, const struct isod_port_conf *pc,
+		     unsigned mbufs)
+{
+	char ip[16], mask[16], gw[16];
+	const uint8_t *m = p->netif.hwaddr;
+
+	ip_str(pc->ip, ip, sizeof(ip));
+	ip_str(pc->netmask, mask, sizeof(mask));
+	ip_str(pc->gw, gw, sizeof(gw));
+	ISOD_LOG("port %u %s: MAC %02x:%02x:%02x:%02x:%02x:%02x, %s netmask %s gw %s, "
+		 "mtu %u", p->port_id, p->name, m[0], m[1], m[2], m[3], m[4], m[5],
+		 ip, mask, pc->gw ? gw : "none", p->netif.mtu);
+	ISOD_LOG("port %u: checksums rx %s, tx %s; TSO %s; RX interrupts %s; "
+		 "%u mbufs, %u/%u descriptors", p->port_id,
+		 p->caps.rx_cksum ? "offloaded" : "software",
+		 p->caps.tx_cksum ? "offloaded" : "software",
+		 p->caps.tso ? "offered (unused: lwIP sends MSS-sized segments)" : "not offered",
+		 p->caps.rx_intr ? "yes" : "no", mbufs, p->nb_rxd, p->nb_txd);
+}
+
+static void port_log_stats(const struct isotcp_dpdk_port *p)
+{
+	const struct isotcp_dpdk_stats *s = &p->stats;
+	struct rte_eth_stats es;
+
+	ISOD_LOG("port %u: rx %" PRIu64 " pkts %" PRIu64 " bytes (%" PRIu64 " copied), "
+		 "drops: %" PRIu64 " cksum %" PRIu64 " nomem %" PRIu64 " bad; tx %" PRIu64
+		 " pkts %" PRIu64 " bytes, drops: %" PRIu64 " nomem %" PRIu64 " toolong, %"
+		 PRIu64 " partial bursts", p->port_id, s->rx_pkts, s->rx_bytes, s->rx_copied,
+		 s->rx_drop_cksum, s->rx_drop_nomem, s->rx_drop_bad, s->tx_pkts, s->tx_bytes,
+		 s->tx_drop_nomem, s->tx_drop_toolong, s->tx_partial);
+	if (rte_eth_stats_get(p->port_id, &es) == 0)
+		ISOD_LOG("port %u: ethdev ipackets %" PRIu64 " opackets %" PRIu64
+			 " imissed %" PRIu64 " ierrors %" PRIu64 " oerrors %" PRIu64
+			 " rx_nombuf %" PRIu64, p->port_id, es.ipackets, es.opackets,
+			 es.imissed, es.ierrors, es.oerrors, es.rx_nombuf);
+}
+
+static void lwip_log_stats(void)
+{
+	ISOD_LOG("lwip: ip recv %u drop %u chkerr %u lenerr %u proterr %u; "
+		 "tcp recv %u xmit %u drop %u chkerr %u memerr %u; "
+		 "icmp recv %u xmit %u; arp recv %u drop %u",
+		 lwip_stats.ip.recv, lwip_stats.ip.drop, lwip_stats.ip.chkerr,
+		 lwip_stats.ip.lenerr, lwip_stats.ip.proterr,
+		 lwip_stats.tcp.recv, lwip_stats.tcp.xmit, lwip_stats.tcp.drop,
+		 lwip_stats.tcp.chkerr, lwip_stats.tcp.memerr,
+		 lwip_stats.icmp.recv, lwip_stats.icmp.xmit,
+		 lwip_stats.etharp.recv, lwip_stats.etharp.drop);
+}
+
+int main(int argc, char **argv)
+{
+	struct isod_config cfg;
+	char *eal_argv[ISOD_MAX_EAL_ARGS + 2 * ISOD_MAX_PORTS + 8];
+	char lcore_buf[16];
+	struct isod_echo *echo = NULL;
+	struct sigaction sa;
+	unsigned nports = 0;
+	int eal_argc, ret;
+
+	ret = isod_config_load(&cfg, argc, argv);
+	if (ret != 0)
+		return ret > 0 ? EXIT_SUCCESS : 2;
+	ISOD_LOG("config %s, lcore %u, mode %s%s, %u mbufs per port, echo %s, control %s",
+		 cfg.path[0] ? cfg.path : "(none: defaults and command line)",
+		 cfg.lcore, isod_mode_name(cfg.mode),
+		 cfg.mode == ISOD_MODE_ADAPTIVE ? "" : " (busy polling)",
+		 cfg.mbufs, cfg.echo ? "on" : "off", cfg.control);
+
+	eal_argc = eal_build_argv(&cfg, argv[0], eal_argv, lcore_buf, sizeof(lcore_buf));
+	ret = rte_eal_init(eal_argc, eal_argv);
+	if (ret < 0)
+		rte_exit(EXIT_FAILURE, "EAL init failed: %s\n", rte_strerror(rte_errno));
+	if (rte_lcore_id() != cfg.lcore)
+		rte_exit(EXIT_FAILURE, "running on lcore %u, not %u\n", rte_lcore_id(), cfg.lcore);
+	ISOD_LOG("EAL up: lcore %u (main), memory %s, IOVA %s", rte_lcore_id(),
+		 rte_eal_has_hugepages() ? "hugepages" : "anonymous (--no-huge)",
+		 rte_eal_iova_mode() == RTE_IOVA_VA ? "VA" : "PA");
+	/* Lets dpdk-dumpcap (a secondary process) capture our ports. It costs
+	 * nothing until a capture starts; secondaries need hugepages. */
+	if (rte_pdump_init() != 0)
+		ISOD_LOG("pdump: unavailable (%s): dpdk-dumpcap cannot attach",
+			 rte_strerror(rte_errno));
+	else
+		ISOD_LOG("pdump: enabled%s", rte_eal_has_hugepages() ? "" :
+			 " (but --no-huge: dpdk-dumpcap needs hugepages to attach)");
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	/* From here on, lwIP belongs to this thread; a call from any other
+	 * thread aborts (LWIP_ASSERT_CORE_LOCKED). */
+	isotcp_clock_init();
+	isotcp_owner_claim();
+	lwip_init();
+
+	for (unsigned i = 0; i < cfg.nports; i++) {
+		struct isotcp_dpdk_port_conf pc = {
+			.mbufs = cfg.mbufs,
+			.want_rx_intr = cfg.mode == ISOD_MODE_ADAPTIVE,
+		};
+
+		ret = port_lookup(&cfg.ports[i], &pc.port_id);
+		if (ret != 0) {
+			ISOD_LOG("port %s: no such ethdev (did EAL probe it?)", cfg.ports[i].dev);
+			goto err_ports;
+		}
+		ip4_addr_set_u32(&pc.ip, cfg.ports[i].ip);
+		ip4_addr_set_u32(&pc.netmask, cfg.ports[i].netmask);
+		ip4_addr_set_u32(&pc.gw, cfg.ports[i].gw);
+		ret = isotcp_dpdk_port_open(&isod_ports[i], &pc,
+					    i == 0 || cfg.ports[i].gw != 0);
+		if (ret != 0) {
+			ISOD_LOG("port %s: cannot start: %s", cfg.ports[i].dev, strerror(-ret));
+			goto err_ports;
+		}
+		nports++;
+		port_log(&isod_ports[i], &cfg.ports[i], cfg.mbufs);
+	}
+
+	ret = isod_loop_init(&isod_loop, &cfg, isod_ports, nports);
+	if (ret != 0) {
+		ISOD_LOG("loop: %s", strerror(-ret));
+		goto err_ports;
+	}
+	if (cfg.echo) {
+		char a[16];
+
+		ip_str(cfg.echo_addr, a, sizeof(a));
+		ret = isod_echo_start(&isod_loop, cfg.echo_addr, &echo);
+		if (ret != 0) {
+			ISOD_LOG("echo on %s: %s", a, strerror(-ret));
+			goto err_loop;
+		}
+		ISOD_LOG("echo: TCP echo on %s:7, discard on %s:9", a, a);
+	}
+	ISOD_LOG("control socket %s: not served by this version", cfg.control);
+	ISOD_LOG("running");
+
+	isod_loop_run(&isod_loop, &isod_stop);
+
+	ISOD_LOG("stopping");
+	isod_echo_stop(echo);
+	isod_loop_log_stats(&isod_loop);
+	lwip_log_stats();
+	ret = 0;
+err_loop:
+	isod_loop_fini(&isod_loop);
+err_ports:
+	while (nports > 0) {
+		nports--;
+		port_log_stats(&isod_ports[nports]);
+		isotcp_dpdk_port_close(&isod_ports[nports]);
+	}
+	isotcp_owner_release();
+	rte_pdump_uninit();
+	rte_eal_cleanup();
+	isod_config_free(&cfg);
+	if (ret != 0) {
+		ISOD_LOG("start-up failed");
+		return EXIT_FAILURE;
+	}
+	ISOD_LOG("stopped");
+	return EXIT_SUCCESS;
+}

@@ -1,0 +1,442 @@
+/*
+ * The lwIP netif over a DPDK ethdev port (see netif_dpdk.h for the flow).
+ *
+ * RX is zero-copy: each received mbuf carries, in its private area (the
+ * mempool's priv_size), a struct rx_pbuf whose pbuf_custom describes the
+ * frame in place. lwIP may keep that pbuf for as long as it likes (TCP's
+ * out-of-order queue, an application's receive queue); the custom free
+ * function returns the mbuf to the pool. Because held pbufs pin mbufs, a
+ * port that has most of its pool held by lwIP copies new frames into lwIP's
+ * heap instead and frees the mbuf at once, so the pool never runs dry and
+ * ACKs keep arriving (the alternative is a deadlock: no RX mbuf for the ACK
+ * that would let the stack release the held ones).
+ *
+ * Checksums: when the port checks IPv4/TCP/UDP checksums, the netif's
+ * per-netif checksum flags are set per frame from the mbuf's ol_flags before
+ * the frame enters lwIP (lwIP handles one frame at a time on this thread, so
+ * the flags describe exactly the frame being processed). When the port fills
+ * IPv4/TCP checksums on TX, lwIP skips them and linkoutput marks the mbuf.
+ * UDP and ICMP checksums stay in software: lwIP fragments large UDP
+ * datagrams, and a NIC cannot checksum a datagram it sees only in pieces.
+ */
+#include "netif_dpdk.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_common.h>
+#include <rte_epoll.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_interrupts.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include "lwip/etharp.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "lwip/prot/ip.h"
+#include "lwip/prot/ip4.h"
+#include "lwip/prot/tcp.h"
+#include "netif/ethernet.h"
+
+#define NB_DESC_DEFAULT         1024
+
+/* Lives in the private area of every mbuf of our pools. */
+struct rx_pbuf {
+	struct pbuf_custom pc;     /* first: lwIP's pbuf points here */
+	struct rte_mbuf *m;
+	struct isotcp_dpdk_port *port;
+};
+
+/* RX mbufs currently held by lwIP, per port; the pressure test reads it. */
+static uint32_t rx_held[RTE_MAX_ETHPORTS];
+
+static void rx_pbuf_free(struct pbuf *p)
+{
+	struct rx_pbuf *rp = (struct rx_pbuf *)(void *)p;
+
+	rx_held[rp->port->port_id]--;
+	rte_pktmbuf_free(rp->m);
+}
+
+/*
+ * Per-frame checksum flags from the NIC's verdict. Returns false when the
+ * NIC found a bad checksum (the frame is dropped and counted).
+ */
+static bool rx_cksum_flags(struct isotcp_dpdk_port *port, const struct rte_mbuf *m)
+{
+	uint64_t ip = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+	uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+	u16_t flags = port->netif.chksum_flags & 0x00ff;  /* keep the GEN_ bits */
+
+	if (ip == RTE_MBUF_F_RX_IP_CKSUM_BAD || l4 == RTE_MBUF_F_RX_L4_CKSUM_BAD)
+		return false;
+	flags |= NETIF_CHECKSUM_CHECK_ICMP;
+	if (ip != RTE_MBUF_F_RX_IP_CKSUM_GOOD && ip != RTE_MBUF_F_RX_IP_CKSUM_NONE)
+		flags |= NETIF_CHECKSUM_CHECK_IP;
+	if (l4 != RTE_MBUF_F_RX_L4_CKSUM_GOOD && l4 != RTE_MBUF_F_RX_L4_CKSUM_NONE)
+		flags |= NETIF_CHECKSUM_CHECK_TCP | NETIF_CHECKSUM_CHECK_UDP;
+	NETIF_SET_CHECKSUM_CTRL(&port->netif, flags);
+	return true;
+}
+
+static void rx_one(struct isotcp_dpdk_port *port, struct rte_mbuf *m, bool pressure)
+{
+	struct pbuf *p;
+	uint32_t len = rte_pktmbuf_pkt_len(m);
+
+	port->stats.rx_pkts++;
+	port->stats.rx_bytes += len;
+	if (m->nb_segs != 1 || len > 0xffff) {
+		port->stats.rx_drop_bad++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (port->caps.rx_cksum && !rx_cksum_flags(port, m)) {
+		port->stats.rx_drop_cksum++;
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (pressure) {
+		p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_RAM);
+		if (p != NULL)
+			pbuf_take(p, rte_pktmbuf_mtod(m, void *), (u16_t)len);
+		rte_pktmbuf_free(m);
+		if (p == NULL) {
+			port->stats.rx_drop_nomem++;
+			return;
+		}
+		port->stats.rx_copied++;
+	} else {
+		struct rx_pbuf *rp = rte_mbuf_to_priv(m);
+
+		rp->pc.custom_free_function = rx_pbuf_free;
+		rp->m = m;
+		rp->port = port;
+		p = pbuf_alloced_custom(PBUF_RAW, (u16_t)len, PBUF_REF, &rp->pc,
+					rte_pktmbuf_mtod(m, void *), (u16_t)len);
+		rx_held[port->port_id]++;
+	}
+	/* On error the input function leaves the pbuf to us. */
+	if (port->netif.input(p, &port->netif) != ERR_OK)
+		pbuf_free(p);
+}
+
+unsigned isotcp_dpdk_poll(struct isotcp_dpdk_port *port, unsigned budget)
+{
+	struct rte_mbuf *pkts[ISOTCP_DPDK_BURST];
+	unsigned total = 0;
+
+	while (total < budget) {
+		uint16_t n = rte_eth_rx_burst(port->port_id, port->queue, pkts,
+					      ISOTCP_DPDK_BURST);
+		bool pressure = rx_held[port->port_id] >= port->pressure_held;
+
+		for (uint16_t i = 0; i < n; i++) {
+			if (i + 1 < n)
+				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+			rx_one(port, pkts[i], pressure);
+		}
+		total += n;
+		if (n < ISOTCP_DPDK_BURST)
+			break;
+	}
+	return total;
+}
+
+/*
+ * Mark an IPv4 frame for checksum offload: the NIC fills the IPv4 header
+ * checksum and, for an unfragmented TCP segment, the TCP checksum, which
+ * must hold the pseudo-header sum on entry (the usual ethdev contract).
+ * The headers are lwIP's own output, so they are well formed; DPDK's
+ * rte_ip.h is not used because it drags in <netinet/ip.h>, whose macros
+ * clash with lwIP's.
+ */
+static void tx_cksum_offload(struct rte_mbuf *m)
+{
+	uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
+	uint8_t *ip = f + RTE_ETHER_HDR_LEN;
+	uint32_t l3_len, l4_len, sum;
+	uint16_t frag;
+
+	if (m->data_len < RTE_ETHER_HDR_LEN + IP_HLEN ||
+	    f[12] != 0x08 || f[13] != 0x00)            /* not IPv4 */
+		return;
+	l3_len = (uint32_t)(ip[0] & 0x0f) * 4;
+	m->l2_len = RTE_ETHER_HDR_LEN;
+	m->l3_len = l3_len;
+	m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+	ip[10] = ip[11] = 0;
+	frag = (uint16_t)(ip[6] << 8 | ip[7]);
+	if (ip[9] != IP_PROTO_TCP || (frag & (IP_MF | IP_OFFMASK)) != 0 ||
+	    m->data_len < RTE_ETHER_HDR_LEN + l3_len + TCP_HLEN)
+		return;
+	/* Pseudo-header: addresses, protocol, TCP length; folded, not
+	 * complemented. */
+	l4_len = (uint32_t)(ip[2] << 8 | ip[3]) - l3_len;
+	sum = 0;
+	for (int i = 12; i < 20; i += 2)
+		sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+	sum += IP_PROTO_TCP + l4_len;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip[l3_len + 16] = (uint8_t)(sum >> 8);
+	ip[l3_len + 17] = (uint8_t)sum;
+	m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
+}
+
+static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
+{
+	struct isotcp_dpdk_port *port = netif->state;
+	struct rte_mbuf *m = NULL;
+	uint16_t slot;
+
+	if (port->txq_len == ISOTCP_DPDK_TXQ_MAX) {
+		isotcp_dpdk_flush(port);
+		if (port->txq_len == ISOTCP_DPDK_TXQ_MAX) {
+			port->stats.tx_drop_nomem++;
+			return ERR_MEM;
+		}
+	}
+	/* Zero-copy hook: the shm transport attaches application TX-ring
+	 * memory here; anything it declines is copied below. */
+	if (port->txattach == NULL ||
+	    port->txattach(port->txattach_arg, port, p, &m) != 0) {
+		m = rte_pktmbuf_alloc(port->pool);
+		if (m == NULL) {
+			port->stats.tx_drop_nomem++;
+			return ERR_MEM;
+		}
+		if (p->tot_len > rte_pktmbuf_tailroom(m)) {
+			rte_pktmbuf_free(m);
+			port->stats.tx_drop_toolong++;
+			return ERR_BUF;
+		}
+		pbuf_copy_partial(p, rte_pktmbuf_append(m, p->tot_len), p->tot_len, 0);
+	}
+	if (port->caps.tx_cksum)
+		tx_cksum_offload(m);
+	slot = (uint16_t)((port->txq_head + port->txq_len) % ISOTCP_DPDK_TXQ_MAX);
+	port->txq[slot] = m;
+	port->txq_len++;
+	return ERR_OK;
+}
+
+unsigned isotcp_dpdk_flush(struct isotcp_dpdk_port *port)
+{
+	unsigned sent = 0;
+
+	while (port->txq_len > 0) {
+		uint16_t chunk = RTE_MIN(port->txq_len,
+					 (uint16_t)(ISOTCP_DPDK_TXQ_MAX - port->txq_head));
+		struct rte_mbuf **pkts = &port->txq[port->txq_head];
+		uint64_t bytes = 0;
+		uint16_t n;
+
+		for (uint16_t i = 0; i < chunk; i++)
+			bytes += rte_pktmbuf_pkt_len(pkts[i]);
+		n = rte_eth_tx_burst(port->port_id, port->queue, pkts, chunk);
+		/* The first n now belong to the driver; the rest are still ours
+		 * and stay at the head of the queue, in order. */
+		for (uint16_t i = n; i < chunk; i++)
+			bytes -= rte_pktmbuf_pkt_len(pkts[i]);
+		port->stats.tx_pkts += n;
+		port->stats.tx_bytes += bytes;
+		port->txq_head = (uint16_t)((port->txq_head + n) % ISOTCP_DPDK_TXQ_MAX);
+		port->txq_len = (uint16_t)(port->txq_len - n);
+		sent += n;
+		if (n < chunk) {
+			port->stats.tx_partial++;
+			break;
+		}
+	}
+	return sent;
+}
+
+static err_t dpdk_netif_init(struct netif *netif)
+{
+	struct isotcp_dpdk_port *port = netif->state;
+	struct rte_ether_addr mac;
+	uint16_t mtu = RTE_ETHER_MTU;
+	u16_t chk = NETIF_CHECKSUM_ENABLE_ALL;
+
+	if (rte_eth_macaddr_get(port->port_id, &mac) != 0)
+		return ERR_IF;
+	rte_eth_dev_get_mtu(port->port_id, &mtu);
+	netif->name[0] = 'd';
+	netif->name[1] = 'p';
+	netif->hwaddr_len = ETH_HWADDR_LEN;
+	memcpy(netif->hwaddr, mac.addr_bytes, ETH_HWADDR_LEN);
+	netif->mtu = mtu;
+	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET;
+	netif->output = etharp_output;
+	netif->linkoutput = dpdk_linkoutput;
+	if (port->caps.rx_cksum)
+		chk &= (u16_t)~(NETIF_CHECKSUM_CHECK_IP | NETIF_CHECKSUM_CHECK_TCP |
+				NETIF_CHECKSUM_CHECK_UDP);
+	if (port->caps.tx_cksum)
+		chk &= (u16_t)~(NETIF_CHECKSUM_GEN_IP | NETIF_CHECKSUM_GEN_TCP);
+	NETIF_SET_CHECKSUM_CTRL(netif, chk);
+	return ERR_OK;
+}
+
+#define RX_CKSUM_OFFLOADS (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | \
+			   RTE_ETH_RX_OFFLOAD_TCP_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM)
+#define TX_CKSUM_OFFLOADS (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM)
+
+static int port_configure(struct isotcp_dpdk_port *port, bool rx_intr)
+{
+	struct rte_eth_conf ec;
+
+	memset(&ec, 0, sizeof(ec));
+	if (port->caps.rx_cksum)
+		ec.rxmode.offloads |= RX_CKSUM_OFFLOADS;
+	if (port->caps.tx_cksum)
+		ec.txmode.offloads |= TX_CKSUM_OFFLOADS;
+	ec.intr_conf.rxq = rx_intr ? 1 : 0;
+	return rte_eth_dev_configure(port->port_id, 1, 1, &ec);
+}
+
+int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
+			  const struct isotcp_dpdk_port_conf *conf,
+			  bool make_default)
+{
+	struct rte_eth_dev_info info;
+	char pool_name[RTE_MEMPOOL_NAMESIZE];
+	int socket, ret;
+	bool rx_intr = conf->want_rx_intr;
+	uint16_t priv = RTE_ALIGN(sizeof(struct rx_pbuf), RTE_MBUF_PRIV_ALIGN);
+	unsigned cache;
+	uint32_t reserve;
+
+	memset(port, 0, sizeof(*port));
+	port->port_id = conf->port_id;
+	if (!rte_eth_dev_is_valid_port(conf->port_id))
+		return -ENODEV;
+	rte_eth_dev_get_name_by_port(conf->port_id, port->name);
+	ret = rte_eth_dev_info_get(conf->port_id, &info);
+	if (ret != 0)
+		return ret;
+	port->caps.rx_cksum = (info.rx_offload_capa & RX_CKSUM_OFFLOADS) == RX_CKSUM_OFFLOADS;
+	port->caps.tx_cksum = (info.tx_offload_capa & TX_CKSUM_OFFLOADS) == TX_CKSUM_OFFLOADS;
+	port->caps.tso = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_TCP_TSO) != 0;
+
+	socket = rte_eth_dev_socket_id(conf->port_id);
+	if (socket < 0)
+		socket = (int)rte_socket_id();
+	snprintf(pool_name, sizeof(pool_name), "isotcp_mp%u", conf->port_id);
+	cache = RTE_MIN(256u, conf->mbufs / 8);
+	port->pool = rte_pktmbuf_pool_create(pool_name, conf->mbufs, cache, priv,
+					     RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	if (port->pool == NULL)
+		return -rte_errno ? -rte_errno : -ENOMEM;
+
+	ret = port_configure(port, rx_intr);
+	if (ret != 0 && rx_intr) {
+		rx_intr = false;
+		ret = port_configure(port, false);
+	}
+	if (ret != 0)
+		goto err_pool;
+	port->nb_rxd = NB_DESC_DEFAULT;
+	port->nb_txd = NB_DESC_DEFAULT;
+	ret = rte_eth_dev_adjust_nb_rx_tx_desc(conf->port_id, &port->nb_rxd, &port->nb_txd);
+	if (ret != 0)
+		goto err_pool;
+	ret = rte_eth_rx_queue_setup(conf->port_id, 0, port->nb_rxd, (unsigned)socket,
+				     NULL, port->pool);
+	if (ret != 0)
+		goto err_close;
+	ret = rte_eth_tx_queue_setup(conf->port_id, 0, port->nb_txd, (unsigned)socket, NULL);
+	if (ret != 0)
+		goto err_close;
+	/* lwIP may hold what the RX ring, the TX ring and queue, and the
+	 * per-lcore caches do not need; past that, RX frames are copied. */
+	reserve = (uint32_t)port->nb_rxd + port->nb_txd + ISOTCP_DPDK_TXQ_MAX + 2 * cache;
+	port->pressure_held = conf->mbufs > reserve ? conf->mbufs - reserve : 0;
+	ret = rte_eth_dev_start(conf->port_id);
+	if (ret != 0)
+		goto err_close;
+	if (rx_intr) {
+		/* Registered on the calling (stack) thread's epoll instance;
+		 * a PMD without RX interrupts says so here. */
+		ret = rte_eth_dev_rx_intr_ctl_q(conf->port_id, 0, RTE_EPOLL_PER_THREAD,
+						RTE_INTR_EVENT_ADD, port);
+		port->caps.rx_intr = ret == 0;
+		if (port->caps.rx_intr)
+			rte_eth_dev_rx_intr_disable(conf->port_id, 0);
+	}
+
+	if (netif_add(&port->netif, &conf->ip, &conf->netmask, &conf->gw, port,
+		      dpdk_netif_init, ethernet_input) == NULL) {
+		ret = -EIO;
+		goto err_stop;
+	}
+	if (make_default)
+		netif_set_default(&port->netif);
+	netif_set_up(&port->netif);
+	netif_set_link_up(&port->netif);
+	return 0;
+
+err_stop:
+	rte_eth_dev_stop(conf->port_id);
+err_close:
+	rte_eth_dev_close(conf->port_id);
+err_pool:
+	rte_mempool_free(port->pool);
+	port->pool = NULL;
+	return ret < 0 ? ret : -EIO;
+}
+
+void isotcp_dpdk_port_close(struct isotcp_dpdk_port *port)
+{
+	if (port->pool == NULL)
+		return;
+	netif_remove(&port->netif);
+	while (port->txq_len > 0) {
+		rte_pktmbuf_free(port->txq[port->txq_head]);
+		port->txq_head = (uint16_t)((port->txq_head + 1) % ISOTCP_DPDK_TXQ_MAX);
+		port->txq_len--;
+	}
+	rte_eth_dev_stop(port->port_id);
+	rte_eth_dev_close(port->port_id);
+	/* A pbuf lwIP still holds would free into a freed pool: keep it. */
+	if (rx_held[port->port_id] == 0)
+		rte_mempool_free(port->pool);
+	port->pool = NULL;
+}
+
+uint32_t isotcp_dpdk_rx_held(const struct isotcp_dpdk_port *port)
+{
+	return rx_held[port->port_id];
+}
+
+int isotcp_dpdk_rx_intr_arm(struct isotcp_dpdk_port *port)
+{
+	int ret;
+
+	if (!port->caps.rx_intr)
+		return -ENOTSUP;
+	ret = rte_eth_dev_rx_intr_enable(port->port_id, port->queue);
+	port->rx_intr_armed = ret == 0;
+	return ret;
+}
+
+int isotcp_dpdk_rx_intr_disarm(struct isotcp_dpdk_port *port)
+{
+	if (!port->rx_intr_armed)
+		return 0;
+	port->rx_intr_armed = false;
+	return rte_eth_dev_rx_intr_disable(port->port_id, port->queue);
+}
+
+void isotcp_dpdk_set_txattach(struct isotcp_dpdk_port *port,
+			      isotcp_dpdk_txattach_fn fn, void *arg)
+{
+	port->txattach = fn;
+	port->txattach_arg = arg;
+}
