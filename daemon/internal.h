@@ -162,6 +162,15 @@ void isod_event_post(struct isod_loop *loop, struct isod_park *park, uint32_t ev
 /* Drop every queued park without resuming it (shutdown). */
 void isod_loop_drop_ready(struct isod_loop *loop);
 
+/* ---- Statistics (stats.c) --------------------------------------------- */
+
+/*
+ * The daemon's part of the STATS reply: "name value" lines for the loop,
+ * every port and lwIP's protocol counters, written into buf (at most len
+ * bytes, truncated there). Returns the bytes written. Stack lcore only.
+ */
+size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len);
+
 /* ---- Diagnostic echo (port 7) and discard (port 9) service (echo.c) ---- */
 
 struct isod_echo;

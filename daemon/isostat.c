@@ -1,0 +1,314 @@
+/*
+ * isostat: print isostackd's statistics, once or every N seconds.
+ *
+ *   isostat [-c PATH] [-i SECONDS] [-n COUNT] [-r]
+ *
+ * It sends STATS on the daemon's control socket (include/isostack/
+ * ctl_proto.h) and formats the "name value" reply: per port packets,
+ * bytes, drops and errors; the loop's busy share; lwIP's protocol
+ * counters; then everything else the daemon reported (applications,
+ * sockets) grouped by name. With -i, port and protocol figures are per
+ * second over the interval. -r prints the reply as it came.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "isostack/ctl_proto.h"
+
+#define ISOSTAT_DEFAULT_PATH "/run/isostack/isostackd.sock"
+#define MAX_KEYS 4096
+
+struct kv {
+	char name[96];
+	uint64_t value;
+};
+
+struct snapshot {
+	struct kv kv[MAX_KEYS];
+	unsigned n;
+	double when;
+};
+
+static char reply[ISOSTACK_CTL_STATS_MAX + 1];
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int ctl_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* One STATS round trip; returns the body length or -errno. */
+static ssize_t ctl_stats(int fd)
+{
+	struct isostack_ctl_stats req = {
+		.hdr = {
+			.magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			.type = ISOSTACK_CTL_STATS, .length = sizeof(req),
+		},
+	};
+	struct isostack_ctl_hdr *h = (struct isostack_ctl_hdr *)reply;
+	ssize_t n;
+
+	if (send(fd, &req, sizeof(req), MSG_NOSIGNAL) != sizeof(req))
+		return -errno;
+	n = recv(fd, reply, ISOSTACK_CTL_STATS_MAX, 0);
+	if (n < 0)
+		return -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	if ((size_t)n < sizeof(*h) || h->magic != ISOSTACK_CTL_MAGIC ||
+	    h->type != ISOSTACK_CTL_STATS_REPLY || h->length != (uint32_t)n)
+		return -EPROTO;
+	return n - (ssize_t)sizeof(*h);
+}
+
+static void parse(struct snapshot *s, const char *body, size_t len)
+{
+	const char *p = body, *end = body + len;
+
+	s->n = 0;
+	s->when = now_s();
+	while (p < end && s->n < MAX_KEYS) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *sp;
+		size_t nlen;
+
+		if (nl == NULL)
+			nl = end;
+		sp = memchr(p, ' ', (size_t)(nl - p));
+		if (sp != NULL && (nlen = (size_t)(sp - p)) < sizeof(s->kv[0].name)) {
+			memcpy(s->kv[s->n].name, p, nlen);
+			s->kv[s->n].name[nlen] = '\0';
+			s->kv[s->n].value = strtoull(sp + 1, NULL, 10);
+			s->n++;
+		}
+		p = nl + 1;
+	}
+}
+
+/* The value of `name`, or 0 when absent. O(n): a few hundred keys. */
+static uint64_t get(const struct snapshot *s, const char *name)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (strcmp(s->kv[i].name, name) == 0)
+			return s->kv[i].value;
+	return 0;
+}
+
+static bool has(const struct snapshot *s, const char *name)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (strcmp(s->kv[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* A counter: absolute, or per second since `prev`. */
+static double rate(const struct snapshot *cur, const struct snapshot *prev,
+		   const char *name)
+{
+	uint64_t v = get(cur, name);
+
+	if (prev == NULL)
+		return (double)v;
+	return (double)(v - get(prev, name)) / (cur->when - prev->when);
+}
+
+static void print_ports(const struct snapshot *cur, const struct snapshot *prev)
+{
+	static const char *const drops[] = {
+		"rx_drop_cksum", "rx_drop_bad", "rx_drop_nomem", "tx_drop_nomem",
+		"tx_drop_toolong", "dev_imissed", "dev_rx_nombuf",
+	};
+	static const char *const errs[] = { "dev_ierrors", "dev_oerrors" };
+	char k[96];
+
+	printf("%-6s %14s %14s %14s %14s %10s %10s%s\n", "port", "rx_pkts", "rx_bytes",
+	       "tx_pkts", "tx_bytes", "drops", "errors", prev ? "   (per second)" : "");
+	for (unsigned i = 0;; i++) {
+		double d = 0, e = 0;
+
+		snprintf(k, sizeof(k), "port.%u.rx_pkts", i);
+		if (!has(cur, k))
+			break;
+		for (unsigned j = 0; j < sizeof(drops) / sizeof(drops[0]); j++) {
+			snprintf(k, sizeof(k), "port.%u.%s", i, drops[j]);
+			d += rate(cur, prev, k);
+		}
+		for (unsigned j = 0; j < sizeof(errs) / sizeof(errs[0]); j++) {
+			snprintf(k, sizeof(k), "port.%u.%s", i, errs[j]);
+			e += rate(cur, prev, k);
+		}
+		printf("%-6u", i);
+		snprintf(k, sizeof(k), "port.%u.rx_pkts", i);
+		printf(" %14.0f", rate(cur, prev, k));
+		snprintf(k, sizeof(k), "port.%u.rx_bytes", i);
+		printf(" %14.0f", rate(cur, prev, k));
+		snprintf(k, sizeof(k), "port.%u.tx_pkts", i);
+		printf(" %14.0f", rate(cur, prev, k));
+		snprintf(k, sizeof(k), "port.%u.tx_bytes", i);
+		printf(" %14.0f %10.0f %10.0f\n", rate(cur, prev, k), d, e);
+	}
+}
+
+static void print_loop(const struct snapshot *cur, const struct snapshot *prev)
+{
+	double busy = rate(cur, prev, "loop.busy_cycles");
+	double idle = rate(cur, prev, "loop.idle_cycles");
+	double sleep = rate(cur, prev, "loop.sleep_cycles");
+	double all = busy + idle + sleep;
+
+	printf("\nloop: %.0f iterations%s, busy %.1f%%, idle polling %.1f%%, asleep %.1f%%\n",
+	       rate(cur, prev, "loop.iterations"), prev ? "/s" : "",
+	       all > 0 ? 100 * busy / all : 0, all > 0 ? 100 * idle / all : 0,
+	       all > 0 ? 100 * sleep / all : 0);
+}
+
+static void print_lwip(const struct snapshot *cur, const struct snapshot *prev)
+{
+	static const char *const protos[] = { "etharp", "ip", "icmp", "udp", "tcp" };
+	static const char *const cols[] = {
+		"recv", "xmit", "drop", "chkerr", "lenerr", "proterr", "memerr",
+	};
+	char k[96];
+
+	printf("\n%-8s", "lwip");
+	for (unsigned c = 0; c < sizeof(cols) / sizeof(cols[0]); c++)
+		printf(" %12s", cols[c]);
+	printf("\n");
+	for (unsigned p = 0; p < sizeof(protos) / sizeof(protos[0]); p++) {
+		printf("%-8s", protos[p]);
+		for (unsigned c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
+			snprintf(k, sizeof(k), "lwip.%s.%s", protos[p], cols[c]);
+			printf(" %12.0f", rate(cur, prev, k));
+		}
+		printf("\n");
+	}
+}
+
+/* Everything not shown above, as reported, grouped by its first name part. */
+static void print_rest(const struct snapshot *cur)
+{
+	char group[96] = "";
+
+	for (unsigned i = 0; i < cur->n; i++) {
+		const char *name = cur->kv[i].name;
+		const char *dot = strchr(name, '.');
+		size_t glen = dot ? (size_t)(dot - name) : strlen(name);
+
+		if (strncmp(name, "port.", 5) == 0 || strncmp(name, "loop.", 5) == 0 ||
+		    strncmp(name, "lwip.", 5) == 0)
+			continue;
+		if (strlen(group) != glen || strncmp(group, name, glen) != 0) {
+			snprintf(group, sizeof(group), "%.*s", (int)glen, name);
+			printf("\n%s:\n", group);
+		}
+		printf("  %-48s %" PRIu64 "\n", name, cur->kv[i].value);
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: isostat [-c PATH] [-i SECONDS] [-n COUNT] [-r]\n"
+		"Prints isostackd's statistics from its control socket\n"
+		"(default %s): ports, the stack core's loop, lwIP, applications\n"
+		"and sockets. -i repeats every SECONDS with per-second rates, -n\n"
+		"stops after COUNT reports, -r prints the raw name/value lines.\n",
+		ISOSTAT_DEFAULT_PATH);
+}
+
+int main(int argc, char **argv)
+{
+	static struct snapshot snaps[2];
+	const char *path = getenv("ISOSTACK_CONTROL");
+	double interval = 0;
+	long count = 1;
+	bool raw = false;
+	int c, fd;
+
+	if (path == NULL)
+		path = ISOSTAT_DEFAULT_PATH;
+	while ((c = getopt(argc, argv, "c:i:n:rh")) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'i': interval = atof(optarg); count = -1; break;
+		case 'n': count = atol(optarg); break;
+		case 'r': raw = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (interval < 0 || (interval == 0 && count != 1 && count != -1)) {
+		usage(stderr);
+		return 2;
+	}
+	fd = ctl_connect(path);
+	if (fd < 0) {
+		fprintf(stderr, "isostat: cannot reach isostackd at %s: %s\n"
+			"isostat: is the daemon running? (isostack up, or systemctl start isostackd)\n",
+			path, strerror(-fd));
+		return 1;
+	}
+	for (long i = 0; count < 0 || i < count; i++) {
+		struct snapshot *cur = &snaps[i % 2], *prev = &snaps[(i + 1) % 2];
+		ssize_t n = ctl_stats(fd);
+
+		if (n < 0) {
+			fprintf(stderr, "isostat: STATS from %s: %s\n", path, strerror((int)-n));
+			return 1;
+		}
+		if (raw) {
+			fwrite(reply + sizeof(struct isostack_ctl_hdr), 1, (size_t)n, stdout);
+		} else {
+			parse(cur, reply + sizeof(struct isostack_ctl_hdr), (size_t)n);
+			if (i > 0)
+				printf("\n");
+			print_ports(cur, i > 0 ? prev : NULL);
+			print_loop(cur, i > 0 ? prev : NULL);
+			print_lwip(cur, i > 0 ? prev : NULL);
+			print_rest(cur);
+		}
+		fflush(stdout);
+		if (interval > 0 && (count < 0 || i + 1 < count)) {
+			struct timespec ts = {
+				.tv_sec = (time_t)interval,
+				.tv_nsec = (long)((interval - (time_t)interval) * 1e9),
+			};
+
+			nanosleep(&ts, NULL);   /* the reporting period itself */
+		}
+	}
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * The daemon's half of the STATS reply (include/isostack/ctl_proto.h): per
+ * port packet, byte, drop and error counters; the loop's iterations and its
+ * busy versus idle cycles; lwIP's protocol counters. The back-end appends
+ * its per-application and per-socket lines to the same body.
+ *
+ * Format: "name value\n", value a decimal integer; names are dotted paths
+ * (port.0.rx_pkts), so isostat and scripts can group them.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+
+#include "lwip/stats.h"
+
+#include "internal.h"
+
+struct out {
+	char *buf;
+	size_t len, used;
+};
+
+static void put(struct out *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void put(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->used >= o->len)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + o->used, o->len - o->used, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->used = (size_t)n < o->len - o->used ? o->used + (size_t)n : o->len;
+}
+
+static void put_port(struct out *o, unsigned i, const struct isotcp_dpdk_port *p)
+{
+	const struct isotcp_dpdk_stats *s = &p->stats;
+	struct rte_eth_stats hw;
+
+	put(o, "port.%u.rx_pkts %" PRIu64 "\nport.%u.rx_bytes %" PRIu64 "\n",
+	    i, s->rx_pkts, i, s->rx_bytes);
+	put(o, "port.%u.tx_pkts %" PRIu64 "\nport.%u.tx_bytes %" PRIu64 "\n",
+	    i, s->tx_pkts, i, s->tx_bytes);
+	put(o, "port.%u.rx_drop_cksum %" PRIu64 "\nport.%u.rx_drop_bad %" PRIu64 "\n"
+	    "port.%u.rx_drop_nomem %" PRIu64 "\nport.%u.rx_copied %" PRIu64 "\n",
+	    i, s->rx_drop_cksum, i, s->rx_drop_bad, i, s->rx_drop_nomem, i, s->rx_copied);
+	put(o, "port.%u.tx_drop_nomem %" PRIu64 "\nport.%u.tx_drop_toolong %" PRIu64 "\n"
+	    "port.%u.tx_partial %" PRIu64 "\n",
+	    i, s->tx_drop_nomem, i, s->tx_drop_toolong, i, s->tx_partial);
+	if (rte_eth_stats_get(p->port_id, &hw) == 0)
+		put(o, "port.%u.dev_imissed %" PRIu64 "\nport.%u.dev_ierrors %" PRIu64 "\n"
+		    "port.%u.dev_oerrors %" PRIu64 "\nport.%u.dev_rx_nombuf %" PRIu64 "\n",
+		    i, hw.imissed, i, hw.ierrors, i, hw.oerrors, i, hw.rx_nombuf);
+}
+
+/* lwIP's counters of one protocol, under lwip.<proto>. */
+static void put_proto(struct out *o, const char *name, const struct stats_proto *s)
+{
+	put(o, "lwip.%s.recv %u\nlwip.%s.xmit %u\nlwip.%s.drop %u\n"
+	    "lwip.%s.chkerr %u\nlwip.%s.lenerr %u\nlwip.%s.proterr %u\n"
+	    "lwip.%s.memerr %u\nlwip.%s.err %u\n",
+	    name, (unsigned)s->recv, name, (unsigned)s->xmit, name, (unsigned)s->drop,
+	    name, (unsigned)s->chkerr, name, (unsigned)s->lenerr,
+	    name, (unsigned)s->proterr, name, (unsigned)s->memerr,
+	    name, (unsigned)s->err);
+}
+
+size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
+{
+	const struct isod_loop_stats *ls = &loop->stats;
+	struct out o = { .buf = buf, .len = len };
+
+	put(&o, "loop.iterations %" PRIu64 "\nloop.busy_cycles %" PRIu64 "\n"
+	    "loop.idle_cycles %" PRIu64 "\nloop.sleeps %" PRIu64 "\n"
+	    "loop.sleep_cycles %" PRIu64 "\nloop.events %" PRIu64 "\n"
+	    "loop.tsc_hz %" PRIu64 "\n",
+	    ls->iterations, ls->busy_tsc, ls->idle_tsc, ls->sleeps,
+	    ls->sleep_tsc, ls->events, rte_get_tsc_hz());
+	for (unsigned i = 0; i < loop->nports; i++)
+		put_port(&o, i, &loop->ports[i]);
+	put_proto(&o, "link", &lwip_stats.link);
+	put_proto(&o, "etharp", &lwip_stats.etharp);
+	put_proto(&o, "ip", &lwip_stats.ip);
+	put_proto(&o, "icmp", &lwip_stats.icmp);
+	put_proto(&o, "udp", &lwip_stats.udp);
+	put_proto(&o, "tcp", &lwip_stats.tcp);
+	return o.used;
+}
