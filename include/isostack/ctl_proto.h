@@ -1,0 +1,88 @@
+/*
+ * isostack control-socket protocol: the messages an application (the shim)
+ * and isostackd exchange over the daemon's AF_UNIX SOCK_SEQPACKET control
+ * socket.  The data path never goes through it: it carries attach, the
+ * statistics query of isostat, and -- by its hang-up -- the news that one
+ * side is gone (docs/sockets.md, "Attach and detach").
+ *
+ * Every message starts with struct isostack_ctl_hdr; one message is one
+ * SEQPACKET record, so lengths are exact.  File descriptors travel as
+ * SCM_RIGHTS ancillary data of the record they belong to:
+ *   ATTACH        app -> daemon   1 fd: the application wake fd (eventfd)
+ *   ATTACH_REPLY  daemon -> app   2 fds on success: [0] the segment memfd,
+ *                                 [1] the daemon's stack wake fd (eventfd);
+ *                                 none on failure (status < 0)
+ *   STATS         client -> daemon  no fd
+ *   STATS_REPLY   daemon -> client  no fd; a text body (key value lines)
+ * A connection that sent ATTACH is an application for as long as it stays
+ * open; one that sends STATS is a monitoring client and may send it again.
+ *
+ * Rules: fixed-width fields only, little-endian host order (both ends run
+ * on one host), reserved words zero, sizes asserted below.
+ */
+#ifndef ISOSTACK_CTL_PROTO_H
+#define ISOSTACK_CTL_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ISOSTACK_CTL_MAGIC     0x4c544349u   /* "ICTL" */
+#define ISOSTACK_CTL_VERSION   1u
+
+#define ISOSTACK_CTL_ATTACH        1u
+#define ISOSTACK_CTL_ATTACH_REPLY  2u
+#define ISOSTACK_CTL_STATS         3u
+#define ISOSTACK_CTL_STATS_REPLY   4u
+
+struct isostack_ctl_hdr {
+	uint32_t magic;     /* ISOSTACK_CTL_MAGIC */
+	uint16_t version;   /* ISOSTACK_CTL_VERSION */
+	uint16_t type;      /* ISOSTACK_CTL_* */
+	uint32_t length;    /* whole message, header included */
+	uint32_t reserved;
+};
+
+/* app -> daemon.  Exactly one fd attached: the application wake fd. */
+struct isostack_ctl_attach {
+	struct isostack_ctl_hdr hdr;
+	uint32_t pid;
+	uint32_t abi_version;   /* ISOSTACK_SHM_ABI_VERSION the app speaks */
+	uint64_t features;      /* ISOSTACK_SHM_FEAT_* the app understands */
+	char     comm[16];      /* process name, NUL-padded, for logs */
+	uint64_t reserved[4];
+};
+
+/* daemon -> app. */
+struct isostack_ctl_attach_reply {
+	struct isostack_ctl_hdr hdr;
+	int32_t  status;        /* 0, or -errno: -EPROTONOSUPPORT (ABI),
+				 * -EUSERS (too many applications), -ENOMEM */
+	uint32_t app_id;
+	uint64_t segment_size;  /* bytes of the segment fd */
+	uint64_t reserved[4];
+};
+
+/* client -> daemon. */
+struct isostack_ctl_stats {
+	struct isostack_ctl_hdr hdr;
+	uint32_t flags;         /* none defined: 0 */
+	uint32_t reserved;
+};
+
+/*
+ * daemon -> client: the header, then hdr.length - sizeof(hdr) bytes of
+ * text, "name value\n" lines (value a decimal integer), not NUL-terminated.
+ * At most ISOSTACK_CTL_STATS_MAX bytes in all.
+ */
+#define ISOSTACK_CTL_STATS_MAX  65536u
+
+_Static_assert(sizeof(struct isostack_ctl_hdr) == 16, "ctl header size");
+_Static_assert(sizeof(struct isostack_ctl_attach) == 80, "attach size");
+_Static_assert(offsetof(struct isostack_ctl_attach, features) == 24, "attach.features");
+_Static_assert(offsetof(struct isostack_ctl_attach, comm) == 32, "attach.comm");
+_Static_assert(sizeof(struct isostack_ctl_attach_reply) == 64, "attach reply size");
+_Static_assert(offsetof(struct isostack_ctl_attach_reply, segment_size) == 24,
+	       "attach_reply.segment_size");
+_Static_assert(sizeof(struct isostack_ctl_stats) == 24, "stats request size");
+
+#endif /* ISOSTACK_CTL_PROTO_H */
