@@ -1,0 +1,247 @@
+/*
+ * isostack shared-memory ABI: the bytes an application and the stack core
+ * exchange through one segment (a memfd the daemon creates per application
+ * process and passes over the AF_UNIX control socket with SCM_RIGHTS).
+ *
+ * What flows through a segment:
+ *   - per socket slot, a command ring (application -> stack) and a status
+ *     ring (stack -> application) of fixed 64-byte entries, a TX byte ring
+ *     the application fills and the NIC reads (the stack only hands out
+ *     offsets), and an RX byte ring the stack fills and the application
+ *     drains; all four are cyclic and addressed by free-running 32-bit
+ *     indices masked on access;
+ *   - per CPU core, a doorbell ring carrying only socket ids, on which the
+ *     application tells the stack "this socket has new commands" (the
+ *     paper's per-CPU notification queues, Iso-Kernel variant).  The stack
+ *     finds work by scanning doorbells, never by scanning sockets;
+ *   - futex words through which the stack wakes application threads that
+ *     announced they sleep.
+ *
+ * Rules every field follows:
+ *   - fixed-width integers only; no pointers, fds, bool or enum.  Every
+ *     reference is a byte offset from the start of the segment;
+ *   - every field has exactly one writer, named by the banner above it.
+ *     The application maps the whole segment read-write, so the stack never
+ *     trusts a "stack-written" field either: it keeps its own copy in
+ *     private memory and only publishes to the segment;
+ *   - reserved words are written as zero and ignored, so they can become
+ *     fields later without an ABI version bump (io_uring's way).
+ *
+ * Layout (offsets recorded in the header; the library computes them from
+ * the parameters and the application checks they match):
+ *
+ *   0            struct isostack_shm_header        256 B, read-only after creation
+ *   wait_off     struct isostack_shm_wait          app-wide futex wait point
+ *   socks_off    struct isostack_shm_sock[nr_sockets]        2 lines each
+ *   db_ctl_off   struct isostack_shm_doorbell[nr_doorbells]  2 lines each
+ *   db_slots_off uint32_t[nr_doorbells][doorbell_entries]    socket ids
+ *   cmd_off      struct isostack_shm_cmd[nr_sockets][cmd_entries]
+ *   status_off   struct isostack_shm_status[nr_sockets][status_entries]
+ *   tx_off       uint8_t[nr_sockets][tx_ring_bytes]   page aligned (DMA area)
+ *   rx_off       uint8_t[nr_sockets][rx_ring_bytes]   page aligned
+ *   segment_size (multiple of page_size)
+ */
+#ifndef ISOSTACK_SHM_ABI_H
+#define ISOSTACK_SHM_ABI_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ISOSTACK_SHM_MAGIC        UINT64_C(0x314d48534f534921) /* "!ISOSHM1" */
+#define ISOSTACK_SHM_ABI_VERSION  1u
+#define ISOSTACK_SHM_CACHE_LINE   64u
+
+/*
+ * Feature bits in header.features: properties the application must
+ * understand to use the segment.  Attach refuses a bit it does not know.
+ */
+#define ISOSTACK_SHM_FEAT_DOORBELL_SUPPRESS (UINT64_C(1) << 0) /* bell_seq/bell_drained */
+#define ISOSTACK_SHM_FEAT_FUTEX_WAIT        (UINT64_C(1) << 1) /* wait points */
+#define ISOSTACK_SHM_FEATURES \
+	(ISOSTACK_SHM_FEAT_DOORBELL_SUPPRESS | ISOSTACK_SHM_FEAT_FUTEX_WAIT)
+
+/* header.flags: informational, an application may ignore them. */
+#define ISOSTACK_SHM_FLAG_HUGETLB  (1u << 0) /* backed by 2 MiB hugepages */
+#define ISOSTACK_SHM_FLAG_NUMA     (1u << 1) /* bound to header.numa_node */
+
+/* Socket slot 0 is the application's control channel: SOCKET commands go
+ * there, and the reply carries the id of the slot the stack allocated. */
+#define ISOSTACK_SHM_CTRL_SOCK     0u
+
+/* ------------------------------------------------------------------------
+ * Segment header, at offset 0.
+ * ---- written by the stack, once, before the fd is passed; then read-only --
+ */
+struct isostack_shm_header {
+	uint64_t magic;            /* ISOSTACK_SHM_MAGIC */
+	uint32_t abi_version;      /* ISOSTACK_SHM_ABI_VERSION */
+	uint32_t header_size;      /* sizeof(struct isostack_shm_header) */
+	uint64_t features;         /* ISOSTACK_SHM_FEAT_* */
+	uint64_t segment_size;     /* bytes mapped, multiple of page_size */
+
+	uint32_t nr_sockets;       /* socket slots, slot 0 = control */
+	uint32_t nr_doorbells;     /* doorbell rings, one per CPU core */
+	uint32_t cmd_entries;      /* per socket, power of two */
+	uint32_t status_entries;   /* per socket, power of two */
+	uint32_t doorbell_entries; /* per doorbell, power of two >= nr_sockets */
+	uint32_t tx_ring_bytes;    /* per socket, power of two */
+	uint32_t rx_ring_bytes;    /* per socket, power of two */
+	uint32_t page_size;        /* backing page size: 4 KiB or 2 MiB */
+
+	uint64_t wait_off;         /* struct isostack_shm_wait */
+	uint64_t socks_off;        /* struct isostack_shm_sock[nr_sockets] */
+	uint64_t db_ctl_off;       /* struct isostack_shm_doorbell[nr_doorbells] */
+	uint64_t db_slots_off;     /* uint32_t[nr_doorbells][doorbell_entries] */
+	uint64_t cmd_off;          /* struct isostack_shm_cmd[nr_sockets][cmd_entries] */
+	uint64_t status_off;       /* struct isostack_shm_status[nr_sockets][status_entries] */
+	uint64_t tx_off;           /* TX byte rings, page aligned */
+	uint64_t rx_off;           /* RX byte rings, page aligned */
+
+	int32_t  numa_node;        /* node the segment is bound to, -1 if none */
+	uint32_t flags;            /* ISOSTACK_SHM_FLAG_* */
+	uint32_t app_id;           /* daemon-assigned, for logs */
+	uint32_t reserved0;
+	uint64_t reserved[14];
+};
+
+/* ------------------------------------------------------------------------
+ * App-wide wait point: threads blocked in poll/epoll-like waits on any
+ * socket of this application.  Same protocol as the per-socket one.
+ */
+struct isostack_shm_wait {
+	/* ---- written by the application ---- */
+	_Atomic uint32_t waiters;  /* threads announced asleep (counter) */
+	uint32_t reserved_app[15];
+	/* ---- written by the stack ---- */
+	_Atomic uint32_t wake_seq; /* futex word; bumped before each FUTEX_WAKE */
+	uint32_t reserved_stack[15];
+};
+
+/* ------------------------------------------------------------------------
+ * Per socket slot: the indices of its four rings, its doorbell
+ * suppression pair and its wait point.  One cache line per writer, so the
+ * producer and consumer index of every ring sit on different lines.
+ */
+struct isostack_shm_sock {
+	/* ---- written by the application ---- */
+	_Atomic uint32_t cmd_prod;     /* command entries produced */
+	_Atomic uint32_t status_cons;  /* status entries consumed */
+	_Atomic uint32_t tx_prod;      /* TX bytes written */
+	_Atomic uint32_t rx_cons;      /* RX bytes read */
+	_Atomic uint32_t bell_seq;     /* doorbells rung for this socket */
+	_Atomic uint32_t waiters;      /* threads announced asleep on it */
+	uint32_t reserved_app[10];
+
+	/* ---- written by the stack ---- */
+	_Atomic uint32_t cmd_cons;     /* command entries consumed */
+	_Atomic uint32_t status_prod;  /* status entries produced */
+	_Atomic uint32_t tx_cons;      /* TX bytes released (acked by the peer) */
+	_Atomic uint32_t rx_prod;      /* RX bytes written */
+	_Atomic uint32_t bell_drained; /* bell_seq seen when the stack last drained */
+	_Atomic uint32_t wake_seq;     /* futex word; bumped before each FUTEX_WAKE */
+	uint32_t reserved_stack[10];
+};
+
+/* ------------------------------------------------------------------------
+ * Per-core doorbell ring indices; the entries (uint32_t socket ids) are in
+ * the db_slots_off array.
+ */
+struct isostack_shm_doorbell {
+	/* ---- written by the application ---- */
+	_Atomic uint32_t prod;
+	uint32_t reserved_app[15];
+	/* ---- written by the stack ---- */
+	_Atomic uint32_t cons;
+	uint32_t reserved_stack[15];
+};
+
+/* ------------------------------------------------------------------------
+ * Command entry, application -> stack.  Unused args must be zero (the
+ * stack rejects anything else, so they can gain a meaning later).
+ * ---- written by the application ----
+ */
+struct isostack_shm_cmd {
+	uint16_t opcode;  /* ISOSTACK_SHM_OP_* */
+	uint16_t flags;   /* none defined yet: must be 0 */
+	uint32_t sock;    /* slot id; must be the slot whose ring holds it */
+	uint64_t cookie;  /* opaque to the stack, echoed in the status */
+	uint64_t arg[6];
+};
+
+/* Status entry, stack -> application: a reply (opcode of the command it
+ * answers, same cookie) or an event (ISOSTACK_SHM_EV_*, cookie 0).
+ * ---- written by the stack ----
+ */
+struct isostack_shm_status {
+	uint16_t opcode;
+	uint16_t flags;
+	uint32_t sock;
+	uint64_t cookie;
+	int64_t  result;  /* >= 0 success value, < 0 -errno */
+	uint64_t arg[5];
+};
+
+/* Socket addresses travel inline: arg[0] = length, arg[1..4] = bytes. */
+#define ISOSTACK_SHM_ADDR_MAX   32u
+/* Socket option values travel inline: arg[2] = length, arg[3..5] = bytes. */
+#define ISOSTACK_SHM_OPT_MAX    24u
+
+/*
+ * Command opcodes (the socket protocol the shim speaks).  "args" lists the
+ * meaningful arg[] words; all others must be zero.
+ */
+#define ISOSTACK_SHM_OP_NOP         0  /* no args; replied with result 0 */
+#define ISOSTACK_SHM_OP_SOCKET      1  /* on slot 0: arg0 domain, arg1 type, arg2 protocol;
+					* result = new slot id or -EMFILE/-EAFNOSUPPORT... */
+#define ISOSTACK_SHM_OP_BIND        2  /* arg0 addrlen, arg1..4 sockaddr */
+#define ISOSTACK_SHM_OP_LISTEN      3  /* arg0 backlog (0..INT32_MAX) */
+#define ISOSTACK_SHM_OP_ACCEPT      4  /* no args; result = new slot id,
+					* status arg0 addrlen, arg1..4 peer sockaddr */
+#define ISOSTACK_SHM_OP_CONNECT     5  /* arg0 addrlen, arg1..4 sockaddr */
+#define ISOSTACK_SHM_OP_SEND        6  /* no args: tx_prod advanced, read it */
+#define ISOSTACK_SHM_OP_RECV        7  /* no args: rx_cons advanced (window credit) */
+#define ISOSTACK_SHM_OP_SHUTDOWN    8  /* arg0 how (SHUT_RD/WR/RDWR) */
+#define ISOSTACK_SHM_OP_CLOSE       9  /* no args; the slot is free after the reply */
+#define ISOSTACK_SHM_OP_SETSOCKOPT 10  /* arg0 level, arg1 optname, arg2 optlen,
+					* arg3..5 value */
+#define ISOSTACK_SHM_OP_GETSOCKOPT 11  /* arg0 level, arg1 optname, arg2 optlen max;
+					* status result optlen, arg2..4 value */
+#define ISOSTACK_SHM_OP_GETSOCKNAME 12 /* no args; status arg0 addrlen, arg1..4 */
+#define ISOSTACK_SHM_OP_GETPEERNAME 13 /* no args; status arg0 addrlen, arg1..4 */
+#define ISOSTACK_SHM_OP_MAX        13
+
+/* Events, stack -> application only (status opcode space). */
+#define ISOSTACK_SHM_EV_RX        0x100 /* rx_prod advanced */
+#define ISOSTACK_SHM_EV_TX        0x101 /* tx_cons advanced: TX space freed */
+#define ISOSTACK_SHM_EV_CONNECTED 0x102 /* result 0 or -errno (async connect) */
+#define ISOSTACK_SHM_EV_INCOMING  0x103 /* a connection waits in accept */
+#define ISOSTACK_SHM_EV_HUP       0x104 /* peer closed (FIN) */
+#define ISOSTACK_SHM_EV_ERROR     0x105 /* result -errno; the socket is dead */
+
+/* ---- Layout contract: the other side relies on every one of these ---- */
+_Static_assert(sizeof(_Atomic uint32_t) == 4 && _Alignof(_Atomic uint32_t) == 4,
+	       "atomic index words must be plain 32-bit words");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
+_Static_assert(sizeof(struct isostack_shm_header) == 256, "header size");
+_Static_assert(offsetof(struct isostack_shm_header, features) == 16, "header.features");
+_Static_assert(offsetof(struct isostack_shm_header, nr_sockets) == 32, "header.nr_sockets");
+_Static_assert(offsetof(struct isostack_shm_header, wait_off) == 64, "header.wait_off");
+_Static_assert(offsetof(struct isostack_shm_header, rx_off) == 120, "header.rx_off");
+_Static_assert(offsetof(struct isostack_shm_header, numa_node) == 128, "header.numa_node");
+_Static_assert(offsetof(struct isostack_shm_header, reserved) == 144, "header.reserved");
+_Static_assert(sizeof(struct isostack_shm_wait) == 128, "wait point size");
+_Static_assert(offsetof(struct isostack_shm_wait, wake_seq) == 64, "wait.wake_seq line");
+_Static_assert(sizeof(struct isostack_shm_sock) == 128, "socket block size");
+_Static_assert(offsetof(struct isostack_shm_sock, cmd_cons) == 64, "stack line of socket block");
+_Static_assert(offsetof(struct isostack_shm_sock, waiters) == 20, "sock.waiters");
+_Static_assert(offsetof(struct isostack_shm_sock, wake_seq) == 84, "sock.wake_seq");
+_Static_assert(sizeof(struct isostack_shm_doorbell) == 128, "doorbell block size");
+_Static_assert(offsetof(struct isostack_shm_doorbell, cons) == 64, "doorbell.cons line");
+_Static_assert(sizeof(struct isostack_shm_cmd) == 64, "command entry size");
+_Static_assert(offsetof(struct isostack_shm_cmd, arg) == 16, "cmd.arg");
+_Static_assert(sizeof(struct isostack_shm_status) == 64, "status entry size");
+_Static_assert(offsetof(struct isostack_shm_status, result) == 16, "status.result");
+_Static_assert(offsetof(struct isostack_shm_status, arg) == 24, "status.arg");
+
+#endif /* ISOSTACK_SHM_ABI_H */

@@ -1,0 +1,205 @@
+/*
+ * The application's side of a segment: commands in, doorbells rung with
+ * repeat suppression, status and RX bytes out, TX bytes in, and the
+ * spin-then-sleep wait.  The application trusts the stack, but the ring
+ * code still checks the stack's indices (it costs nothing on the fast
+ * path) so a broken daemon yields -EPROTO rather than a wild copy.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <time.h>
+
+#include "internal.h"
+
+static struct isoshm_sock_view *app_view(struct isoshm_app *a, uint32_t sock)
+{
+	return sock < a->hdr.nr_sockets ? &a->views[sock] : NULL;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/*
+ * Rings doorbell db for sock unless the socket already has a ring the
+ * stack has not drained.  Returns 0 or -EPROTO (doorbell full: only a
+ * stack that breaks the protocol can cause it).
+ */
+static int ring_doorbell(struct isoshm_app *a, uint32_t sock, uint32_t db)
+{
+	struct isostack_shm_sock *sk = &a->socks[sock];
+	uint32_t seq, drained;
+	int k;
+
+	/* F1: orders the store-release of cmd_prod (P1) before the load of
+	 * bell_drained; pairs with the stack's fence D1 in isoshm_stack_poll():
+	 * either the stack, draining after D1, sees our command, or we see its
+	 * drained mark below and ring again. */
+	atomic_thread_fence(memory_order_seq_cst);
+	/* Relaxed: bell_seq is ours; the CAS below settles races between our
+	 * own threads.  bell_drained is ordered by F1. */
+	seq = atomic_load_explicit(&sk->bell_seq, memory_order_relaxed);
+	drained = atomic_load_explicit(&sk->bell_drained, memory_order_relaxed);
+	if (seq != drained)
+		return 0; /* a ring is pending; the stack drains after marking it */
+	if (!atomic_compare_exchange_strong_explicit(&sk->bell_seq, &seq, seq + 1,
+						     memory_order_relaxed, memory_order_relaxed))
+		return 0; /* another thread of ours just rang it */
+
+	while (atomic_flag_test_and_set_explicit(&a->db_lock[db], memory_order_acquire))
+		cpu_relax();
+	k = isoshm_ring_enqueue_burst(&a->db[db], &sock, 1);
+	atomic_flag_clear_explicit(&a->db_lock[db], memory_order_release);
+	return k == 1 ? 0 : -EPROTO;
+}
+
+int isoshm_app_submit_db(struct isoshm_app *a, uint32_t sock, uint32_t db,
+			 const struct isostack_shm_cmd *cmds, uint32_t n)
+{
+	struct isoshm_sock_view *v = app_view(a, sock);
+	int k, rc;
+
+	if (v == NULL || db >= a->hdr.nr_doorbells)
+		return -EBADF;
+	k = isoshm_ring_enqueue_burst(&v->cmd, cmds, n);
+	if (k <= 0)
+		return k;
+	rc = ring_doorbell(a, sock, db);
+	return rc < 0 ? rc : k;
+}
+
+int isoshm_app_submit(struct isoshm_app *a, uint32_t sock,
+		      const struct isostack_shm_cmd *cmds, uint32_t n)
+{
+	int cpu = sched_getcpu();
+
+	return isoshm_app_submit_db(a, sock, cpu < 0 ? 0 : (uint32_t)cpu % a->hdr.nr_doorbells,
+				    cmds, n);
+}
+
+int isoshm_app_recv_status(struct isoshm_app *a, uint32_t sock,
+			   struct isostack_shm_status *st, uint32_t n)
+{
+	struct isoshm_sock_view *v = app_view(a, sock);
+
+	return v ? isoshm_ring_dequeue_burst(&v->status, st, n) : -EBADF;
+}
+
+int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, uint32_t len)
+{
+	struct isoshm_sock_view *v = app_view(a, sock);
+
+	return v ? isoshm_ring_enqueue_burst(&v->tx, buf, len) : -EBADF;
+}
+
+int isoshm_app_rx_read(struct isoshm_app *a, uint32_t sock, void *buf, uint32_t len)
+{
+	struct isoshm_sock_view *v = app_view(a, sock);
+
+	return v ? isoshm_ring_dequeue_burst(&v->rx, buf, len) : -EBADF;
+}
+
+int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock)
+{
+	struct isoshm_sock_view *v = app_view(a, sock);
+
+	return v ? (int)isoshm_ring_avail(&v->status, 1) : -EBADF;
+}
+
+int isoshm_app_rx_avail(struct isoshm_app *a, uint32_t sock)
+{
+	struct isoshm_sock_view *v = app_view(a, sock);
+
+	return v ? (int)isoshm_ring_avail(&v->rx, UINT32_MAX) : -EBADF;
+}
+
+int isoshm_app_sock_reset(struct isoshm_app *a, uint32_t sock)
+{
+	struct isoshm_sock_view *v = app_view(a, sock);
+	int64_t n;
+
+	if (v == NULL)
+		return -EBADF;
+	n = isoshm_ring_avail(&v->status, UINT32_MAX);
+	if (n < 0)
+		return (int)n;
+	isoshm_ring_consume(&v->status, (uint32_t)n);
+	n = isoshm_ring_avail(&v->rx, UINT32_MAX);
+	if (n < 0)
+		return (int)n;
+	isoshm_ring_consume(&v->rx, (uint32_t)n);
+	return 0;
+}
+
+/* ---- Spin, then sleep -------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int isoshm_app_wait(struct isoshm_app *a, uint32_t sock, bool (*ready)(void *arg),
+		    void *arg, uint32_t spin, int64_t timeout_ns)
+{
+	_Atomic uint32_t *waiters, *word;
+	int64_t deadline = timeout_ns >= 0 ? now_ns() + timeout_ns : -1;
+
+	if (sock == ISOSHM_WAIT_ANY) {
+		waiters = &a->wait->waiters;
+		word = &a->wait->wake_seq;
+	} else if (sock < a->hdr.nr_sockets) {
+		waiters = &a->socks[sock].waiters;
+		word = &a->socks[sock].wake_seq;
+	} else {
+		return -EBADF;
+	}
+
+	for (uint32_t i = 0; i < spin; i++) {
+		if (ready(arg))
+			return 0;
+		cpu_relax();
+	}
+	for (;;) {
+		struct timespec rel, *relp = NULL;
+		uint32_t seq;
+		int rc;
+
+		/* S0: pairs with the stack's store-release of the word (W2);
+		 * read before announcing, so a wake after our re-check changes
+		 * the value FUTEX_WAIT compares against. */
+		seq = atomic_load_explicit(word, memory_order_acquire);
+		atomic_fetch_add_explicit(waiters, 1, memory_order_relaxed);
+		/* S1: orders the announcement before the re-check's loads of the
+		 * ring indices; pairs with the stack's fence W1 in
+		 * isoshm_stack_notify(). */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (ready(arg)) {
+			atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+			return 0;
+		}
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ns();
+
+			if (left <= 0) {
+				atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+				return -ETIMEDOUT;
+			}
+			rel.tv_sec = left / 1000000000;
+			rel.tv_nsec = left % 1000000000;
+			relp = &rel;
+		}
+		atomic_fetch_add_explicit(&a->sleeps, 1, memory_order_relaxed);
+		rc = isoshm__futex_wait(word, seq, relp);
+		atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+		if (rc == -EINTR)
+			return -EINTR;
+		if (ready(arg))
+			return 0;
+	}
+}

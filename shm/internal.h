@@ -1,0 +1,67 @@
+/*
+ * isoshm internals: the private views both sides keep of a segment.
+ * Nothing here is shared memory; the pointers point into the mapping.
+ */
+#ifndef ISOSHM_INTERNAL_H
+#define ISOSHM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "isoshm.h"
+
+#define ISOSHM_HUGE_PAGE  (UINT32_C(2) << 20)
+
+/* One side's view of a socket slot's four rings. */
+struct isoshm_sock_view {
+	struct isoshm_ring cmd;     /* app produces, stack consumes */
+	struct isoshm_ring status;  /* stack produces, app consumes */
+	struct isoshm_ring tx;      /* app produces, stack consumes (bytes) */
+	struct isoshm_ring rx;      /* stack produces, app consumes (bytes) */
+	uint32_t wake_seq;          /* stack: private copy of sock.wake_seq */
+	bool broken;                /* stack: an index was corrupt; never used again */
+};
+
+struct isoshm_stack {
+	int fd;
+	uint8_t *base;
+	uint64_t size;
+	struct isostack_shm_header hdr;  /* private copy: the stack never reads the shared one */
+	struct isostack_shm_wait *wait;
+	struct isostack_shm_sock *socks;
+	struct isoshm_sock_view *views;  /* [nr_sockets] */
+	struct isoshm_ring *db;          /* [nr_doorbells], consumer views */
+	uint32_t app_wake_seq;           /* private copy of wait.wake_seq */
+	bool db_broken;
+	struct isoshm_stats stats;
+};
+
+struct isoshm_app {
+	int fd;
+	uint8_t *base;
+	uint64_t size;
+	struct isostack_shm_header hdr;  /* validated private copy */
+	struct isostack_shm_wait *wait;
+	struct isostack_shm_sock *socks;
+	struct isoshm_sock_view *views;  /* [nr_sockets] */
+	struct isoshm_ring *db;          /* [nr_doorbells], producer views */
+	atomic_flag *db_lock;            /* [nr_doorbells]: threads of this process share a doorbell */
+	_Atomic uint64_t sleeps;         /* FUTEX_WAIT calls, any thread */
+};
+
+void isoshm__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Binds the ring views of every slot and doorbell; `stack` picks roles.
+ * Returns 0 or -EPROTO if shared indices disagree (not a fresh segment). */
+int isoshm__views_init(uint8_t *base, const struct isostack_shm_header *h, bool stack,
+		       struct isoshm_sock_view *views, struct isoshm_ring *db);
+
+/* FUTEX_WAIT on a shared (not PRIVATE) word; rel may be NULL.
+ * Returns 0 (woken or value changed), -ETIMEDOUT or -EINTR. */
+int isoshm__futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *rel);
+/* FUTEX_WAKE all waiters.  Returns the number woken or -errno. */
+int isoshm__futex_wake(_Atomic uint32_t *word);
+
+#endif /* ISOSHM_INTERNAL_H */

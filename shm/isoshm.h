@@ -1,0 +1,259 @@
+/*
+ * isoshm: the shared-memory transport between applications (the shim) and
+ * the stack core (the daemon).  The wire format is include/isostack/shm_abi.h;
+ * this header is the project-internal API on top of it.
+ *
+ * Two views of one segment:
+ *   struct isoshm_stack  the daemon's view.  Created with isoshm_stack_create()
+ *                        (memfd, hugepages if possible, NUMA-bound, size-sealed),
+ *                        its fd sent to the application with isoshm_send_fd().
+ *                        Everything it reads from the segment is validated by
+ *                        an isoshm_validate_*() function and counted when bad.
+ *   struct isoshm_app    the application's view, from isoshm_app_attach() on
+ *                        the received fd (header checked).
+ *
+ * Flow of one command: the application enqueues it on the socket's command
+ * ring and rings the doorbell of the core it runs on, unless that socket
+ * already has an undrained ring (isoshm_app_submit); the stack scans the
+ * doorbells (isoshm_stack_poll, O(cores), independent of the number of
+ * sockets), then reads the validated commands of each socket it found
+ * (isoshm_stack_recv_cmds) and answers on the status ring
+ * (isoshm_stack_post_status), which wakes a sleeping application thread
+ * only when that thread announced it sleeps (isoshm_app_wait).
+ *
+ * Threading: each ring has one producer and one consumer.  On the stack side
+ * that is the one dispatcher thread.  On the application side, callers
+ * serialise per socket (the shim holds the socket's lock); doorbells are
+ * shared by all threads on a core and isoshm_app_submit locks them itself.
+ *
+ * All functions return 0, a count, or -errno.
+ */
+#ifndef ISOSHM_H
+#define ISOSHM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "isostack/shm_abi.h"
+#include "isoshm_ring.h"
+
+/* ---- Parameters chosen by the daemon, recorded in the header ---------- */
+
+struct isoshm_params {
+	uint32_t nr_sockets;      /* slots incl. control slot 0: [2, 65536] */
+	uint32_t nr_doorbells;    /* usually the number of CPUs: [1, 1024] */
+	uint32_t cmd_entries;     /* power of two [2, 65536] */
+	uint32_t status_entries;  /* power of two [2, 65536] */
+	uint32_t tx_ring_bytes;   /* power of two [4 KiB, 1 GiB] */
+	uint32_t rx_ring_bytes;   /* power of two [4 KiB, 1 GiB] */
+	int numa_node;            /* bind here; -1: no binding */
+	bool hugetlb;             /* try 2 MiB hugepages first */
+	uint32_t app_id;          /* recorded in the header, for logs */
+};
+
+/* Defaults: 64 slots, one doorbell per online CPU, 256-entry command and
+ * status rings, 256 KiB TX and RX rings, no NUMA binding, hugepages on. */
+void isoshm_params_default(struct isoshm_params *p);
+
+/* Computed layout (the offsets of the header).  Returns 0 or -EINVAL for
+ * out-of-range parameters (see struct isoshm_params), -EOVERFLOW if the
+ * segment would exceed 64 GiB. */
+int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
+		  struct isostack_shm_header *out);
+
+/* ---- Logging (warnings such as the hugepage fallback) ----------------- */
+
+enum { ISOSHM_LOG_ERR = 3, ISOSHM_LOG_WARNING = 4, ISOSHM_LOG_INFO = 6 };
+typedef void (*isoshm_log_fn)(int level, const char *msg);
+/* Default writes "isoshm: <msg>" to stderr.  NULL restores the default. */
+void isoshm_set_log(isoshm_log_fn fn);
+
+/* ---- Counters of the stack's view ------------------------------------- */
+
+struct isoshm_stats {
+	uint64_t bad_index;      /* ring index moved backwards / jumped / overtook */
+	uint64_t bad_sock;       /* socket id out of range or wrong ring */
+	uint64_t bad_opcode;     /* unknown command opcode */
+	uint64_t bad_cmd;        /* flags, nonzero unused args, lengths, values */
+	uint64_t bad_arg;        /* caller passed a bad argument (daemon bug) */
+	uint64_t doorbells;      /* doorbell entries drained */
+	uint64_t cmds;           /* valid commands read */
+	uint64_t wakes;          /* FUTEX_WAKE calls made */
+};
+
+struct isoshm_span {
+	uint64_t off;            /* byte offset in the segment */
+	void *addr;              /* the same, in this process */
+	uint32_t len;
+};
+
+/* ---- Stack (daemon) side ---------------------------------------------- */
+
+struct isoshm_stack;
+
+/*
+ * Creates and maps a segment, binds it to p->numa_node, prefaults it,
+ * writes the header and seals its size (an application can't shrink the
+ * file under the daemon).  Tries MFD_HUGETLB first when p->hugetlb, falls
+ * back to normal pages with a logged warning.
+ * Returns 0 and *out, or -EINVAL (params), -EOVERFLOW, -ENOMEM, -ENODEV
+ * (numa_node given but no such node / no NUMA support), or the errno of
+ * memfd_create/ftruncate/mmap/fcntl/mbind.  Nothing to free on failure.
+ */
+int isoshm_stack_create(struct isoshm_stack **out, const struct isoshm_params *p);
+/* Unmaps, closes the fd.  NULL is a no-op. */
+void isoshm_stack_destroy(struct isoshm_stack *s);
+
+int isoshm_stack_fd(const struct isoshm_stack *s);
+const struct isostack_shm_header *isoshm_stack_header(const struct isoshm_stack *s);
+void *isoshm_stack_base(const struct isoshm_stack *s);
+const struct isoshm_stats *isoshm_stack_stats(const struct isoshm_stack *s);
+
+/*
+ * Scans every doorbell ring once and returns up to n socket ids with new
+ * commands (duplicates possible if the application misbehaves).  Marks
+ * each returned socket drained, so the application rings it again for
+ * commands enqueued after this call; the caller then reads each socket's
+ * commands.  Cost O(nr_doorbells) when idle (one cache-local load each).
+ * Ids out of range are dropped and counted (bad_sock).
+ * Returns the count, or -EPROTO if a doorbell index is corrupt (the
+ * application is broken: the daemon drops it; counted in bad_index).
+ */
+int isoshm_stack_poll(struct isoshm_stack *s, uint32_t *socks, uint32_t n);
+
+/*
+ * Reads up to n commands of socket `sock`, each validated by
+ * isoshm_validate_cmd() after being copied to cmds[] (the application can't
+ * change them afterwards).  Stops before the first invalid entry; if the
+ * first one is invalid it is consumed, copied to cmds[0] (so the daemon can
+ * answer its cookie) and its error returned.
+ * Returns the count of valid commands, or
+ *   -EINVAL/-ENOTSUP/-EBADSLT: cmds[0] was invalid (see isoshm_validate_cmd),
+ *   -EPROTO: the command ring indices are corrupt (the socket is broken
+ *            for good; every later call returns -EPROTO),
+ *   -EBADF: sock out of range (daemon bug).
+ */
+int isoshm_stack_recv_cmds(struct isoshm_stack *s, uint32_t sock,
+			   struct isostack_shm_cmd *cmds, uint32_t n);
+
+/* Posts up to n status entries, then wakes the socket's sleepers (and the
+ * app-wide ones) if any announced sleep.  Returns count or -EPROTO/-EBADF. */
+int isoshm_stack_post_status(struct isoshm_stack *s, uint32_t sock,
+			     const struct isostack_shm_status *st, uint32_t n);
+
+/* TX: the validated bytes written by the application and not yet released,
+ * as up to two spans (the second when the data wraps).  Returns the total
+ * byte count, or -EPROTO/-EBADF. */
+int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_span span[2]);
+/* Releases n TX bytes (acked by the peer); n <= the last peek's total.
+ * Returns 0 or -EINVAL/-EBADF. */
+int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n);
+
+/* RX: free space, validated.  Returns bytes or -EPROTO/-EBADF. */
+int isoshm_stack_rx_space(struct isoshm_stack *s, uint32_t sock);
+/* Copies up to len bytes into the RX ring, publishes and wakes sleepers.
+ * Returns bytes written or -EPROTO/-EBADF. */
+int isoshm_stack_rx_write(struct isoshm_stack *s, uint32_t sock, const void *buf, uint32_t len);
+
+/* Rearms a slot for a new socket (after CLOSE): the stack adopts the
+ * indices the application left, validated against its own.  Returns 0 or
+ * -EPROTO/-EBADF. */
+int isoshm_stack_sock_reset(struct isoshm_stack *s, uint32_t sock);
+
+/* Wakes sleepers of `sock` (and app-wide ones) if they announced sleep.
+ * Returns 1 if a FUTEX_WAKE was issued, else 0. */
+int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock);
+
+/* ---- Validation of what the stack reads from an application --------- */
+
+/* Command entry (a private copy) read from socket `sock`'s ring: opcode
+ * known (-ENOTSUP), sock matches the ring and SOCKET only on slot 0
+ * (-EBADSLT), flags zero, unused args zero, lengths and values in range
+ * (-EINVAL).  Returns 0 or that error. */
+int isoshm_validate_cmd(uint32_t nr_sockets, uint32_t sock, const struct isostack_shm_cmd *c);
+/* Socket id from a doorbell: 0 or -EBADSLT. */
+int isoshm_validate_sock_id(uint32_t nr_sockets, uint32_t sock);
+
+/* ---- Application side --------------------------------------------------- */
+
+struct isoshm_app;
+
+struct isoshm_attach_info {
+	uint64_t size;           /* bytes mapped */
+	uint32_t page_size;
+	bool hugetlb;
+	int numa_node;           /* node the daemon bound it to, -1 none */
+	int numa_node_actual;    /* node of the first page as reported by the
+				  * kernel, -1 if unknown */
+};
+
+/*
+ * Maps the segment received as fd and checks the header: magic, ABI
+ * version, header size, feature bits, parameters and that every offset
+ * matches the layout the parameters imply and fits the file.
+ * Takes ownership of fd on success (closed by detach); on failure the
+ * caller still owns it.  Returns 0 or -EPROTO (bad header), -EPROTONOSUPPORT
+ * (version or unknown feature), -ENOMEM, or the errno of fstat/mmap.
+ */
+int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info *info);
+void isoshm_app_detach(struct isoshm_app *a);
+
+/* The header check attach runs, on a private copy of the header, for a
+ * file of file_size bytes.  Returns 0, -EPROTO or -EPROTONOSUPPORT. */
+int isoshm_validate_header(const struct isostack_shm_header *h, uint64_t file_size);
+
+const struct isostack_shm_header *isoshm_app_header(const struct isoshm_app *a);
+/* FUTEX_WAIT calls made by isoshm_app_wait() so far (all threads). */
+uint64_t isoshm_app_sleeps(const struct isoshm_app *a);
+
+/*
+ * Enqueues up to n commands on `sock`'s command ring, then rings the
+ * doorbell of the calling thread's core unless the socket's previous ring
+ * has not been drained yet.  Returns the count enqueued (0: ring full),
+ * -EBADF (sock out of range), -EPROTO (the stack's index is corrupt).
+ */
+int isoshm_app_submit(struct isoshm_app *a, uint32_t sock,
+		      const struct isostack_shm_cmd *cmds, uint32_t n);
+/* The same, ringing doorbell `db` (tests and benchmarks pin it). */
+int isoshm_app_submit_db(struct isoshm_app *a, uint32_t sock, uint32_t db,
+			 const struct isostack_shm_cmd *cmds, uint32_t n);
+
+/* Dequeues up to n status entries.  Returns count, -EBADF, -EPROTO. */
+int isoshm_app_recv_status(struct isoshm_app *a, uint32_t sock,
+			   struct isostack_shm_status *st, uint32_t n);
+/* Copies up to len bytes into the TX ring and publishes them (the stack
+ * sees them at the next OP_SEND or whenever it peeks).  Returns bytes
+ * written (0: full), -EBADF, -EPROTO. */
+int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, uint32_t len);
+/* Copies up to len received bytes out and releases them.  Returns bytes,
+ * -EBADF, -EPROTO. */
+int isoshm_app_rx_read(struct isoshm_app *a, uint32_t sock, void *buf, uint32_t len);
+/* Status entries waiting (>= 0) or -EBADF/-EPROTO; for wait predicates. */
+int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock);
+int isoshm_app_rx_avail(struct isoshm_app *a, uint32_t sock);
+/* Rearms the application's view of a slot after the stack reset it. */
+int isoshm_app_sock_reset(struct isoshm_app *a, uint32_t sock);
+
+/*
+ * Spin-then-sleep until ready(arg) returns true.  Polls ready() up to
+ * `spin` times, then announces sleep on the wait point of `sock` (or the
+ * app-wide one for ISOSHM_WAIT_ANY), re-checks ready() and FUTEX_WAITs on
+ * the stack-written wake word.  timeout_ns < 0 waits forever.
+ * Returns 0 (ready), -ETIMEDOUT, -EINTR (signal), -EBADF.
+ */
+#define ISOSHM_WAIT_ANY UINT32_MAX
+int isoshm_app_wait(struct isoshm_app *a, uint32_t sock, bool (*ready)(void *arg),
+		    void *arg, uint32_t spin, int64_t timeout_ns);
+
+/* ---- Descriptor passing over the AF_UNIX control socket ------------- */
+
+/* Sends len bytes (>= 1) with fd attached (SCM_RIGHTS).  Returns 0 or
+ * -errno of sendmsg (-EPIPE when the peer is gone; no SIGPIPE). */
+int isoshm_send_fd(int sock, int fd, const void *buf, size_t len);
+/* Receives up to len bytes and one fd (O_CLOEXEC).  *fd = -1 if none came;
+ * extra fds are closed.  Returns bytes (0: peer hung up), -EPROTO
+ * (control data truncated), or -errno of recvmsg. */
+int isoshm_recv_fd(int sock, int *fd, void *buf, size_t len);
+
+#endif /* ISOSHM_H */

@@ -1,0 +1,365 @@
+/*
+ * The stack core's side of a segment: doorbell scan, validated command
+ * reads, status posts, TX spans for the NIC, RX writes, and the wakeup of
+ * sleeping application threads.
+ *
+ * Everything read from the segment was written by an untrusted application:
+ * ring indices go through isoshm_ring_validate_index(), doorbell entries
+ * through isoshm_validate_sock_id(), commands through isoshm_validate_cmd(),
+ * each on a private copy.  A bad value is counted and returned as -errno;
+ * a corrupt ring marks that socket (or, for doorbells, the application)
+ * broken, so later calls fail fast instead of re-reading garbage.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- Validation ----------------------------------------------------------- */
+
+int isoshm_validate_sock_id(uint32_t nr_sockets, uint32_t sock)
+{
+	return sock < nr_sockets ? 0 : -EBADSLT;
+}
+
+/* Which arg[] words each opcode uses; every other word must be zero. */
+static const uint8_t cmd_arg_mask[ISOSTACK_SHM_OP_MAX + 1] = {
+	[ISOSTACK_SHM_OP_NOP] = 0,
+	[ISOSTACK_SHM_OP_SOCKET] = 0x07,
+	[ISOSTACK_SHM_OP_BIND] = 0x1f,
+	[ISOSTACK_SHM_OP_LISTEN] = 0x01,
+	[ISOSTACK_SHM_OP_ACCEPT] = 0,
+	[ISOSTACK_SHM_OP_CONNECT] = 0x1f,
+	[ISOSTACK_SHM_OP_SEND] = 0,
+	[ISOSTACK_SHM_OP_RECV] = 0,
+	[ISOSTACK_SHM_OP_SHUTDOWN] = 0x01,
+	[ISOSTACK_SHM_OP_CLOSE] = 0,
+	[ISOSTACK_SHM_OP_SETSOCKOPT] = 0x3f,
+	[ISOSTACK_SHM_OP_GETSOCKOPT] = 0x07,
+	[ISOSTACK_SHM_OP_GETSOCKNAME] = 0,
+	[ISOSTACK_SHM_OP_GETPEERNAME] = 0,
+};
+
+/* Inline bytes past len in words arg[first..first+nwords) must be zero. */
+static bool inline_tail_zero(const uint64_t *words, uint32_t nwords, uint64_t len)
+{
+	const uint8_t *b = (const uint8_t *)words;
+
+	for (uint64_t i = len; i < (uint64_t)nwords * 8; i++)
+		if (b[i] != 0)
+			return false;
+	return true;
+}
+
+int isoshm_validate_cmd(uint32_t nr_sockets, uint32_t sock, const struct isostack_shm_cmd *c)
+{
+	const uint64_t *a = c->arg;
+
+	if (c->opcode > ISOSTACK_SHM_OP_MAX)
+		return -ENOTSUP;
+	if (sock >= nr_sockets || c->sock != sock)
+		return -EBADSLT;
+	/* SOCKET creates a slot, so it only makes sense on the control slot,
+	 * and the control slot carries nothing else but NOPs. */
+	if (c->opcode != ISOSTACK_SHM_OP_NOP &&
+	    (c->opcode == ISOSTACK_SHM_OP_SOCKET) != (sock == ISOSTACK_SHM_CTRL_SOCK))
+		return -EBADSLT;
+	if (c->flags != 0)
+		return -EINVAL;
+	for (unsigned int i = 0; i < 6; i++)
+		if ((cmd_arg_mask[c->opcode] & (1u << i)) == 0 && a[i] != 0)
+			return -EINVAL;
+
+	switch (c->opcode) {
+	case ISOSTACK_SHM_OP_SOCKET:
+		if (a[0] > INT32_MAX || a[1] > INT32_MAX || a[2] > INT32_MAX)
+			return -EINVAL;
+		break;
+	case ISOSTACK_SHM_OP_BIND:
+	case ISOSTACK_SHM_OP_CONNECT:
+		/* at least sa_family */
+		if (a[0] < 2 || a[0] > ISOSTACK_SHM_ADDR_MAX || !inline_tail_zero(&a[1], 4, a[0]))
+			return -EINVAL;
+		break;
+	case ISOSTACK_SHM_OP_LISTEN:
+		if (a[0] > INT32_MAX)
+			return -EINVAL;
+		break;
+	case ISOSTACK_SHM_OP_SHUTDOWN:
+		if (a[0] > 2) /* SHUT_RD, SHUT_WR, SHUT_RDWR */
+			return -EINVAL;
+		break;
+	case ISOSTACK_SHM_OP_SETSOCKOPT:
+		if (a[0] > INT32_MAX || a[1] > INT32_MAX || a[2] > ISOSTACK_SHM_OPT_MAX ||
+		    !inline_tail_zero(&a[3], 3, a[2]))
+			return -EINVAL;
+		break;
+	case ISOSTACK_SHM_OP_GETSOCKOPT:
+		if (a[0] > INT32_MAX || a[1] > INT32_MAX || a[2] > ISOSTACK_SHM_OPT_MAX)
+			return -EINVAL;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static void count_cmd_error(struct isoshm_stats *st, int rc)
+{
+	if (rc == -ENOTSUP)
+		st->bad_opcode++;
+	else if (rc == -EBADSLT)
+		st->bad_sock++;
+	else
+		st->bad_cmd++;
+}
+
+/* Returns the view of sock, or NULL (counted) if out of range. */
+static struct isoshm_sock_view *stack_view(struct isoshm_stack *s, uint32_t sock)
+{
+	if (sock >= s->hdr.nr_sockets) {
+		s->stats.bad_arg++;
+		return NULL;
+	}
+	return &s->views[sock];
+}
+
+/* A ring of sock returned -EPROTO: never touch its rings again. */
+static int sock_broken(struct isoshm_stack *s, struct isoshm_sock_view *v)
+{
+	if (!v->broken) {
+		v->broken = true;
+		s->stats.bad_index++;
+	}
+	return -EPROTO;
+}
+
+/* ---- Doorbells ------------------------------------------------------------- */
+
+int isoshm_stack_poll(struct isoshm_stack *s, uint32_t *socks, uint32_t n)
+{
+	uint32_t got = 0;
+
+	if (s->db_broken)
+		return -EPROTO;
+	for (uint32_t d = 0; d < s->hdr.nr_doorbells && got < n; d++) {
+		uint32_t first = got;
+		int k = isoshm_ring_dequeue_burst(&s->db[d], socks + first, n - first);
+
+		if (k < 0) {
+			s->db_broken = true;
+			s->stats.bad_index++;
+			return -EPROTO;
+		}
+		for (int i = 0; i < k; i++) {
+			uint32_t id = socks[first + (uint32_t)i];
+			uint32_t seq;
+
+			if (isoshm_validate_sock_id(s->hdr.nr_sockets, id) < 0) {
+				s->stats.bad_sock++;
+				continue;
+			}
+			/* Relaxed: bell_seq is only copied back, never trusted;
+			 * the fence below orders the drained mark. */
+			seq = atomic_load_explicit(&s->socks[id].bell_seq, memory_order_relaxed);
+			atomic_store_explicit(&s->socks[id].bell_drained, seq, memory_order_relaxed);
+			socks[got++] = id;
+		}
+		s->stats.doorbells += (uint64_t)k;
+	}
+	if (got != 0) {
+		/* D1: orders the bell_drained stores above before the caller's
+		 * loads of cmd_prod; pairs with the application's fence F1 in
+		 * ring_doorbell(): either we see the command it enqueued, or it
+		 * sees the drained mark and rings again. */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	return (int)got;
+}
+
+/* ---- Commands and status -------------------------------------------------- */
+
+int isoshm_stack_recv_cmds(struct isoshm_stack *s, uint32_t sock,
+			   struct isostack_shm_cmd *cmds, uint32_t n)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+	int k;
+
+	if (v == NULL)
+		return -EBADF;
+	if (v->broken)
+		return -EPROTO;
+	k = isoshm_ring_peek_burst(&v->cmd, cmds, n);
+	if (k < 0)
+		return sock_broken(s, v);
+	for (int i = 0; i < k; i++) {
+		int rc = isoshm_validate_cmd(s->hdr.nr_sockets, sock, &cmds[i]);
+
+		if (rc == 0)
+			continue;
+		if (i == 0) {
+			/* consume the bad entry so it can't wedge the ring */
+			isoshm_ring_consume(&v->cmd, 1);
+			count_cmd_error(&s->stats, rc);
+			return rc;
+		}
+		k = i;
+		break;
+	}
+	if (k > 0)
+		isoshm_ring_consume(&v->cmd, (uint32_t)k);
+	s->stats.cmds += (uint64_t)k;
+	return k;
+}
+
+/* Bumps a wake word (private copy first) and wakes its sleepers. */
+static void wake_word(struct isoshm_stack *s, _Atomic uint32_t *word, uint32_t *priv)
+{
+	*priv += 1;
+	/* W2: pairs with the sleeper's load-acquire of the word (S0): a thread
+	 * that reads the new value also sees what was published before W1. */
+	atomic_store_explicit(word, *priv, memory_order_release);
+	isoshm__futex_wake(word);
+	s->stats.wakes++;
+}
+
+int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+	struct isostack_shm_sock *sk;
+	int woke = 0;
+
+	if (v == NULL)
+		return -EBADF;
+	sk = &s->socks[sock];
+	/* W1: orders the ring publications before it (store-release of
+	 * status_prod / rx_prod) before the loads of the waiter counts;
+	 * pairs with the application's fence S1 in isoshm_app_wait(): either
+	 * its re-check sees our data, or we see its announcement.  Relaxed
+	 * loads below are ordered by this fence.  Any nonzero value means
+	 * "wake": a lying application only buys itself extra wakeups. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&sk->waiters, memory_order_relaxed) != 0) {
+		wake_word(s, &sk->wake_seq, &v->wake_seq);
+		woke = 1;
+	}
+	if (atomic_load_explicit(&s->wait->waiters, memory_order_relaxed) != 0) {
+		wake_word(s, &s->wait->wake_seq, &s->app_wake_seq);
+		woke = 1;
+	}
+	return woke;
+}
+
+int isoshm_stack_post_status(struct isoshm_stack *s, uint32_t sock,
+			     const struct isostack_shm_status *st, uint32_t n)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+	int k;
+
+	if (v == NULL)
+		return -EBADF;
+	if (v->broken)
+		return -EPROTO;
+	k = isoshm_ring_enqueue_burst(&v->status, st, n);
+	if (k < 0)
+		return sock_broken(s, v);
+	if (k > 0)
+		isoshm_stack_notify(s, sock);
+	return k;
+}
+
+/* ---- TX and RX bytes --------------------------------------------------------- */
+
+int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_span span[2])
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+	uint64_t base_off;
+	uint32_t off, first;
+	int64_t avail;
+
+	if (v == NULL)
+		return -EBADF;
+	if (v->broken)
+		return -EPROTO;
+	/* want = UINT32_MAX: always load the current tx_prod */
+	avail = isoshm_ring_avail(&v->tx, UINT32_MAX);
+	if (avail < 0)
+		return sock_broken(s, v);
+	base_off = s->hdr.tx_off + (uint64_t)sock * s->hdr.tx_ring_bytes;
+	off = v->tx.mine & v->tx.mask;
+	first = (uint32_t)avail < v->tx.size - off ? (uint32_t)avail : v->tx.size - off;
+	span[0].off = base_off + off;
+	span[0].addr = s->base + span[0].off;
+	span[0].len = first;
+	span[1].off = base_off;
+	span[1].addr = s->base + base_off;
+	span[1].len = (uint32_t)avail - first;
+	return (int)avail;
+}
+
+int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+
+	if (v == NULL)
+		return -EBADF;
+	/* only bytes a peek returned (v->tx.other is the validated tx_prod) */
+	if (v->broken || n > v->tx.other - v->tx.mine) {
+		s->stats.bad_arg++;
+		return -EINVAL;
+	}
+	isoshm_ring_consume(&v->tx, n);
+	return 0;
+}
+
+int isoshm_stack_rx_space(struct isoshm_stack *s, uint32_t sock)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+	int64_t free_n;
+
+	if (v == NULL)
+		return -EBADF;
+	if (v->broken)
+		return -EPROTO;
+	free_n = isoshm_ring_free(&v->rx, UINT32_MAX);
+	if (free_n < 0)
+		return sock_broken(s, v);
+	return (int)free_n;
+}
+
+int isoshm_stack_rx_write(struct isoshm_stack *s, uint32_t sock, const void *buf, uint32_t len)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+	int k;
+
+	if (v == NULL)
+		return -EBADF;
+	if (v->broken)
+		return -EPROTO;
+	k = isoshm_ring_enqueue_burst(&v->rx, buf, len);
+	if (k < 0)
+		return sock_broken(s, v);
+	if (k > 0)
+		isoshm_stack_notify(s, sock);
+	return k;
+}
+
+int isoshm_stack_sock_reset(struct isoshm_stack *s, uint32_t sock)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+	int64_t avail;
+
+	if (v == NULL)
+		return -EBADF;
+	if (v->broken)
+		return -EPROTO;
+	/* Drop unsent TX data: the next socket in this slot starts at the
+	 * application's current tx_prod. */
+	avail = isoshm_ring_avail(&v->tx, UINT32_MAX);
+	if (avail < 0)
+		return sock_broken(s, v);
+	if (avail > 0)
+		isoshm_ring_consume(&v->tx, (uint32_t)avail);
+	return 0;
+}
