@@ -9,9 +9,6 @@
               sent raw: the daemon must ARP for it, then reply
   malformed   broken frames through an AF_PACKET socket, then probes with
               bad checksums that must get no answer
-  relay       a bad link in userspace (for kernels without sch_netem):
-              bridges two interfaces frame by frame, losing, duplicating
-              and reordering some in both directions
 
 Exit status 0 on success, 1 with a message on failure.
 """
@@ -307,58 +304,6 @@ def cmd_malformed(a):
         print(f"malformed: no answer to a {name} (within {a.probe_wait} s)")
 
 
-# --- relay -------------------------------------------------------------------
-
-def cmd_relay(a):
-    """Runs until killed. Reordering holds a frame back and sends it after
-    the next one in the same direction; a held frame is flushed after
-    --hold-ms so a stream's last segment is late, never lost by this."""
-    socks = [raw_socket(a.a), raw_socket(a.b)]
-    rng = random.Random(a.seed)
-    held = [None, None]          # (frame, since) per output socket
-    counts = {"fwd": 0, "lost": 0, "dup": 0, "reordered": 0}
-
-    def report(*_):
-        print("relay: " + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)
-        sys.exit(0)
-
-    import signal
-    signal.signal(signal.SIGTERM, report)
-    hold = a.hold_ms / 1000.0
-    print(f"relay: {a.a} <-> {a.b}: loss {a.loss}, duplicate {a.dup}, "
-          f"reorder {a.reorder}", flush=True)
-    while True:
-        r, _, _ = select.select(socks, [], [], hold)
-        now = time.monotonic()
-        for out in (0, 1):
-            if held[out] and now - held[out][1] >= hold:
-                socks[out].send(held[out][0])
-                held[out] = None
-        for i, sock in enumerate(socks):
-            if sock not in r:
-                continue
-            frame, addr = sock.recvfrom(65535)
-            if addr[2] == socket.PACKET_OUTGOING:
-                continue             # our own transmissions, seen again
-            out = 1 - i
-            x = rng.random()
-            if x < a.loss:
-                counts["lost"] += 1
-                continue
-            if x < a.loss + a.reorder and held[out] is None:
-                held[out] = (frame, now)
-                counts["reordered"] += 1
-                continue
-            socks[out].send(frame)
-            counts["fwd"] += 1
-            if held[out]:
-                socks[out].send(held[out][0])
-                held[out] = None
-            if rng.random() < a.dup:
-                socks[out].send(frame)
-                counts["dup"] += 1
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -382,16 +327,9 @@ def main():
     m.add_argument("--dmac", required=True)
     m.add_argument("--src", default="198.18.0.2")
     m.add_argument("--probe-wait", type=float, default=1.0)
-    y = sub.add_parser("relay")
-    y.add_argument("--a", required=True, help="one interface")
-    y.add_argument("--b", required=True, help="the other interface")
-    y.add_argument("--loss", type=float, default=0.01)
-    y.add_argument("--dup", type=float, default=0.01)
-    y.add_argument("--reorder", type=float, default=0.05)
-    y.add_argument("--hold-ms", type=float, default=2.0)
     a = p.parse_args()
     {"echo-bulk": cmd_echo_bulk, "echo-short": cmd_echo_short,
-     "arp": cmd_arp, "malformed": cmd_malformed, "relay": cmd_relay}[a.cmd](a)
+     "arp": cmd_arp, "malformed": cmd_malformed}[a.cmd](a)
 
 
 if __name__ == "__main__":
