@@ -38,6 +38,7 @@ EOF
 
 bench_cleanup() {
 	[ -n "${BENCH_SERVER_PID:-}" ] && kill "$BENCH_SERVER_PID" 2>/dev/null
+	[ -n "${BENCH_DOWN:-}" ] && (ISOSTACK_NS_PREFIX=$BENCH_DOWN cmd_down >/dev/null 2>&1)
 	ip netns del "$BENCH_NS_SUT" 2>/dev/null || true
 	ip netns del "$BENCH_NS_PEER" 2>/dev/null || true
 }
@@ -156,10 +157,26 @@ bench_wait_port() {
 	die "bench: nothing listens on port $2 in $1"
 }
 
-# The isostack column: `isostack up` (daemon + peer namespace), the isoperf
-# server in the peer namespace, the client through `isostack run`.
+# The isostack column: `isostack up` (daemon on core 1, peer namespace), the
+# isoperf server in the peer namespace, the client through `isostack run`.
 bench_isostack() {
 	local out=$1 secs=$2 quick=$3
+	local prefix=isob$$
 
-	warn "bench: isostack column not wired yet"
+	ISOSTACK_NS_PREFIX=$prefix cmd_up >/dev/null 2>"$out/up.log" ||
+		{ cat "$out/up.log" >&2; warn "bench: isostack up failed: column skipped"; return 0; }
+	BENCH_DOWN=$prefix
+	ISOSTACK_NS_PREFIX=$prefix net_names
+	ISOSTACK_NS_PREFIX=$prefix net_state_load
+	ip netns exec "$S_NS_PEER" taskset -c 0 "$BENCH_ISOPERF" server \
+		-B "$S_PEER_ADDR" -p "$BENCH_PORT" --nodelay 2>/dev/null &
+	BENCH_SERVER_PID=$!
+	bench_wait_port "$S_NS_PEER" "$BENCH_PORT"
+	BENCH_PEER_IP=$S_PEER_ADDR
+	bench_matrix isostack "$out" "$secs" "$quick" \
+		env ISOSTACK_NS_PREFIX="$prefix" "$ISOSTACK_SELF" run --require --
+	kill "$BENCH_SERVER_PID"; wait "$BENCH_SERVER_PID" 2>/dev/null || true
+	BENCH_SERVER_PID=
+	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
+	BENCH_DOWN=
 }

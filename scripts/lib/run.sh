@@ -1,0 +1,45 @@
+# isostack run: an unmodified program on isostack, like `onload CMD`.
+
+summary_run() { echo "run a program on isostack through the shim (core 0)"; }
+help_run() {
+	cat <<EOF2
+usage: isostack run [--require] [--] CMD [ARGS...]
+
+Runs CMD in the daemon's namespace (made by 'isostack up') on core 0, with
+libisosock.so preloaded: its AF_INET TCP and UDP sockets are served by
+isostackd; everything else (files, pipes, AF_UNIX, loopback) stays with
+the kernel. Nothing in CMD changes.
+
+  --require   fail socket() with ENETDOWN instead of falling back to the
+              kernel when the daemon cannot be reached (ISOSTACK_REQUIRE=1)
+
+The shim reads ISOSTACK_CONTROL (set here to this instance's control
+socket) and logs with the prefix 'isostack:' on stderr.
+EOF2
+}
+
+cmd_run() {
+	local require=${ISOSTACK_REQUIRE:-0}
+	local env
+
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--require) require=1 ;;
+		--) shift; break ;;
+		-*) die "run: unknown option '$1' (see isostack run --help)" ;;
+		*) break ;;
+		esac
+		shift
+	done
+	[ $# -gt 0 ] || die "run: which program? (isostack run -- CMD ARGS)"
+	need_root run
+	net_names
+	net_state_load ||
+		die "instance '$NET_PREFIX' is not up: run 'isostack up' first"
+	[ -f "$ISOSTACK_SHIM" ] ||
+		die "run: no shim at $ISOSTACK_SHIM: run 'isostack build'"
+	env=(LD_PRELOAD="$ISOSTACK_SHIM${LD_PRELOAD:+:$LD_PRELOAD}"
+	     ISOSTACK_CONTROL="$S_CONTROL" ISOSTACK_REQUIRE="$require")
+	exec ip netns exec "$S_NS_STACK" env "${env[@]}" \
+		taskset -c "$NET_PEER_CORE" "$@"
+}
