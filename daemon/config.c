@@ -40,6 +40,7 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->burst = ISOTCP_DPDK_BURST;
 	cfg->weight_rx = 2;
 	cfg->weight_events = 1;
+	cfg->weight_apps = 2;
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
 }
 
@@ -158,6 +159,8 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 		num = &cfg->weight_rx; min = 1; max = 64;
 	} else if (strcmp(key, "weight_events") == 0) {
 		num = &cfg->weight_events; min = 1; max = 64;
+	} else if (strcmp(key, "weight_apps") == 0) {
+		num = &cfg->weight_apps; min = 1; max = 64;
 	}
 	if (num != NULL) {
 		if (parse_uint(val, min, max, num) != 0) {

@@ -50,6 +50,7 @@ struct isod_config {
 	unsigned sleep_us;         /* longest timed sleep without RX interrupts */
 	unsigned burst;            /* frames or events per unit of weight */
 	unsigned weight_rx, weight_events;
+	unsigned weight_apps;      /* application commands (socket back-end) */
 	bool echo;
 	uint32_t echo_addr;        /* network byte order */
 	char control[PATH_MAX];

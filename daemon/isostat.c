@@ -217,6 +217,63 @@ static void print_lwip(const struct snapshot *cur, const struct snapshot *prev)
 	}
 }
 
+static const char *const tcp_states[] = {
+	"CLOSED", "LISTEN", "SYN-SENT", "SYN-RECV", "ESTAB", "FIN-WAIT-1",
+	"FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT", "-",
+};
+
+static void ip_str(uint64_t v, char *out, size_t len)
+{
+	snprintf(out, len, "%u.%u.%u.%u", (unsigned)(v >> 24) & 255,
+		 (unsigned)(v >> 16) & 255, (unsigned)(v >> 8) & 255, (unsigned)v & 255);
+}
+
+/* Applications and their sockets, like ss: state, addresses, queues. */
+static void print_sockets(const struct snapshot *cur)
+{
+	bool header = false;
+
+	for (unsigned i = 0; i < cur->n; i++) {
+		unsigned app, slot;
+		char k[96], lip[16], rip[16];
+		int end = 0;
+
+		if (sscanf(cur->kv[i].name, "app.%u.pid%n", &app, &end) == 1 &&
+		    cur->kv[i].name[end] == '\0') {
+			snprintf(k, sizeof(k), "app.%u.sockets", app);
+			printf("\napp %u: pid %" PRIu64 ", %" PRIu64 " sockets\n", app,
+			       cur->kv[i].value, get(cur, k));
+			header = false;
+			continue;
+		}
+		if (sscanf(cur->kv[i].name, "sock.%u.%u.state%n", &app, &slot, &end) != 2 ||
+		    cur->kv[i].name[end] != '\0')
+			continue;
+		if (!header) {
+			printf("  %-5s %-11s %21s %21s %10s %10s\n", "slot", "state",
+			       "local", "remote", "tx_flight", "rx_queued");
+			header = true;
+		}
+		snprintf(k, sizeof(k), "sock.%u.%u.tcp_state", app, slot);
+		uint64_t st = get(cur, k);
+		snprintf(k, sizeof(k), "sock.%u.%u.local_ip", app, slot);
+		ip_str(get(cur, k), lip, sizeof(lip));
+		snprintf(k, sizeof(k), "sock.%u.%u.remote_ip", app, slot);
+		ip_str(get(cur, k), rip, sizeof(rip));
+		char l[40], r[40];
+		snprintf(k, sizeof(k), "sock.%u.%u.local_port", app, slot);
+		snprintf(l, sizeof(l), "%s:%" PRIu64, lip, get(cur, k));
+		snprintf(k, sizeof(k), "sock.%u.%u.remote_port", app, slot);
+		snprintf(r, sizeof(r), "%s:%" PRIu64, rip, get(cur, k));
+		printf("  %-5u %-11s %21s %21s", slot,
+		       tcp_states[st < 12 ? st : 11], l, r);
+		snprintf(k, sizeof(k), "sock.%u.%u.tx_inflight", app, slot);
+		printf(" %10" PRIu64, get(cur, k));
+		snprintf(k, sizeof(k), "sock.%u.%u.rx_queued", app, slot);
+		printf(" %10" PRIu64 "\n", get(cur, k));
+	}
+}
+
 /* Everything not shown above, as reported, grouped by its first name part. */
 static void print_rest(const struct snapshot *cur)
 {
@@ -228,7 +285,8 @@ static void print_rest(const struct snapshot *cur)
 		size_t glen = dot ? (size_t)(dot - name) : strlen(name);
 
 		if (strncmp(name, "port.", 5) == 0 || strncmp(name, "loop.", 5) == 0 ||
-		    strncmp(name, "lwip.", 5) == 0)
+		    strncmp(name, "lwip.", 5) == 0 || strncmp(name, "app.", 4) == 0 ||
+		    strncmp(name, "sock.", 5) == 0)
 			continue;
 		if (strlen(group) != glen || strncmp(group, name, glen) != 0) {
 			snprintf(group, sizeof(group), "%.*s", (int)glen, name);
@@ -298,6 +356,7 @@ int main(int argc, char **argv)
 			print_loop(cur, i > 0 ? prev : NULL);
 			print_lwip(cur, i > 0 ? prev : NULL);
 			print_rest(cur);
+			print_sockets(cur);
 		}
 		fflush(stdout);
 		if (interval > 0 && (count < 0 || i + 1 < count)) {

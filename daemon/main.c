@@ -8,12 +8,15 @@
  * (SIGTERM/SIGINT) runs the same list backwards. This is the only file that
  * calls rte_exit(): everything below returns errors up to here.
  */
+#include "backend.h"
 #include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sys/stat.h>
 
 #include <rte_eal.h>
 #include <rte_pdump.h>
@@ -156,12 +159,71 @@ static void lwip_log_stats(void)
 		 lwip_stats.etharp.recv, lwip_stats.etharp.drop);
 }
 
+/* STATS: the daemon's lines, ahead of the back-end's (stats_extra hook). */
+static size_t stats_extra(void *arg, char *buf, size_t len)
+{
+	return isod_stats_format(arg, buf, len);
+}
+
+/*
+ * The socket back-end: applications attach on the control socket, and their
+ * doorbells become one more dispatcher source. Returns 0 or -errno, logged.
+ */
+static int backend_start(const struct isod_config *cfg, struct isod_backend **out)
+{
+	struct isod_backend_conf bc;
+	char dir[sizeof(cfg->control)];
+	char *slash;
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s", cfg->control);
+	slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+			ISOD_LOG("control: cannot create %s: %s", dir, strerror(errno));
+	}
+	isod_backend_conf_default(&bc);
+	bc.control_path = cfg->control;
+	bc.stack_wake_fd = isod_loop.wake_fd;
+	bc.stats_extra = stats_extra;
+	bc.stats_arg = &isod_loop;
+	ret = isod_backend_init(out, &bc);
+	if (ret != 0) {
+		ISOD_LOG("control socket %s: %s", cfg->control, strerror(-ret));
+		return ret;
+	}
+	ret = isod_loop_add_source(&isod_loop, "apps", cfg->weight_apps,
+				   isod_backend_poll_source, *out);
+	if (ret != 0) {
+		ISOD_LOG("apps source: %s", strerror(-ret));
+		isod_backend_fini(*out);
+		*out = NULL;
+		return ret;
+	}
+	ISOD_LOG("control socket %s: serving applications (up to %u sockets each) and isostat",
+		 cfg->control, bc.shm.nr_sockets - 1);
+	return 0;
+}
+
+static void backend_log_stats(const struct isod_backend *be)
+{
+	struct isod_backend_stats st;
+
+	isod_backend_get_stats(be, &st);
+	ISOD_LOG("apps: %" PRIu64 " attached, %" PRIu64 " detached, %" PRIu64 " commands, "
+		 "%" PRIu64 " rejected, %" PRIu64 " connections reset on hang-up",
+		 st.apps_attached, st.apps_detached, st.cmds,
+		 st.bad_cmds + st.bad_slot, st.resets);
+}
+
 int main(int argc, char **argv)
 {
 	struct isod_config cfg;
 	char *eal_argv[ISOD_MAX_EAL_ARGS + 2 * ISOD_MAX_PORTS + 8];
 	char lcore_buf[16];
 	struct isod_echo *echo = NULL;
+	struct isod_backend *backend = NULL;
 	struct sigaction sa;
 	unsigned nports = 0;
 	int eal_argc, ret;
@@ -245,16 +307,23 @@ int main(int argc, char **argv)
 		}
 		ISOD_LOG("echo: TCP echo on %s:7, discard on %s:9", a, a);
 	}
-	ISOD_LOG("control socket %s: not served by this version", cfg.control);
+	ret = backend_start(&cfg, &backend);
+	if (ret != 0)
+		goto err_echo;
 	ISOD_LOG("running");
 
 	isod_loop_run(&isod_loop, &isod_stop);
 
 	ISOD_LOG("stopping");
+	backend_log_stats(backend);
+	isod_backend_fini(backend);
 	isod_echo_stop(echo);
 	isod_loop_log_stats(&isod_loop);
 	lwip_log_stats();
 	ret = 0;
+	goto err_loop;
+err_echo:
+	isod_echo_stop(echo);
 err_loop:
 	isod_loop_fini(&isod_loop);
 err_ports:

@@ -10,7 +10,7 @@
 ISOSTACK_PACKAGES="build-essential pkg-config meson ninja-build
 	dpdk dpdk-dev libdpdk-dev libnuma-dev libcmocka-dev
 	clang libclang-rt-14-dev
-	iproute2 ethtool iputils-ping procps kmod xz-utils python3
+	iproute2 ethtool iputils-ping procps kmod xz-utils python3 curl
 	tshark"
 
 # Debian's lwIP source: upstream 2.1.3 repacked without non-free files. The

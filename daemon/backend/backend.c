@@ -1,0 +1,541 @@
+/*
+ * The back-end's outer loop: the control socket (attach, hang-up, stats),
+ * the event queue lwIP callbacks fill, and the doorbell scan of every
+ * attached application (O(doorbells x applications) per pass when idle,
+ * independent of the number of sockets).
+ *
+ * Attach: a client connects to the SEQPACKET control socket and sends
+ * ATTACH with its wake fd; we create its segment and answer with the
+ * segment fd and the stack wake fd.  The connection then stays open; its
+ * hang-up (POLLHUP / read of 0) makes us reset every connection of that
+ * application (RST), drop its slots and unmap its segment, within
+ * ctl_interval_ms.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void isod_backend_conf_default(struct isod_backend_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	isoshm_params_default(&c->shm);
+	c->max_apps = 64;
+	c->stack_wake_fd = -1;
+	c->ctl_interval_ms = 1;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf *conf)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct isod_backend *be;
+	int ret;
+
+	if (conf == NULL || conf->control_path == NULL || conf->shm.nr_sockets < 2)
+		return -EINVAL;
+	if (strlen(conf->control_path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	be = calloc(1, sizeof(*be));
+	if (be == NULL)
+		return -ENOMEM;
+	be->conf = *conf;
+	if (be->conf.max_apps == 0)
+		be->conf.max_apps = 64;
+	snprintf(be->path, sizeof(be->path), "%s", conf->control_path);
+	be->conf.control_path = be->path;
+	be->ready_tail = &be->ready_head;
+	be->next_app_id = 1;
+	be->own_wake_fd = -1;
+	if (be->conf.stack_wake_fd < 0) {
+		be->own_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (be->own_wake_fd < 0) {
+			ret = -errno;
+			goto err_free;
+		}
+		be->conf.stack_wake_fd = be->own_wake_fd;
+	}
+	be->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (be->listen_fd < 0) {
+		ret = -errno;
+		goto err_wake;
+	}
+	strcpy(sun.sun_path, be->path);
+	unlink(be->path);
+	if (bind(be->listen_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(be->path, 0666) < 0 || listen(be->listen_fd, 64) < 0) {
+		ret = -errno;
+		goto err_sock;
+	}
+	*out = be;
+	return 0;
+
+err_sock:
+	close(be->listen_fd);
+err_wake:
+	if (be->own_wake_fd >= 0)
+		close(be->own_wake_fd);
+err_free:
+	free(be);
+	return ret;
+}
+
+/* ---- Applications --------------------------------------------------------- */
+
+static void app_destroy(struct isod_backend *be, struct isod_app *app)
+{
+	struct isod_sock **pp;
+
+	isod_sock_reset_all(app);
+	/* drop its sockets from the event queue */
+	for (pp = &be->ready_head; *pp != NULL;) {
+		if ((*pp)->app == app)
+			*pp = (*pp)->ready_next;
+		else
+			pp = &(*pp)->ready_next;
+	}
+	be->ready_tail = &be->ready_head;
+	while (*be->ready_tail != NULL)
+		be->ready_tail = &(*be->ready_tail)->ready_next;
+	isoshm_stack_destroy(app->shm);
+	close(app->ctl_fd);
+	if (app->wake_fd >= 0)
+		close(app->wake_fd);
+	free(app->socks);
+	free(app);
+	be->napps--;
+	be->st.apps_detached++;
+}
+
+static int send_fds(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+	} u;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (nfds > 0) {
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.buf;
+		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	if (sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		return -errno;
+	return 0;
+}
+
+static void reply_attach(int fd, int status, uint32_t app_id, uint64_t size,
+			 const int *fds, unsigned nfds)
+{
+	struct isostack_ctl_attach_reply r = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_ATTACH_REPLY, .length = sizeof(r) },
+		.status = status, .app_id = app_id, .segment_size = size,
+	};
+
+	(void)send_fds(fd, &r, sizeof(r), fds, nfds);
+}
+
+/* Validates an ATTACH and creates the application.  Takes ownership of
+ * fd and wake_fd in every case. */
+static void app_attach(struct isod_backend *be, int fd, const struct isostack_ctl_attach *m,
+		       ssize_t len, int wake_fd)
+{
+	struct isod_app *app = NULL;
+	struct isoshm_params p = be->conf.shm;
+	int ret;
+
+	if (len != (ssize_t)sizeof(*m) || m->hdr.length != sizeof(*m) || wake_fd < 0) {
+		ret = -EPROTO;
+		goto fail;
+	}
+	if (m->abi_version != ISOSTACK_SHM_ABI_VERSION ||
+	    (ISOSTACK_SHM_FEATURES & ~m->features) != 0) {
+		ret = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	if (be->napps >= be->conf.max_apps) {
+		ret = -EUSERS;
+		goto fail;
+	}
+	app = calloc(1, sizeof(*app));
+	if (app == NULL) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	app->id = be->next_app_id++;
+	p.app_id = app->id;
+	ret = isoshm_stack_create(&app->shm, &p);
+	if (ret < 0)
+		goto fail;
+	app->hdr = *isoshm_stack_header(app->shm);
+	app->socks = calloc(app->hdr.nr_sockets, sizeof(*app->socks));
+	if (app->socks == NULL) {
+		ret = -ENOMEM;
+		goto fail_shm;
+	}
+	for (uint32_t i = 0; i < app->hdr.nr_sockets; i++) {
+		app->socks[i].app = app;
+		app->socks[i].id = i;
+	}
+	app->socks[0].state = ISOD_S_CTRL;
+	{
+		uint8_t *base = isoshm_stack_base(app->shm);
+
+		app->shared_socks = (struct isostack_shm_sock *)(base + app->hdr.socks_off);
+		app->shared_wait = (struct isostack_shm_wait *)(base + app->hdr.wait_off);
+	}
+	app->be = be;
+	app->ctl_fd = fd;
+	app->wake_fd = wake_fd;
+	app->pid = m->pid;
+	memcpy(app->comm, m->comm, sizeof(m->comm));
+	app->comm[16] = '\0';
+	{
+		int fds[2] = { isoshm_stack_fd(app->shm), be->conf.stack_wake_fd };
+
+		reply_attach(fd, 0, app->id, app->hdr.segment_size, fds, 2);
+	}
+	app->next = be->apps;
+	be->apps = app;
+	be->napps++;
+	be->st.apps_attached++;
+	return;
+
+fail_shm:
+	isoshm_stack_destroy(app->shm);
+fail:
+	free(app);
+	be->st.apps_rejected++;
+	reply_attach(fd, ret, 0, 0, NULL, 0);
+	close(fd);
+	if (wake_fd >= 0)
+		close(wake_fd);
+}
+
+static void reply_stats(struct isod_backend *be, int fd)
+{
+	struct {
+		struct isostack_ctl_hdr hdr;
+		char body[ISOSTACK_CTL_STATS_MAX - sizeof(struct isostack_ctl_hdr)];
+	} *r = malloc(sizeof(*r));
+	size_t n;
+
+	if (r == NULL)
+		return;
+	n = 0;
+	if (be->conf.stats_extra != NULL)
+		n = be->conf.stats_extra(be->conf.stats_arg, r->body, sizeof(r->body));
+	n += isod_backend_format_stats(be, r->body + n, sizeof(r->body) - n);
+	n += isod_backend_format_sockets(be, r->body + n, sizeof(r->body) - n);
+	r->hdr = (struct isostack_ctl_hdr){
+		.magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+		.type = ISOSTACK_CTL_STATS_REPLY, .length = (uint32_t)(sizeof(r->hdr) + n),
+	};
+	(void)send(fd, r, sizeof(r->hdr) + n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	free(r);
+}
+
+/*
+ * Reads one message from a control connection.  Returns 1 if the
+ * connection became an application or stays a stats client, 0 if it was
+ * closed (hang-up or garbage), -EAGAIN if nothing was there.
+ */
+static int ctl_read(struct isod_backend *be, int fd, bool attached)
+{
+	union {
+		struct isostack_ctl_hdr hdr;
+		struct isostack_ctl_attach att;
+		struct isostack_ctl_stats stats;
+		uint8_t raw[256];
+	} m;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} u;
+	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	int fds[4], nfds = 0;
+	ssize_t n;
+
+	n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return -EAGAIN;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+
+			for (int i = 0; i < k && nfds < 4; i++)
+				memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+		}
+	}
+	if (n <= 0 || (size_t)n < sizeof(m.hdr) || m.hdr.magic != ISOSTACK_CTL_MAGIC ||
+	    m.hdr.version != ISOSTACK_CTL_VERSION || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		return 0;
+	}
+	if (m.hdr.type == ISOSTACK_CTL_STATS) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		reply_stats(be, fd);
+		return 1;
+	}
+	if (m.hdr.type == ISOSTACK_CTL_ATTACH && !attached) {
+		for (int i = 1; i < nfds; i++)
+			close(fds[i]);
+		app_attach(be, fd, &m.att, n, nfds == 1 ? fds[0] : -1);
+		if (nfds > 1)
+			close(fds[0]);
+		return 2;   /* fd now owned by the app (or closed) */
+	}
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	return 0;
+}
+
+static unsigned ctl_poll(struct isod_backend *be)
+{
+	unsigned work = 0;
+	int fd;
+
+	while (be->npending < ISOD_MAX_PENDING_CTL &&
+	       (fd = accept4(be->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		be->pending_fd[be->npending++] = fd;
+		work++;
+	}
+	for (unsigned i = 0; i < be->npending;) {
+		int r = ctl_read(be, be->pending_fd[i], false);
+
+		if (r == -EAGAIN || r == 1) {
+			i++;
+			continue;
+		}
+		if (r == 0)
+			close(be->pending_fd[i]);
+		be->pending_fd[i] = be->pending_fd[--be->npending];
+		work++;
+	}
+	/* Hang-up of attached applications: one poll() over their sockets. */
+	if (be->napps > 0) {
+		struct pollfd pfd[be->napps];
+		struct isod_app *apps[be->napps];
+		unsigned n = 0;
+
+		for (struct isod_app *a = be->apps; a != NULL; a = a->next) {
+			pfd[n] = (struct pollfd){ .fd = a->ctl_fd, .events = POLLIN };
+			apps[n++] = a;
+		}
+		if (poll(pfd, n, 0) > 0) {
+			for (unsigned i = 0; i < n; i++) {
+				bool gone = (pfd[i].revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
+
+				if (!gone && (pfd[i].revents & POLLIN))
+					gone = ctl_read(be, apps[i]->ctl_fd, true) == 0;
+				if (gone)
+					apps[i]->dead = true;
+			}
+		}
+	}
+	return work;
+}
+
+static void reap_dead(struct isod_backend *be)
+{
+	for (struct isod_app **pp = &be->apps; *pp != NULL;) {
+		struct isod_app *a = *pp;
+
+		if (a->dead) {
+			*pp = a->next;
+			app_destroy(be, a);
+		} else {
+			pp = &a->next;
+		}
+	}
+}
+
+/* ---- The pass ------------------------------------------------------------------ */
+
+static unsigned drain_events(struct isod_backend *be, unsigned budget)
+{
+	struct isod_sock *list = be->ready_head;
+	unsigned done = 0;
+
+	/* Take the whole queue: what resumed work queues runs next pass. */
+	be->ready_head = NULL;
+	be->ready_tail = &be->ready_head;
+	while (list != NULL) {
+		struct isod_sock *sk = list;
+		uint32_t bits;
+
+		list = sk->ready_next;
+		if (done >= budget) {
+			/* put the rest back, in order, ahead of new work */
+			sk->queued = false;
+			bits = sk->ready;
+			sk->ready = 0;
+			isod_sock_queue(sk, bits);
+			continue;
+		}
+		bits = sk->ready;
+		sk->ready = 0;
+		sk->queued = false;
+		isod_sock_resume(sk, bits);
+		done++;
+	}
+	return done;
+}
+
+static unsigned poll_doorbells(struct isod_backend *be, struct isod_app *app)
+{
+	uint32_t ids[64];
+	unsigned work = 0;
+	int n = isoshm_stack_poll(app->shm, ids, 64);
+
+	if (n < 0) {
+		be->st.broken_apps++;
+		app->dead = true;
+		return 0;
+	}
+	for (int i = 0; i < n && !app->dead; i++)
+		work += 1 + isod_sock_run_cmds(app, ids[i]);
+	return work;
+}
+
+/* Writes the application wake fd once per pass when it posted something
+ * and a thread of it sleeps in a mixed wait. */
+static void kick_apps(struct isod_backend *be)
+{
+	for (struct isod_app *a = be->apps; a != NULL; a = a->next) {
+		if (!a->kick)
+			continue;
+		a->kick = false;
+		/* Relaxed: a hint; isoshm_stack_notify's fence ordered the
+		 * status publication before this load. */
+		if (atomic_load_explicit(&a->shared_wait->waiters, memory_order_relaxed) != 0 &&
+		    a->wake_fd >= 0) {
+			uint64_t one = 1;
+
+			if (write(a->wake_fd, &one, sizeof(one)) == sizeof(one))
+				be->st.app_kicks++;
+		}
+	}
+}
+
+unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
+{
+	unsigned work = 0;
+	uint64_t t = 0;
+
+	if (be->conf.ctl_interval_ms == 0 || (t = now_ms()) - be->last_ctl_ms >= be->conf.ctl_interval_ms) {
+		be->last_ctl_ms = be->conf.ctl_interval_ms == 0 ? 0 : t;
+		work += ctl_poll(be);
+		reap_dead(be);
+	}
+	work += drain_events(be, budget);
+	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
+		work += poll_doorbells(be, a);
+	reap_dead(be);
+	work += drain_events(be, budget);
+	kick_apps(be);
+	return work;
+}
+
+unsigned isod_backend_poll_source(void *be, unsigned budget)
+{
+	return isod_backend_poll(be, budget);
+}
+
+void isod_backend_fini(struct isod_backend *be)
+{
+	if (be == NULL)
+		return;
+	while (be->apps != NULL) {
+		struct isod_app *a = be->apps;
+
+		be->apps = a->next;
+		app_destroy(be, a);
+	}
+	for (unsigned i = 0; i < be->npending; i++)
+		close(be->pending_fd[i]);
+	close(be->listen_fd);
+	unlink(be->path);
+	if (be->own_wake_fd >= 0)
+		close(be->own_wake_fd);
+	free(be);
+}
+
+void isod_backend_get_stats(const struct isod_backend *be, struct isod_backend_stats *out)
+{
+	*out = be->st;
+}
+
+unsigned isod_backend_apps(const struct isod_backend *be)
+{
+	return be->napps;
+}
+
+unsigned isod_backend_open_sockets(const struct isod_backend *be)
+{
+	unsigned n = 0;
+
+	for (const struct isod_app *a = be->apps; a != NULL; a = a->next)
+		for (uint32_t i = 1; i < a->hdr.nr_sockets; i++)
+			n += a->socks[i].state != ISOD_S_FREE;
+	return n;
+}
+
+size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_t len)
+{
+	const struct isod_backend_stats *s = &be->st;
+	int n = snprintf(buf, len,
+		"backend.apps %u\nbackend.apps_attached %llu\nbackend.apps_detached %llu\n"
+		"backend.apps_rejected %llu\nbackend.open_sockets %u\nbackend.cmds %llu\n"
+		"backend.bad_cmds %llu\nbackend.bad_slot %llu\nbackend.broken_socks %llu\n"
+		"backend.broken_apps %llu\nbackend.emfile %llu\nbackend.enobufs %llu\n"
+		"backend.accept_dropped %llu\nbackend.parked %llu\nbackend.resumed %llu\n"
+		"backend.status_deferred %llu\nbackend.events %llu\nbackend.tx_bytes %llu\n"
+		"backend.rx_bytes %llu\nbackend.tx_writes %llu\nbackend.sends_seen %llu\n"
+		"backend.resets %llu\nbackend.app_kicks %llu\n",
+		be->napps, (unsigned long long)s->apps_attached,
+		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
+		isod_backend_open_sockets(be), (unsigned long long)s->cmds,
+		(unsigned long long)s->bad_cmds, (unsigned long long)s->bad_slot,
+		(unsigned long long)s->broken_socks, (unsigned long long)s->broken_apps,
+		(unsigned long long)s->emfile, (unsigned long long)s->enobufs,
+		(unsigned long long)s->accept_dropped, (unsigned long long)s->parked,
+		(unsigned long long)s->resumed, (unsigned long long)s->status_deferred,
+		(unsigned long long)s->events, (unsigned long long)s->tx_bytes,
+		(unsigned long long)s->rx_bytes, (unsigned long long)s->tx_writes,
+		(unsigned long long)s->sends_seen, (unsigned long long)s->resets,
+		(unsigned long long)s->app_kicks);
+
+	if (n < 0)
+		return 0;
+	return (size_t)n < len ? (size_t)n : len ? len - 1 : 0;
+}

@@ -1,0 +1,96 @@
+/*
+ * isod_backend: the socket back-end of isostackd (paper 4.1-4.4).
+ *
+ * It serves applications attached through the control socket
+ * (include/isostack/ctl_proto.h): for each one it creates a shared-memory
+ * segment (shm/), scans its doorbells, runs the commands it finds as
+ * per-socket state machines over lwIP's raw TCP API, parks what cannot
+ * complete and resumes it from an internal event queue that lwIP callbacks
+ * feed and isod_backend_poll() drains -- lwIP is never re-entered from its
+ * own callbacks.  docs/sockets.md is the protocol it implements.
+ *
+ * DPDK-free: the daemon's dispatcher and the unit tests drive it alike.
+ * Every function must be called on the lwIP owner thread.
+ */
+#ifndef ISOD_BACKEND_H
+#define ISOD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "isoshm.h"
+
+struct isod_backend_conf {
+	const char *control_path;   /* AF_UNIX SEQPACKET path; created, mode 0666 */
+	struct isoshm_params shm;   /* per-application segment; shm.nr_sockets - 1
+				     * is the per-application socket limit (EMFILE) */
+	uint64_t mem_limit;         /* per application: TX+RX ring bytes of open
+				     * sockets; beyond it SOCKET gets -ENOBUFS; 0: none */
+	uint32_t max_apps;          /* attached applications at once; 0: 64 */
+	int stack_wake_fd;          /* eventfd passed to applications; -1: the
+				     * back-end makes one (nobody reads it) */
+	uint32_t ctl_interval_ms;   /* control socket checked at most this often
+				     * (hang-up detection latency); 0: every poll */
+	/* The daemon's own STATS lines (ports, loop, lwIP), written before the
+	 * back-end's; returns bytes written. NULL: back-end lines only. */
+	size_t (*stats_extra)(void *arg, char *buf, size_t len);
+	void *stats_arg;
+};
+
+/* Defaults: the shm defaults, no memory limit, 64 apps, 1 ms. */
+void isod_backend_conf_default(struct isod_backend_conf *c);
+
+struct isod_backend_stats {
+	uint64_t apps_attached, apps_detached, apps_rejected;
+	uint64_t cmds;              /* valid commands executed */
+	uint64_t bad_cmds;          /* rejected by validation (-EINVAL/-ENOTSUP/-EBADSLT) */
+	uint64_t bad_slot;          /* command on a slot that is not open (-EBADF) */
+	uint64_t broken_socks;      /* ring index corrupt: socket killed (-EPROTO) */
+	uint64_t broken_apps;       /* doorbell corrupt: application dropped */
+	uint64_t emfile, enobufs;   /* SOCKET refused by the limits */
+	uint64_t accept_dropped;    /* incoming connection aborted: no slot/backlog full */
+	uint64_t parked;            /* commands that had to wait */
+	uint64_t resumed;           /* socket resumptions from the event queue */
+	uint64_t status_deferred;   /* status ring full: posted later */
+	uint64_t events;            /* EV_* posted */
+	uint64_t tx_bytes, rx_bytes;
+	uint64_t tx_writes;         /* tcp_write calls (zero-copy) */
+	uint64_t sends_seen;        /* SEND commands */
+	uint64_t resets;            /* connections reset on application hang-up */
+	uint64_t app_kicks;         /* application wake fd writes */
+};
+
+struct isod_backend;
+
+/*
+ * Binds and listens on conf->control_path (an existing socket file there is
+ * replaced).  Returns 0 and *out, or -EINVAL (conf), -ENAMETOOLONG, -ENOMEM
+ * or the -errno of socket/bind/listen.  Nothing to free on failure.
+ */
+int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf *conf);
+
+/*
+ * One pass: control socket (attach, hang-up, stats; rate-limited by
+ * ctl_interval_ms), the event queue, every application's doorbells and
+ * commands.  Does at most about `budget` commands/events.  Returns the work
+ * done (0: idle).
+ */
+unsigned isod_backend_poll(struct isod_backend *be, unsigned budget);
+
+/* The same with the signature of the dispatcher's isod_poll_fn. */
+unsigned isod_backend_poll_source(void *be, unsigned budget);
+
+/* Resets every connection, detaches every application, closes and unlinks
+ * the control socket.  NULL is a no-op. */
+void isod_backend_fini(struct isod_backend *be);
+
+void isod_backend_get_stats(const struct isod_backend *be, struct isod_backend_stats *out);
+/* Number of attached applications. */
+unsigned isod_backend_apps(const struct isod_backend *be);
+/* Open (non-free) slots over all applications; tests check reclamation. */
+unsigned isod_backend_open_sockets(const struct isod_backend *be);
+/* "name value\n" lines (the STATS reply body).  Returns bytes written
+ * (truncated to len) . */
+size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_t len);
+
+#endif /* ISOD_BACKEND_H */

@@ -1,0 +1,148 @@
+/*
+ * isod_backend internals: the private state the stack core keeps per
+ * application and per socket slot.  None of it is shared memory; the
+ * segment is only touched through shm/ (isoshm_stack_*), which validates
+ * what it reads.
+ */
+#ifndef ISOD_BACKEND_INTERNAL_H
+#define ISOD_BACKEND_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lwip/tcp.h"
+
+#include "backend.h"
+#include "isostack/ctl_proto.h"
+#include "isostack/shm_abi.h"
+
+#define ISOD_PEND_MAX     8    /* deferred replies per socket (status ring full) */
+#define ISOD_ACCEPT_PARK  8    /* ACCEPTs parked at once on one listener */
+#define ISOD_CMD_BURST    32
+
+enum isod_sock_state {
+	ISOD_S_FREE = 0,     /* no socket; reusable once the app drained it */
+	ISOD_S_CTRL,         /* slot 0 */
+	ISOD_S_OPEN,         /* SOCKET done, pcb not connected */
+	ISOD_S_LISTEN,
+	ISOD_S_CONNECTING,
+	ISOD_S_CONNECTED,    /* also after FIN either way */
+	ISOD_S_CHILD,        /* accepted by lwIP, waiting in the backlog */
+	ISOD_S_DEAD,         /* pcb gone (RST, error, broken ring): until CLOSE */
+};
+
+/* Internal events (the event queue), bits of isod_sock.ready. */
+enum {
+	ISOD_R_RX        = 1u << 0,  /* lwIP delivered data or FIN */
+	ISOD_R_SENT      = 1u << 1,  /* peer acknowledged bytes */
+	ISOD_R_CONNECTED = 1u << 2,
+	ISOD_R_ERR       = 1u << 3,  /* lwIP freed the pcb */
+	ISOD_R_ACCEPT    = 1u << 4,  /* a child joined the backlog */
+	ISOD_R_FLUSH     = 1u << 5,  /* deferred statuses to post */
+	ISOD_R_CMDS      = 1u << 6,  /* commands left unread (budget/room) */
+};
+
+struct isod_app;
+
+struct isod_sock {
+	struct isod_app *app;
+	uint32_t id;
+	uint8_t state;               /* enum isod_sock_state */
+	bool udp;
+	bool fin_rcvd, hup_posted, err_posted;
+	bool shut_wr, shut_wr_done;
+	bool close_pending, linger0;
+	bool tx_was_full;
+	bool pcb_closed;             /* lwIP finished the connection cleanly
+				      * (LAST_ACK done or TIME_WAIT): pcb NULL */
+	int err;                     /* -errno once the connection failed */
+	struct tcp_pcb *pcb;
+	ip_addr_t local_ip;          /* kept for GETSOCKNAME after the pcb is gone */
+	u16_t local_port;
+
+	/* TX: bytes of [tx_cons, tx_prod) already handed to lwIP */
+	uint32_t tx_handed;
+	uint32_t acked;              /* acknowledged, not yet released */
+	/* RX */
+	uint32_t rx_prod;            /* bytes written into the ring (private) */
+	uint32_t rx_cons_seen;       /* application consumption credited so far */
+	struct pbuf *rx_hold;        /* received, not yet in the ring */
+	uint16_t rx_hold_off;        /* bytes of rx_hold's first pbuf already copied */
+
+	/* parked commands */
+	uint64_t connect_cookie;
+	bool connect_parked;
+	uint64_t close_cookie;
+	uint64_t accept_cookie[ISOD_ACCEPT_PARK];
+	uint8_t accept_parked;
+	/* listener backlog: children in accept order, linked by bl_next */
+	uint32_t bl_head, bl_tail, bl_count, bl_max;
+	uint32_t bl_next;
+	uint32_t parent;             /* child: its listener */
+
+	/* status ring back-pressure */
+	struct isostack_shm_status pend[ISOD_PEND_MAX];
+	uint8_t npend;
+	uint32_t ev_pending;         /* EV_* bits (1 << (ev - 0x100)) not yet posted */
+	uint32_t st_posted;          /* status entries posted over the slot's life */
+
+	/* event queue */
+	uint32_t ready;
+	bool queued;
+	struct isod_sock *ready_next;
+	uint64_t mem;                /* bytes charged to the app's mem_limit */
+};
+
+struct isod_app {
+	struct isod_backend *be;
+	struct isod_app *next;
+	int ctl_fd;
+	int wake_fd;                 /* application wake fd (eventfd) */
+	uint32_t id;
+	uint32_t pid;
+	char comm[17];
+	struct isoshm_stack *shm;
+	struct isostack_shm_header hdr;  /* private copy */
+	struct isostack_shm_sock *shared_socks; /* read-only use: hints */
+	struct isostack_shm_wait *shared_wait;
+	struct isod_sock *socks;     /* [hdr.nr_sockets] */
+	uint64_t mem_used;
+	bool kick;                   /* something posted this pass: maybe write wake_fd */
+	bool dead;
+};
+
+#define ISOD_MAX_PENDING_CTL 16
+
+struct isod_backend {
+	struct isod_backend_conf conf;
+	char path[108];
+	int listen_fd;
+	int own_wake_fd;
+	int pending_fd[ISOD_MAX_PENDING_CTL];   /* connected, no ATTACH yet */
+	unsigned npending;
+	struct isod_app *apps;
+	unsigned napps;
+	uint32_t next_app_id;
+	uint64_t last_ctl_ms;
+	struct isod_sock *ready_head, **ready_tail;
+	struct isod_backend_stats st;
+};
+
+/* ---- sockstats.c ---- */
+
+/* app.* and sock.* lines of the STATS reply; returns bytes written. */
+size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, size_t len);
+
+/* ---- sock.c: the per-socket state machines ---- */
+
+/* Runs the commands the doorbell of `id` announced; returns the number. */
+unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id);
+/* Resumes one socket from the event queue with its accumulated bits. */
+void isod_sock_resume(struct isod_sock *sk, uint32_t bits);
+/* Queues sk for resumption with `bits` (once; bits accumulate). */
+void isod_sock_queue(struct isod_sock *sk, uint32_t bits);
+/* Application gone: abort every pcb (RST), free held pbufs. */
+void isod_sock_reset_all(struct isod_app *app);
+
+#endif /* ISOD_BACKEND_INTERNAL_H */

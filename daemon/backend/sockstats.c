@@ -1,0 +1,78 @@
+/*
+ * Per-application and per-socket lines of the STATS reply, the `ss` view of
+ * isostackd: for every attached application its pid and open sockets, for
+ * every open socket its state, addresses and queued bytes.
+ *
+ *   app.<id>.pid, app.<id>.sockets, app.<id>.mem_bytes
+ *   sock.<app>.<slot>.state       enum isod_sock_state
+ *   sock.<app>.<slot>.tcp_state   lwIP's enum tcp_state; 11 when no pcb
+ *   sock.<app>.<slot>.local_ip / local_port / remote_ip / remote_port
+ *                                 (addresses as host-order integers)
+ *   sock.<app>.<slot>.tx_inflight bytes handed to lwIP, not yet acknowledged
+ *   sock.<app>.<slot>.rx_queued   bytes in the RX ring the app has not read
+ *
+ * O(applications x slots); isostat asks about once a second at most.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+#define TCP_STATE_NONE 11
+
+static size_t put(char *buf, size_t len, size_t used, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static size_t put(char *buf, size_t len, size_t used, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (used >= len)
+		return used;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + used, len - used, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return used;
+	return (size_t)n < len - used ? used + (size_t)n : len;
+}
+
+size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	for (const struct isod_app *app = be->apps; app != NULL; app = app->next) {
+		unsigned open = 0;
+
+		for (uint32_t i = 1; i < app->hdr.nr_sockets; i++)
+			open += app->socks[i].state != ISOD_S_FREE;
+		used = put(buf, len, used, "app.%u.pid %u\napp.%u.sockets %u\n"
+			   "app.%u.mem_bytes %" PRIu64 "\n",
+			   app->id, app->pid, app->id, open, app->id, app->mem_used);
+		for (uint32_t i = 1; i < app->hdr.nr_sockets; i++) {
+			const struct isod_sock *sk = &app->socks[i];
+			const struct tcp_pcb *pcb = sk->udp ? NULL : sk->pcb;
+
+			if (sk->state == ISOD_S_FREE)
+				continue;
+			used = put(buf, len, used,
+				   "sock.%u.%u.state %u\nsock.%u.%u.tcp_state %u\n"
+				   "sock.%u.%u.tx_inflight %u\nsock.%u.%u.rx_queued %u\n",
+				   app->id, i, sk->state, app->id, i,
+				   pcb ? (unsigned)pcb->state : TCP_STATE_NONE,
+				   app->id, i, sk->tx_handed,
+				   app->id, i, sk->rx_prod - sk->rx_cons_seen);
+			if (pcb != NULL)
+				used = put(buf, len, used,
+					   "sock.%u.%u.local_ip %u\nsock.%u.%u.local_port %u\n"
+					   "sock.%u.%u.remote_ip %u\nsock.%u.%u.remote_port %u\n",
+					   app->id, i, lwip_ntohl(ip4_addr_get_u32(&pcb->local_ip)),
+					   app->id, i, pcb->local_port,
+					   app->id, i, lwip_ntohl(ip4_addr_get_u32(&pcb->remote_ip)),
+					   app->id, i, pcb->remote_port);
+		}
+	}
+	return used;
+}

@@ -1,0 +1,1576 @@
+/*
+ * The socket front-end core: the application's half of docs/sockets.md.
+ *
+ * Per socket slot we keep private state (struct fsock) behind a mutex:
+ * what the status ring told us (EOF, error, incoming connections, replies
+ * to commands other threads are waiting for) and the bookkeeping of the
+ * two aggregation rules (SEND: post only if the previous one was consumed
+ * or 64 KiB piled up; RECV: post after consuming half the RX ring).
+ * Threads never sleep holding the mutex: they drain the status ring under
+ * it, then wait on the slot's futex (isoshm_app_wait) in slices of
+ * WAIT_SLICE_NS, checking between slices that the daemon is still there.
+ *
+ * A slot's life: SOCKET (or an ACCEPT reply) hands it to us; CLOSE returns
+ * it at once to the caller, and the slot is reaped -- its status ring
+ * drained up to the CLOSE reply, its RX ring up to the rx_prod that reply
+ * carries -- before the stack may hand it out again (the stack waits for
+ * exactly that), so neither side ever resets a ring the other still uses.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "isosock.h"
+#include "isoshm.h"
+#include "isostack/ctl_proto.h"
+#include "isostack/shm_abi.h"
+/* The raw shared words (wait predicates, MSG_PEEK) need the mapping's
+ * base: shm/ does not export it yet (asked for isoshm_app_base()). */
+#include "../shm/internal.h"
+
+#define WAIT_SLICE_NS   (20 * 1000 * 1000)
+#define NREP            8
+#define NSTASH          8
+#define SPIN_POLLS      2000
+
+enum fstate {
+	F_FREE = 0, F_OPEN, F_LISTEN, F_CONNECTING, F_CONNECTED, F_CLOSING,
+};
+
+struct rep {
+	uint64_t cookie;
+	bool used, done, abandoned;
+	struct isostack_shm_status st;
+};
+
+struct fsock {
+	pthread_mutex_t lock;
+	uint8_t state;
+	bool nonblock, shut_rd, shut_wr, hup, dead, linger0, cork;
+	bool err_reported;         /* the fatal error was returned once */
+	int fatal;                 /* -errno from EV_ERROR */
+	int so_error;              /* pending SO_ERROR (positive errno) */
+	uint64_t connect_cookie;   /* reply updates the state, waiter or not */
+	int64_t rcvtimeo_ns, sndtimeo_ns;
+	struct linger linger;
+	/* TX */
+	uint32_t tx_prod;          /* bytes written (ours) */
+	uint32_t send_idx;         /* cmd_prod after our last SEND */
+	bool send_posted;
+	uint32_t tx_since_send;
+	/* RX */
+	uint32_t rx_cons;
+	uint32_t rx_since_recv;
+	/* listener */
+	uint32_t incoming;
+	uint32_t stash[NSTASH];    /* accepted slots whose ACCEPT waiter gave up */
+	uint32_t nstash;
+	/* replies */
+	struct rep rep[NREP];
+	uint64_t seq;
+	bool closed_reply;         /* CLOSING: the CLOSE reply came */
+	uint32_t close_rx_prod;
+};
+
+struct isosock_app {
+	struct isoshm_app *shm;
+	int ctl_fd, wake_fd, stack_wake_fd;
+	uint32_t id, nsocks, tx_bytes, rx_bytes;
+	uint8_t *base;
+	struct isostack_shm_sock *socks;
+	struct isostack_shm_wait *wait;
+	struct fsock *fs;
+	_Atomic bool dead;
+	struct isosock_stats st;   /* approximate under concurrency */
+};
+
+/* ---- Time --------------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- Attach --------------------------------------------------------------- */
+
+static int recv_reply(int fd, struct isostack_ctl_attach_reply *r, int fds[2])
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} u;
+	struct iovec iov = { .iov_base = r, .iov_len = sizeof(*r) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	int got = 0;
+	ssize_t n;
+
+	fds[0] = fds[1] = -1;
+	do
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < k; i++) {
+			int f;
+
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (got < 2)
+				fds[got++] = f;
+			else
+				close(f);
+		}
+	}
+	if (n == 0)
+		return -ECONNRESET;
+	if ((size_t)n != sizeof(*r) || r->hdr.magic != ISOSTACK_CTL_MAGIC ||
+	    r->hdr.version != ISOSTACK_CTL_VERSION || r->hdr.type != ISOSTACK_CTL_ATTACH_REPLY)
+		return -EPROTO;
+	return got;
+}
+
+int isosock_app_attach(struct isosock_app **out, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct isostack_ctl_attach req = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_ATTACH, .length = sizeof(req) },
+		.pid = (uint32_t)getpid(), .abi_version = ISOSTACK_SHM_ABI_VERSION,
+		.features = ISOSTACK_SHM_FEATURES,
+	};
+	struct isostack_ctl_attach_reply rep;
+	struct isosock_app *app;
+	int fds[2] = { -1, -1 };
+	int ret;
+
+	if (path == NULL)
+		path = getenv("ISOSTACK_CONTROL");
+	if (path == NULL || *path == '\0')
+		path = ISOSOCK_CONTROL_PATH;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	app = calloc(1, sizeof(*app));
+	if (app == NULL)
+		return -ENOMEM;
+	app->stack_wake_fd = -1;
+	app->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (app->ctl_fd < 0) {
+		ret = -errno;
+		goto err_free;
+	}
+	if (connect(app->ctl_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		ret = -errno;
+		goto err_ctl;
+	}
+	app->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (app->wake_fd < 0) {
+		ret = -errno;
+		goto err_ctl;
+	}
+	{
+		FILE *f = fopen("/proc/self/comm", "re");
+
+		if (f != NULL) {
+			if (fgets(req.comm, sizeof(req.comm), f) != NULL)
+				req.comm[strcspn(req.comm, "\n")] = '\0';
+			fclose(f);
+		}
+	}
+	ret = isoshm_send_fd(app->ctl_fd, app->wake_fd, &req, sizeof(req));
+	if (ret < 0)
+		goto err_wake;
+	ret = recv_reply(app->ctl_fd, &rep, fds);
+	if (ret < 0)
+		goto err_fds;
+	if (rep.status < 0) {
+		ret = rep.status;
+		goto err_fds;
+	}
+	if (ret != 2) {
+		ret = -EPROTO;
+		goto err_fds;
+	}
+	ret = isoshm_app_attach(&app->shm, fds[0], NULL);
+	if (ret < 0)
+		goto err_fds;
+	app->stack_wake_fd = fds[1];
+	app->id = rep.app_id;
+	app->nsocks = isoshm_app_header(app->shm)->nr_sockets;
+	app->tx_bytes = isoshm_app_header(app->shm)->tx_ring_bytes;
+	app->rx_bytes = isoshm_app_header(app->shm)->rx_ring_bytes;
+	app->base = app->shm->base;
+	app->socks = (struct isostack_shm_sock *)(app->base + isoshm_app_header(app->shm)->socks_off);
+	app->wait = (struct isostack_shm_wait *)(app->base + isoshm_app_header(app->shm)->wait_off);
+	app->fs = calloc(app->nsocks, sizeof(*app->fs));
+	if (app->fs == NULL) {
+		ret = -ENOMEM;
+		isoshm_app_detach(app->shm);
+		close(fds[1]);
+		goto err_wake;
+	}
+	for (uint32_t i = 0; i < app->nsocks; i++)
+		pthread_mutex_init(&app->fs[i].lock, NULL);
+	*out = app;
+	return 0;
+
+err_fds:
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+err_wake:
+	close(app->wake_fd);
+err_ctl:
+	close(app->ctl_fd);
+err_free:
+	free(app);
+	return ret;
+}
+
+void isosock_app_detach(struct isosock_app *app)
+{
+	if (app == NULL)
+		return;
+	close(app->ctl_fd);
+	close(app->wake_fd);
+	if (app->stack_wake_fd >= 0)
+		close(app->stack_wake_fd);
+	isoshm_app_detach(app->shm);
+	for (uint32_t i = 0; i < app->nsocks; i++)
+		pthread_mutex_destroy(&app->fs[i].lock);
+	free(app->fs);
+	free(app);
+}
+
+int isosock_app_forget(struct isosock_app *app)
+{
+	(void)app;   /* the child keeps using the parent's mapping as is */
+	return 0;
+}
+
+bool isosock_app_alive(struct isosock_app *app)
+{
+	struct pollfd p = { .fd = app->ctl_fd, .events = POLLIN };
+
+	if (atomic_load_explicit(&app->dead, memory_order_relaxed))
+		return false;
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLIN))) {
+		/* the daemon never sends unasked: readable means hung up */
+		atomic_store_explicit(&app->dead, true, memory_order_relaxed);
+		return false;
+	}
+	return true;
+}
+
+uint32_t isosock_app_id(const struct isosock_app *app) { return app->id; }
+uint32_t isosock_app_max_sockets(const struct isosock_app *app) { return app->nsocks; }
+int isosock_app_ctl_fd(const struct isosock_app *app) { return app->ctl_fd; }
+int isosock_app_wake_fd(const struct isosock_app *app) { return app->wake_fd; }
+
+void isosock_app_stats(struct isosock_app *app, struct isosock_stats *out)
+{
+	*out = app->st;
+	out->sleeps = isoshm_app_sleeps(app->shm);
+}
+
+/* ---- Status ring ------------------------------------------------------------- */
+
+static struct fsock *fs_get(struct isosock_app *app, int s)
+{
+	if (s <= 0 || (uint32_t)s >= app->nsocks)
+		return NULL;
+	return &app->fs[s];
+}
+
+static void handle_status(struct isosock_app *app, struct fsock *f,
+			  const struct isostack_shm_status *st)
+{
+	if (st->opcode >= ISOSTACK_SHM_EV_RX) {
+		app->st.events++;
+		switch (st->opcode) {
+		case ISOSTACK_SHM_EV_HUP:
+			f->hup = true;
+			break;
+		case ISOSTACK_SHM_EV_ERROR:
+			f->dead = true;
+			f->fatal = st->result < 0 ? (int)st->result : -ECONNRESET;
+			f->so_error = -f->fatal;
+			break;
+		case ISOSTACK_SHM_EV_INCOMING:
+			f->incoming = (uint32_t)st->arg[0];
+			break;
+		default:
+			break;
+		}
+		return;
+	}
+	if (st->opcode == ISOSTACK_SHM_OP_CONNECT && st->cookie == f->connect_cookie &&
+	    f->state == F_CONNECTING) {
+		if (st->result == 0) {
+			f->state = F_CONNECTED;
+		} else {
+			f->state = F_OPEN;
+			f->so_error = (int)-st->result;
+			f->dead = true;
+			f->fatal = (int)st->result;
+			f->err_reported = true;   /* reported through connect/SO_ERROR */
+		}
+	}
+	if (st->opcode == ISOSTACK_SHM_OP_CLOSE && f->state == F_CLOSING) {
+		f->closed_reply = true;
+		f->close_rx_prod = (uint32_t)st->arg[0];
+		return;
+	}
+	for (int i = 0; i < NREP; i++) {
+		struct rep *r = &f->rep[i];
+
+		if (!r->used || r->cookie != st->cookie)
+			continue;
+		if (r->abandoned) {
+			/* an accept nobody waits for any more: keep the child */
+			if (st->opcode == ISOSTACK_SHM_OP_ACCEPT && st->result > 0 &&
+			    f->nstash < NSTASH)
+				f->stash[f->nstash++] = (uint32_t)st->result;
+			r->used = false;
+			return;
+		}
+		r->st = *st;
+		atomic_store_explicit((_Atomic bool *)&r->done, true, memory_order_release);
+		return;
+	}
+}
+
+/* Under f->lock.  A closing slot is drained one entry at a time, so the
+ * entries of the slot's next socket are never consumed here. */
+static void drain(struct isosock_app *app, int s, struct fsock *f)
+{
+	struct isostack_shm_status st[16];
+	int n;
+
+	do {
+		unsigned want = f->state == F_CLOSING ? 1 : 16;
+
+		if (f->state == F_CLOSING && f->closed_reply)
+			return;
+		n = isoshm_app_recv_status(app->shm, (uint32_t)s, st, want);
+		for (int i = 0; i < n; i++)
+			handle_status(app, f, &st[i]);
+	} while (n > 0);
+}
+
+static void fs_fresh(struct fsock *f, enum fstate state, uint32_t tx_prod, uint32_t rx_cons)
+{
+	pthread_mutex_t lock = f->lock;
+
+	memset(f, 0, sizeof(*f));
+	f->lock = lock;
+	f->state = (uint8_t)state;
+	f->tx_prod = tx_prod;
+	f->rx_cons = rx_cons;
+}
+
+/* Under f->lock: a CLOSING slot whose CLOSE reply came gets its RX ring
+ * drained up to the old socket's last byte, then is free. */
+static void reap_one(struct isosock_app *app, int s, struct fsock *f)
+{
+	uint8_t scratch[4096];
+
+	drain(app, s, f);
+	if (f->state != F_CLOSING || !f->closed_reply)
+		return;
+	while (f->rx_cons != f->close_rx_prod) {
+		uint32_t n = f->close_rx_prod - f->rx_cons;
+		int k;
+
+		if (n > sizeof(scratch))
+			n = sizeof(scratch);
+		k = isoshm_app_rx_read(app->shm, (uint32_t)s, scratch, n);
+		if (k <= 0)
+			break;
+		f->rx_cons += (uint32_t)k;
+	}
+	f->state = F_FREE;
+}
+
+static void reap_all(struct isosock_app *app)
+{
+	for (uint32_t i = 1; i < app->nsocks; i++) {
+		struct fsock *f = &app->fs[i];
+
+		/* Relaxed peek at the state: the locked re-check decides. */
+		if (__atomic_load_n(&f->state, __ATOMIC_RELAXED) != F_CLOSING)
+			continue;
+		if (pthread_mutex_trylock(&f->lock) != 0)
+			continue;
+		if (f->state == F_CLOSING)
+			reap_one(app, (int)i, f);
+		pthread_mutex_unlock(&f->lock);
+	}
+}
+
+/* ---- Commands and waiting ---------------------------------------------------- */
+
+/* Under f->lock.  Posts c (cookie filled in); returns 0 or -errno. */
+static int post(struct isosock_app *app, int s, struct isostack_shm_cmd *c)
+{
+	int64_t deadline = 0;
+
+	c->sock = (uint32_t)s;
+	for (;;) {
+		int k = isoshm_app_submit(app->shm, (uint32_t)s, c, 1);
+
+		if (k == 1) {
+			app->st.cmds++;
+			return 0;
+		}
+		if (k < 0)
+			return -EPIPE;
+		/* command ring full: the stack is behind; it drains without us */
+		if (!isosock_app_alive(app))
+			return -ENETDOWN;
+		if (deadline == 0)
+			deadline = now_ns() + 5LL * 1000000000;
+		else if (now_ns() > deadline)
+			return -EAGAIN;
+		sched_yield();
+	}
+}
+
+/* Under f->lock: a reply slot for a new command. */
+static struct rep *rep_new(struct fsock *f, int s, struct isostack_shm_cmd *c)
+{
+	for (int i = 0; i < NREP; i++) {
+		struct rep *r = &f->rep[i];
+
+		if (r->used)
+			continue;
+		memset(r, 0, sizeof(*r));
+		r->used = true;
+		r->cookie = ((uint64_t)(uint32_t)s << 32) | (++f->seq & 0xffffffffu);
+		c->cookie = r->cookie;
+		return r;
+	}
+	return NULL;
+}
+
+struct waitarg {
+	struct isosock_app *app;
+	int s;
+	struct fsock *f;
+	struct rep *r;
+	uint32_t tx_cons0, rx_prod0, status_prod0;
+};
+
+/* Runs lock-free on shared words; only decides whether to look again. */
+static bool something_moved(void *p)
+{
+	struct waitarg *w = p;
+	struct isostack_shm_sock *sk = &w->app->socks[w->s];
+
+	if (w->r != NULL && atomic_load_explicit((_Atomic bool *)&w->r->done, memory_order_acquire))
+		return true;
+	return atomic_load_explicit(&sk->status_prod, memory_order_acquire) != w->status_prod0 ||
+	       atomic_load_explicit(&sk->status_prod, memory_order_acquire) !=
+	       atomic_load_explicit(&sk->status_cons, memory_order_relaxed) ||
+	       atomic_load_explicit(&sk->rx_prod, memory_order_acquire) != w->rx_prod0 ||
+	       atomic_load_explicit(&sk->tx_cons, memory_order_acquire) != w->tx_cons0 ||
+	       atomic_load_explicit(&w->app->dead, memory_order_relaxed);
+}
+
+/*
+ * Called with f->lock held; releases it, waits until something of socket
+ * s moved (or timeout/signal), retakes it.  Returns 0, -ETIMEDOUT (past
+ * deadline_ns, 0 = none), -EINTR, -ENETDOWN (daemon gone).
+ */
+static int wait_moved(struct isosock_app *app, int s, struct fsock *f, struct rep *r,
+		      int64_t deadline_ns)
+{
+	struct isostack_shm_sock *sk = &app->socks[s];
+	struct waitarg w = {
+		.app = app, .s = s, .f = f, .r = r,
+		.tx_cons0 = atomic_load_explicit(&sk->tx_cons, memory_order_acquire),
+		.rx_prod0 = atomic_load_explicit(&sk->rx_prod, memory_order_acquire),
+		.status_prod0 = atomic_load_explicit(&sk->status_cons, memory_order_relaxed),
+	};
+	int rc;
+
+	pthread_mutex_unlock(&f->lock);
+	for (;;) {
+		int64_t slice = WAIT_SLICE_NS;
+
+		if (deadline_ns != 0) {
+			int64_t left = deadline_ns - now_ns();
+
+			if (left <= 0) {
+				rc = -ETIMEDOUT;
+				break;
+			}
+			if (left < slice)
+				slice = left;
+		}
+		rc = isoshm_app_wait(app->shm, (uint32_t)s, something_moved, &w, SPIN_POLLS, slice);
+		if (rc == 0 || rc == -EINTR)
+			break;
+		if (!isosock_app_alive(app)) {
+			rc = -ENETDOWN;
+			break;
+		}
+	}
+	pthread_mutex_lock(&f->lock);
+	return rc;
+}
+
+static int64_t deadline_of(int64_t timeo_ns)
+{
+	return timeo_ns > 0 ? now_ns() + timeo_ns : 0;
+}
+
+/*
+ * Posts c and waits for its reply (under f->lock; may drop it while
+ * waiting).  nonblock_ns > 0: give up after that long (the reply is then
+ * abandoned).  Returns 0 and *out, or -EINTR/-ETIMEDOUT/-ENETDOWN/-EAGAIN.
+ */
+static int call(struct isosock_app *app, int s, struct fsock *f, struct isostack_shm_cmd *c,
+		struct isostack_shm_status *out, int64_t deadline)
+{
+	struct rep *r;
+	int rc;
+
+	while ((r = rep_new(f, s, c)) == NULL) {
+		rc = wait_moved(app, s, f, NULL, deadline);
+		if (rc < 0)
+			return rc;
+		drain(app, s, f);
+	}
+	rc = post(app, s, c);
+	if (rc < 0) {
+		r->used = false;
+		return rc;
+	}
+	for (;;) {
+		drain(app, s, f);
+		if (r->done) {
+			*out = r->st;
+			r->used = false;
+			return 0;
+		}
+		rc = wait_moved(app, s, f, r, deadline);
+		if (rc < 0 && !r->done) {
+			r->abandoned = true;
+			return rc == -ETIMEDOUT ? -EAGAIN : rc;
+		}
+	}
+}
+
+/* Simple synchronous command on a live socket. */
+static int simple_call(struct isosock_app *app, int s, struct isostack_shm_cmd *c,
+		       struct isostack_shm_status *out)
+{
+	struct fsock *f = fs_get(app, s);
+	struct isostack_shm_status st;
+	int rc;
+
+	if (f == NULL)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	if (f->state == F_FREE || f->state == F_CLOSING) {
+		pthread_mutex_unlock(&f->lock);
+		return -EBADF;
+	}
+	rc = call(app, s, f, c, &st, 0);
+	pthread_mutex_unlock(&f->lock);
+	if (rc < 0)
+		return rc == -ENETDOWN ? -ENOTCONN : rc;
+	if (out != NULL)
+		*out = st;
+	return st.result < 0 ? (int)st.result : 0;
+}
+
+/* ---- Sockets ------------------------------------------------------------------- */
+
+int isosock_socket(struct isosock_app *app, int domain, int type, int protocol)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SOCKET };
+	struct fsock *ctl = &app->fs[0];
+	struct isostack_shm_status st;
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int rc, s;
+
+	if (domain != AF_INET)
+		return -EAFNOSUPPORT;
+	if (protocol < 0 || base < 0)
+		return -EINVAL;
+	if (!isosock_app_alive(app))
+		return -ENETDOWN;
+	reap_all(app);
+	c.arg[0] = (uint64_t)domain;
+	c.arg[1] = (uint64_t)base;
+	c.arg[2] = (uint64_t)protocol;
+	pthread_mutex_lock(&ctl->lock);
+	rc = call(app, 0, ctl, &c, &st, 0);
+	pthread_mutex_unlock(&ctl->lock);
+	if (rc < 0)
+		return rc == -ENETDOWN ? -ENETDOWN : rc;
+	if (st.result < 0)
+		return (int)st.result;
+	s = (int)st.result;
+	if (s <= 0 || (uint32_t)s >= app->nsocks)
+		return -EPROTO;
+	pthread_mutex_lock(&app->fs[s].lock);
+	fs_fresh(&app->fs[s], F_OPEN,
+		 atomic_load_explicit(&app->socks[s].tx_prod, memory_order_relaxed),
+		 atomic_load_explicit(&app->socks[s].rx_cons, memory_order_relaxed));
+	app->fs[s].nonblock = (type & SOCK_NONBLOCK) != 0;
+	pthread_mutex_unlock(&app->fs[s].lock);
+	return s;
+}
+
+int isosock_set_nonblock(struct isosock_app *app, int s, bool on)
+{
+	struct fsock *f = fs_get(app, s);
+
+	if (f == NULL)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	f->nonblock = on;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+int isosock_get_nonblock(struct isosock_app *app, int s)
+{
+	struct fsock *f = fs_get(app, s);
+	int v;
+
+	if (f == NULL)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	v = f->nonblock;
+	pthread_mutex_unlock(&f->lock);
+	return v;
+}
+
+static int addr_to_cmd(struct isostack_shm_cmd *c, const struct sockaddr *addr, socklen_t len)
+{
+	if (addr == NULL)
+		return -EFAULT;
+	if (len < sizeof(sa_family_t))
+		return -EINVAL;
+	if (addr->sa_family != AF_INET)
+		return -EAFNOSUPPORT;
+	if (len < sizeof(struct sockaddr_in))
+		return -EINVAL;
+	len = sizeof(struct sockaddr_in);
+	c->arg[0] = len;
+	memcpy(&c->arg[1], addr, len);
+	/* sin_zero must travel as zeros (the stack checks unused bytes) */
+	memset((uint8_t *)&c->arg[1] + offsetof(struct sockaddr_in, sin_zero), 0,
+	       sizeof(((struct sockaddr_in *)0)->sin_zero));
+	return 0;
+}
+
+static void addr_out(const struct isostack_shm_status *st, struct sockaddr *addr, socklen_t *len)
+{
+	socklen_t full = (socklen_t)st->arg[0];
+
+	if (addr == NULL || len == NULL)
+		return;
+	if (full > ISOSTACK_SHM_ADDR_MAX)
+		full = ISOSTACK_SHM_ADDR_MAX;
+	memcpy(addr, &st->arg[1], *len < full ? *len : full);
+	*len = full;
+}
+
+int isosock_bind(struct isosock_app *app, int s, const struct sockaddr *addr, socklen_t len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_BIND };
+	int rc = addr_to_cmd(&c, addr, len);
+
+	return rc < 0 ? rc : simple_call(app, s, &c, NULL);
+}
+
+int isosock_listen(struct isosock_app *app, int s, int backlog)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_LISTEN };
+	int rc;
+
+	c.arg[0] = backlog < 0 ? 0 : (uint64_t)backlog;
+	rc = simple_call(app, s, &c, NULL);
+	if (rc == 0) {
+		pthread_mutex_lock(&app->fs[s].lock);
+		app->fs[s].state = F_LISTEN;
+		pthread_mutex_unlock(&app->fs[s].lock);
+	}
+	return rc;
+}
+
+static int adopt_child(struct isosock_app *app, int child, int flags)
+{
+	struct fsock *cf;
+
+	if (child <= 0 || (uint32_t)child >= app->nsocks)
+		return -EPROTO;
+	cf = &app->fs[child];
+	pthread_mutex_lock(&cf->lock);
+	fs_fresh(cf, F_CONNECTED,
+		 atomic_load_explicit(&app->socks[child].tx_prod, memory_order_relaxed),
+		 atomic_load_explicit(&app->socks[child].rx_cons, memory_order_relaxed));
+	cf->nonblock = (flags & SOCK_NONBLOCK) != 0;
+	pthread_mutex_unlock(&cf->lock);
+	return child;
+}
+
+int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
+		   socklen_t *len, int flags)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_ACCEPT };
+	struct fsock *f = fs_get(app, s);
+	struct isostack_shm_status st;
+	int rc;
+
+	if (f == NULL)
+		return -EBADF;
+	reap_all(app);
+	pthread_mutex_lock(&f->lock);
+	if (f->state != F_LISTEN) {
+		pthread_mutex_unlock(&f->lock);
+		return f->state == F_FREE || f->state == F_CLOSING ? -EBADF : -EINVAL;
+	}
+	drain(app, s, f);
+	if (f->nstash > 0) {
+		int child = (int)f->stash[0];
+
+		memmove(f->stash, f->stash + 1, --f->nstash * sizeof(f->stash[0]));
+		pthread_mutex_unlock(&f->lock);
+		if (addr != NULL && len != NULL) {
+			struct isostack_shm_cmd g = { .opcode = ISOSTACK_SHM_OP_GETPEERNAME };
+
+			adopt_child(app, child, flags);
+			if (simple_call(app, child, &g, &st) == 0)
+				addr_out(&st, addr, len);
+			return child;
+		}
+		return adopt_child(app, child, flags);
+	}
+	if (f->nonblock && f->incoming == 0) {
+		pthread_mutex_unlock(&f->lock);
+		return isosock_app_alive(app) ? -EAGAIN : -ECONNABORTED;
+	}
+	rc = call(app, s, f, &c, &st,
+		  f->nonblock ? now_ns() + ISOSOCK_SPIN_NS * 20 : deadline_of(f->rcvtimeo_ns));
+	if (rc == 0 && st.result > 0 && f->incoming > 0)
+		f->incoming--;
+	pthread_mutex_unlock(&f->lock);
+	if (rc < 0)
+		return rc == -ENETDOWN ? -ECONNABORTED : rc;
+	if (st.result < 0)
+		return (int)st.result;
+	addr_out(&st, addr, len);
+	return adopt_child(app, (int)st.result, flags);
+}
+
+int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr, socklen_t len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_CONNECT };
+	struct fsock *f = fs_get(app, s);
+	struct isostack_shm_status st;
+	struct rep *r;
+	int rc;
+
+	if (f == NULL)
+		return -EBADF;
+	rc = addr_to_cmd(&c, addr, len);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&f->lock);
+	drain(app, s, f);
+	switch (f->state) {
+	case F_FREE:
+	case F_CLOSING:
+		rc = -EBADF;
+		goto out;
+	case F_CONNECTING:
+		rc = -EALREADY;
+		goto out;
+	case F_CONNECTED:
+		rc = -EISCONN;
+		goto out;
+	case F_LISTEN:
+		rc = -EISCONN;
+		goto out;
+	default:
+		break;
+	}
+	if (f->dead) {
+		rc = f->fatal ? f->fatal : -ECONNABORTED;
+		goto out;
+	}
+	r = rep_new(f, s, &c);
+	if (r == NULL) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	f->connect_cookie = c.cookie;
+	rc = post(app, s, &c);
+	if (rc < 0) {
+		r->used = false;
+		goto out;
+	}
+	f->state = F_CONNECTING;
+	if (f->nonblock) {
+		r->abandoned = true;   /* the reply only updates the state */
+		rc = -EINPROGRESS;
+		goto out;
+	}
+	for (;;) {
+		drain(app, s, f);
+		if (r->done) {
+			st = r->st;
+			r->used = false;
+			rc = st.result < 0 ? (int)st.result : 0;
+			if (rc < 0)
+				f->so_error = 0;   /* reported here, not again */
+			break;
+		}
+		rc = wait_moved(app, s, f, r, 0);
+		if (rc < 0 && !r->done) {
+			r->abandoned = true;
+			if (rc == -ENETDOWN)
+				rc = -ECONNREFUSED;
+			break;
+		}
+	}
+out:
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+/* ---- Data ---------------------------------------------------------------------- */
+
+/* Under f->lock: the data-call error of a dead socket (or 0 if alive). */
+static int dead_err(struct isosock_app *app, struct fsock *f, bool sending)
+{
+	if (!f->dead && isosock_app_alive(app))
+		return 0;
+	if (!f->dead) {
+		f->dead = true;
+		f->fatal = -ECONNRESET;
+		f->so_error = ECONNRESET;
+	}
+	if (!f->err_reported) {
+		f->err_reported = true;
+		f->so_error = 0;
+		return f->fatal;
+	}
+	return sending ? -EPIPE : 0;
+}
+
+/* Under f->lock: post SEND if the rule says so. */
+static int maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bool more)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SEND };
+	uint32_t cons;
+	int rc;
+
+	if (f->tx_since_send == 0)
+		return 0;
+	/* Acquire: pairs with the stack's store-release of cmd_cons. */
+	cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
+	if (f->send_posted && (int32_t)(cons - f->send_idx) < 0 &&
+	    f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
+		return 0;     /* the stack has not read the last SEND: it will see tx_prod */
+	if (more && f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
+		return 0;
+	rc = post(app, s, &c);
+	if (rc < 0)
+		return rc;
+	app->st.send_posts++;
+	f->send_posted = true;
+	f->send_idx = atomic_load_explicit(&app->socks[s].cmd_prod, memory_order_relaxed);
+	f->tx_since_send = 0;
+	return 0;
+}
+
+ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len, int flags)
+{
+	struct fsock *f = fs_get(app, s);
+	const uint8_t *p = buf;
+	size_t done = 0;
+	int64_t deadline;
+	ssize_t ret;
+
+	if (f == NULL)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	deadline = deadline_of(f->sndtimeo_ns);
+	for (;;) {
+		int rc, k;
+
+		drain(app, s, f);
+		if (f->state == F_FREE || f->state == F_CLOSING) {
+			ret = -EBADF;
+			break;
+		}
+		if (f->state != F_CONNECTED) {
+			ret = f->dead ? dead_err(app, f, true) : -ENOTCONN;
+			if (ret == 0)
+				ret = -EPIPE;
+			break;
+		}
+		if (f->shut_wr) {
+			ret = -EPIPE;
+			break;
+		}
+		rc = dead_err(app, f, true);
+		if (rc < 0) {
+			ret = rc;
+			break;
+		}
+		if (done == len) {
+			ret = (ssize_t)done;
+			break;
+		}
+		k = isoshm_app_tx_write(app->shm, (uint32_t)s, p + done,
+					len - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(len - done));
+		if (k < 0) {
+			ret = -EPIPE;
+			break;
+		}
+		if (k > 0) {
+			done += (size_t)k;
+			f->tx_prod += (uint32_t)k;
+			f->tx_since_send += (uint32_t)k;
+			rc = maybe_post_send(app, s, f, (flags & MSG_MORE) || f->cork);
+			if (rc < 0) {
+				ret = rc;
+				break;
+			}
+			continue;
+		}
+		/* ring full: make sure the stack knows, then wait for acks */
+		rc = maybe_post_send(app, s, f, false);
+		if (rc < 0) {
+			ret = rc;
+			break;
+		}
+		if (f->nonblock || (flags & MSG_DONTWAIT)) {
+			ret = done > 0 ? (ssize_t)done : -EAGAIN;
+			break;
+		}
+		rc = wait_moved(app, s, f, NULL, deadline);
+		if (rc < 0 && rc != -ENETDOWN) {
+			ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
+			break;
+		}
+	}
+	if (ret > 0)
+		app->st.send_calls++;
+	pthread_mutex_unlock(&f->lock);
+	return ret;
+}
+
+ssize_t isosock_sendto(struct isosock_app *app, int s, const void *buf, size_t len, int flags,
+		       const struct sockaddr *to, socklen_t tolen)
+{
+	(void)to;
+	(void)tolen;   /* TCP ignores the address, as the kernel does */
+	return isosock_send(app, s, buf, len, flags);
+}
+
+/* Under f->lock: bytes readable now. */
+static uint32_t rx_avail(struct isosock_app *app, int s, struct fsock *f)
+{
+	/* Acquire: pairs with the stack's store-release of rx_prod. */
+	uint32_t prod = atomic_load_explicit(&app->socks[s].rx_prod, memory_order_acquire);
+	uint32_t n = prod - f->rx_cons;
+
+	return n <= app->rx_bytes ? n : 0;
+}
+
+static void rx_peek(struct isosock_app *app, int s, struct fsock *f, void *buf, uint32_t n)
+{
+	const struct isostack_shm_header *h = isoshm_app_header(app->shm);
+	const uint8_t *ring = app->base + h->rx_off + (uint64_t)s * h->rx_ring_bytes;
+	uint32_t off = f->rx_cons & (h->rx_ring_bytes - 1);
+	uint32_t first = h->rx_ring_bytes - off < n ? h->rx_ring_bytes - off : n;
+
+	memcpy(buf, ring + off, first);
+	memcpy((uint8_t *)buf + first, ring, n - first);
+}
+
+/* Under f->lock: RECV when half the ring was consumed since the last one,
+ * or the ring had been full. */
+static void maybe_post_recv(struct isosock_app *app, int s, struct fsock *f, bool was_full)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_RECV };
+
+	if (f->rx_since_recv == 0 || (!was_full && f->rx_since_recv < app->rx_bytes / 2))
+		return;
+	if (post(app, s, &c) == 0) {
+		app->st.recv_posts++;
+		f->rx_since_recv = 0;
+	}
+}
+
+ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int flags)
+{
+	struct fsock *f = fs_get(app, s);
+	uint8_t *p = buf;
+	size_t done = 0;
+	int64_t deadline;
+	ssize_t ret;
+
+	if (f == NULL)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	deadline = deadline_of(f->rcvtimeo_ns);
+	for (;;) {
+		uint32_t avail, n;
+		int rc;
+
+		drain(app, s, f);
+		if (f->state == F_FREE || f->state == F_CLOSING) {
+			ret = -EBADF;
+			break;
+		}
+		if (f->state != F_CONNECTED && !(f->dead && f->state == F_OPEN)) {
+			ret = -ENOTCONN;
+			break;
+		}
+		if (len == 0 || f->shut_rd) {
+			ret = (ssize_t)done;
+			break;
+		}
+		avail = rx_avail(app, s, f);
+		if (avail > 0) {
+			bool was_full = avail == app->rx_bytes;
+
+			n = len - done < avail ? (uint32_t)(len - done) : avail;
+			if (flags & MSG_PEEK) {
+				rx_peek(app, s, f, p + done, n);
+				ret = (ssize_t)(done + n);
+				break;
+			}
+			rc = isoshm_app_rx_read(app->shm, (uint32_t)s, p + done, n);
+			if (rc < 0) {
+				ret = -ECONNRESET;
+				break;
+			}
+			done += (size_t)rc;
+			f->rx_cons += (uint32_t)rc;
+			f->rx_since_recv += (uint32_t)rc;
+			maybe_post_recv(app, s, f, was_full);
+			if (done == len || !(flags & MSG_WAITALL)) {
+				ret = (ssize_t)done;
+				break;
+			}
+			continue;
+		}
+		if (done > 0 && !(flags & MSG_WAITALL)) {
+			ret = (ssize_t)done;
+			break;
+		}
+		if (f->hup) {
+			ret = (ssize_t)done;   /* EOF */
+			break;
+		}
+		rc = dead_err(app, f, false);
+		if (rc < 0 || f->dead) {
+			ret = done > 0 ? (ssize_t)done : rc;
+			break;
+		}
+		if (f->nonblock || (flags & MSG_DONTWAIT)) {
+			ret = done > 0 ? (ssize_t)done : -EAGAIN;
+			break;
+		}
+		rc = wait_moved(app, s, f, NULL, deadline);
+		if (rc < 0 && rc != -ENETDOWN) {
+			ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
+			break;
+		}
+	}
+	if (ret > 0)
+		app->st.recv_calls++;
+	pthread_mutex_unlock(&f->lock);
+	return ret;
+}
+
+ssize_t isosock_recvfrom(struct isosock_app *app, int s, void *buf, size_t len, int flags,
+			 struct sockaddr *from, socklen_t *fromlen)
+{
+	ssize_t n = isosock_recv(app, s, buf, len, flags);
+
+	if (n >= 0 && from != NULL && fromlen != NULL) {
+		socklen_t l = *fromlen;
+
+		if (isosock_getpeername(app, s, from, &l) == 0)
+			*fromlen = l;
+	}
+	return n;
+}
+
+int isosock_nread(struct isosock_app *app, int s)
+{
+	struct fsock *f = fs_get(app, s);
+	int n;
+
+	if (f == NULL)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	n = f->state == F_CONNECTED ? (int)rx_avail(app, s, f) : 0;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+int isosock_shutdown(struct isosock_app *app, int s, int how)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SHUTDOWN };
+	struct fsock *f = fs_get(app, s);
+	int rc;
+
+	if (f == NULL)
+		return -EBADF;
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return -EINVAL;
+	pthread_mutex_lock(&f->lock);
+	drain(app, s, f);
+	if (f->state != F_CONNECTED) {
+		rc = f->state == F_FREE || f->state == F_CLOSING ? -EBADF : -ENOTCONN;
+		pthread_mutex_unlock(&f->lock);
+		return rc;
+	}
+	if (how != SHUT_RD) {
+		/* the stack must see every byte before the FIN */
+		f->cork = false;
+		rc = maybe_post_send(app, s, f, false);
+		(void)rc;
+	}
+	pthread_mutex_unlock(&f->lock);
+	c.arg[0] = (uint64_t)how;
+	rc = simple_call(app, s, &c, NULL);
+	if (rc == 0 || rc == -ENOTCONN) {
+		pthread_mutex_lock(&f->lock);
+		if (how != SHUT_WR)
+			f->shut_rd = true;
+		if (how != SHUT_RD)
+			f->shut_wr = true;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return rc == -ENOTCONN && f->dead ? 0 : rc;
+}
+
+int isosock_close(struct isosock_app *app, int s)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_CLOSE };
+	struct isostack_shm_cmd l = { .opcode = ISOSTACK_SHM_OP_SETSOCKOPT };
+	struct fsock *f = fs_get(app, s);
+
+	if (f == NULL)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	if (f->state == F_FREE || f->state == F_CLOSING) {
+		pthread_mutex_unlock(&f->lock);
+		return -EBADF;
+	}
+	drain(app, s, f);
+	if (f->state == F_CONNECTED && f->tx_since_send > 0) {
+		f->cork = false;
+		(void)maybe_post_send(app, s, f, false);
+	}
+	if (f->linger0) {
+		/* fire and forget: its reply is drained with the slot */
+		l.arg[0] = SOL_SOCKET;
+		l.arg[1] = SO_LINGER;
+		l.arg[2] = sizeof(struct linger);
+		memcpy(&l.arg[3], &f->linger, sizeof(f->linger));
+		(void)post(app, s, &l);
+	}
+	/* Replies to commands still in flight on this slot come before the
+	 * CLOSE reply; reaping drains them. */
+	f->state = F_CLOSING;
+	f->closed_reply = false;
+	c.cookie = UINT64_MAX;
+	if (post(app, s, &c) < 0)
+		f->state = F_FREE;   /* no daemon: nothing to reclaim */
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+int isosock_getsockname(struct isosock_app *app, int s, struct sockaddr *addr, socklen_t *len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_GETSOCKNAME };
+	struct isostack_shm_status st;
+	int rc;
+
+	if (len == NULL || addr == NULL)
+		return -EFAULT;
+	rc = simple_call(app, s, &c, &st);
+	if (rc == 0)
+		addr_out(&st, addr, len);
+	return rc;
+}
+
+int isosock_getpeername(struct isosock_app *app, int s, struct sockaddr *addr, socklen_t *len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_GETPEERNAME };
+	struct isostack_shm_status st;
+	int rc;
+
+	if (len == NULL || addr == NULL)
+		return -EFAULT;
+	rc = simple_call(app, s, &c, &st);
+	if (rc == 0)
+		addr_out(&st, addr, len);
+	return rc;
+}
+
+static int64_t tv_ns(const struct timeval *tv)
+{
+	return (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000;
+}
+
+int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
+		       const void *val, socklen_t len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SETSOCKOPT };
+	struct fsock *f = fs_get(app, s);
+	int rc = 0;
+
+	if (f == NULL)
+		return -EBADF;
+	if (val == NULL && len > 0)
+		return -EFAULT;
+	pthread_mutex_lock(&f->lock);
+	if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+		struct timeval tv;
+
+		if (len < sizeof(tv)) {
+			rc = -EINVAL;
+		} else {
+			memcpy(&tv, val, sizeof(tv));
+			if (tv.tv_usec < 0 || tv.tv_usec >= 1000000)
+				rc = -EDOM;
+			else if (name == SO_RCVTIMEO)
+				f->rcvtimeo_ns = tv_ns(&tv);
+			else
+				f->sndtimeo_ns = tv_ns(&tv);
+		}
+		pthread_mutex_unlock(&f->lock);
+		return rc;
+	}
+	if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF)) {
+		pthread_mutex_unlock(&f->lock);
+		return len < sizeof(int) ? -EINVAL : 0;   /* the rings are fixed */
+	}
+	if (level == SOL_SOCKET && name == SO_LINGER) {
+		if (len < sizeof(struct linger)) {
+			pthread_mutex_unlock(&f->lock);
+			return -EINVAL;
+		}
+		memcpy(&f->linger, val, sizeof(f->linger));
+		f->linger0 = f->linger.l_onoff && f->linger.l_linger == 0;
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	if (level == IPPROTO_TCP && name == TCP_CORK) {
+		int v;
+
+		if (len < sizeof(int)) {
+			pthread_mutex_unlock(&f->lock);
+			return -EINVAL;
+		}
+		memcpy(&v, val, sizeof(v));
+		f->cork = v != 0;
+		if (!f->cork && f->state == F_CONNECTED)
+			(void)maybe_post_send(app, s, f, false);
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (len > ISOSTACK_SHM_OPT_MAX)
+		len = ISOSTACK_SHM_OPT_MAX;
+	c.arg[0] = (uint64_t)level;
+	c.arg[1] = (uint64_t)name;
+	c.arg[2] = len;
+	if (len > 0)
+		memcpy(&c.arg[3], val, len);
+	return simple_call(app, s, &c, NULL);
+}
+
+static int put_int(void *val, socklen_t *len, int v)
+{
+	if (val == NULL || len == NULL)
+		return -EFAULT;
+	if (*len < sizeof(int))
+		return -EINVAL;
+	memcpy(val, &v, sizeof(v));
+	*len = sizeof(int);
+	return 0;
+}
+
+int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
+		       void *val, socklen_t *len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_GETSOCKOPT };
+	struct isostack_shm_status st;
+	struct fsock *f = fs_get(app, s);
+	int rc;
+
+	if (f == NULL)
+		return -EBADF;
+	if (val == NULL || len == NULL)
+		return -EFAULT;
+	if (level == SOL_SOCKET) {
+		pthread_mutex_lock(&f->lock);
+		drain(app, s, f);
+		rc = 1;
+		switch (name) {
+		case SO_ERROR:
+			rc = put_int(val, len, f->so_error);
+			if (rc == 0) {
+				f->so_error = 0;
+				if (f->dead)
+					f->err_reported = true;
+			}
+			break;
+		case SO_TYPE:      rc = put_int(val, len, SOCK_STREAM); break;
+		case SO_DOMAIN:    rc = put_int(val, len, AF_INET); break;
+		case SO_PROTOCOL:  rc = put_int(val, len, IPPROTO_TCP); break;
+		case SO_ACCEPTCONN: rc = put_int(val, len, f->state == F_LISTEN); break;
+		case SO_RCVBUF:    rc = put_int(val, len, (int)app->rx_bytes); break;
+		case SO_SNDBUF:    rc = put_int(val, len, (int)app->tx_bytes); break;
+		case SO_LINGER:
+			if (*len < sizeof(struct linger)) {
+				rc = -EINVAL;
+			} else {
+				memcpy(val, &f->linger, sizeof(f->linger));
+				*len = sizeof(struct linger);
+				rc = 0;
+			}
+			break;
+		case SO_RCVTIMEO:
+		case SO_SNDTIMEO: {
+			int64_t ns = name == SO_RCVTIMEO ? f->rcvtimeo_ns : f->sndtimeo_ns;
+			struct timeval tv = { .tv_sec = ns / 1000000000,
+					      .tv_usec = (ns % 1000000000) / 1000 };
+
+			if (*len < sizeof(tv)) {
+				rc = -EINVAL;
+			} else {
+				memcpy(val, &tv, sizeof(tv));
+				*len = sizeof(tv);
+				rc = 0;
+			}
+			break;
+		}
+		default:
+			break;
+		}
+		pthread_mutex_unlock(&f->lock);
+		if (rc <= 0)
+			return rc;
+	}
+	if (level == IPPROTO_TCP && name == TCP_CORK) {
+		pthread_mutex_lock(&f->lock);
+		rc = put_int(val, len, f->cork);
+		pthread_mutex_unlock(&f->lock);
+		return rc;
+	}
+	c.arg[0] = (uint64_t)level;
+	c.arg[1] = (uint64_t)name;
+	c.arg[2] = *len > ISOSTACK_SHM_OPT_MAX ? ISOSTACK_SHM_OPT_MAX : *len;
+	rc = simple_call(app, s, &c, &st);
+	if (rc < 0)
+		return rc;
+	if (st.result > ISOSTACK_SHM_OPT_MAX)
+		return -EPROTO;
+	if ((socklen_t)st.result < *len)
+		*len = (socklen_t)st.result;
+	memcpy(val, &st.arg[2], *len);
+	return 0;
+}
+
+/* ---- Readiness ------------------------------------------------------------------ */
+
+/* Under f->lock. */
+static int mask_of(struct isosock_app *app, int s, struct fsock *f)
+{
+	int m = 0;
+
+	drain(app, s, f);
+	switch (f->state) {
+	case F_FREE:
+	case F_CLOSING:
+		return POLLNVAL;
+	case F_LISTEN:
+		if (f->nstash > 0 || f->incoming > 0)
+			m |= POLLIN;
+		break;
+	case F_CONNECTING:
+		break;
+	case F_OPEN:
+		m |= POLLOUT | POLLHUP;
+		if (f->dead)
+			m |= POLLERR;
+		break;
+	case F_CONNECTED: {
+		uint32_t cons = atomic_load_explicit(&app->socks[s].tx_cons, memory_order_acquire);
+
+		if (rx_avail(app, s, f) > 0 || f->hup || f->shut_rd)
+			m |= POLLIN;
+		if (f->hup)
+			m |= POLLRDHUP;
+		if (!f->shut_wr && app->tx_bytes - (f->tx_prod - cons) > 0)
+			m |= POLLOUT;
+		if (f->hup && f->shut_wr)
+			m |= POLLHUP;
+		break;
+	}
+	}
+	if (f->state == F_CONNECTED && (f->dead || !isosock_app_alive(app)))
+		m |= POLLERR | POLLHUP | POLLIN | POLLOUT;
+	return m;
+}
+
+int isosock_poll(struct isosock_app *app, int s, short events)
+{
+	struct fsock *f = fs_get(app, s);
+	int m;
+
+	if (f == NULL)
+		return -EBADF;
+	pthread_mutex_lock(&f->lock);
+	m = mask_of(app, s, f);
+	pthread_mutex_unlock(&f->lock);
+	return m & (events | POLLERR | POLLHUP | POLLNVAL);
+}
+
+struct setarg {
+	struct isosock_app *app;
+	struct isosock_pollfd *set;
+	unsigned n;
+	uint32_t *snap;   /* [3n]: status_prod, rx_prod, tx_cons */
+};
+
+static void snap_set(struct setarg *a)
+{
+	for (unsigned i = 0; i < a->n; i++) {
+		struct isostack_shm_sock *sk;
+
+		if (a->set[i].sock <= 0 || (uint32_t)a->set[i].sock >= a->app->nsocks)
+			continue;
+		sk = &a->app->socks[a->set[i].sock];
+		a->snap[3 * i] = atomic_load_explicit(&sk->status_prod, memory_order_acquire);
+		a->snap[3 * i + 1] = atomic_load_explicit(&sk->rx_prod, memory_order_acquire);
+		a->snap[3 * i + 2] = atomic_load_explicit(&sk->tx_cons, memory_order_acquire);
+	}
+}
+
+static bool set_moved(void *p)
+{
+	struct setarg *a = p;
+
+	if (atomic_load_explicit(&a->app->dead, memory_order_relaxed))
+		return true;
+	for (unsigned i = 0; i < a->n; i++) {
+		struct isostack_shm_sock *sk;
+
+		if (a->set[i].sock <= 0 || (uint32_t)a->set[i].sock >= a->app->nsocks)
+			continue;
+		sk = &a->app->socks[a->set[i].sock];
+		if (atomic_load_explicit(&sk->status_prod, memory_order_acquire) != a->snap[3 * i] ||
+		    atomic_load_explicit(&sk->rx_prod, memory_order_acquire) != a->snap[3 * i + 1] ||
+		    atomic_load_explicit(&sk->tx_cons, memory_order_acquire) != a->snap[3 * i + 2])
+			return true;
+	}
+	return false;
+}
+
+int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n,
+		 int64_t timeout_ns)
+{
+	int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
+	uint32_t *snap = calloc(n ? 3 * n : 1, sizeof(uint32_t));
+	struct setarg a = { .app = app, .set = set, .n = n, .snap = snap };
+	int ready;
+
+	if (snap == NULL)
+		return -ENOMEM;
+	for (;;) {
+		snap_set(&a);
+		ready = 0;
+		for (unsigned i = 0; i < n; i++) {
+			int m;
+
+			set[i].revents = 0;
+			if (set[i].sock < 0)
+				continue;
+			m = isosock_poll(app, set[i].sock, set[i].events);
+			if (m < 0)
+				m = POLLNVAL;
+			set[i].revents = (short)m;
+			ready += m != 0;
+		}
+		if (ready > 0 || timeout_ns == 0)
+			break;
+		int64_t slice = WAIT_SLICE_NS;
+
+		if (deadline != 0) {
+			int64_t left = deadline - now_ns();
+
+			if (left <= 0)
+				break;
+			if (left < slice)
+				slice = left;
+		}
+		int rc = isoshm_app_wait(app->shm, ISOSHM_WAIT_ANY, set_moved, &a, SPIN_POLLS, slice);
+
+		if (rc == -EINTR) {
+			ready = -EINTR;
+			break;
+		}
+		if (rc == -ETIMEDOUT)
+			(void)isosock_app_alive(app);
+	}
+	free(snap);
+	return ready;
+}
+
+int isosock_wait_arm(struct isosock_app *app)
+{
+	atomic_fetch_add_explicit(&app->wait->waiters, 1, memory_order_relaxed);
+	/* Orders the announcement before the caller's readiness re-check;
+	 * pairs with the stack's fence before it reads waiters. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return 0;
+}
+
+int isosock_wait_disarm(struct isosock_app *app)
+{
+	uint64_t v;
+
+	atomic_fetch_sub_explicit(&app->wait->waiters, 1, memory_order_relaxed);
+	while (read(app->wake_fd, &v, sizeof(v)) == sizeof(v))
+		;
+	return 0;
+}

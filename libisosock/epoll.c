@@ -1,0 +1,343 @@
+/*
+ * The epoll family over a mix of kernel fds and isostack sockets.
+ *
+ * Every epoll fd is a real kernel epoll instance: kernel fds are
+ * registered in it as usual.  Isostack sockets go on the shim's own
+ * interest list for that epoll fd (the kernel cannot see the rings), and a
+ * DUAL socket (INADDR_ANY listener, UDP) on both: the kernel reports its
+ * shadow's accepts/datagrams under the same user data, and the two
+ * results are merged.  epoll_wait() scans the interest list (a readiness
+ * query per socket, no syscall), takes the kernel's ready list without
+ * blocking, and when both are empty sleeps as poll.c does: in the kernel
+ * on the epoll fd itself plus the application wake fd.
+ *
+ * Edge-triggered emulation: an entry reports when its ready set gained a
+ * bit since the last scan, or when an I/O call was made on the socket
+ * since the last report (struct isosock_file.eagain).  That may report an
+ * edge the kernel would not (harmless to an edge-triggered loop, which
+ * reads until EAGAIN) but never misses one after EAGAIN.
+ *
+ * Cost: O(isostack interests) per epoll_wait.  Kept simple on purpose;
+ * a ready list fed by the stack's events is the next step.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+#define L isosock_libc
+#define EP_MAX_FD (1 << 16)
+
+struct interest {
+	int fd;
+	struct isosock_file *f; /* weak: checked against the table by gen */
+	uint32_t gen;
+	uint32_t events;
+	epoll_data_t data;
+	uint32_t last_ready;
+	uint32_t last_io;
+	bool disabled;          /* EPOLLONESHOT fired */
+};
+
+struct ep {
+	pthread_mutex_t lock;
+	struct interest *v;
+	int n, cap;
+};
+
+/* Never freed: a thread may still be inside epoll_wait when another
+ * closes the fd; a reused epoll fd number reuses the (emptied) object. */
+static _Atomic(struct ep *) eps[EP_MAX_FD];
+static pthread_mutex_t eps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct ep *ep_get(int epfd, bool create)
+{
+	if (epfd < 0 || epfd >= EP_MAX_FD)
+		return NULL;
+	struct ep *e = atomic_load_explicit(&eps[epfd], memory_order_acquire);
+	if (e || !create)
+		return e;
+	pthread_mutex_lock(&eps_lock);
+	e = atomic_load_explicit(&eps[epfd], memory_order_relaxed);
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (e) {
+			pthread_mutex_init(&e->lock, NULL);
+			atomic_store_explicit(&eps[epfd], e, memory_order_release);
+		}
+	}
+	pthread_mutex_unlock(&eps_lock);
+	return e;
+}
+
+bool isosock_e_is_emulated(int epfd)
+{
+	struct ep *e = ep_get(epfd, false);
+	/* Relaxed read of n: a hint; the slow path locks. */
+	return e && __atomic_load_n(&e->n, __ATOMIC_RELAXED) > 0;
+}
+
+void isosock_e_closed(int fd)
+{
+	struct ep *e = ep_get(fd, false);
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	__atomic_store_n(&e->n, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&e->lock);
+}
+
+int isosock_e_create(int flags)
+{
+	int fd = L.epoll_create1(flags);
+	if (fd < 0)
+		return -errno;
+	isosock_e_closed(fd); /* a stale list from a previous owner of the number */
+	return fd;
+}
+
+static struct interest *find(struct ep *e, int fd)
+{
+	for (int i = 0; i < e->n; i++)
+		if (e->v[i].fd == fd)
+			return &e->v[i];
+	return NULL;
+}
+
+static void drop(struct ep *e, struct interest *it)
+{
+	*it = e->v[--e->n];
+	__atomic_store_n(&e->n, e->n, __ATOMIC_RELAXED);
+}
+
+/* The kernel half of a DUAL socket: accepts/datagrams on the shadow. */
+static void kernel_mirror(int epfd, int op, int fd, struct isosock_file *f,
+			  const struct epoll_event *ev)
+{
+	if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_DUAL))
+		return;
+	struct epoll_event k = { 0 };
+	if (ev) {
+		k.events = (ev->events & (EPOLLIN | EPOLLET | EPOLLONESHOT)) | EPOLLIN;
+		k.data = ev->data;
+	}
+	L.epoll_ctl(epfd, op, fd, &k);
+}
+
+int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	if (op != EPOLL_CTL_DEL && !ev)
+		return -EFAULT;
+	if (L.fcntl(epfd, F_GETFD) < 0 || L.fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	if (fd == epfd)
+		return -EINVAL;
+	struct isosock_file *f = isosock_fd_get(fd);
+	struct ep *e = ep_get(epfd, f != NULL);
+	if (!e) {
+		if (f) {
+			isosock_file_put(f);
+			return -ENOMEM;
+		}
+		return L.epoll_ctl(epfd, op, fd, ev) < 0 ? -errno : 0;
+	}
+	int r = 0;
+	pthread_mutex_lock(&e->lock);
+	struct interest *it = find(e, fd);
+	if (!f) {
+		/* A kernel fd, or a socket that migrated to the kernel after
+		 * it was registered here: then its entry moves over. */
+		if (it) {
+			drop(e, it);
+			if (op == EPOLL_CTL_MOD)
+				op = EPOLL_CTL_ADD;
+			if (op == EPOLL_CTL_DEL) {
+				L.epoll_ctl(epfd, op, fd, ev);
+				goto out;
+			}
+		}
+		r = L.epoll_ctl(epfd, op, fd, ev) < 0 ? -errno : 0;
+		goto out;
+	}
+	switch (op) {
+	case EPOLL_CTL_ADD:
+		if (it) {
+			r = -EEXIST;
+			break;
+		}
+		if (e->n == e->cap) {
+			int cap = e->cap ? e->cap * 2 : 16;
+			struct interest *v = realloc(e->v, sizeof(*v) * (size_t)cap);
+			if (!v) {
+				r = -ENOMEM;
+				break;
+			}
+			e->v = v;
+			e->cap = cap;
+		}
+		it = &e->v[e->n];
+		*it = (struct interest){ .fd = fd, .f = f, .gen = f->gen, .events = ev->events,
+					 .data = ev->data };
+		/* Force the first report of whatever is ready now, as the
+		 * kernel does on ADD. */
+		it->last_io = atomic_load_explicit(&f->eagain, memory_order_relaxed) - 1;
+		__atomic_store_n(&e->n, e->n + 1, __ATOMIC_RELAXED);
+		if (ev->events & EPOLLET)
+			atomic_fetch_or_explicit(&f->flags, ISOSOCK_F_ET, memory_order_relaxed);
+		kernel_mirror(epfd, EPOLL_CTL_ADD, fd, f, ev);
+		break;
+	case EPOLL_CTL_MOD:
+		if (!it) {
+			r = -ENOENT;
+			break;
+		}
+		it->events = ev->events;
+		it->data = ev->data;
+		it->disabled = false;
+		it->last_ready = 0;
+		it->last_io = atomic_load_explicit(&f->eagain, memory_order_relaxed) - 1;
+		if (ev->events & EPOLLET)
+			atomic_fetch_or_explicit(&f->flags, ISOSOCK_F_ET, memory_order_relaxed);
+		kernel_mirror(epfd, EPOLL_CTL_MOD, fd, f, ev);
+		break;
+	case EPOLL_CTL_DEL:
+		if (!it) {
+			r = -ENOENT;
+			break;
+		}
+		drop(e, it);
+		kernel_mirror(epfd, EPOLL_CTL_DEL, fd, f, NULL);
+		break;
+	default:
+		r = -EINVAL;
+	}
+out:
+	pthread_mutex_unlock(&e->lock);
+	if (f)
+		isosock_file_put(f);
+	return r;
+}
+
+/* One pass over the interest list; fills evs, returns the count. */
+static int scan(int epfd, struct ep *e, struct epoll_event *evs, int max)
+{
+	int cnt = 0;
+	pthread_mutex_lock(&e->lock);
+	for (int i = 0; i < e->n && cnt < max; i++) {
+		struct interest *it = &e->v[i];
+		struct isosock_file *f = isosock_fd_get(it->fd);
+		if (f != it->f || (f && f->gen != it->gen)) {
+			/* Closed, replaced, or migrated to the kernel. */
+			uint32_t fl = atomic_load_explicit(&it->f->flags, memory_order_relaxed);
+			if (!f && it->f->gen == it->gen && (fl & ISOSOCK_F_MIGRATED)) {
+				struct epoll_event k = { .events = it->events, .data = it->data };
+				L.epoll_ctl(epfd, EPOLL_CTL_ADD, it->fd, &k);
+			}
+			if (f)
+				isosock_file_put(f);
+			drop(e, it);
+			i--;
+			continue;
+		}
+		if (it->disabled) {
+			isosock_file_put(f);
+			continue;
+		}
+		uint32_t io = atomic_load_explicit(&f->eagain, memory_order_relaxed);
+		uint32_t ev = f->h && isosock_be ? isosock_be->poll(f->h, NULL) : 0;
+		uint32_t ready = ev & (it->events | EPOLLERR | EPOLLHUP);
+		isosock_file_put(f);
+		if (!ready) {
+			it->last_ready = 0;
+			continue;
+		}
+		if (it->events & EPOLLET) {
+			bool edge = (ready & ~it->last_ready) || io != it->last_io;
+			it->last_ready = ready;
+			it->last_io = io;
+			if (!edge)
+				continue;
+		}
+		if (it->events & EPOLLONESHOT)
+			it->disabled = true;
+		evs[cnt].events = ready;
+		evs[cnt].data = it->data;
+		cnt++;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return cnt;
+}
+
+/* Kernel events for the same user data as a DUAL entry already reported
+ * are folded into it (the shadow's half of one socket). */
+static int fold(struct epoll_event *evs, int nstack, int total)
+{
+	for (int i = nstack; i < total; i++) {
+		for (int j = 0; j < nstack; j++) {
+			if (evs[j].data.u64 == evs[i].data.u64) {
+				evs[j].events |= evs[i].events;
+				evs[i--] = evs[--total];
+				break;
+			}
+		}
+	}
+	return total;
+}
+
+int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
+		   const sigset_t *mask)
+{
+	if (max <= 0)
+		return -EINVAL;
+	struct ep *e = ep_get(epfd, false);
+	if (!e) {
+		int ms = timeout_ns < 0 ? -1 : (int)(timeout_ns / 1000000);
+		int r = L.epoll_pwait(epfd, evs, max, ms, mask);
+		return r < 0 ? -errno : r;
+	}
+	int wake = isosock_be && isosock_be->wake_fd ? isosock_be->wake_fd() : -1;
+	int64_t deadline = timeout_ns < 0 ? -1 : isosock_now_ns() + timeout_ns;
+	for (;;) {
+		int n = scan(epfd, e, evs, max);
+		if (n < max) {
+			int k = L.epoll_wait(epfd, evs + n, max - n, 0);
+			if (k < 0)
+				return n ? n : -errno;
+			n = fold(evs, n, n + k);
+		}
+		if (n > 0 || timeout_ns == 0)
+			return n;
+		int64_t now = isosock_now_ns();
+		if (deadline >= 0 && now >= deadline)
+			return 0;
+		int64_t spin_end = now + isosock_cfg.spin_ns;
+		while ((n = scan(epfd, e, evs, max)) == 0 && isosock_now_ns() < spin_end)
+			;
+		if (n > 0)
+			return n;
+		if (isosock_be && isosock_be->wait_begin)
+			isosock_be->wait_begin();
+		n = scan(epfd, e, evs, max);
+		int r = 0;
+		if (n == 0) {
+			struct pollfd p[2] = { { .fd = epfd, .events = POLLIN },
+					       { .fd = wake, .events = POLLIN } };
+			int64_t left = deadline < 0 ? -1 : deadline - isosock_now_ns();
+			if (deadline >= 0 && left < 0)
+				left = 0;
+			struct timespec ts = { left / 1000000000, left % 1000000000 };
+			r = L.ppoll(p, wake >= 0 ? 2 : 1, left < 0 ? NULL : &ts, mask);
+			if (r < 0)
+				r = -errno;
+		}
+		if (isosock_be && isosock_be->wait_end)
+			isosock_be->wait_end();
+		if (n > 0)
+			return n;
+		if (r < 0)
+			return r; /* EINTR: epoll_wait is never restarted */
+	}
+}

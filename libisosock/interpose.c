@@ -1,0 +1,505 @@
+/*
+ * The libc symbols libisosock.so exports.  Each one: resolve libc (lazily:
+ * another library's constructor may call socket() before ours runs), look
+ * the fd up in the fd table, call the routing layer (route.c, poll.c,
+ * epoll.c) for an isostack socket or libc untouched for anything else, and
+ * turn a -errno result into errno.  No socket logic lives here.
+ *
+ * glibc's _FORTIFY_SOURCE variants (__read_chk, __recv_chk, __poll_chk...)
+ * and the 64-bit aliases (fcntl64, sendfile64) are exported too: Debian
+ * builds programs with fortification, so they call those names.
+ */
+/* Our symbol names must be the plain ones (fcntl, sendfile), not the
+ * header's 64-bit redirections; on LP64 both take the same arguments. */
+#undef _FILE_OFFSET_BITS
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define L isosock_libc
+
+extern const struct isosock_be isosock_be_core;
+
+static _Atomic int libc_ready;
+
+static void resolve(void)
+{
+#define R(name) *(void **)&L.name = dlsym(RTLD_NEXT, #name)
+	R(socket); R(bind); R(listen); R(accept); R(accept4); R(connect);
+	R(send); R(recv); R(sendto); R(recvfrom); R(sendmsg); R(recvmsg);
+	R(read); R(write); R(readv); R(writev); R(sendfile); R(close);
+	R(shutdown); R(getsockname); R(getpeername); R(setsockopt);
+	R(getsockopt); R(fcntl); R(ioctl); R(dup); R(dup2); R(dup3);
+	R(poll); R(ppoll); R(select); R(pselect); R(epoll_create);
+	R(epoll_create1); R(epoll_ctl); R(epoll_wait); R(epoll_pwait); R(fork);
+#undef R
+	isosock_config_load();
+	isosock_fd_init();
+	isosock_be = &isosock_be_core;
+	/* A1: pairs with the acquire in ensure(): the table is complete. */
+	atomic_store_explicit(&libc_ready, 1, memory_order_release);
+}
+
+static inline void ensure(void)
+{
+	if (__builtin_expect(!atomic_load_explicit(&libc_ready, memory_order_acquire), 0))
+		resolve(); /* idempotent: racing threads store the same values */
+}
+
+__attribute__((constructor)) static void isosock_init(void)
+{
+	ensure();
+}
+
+static inline int ret(int r)
+{
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return r;
+}
+
+static inline ssize_t retz(ssize_t r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+/* Looks fd up; NULL means "not ours: call libc". */
+static inline struct isosock_file *get(int fd)
+{
+	ensure();
+	return isosock_fd_get(fd);
+}
+
+#define ROUTE(call_libc, call_stack)                  \
+	do {                                          \
+		struct isosock_file *f_ = get(fd);    \
+		if (!f_)                              \
+			return call_libc;             \
+		__typeof__(call_stack) r_ = call_stack; \
+		isosock_file_put(f_);                 \
+		return retz(r_);                      \
+	} while (0)
+
+EXPORT int socket(int domain, int type, int protocol)
+{
+	ensure();
+	return ret(isosock_r_socket(domain, type, protocol));
+}
+
+EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	ROUTE(L.bind(fd, sa, len), isosock_r_bind(f_, fd, sa, len));
+}
+
+EXPORT int listen(int fd, int backlog)
+{
+	ROUTE(L.listen(fd, backlog), isosock_r_listen(f_, fd, backlog));
+}
+
+EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	ROUTE(L.accept4(fd, sa, len, flags), isosock_r_accept(f_, fd, sa, len, flags));
+}
+
+EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	ROUTE(L.accept(fd, sa, len), isosock_r_accept(f_, fd, sa, len, 0));
+}
+
+EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	ROUTE(L.connect(fd, sa, len), isosock_r_connect(f_, fd, sa, len));
+}
+
+static ssize_t send1(struct isosock_file *f, int fd, const void *buf, size_t len, int flags,
+		     const struct sockaddr *to, socklen_t tolen)
+{
+	struct iovec v = { (void *)buf, len };
+	struct msghdr m = { .msg_name = (void *)to, .msg_namelen = tolen,
+			    .msg_iov = &v, .msg_iovlen = 1 };
+	return isosock_r_sendmsg(f, fd, &m, flags);
+}
+
+static ssize_t recv1(struct isosock_file *f, int fd, void *buf, size_t len, int flags,
+		     struct sockaddr *from, socklen_t *fromlen)
+{
+	struct iovec v = { buf, len };
+	struct msghdr m = { .msg_name = from, .msg_namelen = fromlen ? *fromlen : 0,
+			    .msg_iov = &v, .msg_iovlen = 1 };
+	ssize_t r = isosock_r_recvmsg(f, fd, &m, flags);
+	if (r >= 0 && fromlen && from)
+		*fromlen = m.msg_namelen;
+	return r;
+}
+
+EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	ROUTE(L.send(fd, buf, len, flags), send1(f_, fd, buf, len, flags, NULL, 0));
+}
+
+EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+		      const struct sockaddr *to, socklen_t tolen)
+{
+	ROUTE(L.sendto(fd, buf, len, flags, to, tolen),
+	      send1(f_, fd, buf, len, flags, to, tolen));
+}
+
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	ROUTE(L.sendmsg(fd, m, flags), isosock_r_sendmsg(f_, fd, m, flags));
+}
+
+EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	ROUTE(L.recv(fd, buf, len, flags), recv1(f_, fd, buf, len, flags, NULL, NULL));
+}
+
+EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	if (len > buflen)
+		abort();
+	return recv(fd, buf, len, flags);
+}
+
+EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
+			socklen_t *fromlen)
+{
+	ROUTE(L.recvfrom(fd, buf, len, flags, from, fromlen),
+	      recv1(f_, fd, buf, len, flags, from, fromlen));
+}
+
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+			      struct sockaddr *from, socklen_t *fromlen)
+{
+	if (len > buflen)
+		abort();
+	return recvfrom(fd, buf, len, flags, from, fromlen);
+}
+
+EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
+{
+	ROUTE(L.recvmsg(fd, m, flags), isosock_r_recvmsg(f_, fd, m, flags));
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+	ROUTE(L.read(fd, buf, len), recv1(f_, fd, buf, len, 0, NULL, NULL));
+}
+
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	if (len > buflen)
+		abort();
+	return read(fd, buf, len);
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+	ROUTE(L.write(fd, buf, len), send1(f_, fd, buf, len, 0, NULL, 0));
+}
+
+static ssize_t vec_send(struct isosock_file *f, int fd, const struct iovec *iov, int cnt)
+{
+	if (cnt < 0)
+		return -EINVAL;
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt };
+	return isosock_r_sendmsg(f, fd, &m, 0);
+}
+
+static ssize_t vec_recv(struct isosock_file *f, int fd, const struct iovec *iov, int cnt)
+{
+	if (cnt < 0)
+		return -EINVAL;
+	struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt };
+	return isosock_r_recvmsg(f, fd, &m, 0);
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+	ROUTE(L.readv(fd, iov, cnt), vec_recv(f_, fd, iov, cnt));
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+	ROUTE(L.writev(fd, iov, cnt), vec_send(f_, fd, iov, cnt));
+}
+
+EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *off, size_t count)
+{
+	int fd = out_fd;
+	ROUTE(L.sendfile(out_fd, in_fd, off, count),
+	      isosock_r_sendfile(f_, out_fd, in_fd, off, count));
+}
+
+EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t count)
+{
+	return sendfile(out_fd, in_fd, off, count);
+}
+
+EXPORT int close(int fd)
+{
+	ensure();
+	/* Lock-free test first: close() of files must stay cheap. */
+	struct isosock_file *f = isosock_fd_get(fd);
+	if (!f && !isosock_e_is_emulated(fd))
+		return L.close(fd);
+	if (f)
+		isosock_file_put(f);
+	return ret(isosock_r_close(fd));
+}
+
+EXPORT int shutdown(int fd, int how)
+{
+	ROUTE(L.shutdown(fd, how), isosock_r_shutdown(f_, fd, how));
+}
+
+EXPORT int getsockname(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	ROUTE(L.getsockname(fd, sa, len), isosock_r_getsockname(f_, fd, sa, len));
+}
+
+EXPORT int getpeername(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	ROUTE(L.getpeername(fd, sa, len), isosock_r_getpeername(f_, fd, sa, len));
+}
+
+EXPORT int setsockopt(int fd, int level, int name, const void *v, socklen_t len)
+{
+	ROUTE(L.setsockopt(fd, level, name, v, len),
+	      isosock_r_setsockopt(f_, fd, level, name, v, len));
+}
+
+EXPORT int getsockopt(int fd, int level, int name, void *v, socklen_t *len)
+{
+	ROUTE(L.getsockopt(fd, level, name, v, len),
+	      isosock_r_getsockopt(f_, fd, level, name, v, len));
+}
+
+static int do_fcntl(int fd, int cmd, long arg)
+{
+	ensure();
+	struct isosock_file *f = isosock_fd_get(fd);
+	if (!f) {
+		if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
+			if (!isosock_e_is_emulated(fd))
+				return L.fcntl(fd, cmd, arg);
+			return ret(isosock_r_dup(fd, (int)arg, 0, cmd == F_DUPFD ? 3 : 4));
+		}
+		return L.fcntl(fd, cmd, arg);
+	}
+	int r = isosock_r_fcntl(f, fd, cmd, arg);
+	isosock_file_put(f);
+	return ret(r);
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = va_arg(ap, long); /* every fcntl argument fits a long here */
+	va_end(ap);
+	return do_fcntl(fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = va_arg(ap, long);
+	va_end(ap);
+	return do_fcntl(fd, cmd, arg);
+}
+
+EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	ROUTE(L.ioctl(fd, req, arg), isosock_r_ioctl(f_, fd, req, arg));
+}
+
+EXPORT int dup(int fd)
+{
+	ROUTE(L.dup(fd), isosock_r_dup(fd, -1, 0, 0));
+}
+
+/* dup2/dup3 onto an isostack fd must drop the mapping even when oldfd is
+ * a plain kernel fd, so they always take the routing path. */
+EXPORT int dup2(int oldfd, int newfd)
+{
+	ensure();
+	if (!isosock_fd_get_peek(oldfd) && !isosock_fd_get_peek(newfd) &&
+	    !isosock_e_is_emulated(newfd))
+		return L.dup2(oldfd, newfd);
+	return ret(isosock_r_dup(oldfd, newfd, 0, 1));
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	ensure();
+	if (!isosock_fd_get_peek(oldfd) && !isosock_fd_get_peek(newfd) &&
+	    !isosock_e_is_emulated(newfd))
+		return L.dup3(oldfd, newfd, flags);
+	return ret(isosock_r_dup(oldfd, newfd, flags, 2));
+}
+
+/* ---- readiness ----------------------------------------------------------- */
+
+static bool poll_has_stack(const struct pollfd *fds, nfds_t n)
+{
+	for (nfds_t i = 0; i < n; i++)
+		if (isosock_fd_get_peek(fds[i].fd))
+			return true;
+	return false;
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	ensure();
+	if (!poll_has_stack(fds, n))
+		return L.poll(fds, n, timeout);
+	return ret(isosock_p_ppoll(fds, n, isosock_ms_to_ns(timeout), NULL));
+}
+
+EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		abort();
+	return poll(fds, n, timeout);
+}
+
+static int64_t ts_ns(const struct timespec *ts)
+{
+	if (!ts)
+		return -1;
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
+{
+	ensure();
+	if (!poll_has_stack(fds, n))
+		return L.ppoll(fds, n, ts, mask);
+	return ret(isosock_p_ppoll(fds, n, ts_ns(ts), mask));
+}
+
+EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		       const sigset_t *mask, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		abort();
+	return ppoll(fds, n, ts, mask);
+}
+
+static bool select_has_stack(int nfds, fd_set *r, fd_set *w, fd_set *e)
+{
+	if (nfds > FD_SETSIZE)
+		nfds = FD_SETSIZE;
+	int lim = isosock_fd_limit();
+	if (nfds > lim)
+		nfds = lim;
+	for (int fd = 0; fd < nfds; fd++)
+		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (e && FD_ISSET(fd, e))) &&
+		    isosock_fd_get_peek(fd))
+			return true;
+	return false;
+}
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	ensure();
+	if (!select_has_stack(nfds, r, w, e))
+		return L.select(nfds, r, w, e, tv);
+	int64_t ns = tv ? (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000 : -1;
+	int64_t start = tv ? isosock_now_ns() : 0;
+	int rc = isosock_p_pselect(nfds, r, w, e, ns, NULL);
+	if (tv) {
+		/* Linux select() updates the timeout with the time left. */
+		int64_t left = ns - (isosock_now_ns() - start);
+		if (left < 0 || rc == 0)
+			left = 0;
+		tv->tv_sec = left / 1000000000;
+		tv->tv_usec = (left % 1000000000) / 1000;
+	}
+	return ret(rc);
+}
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+		   const sigset_t *mask)
+{
+	ensure();
+	if (!select_has_stack(nfds, r, w, e))
+		return L.pselect(nfds, r, w, e, ts, mask);
+	return ret(isosock_p_pselect(nfds, r, w, e, ts_ns(ts), mask));
+}
+
+EXPORT int epoll_create(int size)
+{
+	ensure();
+	if (size <= 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return ret(isosock_e_create(0));
+}
+
+EXPORT int epoll_create1(int flags)
+{
+	ensure();
+	return ret(isosock_e_create(flags));
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	ensure();
+	if (!isosock_fd_get_peek(fd) && !isosock_e_is_emulated(epfd))
+		return L.epoll_ctl(epfd, op, fd, ev);
+	return ret(isosock_e_ctl(epfd, op, fd, ev));
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
+{
+	ensure();
+	if (!isosock_e_is_emulated(epfd))
+		return L.epoll_wait(epfd, evs, max, timeout);
+	return ret(isosock_e_wait(epfd, evs, max, isosock_ms_to_ns(timeout), NULL));
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
+		       const sigset_t *mask)
+{
+	ensure();
+	if (!isosock_e_is_emulated(epfd))
+		return L.epoll_pwait(epfd, evs, max, timeout, mask);
+	return ret(isosock_e_wait(epfd, evs, max, isosock_ms_to_ns(timeout), mask));
+}
+
+/* ---- processes ------------------------------------------------------------- */
+
+EXPORT pid_t fork(void)
+{
+	ensure();
+	isosock_r_atfork_prepare();
+	pid_t p = L.fork();
+	if (p == 0)
+		isosock_r_atfork_child();
+	else
+		isosock_r_atfork_parent(p < 0);
+	return p;
+}

@@ -1,0 +1,254 @@
+/*
+ * isosock: the socket front-end core (paper 4.1-4.3).
+ *
+ * This is the part of libisosock that speaks the socket protocol of
+ * docs/sockets.md to isostackd through the application's shared-memory
+ * segment.  It knows nothing about file descriptors, LD_PRELOAD or errno:
+ * the interposition layer (interpose*.c) maps fds to socket ids, routes
+ * calls here, and turns the negative return values into errno.
+ *
+ * What flows through it:
+ *   - isosock_app_attach() connects to the daemon's control socket, sends
+ *     ATTACH with the application wake fd, receives the segment fd and maps
+ *     it (one attachment per process; a test may hold several);
+ *   - a socket is a slot id (> 0) of that segment; every call below takes
+ *     the attachment and the id;
+ *   - send copies into the socket's TX ring and posts SEND only when the
+ *     stack has consumed the previous one or 64 KiB piled up (front-end
+ *     aggregation, paper 4.2); recv copies out of the RX ring with no
+ *     interaction when data is there, and posts RECV to reopen the window
+ *     after consuming half the ring (paper 4.3);
+ *   - blocking calls spin ISOSOCK_SPIN_NS, then sleep on the socket's futex.
+ *
+ * Threading: every function is safe to call from several threads at once,
+ * on the same socket too (a per-socket lock protects the rings; nobody
+ * sleeps holding it).  Calls on different sockets never contend.
+ *
+ * Return values: >= 0 on success (0, a count, a socket id), -errno on
+ * failure.  Nothing here sets errno.  Errors follow the kernel's choice for
+ * the same call wherever the kernel defines one.  When the daemon is gone
+ * (control socket hung up) every call on a socket fails: data calls with
+ * -ECONNRESET (send: -EPIPE), others with -ENOTCONN; nothing hangs.
+ */
+#ifndef ISOSOCK_H
+#define ISOSOCK_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifndef POLLRDHUP
+#define POLLRDHUP 0x2000
+#endif
+
+/* Spin this long re-checking before sleeping on the futex. */
+#define ISOSOCK_SPIN_NS        50000
+/* Front-end aggregation threshold: post SEND anyway past this much. */
+#define ISOSOCK_TX_AGG_MAX     (64u * 1024u)
+/* Default control socket; $ISOSTACK_CONTROL overrides it. */
+#define ISOSOCK_CONTROL_PATH   "/run/isostack/isostackd.sock"
+
+struct isosock_app;
+
+/* ---- Attachment ------------------------------------------------------- */
+
+/*
+ * Connects to the daemon's control socket (`path`, or $ISOSTACK_CONTROL,
+ * or ISOSOCK_CONTROL_PATH when NULL), sends ATTACH with a fresh
+ * application wake fd, receives and maps the segment.  The control socket
+ * stays open (O_CLOEXEC) for the life of the attachment: its hang-up tells
+ * the daemon this process is gone.
+ * Returns 0 and *out, or
+ *   -ENOENT / -ECONNREFUSED: no daemon listening at that path,
+ *   -EPROTO / -EPROTONOSUPPORT: the daemon speaks another protocol/ABI,
+ *   -ECONNRESET: the daemon refused or hung up during attach,
+ *   -ENOMEM, or another -errno of socket/connect/mmap.
+ * Nothing to free on failure.
+ */
+int isosock_app_attach(struct isosock_app **out, const char *path);
+
+/*
+ * Closes the control socket and unmaps the segment (the daemon then resets
+ * every connection of this attachment).  No call may be in progress or
+ * follow.  NULL is a no-op.
+ */
+void isosock_app_detach(struct isosock_app *app);
+
+/*
+ * fork() support: in the child, forgets the parent's attachment WITHOUT
+ * telling the daemon (the parent still owns it; the mapping is shared and
+ * stays usable).  Returns 0.  (Full fork semantics: see docs/sockets.md.)
+ */
+int isosock_app_forget(struct isosock_app *app);
+
+/* false once the daemon's control socket has hung up (checked lazily). */
+bool isosock_app_alive(struct isosock_app *app);
+
+/* The daemon-assigned application id (logs). */
+uint32_t isosock_app_id(const struct isosock_app *app);
+
+/* The number of socket slots of the segment (ids are 1 .. n-1). */
+uint32_t isosock_app_max_sockets(const struct isosock_app *app);
+
+/*
+ * The control socket fd (the interposition layer must keep it away from
+ * dup2/close of the application) and the application wake fd (an eventfd,
+ * EFD_NONBLOCK; see isosock_wait_arm()).
+ */
+int isosock_app_ctl_fd(const struct isosock_app *app);
+int isosock_app_wake_fd(const struct isosock_app *app);
+
+/* ---- Sockets ---------------------------------------------------------- */
+
+/*
+ * AF_INET with SOCK_STREAM (protocol 0 or IPPROTO_TCP) or SOCK_DGRAM
+ * (0 or IPPROTO_UDP).  SOCK_NONBLOCK in type sets non-blocking mode;
+ * SOCK_CLOEXEC is ignored (the fd layer's business).
+ * Returns the socket id (> 0), or -EAFNOSUPPORT, -EPROTONOSUPPORT,
+ * -EINVAL, -EMFILE (the application's socket limit), -ENOBUFS (its
+ * buffer memory limit), -ENETDOWN (daemon gone).
+ */
+int isosock_socket(struct isosock_app *app, int domain, int type, int protocol);
+
+/* Non-blocking mode of a socket (O_NONBLOCK / FIONBIO).  0 or -EBADF. */
+int isosock_set_nonblock(struct isosock_app *app, int s, bool on);
+int isosock_get_nonblock(struct isosock_app *app, int s);  /* 0/1 or -EBADF */
+
+/* -EINVAL, -EADDRINUSE, -EADDRNOTAVAIL, -EAFNOSUPPORT, -EBADF. */
+int isosock_bind(struct isosock_app *app, int s, const struct sockaddr *addr, socklen_t len);
+/* -EINVAL (not bound/UDP), -EOPNOTSUPP, -EADDRINUSE.  Unbound: bind INADDR_ANY:0 first. */
+int isosock_listen(struct isosock_app *app, int s, int backlog);
+
+/*
+ * Returns the new socket id, and its peer address in addr/len if given
+ * (truncated as by the kernel, *len set to the full length).
+ * flags: SOCK_NONBLOCK for the new socket, SOCK_CLOEXEC ignored.
+ * Non-blocking listener with nothing pending: -EAGAIN.  Errors: -EINVAL
+ * (not listening), -EMFILE, -ECONNABORTED, -EINTR, -ETIMEDOUT (SO_RCVTIMEO
+ * passed: reported as -EAGAIN, as the kernel does).
+ */
+int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
+		   socklen_t *len, int flags);
+
+/*
+ * Blocking: returns 0 when established, or -ECONNREFUSED, -ETIMEDOUT,
+ * -ENETUNREACH, -EHOSTUNREACH, -EINTR (the connect goes on; later calls
+ * see -EALREADY, then the result).  Non-blocking: -EINPROGRESS at once;
+ * the socket becomes POLLOUT when done and SO_ERROR tells the result; a
+ * second connect returns -EALREADY while pending, -EISCONN after.
+ * UDP: sets the default peer (AF_UNSPEC clears it).
+ */
+int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr, socklen_t len);
+
+/*
+ * Stream send: copies into the TX ring, posting SEND per the aggregation
+ * rule.  Blocks while the ring is full unless non-blocking or
+ * MSG_DONTWAIT: then returns the bytes that fit, or -EAGAIN if none.
+ * flags: MSG_DONTWAIT, MSG_NOSIGNAL (no effect here: the shim raises
+ * SIGPIPE itself when asked), MSG_MORE (suppresses the SEND post while
+ * the ring has room; the next send without it posts).
+ * Errors: -EPIPE (shut down for writing, or peer reset after EOF),
+ * -ECONNRESET, -ENOTCONN, -EINTR (nothing sent), -EAGAIN.
+ * UDP: not implemented yet (-EOPNOTSUPP).
+ */
+ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len, int flags);
+ssize_t isosock_sendto(struct isosock_app *app, int s, const void *buf, size_t len, int flags,
+		       const struct sockaddr *to, socklen_t tolen);
+
+/*
+ * Stream recv: copies out of the RX ring.  Returns bytes (> 0), 0 at EOF
+ * (peer FIN and ring drained) or for len 0, or -EAGAIN (non-blocking /
+ * MSG_DONTWAIT, nothing there; also SO_RCVTIMEO expiry), -ECONNRESET,
+ * -ENOTCONN, -EINTR.  flags: MSG_DONTWAIT, MSG_PEEK (copy without
+ * consuming), MSG_WAITALL (loop until len bytes, EOF, an error or a signal;
+ * returns the bytes so far if any).
+ */
+ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int flags);
+ssize_t isosock_recvfrom(struct isosock_app *app, int s, void *buf, size_t len, int flags,
+			 struct sockaddr *from, socklen_t *fromlen);
+
+/* Bytes readable now (FIONREAD).  >= 0 or -EBADF. */
+int isosock_nread(struct isosock_app *app, int s);
+
+/* SHUT_RD, SHUT_WR, SHUT_RDWR.  0, -EINVAL, -ENOTCONN, -EBADF. */
+int isosock_shutdown(struct isosock_app *app, int s, int how);
+
+/*
+ * Releases the socket id at once (it must not be used again).  The stack
+ * sends what remains in the TX ring, then closes; the slot is recycled
+ * when the stack has replied.  With SO_LINGER {1, 0}: the connection is
+ * reset.  Always returns 0 (or -EBADF for a bad id): close does not block.
+ */
+int isosock_close(struct isosock_app *app, int s);
+
+int isosock_getsockname(struct isosock_app *app, int s, struct sockaddr *addr, socklen_t *len);
+int isosock_getpeername(struct isosock_app *app, int s, struct sockaddr *addr, socklen_t *len);
+
+/*
+ * Options.  Handled here: SO_ERROR (read and clear), SO_TYPE, SO_DOMAIN,
+ * SO_ACCEPTCONN, SO_RCVTIMEO, SO_SNDTIMEO, SO_RCVBUF/SO_SNDBUF (report
+ * the ring sizes; set is accepted and ignored), SO_LINGER.  Passed to the
+ * stack: SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, TCP_NODELAY,
+ * TCP_KEEPIDLE/INTVL/CNT; TCP_CORK is accepted (front-end: like MSG_MORE).
+ * Returns 0 or -ENOPROTOOPT, -EINVAL, -EFAULT, -EBADF.
+ */
+int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
+		       const void *val, socklen_t len);
+int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
+		       void *val, socklen_t *len);
+
+/* ---- Readiness and waiting ------------------------------------------- */
+
+/*
+ * Non-blocking readiness query: a mask of POLLIN, POLLOUT, POLLHUP,
+ * POLLERR, POLLRDHUP, as poll(2) would report for a kernel socket
+ * (POLLERR/POLLHUP reported whatever `events` says).  Drains pending
+ * events of the socket first.  Returns the mask (>= 0) or -EBADF.
+ */
+int isosock_poll(struct isosock_app *app, int s, short events);
+
+struct isosock_pollfd {
+	int sock;       /* socket id; < 0: ignored (revents 0) */
+	short events;   /* POLLIN, POLLOUT, POLLRDHUP */
+	short revents;  /* out */
+};
+
+/*
+ * Blocking wait on a set of sockets of one attachment: returns the number
+ * of entries with revents != 0 (> 0), 0 on timeout, or -EINTR.
+ * timeout_ns < 0: forever; 0: just query.  Spins ISOSOCK_SPIN_NS, then
+ * sleeps on the segment's app-wide futex.
+ */
+int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n,
+		 int64_t timeout_ns);
+
+/*
+ * Waits that mix isostack sockets with kernel fds (poll/epoll in the shim):
+ *   isosock_wait_arm(app);                // announce a sleeper
+ *   if (isosock_poll(...) says nothing ready)
+ *       epoll_wait(kernel fds + isosock_app_wake_fd(app), ...);
+ *   isosock_wait_disarm(app);             // withdraw, drain the eventfd
+ * While armed, the stack writes the wake fd when any socket of the
+ * attachment gets an event (at most once per stack poll round).
+ * Arms nest (a counter).  Both return 0.
+ */
+int isosock_wait_arm(struct isosock_app *app);
+int isosock_wait_disarm(struct isosock_app *app);
+
+/* ---- Counters (tests, isostat) ---------------------------------------- */
+
+struct isosock_stats {
+	uint64_t send_calls;      /* isosock_send calls that copied >= 1 byte */
+	uint64_t send_posts;      /* SEND commands posted */
+	uint64_t recv_calls;      /* isosock_recv calls that copied >= 1 byte */
+	uint64_t recv_posts;      /* RECV commands posted (window credit) */
+	uint64_t cmds;            /* commands posted, all opcodes */
+	uint64_t sleeps;          /* futex sleeps */
+	uint64_t events;          /* EV_* entries consumed */
+};
+void isosock_app_stats(struct isosock_app *app, struct isosock_stats *out);
+
+#endif /* ISOSOCK_H */

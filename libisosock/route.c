@@ -1,0 +1,852 @@
+/*
+ * The socket calls of the shim: which stack serves what, and the waiting.
+ *
+ * An AF_INET stream or datagram socket is created on both stacks at once:
+ * a kernel socket of the same type, whose fd number the application gets
+ * (so SO_TYPE, fstat, F_GETFD/F_SETFD, dup and exec behave as the kernel
+ * does), and an isostack socket the table maps that fd to.  The kernel
+ * socket is the "shadow":
+ *   - connect to 127.0.0.0/8 or 0.0.0.0: the isostack socket is closed and
+ *     the fd simply becomes the kernel socket it always was (migration);
+ *     setsockopt is mirrored onto the shadow, so nothing needs replaying;
+ *   - bind to INADDR_ANY: the shadow binds the same port (best effort) and,
+ *     on listen, listens too: loopback clients reach the kernel listener,
+ *     isostack ones the stack, and accept() takes from both (the socket is
+ *     DUAL; the shadow is then always O_NONBLOCK, the application's mode
+ *     lives in the file object);
+ *   - UDP sockets are DUAL from the start: datagrams to loopback go out of
+ *     the shadow, replies come back on it.
+ *
+ * Every stack call is made non-blocking; blocking, SO_RCVTIMEO/SNDTIMEO
+ * and EINTR-versus-SA_RESTART are handled here (route_block), so a socket
+ * served by both stacks waits on both.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+struct isosock_libc isosock_libc;
+const struct isosock_be *isosock_be;
+struct isosock_config isosock_cfg = { .spin_ns = 50000 };
+
+#define L isosock_libc
+
+static int neg(int r)
+{
+	return r < 0 ? -errno : r;
+}
+
+static ssize_t negz(ssize_t r)
+{
+	return r < 0 ? -errno : r;
+}
+
+void isosock_log(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	int n = snprintf(buf, sizeof(buf), "isosock[%d]: ", (int)getpid());
+	va_start(ap, fmt);
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	/* write(2), not stdio: safe in any state the application is in. */
+	ssize_t w = L.write ? L.write(2, buf, (size_t)n) : write(2, buf, (size_t)n);
+	(void)w;
+}
+
+static bool env_flag(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v && strcmp(v, "0") != 0;
+}
+
+void isosock_config_load(void)
+{
+	isosock_cfg.require = env_flag("ISOSTACK_REQUIRE");
+	isosock_cfg.disabled = env_flag("ISOSTACK_DISABLE");
+	const char *s = getenv("ISOSOCK_SPIN_NS");
+	if (s && *s)
+		isosock_cfg.spin_ns = strtoll(s, NULL, 10);
+}
+
+bool isosock_env_require(void)
+{
+	return isosock_cfg.require;
+}
+
+int64_t isosock_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- pure routing decisions ------------------------------------------- */
+
+bool isosock_route_socket_wanted(int domain, int type, int protocol)
+{
+	if (domain != AF_INET)
+		return false;
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (base == SOCK_STREAM)
+		return protocol == 0 || protocol == IPPROTO_TCP;
+	if (base == SOCK_DGRAM)
+		return protocol == 0 || protocol == IPPROTO_UDP;
+	return false;
+}
+
+enum isosock_route isosock_route_addr(const struct sockaddr *sa, socklen_t len, bool for_bind)
+{
+	if (!sa || len < sizeof(sa_family_t) || sa->sa_family != AF_INET ||
+	    len < sizeof(struct sockaddr_in))
+		return ISOSOCK_ROUTE_KERNEL;
+	const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+	uint32_t a = ntohl(in->sin_addr.s_addr);
+	if ((a >> 24) == 127)
+		return ISOSOCK_ROUTE_KERNEL;
+	if (a == INADDR_ANY)
+		/* connect/sendto to 0.0.0.0 means this host: the kernel. */
+		return for_bind ? ISOSOCK_ROUTE_BOTH : ISOSOCK_ROUTE_KERNEL;
+	return ISOSOCK_ROUTE_STACK;
+}
+
+/* ---- blocking ----------------------------------------------------------- */
+
+/* Would the kernel restart this call after a signal?  Only if it has no
+ * timeout and the handler was installed with SA_RESTART.  We cannot tell
+ * which signal interrupted us, so: restart when every caught signal's
+ * handler has SA_RESTART (the usual case: all or none). */
+static bool restart_after_signal(int64_t timeout_ns)
+{
+	if (timeout_ns >= 0)
+		return false;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) != 0)
+			continue;
+		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return false;
+	}
+	return true;
+}
+
+uint32_t isosock_r_poll1(struct isosock_file *f, int fd, uint32_t *gen)
+{
+	uint32_t ev = 0;
+	void *h = f->h;
+	if (h && isosock_be)
+		ev = isosock_be->poll(h, gen);
+	if (atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_DUAL) {
+		struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP };
+		if (L.poll(&p, 1, 0) == 1) {
+			/* The shadow of a listener only contributes incoming
+			 * connections; a UDP shadow only datagrams to read. */
+			ev |= (uint32_t)p.revents & POLLIN;
+		}
+	}
+	return ev;
+}
+
+int isosock_r_wait(struct isosock_file *f, int fd, uint32_t events, int64_t timeout_ns)
+{
+	bool dual = atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_DUAL;
+	if (!dual && isosock_be && isosock_be->wait && f->h)
+		return isosock_be->wait(f->h, events, timeout_ns);
+	struct pollfd p = { .fd = fd, .events = (short)events };
+	int r = isosock_p_ppoll(&p, 1, timeout_ns, NULL);
+	if (r < 0)
+		return r;
+	return r == 0 ? -ETIMEDOUT : 0;
+}
+
+/*
+ * After a call said -EAGAIN: returns 0 to retry, or the error to return.
+ * *deadline carries the absolute deadline across retries.
+ */
+static int route_block(struct isosock_file *f, int fd, uint32_t events, int64_t timeo_ns,
+		       int64_t *deadline)
+{
+	atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+	int64_t left = -1;
+	if (timeo_ns > 0) {
+		if (*deadline == 0)
+			*deadline = isosock_now_ns() + timeo_ns;
+		left = *deadline - isosock_now_ns();
+		if (left <= 0)
+			return -EAGAIN; /* the kernel's choice for SO_*TIMEO */
+	}
+	for (;;) {
+		int r = isosock_r_wait(f, fd, events | POLLERR | POLLHUP, left);
+		if (r == -ETIMEDOUT)
+			return -EAGAIN;
+		if (r == -EINTR) {
+			if (restart_after_signal(timeo_ns > 0 ? timeo_ns : -1))
+				continue;
+			return -EINTR;
+		}
+		return r;
+	}
+}
+
+/* Edge-triggered epoll: a call that leaves the socket not readable (or
+ * not writable) makes the next arrival an edge, even if no epoll_wait
+ * scan saw the gap.  Only sockets in an ET set pay the extra query. */
+static void et_note(struct isosock_file *f, uint32_t bit)
+{
+	if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_ET) || !f->h)
+		return;
+	if (!(isosock_be->poll(f->h, NULL) & bit))
+		atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+}
+
+static bool nonblocking(const struct isosock_file *f, int flags)
+{
+	return (flags & MSG_DONTWAIT) ||
+	       (atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_NONBLOCK);
+}
+
+static void set_flag(struct isosock_file *f, uint32_t flag, bool on)
+{
+	if (on)
+		atomic_fetch_or_explicit(&f->flags, flag, memory_order_relaxed);
+	else
+		atomic_fetch_and_explicit(&f->flags, ~flag, memory_order_relaxed);
+}
+
+static bool has_flag(const struct isosock_file *f, uint32_t flag)
+{
+	return atomic_load_explicit(&f->flags, memory_order_relaxed) & flag;
+}
+
+/* The kernel fd's O_NONBLOCK: forced on while DUAL, else the app's. */
+static void sync_kernel_nonblock(struct isosock_file *f, int fd)
+{
+	int fl = L.fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return;
+	bool want = has_flag(f, ISOSOCK_F_DUAL) || has_flag(f, ISOSOCK_F_NONBLOCK);
+	int nfl = want ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+	if (nfl != fl)
+		L.fcntl(fd, F_SETFL, nfl);
+}
+
+/* The fd becomes the plain kernel socket it shadows.  The caller still
+ * holds its reference to f, whose stack socket is closed here. */
+static void migrate_to_kernel(struct isosock_file *f, int fd)
+{
+	isosock_fd_lock();
+	void *h = f->h;
+	f->h = NULL;
+	set_flag(f, ISOSOCK_F_DUAL, false);
+	set_flag(f, ISOSOCK_F_MIGRATED, true);
+	isosock_fd_forget(f);
+	isosock_fd_unlock();
+	if (h && isosock_be)
+		isosock_be->close(h);
+	sync_kernel_nonblock(f, fd);
+}
+
+static void release_file(struct isosock_file *f)
+{
+	void *h = f->h;
+	f->h = NULL;
+	/* A socket this process inherited through fork() belongs to the
+	 * parent's attachment: closing our copy must not close it there.
+	 * (The converse, the parent closing first, is not handled yet.) */
+	if (h && isosock_be && !has_flag(f, ISOSOCK_F_INHERITED))
+		isosock_be->close(h);
+}
+
+/* ---- socket / bind / listen / accept / connect -------------------------- */
+
+static int stack_ready(void)
+{
+	if (!isosock_be || isosock_cfg.disabled)
+		return -ENETDOWN;
+	isosock_file_release = release_file;
+	return isosock_be->attach();
+}
+
+int isosock_r_socket(int domain, int type, int protocol)
+{
+	if (!isosock_route_socket_wanted(domain, type, protocol) || isosock_cfg.disabled)
+		return neg(L.socket(domain, type, protocol));
+	int r = stack_ready();
+	if (r < 0) {
+		if (!isosock_cfg.require)
+			return neg(L.socket(domain, type, protocol));
+		static _Atomic int logged;
+		if (!atomic_exchange(&logged, 1))
+			isosock_log("ISOSTACK_REQUIRE=1 and no isostack daemon (%s): "
+				    "AF_INET sockets fail with ENETDOWN", strerror(-r));
+		return -ENETDOWN;
+	}
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int kfd = L.socket(domain, type, protocol);
+	if (kfd < 0)
+		return -errno;
+	void *h = NULL;
+	r = isosock_be->socket(base, &h);
+	if (r < 0)
+		goto err_close;
+	struct isosock_file *f = isosock_file_new(base, h);
+	if (!f) {
+		isosock_be->close(h);
+		r = -ENOMEM;
+		goto err_close;
+	}
+	if (type & SOCK_NONBLOCK)
+		set_flag(f, ISOSOCK_F_NONBLOCK, true);
+	if (base == SOCK_DGRAM) {
+		set_flag(f, ISOSOCK_F_DUAL, true);
+		sync_kernel_nonblock(f, kfd);
+	}
+	r = isosock_fd_install(kfd, f);
+	isosock_file_put(f); /* the table holds it now, or nobody */
+	if (r < 0)
+		goto err_close;
+	return kfd;
+
+err_close:
+	L.close(kfd);
+	return r;
+}
+
+int isosock_r_bind(struct isosock_file *f, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	enum isosock_route rt = isosock_route_addr(sa, len, true);
+	if (rt == ISOSOCK_ROUTE_KERNEL) {
+		if (sa && len >= sizeof(sa_family_t) && sa->sa_family != AF_INET)
+			return -EAFNOSUPPORT; /* as AF_INET would say */
+		migrate_to_kernel(f, fd);
+		return neg(L.bind(fd, sa, len));
+	}
+	int r = isosock_be->bind(f->h, sa, len);
+	if (r < 0 || rt != ISOSOCK_ROUTE_BOTH)
+		return r;
+	/* The shadow takes the same port, for local clients; best effort
+	 * (another kernel socket may hold it: then only isostack serves). */
+	struct sockaddr_in me;
+	socklen_t ml = sizeof(me);
+	if (isosock_be->getsockname(f->h, (struct sockaddr *)&me, &ml) == 0 &&
+	    L.bind(fd, (struct sockaddr *)&me, ml) != 0)
+		isosock_log("port %u is taken on the kernel stack: local clients "
+			    "will not reach this socket", ntohs(me.sin_port));
+	return 0;
+}
+
+static bool shadow_bound(int fd)
+{
+	struct sockaddr_in me;
+	socklen_t ml = sizeof(me);
+	return L.getsockname(fd, (struct sockaddr *)&me, &ml) == 0 && me.sin_port != 0;
+}
+
+int isosock_r_listen(struct isosock_file *f, int fd, int backlog)
+{
+	int r = isosock_be->listen(f->h, backlog);
+	if (r < 0)
+		return r;
+	set_flag(f, ISOSOCK_F_LISTEN, true);
+	if (shadow_bound(fd) && L.listen(fd, backlog) == 0) {
+		set_flag(f, ISOSOCK_F_DUAL, true);
+		sync_kernel_nonblock(f, fd);
+	}
+	return 0;
+}
+
+int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len,
+		     int flags)
+{
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+		return -EINVAL;
+	int64_t deadline = 0;
+	for (;;) {
+		if (has_flag(f, ISOSOCK_F_DUAL)) {
+			int k = L.accept4(fd, sa, len, flags);
+			if (k >= 0)
+				return k;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -errno;
+		}
+		void *nh = NULL;
+		int r = isosock_be->accept(f->h, &nh, sa, len);
+		if (r >= 0) {
+			int kfd = L.socket(AF_INET, SOCK_STREAM | (flags & (SOCK_CLOEXEC | SOCK_NONBLOCK)), 0);
+			if (kfd < 0) {
+				r = -errno;
+				isosock_be->close(nh);
+				return r;
+			}
+			struct isosock_file *nf = isosock_file_new(SOCK_STREAM, nh);
+			if (!nf) {
+				isosock_be->close(nh);
+				L.close(kfd);
+				return -ENOMEM;
+			}
+			if (flags & SOCK_NONBLOCK)
+				set_flag(nf, ISOSOCK_F_NONBLOCK, true);
+			r = isosock_fd_install(kfd, nf);
+			isosock_file_put(nf);
+			if (r < 0) {
+				L.close(kfd);
+				return r;
+			}
+			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			return kfd;
+		}
+		if (r != -EAGAIN)
+			return r;
+		if (nonblocking(f, 0)) {
+			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			return -EAGAIN;
+		}
+		r = route_block(f, fd, POLLIN, f->rcvtimeo_ns, &deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
+int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	if (!sa || len < sizeof(sa_family_t))
+		return -EINVAL;
+	if (sa->sa_family == AF_UNSPEC && f->type == SOCK_DGRAM)
+		return isosock_be->connect(f->h, sa, len);
+	if (isosock_route_addr(sa, len, false) == ISOSOCK_ROUTE_KERNEL) {
+		if (sa->sa_family != AF_INET)
+			return -EAFNOSUPPORT;
+		migrate_to_kernel(f, fd);
+		return neg(L.connect(fd, sa, len));
+	}
+	int r = isosock_be->connect(f->h, sa, len);
+	if (r == -EISCONN && has_flag(f, ISOSOCK_F_CONNECTING)) {
+		/* The kernel's answer to the first connect() after a
+		 * non-blocking one completed is 0, then EISCONN. */
+		set_flag(f, ISOSOCK_F_CONNECTING, false);
+		return 0;
+	}
+	if (f->type == SOCK_DGRAM) {
+		if (r == 0)
+			set_flag(f, ISOSOCK_F_DUAL, false);
+		return r;
+	}
+	if (r != -EINPROGRESS)
+		return r;
+	if (nonblocking(f, 0)) {
+		set_flag(f, ISOSOCK_F_CONNECTING, true);
+		return -EINPROGRESS;
+	}
+	/* Blocking connect: wait for the outcome.  SO_SNDTIMEO expiry
+	 * returns EINPROGRESS, as the kernel does; the connect goes on. */
+	int64_t deadline = 0;
+	for (;;) {
+		uint32_t ev = isosock_r_poll1(f, fd, NULL);
+		if (ev & (POLLOUT | POLLERR | POLLHUP))
+			break;
+		r = route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
+		if (r == -EAGAIN)
+			return -EINPROGRESS;
+		if (r < 0)
+			return r;
+	}
+	return isosock_be->so_error(f->h);
+}
+
+/* ---- data ---------------------------------------------------------------- */
+
+/* Drops n bytes from the front of an iovec array copy. */
+static void iov_advance(struct iovec *iov, int *cnt, size_t n)
+{
+	int i = 0;
+	while (i < *cnt && n >= iov[i].iov_len) {
+		n -= iov[i].iov_len;
+		i++;
+	}
+	if (i < *cnt) {
+		iov[i].iov_base = (char *)iov[i].iov_base + n;
+		iov[i].iov_len -= n;
+	}
+	memmove(iov, iov + i, sizeof(*iov) * (size_t)(*cnt - i));
+	*cnt -= i;
+}
+
+static size_t iov_total(const struct iovec *iov, size_t cnt)
+{
+	size_t t = 0;
+	for (size_t i = 0; i < cnt; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+static void raise_sigpipe(int flags)
+{
+	if (!(flags & MSG_NOSIGNAL))
+		raise(SIGPIPE);
+}
+
+ssize_t isosock_r_sendmsg(struct isosock_file *f, int fd, const struct msghdr *m, int flags)
+{
+	if (m->msg_name && m->msg_namelen &&
+	    isosock_route_addr(m->msg_name, m->msg_namelen, false) == ISOSOCK_ROUTE_KERNEL &&
+	    f->type == SOCK_DGRAM) {
+		/* A datagram to this host leaves through the shadow. */
+		ssize_t r = L.sendmsg(fd, m, flags | MSG_DONTWAIT);
+		return negz(r);
+	}
+	if (m->msg_iovlen > IOV_MAX)
+		return -EMSGSIZE;
+	struct iovec iov[m->msg_iovlen ? m->msg_iovlen : 1];
+	int cnt = (int)m->msg_iovlen;
+	memcpy(iov, m->msg_iov, sizeof(*iov) * (size_t)cnt);
+	size_t total = iov_total(iov, (size_t)cnt), done = 0;
+	int64_t deadline = 0;
+	for (;;) {
+		struct msghdr mm = *m;
+		mm.msg_iov = iov;
+		mm.msg_iovlen = (size_t)cnt;
+		ssize_t r = isosock_be->sendmsg(f->h, &mm, flags | MSG_DONTWAIT);
+		if (r > 0) {
+			done += (size_t)r;
+			et_note(f, POLLOUT);
+			if (done >= total || f->type == SOCK_DGRAM)
+				return (ssize_t)done;
+			iov_advance(iov, &cnt, (size_t)r);
+			if (nonblocking(f, flags))
+				return (ssize_t)done;
+			continue;
+		}
+		if (r == 0 && total == 0)
+			return 0;
+		if (r == -EPIPE)
+			raise_sigpipe(flags);
+		if (r != -EAGAIN && r != 0)
+			return done ? (ssize_t)done : r;
+		if (nonblocking(f, flags)) {
+			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			return done ? (ssize_t)done : -EAGAIN;
+		}
+		int w = route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
+		if (w < 0)
+			return done ? (ssize_t)done : w;
+	}
+}
+
+ssize_t isosock_r_recvmsg(struct isosock_file *f, int fd, struct msghdr *m, int flags)
+{
+	int64_t deadline = 0;
+	size_t total = iov_total(m->msg_iov, m->msg_iovlen);
+	for (;;) {
+		if (has_flag(f, ISOSOCK_F_DUAL) && f->type == SOCK_DGRAM) {
+			ssize_t k = L.recvmsg(fd, m, flags | MSG_DONTWAIT);
+			if (k >= 0)
+				return k;
+			if (errno != EAGAIN)
+				return -errno;
+		}
+		ssize_t r = isosock_be->recvmsg(f->h, m, (flags | MSG_DONTWAIT) & ~MSG_WAITALL);
+		if (r > 0 && (flags & MSG_WAITALL) && f->type == SOCK_STREAM &&
+		    (size_t)r < total && !nonblocking(f, flags) && !(flags & MSG_PEEK)) {
+			/* Keep filling, with the kernel's rules: return what
+			 * we have on EOF, error, timeout or signal. */
+			struct iovec iov[m->msg_iovlen];
+			int cnt = (int)m->msg_iovlen;
+			memcpy(iov, m->msg_iov, sizeof(iov));
+			size_t done = (size_t)r;
+			iov_advance(iov, &cnt, done);
+			while (done < total) {
+				struct msghdr mm = *m;
+				mm.msg_iov = iov;
+				mm.msg_iovlen = (size_t)cnt;
+				ssize_t q = isosock_be->recvmsg(f->h, &mm,
+								(flags | MSG_DONTWAIT) & ~MSG_WAITALL);
+				if (q > 0) {
+					done += (size_t)q;
+					iov_advance(iov, &cnt, (size_t)q);
+					continue;
+				}
+				if (q != -EAGAIN)
+					break;
+				if (route_block(f, fd, POLLIN | POLLRDHUP, f->rcvtimeo_ns, &deadline) < 0)
+					break;
+			}
+			return (ssize_t)done;
+		}
+		if (r != -EAGAIN) {
+			if (r > 0 && !(flags & MSG_PEEK))
+				et_note(f, POLLIN);
+			return r;
+		}
+		atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+		if (nonblocking(f, flags))
+			return -EAGAIN;
+		int w = route_block(f, fd, POLLIN | POLLRDHUP, f->rcvtimeo_ns, &deadline);
+		if (w < 0)
+			return w;
+	}
+}
+
+ssize_t isosock_r_sendfile(struct isosock_file *f, int out_fd, int in_fd, off_t *off,
+			   size_t count)
+{
+	char buf[16384];
+	size_t done = 0;
+	off_t pos = off ? *off : 0;
+	while (done < count) {
+		size_t want = count - done < sizeof(buf) ? count - done : sizeof(buf);
+		ssize_t n = off ? pread(in_fd, buf, want, pos) : L.read(in_fd, buf, want);
+		if (n < 0) {
+			if (done)
+				break;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		struct iovec v = { buf, (size_t)n };
+		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+		ssize_t s = isosock_r_sendmsg(f, out_fd, &m, 0);
+		if (s < 0) {
+			if (!off)
+				lseek(in_fd, -n, SEEK_CUR);
+			if (done)
+				break;
+			return s;
+		}
+		if (s < n && !off)
+			lseek(in_fd, -(n - s), SEEK_CUR);
+		done += (size_t)s;
+		pos += s;
+		if (s < n)
+			break;
+	}
+	if (off)
+		*off = pos;
+	return (ssize_t)done;
+}
+
+/* ---- close, dup ----------------------------------------------------------- */
+
+int isosock_r_close(int fd)
+{
+	/* The table entry goes before the kernel fd does, so a thread that
+	 * gets the fd number next from open() is never routed to isostack. */
+	isosock_fd_lock();
+	struct isosock_file *f = isosock_fd_remove(fd);
+	isosock_e_closed(fd);
+	int r = neg(L.close(fd));
+	isosock_fd_unlock();
+	if (f)
+		isosock_file_put(f);
+	return r;
+}
+
+int isosock_r_dup(int oldfd, int newfd, int flags, int how)
+{
+	isosock_fd_lock();
+	int r;
+	switch (how) {
+	case 0: r = L.dup(oldfd); break;
+	case 1: r = L.dup2(oldfd, newfd); break;
+	case 2: r = L.dup3(oldfd, newfd, flags); break;
+	case 3: r = L.fcntl(oldfd, F_DUPFD, newfd); break;
+	default: r = L.fcntl(oldfd, F_DUPFD_CLOEXEC, newfd); break;
+	}
+	if (r < 0) {
+		r = -errno;
+		isosock_fd_unlock();
+		return r;
+	}
+	struct isosock_file *old = NULL;
+	if (r != oldfd) {
+		old = isosock_fd_remove(r); /* dup2 closed what was there */
+		isosock_e_closed(r);
+		struct isosock_file *f = isosock_fd_get(oldfd);
+		if (f) {
+			isosock_fd_install(r, f);
+			isosock_file_put(f);
+		}
+	}
+	isosock_fd_unlock();
+	if (old)
+		isosock_file_put(old);
+	return r;
+}
+
+/* ---- options, names, fcntl, ioctl --------------------------------------- */
+
+int isosock_r_shutdown(struct isosock_file *f, int fd, int how)
+{
+	(void)fd;
+	int r = isosock_be->shutdown(f->h, how);
+	if (r == 0 && (how == SHUT_WR || how == SHUT_RDWR))
+		set_flag(f, ISOSOCK_F_SHUT_WR, true);
+	atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+	return r;
+}
+
+int isosock_r_getsockname(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len)
+{
+	(void)fd;
+	return isosock_be->getsockname(f->h, sa, len);
+}
+
+int isosock_r_getpeername(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len)
+{
+	(void)fd;
+	return isosock_be->getpeername(f->h, sa, len);
+}
+
+static int64_t tv_to_ns(const void *v, socklen_t len)
+{
+	if (len < sizeof(struct timeval))
+		return -2;
+	const struct timeval *tv = v;
+	if (tv->tv_usec < 0 || tv->tv_usec >= 1000000)
+		return -2;
+	if (tv->tv_sec < 0 || (tv->tv_sec == 0 && tv->tv_usec == 0))
+		return -1;
+	return (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000;
+}
+
+int isosock_r_setsockopt(struct isosock_file *f, int fd, int level, int name,
+			 const void *v, socklen_t len)
+{
+	/* Mirrored onto the shadow first: it must carry SO_REUSEADDR before
+	 * it binds, and keeps every option across a loopback migration. */
+	int k = neg(L.setsockopt(fd, level, name, v, len));
+	if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+		if (k < 0)
+			return k;
+		int64_t ns = tv_to_ns(v, len);
+		if (ns == -2)
+			return -EINVAL;
+		if (name == SO_RCVTIMEO)
+			f->rcvtimeo_ns = ns;
+		else
+			f->sndtimeo_ns = ns;
+	}
+	int r = isosock_be->setsockopt(f->h, level, name, v, len);
+	/* Options the stack does not model (IP_TOS, SO_PRIORITY...) keep
+	 * the kernel's verdict on the shadow. */
+	if (r == -ENOPROTOOPT && k == 0)
+		return 0;
+	return r;
+}
+
+int isosock_r_getsockopt(struct isosock_file *f, int fd, int level, int name,
+			 void *v, socklen_t *len)
+{
+	if (level == SOL_SOCKET) {
+		switch (name) {
+		case SO_TYPE: case SO_DOMAIN: case SO_PROTOCOL:
+		case SO_RCVTIMEO: case SO_SNDTIMEO:
+			return neg(L.getsockopt(fd, level, name, v, len));
+		case SO_ERROR:
+			if (!v || !len || *len < sizeof(int))
+				return -EINVAL;
+			*(int *)v = -isosock_be->so_error(f->h);
+			*len = sizeof(int);
+			set_flag(f, ISOSOCK_F_CONNECTING, false);
+			return 0;
+		default:
+			break;
+		}
+	}
+	int r = isosock_be->getsockopt(f->h, level, name, v, len);
+	if (r == -ENOPROTOOPT)
+		return neg(L.getsockopt(fd, level, name, v, len));
+	return r;
+}
+
+int isosock_r_fcntl(struct isosock_file *f, int fd, int cmd, long arg)
+{
+	switch (cmd) {
+	case F_GETFL: {
+		int fl = L.fcntl(fd, F_GETFL);
+		if (fl < 0)
+			return -errno;
+		fl &= ~O_NONBLOCK;
+		return has_flag(f, ISOSOCK_F_NONBLOCK) ? fl | O_NONBLOCK : fl;
+	}
+	case F_SETFL:
+		set_flag(f, ISOSOCK_F_NONBLOCK, arg & O_NONBLOCK);
+		if (has_flag(f, ISOSOCK_F_DUAL))
+			arg |= O_NONBLOCK;
+		return neg(L.fcntl(fd, F_SETFL, arg));
+	case F_DUPFD:
+		return isosock_r_dup(fd, (int)arg, 0, 3);
+	case F_DUPFD_CLOEXEC:
+		return isosock_r_dup(fd, (int)arg, 0, 4);
+	default:
+		return neg(L.fcntl(fd, cmd, arg));
+	}
+}
+
+int isosock_r_ioctl(struct isosock_file *f, int fd, unsigned long req, void *arg)
+{
+	switch (req) {
+	case FIONBIO: {
+		if (!arg)
+			return -EFAULT;
+		bool on = *(int *)arg != 0;
+		long fl = L.fcntl(fd, F_GETFL);
+		if (fl < 0)
+			return -errno;
+		return isosock_r_fcntl(f, fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+	}
+	case FIONREAD: {
+		if (!arg)
+			return -EFAULT;
+		int n = isosock_be->nread(f->h);
+		if (n < 0)
+			return n;
+		int k = 0;
+		if (has_flag(f, ISOSOCK_F_DUAL) && f->type == SOCK_DGRAM &&
+		    L.ioctl(fd, FIONREAD, &k) == 0 && k > n)
+			n = k;
+		*(int *)arg = n;
+		return 0;
+	}
+	default:
+		return neg(L.ioctl(fd, req, arg));
+	}
+}
+
+void isosock_r_atfork_prepare(void)
+{
+}
+
+void isosock_r_atfork_parent(bool failed)
+{
+	(void)failed;
+}
+
+void isosock_r_atfork_child(void)
+{
+	int lim = isosock_fd_limit();
+	for (int fd = 0; fd < lim; fd++) {
+		struct isosock_file *f = isosock_fd_get(fd);
+		if (f) {
+			set_flag(f, ISOSOCK_F_INHERITED, true);
+			isosock_file_put(f);
+		}
+	}
+	if (isosock_be && isosock_be->atfork_child)
+		isosock_be->atfork_child();
+}

@@ -1,0 +1,202 @@
+/*
+ * Internals of the interposition layer of libisosock (the LD_PRELOAD shim).
+ *
+ * Three layers, each testable on its own:
+ *   interpose.c  the exported libc symbols: resolve libc with
+ *                dlsym(RTLD_NEXT), look the fd up, call one isosock_r_*
+ *                function or libc, turn -errno into errno.  Nothing else.
+ *   route.c      the socket calls proper (isosock_r_*): which stack serves
+ *                a socket or an address, the reserved kernel fd, loopback
+ *                migration, blocking/timeouts/EINTR.  Returns 0, a count or
+ *                -errno; calls libc and the stack only through the two
+ *                tables below, so unit tests substitute both.
+ *   poll.c       poll/ppoll/select/pselect, epoll.c the epoll family, over
+ *                a mix of kernel fds and isostack sockets.
+ *   fdtable.c    fd -> struct isosock_file.
+ *
+ * The stack itself is reached through struct isosock_be: the adapter to
+ * the front-end core (backend_core.c) in the library, a fake readiness
+ * source in the unit tests.
+ */
+#ifndef ISOSOCK_SHIM_H
+#define ISOSOCK_SHIM_H
+
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+/* ---- libc, as resolved by interpose.c (or set by a test) ------------- */
+struct isosock_libc {
+	int (*socket)(int, int, int);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*listen)(int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	int (*close)(int);
+	int (*shutdown)(int, int);
+	int (*getsockname)(int, struct sockaddr *, socklen_t *);
+	int (*getpeername)(int, struct sockaddr *, socklen_t *);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	int (*fcntl)(int, int, ...);
+	int (*ioctl)(int, unsigned long, ...);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*poll)(struct pollfd *, nfds_t, int);
+	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+		       const sigset_t *);
+	int (*epoll_create)(int);
+	int (*epoll_create1)(int);
+	int (*epoll_ctl)(int, int, int, struct epoll_event *);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+	pid_t (*fork)(void);
+};
+
+/* Filled by isosock_libc_init() (interpose.c) or a test; read-only after. */
+extern struct isosock_libc isosock_libc;
+
+/* ---- the stack, as the routing layer needs it ------------------------- */
+/*
+ * Every call is non-blocking: the routing layer does all waiting itself
+ * (so SO_RCVTIMEO, EINTR/SA_RESTART and sockets that are served by both
+ * stacks at once are handled in one place).  Handles are opaque.
+ * Returns 0, a count or -errno; -EAGAIN when the call would block.
+ */
+struct isosock_be {
+	/* 0 when the stack is reachable (attaching on first use), else
+	 * -ENETDOWN (no daemon) or another -errno. */
+	int (*attach)(void);
+	int (*socket)(int type, void **h);                /* AF_INET */
+	int (*bind)(void *h, const struct sockaddr *sa, socklen_t len);
+	int (*listen)(void *h, int backlog);
+	int (*accept)(void *h, void **nh, struct sockaddr *sa, socklen_t *len);
+	/* Starts (or continues) a connect: 0 connected, -EINPROGRESS
+	 * pending (then poll() reports POLLOUT when it finished and
+	 * so_error() the result), -EALREADY, -EISCONN, -ECONNREFUSED... */
+	int (*connect)(void *h, const struct sockaddr *sa, socklen_t len);
+	int (*so_error)(void *h);                          /* takes it: 0 or -errno */
+	ssize_t (*sendmsg)(void *h, const struct msghdr *m, int flags);
+	ssize_t (*recvmsg)(void *h, struct msghdr *m, int flags);
+	int (*shutdown)(void *h, int how);
+	int (*close)(void *h);                             /* handle is gone after */
+	int (*setsockopt)(void *h, int level, int name, const void *v, socklen_t len);
+	int (*getsockopt)(void *h, int level, int name, void *v, socklen_t *len);
+	int (*getsockname)(void *h, struct sockaddr *sa, socklen_t *len);
+	int (*getpeername)(void *h, struct sockaddr *sa, socklen_t *len);
+	int (*nread)(void *h);                             /* FIONREAD */
+	/* Readiness now, as POLLIN/POLLOUT/POLLERR/POLLHUP/POLLRDHUP bits.
+	 * *gen (may be NULL) changes whenever an event arrived on the
+	 * socket since the last call: what edge-triggered epoll reports. */
+	uint32_t (*poll)(void *h, uint32_t *gen);
+	/* Blocks until poll(h) & events, or timeout (-1: none).  Returns 0,
+	 * -ETIMEDOUT, -EINTR.  NULL: the routing layer waits with
+	 * wait_begin/wake_fd instead. */
+	int (*wait)(void *h, uint32_t events, int64_t timeout_ns);
+	/* Mixed waits: announce a sleeper on the app-wide wait point, so the
+	 * stack writes wake_fd (an eventfd), then withdraw. */
+	void (*wait_begin)(void);
+	void (*wait_end)(void);
+	int (*wake_fd)(void);                              /* -1 if none */
+	void (*atfork_child)(void);
+};
+
+extern const struct isosock_be *isosock_be;      /* NULL: kernel only */
+
+#include "fdtable.h"
+
+/* ---- routing (route.c) ------------------------------------------------- */
+enum isosock_route {
+	ISOSOCK_ROUTE_KERNEL,
+	ISOSOCK_ROUTE_STACK,
+	ISOSOCK_ROUTE_BOTH,      /* INADDR_ANY: the kernel shadow binds too */
+};
+
+/* Pure decisions, no side effects. */
+bool isosock_route_socket_wanted(int domain, int type, int protocol);
+enum isosock_route isosock_route_addr(const struct sockaddr *sa, socklen_t len, bool for_bind);
+bool isosock_env_require(void);
+
+struct isosock_config {
+	bool require;       /* ISOSTACK_REQUIRE=1 */
+	bool disabled;      /* ISOSTACK_DISABLE=1: everything to the kernel */
+	int64_t spin_ns;    /* ISOSOCK_SPIN_NS */
+};
+extern struct isosock_config isosock_cfg;
+void isosock_config_load(void);
+void isosock_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int isosock_r_socket(int domain, int type, int protocol);
+int isosock_r_bind(struct isosock_file *f, int fd, const struct sockaddr *sa, socklen_t len);
+int isosock_r_listen(struct isosock_file *f, int fd, int backlog);
+int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len,
+		     int flags);
+int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa,
+		      socklen_t len);
+ssize_t isosock_r_sendmsg(struct isosock_file *f, int fd, const struct msghdr *m, int flags);
+ssize_t isosock_r_recvmsg(struct isosock_file *f, int fd, struct msghdr *m, int flags);
+ssize_t isosock_r_sendfile(struct isosock_file *f, int out_fd, int in_fd, off_t *off,
+			   size_t count);
+int isosock_r_close(int fd);
+int isosock_r_shutdown(struct isosock_file *f, int fd, int how);
+int isosock_r_getsockname(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len);
+int isosock_r_getpeername(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len);
+int isosock_r_setsockopt(struct isosock_file *f, int fd, int level, int name,
+			 const void *v, socklen_t len);
+int isosock_r_getsockopt(struct isosock_file *f, int fd, int level, int name,
+			 void *v, socklen_t *len);
+int isosock_r_fcntl(struct isosock_file *f, int fd, int cmd, long arg);
+int isosock_r_ioctl(struct isosock_file *f, int fd, unsigned long req, void *arg);
+int isosock_r_dup(int oldfd, int newfd, int flags, int how);
+void isosock_r_atfork_prepare(void);
+void isosock_r_atfork_parent(bool failed);
+void isosock_r_atfork_child(void);
+
+/* Readiness of one socket as poll() reports it (both stacks for DUAL). */
+uint32_t isosock_r_poll1(struct isosock_file *f, int fd, uint32_t *gen);
+/* Waits for events on f (timeout_ns -1 none).  0, -ETIMEDOUT, -EINTR. */
+int isosock_r_wait(struct isosock_file *f, int fd, uint32_t events, int64_t timeout_ns);
+
+/* ---- poll/select/epoll (poll.c, epoll.c) ------------------------------- */
+int isosock_p_ppoll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *mask);
+int isosock_p_pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeout_ns,
+		      const sigset_t *mask);
+int isosock_e_create(int flags);
+int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
+		   const sigset_t *mask);
+/* close(epfd): forget the emulated interest list.  */
+void isosock_e_closed(int fd);
+bool isosock_e_is_emulated(int epfd);
+
+/* Nanosecond clock (CLOCK_MONOTONIC) and timeout helpers. */
+int64_t isosock_now_ns(void);
+static inline int64_t isosock_ms_to_ns(int ms)
+{
+	return ms < 0 ? -1 : (int64_t)ms * 1000000;
+}
+
+#endif /* ISOSOCK_SHIM_H */

@@ -1,0 +1,864 @@
+/*
+ * The socket data path end to end, in one process, without DPDK: the real
+ * back-end (daemon/backend) and the real front-end core (libisosock/core.c).
+ *
+ * A stack thread owns lwIP: two netifs joined by an in-process virtual link
+ * (each netif's output clones the packet into the other's inbox, as in
+ * test/unit/tcpip), and the back-end serving its control socket.  Test
+ * threads are the applications: each attaches through the control socket
+ * like a real process would and calls the front-end core.  The client
+ * application talks from 198.18.0.1 to a server application bound to
+ * 198.18.0.2, so every byte crosses both rings of both applications, lwIP
+ * twice and the link.
+ *
+ * lwIP's clock is the real monotonic clock plus a skew the stack thread
+ * adds at the end to expire TIME_WAIT for the leak check.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* glibc's byte-order macros, not lwIP's */
+#define LWIP_DONT_PROVIDE_BYTEORDER_FUNCTIONS 1
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <cmocka.h>
+
+#include "lwip/init.h"
+#include "lwip/ip4.h"
+#include "lwip/netif.h"
+#include "lwip/pbuf.h"
+#include "lwip/stats.h"
+#include "lwip/memp.h"
+#include "lwip/priv/memp_priv.h"
+#include "lwip/tcp.h"
+#include "lwip/timeouts.h"
+#include "lwip/priv/tcp_priv.h"
+
+#include "backend.h"
+#include "isosock.h"
+#include "isoshm.h"
+#include "isotcp.h"
+#include "isostack/ctl_proto.h"
+
+#define INBOX_SLOTS 8192
+#define PORT_BASE   6000
+
+/* ---- lwIP clock ---------------------------------------------------------- */
+
+static _Atomic uint32_t clock_skew_ms;
+
+u32_t sys_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (u32_t)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000) + atomic_load(&clock_skew_ms);
+}
+
+/* ---- Virtual link (stack thread only) ---------------------------------- */
+
+struct side {
+	struct netif netif;
+	struct side *peer;
+	struct pbuf *inbox[INBOX_SLOTS];
+	unsigned head, tail;
+};
+
+static struct side side_a, side_b;
+
+static err_t vlink_output(struct netif *netif, struct pbuf *p, const ip4_addr_t *dst)
+{
+	struct side *peer = ((struct side *)netif->state)->peer;
+	struct pbuf *copy;
+
+	(void)dst;
+	if (peer->tail - peer->head == INBOX_SLOTS)
+		return ERR_OK;   /* lost on the wire */
+	copy = pbuf_clone(PBUF_RAW, PBUF_RAM, p);
+	if (copy == NULL)
+		return ERR_MEM;
+	peer->inbox[peer->tail++ % INBOX_SLOTS] = copy;
+	return ERR_OK;
+}
+
+static err_t vlink_init(struct netif *netif)
+{
+	netif->name[0] = 'v';
+	netif->name[1] = 'l';
+	netif->output = vlink_output;
+	netif->mtu = 1500;
+	netif->flags = NETIF_FLAG_LINK_UP;
+	return ERR_OK;
+}
+
+static unsigned link_pump(void)
+{
+	struct side *sides[2] = { &side_a, &side_b };
+	unsigned n = 0;
+
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+
+		while (s->head != s->tail && n < 256) {
+			struct pbuf *p = s->inbox[s->head++ % INBOX_SLOTS];
+
+			if (s->netif.input(p, &s->netif) != ERR_OK)
+				pbuf_free(p);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* ---- The stack thread ---------------------------------------------------- */
+
+static char ctl_path[108];
+static pthread_t stack_tid;
+static _Atomic bool stack_stop, stack_ready;
+static _Atomic unsigned pub_apps, pub_open, pub_lastack;
+static struct isod_backend_stats pub_stats;
+static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int stack_init_rc;
+static _Atomic uint32_t leak_memp = 1, leak_heap = 1;
+
+static void *stack_main(void *arg)
+{
+	struct isod_backend_conf conf;
+	struct isod_backend *be;
+	ip4_addr_t a, b, mask;
+	unsigned idle = 0;
+	int rc;
+
+	(void)arg;
+	isotcp_owner_claim();
+	lwip_init();
+	side_a.peer = &side_b;
+	side_b.peer = &side_a;
+	IP4_ADDR(&a, 198, 18, 0, 1);
+	IP4_ADDR(&b, 198, 18, 0, 2);
+	IP4_ADDR(&mask, 255, 255, 255, 255);
+	netif_add(&side_a.netif, &a, &mask, &b, &side_a, vlink_init, ip4_input);
+	netif_add(&side_b.netif, &b, &mask, &a, &side_b, vlink_init, ip4_input);
+	netif_set_up(&side_a.netif);
+	netif_set_up(&side_b.netif);
+
+	isod_backend_conf_default(&conf);
+	conf.control_path = ctl_path;
+	conf.shm.nr_sockets = 16;       /* 15 sockets per application */
+	conf.shm.nr_doorbells = 2;
+	conf.shm.hugetlb = false;
+	conf.ctl_interval_ms = 0;
+	rc = isod_backend_init(&be, &conf);
+	atomic_store(&stack_init_rc, rc);
+	atomic_store(&stack_ready, true);
+	if (rc < 0)
+		return NULL;
+
+	while (!atomic_load(&stack_stop)) {
+		unsigned work = link_pump();
+
+		sys_check_timeouts();
+		work += isod_backend_poll(be, 256);
+		pthread_mutex_lock(&pub_lock);
+		isod_backend_get_stats(be, &pub_stats);
+		pthread_mutex_unlock(&pub_lock);
+		atomic_store(&pub_apps, isod_backend_apps(be));
+		atomic_store(&pub_open, isod_backend_open_sockets(be));
+		{
+			unsigned n = 0;
+
+			for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+				n += p->state == LAST_ACK;
+			atomic_store(&pub_lastack, n);
+		}
+		/* pacing, not synchronisation: leave the CPU to the apps when idle */
+		if (work == 0 && ++idle > 1000) {
+			struct timespec ts = { 0, 20000 };
+
+			nanosleep(&ts, NULL);
+		} else if (work != 0) {
+			idle = 0;
+		}
+	}
+	isod_backend_fini(be);
+	/*
+	 * TIME_WAIT and friends: move the clock on until lwIP holds nothing.
+	 * lwIP's TCP timer re-arms relative to "now", so it fires once per
+	 * sys_check_timeouts() however far the clock jumps: step by its
+	 * interval.  2 MSL is 120 s (6000 slow ticks); 30000 steps is 300 s.
+	 * The timer stops itself one tick after the last pcb is gone.
+	 */
+	for (int i = 0; i < 30000 && isotcp_memp_in_use() != 0; i++) {
+		atomic_fetch_add(&clock_skew_ms, TCP_TMR_INTERVAL);
+		link_pump();
+		sys_check_timeouts();
+	}
+	link_pump();
+	netif_remove(&side_a.netif);
+	netif_remove(&side_b.netif);
+	for (struct tcp_pcb *p = tcp_bound_pcbs; p; p = p->next)
+		fprintf(stderr, "bound pcb state %d port %u\n", p->state, p->local_port);
+	for (struct tcp_pcb *p = tcp_active_pcbs; p; p = p->next)
+		fprintf(stderr, "active pcb state %d port %u\n", p->state, p->local_port);
+	for (struct tcp_pcb *p = tcp_tw_pcbs; p; p = p->next)
+		fprintf(stderr, "time-wait pcb port %u\n", p->local_port);
+	if (getenv("ISOBE_DUMP")) {
+		const struct memp_desc *d = memp_pools[MEMP_TCP_PCB];
+		u8_t *m = (u8_t *)LWIP_MEM_ALIGN(d->base);
+		for (int i = 0; i < d->num; i++, m += MEMP_SIZE + d->size) {
+			bool fr = false;
+			for (struct memp *f = *d->tab; f; f = f->next)
+				if ((u8_t *)f == m) { fr = true; break; }
+			if (!fr) {
+				struct tcp_pcb *p = (struct tcp_pcb *)(m + MEMP_SIZE);
+				fprintf(stderr, "LEAK pcb state %d flags %x lport %u rport %u arg %p unacked %p unsent %p\n", p->state, p->flags, p->local_port, p->remote_port, p->callback_arg, (void*)p->unacked, (void*)p->unsent);
+			}
+		}
+	}
+	atomic_store(&leak_memp, isotcp_memp_in_use());
+	for (int i = 0; i < MEMP_MAX; i++)
+		if (lwip_stats.memp[i] && lwip_stats.memp[i]->used)
+			fprintf(stderr, "pool %d: %u used\n", i,
+				(unsigned)lwip_stats.memp[i]->used);
+	atomic_store(&leak_heap, isotcp_heap_in_use());
+	return NULL;
+}
+
+static struct isod_backend_stats stats_now(void)
+{
+	struct isod_backend_stats s;
+
+	pthread_mutex_lock(&pub_lock);
+	s = pub_stats;
+	pthread_mutex_unlock(&pub_lock);
+	return s;
+}
+
+/* Poll a condition the stack thread publishes, with a generous bound. */
+static bool eventually(bool (*cond)(void *), void *arg, int seconds)
+{
+	for (long i = 0; i < seconds * 10000L; i++) {
+		if (cond(arg))
+			return true;
+		usleep(100);
+	}
+	return cond(arg);
+}
+
+/* ---- Helpers ---------------------------------------------------------------- */
+
+static struct sockaddr_in sin_of(int last, uint16_t port)
+{
+	struct sockaddr_in s = { .sin_family = AF_INET, .sin_port = htons(port) };
+
+	s.sin_addr.s_addr = htonl((198u << 24) | (18u << 16) | (uint32_t)last);
+	return s;
+}
+
+static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+#define FNV0 0xcbf29ce484222325ull
+
+static void fill(uint64_t *state, uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		*state ^= *state << 13;
+		*state ^= *state >> 7;
+		*state ^= *state << 17;
+		p[i] = (uint8_t)*state;
+	}
+}
+
+static int listener(struct isosock_app *app, uint16_t port)
+{
+	struct sockaddr_in sa = sin_of(2, port);
+	int s = isosock_socket(app, AF_INET, SOCK_STREAM, 0);
+
+	assert_true(s > 0);
+	assert_int_equal(isosock_bind(app, s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(isosock_listen(app, s, 8), 0);
+	return s;
+}
+
+static int connector(struct isosock_app *app, uint16_t port)
+{
+	struct sockaddr_in sa = sin_of(2, port);
+	int s = isosock_socket(app, AF_INET, SOCK_STREAM, 0);
+
+	assert_true(s > 0);
+	assert_int_equal(isosock_connect(app, s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return s;
+}
+
+struct stream_job {
+	struct isosock_app *app;
+	int s;
+	size_t bytes;
+	uint64_t seed, hash;
+	size_t chunk;
+	size_t done;
+	int err;
+	bool close_after;
+};
+
+static void *sender(void *p)
+{
+	struct stream_job *j = p;
+	uint8_t buf[16384];
+
+	j->hash = FNV0;
+	while (j->done < j->bytes) {
+		size_t n = j->bytes - j->done < j->chunk ? j->bytes - j->done : j->chunk;
+		ssize_t k;
+
+		fill(&j->seed, buf, n);
+		j->hash = fnv(j->hash, buf, n);
+		for (size_t off = 0; off < n; off += (size_t)k) {
+			k = isosock_send(j->app, j->s, buf + off, n - off, 0);
+			if (k <= 0) {
+				j->err = (int)k;
+				return NULL;
+			}
+		}
+		j->done += n;
+	}
+	if (j->close_after)
+		j->err = isosock_close(j->app, j->s);
+	return NULL;
+}
+
+static void *receiver(void *p)
+{
+	struct stream_job *j = p;
+	uint8_t buf[16384];
+
+	j->hash = FNV0;
+	for (;;) {
+		size_t want = j->chunk < sizeof(buf) ? j->chunk : sizeof(buf);
+		ssize_t k = isosock_recv(j->app, j->s, buf, want, 0);
+
+		if (k < 0) {
+			j->err = (int)k;
+			return NULL;
+		}
+		if (k == 0)
+			return NULL;
+		j->hash = fnv(j->hash, buf, (size_t)k);
+		j->done += (size_t)k;
+		if (j->bytes != 0 && j->done == j->bytes)
+			return NULL;
+	}
+}
+
+static uint64_t expect_hash(uint64_t seed, size_t bytes)
+{
+	static uint8_t buf[65536];
+	uint64_t h = FNV0;
+
+	while (bytes > 0) {
+		size_t n = bytes < sizeof(buf) ? bytes : sizeof(buf);
+
+		fill(&seed, buf, n);
+		h = fnv(h, buf, n);
+		bytes -= n;
+	}
+	return h;
+}
+
+/* ---- Fixture: two applications ------------------------------------------- */
+
+struct apps {
+	struct isosock_app *cli, *srv;
+};
+
+static bool apps_are(void *arg);
+
+static int apps_setup(void **state)
+{
+	static struct apps a;
+
+	if (isosock_app_attach(&a.cli, ctl_path) < 0 || isosock_app_attach(&a.srv, ctl_path) < 0)
+		return -1;
+	if (!eventually(apps_are, (void *)(uintptr_t)2, 5))
+		return -1;
+	*state = &a;
+	return 0;
+}
+
+static bool no_open_sockets(void *arg)
+{
+	(void)arg;
+	return atomic_load(&pub_open) == 0;
+}
+
+static bool apps_are(void *arg);
+
+static int apps_teardown(void **state)
+{
+	struct apps *a = *state;
+
+	isosock_app_detach(a->cli);
+	isosock_app_detach(a->srv);
+	return eventually(no_open_sockets, NULL, 5) &&
+	       eventually(apps_are, (void *)(uintptr_t)0, 5) ? 0 : -1;
+}
+
+/* ---- Tests ------------------------------------------------------------------- */
+
+static void test_connect_transfer_both_ways(void **state)
+{
+	struct apps *a = *state;
+	const size_t bytes = 12u << 20;
+	int l = listener(a->srv, PORT_BASE + 1);
+	int c = connector(a->cli, PORT_BASE + 1);
+	struct sockaddr_in peer;
+	socklen_t plen = sizeof(peer);
+	int s = isosock_accept(a->srv, l, (struct sockaddr *)&peer, &plen, 0);
+	struct stream_job up_tx = { a->cli, c, bytes, 11, 0, 16384, 0, 0, false };
+	struct stream_job up_rx = { a->srv, s, bytes, 0, 0, 16384, 0, 0, false };
+	struct stream_job dn_tx = { a->srv, s, bytes, 22, 0, 9000, 0, 0, false };
+	struct stream_job dn_rx = { a->cli, c, bytes, 0, 0, 7000, 0, 0, false };
+	pthread_t t[4];
+
+	assert_true(s > 0);
+	assert_int_equal(plen, sizeof(peer));
+	{
+		struct sockaddr_in me;
+		socklen_t mlen = sizeof(me);
+
+		assert_int_equal(isosock_getsockname(a->cli, c, (struct sockaddr *)&me, &mlen), 0);
+		assert_int_equal(me.sin_addr.s_addr, peer.sin_addr.s_addr);
+		assert_int_equal(me.sin_port, peer.sin_port);
+	}
+	pthread_create(&t[0], NULL, sender, &up_tx);
+	pthread_create(&t[1], NULL, receiver, &up_rx);
+	pthread_create(&t[2], NULL, sender, &dn_tx);
+	pthread_create(&t[3], NULL, receiver, &dn_rx);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(up_tx.err, 0);
+	assert_int_equal(up_rx.err, 0);
+	assert_int_equal(dn_tx.err, 0);
+	assert_int_equal(dn_rx.err, 0);
+	assert_int_equal(up_rx.done, bytes);
+	assert_int_equal(dn_rx.done, bytes);
+	assert_true(up_rx.hash == expect_hash(11, bytes));
+	assert_true(dn_rx.hash == expect_hash(22, bytes));
+	/* orderly close: EOF on the other side */
+	assert_int_equal(isosock_shutdown(a->cli, c, SHUT_WR), 0);
+	{
+		uint8_t b;
+
+		assert_int_equal(isosock_recv(a->srv, s, &b, 1, 0), 0);
+	}
+	assert_int_equal(isosock_close(a->cli, c), 0);
+	assert_int_equal(isosock_close(a->srv, s), 0);
+	assert_int_equal(isosock_close(a->srv, l), 0);
+	print_message("transfer: %zu bytes each way\n", bytes);
+}
+
+static bool no_last_ack(void *arg)
+{
+	(void)arg;
+	return atomic_load(&pub_lastack) == 0;
+}
+
+/* Both sides half-close in turn: each sees the other's data, then EOF;
+ * the side whose FIN completes the connection (LAST_ACK) sees a clean
+ * end, not an error. */
+static void test_half_close_both_ways(void **state)
+{
+	struct apps *a = *state;
+	int l = listener(a->srv, PORT_BASE + 7);
+	int c = connector(a->cli, PORT_BASE + 7);
+	int s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	char buf[16];
+	int err = -1;
+	socklen_t elen = sizeof(err);
+	struct sockaddr_in me;
+	socklen_t mlen = sizeof(me);
+
+	assert_true(s > 0);
+	assert_int_equal(isosock_send(a->cli, c, "hello", 5, 0), 5);
+	assert_int_equal(isosock_shutdown(a->cli, c, SHUT_WR), 0);
+	assert_int_equal(isosock_recv(a->srv, s, buf, sizeof(buf), MSG_WAITALL), 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(isosock_recv(a->srv, s, buf, sizeof(buf), 0), 0);
+	assert_int_equal(isosock_send(a->srv, s, "world!", 6, 0), 6);
+	assert_int_equal(isosock_shutdown(a->srv, s, SHUT_WR), 0);
+	assert_int_equal(isosock_recv(a->cli, c, buf, sizeof(buf), MSG_WAITALL), 6);
+	assert_memory_equal(buf, "world!", 6);
+	assert_int_equal(isosock_recv(a->cli, c, buf, sizeof(buf), 0), 0);
+	/* the server's FIN is acknowledged: its pcb left LAST_ACK */
+	assert_true(eventually(no_last_ack, NULL, 5));
+	assert_int_equal(isosock_recv(a->srv, s, buf, sizeof(buf), 0), 0);
+	assert_int_equal(isosock_getsockopt(a->srv, s, SOL_SOCKET, SO_ERROR, &err, &elen), 0);
+	assert_int_equal(err, 0);
+	assert_int_equal(isosock_poll(a->srv, s, POLLIN | POLLOUT) & POLLERR, 0);
+	assert_int_equal(isosock_poll(a->cli, c, POLLIN | POLLOUT) & POLLERR, 0);
+	assert_int_equal(isosock_send(a->srv, s, "x", 1, 0), -EPIPE);
+	assert_int_equal(isosock_getsockname(a->srv, s, (struct sockaddr *)&me, &mlen), 0);
+	assert_int_equal(ntohs(me.sin_port), PORT_BASE + 7);
+	assert_int_equal(isosock_close(a->cli, c), 0);
+	assert_int_equal(isosock_close(a->srv, s), 0);
+	assert_int_equal(isosock_close(a->srv, l), 0);
+}
+
+static void test_aggregation(void **state)
+{
+	struct apps *a = *state;
+	int l = listener(a->srv, PORT_BASE + 2);
+	int c = connector(a->cli, PORT_BASE + 2);
+	int s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	struct isosock_stats before, after;
+	struct isod_backend_stats sb = stats_now(), sa;
+	struct stream_job rx = { a->srv, s, 0, 0, 0, 16384, 0, 0, false };
+	struct stream_job tx = { a->cli, c, 0, 33, 0, 64, 0, 0, false };
+	const unsigned calls = 20000;
+	pthread_t t;
+
+	assert_true(s > 0);
+	rx.bytes = (size_t)calls * 64;
+	tx.bytes = (size_t)calls * 64;
+	isosock_app_stats(a->cli, &before);
+	pthread_create(&t, NULL, receiver, &rx);
+	sender(&tx);
+	pthread_join(t, NULL);
+	isosock_app_stats(a->cli, &after);
+	sa = stats_now();
+	assert_int_equal(tx.err, 0);
+	assert_int_equal(rx.err, 0);
+	assert_int_equal(rx.done, tx.bytes);
+	assert_true(rx.hash == expect_hash(33, tx.bytes));
+	print_message("aggregation: %llu send calls, %llu SEND commands posted, %llu seen by the stack\n",
+		      (unsigned long long)(after.send_calls - before.send_calls),
+		      (unsigned long long)(after.send_posts - before.send_posts),
+		      (unsigned long long)(sa.sends_seen - sb.sends_seen));
+	assert_int_equal(after.send_calls - before.send_calls, calls);
+	assert_true(after.send_posts - before.send_posts < calls);
+	isosock_close(a->cli, c);
+	isosock_close(a->srv, s);
+	isosock_close(a->srv, l);
+}
+
+static void *slow_receiver(void *p)
+{
+	struct stream_job *j = p;
+	uint8_t buf[4096];
+
+	j->hash = FNV0;
+	while (j->done < j->bytes) {
+		ssize_t k = isosock_recv(j->app, j->s, buf, sizeof(buf), 0);
+
+		if (k <= 0) {
+			j->err = k < 0 ? (int)k : -EPIPE;
+			return NULL;
+		}
+		j->hash = fnv(j->hash, buf, (size_t)k);
+		j->done += (size_t)k;
+		if ((j->done / 4096) % 64 == 0)
+			usleep(2000);   /* a slow reader, not synchronisation */
+	}
+	return NULL;
+}
+
+static void test_slow_reader_and_close_in_flight(void **state)
+{
+	struct apps *a = *state;
+	const size_t bytes = 3u << 20;
+	int l = listener(a->srv, PORT_BASE + 3);
+	int c = connector(a->cli, PORT_BASE + 3);
+	int s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	struct stream_job tx = { a->cli, c, bytes, 44, 0, 16384, 0, 0, true };
+	struct stream_job rx = { a->srv, s, bytes, 0, 0, 4096, 0, 0, false };
+	pthread_t t;
+	uint8_t b;
+
+	assert_true(s > 0);
+	pthread_create(&t, NULL, slow_receiver, &rx);
+	sender(&tx);          /* sends everything and closes at once */
+	pthread_join(t, NULL);
+	assert_int_equal(tx.err, 0);
+	assert_int_equal(rx.err, 0);
+	assert_int_equal(rx.done, bytes);
+	assert_true(rx.hash == expect_hash(44, bytes));
+	assert_int_equal(isosock_recv(a->srv, s, &b, 1, 0), 0);   /* EOF after all */
+	isosock_close(a->srv, s);
+	isosock_close(a->srv, l);
+}
+
+static void test_nonblocking(void **state)
+{
+	struct apps *a = *state;
+	int l = listener(a->srv, PORT_BASE + 4);
+	struct sockaddr_in sa = sin_of(2, PORT_BASE + 4);
+	int c = isosock_socket(a->cli, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct isosock_pollfd pf;
+	int s, err = -1;
+	socklen_t elen = sizeof(err);
+	uint8_t buf[65536];
+	ssize_t k;
+	size_t sent = 0;
+
+	assert_true(c > 0);
+	assert_int_equal(isosock_set_nonblock(a->srv, l, true), 0);
+	assert_int_equal(isosock_accept(a->srv, l, NULL, NULL, 0), -EAGAIN);
+	assert_int_equal(isosock_connect(a->cli, c, (struct sockaddr *)&sa, sizeof(sa)), -EINPROGRESS);
+	pf = (struct isosock_pollfd){ .sock = c, .events = POLLOUT };
+	assert_int_equal(isosock_wait(a->cli, &pf, 1, 5000000000LL), 1);
+	assert_true(pf.revents & POLLOUT);
+	assert_int_equal(isosock_getsockopt(a->cli, c, SOL_SOCKET, SO_ERROR, &err, &elen), 0);
+	assert_int_equal(err, 0);
+	assert_int_equal(isosock_connect(a->cli, c, (struct sockaddr *)&sa, sizeof(sa)), -EISCONN);
+	pf = (struct isosock_pollfd){ .sock = l, .events = POLLIN };
+	assert_int_equal(isosock_wait(a->srv, &pf, 1, 5000000000LL), 1);
+	s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	assert_true(s > 0);
+	/* nothing to read yet */
+	assert_int_equal(isosock_recv(a->cli, c, buf, sizeof(buf), 0), -EAGAIN);
+	assert_int_equal(isosock_recv(a->srv, s, buf, sizeof(buf), MSG_DONTWAIT), -EAGAIN);
+	/* fill until EAGAIN: the server does not read */
+	memset(buf, 0x5a, sizeof(buf));
+	while ((k = isosock_send(a->cli, c, buf, sizeof(buf), 0)) > 0)
+		sent += (size_t)k;
+	assert_int_equal(k, -EAGAIN);
+	assert_true(sent >= isosock_app_max_sockets(a->cli) * 0 + 256 * 1024);
+	/* MSG_PEEK then read it all back */
+	pf = (struct isosock_pollfd){ .sock = s, .events = POLLIN };
+	assert_int_equal(isosock_wait(a->srv, &pf, 1, 5000000000LL), 1);
+	k = isosock_recv(a->srv, s, buf, 16, MSG_PEEK);
+	assert_true(k > 0);
+	assert_int_equal(buf[0], 0x5a);
+	{
+		size_t got = 0;
+
+		while (got < sent) {
+			k = isosock_recv(a->srv, s, buf, sizeof(buf), 0);
+			assert_true(k > 0);
+			got += (size_t)k;
+		}
+		assert_int_equal(got, sent);
+	}
+	isosock_close(a->cli, c);
+	isosock_close(a->srv, s);
+	isosock_close(a->srv, l);
+}
+
+static void test_rst_refused_eof(void **state)
+{
+	struct apps *a = *state;
+	struct sockaddr_in sa = sin_of(2, PORT_BASE + 99);
+	int c = isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0);
+	struct linger lg = { 1, 0 };
+	uint8_t b;
+	int l, s;
+
+	assert_int_equal(isosock_connect(a->cli, c, (struct sockaddr *)&sa, sizeof(sa)), -ECONNREFUSED);
+	isosock_close(a->cli, c);
+
+	l = listener(a->srv, PORT_BASE + 5);
+	c = connector(a->cli, PORT_BASE + 5);
+	s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	assert_true(s > 0);
+	assert_int_equal(isosock_setsockopt(a->srv, s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+	assert_int_equal(isosock_close(a->srv, s), 0);   /* RST */
+	assert_int_equal(isosock_recv(a->cli, c, &b, 1, 0), -ECONNRESET);
+	assert_int_equal(isosock_send(a->cli, c, &b, 1, 0), -EPIPE);
+	isosock_close(a->cli, c);
+	isosock_close(a->srv, l);
+}
+
+static bool apps_are(void *arg)
+{
+	return atomic_load(&pub_apps) == (unsigned)(uintptr_t)arg;
+}
+
+static void test_app_dies(void **state)
+{
+	struct apps *a = *state;
+	struct isosock_app *victim;
+	int l = listener(a->srv, PORT_BASE + 6);
+	int c, s;
+	uint8_t buf[4096] = { 0 };
+	unsigned apps0 = atomic_load(&pub_apps);
+	struct isod_backend_stats s0 = stats_now();
+
+	assert_int_equal(isosock_app_attach(&victim, ctl_path), 0);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)(apps0 + 1), 5));
+	c = connector(victim, PORT_BASE + 6);
+	s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	assert_true(s > 0);
+	assert_int_equal(isosock_send(victim, c, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	isosock_app_detach(victim);     /* as if killed: the control socket hangs up */
+	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
+	/* the peer sees the data that made it, then the reset */
+	for (;;) {
+		ssize_t k = isosock_recv(a->srv, s, buf, sizeof(buf), 0);
+
+		if (k <= 0) {
+			assert_int_equal(k, -ECONNRESET);
+			break;
+		}
+	}
+	assert_true(stats_now().resets > s0.resets);
+	isosock_close(a->srv, s);
+	isosock_close(a->srv, l);
+}
+
+static void test_emfile(void **state)
+{
+	struct apps *a = *state;
+	int s[32], n = 0, rc;
+
+	while ((rc = isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0)) > 0)
+		s[n++] = rc;
+	assert_int_equal(rc, -EMFILE);
+	assert_int_equal(n, 15);
+	assert_int_equal(isosock_socket(a->cli, AF_INET, SOCK_DGRAM, 0) < 0, 1);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(isosock_close(a->cli, s[i]), 0);
+	/* slots come back once reaped */
+	for (int i = 0; i < 1000 && (rc = isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0)) < 0; i++)
+		usleep(1000);
+	assert_true(rc > 0);
+	isosock_close(a->cli, rc);
+}
+
+/* A hand-made application that speaks the protocol badly. */
+static void test_bad_commands(void **state)
+{
+	struct apps *a = *state;
+	struct sockaddr_un { sa_family_t f; char p[108]; } un = { AF_UNIX, { 0 } };
+	struct isostack_ctl_attach req = {
+		.hdr = { ISOSTACK_CTL_MAGIC, ISOSTACK_CTL_VERSION, ISOSTACK_CTL_ATTACH, sizeof(req), 0 },
+		.abi_version = ISOSTACK_SHM_ABI_VERSION, .features = ISOSTACK_SHM_FEATURES,
+	};
+	struct isostack_ctl_attach_reply rep;
+	struct isoshm_app *shm;
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { &rep, sizeof(rep) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct isostack_shm_cmd cmd;
+	struct isostack_shm_status st;
+	struct isod_backend_stats s0 = stats_now();
+	int fd, efd, fds[2];
+	unsigned apps0 = atomic_load(&pub_apps);
+
+	(void)a;
+	strcpy(un.p, ctl_path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&un, sizeof(un)), 0);
+	efd = dup(0);
+	assert_int_equal(isoshm_send_fd(fd, efd, &req, sizeof(req)), 0);
+	close(efd);
+	assert_int_equal(recvmsg(fd, &msg, 0), (ssize_t)sizeof(rep));
+	assert_int_equal(rep.status, 0);
+	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(fds));
+	assert_int_equal(isoshm_app_attach(&shm, fds[0], NULL), 0);
+	close(fds[1]);
+
+#define ROUNDTRIP(sock_) do { \
+		assert_int_equal(isoshm_app_submit(shm, (sock_), &cmd, 1), 1); \
+		while (isoshm_app_recv_status(shm, (sock_), &st, 1) == 0) \
+			usleep(100); \
+	} while (0)
+
+	/* unknown opcode */
+	cmd = (struct isostack_shm_cmd){ .opcode = 99, .sock = 3, .cookie = 7 };
+	ROUNDTRIP(3);
+	assert_int_equal(st.cookie, 7);
+	assert_int_equal(st.result, -EINVAL);
+	/* nonzero flags and unused args */
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_LISTEN, .flags = 1, .sock = 3, .cookie = 8 };
+	ROUNDTRIP(3);
+	assert_int_equal(st.result, -EINVAL);
+	/* command naming another slot than its ring */
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_NOP, .sock = 4, .cookie = 9 };
+	ROUNDTRIP(3);
+	assert_int_equal(st.result, -EBADF);
+	/* SOCKET off the control slot */
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_SOCKET, .sock = 3, .cookie = 10,
+					 .arg = { AF_INET, SOCK_STREAM } };
+	ROUNDTRIP(3);
+	assert_int_equal(st.result, -EBADF);
+	/* a valid command on a slot that holds no socket */
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_ACCEPT, .sock = 5, .cookie = 11 };
+	ROUNDTRIP(5);
+	assert_int_equal(st.result, -EBADF);
+	/* NOP works */
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_NOP, .sock = 0, .cookie = 12 };
+	ROUNDTRIP(0);
+	assert_int_equal(st.result, 0);
+	assert_true(stats_now().bad_cmds >= s0.bad_cmds + 3);
+	assert_true(stats_now().bad_slot >= s0.bad_slot + 1);
+	print_message("bad commands: %llu rejected by validation, %llu on empty slots\n",
+		      (unsigned long long)(stats_now().bad_cmds - s0.bad_cmds),
+		      (unsigned long long)(stats_now().bad_slot - s0.bad_slot));
+	isoshm_app_detach(shm);
+	close(fd);
+	if (!eventually(apps_are, (void *)(uintptr_t)apps0, 2))
+		print_message("apps now %u, expected %u\n", atomic_load(&pub_apps), apps0);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
+}
+
+/* ---- Group ------------------------------------------------------------------------ */
+
+static int group_setup(void **state)
+{
+	(void)state;
+	snprintf(ctl_path, sizeof(ctl_path), "/tmp/isobe-test-%d.sock", (int)getpid());
+	pthread_create(&stack_tid, NULL, stack_main, NULL);
+	while (!atomic_load(&stack_ready))
+		usleep(100);
+	return atomic_load(&stack_init_rc) == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	atomic_store(&stack_stop, true);
+	pthread_join(stack_tid, NULL);
+	print_message("lwIP after teardown: %u pool entries, %u heap bytes in use\n",
+		      atomic_load(&leak_memp), atomic_load(&leak_heap));
+	return atomic_load(&leak_memp) == 0 && atomic_load(&leak_heap) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_connect_transfer_both_ways, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_half_close_both_ways, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_aggregation, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_slow_reader_and_close_in_flight, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_nonblocking, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_rst_refused_eof, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_app_dies, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_emfile, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_commands, apps_setup, apps_teardown),
+	};
+
+	if (getenv("ISOBE_TEST") != NULL)
+		cmocka_set_test_filter(getenv("ISOBE_TEST"));
+	return cmocka_run_group_tests_name("backend", tests, group_setup, group_teardown);
+}

@@ -1,0 +1,578 @@
+/*
+ * Unit tests of the shim's interposition layer without LD_PRELOAD or a
+ * daemon: the routing layer runs against the real libc (called directly)
+ * and a fake stack whose readiness the test sets.  Covers the fd table
+ * (reserved kernel fds, dup/close reference counts), routing decisions and
+ * loopback migration, poll and epoll (LT, ET, ONESHOT, mixed with kernel
+ * fds, wake-up through the wake fd), and option handling.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "shim.h"
+
+/* ---- fake stack ----------------------------------------------------- */
+
+struct fsock {
+	int type;
+	_Atomic uint32_t mask;   /* readiness the test sets */
+	int closed;
+	int so_error;
+	int listening;
+	size_t rx;               /* bytes readable */
+};
+
+static int fake_live;
+static int wake_efd = -1;
+static int waiters_armed;
+
+static int f_attach(void) { return 0; }
+static int f_socket(int type, void **h)
+{
+	struct fsock *s = calloc(1, sizeof(*s));
+	s->type = type;
+	atomic_store(&s->mask, POLLOUT);
+	*h = s;
+	fake_live++;
+	return 0;
+}
+static int f_bind(void *h, const struct sockaddr *sa, socklen_t len)
+{ (void)h; (void)sa; (void)len; return 0; }
+static int f_listen(void *h, int b) { (void)b; ((struct fsock *)h)->listening = 1; return 0; }
+static int f_accept(void *h, void **nh, struct sockaddr *sa, socklen_t *len)
+{ (void)h; (void)nh; (void)sa; (void)len; return -EAGAIN; }
+static int f_connect(void *h, const struct sockaddr *sa, socklen_t len)
+{ (void)h; (void)sa; (void)len; return -EINPROGRESS; }
+static int f_so_error(void *h)
+{
+	struct fsock *s = h;
+	int e = s->so_error;
+	s->so_error = 0;
+	return -e;
+}
+static ssize_t f_sendmsg(void *h, const struct msghdr *m, int fl)
+{
+	(void)fl;
+	if (!(atomic_load(&((struct fsock *)h)->mask) & POLLOUT))
+		return -EAGAIN;
+	return (ssize_t)m->msg_iov[0].iov_len;
+}
+static ssize_t f_recvmsg(void *h, struct msghdr *m, int fl)
+{
+	(void)fl;
+	struct fsock *s = h;
+	if (!s->rx)
+		return -EAGAIN;
+	size_t n = m->msg_iov[0].iov_len < s->rx ? m->msg_iov[0].iov_len : s->rx;
+	memset(m->msg_iov[0].iov_base, 'x', n);
+	s->rx -= n;
+	if (!s->rx)
+		atomic_fetch_and(&s->mask, ~(uint32_t)POLLIN);
+	return (ssize_t)n;
+}
+static int f_shutdown(void *h, int how) { (void)h; (void)how; return 0; }
+static int f_close(void *h)
+{
+	free(h);
+	fake_live--;
+	return 0;
+}
+static int f_setsockopt(void *h, int l, int n, const void *v, socklen_t len)
+{ (void)h; (void)l; (void)n; (void)v; (void)len; return -ENOPROTOOPT; }
+static int f_getsockopt(void *h, int l, int n, void *v, socklen_t *len)
+{ (void)h; (void)l; (void)n; (void)v; (void)len; return -ENOPROTOOPT; }
+static int f_getsockname(void *h, struct sockaddr *sa, socklen_t *len)
+{
+	(void)h;
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	memcpy(sa, &in, sizeof(in));
+	*len = sizeof(in);
+	return 0;
+}
+static int f_nread(void *h) { return (int)((struct fsock *)h)->rx; }
+static uint32_t f_poll(void *h, uint32_t *gen)
+{
+	if (gen)
+		*gen = 0;
+	return atomic_load(&((struct fsock *)h)->mask);
+}
+static void f_wait_begin(void) { waiters_armed++; }
+static void f_wait_end(void)
+{
+	uint64_t v;
+	if (wake_efd >= 0 && read(wake_efd, &v, sizeof(v)) < 0)
+		(void)0; /* EAGAIN: nothing to drain */
+}
+static int f_wake_fd(void) { return wake_efd; }
+
+static const struct isosock_be fake_be = {
+	.attach = f_attach, .socket = f_socket, .bind = f_bind, .listen = f_listen,
+	.accept = f_accept, .connect = f_connect, .so_error = f_so_error,
+	.sendmsg = f_sendmsg, .recvmsg = f_recvmsg, .shutdown = f_shutdown,
+	.close = f_close, .setsockopt = f_setsockopt, .getsockopt = f_getsockopt,
+	.getsockname = f_getsockname, .getpeername = f_getsockname, .nread = f_nread,
+	.poll = f_poll, .wait = NULL, .wait_begin = f_wait_begin, .wait_end = f_wait_end,
+	.wake_fd = f_wake_fd,
+};
+
+static int libc_fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long a = va_arg(ap, long);
+	va_end(ap);
+	return fcntl(fd, cmd, a);
+}
+
+static int libc_ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	va_start(ap, req);
+	void *a = va_arg(ap, void *);
+	va_end(ap);
+	return ioctl(fd, req, a);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	struct isosock_libc *l = &isosock_libc;
+	l->socket = socket; l->bind = bind; l->listen = listen; l->accept = accept;
+	l->accept4 = accept4; l->connect = connect; l->send = send; l->recv = recv;
+	l->sendto = sendto; l->recvfrom = recvfrom; l->sendmsg = sendmsg;
+	l->recvmsg = recvmsg; l->read = read; l->write = write; l->readv = readv;
+	l->writev = writev; l->sendfile = sendfile; l->close = close;
+	l->shutdown = shutdown; l->getsockname = getsockname;
+	l->getpeername = getpeername; l->setsockopt = setsockopt;
+	l->getsockopt = getsockopt; l->fcntl = libc_fcntl; l->ioctl = libc_ioctl;
+	l->dup = dup; l->dup2 = dup2; l->dup3 = dup3; l->poll = poll; l->ppoll = ppoll;
+	l->select = select; l->pselect = pselect; l->epoll_create = epoll_create;
+	l->epoll_create1 = epoll_create1; l->epoll_ctl = epoll_ctl;
+	l->epoll_wait = epoll_wait; l->epoll_pwait = epoll_pwait; l->fork = fork;
+	isosock_be = &fake_be;
+	isosock_cfg.spin_ns = 1000;
+	wake_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	return wake_efd < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	/* Leak check: every object and fake socket is gone. */
+	assert_int_equal(isosock_file_live(), 0);
+	assert_int_equal(fake_live, 0);
+	close(wake_efd);
+	return 0;
+}
+
+static struct fsock *fs_of(int fd)
+{
+	struct isosock_file *f = isosock_fd_get(fd);
+	assert_non_null(f);
+	struct fsock *s = f->h;
+	isosock_file_put(f);
+	return s;
+}
+
+/* ---- fd table ----------------------------------------------------------- */
+
+static void test_reserved_fd(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_true(isosock_fd_get_peek(fd));
+	/* The number is a real kernel socket of the same type. */
+	int type = 0;
+	socklen_t l = sizeof(type);
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l), 0);
+	assert_int_equal(type, SOCK_STREAM);
+	/* ... so a file opened now cannot collide with it. */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_true(p[0] != fd && p[1] != fd);
+	close(p[0]);
+	close(p[1]);
+	assert_int_equal(isosock_r_close(fd), 0);
+	assert_false(isosock_fd_get_peek(fd));
+	assert_int_equal(fcntl(fd, F_GETFD), -1); /* the kernel fd went too */
+}
+
+static void test_not_routed(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_false(isosock_fd_get_peek(fd));
+	assert_int_equal(isosock_r_close(fd), 0);
+	fd = isosock_r_socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+	if (fd >= 0) {
+		assert_false(isosock_fd_get_peek(fd));
+		isosock_r_close(fd);
+	}
+}
+
+static void test_dup_refcount(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int d1 = isosock_r_dup(fd, -1, 0, 0);
+	int d2 = isosock_r_dup(fd, 0, 0, 4); /* F_DUPFD_CLOEXEC */
+	int target = isosock_r_socket(AF_UNIX, SOCK_STREAM, 0);
+	int d3 = isosock_r_dup(fd, target, 0, 1); /* dup2 over a kernel fd */
+	assert_int_equal(d3, target);
+	assert_true(d1 >= 0 && d2 >= 0);
+	assert_int_equal(fcntl(d2, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	struct isosock_file *a = isosock_fd_get(fd), *b = isosock_fd_get(d3);
+	assert_ptr_equal(a, b);
+	isosock_file_put(a);
+	isosock_file_put(b);
+	assert_int_equal(isosock_file_live(), 1);
+	isosock_r_close(fd);
+	isosock_r_close(d1);
+	isosock_r_close(d2);
+	assert_int_equal(fake_live, 1); /* d3 still holds it */
+	/* dup2 of a kernel fd over the last isostack fd closes the socket. */
+	int u = isosock_r_socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(isosock_r_dup(u, d3, O_CLOEXEC, 2), d3);
+	assert_false(isosock_fd_get_peek(d3));
+	assert_int_equal(fake_live, 0);
+	isosock_r_close(d3);
+	isosock_r_close(u);
+}
+
+/* ---- routing -------------------------------------------------------------- */
+
+static struct sockaddr_in sin4(const char *a, uint16_t port)
+{
+	struct sockaddr_in s = { .sin_family = AF_INET, .sin_port = htons(port) };
+	inet_pton(AF_INET, a, &s.sin_addr);
+	return s;
+}
+
+static void test_route_decisions(void **state)
+{
+	(void)state;
+	assert_true(isosock_route_socket_wanted(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	assert_true(isosock_route_socket_wanted(AF_INET, SOCK_DGRAM, IPPROTO_UDP));
+	assert_false(isosock_route_socket_wanted(AF_INET, SOCK_STREAM, IPPROTO_SCTP));
+	assert_false(isosock_route_socket_wanted(AF_INET6, SOCK_STREAM, 0));
+	assert_false(isosock_route_socket_wanted(AF_UNIX, SOCK_DGRAM, 0));
+	assert_false(isosock_route_socket_wanted(AF_NETLINK, SOCK_RAW, 0));
+	struct sockaddr_in lo = sin4("127.3.2.1", 80), any = sin4("0.0.0.0", 80),
+			   net = sin4("198.18.0.2", 80);
+	assert_int_equal(isosock_route_addr((struct sockaddr *)&lo, sizeof(lo), false),
+			 ISOSOCK_ROUTE_KERNEL);
+	assert_int_equal(isosock_route_addr((struct sockaddr *)&lo, sizeof(lo), true),
+			 ISOSOCK_ROUTE_KERNEL);
+	assert_int_equal(isosock_route_addr((struct sockaddr *)&any, sizeof(any), true),
+			 ISOSOCK_ROUTE_BOTH);
+	assert_int_equal(isosock_route_addr((struct sockaddr *)&any, sizeof(any), false),
+			 ISOSOCK_ROUTE_KERNEL);
+	assert_int_equal(isosock_route_addr((struct sockaddr *)&net, sizeof(net), false),
+			 ISOSOCK_ROUTE_STACK);
+	assert_int_equal(isosock_route_addr((struct sockaddr *)&net, 4, false),
+			 ISOSOCK_ROUTE_KERNEL);
+}
+
+static void test_loopback_migrates(void **state)
+{
+	(void)state;
+	int srv = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in lo = sin4("127.0.0.1", 0);
+	socklen_t l = sizeof(lo);
+	assert_int_equal(bind(srv, (struct sockaddr *)&lo, sizeof(lo)), 0);
+	assert_int_equal(listen(srv, 4), 0);
+	assert_int_equal(getsockname(srv, (struct sockaddr *)&lo, &l), 0);
+
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	struct isosock_file *f = isosock_fd_get(fd);
+	assert_int_equal(isosock_r_setsockopt(f, fd, SOL_SOCKET, SO_KEEPALIVE, &one,
+					      sizeof(one)), 0);
+	int dupfd = isosock_r_dup(fd, -1, 0, 0);
+	assert_int_equal(isosock_r_connect(f, fd, (struct sockaddr *)&lo, sizeof(lo)), 0);
+	isosock_file_put(f);
+	/* Both fds are plain kernel sockets now, the option survived. */
+	assert_false(isosock_fd_get_peek(fd));
+	assert_false(isosock_fd_get_peek(dupfd));
+	assert_int_equal(fake_live, 0);
+	int v = 0;
+	l = sizeof(v);
+	assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, &l), 0);
+	assert_int_equal(v, 1);
+	int c = accept(srv, NULL, NULL);
+	assert_true(c >= 0);
+	assert_int_equal(write(dupfd, "ab", 2), 2);
+	char buf[2];
+	assert_int_equal(read(c, buf, 2), 2);
+	close(c);
+	close(srv);
+	isosock_r_close(fd);
+	isosock_r_close(dupfd);
+}
+
+static void test_any_listener_dual(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	struct isosock_file *f = isosock_fd_get(fd);
+	int one = 1;
+	isosock_r_setsockopt(f, fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in any = sin4("0.0.0.0", 0);
+	/* The fake stack reports port 0; the shadow then binds an ephemeral
+	 * port of its own, which is enough to see the kernel half work. */
+	assert_int_equal(isosock_r_bind(f, fd, (struct sockaddr *)&any, sizeof(any)), 0);
+	assert_int_equal(isosock_r_listen(f, fd, 8), 0);
+	assert_true(atomic_load(&f->flags) & ISOSOCK_F_DUAL);
+	/* The application still sees a blocking socket. */
+	assert_int_equal(isosock_r_fcntl(f, fd, F_GETFL, 0) & O_NONBLOCK, 0);
+	struct sockaddr_in k;
+	socklen_t l = sizeof(k);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&k, &l), 0);
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	k.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(c, (struct sockaddr *)&k, sizeof(k)), 0);
+	/* A local client reaches the kernel half: poll says readable and
+	 * a blocking accept returns it. */
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	assert_int_equal(isosock_p_ppoll(&p, 1, -1, NULL), 1);
+	assert_true(p.revents & POLLIN);
+	int a = isosock_r_accept(f, fd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(a >= 0);
+	assert_false(isosock_fd_get_peek(a));
+	/* Nothing more: non-blocking accept says EAGAIN. */
+	isosock_r_fcntl(f, fd, F_SETFL, O_NONBLOCK);
+	assert_int_equal(isosock_r_accept(f, fd, NULL, NULL, 0), -EAGAIN);
+	isosock_file_put(f);
+	close(a);
+	close(c);
+	isosock_r_close(fd);
+}
+
+/* ---- poll / epoll ------------------------------------------------------------ */
+
+static void test_poll_mixed(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	struct fsock *s = fs_of(fd);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	struct pollfd pf[2] = { { .fd = fd, .events = POLLIN }, { .fd = p[0], .events = POLLIN } };
+	assert_int_equal(isosock_p_ppoll(pf, 2, 0, NULL), 0);
+	assert_int_equal(isosock_p_ppoll(pf, 2, 5 * 1000000, NULL), 0); /* times out */
+	assert_int_equal(write(p[1], "x", 1), 1);
+	atomic_store(&s->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_p_ppoll(pf, 2, -1, NULL), 2);
+	assert_int_equal(pf[0].revents, POLLIN);
+	assert_int_equal(pf[1].revents, POLLIN);
+	/* select sees the same. */
+	fd_set r;
+	FD_ZERO(&r);
+	FD_SET(fd, &r);
+	FD_SET(p[0], &r);
+	int nfds = (fd > p[0] ? fd : p[0]) + 1;
+	assert_int_equal(isosock_p_pselect(nfds, &r, NULL, NULL, 0, NULL), 2);
+	assert_true(FD_ISSET(fd, &r) && FD_ISSET(p[0], &r));
+	close(p[0]);
+	close(p[1]);
+	isosock_r_close(fd);
+}
+
+static void test_epoll_lt_et_oneshot(void **state)
+{
+	(void)state;
+	int lt = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int et = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int os = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int ep = isosock_e_create(EPOLL_CLOEXEC);
+	assert_true(ep >= 0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, lt, &ev), 0);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, lt, &ev), -EEXIST);
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET, .data.u64 = 2 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, et, &ev), 0);
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLONESHOT, .data.u64 = 3 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, os, &ev), 0);
+	assert_true(isosock_e_is_emulated(ep));
+
+	struct epoll_event out[8];
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 0);
+	atomic_store(&fs_of(lt)->mask, POLLIN | POLLOUT);
+	atomic_store(&fs_of(et)->mask, POLLIN | POLLOUT);
+	atomic_store(&fs_of(os)->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 8, -1, NULL), 3);
+	/* Second wait: LT again, ET not (no new edge), ONESHOT disabled. */
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 1);
+	assert_int_equal(out[0].data.u64, 1);
+	assert_int_equal(out[0].events, EPOLLIN);
+	/* ET: an I/O call that met EAGAIN rearms the edge. */
+	struct isosock_file *f = isosock_fd_get(et);
+	fs_of(et)->rx = 0;
+	char b[4];
+	struct iovec v = { b, sizeof(b) };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+	isosock_r_fcntl(f, et, F_SETFL, O_NONBLOCK);
+	assert_int_equal(isosock_r_recvmsg(f, et, &m, 0), -EAGAIN);
+	isosock_file_put(f);
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 2);
+	/* ET: readiness dropping and coming back is an edge. */
+	atomic_store(&fs_of(et)->mask, POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 1);
+	atomic_store(&fs_of(et)->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 2);
+	/* ET: a read that drains the socket makes the next arrival an edge,
+	 * even though no scan saw it empty. */
+	f = isosock_fd_get(et);
+	fs_of(et)->rx = 4;
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 1); /* lt only */
+	assert_int_equal(isosock_r_recvmsg(f, et, &m, 0), 4);
+	atomic_store(&fs_of(et)->mask, POLLIN | POLLOUT); /* more arrived */
+	isosock_file_put(f);
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 2);
+	/* ONESHOT: MOD rearms. */
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLONESHOT, .data.u64 = 3 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_MOD, os, &ev), 0);
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 2);
+	/* DEL, and close removes the rest. */
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_DEL, lt, NULL), 0);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_DEL, lt, NULL), -ENOENT);
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 0);
+	isosock_r_close(et);
+	isosock_r_close(os);
+	assert_int_equal(isosock_e_wait(ep, out, 8, 0, NULL), 0);
+	isosock_r_close(lt);
+	isosock_r_close(ep);
+	assert_false(isosock_e_is_emulated(ep));
+}
+
+struct waker {
+	struct fsock *s;
+};
+
+static void *wake_later(void *arg)
+{
+	struct waker *w = arg;
+	atomic_fetch_or(&w->s->mask, POLLIN);
+	uint64_t one = 1;
+	if (write(wake_efd, &one, sizeof(one)) != sizeof(one))
+		abort();
+	return NULL;
+}
+
+static void test_epoll_mixed_wakeup(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	int ep = isosock_e_create(0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.fd = p[0] };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), 0);
+	/* Kernel side alone. */
+	assert_int_equal(write(p[1], "x", 1), 1);
+	struct epoll_event out[4];
+	assert_int_equal(isosock_e_wait(ep, out, 4, -1, NULL), 1);
+	assert_int_equal(out[0].data.fd, p[0]);
+	char c;
+	assert_int_equal(read(p[0], &c, 1), 1);
+	/* Stack side, woken from another thread through the wake fd
+	 * (whether the waiter was already asleep or not). */
+	struct waker w = { fs_of(fd) };
+	pthread_t t;
+	pthread_create(&t, NULL, wake_later, &w);
+	assert_int_equal(isosock_e_wait(ep, out, 4, -1, NULL), 1);
+	assert_int_equal(out[0].data.fd, fd);
+	pthread_join(t, NULL);
+	close(p[0]);
+	close(p[1]);
+	isosock_r_close(fd);
+	isosock_r_close(ep);
+}
+
+/* ---- options ------------------------------------------------------------------- */
+
+static void test_options(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct isosock_file *f = isosock_fd_get(fd);
+	assert_int_equal(isosock_r_fcntl(f, fd, F_GETFL, 0) & O_NONBLOCK, O_NONBLOCK);
+	int zero = 0;
+	assert_int_equal(isosock_r_ioctl(f, fd, FIONBIO, &zero), 0);
+	assert_int_equal(isosock_r_fcntl(f, fd, F_GETFL, 0) & O_NONBLOCK, 0);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0); /* mirrored */
+	/* Options the fake stack does not model keep the kernel's verdict. */
+	int one = 1, v = 0;
+	socklen_t l = sizeof(v);
+	assert_int_equal(isosock_r_setsockopt(f, fd, SOL_SOCKET, SO_REUSEADDR, &one,
+					      sizeof(one)), 0);
+	assert_int_equal(isosock_r_getsockopt(f, fd, SOL_SOCKET, SO_REUSEADDR, &v, &l), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(isosock_r_getsockopt(f, fd, SOL_SOCKET, SO_TYPE, &v, &l), 0);
+	assert_int_equal(v, SOCK_STREAM);
+	assert_int_equal(isosock_r_setsockopt(f, fd, SOL_SOCKET, 9999, &one, sizeof(one)),
+			 -ENOPROTOOPT);
+	/* SO_ERROR is the stack's, read and cleared. */
+	((struct fsock *)f->h)->so_error = ECONNREFUSED;
+	assert_int_equal(isosock_r_getsockopt(f, fd, SOL_SOCKET, SO_ERROR, &v, &l), 0);
+	assert_int_equal(v, ECONNREFUSED);
+	assert_int_equal(isosock_r_getsockopt(f, fd, SOL_SOCKET, SO_ERROR, &v, &l), 0);
+	assert_int_equal(v, 0);
+	/* SO_RCVTIMEO: a blocking recv with nothing there gives EAGAIN. */
+	struct timeval tv = { 0, 20000 };
+	assert_int_equal(isosock_r_setsockopt(f, fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+					      sizeof(tv)), 0);
+	char b[8];
+	struct iovec iv = { b, sizeof(b) };
+	struct msghdr m = { .msg_iov = &iv, .msg_iovlen = 1 };
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), -EAGAIN);
+	/* FIONREAD is the stack's count. */
+	((struct fsock *)f->h)->rx = 5;
+	int n = 0;
+	assert_int_equal(isosock_r_ioctl(f, fd, FIONREAD, &n), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), 5);
+	/* Non-blocking connect says EINPROGRESS. */
+	struct sockaddr_in dst = sin4("198.18.0.2", 80);
+	isosock_r_fcntl(f, fd, F_SETFL, O_NONBLOCK);
+	assert_int_equal(isosock_r_connect(f, fd, (struct sockaddr *)&dst, sizeof(dst)),
+			 -EINPROGRESS);
+	isosock_file_put(f);
+	isosock_r_close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_reserved_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_routed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dup_refcount, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_route_decisions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loopback_migrates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_any_listener_dual, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poll_mixed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoll_lt_et_oneshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoll_mixed_wakeup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("isosock", tests, NULL, NULL);
+}
