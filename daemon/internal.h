@@ -138,6 +138,11 @@ struct isod_loop {
 	bool sleeping;                /* doorbells must ring wake_fd now */
 	struct isod_park *ready_head, **ready_tail;
 	uint64_t timer_due;           /* next sys_check_timeouts(), TSC */
+	/* Called with true before a sleep (non-zero: work is waiting, do not
+	 * sleep) and with false after it; lets applications know they must
+	 * ring wake_fd while the loop sleeps. NULL: no such source. */
+	unsigned (*nap)(void *arg, bool napping);
+	void *nap_arg;
 	struct isod_loop_stats stats;
 };
 

@@ -322,6 +322,13 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 		if (loop->mode != ISOD_MODE_ADAPTIVE || t1 - last_work < loop->idle_tsc ||
 		    loop->ready_head != NULL)
 			continue;
+		/* Announce the nap first, then look once more: a doorbell rung
+		 * before the announcement is seen here, one rung after it also
+		 * writes wake_fd (docs/sockets.md, napping). */
+		if (loop->nap != NULL && loop->nap(loop->nap_arg, true) != 0) {
+			loop->nap(loop->nap_arg, false);
+			continue;
+		}
 		loop->stats.sleeps++;
 		if (loop->rx_intr) {
 			sleep_intr(loop);
@@ -330,6 +337,8 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 			backoff_us = backoff_us * 2 < loop->sleep_us ? backoff_us * 2
 								     : loop->sleep_us;
 		}
+		if (loop->nap != NULL)
+			loop->nap(loop->nap_arg, false);
 		loop->stats.sleep_tsc += rte_get_tsc_cycles() - t1;
 	}
 }

@@ -27,10 +27,14 @@
 #include "lwip/init.h"
 #include "lwip/stats.h"
 #include "isotcp.h"
+#include "txzc.h"
 
 static volatile sig_atomic_t isod_stop;
 static struct isod_loop isod_loop;
 static struct isotcp_dpdk_port isod_ports[ISOD_MAX_PORTS];
+/* Zero-copy TX (txzc.c); ISOSTACK_TX_ZEROCOPY=off in the environment
+ * turns it off (copied TX, for comparison). */
+static struct isod_txzc *isod_txzc;
 
 static void on_signal(int sig)
 {
@@ -159,10 +163,34 @@ static void lwip_log_stats(void)
 		 lwip_stats.etharp.recv, lwip_stats.etharp.drop);
 }
 
+/* The loop's nap guard: applications must ring the stack wake fd while the
+ * loop sleeps, and a doorbell already rung cancels the sleep. */
+static unsigned backend_nap(void *be, bool napping)
+{
+	return isod_backend_set_napping(be, napping);
+}
+
 /* STATS: the daemon's lines, ahead of the back-end's (stats_extra hook). */
 static size_t stats_extra(void *arg, char *buf, size_t len)
 {
-	return isod_stats_format(arg, buf, len);
+	size_t n = isod_stats_format(arg, buf, len);
+	struct isod_txzc_stats z;
+	int k;
+
+	/* zero-copy TX: segments and outstanding attachments */
+	if (isod_txzc == NULL || n >= len)
+		return n;
+	isod_txzc_get_stats(isod_txzc, &z);
+	k = snprintf(buf + n, len - n,
+		     "txzc.segs_registered %" PRIu64 "\ntxzc.segs_unregistrable %" PRIu64 "\n"
+		     "txzc.segs_deferred %" PRIu64 "\ntxzc.segs_destroyed %" PRIu64 "\n"
+		     "txzc.segs_dying %" PRIu64 "\ntxzc.refs %" PRIu64 "\n"
+		     "txzc.no_ctx %" PRIu64 "\ntxzc.no_mbuf %" PRIu64 "\n",
+		     z.segs_registered, z.segs_unregistrable, z.segs_deferred,
+		     z.segs_destroyed, z.segs_dying, z.refs, z.no_ctx, z.no_mbuf);
+	if (k > 0)
+		n = (size_t)k < len - n ? n + (size_t)k : len;
+	return n;
 }
 
 /*
@@ -188,6 +216,11 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	bc.stack_wake_fd = isod_loop.wake_fd;
 	bc.stats_extra = stats_extra;
 	bc.stats_arg = &isod_loop;
+	if (isod_txzc != NULL) {        /* zero-copy TX: segment (un)registration */
+		bc.seg_attach = isod_txzc_seg_attach;
+		bc.seg_release = isod_txzc_seg_release;
+		bc.seg_arg = isod_txzc;
+	}
 	ret = isod_backend_init(out, &bc);
 	if (ret != 0) {
 		ISOD_LOG("control socket %s: %s", cfg->control, strerror(-ret));
@@ -201,6 +234,8 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 		*out = NULL;
 		return ret;
 	}
+	isod_loop.nap = backend_nap;
+	isod_loop.nap_arg = *out;
 	ISOD_LOG("control socket %s: serving applications (up to %u sockets each) and isostat",
 		 cfg->control, bc.shm.nr_sockets - 1);
 	return 0;
@@ -307,6 +342,22 @@ int main(int argc, char **argv)
 		}
 		ISOD_LOG("echo: TCP echo on %s:7, discard on %s:9", a, a);
 	}
+	/* Zero-copy TX: before the back-end, which registers segments with it;
+	 * its source unmaps segments of departed applications once the NIC
+	 * let go of them. */
+	{
+		const char *zc_env = getenv("ISOSTACK_TX_ZEROCOPY");
+		bool zc_on = zc_env == NULL || strcmp(zc_env, "off") != 0;
+
+		ret = isod_txzc_init(&isod_txzc, isod_ports, nports, zc_on);
+		if (ret == 0)
+			ret = isod_loop_add_source(&isod_loop, "txzc", 1, isod_txzc_poll,
+						   isod_txzc);
+		if (ret != 0) {
+			ISOD_LOG("zero-copy TX: %s", strerror(-ret));
+			goto err_echo;
+		}
+	}
 	ret = backend_start(&cfg, &backend);
 	if (ret != 0)
 		goto err_echo;
@@ -327,11 +378,16 @@ err_echo:
 err_loop:
 	isod_loop_fini(&isod_loop);
 err_ports:
+	isod_txzc_stop(isod_txzc);     /* zero-copy TX: its held mbufs, pools still there */
 	while (nports > 0) {
 		nports--;
 		port_log_stats(&isod_ports[nports]);
 		isotcp_dpdk_port_close(&isod_ports[nports]);
 	}
+	/* After the ports: closing them freed every mbuf that referenced an
+	 * application segment, so the last deferred segments can go. */
+	isod_txzc_fini(isod_txzc);
+	isod_txzc = NULL;
 	isotcp_owner_release();
 	rte_pdump_uninit();
 	rte_eal_cleanup();

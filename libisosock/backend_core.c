@@ -10,25 +10,125 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "isosock.h"
 #include "shim.h"
 
+/*
+ * fork.  The core keeps per-socket state (ring indices, replies, the
+ * doorbell producers) in process-private memory, so after fork the parent
+ * and the child each hold a private copy of the state of the attachment
+ * they share (the segment mapping and the control socket are shared).
+ * Two processes driving one attachment would corrupt its rings, so an
+ * attachment shared across fork is driven by ONE process: the first one
+ * that makes a call on it after the fork (struct att.tok->driver, in a
+ * MAP_SHARED page).  The other process's sockets on it fail cleanly (as
+ * if the daemon were gone: EPIPE/ECONNRESET, POLLERR|POLLHUP, nothing
+ * waits), and it attaches anew for the sockets it creates next.  close()
+ * of a socket that predates the fork releases it in the stack only when
+ * this process drives its attachment: a child closing inherited sockets
+ * (redis' BGSAVE child) leaves the parent's alone.
+ *
+ * Every call into the core holds `quiesce` for reading; fork's prepare
+ * handler takes it for writing, so no thread is inside the core (holding
+ * one of its locks) when the process is copied.  Waits are sliced so that
+ * fork never waits for more than a slice.
+ */
+#define FORK_SLICE_NS (20 * 1000 * 1000)
+#define MAX_ATT 64
+
+struct tok {
+	_Atomic pid_t driver;       /* 0: not claimed since the last fork */
+};
+
+struct att {
+	struct isosock_app *app;
+	struct tok *tok;            /* MAP_SHARED: seen by every process */
+};
+
 struct handle {
+	struct att *att;
 	struct isosock_app *app;
 	int s;
+	unsigned fork_gen;          /* fork count of this process at creation */
 };
 
 static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct isosock_app *app;
+static pthread_rwlock_t quiesce;
+static pthread_once_t quiesce_once = PTHREAD_ONCE_INIT;
+static struct att atts[MAX_ATT];
+static _Atomic int natt;
+static struct att *_Atomic cur;   /* the attachment for new sockets */
 static _Atomic int state; /* 0 untried, 1 attached, < 0 -errno of the try */
+static pid_t self_pid;
+static unsigned fork_gen;
+
+static void quiesce_init(void)
+{
+	pthread_rwlockattr_t a;
+	pthread_rwlockattr_init(&a);
+	/* A waiting fork must not starve behind a stream of readers. */
+	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&quiesce, &a);
+	pthread_rwlockattr_destroy(&a);
+}
+
+static inline void q_enter(void)
+{
+	pthread_rwlock_rdlock(&quiesce);
+}
+
+static inline void q_leave(void)
+{
+	pthread_rwlock_unlock(&quiesce);
+}
+
+/* May this process drive att?  Claims it if nobody has since the fork. */
+static bool drive(struct att *a)
+{
+	pid_t d = atomic_load_explicit(&a->tok->driver, memory_order_acquire);
+	if (d == self_pid)
+		return true;
+	if (d != 0)
+		return false;
+	return atomic_compare_exchange_strong(&a->tok->driver, &d, self_pid) || d == self_pid;
+}
+
+static int attach_new(void)
+{
+	if (atomic_load_explicit(&natt, memory_order_relaxed) >= MAX_ATT)
+		return -EMFILE;
+	struct tok *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (t == MAP_FAILED)
+		return -ENOMEM;
+	struct isosock_app *ap = NULL;
+	q_enter();
+	int r = isosock_app_attach(&ap, NULL);
+	q_leave();
+	if (r < 0) {
+		munmap(t, sizeof(*t));
+		return r;
+	}
+	atomic_store_explicit(&t->driver, self_pid, memory_order_relaxed);
+	int i = atomic_load_explicit(&natt, memory_order_relaxed);
+	atts[i].app = ap;
+	atts[i].tok = t;
+	atomic_store_explicit(&natt, i + 1, memory_order_release);
+	atomic_store_explicit(&cur, &atts[i], memory_order_release);
+	return 0;
+}
 
 static int be_attach(void)
 {
+	pthread_once(&quiesce_once, quiesce_init);
 	int st = atomic_load_explicit(&state, memory_order_acquire);
 	if (st == 1)
 		return 0;
@@ -37,19 +137,31 @@ static int be_attach(void)
 	pthread_mutex_lock(&attach_lock);
 	st = atomic_load_explicit(&state, memory_order_relaxed);
 	if (st == 0) {
-		struct isosock_app *a = NULL;
-		int r = isosock_app_attach(&a, NULL);
-		if (r == 0) {
-			app = a;
-			st = 1;
-		} else {
-			st = r;
-		}
-		/* Pairs with the acquire above: app is set before state. */
+		if (self_pid == 0)
+			self_pid = getpid();
+		int r = attach_new();
+		st = r == 0 ? 1 : r;
+		/* Pairs with the acquire above: cur is set before state. */
 		atomic_store_explicit(&state, st, memory_order_release);
 	}
 	pthread_mutex_unlock(&attach_lock);
 	return st == 1 ? 0 : -ENETDOWN;
+}
+
+/* The attachment new sockets go to: the current one, unless another
+ * process drives it since a fork (then a fresh one of our own). */
+static struct att *att_for_new(void)
+{
+	struct att *a = atomic_load_explicit(&cur, memory_order_acquire);
+	if (a && drive(a))
+		return a;
+	pthread_mutex_lock(&attach_lock);
+	a = atomic_load_explicit(&cur, memory_order_acquire);
+	if (!a || !drive(a)) {
+		a = attach_new() == 0 ? atomic_load_explicit(&cur, memory_order_acquire) : NULL;
+	}
+	pthread_mutex_unlock(&attach_lock);
+	return a;
 }
 
 #define H(h) ((struct handle *)(h))
@@ -59,8 +171,16 @@ static int be_socket(int type, void **out)
 	struct handle *h = malloc(sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->app = app;
-	h->s = isosock_socket(app, AF_INET, type | SOCK_NONBLOCK, 0);
+	h->att = att_for_new();
+	if (!h->att) {
+		free(h);
+		return -ENETDOWN;
+	}
+	h->app = h->att->app;
+	h->fork_gen = fork_gen;
+	q_enter();
+	h->s = isosock_socket(h->app, AF_INET, type | SOCK_NONBLOCK, 0);
+	q_leave();
 	if (h->s < 0) {
 		int r = h->s;
 		free(h);
@@ -70,48 +190,69 @@ static int be_socket(int type, void **out)
 	return 0;
 }
 
+/* A call on h: in the core under the read side of `quiesce`, or, when
+ * another process drives h's attachment since a fork, `gone` at once. */
+#define CORE(h, gone, expr)                                  \
+	do {                                                 \
+		if (!drive(H(h)->att))                       \
+			return (gone);                       \
+		q_enter();                                        \
+		__typeof__(expr) r_ = (expr);                \
+		q_leave();                                       \
+		return r_;                                   \
+	} while (0)
+
 static int be_bind(void *h, const struct sockaddr *sa, socklen_t len)
 {
-	return isosock_bind(H(h)->app, H(h)->s, sa, len);
+	CORE(h, -EINVAL, isosock_bind(H(h)->app, H(h)->s, sa, len));
 }
 
 static int be_listen(void *h, int backlog)
 {
-	return isosock_listen(H(h)->app, H(h)->s, backlog);
+	CORE(h, -EINVAL, isosock_listen(H(h)->app, H(h)->s, backlog));
 }
 
-static int be_accept(void *h, void **out, struct sockaddr *sa, socklen_t *len)
+static int be_accept(void *h, void **out_h, struct sockaddr *sa, socklen_t *len)
 {
+	if (!drive(H(h)->att))
+		return -ECONNABORTED;
 	struct handle *n = malloc(sizeof(*n));
 	if (!n)
 		return -ENOMEM;
-	n->app = H(h)->app;
+	*n = *H(h);
+	n->fork_gen = fork_gen;
+	q_enter();
 	n->s = isosock_accept(n->app, H(h)->s, sa, len, SOCK_NONBLOCK);
+	q_leave();
 	if (n->s < 0) {
 		int r = n->s;
 		free(n);
 		return r;
 	}
-	*out = n;
+	*out_h = n;
 	return 0;
 }
 
 static int be_connect(void *h, const struct sockaddr *sa, socklen_t len)
 {
-	return isosock_connect(H(h)->app, H(h)->s, sa, len);
+	CORE(h, -ECONNRESET, isosock_connect(H(h)->app, H(h)->s, sa, len));
+}
+
+static int so_error(struct handle *x)
+{
+	int v = 0;
+	socklen_t l = sizeof(v);
+	int r = isosock_getsockopt(x->app, x->s, SOL_SOCKET, SO_ERROR, &v, &l);
+	return r < 0 ? r : -v;
 }
 
 static int be_so_error(void *h)
 {
-	int v = 0;
-	socklen_t l = sizeof(v);
-	int r = isosock_getsockopt(H(h)->app, H(h)->s, SOL_SOCKET, SO_ERROR, &v, &l);
-	return r < 0 ? r : -v;
+	CORE(h, -ECONNRESET, so_error(H(h)));
 }
 
-static ssize_t be_sendmsg(void *h, const struct msghdr *m, int flags)
+static ssize_t sendmsg_core(struct handle *x, const struct msghdr *m, int flags)
 {
-	struct handle *x = H(h);
 	flags |= MSG_DONTWAIT;
 	if (m->msg_name && m->msg_namelen) {
 		/* Datagram: one iovec in practice; gather otherwise. */
@@ -138,9 +279,13 @@ static ssize_t be_sendmsg(void *h, const struct msghdr *m, int flags)
 	return done;
 }
 
-static ssize_t be_recvmsg(void *h, struct msghdr *m, int flags)
+static ssize_t be_sendmsg(void *h, const struct msghdr *m, int flags)
 {
-	struct handle *x = H(h);
+	CORE(h, (ssize_t)-EPIPE, sendmsg_core(H(h), m, flags));
+}
+
+static ssize_t recvmsg_core(struct handle *x, struct msghdr *m, int flags)
+{
 	flags |= MSG_DONTWAIT;
 	m->msg_flags = 0;
 	if (m->msg_iovlen == 1 || (m->msg_name && m->msg_namelen)) {
@@ -191,86 +336,184 @@ static ssize_t be_recvmsg(void *h, struct msghdr *m, int flags)
 	return done;
 }
 
+static ssize_t be_recvmsg(void *h, struct msghdr *m, int flags)
+{
+	CORE(h, (ssize_t)-ECONNRESET, recvmsg_core(H(h), m, flags));
+}
+
 static int be_shutdown(void *h, int how)
 {
-	return isosock_shutdown(H(h)->app, H(h)->s, how);
+	CORE(h, -ENOTCONN, isosock_shutdown(H(h)->app, H(h)->s, how));
 }
 
 static int be_close(void *h)
 {
-	int r = isosock_close(H(h)->app, H(h)->s);
+	struct handle *x = H(h);
+	int r = 0;
+	/* A socket that predates a fork is released in the stack only by
+	 * the process that drives its attachment (never claimed by close:
+	 * a child closing what it inherited must not take it over). */
+	pid_t d = atomic_load_explicit(&x->att->tok->driver, memory_order_acquire);
+	bool mine = d == self_pid || (x->fork_gen == fork_gen && d == 0);
+	if (mine) {
+		q_enter();
+		r = isosock_close(x->app, x->s);
+		q_leave();
+	}
 	free(h);
 	return r;
 }
 
 static int be_setsockopt(void *h, int level, int name, const void *v, socklen_t len)
 {
-	return isosock_setsockopt(H(h)->app, H(h)->s, level, name, v, len);
+	CORE(h, -ENOTCONN, isosock_setsockopt(H(h)->app, H(h)->s, level, name, v, len));
 }
 
 static int be_getsockopt(void *h, int level, int name, void *v, socklen_t *len)
 {
-	return isosock_getsockopt(H(h)->app, H(h)->s, level, name, v, len);
+	CORE(h, -ENOPROTOOPT, isosock_getsockopt(H(h)->app, H(h)->s, level, name, v, len));
 }
 
 static int be_getsockname(void *h, struct sockaddr *sa, socklen_t *len)
 {
-	return isosock_getsockname(H(h)->app, H(h)->s, sa, len);
+	CORE(h, -ENOTCONN, isosock_getsockname(H(h)->app, H(h)->s, sa, len));
 }
 
 static int be_getpeername(void *h, struct sockaddr *sa, socklen_t *len)
 {
-	return isosock_getpeername(H(h)->app, H(h)->s, sa, len);
+	CORE(h, -ENOTCONN, isosock_getpeername(H(h)->app, H(h)->s, sa, len));
 }
 
 static int be_nread(void *h)
 {
-	return isosock_nread(H(h)->app, H(h)->s);
+	CORE(h, 0, isosock_nread(H(h)->app, H(h)->s));
+}
+
+static uint32_t poll_core(struct handle *x)
+{
+	int r = isosock_poll(x->app, x->s, POLLIN | POLLOUT | POLLRDHUP);
+	return r < 0 ? POLLNVAL : (uint32_t)r;
 }
 
 static uint32_t be_poll(void *h, uint32_t *gen)
 {
 	if (gen)
 		*gen = 0; /* the core has no event counter yet */
-	int r = isosock_poll(H(h)->app, H(h)->s, POLLIN | POLLOUT | POLLRDHUP);
-	return r < 0 ? POLLNVAL : (uint32_t)r;
+	CORE(h, (uint32_t)(POLLIN | POLLOUT | POLLERR | POLLHUP), poll_core(H(h)));
 }
 
+/* In slices, so that a fork in another thread waits at most one slice. */
 static int be_wait(void *h, uint32_t events, int64_t timeout_ns)
 {
-	struct isosock_pollfd p = { .sock = H(h)->s, .events = (short)events };
-	int r = isosock_wait(H(h)->app, &p, 1, timeout_ns);
-	if (r < 0)
-		return r;
-	return r == 0 ? -ETIMEDOUT : 0;
+	int64_t deadline = timeout_ns > 0 ? isosock_now_ns() + timeout_ns : 0;
+	for (;;) {
+		if (!drive(H(h)->att))
+			return 0; /* gone: poll() reports it */
+		int64_t slice = FORK_SLICE_NS;
+		if (timeout_ns == 0) {
+			slice = 0;
+		} else if (timeout_ns > 0) {
+			int64_t left = deadline - isosock_now_ns();
+			if (left <= 0)
+				return -ETIMEDOUT;
+			if (left < slice)
+				slice = left;
+		}
+		struct isosock_pollfd p = { .sock = H(h)->s, .events = (short)events };
+		q_enter();
+		int r = isosock_wait(H(h)->app, &p, 1, slice);
+		q_leave();
+		if (r < 0)
+			return r;
+		if (r > 0)
+			return 0;
+		if (timeout_ns == 0)
+			return -ETIMEDOUT;
+	}
 }
+
+/* The app-wide wait points of every attachment this process drives are
+ * armed (a thread-local mask remembers which, for wait_end); the wake fd
+ * is that of the newest one.  Sockets of another attachment are caught by
+ * the callers' bounded sleep (ISOSOCK_SLEEP_SLICE_NS). */
+static _Thread_local uint64_t armed;
 
 static void be_wait_begin(void)
 {
-	if (atomic_load_explicit(&state, memory_order_acquire) == 1)
-		isosock_wait_arm(app);
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	q_enter();
+	for (int i = 0; i < n; i++) {
+		if (atomic_load_explicit(&atts[i].tok->driver, memory_order_acquire) != self_pid ||
+		    (armed & (UINT64_C(1) << i)))
+			continue;
+		isosock_wait_arm(atts[i].app);
+		armed |= UINT64_C(1) << i;
+	}
+	q_leave();
 }
 
 static void be_wait_end(void)
 {
-	if (atomic_load_explicit(&state, memory_order_acquire) == 1)
-		isosock_wait_disarm(app);
+	if (!armed)
+		return;
+	q_enter();
+	for (int i = 0; i < MAX_ATT; i++)
+		if (armed & (UINT64_C(1) << i))
+			isosock_wait_disarm(atts[i].app);
+	q_leave();
+	armed = 0;
 }
 
 static int be_wake_fd(void)
 {
-	if (atomic_load_explicit(&state, memory_order_acquire) != 1)
-		return -1;
-	return isosock_app_wake_fd(app);
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = n - 1; i >= 0; i--)
+		if (atomic_load_explicit(&atts[i].tok->driver, memory_order_acquire) == self_pid)
+			return isosock_app_wake_fd(atts[i].app);
+	return -1;
+}
+
+static void be_atfork_prepare(void)
+{
+	pthread_once(&quiesce_once, quiesce_init);
+	pthread_mutex_lock(&attach_lock);
+	pthread_rwlock_wrlock(&quiesce);
+	/* A new fork epoch: whichever process calls first drives each
+	 * attachment this process drives now. */
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < n; i++) {
+		pid_t me = self_pid;
+		atomic_compare_exchange_strong(&atts[i].tok->driver, &me, 0);
+	}
+	fork_gen++;
+}
+
+static void be_atfork_parent(void)
+{
+	pthread_rwlock_unlock(&quiesce);
+	pthread_mutex_unlock(&attach_lock);
 }
 
 static void be_atfork_child(void)
 {
-	/* Inherited handles keep the parent's attachment (shared mapping);
-	 * this process attaches anew for its own sockets. */
-	app = NULL;
-	atomic_store_explicit(&state, 0, memory_order_relaxed);
+	/* One thread now; the locks may have been taken by threads the child
+	 * does not have (prepare held them all, but start clean anyway). */
+	self_pid = getpid();
+	quiesce_init();
 	pthread_mutex_init(&attach_lock, NULL);
+	/* Inherited handles keep the parent's attachments (shared mapping);
+	 * this process attaches anew for its own sockets. */
+	atomic_store_explicit(&cur, NULL, memory_order_relaxed);
+	atomic_store_explicit(&state, 0, memory_order_relaxed);
+}
+
+static bool be_private_fd(int fd)
+{
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		if (fd == isosock_app_ctl_fd(atts[i].app) || fd == isosock_app_wake_fd(atts[i].app))
+			return true;
+	return false;
 }
 
 const struct isosock_be isosock_be_core = {
@@ -295,5 +538,8 @@ const struct isosock_be isosock_be_core = {
 	.wait_begin = be_wait_begin,
 	.wait_end = be_wait_end,
 	.wake_fd = be_wake_fd,
+	.atfork_prepare = be_atfork_prepare,
+	.atfork_parent = be_atfork_parent,
 	.atfork_child = be_atfork_child,
+	.private_fd = be_private_fd,
 };

@@ -36,9 +36,6 @@
 #include "isoshm.h"
 #include "isostack/ctl_proto.h"
 #include "isostack/shm_abi.h"
-/* The raw shared words (wait predicates, MSG_PEEK) need the mapping's
- * base: shm/ does not export it yet (asked for isoshm_app_base()). */
-#include "../shm/internal.h"
 
 #define WAIT_SLICE_NS   (20 * 1000 * 1000)
 #define NREP            8
@@ -59,6 +56,7 @@ struct fsock {
 	pthread_mutex_t lock;
 	uint8_t state;
 	bool nonblock, shut_rd, shut_wr, hup, dead, linger0, cork;
+	bool udp, udp_connected;   /* SOCK_DGRAM; default peer set */
 	bool err_reported;         /* the fatal error was returned once */
 	int fatal;                 /* -errno from EV_ERROR */
 	int so_error;              /* pending SO_ERROR (positive errno) */
@@ -218,7 +216,7 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 	app->nsocks = isoshm_app_header(app->shm)->nr_sockets;
 	app->tx_bytes = isoshm_app_header(app->shm)->tx_ring_bytes;
 	app->rx_bytes = isoshm_app_header(app->shm)->rx_ring_bytes;
-	app->base = app->shm->base;
+	app->base = isoshm_app_base(app->shm);
 	app->socks = (struct isostack_shm_sock *)(app->base + isoshm_app_header(app->shm)->socks_off);
 	app->wait = (struct isostack_shm_wait *)(app->base + isoshm_app_header(app->shm)->wait_off);
 	app->fs = calloc(app->nsocks, sizeof(*app->fs));
@@ -430,6 +428,24 @@ static void reap_all(struct isosock_app *app)
 
 /* ---- Commands and waiting ---------------------------------------------------- */
 
+/*
+ * After publishing a command: if the stack core sleeps (power-saving
+ * mode), wake it through its eventfd.  The fence pairs with the one the
+ * daemon makes between setting stack_napping and re-checking doorbells
+ * (shm_abi.h, struct isostack_shm_wait).
+ */
+static void kick_stack(struct isosock_app *app)
+{
+	uint64_t one = 1;
+
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&app->wait->stack_napping, memory_order_relaxed) == 0 ||
+	    app->stack_wake_fd < 0)
+		return;
+	if (write(app->stack_wake_fd, &one, sizeof(one)) == sizeof(one))
+		app->st.stack_kicks++;
+}
+
 /* Under f->lock.  Posts c (cookie filled in); returns 0 or -errno. */
 static int post(struct isosock_app *app, int s, struct isostack_shm_cmd *c)
 {
@@ -441,6 +457,7 @@ static int post(struct isosock_app *app, int s, struct isostack_shm_cmd *c)
 
 		if (k == 1) {
 			app->st.cmds++;
+			kick_stack(app);
 			return 0;
 		}
 		if (k < 0)
@@ -473,12 +490,23 @@ static struct rep *rep_new(struct fsock *f, int s, struct isostack_shm_cmd *c)
 	return NULL;
 }
 
+/*
+ * What a blocked thread waits for, besides a reply or any status entry:
+ * rx_need bytes readable past rx_cons, tx_need bytes free past tx_prod.
+ * The thresholds are relative to the private indices the caller decided
+ * on (under f->lock), never to a fresh snapshot of the shared ones, so a
+ * move between the caller's check and the sleep is never missed.
+ */
+struct want {
+	uint32_t rx_need, tx_need;
+};
+
 struct waitarg {
 	struct isosock_app *app;
 	int s;
-	struct fsock *f;
 	struct rep *r;
-	uint32_t tx_cons0, rx_prod0, status_prod0;
+	uint32_t rx_cons, tx_prod;
+	struct want want;
 };
 
 /* Runs lock-free on shared words; only decides whether to look again. */
@@ -489,28 +517,36 @@ static bool something_moved(void *p)
 
 	if (w->r != NULL && atomic_load_explicit((_Atomic bool *)&w->r->done, memory_order_acquire))
 		return true;
-	return atomic_load_explicit(&sk->status_prod, memory_order_acquire) != w->status_prod0 ||
-	       atomic_load_explicit(&sk->status_prod, memory_order_acquire) !=
-	       atomic_load_explicit(&sk->status_cons, memory_order_relaxed) ||
-	       atomic_load_explicit(&sk->rx_prod, memory_order_acquire) != w->rx_prod0 ||
-	       atomic_load_explicit(&sk->tx_cons, memory_order_acquire) != w->tx_cons0 ||
-	       atomic_load_explicit(&w->app->dead, memory_order_relaxed);
+	if (atomic_load_explicit(&w->app->dead, memory_order_relaxed))
+		return true;
+	/* an undrained status entry: a reply or an event to handle */
+	if (atomic_load_explicit(&sk->status_prod, memory_order_acquire) !=
+	    atomic_load_explicit(&sk->status_cons, memory_order_relaxed))
+		return true;
+	if (w->want.rx_need != 0 &&
+	    atomic_load_explicit(&sk->rx_prod, memory_order_acquire) - w->rx_cons >= w->want.rx_need)
+		return true;
+	if (w->want.tx_need != 0 &&
+	    w->app->tx_bytes - (w->tx_prod - atomic_load_explicit(&sk->tx_cons, memory_order_acquire)) >=
+	    w->want.tx_need)
+		return true;
+	return false;
 }
 
 /*
- * Called with f->lock held; releases it, waits until something of socket
- * s moved (or timeout/signal), retakes it.  Returns 0, -ETIMEDOUT (past
- * deadline_ns, 0 = none), -EINTR, -ENETDOWN (daemon gone).
+ * Called with f->lock held; releases it, waits until a reply, a status
+ * entry or what `want` names is there (or timeout/signal), retakes it.
+ * The futex protocol (announce, re-check, sleep) is isoshm_app_wait's; the
+ * wait is cut in WAIT_SLICE_NS slices only to notice a dead daemon (its
+ * hang-up wakes nobody).  Returns 0, -ETIMEDOUT (past deadline_ns, 0 =
+ * none), -EINTR, -ENETDOWN (daemon gone).
  */
 static int wait_moved(struct isosock_app *app, int s, struct fsock *f, struct rep *r,
-		      int64_t deadline_ns)
+		      int64_t deadline_ns, struct want want)
 {
-	struct isostack_shm_sock *sk = &app->socks[s];
 	struct waitarg w = {
-		.app = app, .s = s, .f = f, .r = r,
-		.tx_cons0 = atomic_load_explicit(&sk->tx_cons, memory_order_acquire),
-		.rx_prod0 = atomic_load_explicit(&sk->rx_prod, memory_order_acquire),
-		.status_prod0 = atomic_load_explicit(&sk->status_cons, memory_order_relaxed),
+		.app = app, .s = s, .r = r, .rx_cons = f->rx_cons, .tx_prod = f->tx_prod,
+		.want = want,
 	};
 	int rc;
 
@@ -518,6 +554,10 @@ static int wait_moved(struct isosock_app *app, int s, struct fsock *f, struct re
 	for (;;) {
 		int64_t slice = WAIT_SLICE_NS;
 
+		if (atomic_load_explicit(&app->dead, memory_order_relaxed)) {
+			rc = -ENETDOWN;   /* nobody will answer: never spin on it */
+			break;
+		}
 		if (deadline_ns != 0) {
 			int64_t left = deadline_ns - now_ns();
 
@@ -529,7 +569,10 @@ static int wait_moved(struct isosock_app *app, int s, struct fsock *f, struct re
 				slice = left;
 		}
 		rc = isoshm_app_wait(app->shm, (uint32_t)s, something_moved, &w, SPIN_POLLS, slice);
-		if (rc == 0 || rc == -EINTR)
+		if (rc == 0 && atomic_load_explicit(&app->dead, memory_order_relaxed) &&
+		    !(r != NULL && atomic_load_explicit((_Atomic bool *)&r->done, memory_order_acquire)))
+			rc = -ENETDOWN;
+		if (rc == 0 || rc == -EINTR || rc == -ENETDOWN)
 			break;
 		if (!isosock_app_alive(app)) {
 			rc = -ENETDOWN;
@@ -539,6 +582,8 @@ static int wait_moved(struct isosock_app *app, int s, struct fsock *f, struct re
 	pthread_mutex_lock(&f->lock);
 	return rc;
 }
+
+static const struct want WANT_REPLY = { 0, 0 };
 
 static int64_t deadline_of(int64_t timeo_ns)
 {
@@ -557,7 +602,7 @@ static int call(struct isosock_app *app, int s, struct fsock *f, struct isostack
 	int rc;
 
 	while ((r = rep_new(f, s, c)) == NULL) {
-		rc = wait_moved(app, s, f, NULL, deadline);
+		rc = wait_moved(app, s, f, NULL, deadline, WANT_REPLY);
 		if (rc < 0)
 			return rc;
 		drain(app, s, f);
@@ -574,7 +619,7 @@ static int call(struct isosock_app *app, int s, struct fsock *f, struct isostack
 			r->used = false;
 			return 0;
 		}
-		rc = wait_moved(app, s, f, r, deadline);
+		rc = wait_moved(app, s, f, r, deadline, WANT_REPLY);
 		if (rc < 0 && !r->done) {
 			r->abandoned = true;
 			return rc == -ETIMEDOUT ? -EAGAIN : rc;
@@ -641,6 +686,7 @@ int isosock_socket(struct isosock_app *app, int domain, int type, int protocol)
 		 atomic_load_explicit(&app->socks[s].tx_prod, memory_order_relaxed),
 		 atomic_load_explicit(&app->socks[s].rx_cons, memory_order_relaxed));
 	app->fs[s].nonblock = (type & SOCK_NONBLOCK) != 0;
+	app->fs[s].udp = base == SOCK_DGRAM;
 	pthread_mutex_unlock(&app->fs[s].lock);
 	return s;
 }
@@ -789,6 +835,30 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 	return adopt_child(app, (int)st.result, flags);
 }
 
+/* UDP connect: sets (or with AF_UNSPEC clears) the default peer. */
+static int udp_connect(struct isosock_app *app, int s, struct fsock *f,
+		       const struct sockaddr *addr, socklen_t len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_CONNECT };
+	bool unspec = addr != NULL && len >= sizeof(sa_family_t) && addr->sa_family == AF_UNSPEC;
+	int rc;
+
+	if (unspec) {
+		c.arg[0] = sizeof(sa_family_t);   /* family 0: the bytes are zero */
+	} else {
+		rc = addr_to_cmd(&c, addr, len);
+		if (rc < 0)
+			return rc;
+	}
+	rc = simple_call(app, s, &c, NULL);
+	if (rc == 0) {
+		pthread_mutex_lock(&f->lock);
+		f->udp_connected = !unspec;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return rc;
+}
+
 int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr, socklen_t len)
 {
 	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_CONNECT };
@@ -799,6 +869,8 @@ int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr,
 
 	if (f == NULL)
 		return -EBADF;
+	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_connect(app, s, f, addr, len);
 	rc = addr_to_cmd(&c, addr, len);
 	if (rc < 0)
 		return rc;
@@ -852,7 +924,7 @@ int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr,
 				f->so_error = 0;   /* reported here, not again */
 			break;
 		}
-		rc = wait_moved(app, s, f, r, 0);
+		rc = wait_moved(app, s, f, r, 0, WANT_REPLY);
 		if (rc < 0 && !r->done) {
 			r->abandoned = true;
 			if (rc == -ENETDOWN)
@@ -897,8 +969,20 @@ static int maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bool
 	/* Acquire: pairs with the stack's store-release of cmd_cons. */
 	cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
 	if (f->send_posted && (int32_t)(cons - f->send_idx) < 0 &&
-	    f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
-		return 0;     /* the stack has not read the last SEND: it will see tx_prod */
+	    f->tx_since_send <= ISOSOCK_TX_AGG_MAX) {
+		/*
+		 * Skipping relies on the stack reading tx_prod after it took
+		 * that SEND.  Store (tx_prod) then load (cmd_cons) here, store
+		 * (cmd_cons) then load (tx_prod) there: without a full fence on
+		 * both sides each may see the other's old value and the bytes
+		 * wait for a SEND nobody posts.  The stack fences after taking
+		 * commands (daemon/backend/sock.c, isod_sock_run_cmds).
+		 */
+		atomic_thread_fence(memory_order_seq_cst);
+		cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
+		if ((int32_t)(cons - f->send_idx) < 0)
+			return 0;   /* the stack has not read the last SEND: it will see tx_prod */
+	}
 	if (more && f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
 		return 0;
 	rc = post(app, s, &c);
@@ -911,6 +995,9 @@ static int maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bool
 	return 0;
 }
 
+static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const void *buf,
+			  size_t len, int flags, const struct sockaddr *to, socklen_t tolen);
+
 ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len, int flags)
 {
 	struct fsock *f = fs_get(app, s);
@@ -921,6 +1008,8 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 
 	if (f == NULL)
 		return -EBADF;
+	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_sendto(app, s, f, buf, len, flags, NULL, 0);
 	pthread_mutex_lock(&f->lock);
 	deadline = deadline_of(f->sndtimeo_ns);
 	for (;;) {
@@ -977,7 +1066,7 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 			ret = done > 0 ? (ssize_t)done : -EAGAIN;
 			break;
 		}
-		rc = wait_moved(app, s, f, NULL, deadline);
+		rc = wait_moved(app, s, f, NULL, deadline, (struct want){ .tx_need = 1 });
 		if (rc < 0 && rc != -ENETDOWN) {
 			ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
 			break;
@@ -989,11 +1078,123 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 	return ret;
 }
 
+/* Under f->lock: free TX ring bytes. */
+static uint32_t tx_free(struct isosock_app *app, int s, struct fsock *f)
+{
+	uint32_t cons = atomic_load_explicit(&app->socks[s].tx_cons, memory_order_acquire);
+	uint32_t used = f->tx_prod - cons;
+
+	return used <= app->tx_bytes ? app->tx_bytes - used : 0;
+}
+
+/*
+ * One datagram: a record (struct isostack_shm_dgram, payload, padding)
+ * in the TX ring, published as a whole before SEND is considered.
+ */
+static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const void *buf,
+			  size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
+{
+	static const uint8_t zeros[ISOSTACK_SHM_DGRAM_ALIGN];
+	struct isostack_shm_dgram h = { 0 };
+	uint32_t rec;
+	int64_t deadline;
+	ssize_t ret;
+
+	if (len > ISOSTACK_SHM_DGRAM_MAX)
+		return -EMSGSIZE;
+	rec = ISOSTACK_SHM_DGRAM_REC(len);
+	if (rec > app->tx_bytes)
+		return -EMSGSIZE;
+	if (buf == NULL && len > 0)
+		return -EFAULT;
+	if (to != NULL) {
+		struct sockaddr_in sin;
+
+		if (tolen < sizeof(sa_family_t))
+			return -EINVAL;
+		if (to->sa_family != AF_INET)
+			return -EAFNOSUPPORT;
+		if (tolen < sizeof(sin))
+			return -EINVAL;
+		memcpy(&sin, to, sizeof(sin));
+		if (sin.sin_port == 0)
+			return -EINVAL;
+		h.addr = sin.sin_addr.s_addr;
+		h.port = sin.sin_port;
+	}
+	h.len = (uint32_t)len;
+	pthread_mutex_lock(&f->lock);
+	deadline = deadline_of(f->sndtimeo_ns);
+	for (;;) {
+		int rc;
+
+		drain(app, s, f);
+		if (f->state == F_FREE || f->state == F_CLOSING) {
+			ret = -EBADF;
+			break;
+		}
+		if (to == NULL && !f->udp_connected) {
+			ret = -EDESTADDRREQ;
+			break;
+		}
+		if (f->shut_wr) {
+			ret = -EPIPE;
+			break;
+		}
+		if (f->dead || !isosock_app_alive(app)) {
+			rc = dead_err(app, f, true);
+			ret = rc < 0 ? rc : -EPIPE;
+			break;
+		}
+		if (tx_free(app, s, f) >= rec) {
+			uint32_t pad = rec - (uint32_t)sizeof(h) - (uint32_t)len;
+			int k = isoshm_app_tx_write(app->shm, (uint32_t)s, &h, sizeof(h));
+
+			if (k == (int)sizeof(h) && len > 0)
+				k = isoshm_app_tx_write(app->shm, (uint32_t)s, buf, (uint32_t)len) ==
+				    (int)len ? (int)sizeof(h) : -EPROTO;
+			if (k == (int)sizeof(h) && pad > 0)
+				k = isoshm_app_tx_write(app->shm, (uint32_t)s, zeros, pad) ==
+				    (int)pad ? (int)sizeof(h) : -EPROTO;
+			if (k != (int)sizeof(h)) {
+				ret = -EPIPE;   /* the ring indices are corrupt */
+				break;
+			}
+			f->tx_prod += rec;
+			f->tx_since_send += rec;
+			rc = maybe_post_send(app, s, f, false);
+			ret = rc < 0 ? rc : (ssize_t)len;
+			break;
+		}
+		rc = maybe_post_send(app, s, f, false);
+		if (rc < 0) {
+			ret = rc;
+			break;
+		}
+		if (f->nonblock || (flags & MSG_DONTWAIT)) {
+			ret = -EAGAIN;
+			break;
+		}
+		rc = wait_moved(app, s, f, NULL, deadline, (struct want){ .tx_need = rec });
+		if (rc < 0 && rc != -ENETDOWN) {
+			ret = rc == -ETIMEDOUT ? -EAGAIN : rc;
+			break;
+		}
+	}
+	if (ret >= 0)
+		app->st.send_calls++;
+	pthread_mutex_unlock(&f->lock);
+	return ret;
+}
+
 ssize_t isosock_sendto(struct isosock_app *app, int s, const void *buf, size_t len, int flags,
 		       const struct sockaddr *to, socklen_t tolen)
 {
-	(void)to;
-	(void)tolen;   /* TCP ignores the address, as the kernel does */
+	struct fsock *f = fs_get(app, s);
+
+	if (f != NULL && __atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_sendto(app, s, f, buf, len, flags, to, tolen);
+	/* TCP ignores the address, as the kernel does */
 	return isosock_send(app, s, buf, len, flags);
 }
 
@@ -1007,15 +1208,127 @@ static uint32_t rx_avail(struct isosock_app *app, int s, struct fsock *f)
 	return n <= app->rx_bytes ? n : 0;
 }
 
-static void rx_peek(struct isosock_app *app, int s, struct fsock *f, void *buf, uint32_t n)
+static void rx_peek_at(struct isosock_app *app, int s, uint32_t pos, void *buf, uint32_t n)
 {
 	const struct isostack_shm_header *h = isoshm_app_header(app->shm);
 	const uint8_t *ring = app->base + h->rx_off + (uint64_t)s * h->rx_ring_bytes;
-	uint32_t off = f->rx_cons & (h->rx_ring_bytes - 1);
+	uint32_t off = pos & (h->rx_ring_bytes - 1);
 	uint32_t first = h->rx_ring_bytes - off < n ? h->rx_ring_bytes - off : n;
 
 	memcpy(buf, ring + off, first);
 	memcpy((uint8_t *)buf + first, ring, n - first);
+}
+
+static void rx_peek(struct isosock_app *app, int s, struct fsock *f, void *buf, uint32_t n)
+{
+	rx_peek_at(app, s, f->rx_cons, buf, n);
+}
+
+/*
+ * Under f->lock, UDP: the next complete record's header.  Returns its
+ * ring size, 0 if no complete record is there yet, -EPROTO if the header
+ * is impossible (the stack would never write it).
+ */
+static int udp_next(struct isosock_app *app, int s, struct fsock *f,
+		    struct isostack_shm_dgram *h)
+{
+	uint32_t avail = rx_avail(app, s, f);
+	uint32_t rec;
+
+	if (avail < sizeof(*h))
+		return 0;
+	rx_peek(app, s, f, h, sizeof(*h));
+	if (h->len > ISOSTACK_SHM_DGRAM_MAX)
+		return -EPROTO;
+	rec = ISOSTACK_SHM_DGRAM_REC(h->len);
+	if (rec > app->rx_bytes)
+		return -EPROTO;
+	return avail >= rec ? (int)rec : 0;
+}
+
+/* Under f->lock, UDP: drops n ring bytes (a consumed record). */
+static int rx_skip(struct isosock_app *app, int s, struct fsock *f, uint32_t n)
+{
+	uint8_t scratch[1024];
+
+	while (n > 0) {
+		uint32_t k = n < sizeof(scratch) ? n : (uint32_t)sizeof(scratch);
+		int rc = isoshm_app_rx_read(app->shm, (uint32_t)s, scratch, k);
+
+		if (rc <= 0)
+			return rc < 0 ? rc : -EPROTO;
+		f->rx_cons += (uint32_t)rc;
+		n -= (uint32_t)rc;
+	}
+	return 0;
+}
+
+static ssize_t udp_recvfrom(struct isosock_app *app, int s, struct fsock *f, void *buf,
+			    size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
+{
+	struct isostack_shm_dgram h;
+	int64_t deadline;
+	ssize_t ret;
+
+	pthread_mutex_lock(&f->lock);
+	deadline = deadline_of(f->rcvtimeo_ns);
+	for (;;) {
+		int rec, rc;
+
+		drain(app, s, f);
+		if (f->state == F_FREE || f->state == F_CLOSING) {
+			ret = -EBADF;
+			break;
+		}
+		rec = udp_next(app, s, f, &h);
+		if (rec < 0) {
+			ret = -EIO;
+			break;
+		}
+		if (rec > 0) {
+			uint32_t n = len < h.len ? (uint32_t)len : h.len;
+
+			if (n > 0)
+				rx_peek_at(app, s, f->rx_cons + (uint32_t)sizeof(h), buf, n);
+			if (from != NULL && fromlen != NULL) {
+				struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = h.port };
+
+				sin.sin_addr.s_addr = h.addr;
+				memcpy(from, &sin, *fromlen < sizeof(sin) ? *fromlen : sizeof(sin));
+				*fromlen = sizeof(sin);
+			}
+			if (!(flags & MSG_PEEK) && rx_skip(app, s, f, (uint32_t)rec) < 0) {
+				ret = -EIO;
+				break;
+			}
+			ret = (flags & MSG_TRUNC) ? (ssize_t)h.len : (ssize_t)n;
+			break;
+		}
+		if (f->shut_rd) {
+			ret = 0;
+			break;
+		}
+		if (f->dead || !isosock_app_alive(app)) {
+			rc = dead_err(app, f, false);
+			ret = rc < 0 ? rc : -ECONNRESET;
+			break;
+		}
+		if (f->nonblock || (flags & MSG_DONTWAIT)) {
+			ret = -EAGAIN;
+			break;
+		}
+		/* a record is at least its header: wake when one may be whole */
+		rc = wait_moved(app, s, f, NULL, deadline,
+				(struct want){ .rx_need = rx_avail(app, s, f) + 1 });
+		if (rc < 0 && rc != -ENETDOWN) {
+			ret = rc == -ETIMEDOUT ? -EAGAIN : rc;
+			break;
+		}
+	}
+	if (ret > 0)
+		app->st.recv_calls++;
+	pthread_mutex_unlock(&f->lock);
+	return ret;
 }
 
 /* Under f->lock: RECV when half the ring was consumed since the last one,
@@ -1042,6 +1355,8 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 
 	if (f == NULL)
 		return -EBADF;
+	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_recvfrom(app, s, f, buf, len, flags, NULL, NULL);
 	pthread_mutex_lock(&f->lock);
 	deadline = deadline_of(f->rcvtimeo_ns);
 	for (;;) {
@@ -1103,7 +1418,7 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 			ret = done > 0 ? (ssize_t)done : -EAGAIN;
 			break;
 		}
-		rc = wait_moved(app, s, f, NULL, deadline);
+		rc = wait_moved(app, s, f, NULL, deadline, (struct want){ .rx_need = 1 });
 		if (rc < 0 && rc != -ENETDOWN) {
 			ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
 			break;
@@ -1118,7 +1433,12 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 ssize_t isosock_recvfrom(struct isosock_app *app, int s, void *buf, size_t len, int flags,
 			 struct sockaddr *from, socklen_t *fromlen)
 {
-	ssize_t n = isosock_recv(app, s, buf, len, flags);
+	struct fsock *f = fs_get(app, s);
+	ssize_t n;
+
+	if (f != NULL && __atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_recvfrom(app, s, f, buf, len, flags, from, fromlen);
+	n = isosock_recv(app, s, buf, len, flags);
 
 	if (n >= 0 && from != NULL && fromlen != NULL) {
 		socklen_t l = *fromlen;
@@ -1137,7 +1457,14 @@ int isosock_nread(struct isosock_app *app, int s)
 	if (f == NULL)
 		return -EBADF;
 	pthread_mutex_lock(&f->lock);
-	n = f->state == F_CONNECTED ? (int)rx_avail(app, s, f) : 0;
+	if (f->udp) {
+		struct isostack_shm_dgram h;
+
+		/* FIONREAD on a datagram socket: the next datagram's size */
+		n = udp_next(app, s, f, &h) > 0 ? (int)h.len : 0;
+	} else {
+		n = f->state == F_CONNECTED ? (int)rx_avail(app, s, f) : 0;
+	}
 	pthread_mutex_unlock(&f->lock);
 	return n;
 }
@@ -1154,6 +1481,18 @@ int isosock_shutdown(struct isosock_app *app, int s, int how)
 		return -EINVAL;
 	pthread_mutex_lock(&f->lock);
 	drain(app, s, f);
+	if (f->udp && f->state == F_OPEN) {
+		/* datagram: purely local, as in the kernel */
+		rc = f->udp_connected ? 0 : -ENOTCONN;
+		if (rc == 0) {
+			if (how != SHUT_WR)
+				f->shut_rd = true;
+			if (how != SHUT_RD)
+				f->shut_wr = true;
+		}
+		pthread_mutex_unlock(&f->lock);
+		return rc;
+	}
 	if (f->state != F_CONNECTED) {
 		rc = f->state == F_FREE || f->state == F_CLOSING ? -EBADF : -ENOTCONN;
 		pthread_mutex_unlock(&f->lock);
@@ -1353,9 +1692,9 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 					f->err_reported = true;
 			}
 			break;
-		case SO_TYPE:      rc = put_int(val, len, SOCK_STREAM); break;
+		case SO_TYPE:      rc = put_int(val, len, f->udp ? SOCK_DGRAM : SOCK_STREAM); break;
 		case SO_DOMAIN:    rc = put_int(val, len, AF_INET); break;
-		case SO_PROTOCOL:  rc = put_int(val, len, IPPROTO_TCP); break;
+		case SO_PROTOCOL:  rc = put_int(val, len, f->udp ? IPPROTO_UDP : IPPROTO_TCP); break;
 		case SO_ACCEPTCONN: rc = put_int(val, len, f->state == F_LISTEN); break;
 		case SO_RCVBUF:    rc = put_int(val, len, (int)app->rx_bytes); break;
 		case SO_SNDBUF:    rc = put_int(val, len, (int)app->tx_bytes); break;
@@ -1429,6 +1768,20 @@ static int mask_of(struct isosock_app *app, int s, struct fsock *f)
 	case F_CONNECTING:
 		break;
 	case F_OPEN:
+		if (f->udp) {
+			struct isostack_shm_dgram h;
+			uint32_t big = ISOSTACK_SHM_DGRAM_REC(ISOSTACK_SHM_DGRAM_MAX);
+
+			if (udp_next(app, s, f, &h) != 0 || f->shut_rd)
+				m |= POLLIN;
+			/* writable when a datagram of any size fits, or half the
+			 * ring is free (the kernel's sndbuf/2 rule) */
+			if (!f->shut_wr && tx_free(app, s, f) >= (big < app->tx_bytes / 2 ? big : app->tx_bytes / 2))
+				m |= POLLOUT;
+			if (f->dead || !isosock_app_alive(app))
+				m |= POLLERR;
+			break;
+		}
 		m |= POLLOUT | POLLHUP;
 		if (f->dead)
 			m |= POLLERR;

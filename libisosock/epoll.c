@@ -323,11 +323,15 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 		n = scan(epfd, e, evs, max);
 		int r = 0;
 		if (n == 0) {
+			wake = isosock_be && isosock_be->wake_fd ? isosock_be->wake_fd() : -1;
 			struct pollfd p[2] = { { .fd = epfd, .events = POLLIN },
 					       { .fd = wake, .events = POLLIN } };
 			int64_t left = deadline < 0 ? -1 : deadline - isosock_now_ns();
 			if (deadline >= 0 && left < 0)
 				left = 0;
+			/* Bounded: a daemon that died writes no wake fd. */
+			if (left < 0 || left > ISOSOCK_SLEEP_SLICE_NS)
+				left = ISOSOCK_SLEEP_SLICE_NS;
 			struct timespec ts = { left / 1000000000, left % 1000000000 };
 			r = L.ppoll(p, wake >= 0 ? 2 : 1, left < 0 ? NULL : &ts, mask);
 			if (r < 0)
@@ -339,5 +343,17 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 			return n;
 		if (r < 0)
 			return r; /* EINTR: epoll_wait is never restarted */
+	}
+}
+
+void isosock_e_atfork_child(void)
+{
+	/* A thread of the parent may have held a set's lock at fork (scan()
+	 * calls the stack under it); the child has only the forking thread. */
+	pthread_mutex_init(&eps_lock, NULL);
+	for (int fd = 0; fd < EP_MAX_FD; fd++) {
+		struct ep *e = atomic_load_explicit(&eps[fd], memory_order_relaxed);
+		if (e)
+			pthread_mutex_init(&e->lock, NULL);
 	}
 }

@@ -209,3 +209,21 @@ uint32_t isosock_file_live(void)
 {
 	return atomic_load_explicit(&live, memory_order_relaxed);
 }
+
+void isosock_fd_atfork(int phase)
+{
+	switch (phase) {
+	case 0: /* prepare: no table writer is half-way through */
+		pthread_mutex_lock(&op_lock);
+		pthread_mutex_lock(&writer_lock);
+		break;
+	case 1: /* parent */
+		pthread_mutex_unlock(&writer_lock);
+		pthread_mutex_unlock(&op_lock);
+		break;
+	default: /* child: one thread, the one that forked */
+		pthread_mutex_init(&writer_lock, NULL);
+		pthread_mutex_init(&op_lock, NULL);
+		break;
+	}
+}

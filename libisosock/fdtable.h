@@ -67,5 +67,7 @@ extern void (*isosock_file_release)(struct isosock_file *f);
 /* Serialises table writers against the real dup2/close they mirror. */
 void isosock_fd_lock(void);
 void isosock_fd_unlock(void);
+/* fork: 0 prepare (takes the table locks), 1 parent, 2 child. */
+void isosock_fd_atfork(int phase);
 
 #endif /* ISOSOCK_FDTABLE_H */

@@ -15,6 +15,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,29 @@ extern const struct isosock_be isosock_be_core;
 
 static _Atomic int libc_ready;
 
+static void atfork_prepare(void)
+{
+	isosock_r_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	isosock_r_atfork_parent(false);
+}
+
+static void atfork_child(void)
+{
+	isosock_r_atfork_child();
+}
+
+/* pthread_atfork, not just our fork(): handlers also run for fork()
+ * calls glibc makes itself, and after the application's own prepare
+ * handlers (which may still use sockets). */
+static void register_atfork(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
 static void resolve(void)
 {
 #define R(name) *(void **)&L.name = dlsym(RTLD_NEXT, #name)
@@ -45,6 +69,8 @@ static void resolve(void)
 	isosock_config_load();
 	isosock_fd_init();
 	isosock_be = &isosock_be_core;
+	static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+	pthread_once(&atfork_once, register_atfork);
 	/* A1: pairs with the acquire in ensure(): the table is complete. */
 	atomic_store_explicit(&libc_ready, 1, memory_order_release);
 }
@@ -256,8 +282,13 @@ EXPORT int close(int fd)
 	ensure();
 	/* Lock-free test first: close() of files must stay cheap. */
 	struct isosock_file *f = isosock_fd_get(fd);
-	if (!f && !isosock_e_is_emulated(fd))
+	if (!f && !isosock_e_is_emulated(fd)) {
+		/* The shim's own control socket and wake fd are not the
+		 * application's (a daemonising close-all loop): as if closed. */
+		if (__builtin_expect(isosock_r_private_fd(fd), 0))
+			return 0;
 		return L.close(fd);
+	}
 	if (f)
 		isosock_file_put(f);
 	return ret(isosock_r_close(fd));
@@ -494,12 +525,6 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 
 EXPORT pid_t fork(void)
 {
-	ensure();
-	isosock_r_atfork_prepare();
-	pid_t p = L.fork();
-	if (p == 0)
-		isosock_r_atfork_child();
-	else
-		isosock_r_atfork_parent(p < 0);
-	return p;
+	ensure(); /* registers the atfork handlers that do the work */
+	return L.fork();
 }

@@ -128,11 +128,15 @@ int isosock_p_ppoll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigs
 			isosock_be->wait_begin();
 		cs = have_stack ? scan_stack(fds, n, pe) : 0;
 		if (cs == 0) {
+			wake = have_stack && isosock_be && isosock_be->wake_fd ? isosock_be->wake_fd() : -1;
 			if (wake >= 0)
 				kp[nk] = (struct pollfd){ .fd = wake, .events = POLLIN };
 			int64_t left = deadline < 0 ? -1 : deadline - isosock_now_ns();
 			if (left < 0 && deadline >= 0)
 				left = 0;
+			/* Bounded: a daemon that died writes no wake fd. */
+			if (have_stack && (left < 0 || left > ISOSOCK_SLEEP_SLICE_NS))
+				left = ISOSOCK_SLEEP_SLICE_NS;
 			struct timespec ts = { left / 1000000000, left % 1000000000 };
 			r = L.ppoll(kp, (nfds_t)nk + (wake >= 0), left < 0 ? NULL : &ts, mask);
 			if (r < 0)

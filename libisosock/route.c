@@ -266,10 +266,10 @@ static void release_file(struct isosock_file *f)
 {
 	void *h = f->h;
 	f->h = NULL;
-	/* A socket this process inherited through fork() belongs to the
-	 * parent's attachment: closing our copy must not close it there.
-	 * (The converse, the parent closing first, is not handled yet.) */
-	if (h && isosock_be && !has_flag(f, ISOSOCK_F_INHERITED))
+	/* After fork the back-end decides whether this process may release
+	 * the stack socket (a child closing what it inherited must not close
+	 * the parent's socket, nor the converse). */
+	if (h && isosock_be)
 		isosock_be->close(h);
 }
 
@@ -411,6 +411,11 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
 			return kfd;
 		}
+		/* The core gives up waiting for a late ACCEPT reply with
+		 * ETIMEDOUT (it keeps the connection for the next call); the
+		 * kernel never says that: try again. */
+		if (r == -ETIMEDOUT)
+			r = -EAGAIN;
 		if (r != -EAGAIN)
 			return r;
 		if (nonblocking(f, 0)) {
@@ -534,6 +539,10 @@ ssize_t isosock_r_sendmsg(struct isosock_file *f, int fd, const struct msghdr *m
 		}
 		if (r == 0 && total == 0)
 			return 0;
+		/* The kernel's answer for a stream that is not connected
+		 * (never was, or the connect failed) is EPIPE, with SIGPIPE. */
+		if (r == -ENOTCONN && f->type == SOCK_STREAM)
+			r = -EPIPE;
 		if (r == -EPIPE)
 			raise_sigpipe(flags);
 		if (r != -EAGAIN && r != 0)
@@ -760,9 +769,10 @@ int isosock_r_getsockopt(struct isosock_file *f, int fd, int level, int name,
 		case SO_ERROR:
 			if (!v || !len || *len < sizeof(int))
 				return -EINVAL;
+			/* Reading SO_ERROR does not end the connect for the
+			 * kernel: the next connect() still returns 0 once. */
 			*(int *)v = -isosock_be->so_error(f->h);
 			*len = sizeof(int);
-			set_flag(f, ISOSOCK_F_CONNECTING, false);
 			return 0;
 		default:
 			break;
@@ -828,17 +838,34 @@ int isosock_r_ioctl(struct isosock_file *f, int fd, unsigned long req, void *arg
 	}
 }
 
+/*
+ * fork (pthread_atfork handlers, registered by interpose.c).  prepare
+ * runs last of the application's prepare handlers: it takes the fd table
+ * locks and quiesces the stack adapter (no call into the front-end core in
+ * any thread, so the child inherits no core lock held by a thread it does
+ * not have).  The child then marks every socket it inherited: its close()
+ * drops the fd only, the parent's socket lives on (see backend_core.c for
+ * who may drive an attachment shared across fork).
+ */
 void isosock_r_atfork_prepare(void)
 {
+	isosock_fd_atfork(0);
+	if (isosock_be && isosock_be->atfork_prepare)
+		isosock_be->atfork_prepare();
 }
 
 void isosock_r_atfork_parent(bool failed)
 {
 	(void)failed;
+	if (isosock_be && isosock_be->atfork_parent)
+		isosock_be->atfork_parent();
+	isosock_fd_atfork(1);
 }
 
 void isosock_r_atfork_child(void)
 {
+	isosock_fd_atfork(2);
+	isosock_e_atfork_child();
 	int lim = isosock_fd_limit();
 	for (int fd = 0; fd < lim; fd++) {
 		struct isosock_file *f = isosock_fd_get(fd);
@@ -849,4 +876,9 @@ void isosock_r_atfork_child(void)
 	}
 	if (isosock_be && isosock_be->atfork_child)
 		isosock_be->atfork_child();
+}
+
+bool isosock_r_private_fd(int fd)
+{
+	return isosock_be && isosock_be->private_fd && isosock_be->private_fd(fd);
 }

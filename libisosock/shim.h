@@ -121,7 +121,14 @@ struct isosock_be {
 	void (*wait_begin)(void);
 	void (*wait_end)(void);
 	int (*wake_fd)(void);                              /* -1 if none */
+	/* fork (pthread_atfork order): prepare returns with no stack call in
+	 * flight in any thread; parent/child release or rebuild. */
+	void (*atfork_prepare)(void);
+	void (*atfork_parent)(void);
 	void (*atfork_child)(void);
+	/* Whether fd is one of the stack's own private fds (control socket,
+	 * wake fds): the application may not close them. */
+	bool (*private_fd)(int fd);
 };
 
 extern const struct isosock_be *isosock_be;      /* NULL: kernel only */
@@ -174,6 +181,8 @@ int isosock_r_dup(int oldfd, int newfd, int flags, int how);
 void isosock_r_atfork_prepare(void);
 void isosock_r_atfork_parent(bool failed);
 void isosock_r_atfork_child(void);
+/* fd is the stack's own (control socket, wake fd): not the application's. */
+bool isosock_r_private_fd(int fd);
 
 /* Readiness of one socket as poll() reports it (both stacks for DUAL). */
 uint32_t isosock_r_poll1(struct isosock_file *f, int fd, uint32_t *gen);
@@ -190,7 +199,12 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 		   const sigset_t *mask);
 /* close(epfd): forget the emulated interest list.  */
 void isosock_e_closed(int fd);
+void isosock_e_atfork_child(void);
 bool isosock_e_is_emulated(int epfd);
+
+/* poll/select/epoll sleep at most this long before re-checking the
+ * rings (daemon death, sockets of an attachment kept after fork). */
+#define ISOSOCK_SLEEP_SLICE_NS (100 * 1000 * 1000)
 
 /* Nanosecond clock (CLOCK_MONOTONIC) and timeout helpers. */
 int64_t isosock_now_ns(void);

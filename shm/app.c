@@ -203,3 +203,8 @@ int isoshm_app_wait(struct isoshm_app *a, uint32_t sock, bool (*ready)(void *arg
 			return 0;
 	}
 }
+
+void *isoshm_app_base(const struct isoshm_app *a)
+{
+	return a->base;
+}

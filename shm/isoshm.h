@@ -204,6 +204,9 @@ void isoshm_app_detach(struct isoshm_app *a);
 int isoshm_validate_header(const struct isostack_shm_header *h, uint64_t file_size);
 
 const struct isostack_shm_header *isoshm_app_header(const struct isoshm_app *a);
+/* Start of the mapping in this process: the header's offsets are relative
+ * to it (the front-end reads ring indices and ring bytes in place). */
+void *isoshm_app_base(const struct isoshm_app *a);
 /* FUTEX_WAIT calls made by isoshm_app_wait() so far (all threads). */
 uint64_t isoshm_app_sleeps(const struct isoshm_app *a);
 

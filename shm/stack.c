@@ -135,6 +135,40 @@ static int sock_broken(struct isoshm_stack *s, struct isoshm_sock_view *v)
 	return -EPROTO;
 }
 
+/*
+ * The view of a socket whose rings may be used: NULL with *err = -EBADF for
+ * a slot number out of range, -EPROTO for a socket found broken earlier.
+ */
+static struct isoshm_sock_view *live_view(struct isoshm_stack *s, uint32_t sock, int *err)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+
+	if (v == NULL) {
+		*err = -EBADF;
+		return NULL;
+	}
+	if (v->broken) {
+		*err = -EPROTO;
+		return NULL;
+	}
+	return v;
+}
+
+/* Enqueue into one of sock's stack-produced rings, then wake the app if it
+ * sleeps; a corrupt index breaks the socket. Returns what was enqueued. */
+static int enqueue_notify(struct isoshm_stack *s, uint32_t sock,
+			  struct isoshm_sock_view *v, struct isoshm_ring *r,
+			  const void *src, uint32_t n)
+{
+	int k = isoshm_ring_enqueue_burst(r, src, n);
+
+	if (k < 0)
+		return sock_broken(s, v);
+	if (k > 0)
+		isoshm_stack_notify(s, sock);
+	return k;
+}
+
 /* ---- Doorbells ------------------------------------------------------------- */
 
 int isoshm_stack_poll(struct isoshm_stack *s, uint32_t *socks, uint32_t n)
@@ -183,13 +217,13 @@ int isoshm_stack_poll(struct isoshm_stack *s, uint32_t *socks, uint32_t n)
 int isoshm_stack_recv_cmds(struct isoshm_stack *s, uint32_t sock,
 			   struct isostack_shm_cmd *cmds, uint32_t n)
 {
-	struct isoshm_sock_view *v = stack_view(s, sock);
+	struct isoshm_sock_view *v;
 	int k;
+	int err;
 
+	v = live_view(s, sock, &err);
 	if (v == NULL)
-		return -EBADF;
-	if (v->broken)
-		return -EPROTO;
+		return err;
 	k = isoshm_ring_peek_burst(&v->cmd, cmds, n);
 	if (k < 0)
 		return sock_broken(s, v);
@@ -254,34 +288,28 @@ int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock)
 int isoshm_stack_post_status(struct isoshm_stack *s, uint32_t sock,
 			     const struct isostack_shm_status *st, uint32_t n)
 {
-	struct isoshm_sock_view *v = stack_view(s, sock);
-	int k;
+	struct isoshm_sock_view *v;
+	int err;
 
+	v = live_view(s, sock, &err);
 	if (v == NULL)
-		return -EBADF;
-	if (v->broken)
-		return -EPROTO;
-	k = isoshm_ring_enqueue_burst(&v->status, st, n);
-	if (k < 0)
-		return sock_broken(s, v);
-	if (k > 0)
-		isoshm_stack_notify(s, sock);
-	return k;
+		return err;
+	return enqueue_notify(s, sock, v, &v->status, st, n);
 }
 
 /* ---- TX and RX bytes --------------------------------------------------------- */
 
 int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_span span[2])
 {
-	struct isoshm_sock_view *v = stack_view(s, sock);
+	struct isoshm_sock_view *v;
 	uint64_t base_off;
 	uint32_t off, first;
 	int64_t avail;
+	int err;
 
+	v = live_view(s, sock, &err);
 	if (v == NULL)
-		return -EBADF;
-	if (v->broken)
-		return -EPROTO;
+		return err;
 	/* want = UINT32_MAX: always load the current tx_prod */
 	avail = isoshm_ring_avail(&v->tx, UINT32_MAX);
 	if (avail < 0)
@@ -315,13 +343,13 @@ int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n)
 
 int isoshm_stack_rx_space(struct isoshm_stack *s, uint32_t sock)
 {
-	struct isoshm_sock_view *v = stack_view(s, sock);
+	struct isoshm_sock_view *v;
 	int64_t free_n;
+	int err;
 
+	v = live_view(s, sock, &err);
 	if (v == NULL)
-		return -EBADF;
-	if (v->broken)
-		return -EPROTO;
+		return err;
 	free_n = isoshm_ring_free(&v->rx, UINT32_MAX);
 	if (free_n < 0)
 		return sock_broken(s, v);
@@ -330,30 +358,24 @@ int isoshm_stack_rx_space(struct isoshm_stack *s, uint32_t sock)
 
 int isoshm_stack_rx_write(struct isoshm_stack *s, uint32_t sock, const void *buf, uint32_t len)
 {
-	struct isoshm_sock_view *v = stack_view(s, sock);
-	int k;
+	struct isoshm_sock_view *v;
+	int err;
 
+	v = live_view(s, sock, &err);
 	if (v == NULL)
-		return -EBADF;
-	if (v->broken)
-		return -EPROTO;
-	k = isoshm_ring_enqueue_burst(&v->rx, buf, len);
-	if (k < 0)
-		return sock_broken(s, v);
-	if (k > 0)
-		isoshm_stack_notify(s, sock);
-	return k;
+		return err;
+	return enqueue_notify(s, sock, v, &v->rx, buf, len);
 }
 
 int isoshm_stack_sock_reset(struct isoshm_stack *s, uint32_t sock)
 {
-	struct isoshm_sock_view *v = stack_view(s, sock);
+	struct isoshm_sock_view *v;
 	int64_t avail;
+	int err;
 
+	v = live_view(s, sock, &err);
 	if (v == NULL)
-		return -EBADF;
-	if (v->broken)
-		return -EPROTO;
+		return err;
 	/* Drop unsent TX data: the next socket in this slot starts at the
 	 * application's current tx_prod. */
 	avail = isoshm_ring_avail(&v->tx, UINT32_MAX);

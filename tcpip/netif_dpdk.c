@@ -186,6 +186,7 @@ static void tx_cksum_offload(struct rte_mbuf *m)
 	sum = (sum & 0xffff) + (sum >> 16);
 	ip[l3_len + 16] = (uint8_t)(sum >> 8);
 	ip[l3_len + 17] = (uint8_t)sum;
+	m->l4_len = (uint32_t)(ip[l3_len + 12] >> 4) * 4;
 	m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
 }
 
@@ -204,8 +205,10 @@ static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
 	}
 	/* Zero-copy hook: the shm transport attaches application TX-ring
 	 * memory here; anything it declines is copied below. */
-	if (port->txattach == NULL ||
-	    port->txattach(port->txattach_arg, port, p, &m) != 0) {
+	if (port->txattach != NULL &&
+	    port->txattach(port->txattach_arg, port, p, &m) == 0) {
+		port->stats.tx_zc_frames++;
+	} else {
 		m = rte_pktmbuf_alloc(port->pool);
 		if (m == NULL) {
 			port->stats.tx_drop_nomem++;
@@ -217,6 +220,7 @@ static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
 			return ERR_BUF;
 		}
 		pbuf_copy_partial(p, rte_pktmbuf_append(m, p->tot_len), p->tot_len, 0);
+		port->stats.tx_copied_frames++;
 	}
 	if (port->caps.tx_cksum)
 		tx_cksum_offload(m);
@@ -297,6 +301,9 @@ static int port_configure(struct isotcp_dpdk_port *port, bool rx_intr)
 		ec.rxmode.offloads |= RX_CKSUM_OFFLOADS;
 	if (port->caps.tx_cksum)
 		ec.txmode.offloads |= TX_CKSUM_OFFLOADS;
+	/* Chains: zero-copy TX attaches payload as extra segments. */
+	if (port->caps.tx_multiseg)
+		ec.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
 	ec.intr_conf.rxq = rx_intr ? 1 : 0;
 	return rte_eth_dev_configure(port->port_id, 1, 1, &ec);
 }
@@ -324,6 +331,9 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 	port->caps.rx_cksum = (info.rx_offload_capa & RX_CKSUM_OFFLOADS) == RX_CKSUM_OFFLOADS;
 	port->caps.tx_cksum = (info.tx_offload_capa & TX_CKSUM_OFFLOADS) == TX_CKSUM_OFFLOADS;
 	port->caps.tso = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_TCP_TSO) != 0;
+	port->caps.tx_multiseg = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
+	port->caps.tx_max_segs = info.tx_desc_lim.nb_mtu_seg_max != 0 ?
+				 info.tx_desc_lim.nb_mtu_seg_max : 1;
 
 	socket = rte_eth_dev_socket_id(conf->port_id);
 	if (socket < 0)

@@ -61,6 +61,9 @@ struct isotcp_dpdk_stats {
 	uint64_t tx_drop_nomem;    /* no mbuf, or the TX queue stayed full */
 	uint64_t tx_drop_toolong;  /* frame larger than one mbuf */
 	uint64_t tx_partial;       /* flushes where the device took only part */
+	uint64_t tx_zc_frames;     /* frames built by the txattach hook (zero copy) */
+	uint64_t tx_zc_bytes;      /* payload bytes attached as external buffers */
+	uint64_t tx_copied_frames; /* frames copied into one mbuf */
 };
 
 /* What the port offers, as found by isotcp_dpdk_port_open(). */
@@ -69,6 +72,8 @@ struct isotcp_dpdk_caps {
 	bool tx_cksum;             /* IPv4 + TCP + UDP checksums filled by the NIC */
 	bool tso;                  /* offered; unused: lwIP emits MSS segments */
 	bool rx_intr;              /* RX queue interrupts work (power saving) */
+	bool tx_multiseg;          /* TX takes mbuf chains (MULTI_SEGS, enabled) */
+	uint16_t tx_max_segs;      /* segments per TX frame the device takes */
 };
 
 /*

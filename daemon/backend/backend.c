@@ -114,7 +114,10 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 	be->ready_tail = &be->ready_head;
 	while (*be->ready_tail != NULL)
 		be->ready_tail = &(*be->ready_tail)->ready_next;
-	isoshm_stack_destroy(app->shm);
+	if (be->conf.seg_release != NULL)   /* zero-copy TX: may defer the unmap */
+		be->conf.seg_release(be->conf.seg_arg, app->shm);
+	else
+		isoshm_stack_destroy(app->shm);
 	close(app->ctl_fd);
 	if (app->wake_fd >= 0)
 		close(app->wake_fd);
@@ -215,11 +218,15 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	app->pid = m->pid;
 	memcpy(app->comm, m->comm, sizeof(m->comm));
 	app->comm[16] = '\0';
+	if (be->conf.seg_attach != NULL)    /* zero-copy TX registration */
+		be->conf.seg_attach(be->conf.seg_arg, app->shm);
 	{
 		int fds[2] = { isoshm_stack_fd(app->shm), be->conf.stack_wake_fd };
 
 		reply_attach(fd, 0, app->id, app->hdr.segment_size, fds, 2);
 	}
+	atomic_store_explicit(&app->shared_wait->stack_napping, be->napping ? 1u : 0u,
+			      memory_order_relaxed);
 	app->next = be->apps;
 	be->apps = app;
 	be->napps++;
@@ -466,6 +473,45 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 	return work;
 }
 
+/* Doorbells of `app` with entries the stack has not taken.  A hint read
+ * from the segment: a lying application only keeps the daemon awake. */
+static bool doorbells_rung(const struct isod_app *app)
+{
+	const struct isostack_shm_doorbell *db = (const struct isostack_shm_doorbell *)
+		((const uint8_t *)isoshm_stack_base(app->shm) + app->hdr.db_ctl_off);
+
+	for (uint32_t i = 0; i < app->hdr.nr_doorbells; i++)
+		if (atomic_load_explicit(&db[i].prod, memory_order_relaxed) !=
+		    atomic_load_explicit(&db[i].cons, memory_order_relaxed))
+			return true;
+	return false;
+}
+
+unsigned isod_backend_set_napping(struct isod_backend *be, bool napping)
+{
+	unsigned busy = 0;
+
+	be->napping = napping;
+	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
+		atomic_store_explicit(&a->shared_wait->stack_napping, napping ? 1u : 0u,
+				      memory_order_relaxed);
+	if (!napping)
+		return 0;
+	/* Pairs with the application's fence between publishing a doorbell
+	 * and reading stack_napping: one of the two sees the other. */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
+		busy += doorbells_rung(a);
+	if (be->ready_head != NULL)
+		busy++;
+	return busy;
+}
+
+void isod_backend_set_mem_limit(struct isod_backend *be, uint64_t bytes)
+{
+	be->conf.mem_limit = bytes;
+}
+
 unsigned isod_backend_poll_source(void *be, unsigned budget)
 {
 	return isod_backend_poll(be, budget);
@@ -521,7 +567,9 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.accept_dropped %llu\nbackend.parked %llu\nbackend.resumed %llu\n"
 		"backend.status_deferred %llu\nbackend.events %llu\nbackend.tx_bytes %llu\n"
 		"backend.rx_bytes %llu\nbackend.tx_writes %llu\nbackend.sends_seen %llu\n"
-		"backend.resets %llu\nbackend.app_kicks %llu\n",
+		"backend.resets %llu\nbackend.app_kicks %llu\n"
+		"backend.udp_tx_dgrams %llu\nbackend.udp_rx_dgrams %llu\n"
+		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n",
 		be->napps, (unsigned long long)s->apps_attached,
 		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
 		isod_backend_open_sockets(be), (unsigned long long)s->cmds,
@@ -533,7 +581,9 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->events, (unsigned long long)s->tx_bytes,
 		(unsigned long long)s->rx_bytes, (unsigned long long)s->tx_writes,
 		(unsigned long long)s->sends_seen, (unsigned long long)s->resets,
-		(unsigned long long)s->app_kicks);
+		(unsigned long long)s->app_kicks,
+		(unsigned long long)s->udp_tx_dgrams, (unsigned long long)s->udp_rx_dgrams,
+		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped);
 
 	if (n < 0)
 		return 0;

@@ -15,6 +15,7 @@
 #ifndef ISOD_BACKEND_H
 #define ISOD_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,14 @@ struct isod_backend_conf {
 	 * back-end's; returns bytes written. NULL: back-end lines only. */
 	size_t (*stats_extra)(void *arg, char *buf, size_t len);
 	void *stats_arg;
+	/* Zero-copy TX (daemon/txzc.c). seg_attach: an application's segment
+	 * was created, before the application learns of it. seg_release:
+	 * called instead of isoshm_stack_destroy() once the application's
+	 * connections are aborted; it takes the segment over and destroys it
+	 * when no mbuf references it any more. NULL: not used. */
+	void (*seg_attach)(void *arg, struct isoshm_stack *shm);
+	void (*seg_release)(void *arg, struct isoshm_stack *shm);
+	void *seg_arg;
 };
 
 /* Defaults: the shm defaults, no memory limit, 64 apps, 1 ms. */
@@ -58,6 +67,9 @@ struct isod_backend_stats {
 	uint64_t sends_seen;        /* SEND commands */
 	uint64_t resets;            /* connections reset on application hang-up */
 	uint64_t app_kicks;         /* application wake fd writes */
+	uint64_t udp_tx_dgrams, udp_rx_dgrams;
+	uint64_t udp_tx_dropped;    /* no route / no memory / unconnected */
+	uint64_t udp_rx_dropped;    /* RX ring full */
 };
 
 struct isod_backend;
@@ -79,6 +91,21 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget);
 
 /* The same with the signature of the dispatcher's isod_poll_fn. */
 unsigned isod_backend_poll_source(void *be, unsigned budget);
+
+/*
+ * Power-saving mode (docs/sockets.md, "Blocking and waking").  The
+ * daemon's loop calls this with true right before it sleeps on the stack
+ * wake fd, and with false as soon as it is awake again.  true publishes
+ * stack_napping in every application's segment, fences, then re-checks
+ * the doorbells and the internal event queue: it returns non-zero if
+ * work is already there, and then the caller must not sleep (clear with
+ * false and poll).  Applications that ring a doorbell while the flag is
+ * set write the stack wake fd.  false clears the flags and returns 0.
+ */
+unsigned isod_backend_set_napping(struct isod_backend *be, bool napping);
+
+/* Changes conf.mem_limit (0: none) for later SOCKETs and accepts. */
+void isod_backend_set_mem_limit(struct isod_backend *be, uint64_t bytes);
 
 /* Resets every connection, detaches every application, closes and unlinks
  * the control socket.  NULL is a no-op. */

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "lwip/tcp.h"
+#include "lwip/udp.h"
 
 #include "backend.h"
 #include "isostack/ctl_proto.h"
@@ -58,6 +59,9 @@ struct isod_sock {
 				      * (LAST_ACK done or TIME_WAIT): pcb NULL */
 	int err;                     /* -errno once the connection failed */
 	struct tcp_pcb *pcb;
+	struct udp_pcb *upcb;        /* SOCK_DGRAM (then pcb is NULL) */
+	bool rx_ev_due;              /* UDP: EV_RX to post from the queue */
+	bool udp_broken;             /* UDP: RX ring found corrupt in a callback */
 	ip_addr_t local_ip;          /* kept for GETSOCKNAME after the pcb is gone */
 	u16_t local_port;
 
@@ -126,6 +130,7 @@ struct isod_backend {
 	uint32_t next_app_id;
 	uint64_t last_ctl_ms;
 	struct isod_sock *ready_head, **ready_tail;
+	bool napping;                /* stack_napping published in the segments */
 	struct isod_backend_stats st;
 };
 

@@ -31,6 +31,7 @@
 #include "lwip/pbuf.h"
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
+#include "lwip/udp.h"
 
 #include "internal.h"
 
@@ -359,6 +360,12 @@ static void sk_detach_pcb(struct isod_sock *sk)
 {
 	struct tcp_pcb *pcb = sk->pcb;
 
+	if (sk->upcb != NULL) {
+		/* a UDP pcb holds nothing in flight: remove it outright */
+		udp_recv(sk->upcb, NULL, NULL);
+		udp_remove(sk->upcb);
+		sk->upcb = NULL;
+	}
 	if (pcb == NULL)
 		return;
 	tcp_arg(pcb, NULL);
@@ -377,8 +384,10 @@ static void sk_abort(struct isod_sock *sk)
 {
 	struct tcp_pcb *pcb = sk->pcb;
 
-	if (pcb == NULL)
+	if (pcb == NULL) {
+		sk_detach_pcb(sk);   /* UDP */
 		return;
+	}
 	sk_detach_pcb(sk);
 	if (pcb->state == LISTEN)
 		tcp_close(pcb);
@@ -389,7 +398,7 @@ static void sk_abort(struct isod_sock *sk)
 /* The socket is unusable: RST, EV_ERROR (if its ring still works). */
 static void sk_kill(struct isod_sock *sk, int err)
 {
-	if (err == -EPROTO)
+	if (err == -EPROTO && sk->state != ISOD_S_DEAD)
 		sk->app->be->st.broken_socks++;
 	sk_abort(sk);
 	if (sk->rx_hold != NULL) {
@@ -402,6 +411,12 @@ static void sk_kill(struct isod_sock *sk, int err)
 		sk->state = ISOD_S_DEAD;
 	sk->tx_handed = 0;
 	sk->acked = 0;
+	/* Tell the application (if its status ring still works: a failing
+	 * post comes back here with err_posted already set). */
+	if (sk->state == ISOD_S_DEAD && !sk->err_posted && !sk->close_pending) {
+		sk->err_posted = true;
+		sk_event(sk, ISOSTACK_SHM_EV_ERROR);
+	}
 }
 
 /* ---- Data path --------------------------------------------------------------- */
@@ -548,6 +563,171 @@ static void tx_acked(struct isod_sock *sk)
 	if (sk->tx_was_full || app_waits(sk)) {
 		sk->tx_was_full = false;
 		sk_event(sk, ISOSTACK_SHM_EV_TX);
+	}
+}
+
+/* ---- UDP data path ----------------------------------------------------------- */
+
+#define DGRAM_HDR ((uint32_t)sizeof(struct isostack_shm_dgram))
+
+/* Copies n bytes at logical offset off of a peeked TX region. */
+static void span_copy(const struct isoshm_span sp[2], uint32_t off, void *dst, uint32_t n)
+{
+	uint8_t *d = dst;
+
+	if (off < sp[0].len) {
+		uint32_t k = sp[0].len - off < n ? sp[0].len - off : n;
+
+		memcpy(d, (const uint8_t *)sp[0].addr + off, k);
+		d += k;
+		n -= k;
+		off = 0;
+	} else {
+		off -= sp[0].len;
+	}
+	if (n > 0)
+		memcpy(d, (const uint8_t *)sp[1].addr + off, n);
+}
+
+/*
+ * Sends every complete datagram record of the TX ring and releases it.
+ * One copy (ring -> pbuf): a datagram is done once handed to the stack,
+ * so the ring space is reusable at once.
+ */
+static void udp_tx_push(struct isod_sock *sk)
+{
+	struct isod_app *app = sk->app;
+	struct isod_backend *be = app->be;
+	struct isoshm_span sp[2];
+	uint32_t off = 0;
+	int total;
+
+	if (sk->upcb == NULL)
+		return;
+	total = isoshm_stack_tx_peek(app->shm, sk->id, sp);
+	if (total < 0) {
+		sk_kill(sk, -EPROTO);
+		return;
+	}
+	if ((uint32_t)total == app->hdr.tx_ring_bytes)
+		sk->tx_was_full = true;
+	while ((uint32_t)total - off >= DGRAM_HDR) {
+		struct isostack_shm_dgram h;
+		uint32_t rec;
+		struct pbuf *p;
+		err_t e = ERR_MEM;
+
+		span_copy(sp, off, &h, DGRAM_HDR);
+		if (h.len > ISOSTACK_SHM_DGRAM_MAX || h.flags != 0 || h.reserved != 0 ||
+		    ISOSTACK_SHM_DGRAM_REC(h.len) > app->hdr.tx_ring_bytes) {
+			sk_kill(sk, -EPROTO);
+			return;
+		}
+		rec = ISOSTACK_SHM_DGRAM_REC(h.len);
+		if ((uint32_t)total - off < rec)
+			break;   /* the rest of it is not published yet */
+		p = pbuf_alloc(PBUF_TRANSPORT, (u16_t)h.len, PBUF_RAM);
+		if (p != NULL) {
+			span_copy(sp, off + DGRAM_HDR, p->payload, h.len);
+			if (h.addr == 0 && h.port == 0) {
+				e = (sk->upcb->flags & UDP_FLAGS_CONNECTED) ?
+				    udp_send(sk->upcb, p) : ERR_VAL;
+			} else {
+				ip_addr_t ip;
+
+				ip_addr_set_ip4_u32_val(ip, h.addr);
+				e = udp_sendto(sk->upcb, p, &ip, ntohs(h.port));
+			}
+			pbuf_free(p);
+		}
+		if (e == ERR_OK) {
+			be->st.udp_tx_dgrams++;
+			be->st.tx_bytes += h.len;
+		} else {
+			be->st.udp_tx_dropped++;
+		}
+		off += rec;
+	}
+	if (off == 0)
+		return;
+	if (isoshm_stack_tx_release(app->shm, sk->id, off) < 0) {
+		sk_kill(sk, -EPROTO);
+		return;
+	}
+	if (sk->tx_was_full || app_waits(sk)) {
+		sk->tx_was_full = false;
+		sk_event(sk, ISOSTACK_SHM_EV_TX);
+	}
+}
+
+/* lwIP delivered a datagram: one record into the RX ring, or dropped if
+ * it does not fit.  Only shared memory is touched here; the event is
+ * posted from the queue. */
+static void cb_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p,
+			const ip_addr_t *addr, u16_t port)
+{
+	static const uint8_t zeros[ISOSTACK_SHM_DGRAM_ALIGN];
+	struct isod_sock *sk = arg;
+	struct isod_app *app;
+	struct isostack_shm_dgram h = { 0 };
+	uint32_t rec, pad, wrote = 0;
+	int space;
+
+	(void)pcb;
+	if (sk == NULL || p == NULL) {
+		if (p != NULL)
+			pbuf_free(p);
+		return;
+	}
+	app = sk->app;
+	space = isoshm_stack_rx_space(app->shm, sk->id);
+	if (space < 0) {
+		pbuf_free(p);
+		sk->udp_broken = true;
+		isod_sock_queue(sk, ISOD_R_RX);
+		return;
+	}
+	rec = ISOSTACK_SHM_DGRAM_REC(p->tot_len);
+	if (p->tot_len > ISOSTACK_SHM_DGRAM_MAX || rec > (uint32_t)space) {
+		app->be->st.udp_rx_dropped++;
+		pbuf_free(p);
+		return;
+	}
+	h.len = p->tot_len;
+	h.port = htons(port);
+	h.addr = ip_2_ip4(addr)->addr;
+	pad = rec - DGRAM_HDR - p->tot_len;
+	/* The space was checked: every write below takes all it is given. */
+	wrote += (uint32_t)isoshm_stack_rx_write(app->shm, sk->id, &h, DGRAM_HDR);
+	for (struct pbuf *q = p; q != NULL; q = q->next)
+		if (q->len > 0)
+			wrote += (uint32_t)isoshm_stack_rx_write(app->shm, sk->id, q->payload, q->len);
+	if (pad > 0)
+		wrote += (uint32_t)isoshm_stack_rx_write(app->shm, sk->id, zeros, pad);
+	sk->rx_prod += wrote;
+	app->be->st.rx_bytes += p->tot_len;
+	app->be->st.udp_rx_dgrams++;
+	pbuf_free(p);
+	if ((uint32_t)space == app->hdr.rx_ring_bytes || app_waits(sk)) {
+		sk->rx_ev_due = true;
+		isod_sock_queue(sk, ISOD_R_RX);
+	}
+}
+
+static void udp_rx_resume(struct isod_sock *sk)
+{
+	if (sk->udp_broken) {
+		sk->udp_broken = false;
+		sk_kill(sk, -EPROTO);
+		if (!sk->err_posted) {
+			sk->err_posted = true;
+			sk_event(sk, ISOSTACK_SHM_EV_ERROR);
+		}
+		return;
+	}
+	if (sk->rx_ev_due) {
+		sk->rx_ev_due = false;
+		sk_event(sk, ISOSTACK_SHM_EV_RX);
 	}
 }
 
@@ -701,6 +881,15 @@ void isod_sock_resume(struct isod_sock *sk, uint32_t bits)
 			sk_post(sk, &st);
 		}
 	}
+	if (sk->udp) {
+		if ((bits & ISOD_R_RX) && sk->state != ISOD_S_FREE)
+			udp_rx_resume(sk);
+		if (bits & ISOD_R_FLUSH)
+			sk_flush(sk);
+		if (bits & ISOD_R_CMDS)
+			isod_sock_run_cmds(sk->app, sk->id);
+		return;
+	}
 	if ((bits & ISOD_R_RX) && sk->state != ISOD_S_FREE)
 		rx_pump(sk);
 	if ((bits & ISOD_R_SENT) && sk->state != ISOD_S_FREE) {
@@ -765,15 +954,12 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		sk_reply(ctl, c, -EAFNOSUPPORT);
 		return;
 	}
-	if (c->arg[1] == SOCK_DGRAM) {
-		sk_reply(ctl, c, -EPROTONOSUPPORT);   /* UDP: not yet */
-		return;
-	}
-	if (c->arg[1] != SOCK_STREAM) {
+	if (c->arg[1] != SOCK_STREAM && c->arg[1] != SOCK_DGRAM) {
 		sk_reply(ctl, c, -ESOCKTNOSUPPORT);
 		return;
 	}
-	if (c->arg[2] != 0 && c->arg[2] != IPPROTO_TCP) {
+	if (c->arg[2] != 0 &&
+	    c->arg[2] != (c->arg[1] == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP)) {
 		sk_reply(ctl, c, -EPROTONOSUPPORT);
 		return;
 	}
@@ -784,6 +970,22 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		else
 			app->be->st.enobufs++;
 		sk_reply(ctl, c, rc);
+		return;
+	}
+	if (c->arg[1] == SOCK_DGRAM) {
+		struct udp_pcb *upcb = udp_new_ip_type(IPADDR_TYPE_V4);
+
+		if (upcb == NULL) {
+			sk_free(sk);
+			app->be->st.enobufs++;
+			sk_reply(ctl, c, -ENOBUFS);
+			return;
+		}
+		sk->udp = true;
+		sk->upcb = upcb;
+		sk->state = ISOD_S_OPEN;
+		udp_recv(upcb, cb_udp_recv, sk);
+		sk_reply(ctl, c, sk->id);
 		return;
 	}
 	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
@@ -1030,6 +1232,143 @@ static void cmd_getsockopt(struct isod_sock *sk, const struct isostack_shm_cmd *
 	sk_post(sk, &st);
 }
 
+/* The local address a connected UDP socket sends from (lwIP leaves it
+ * ANY and picks per datagram): the route's interface address. */
+static void udp_local_addr(const struct udp_pcb *upcb, ip_addr_t *ip)
+{
+	*ip = upcb->local_ip;
+	if (ip_addr_isany(ip) && (upcb->flags & UDP_FLAGS_CONNECTED)) {
+		struct netif *n = ip4_route(ip_2_ip4(&upcb->remote_ip));
+
+		if (n != NULL)
+			ip_addr_copy(*ip, n->ip_addr);
+	}
+}
+
+/* Commands on a SOCK_DGRAM socket (always ISOD_S_OPEN, or DEAD). */
+static void cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
+{
+	struct isostack_shm_status st = {
+		.opcode = c->opcode, .sock = sk->id, .cookie = c->cookie,
+	};
+	struct udp_pcb *upcb = sk->upcb;
+	ip_addr_t ip;
+	u16_t port;
+	int rc, v;
+
+	if (upcb == NULL && c->opcode != ISOSTACK_SHM_OP_CLOSE &&
+	    c->opcode != ISOSTACK_SHM_OP_SEND && c->opcode != ISOSTACK_SHM_OP_RECV) {
+		sk_reply(sk, c, sk->err ? sk->err : -EBADF);
+		return;
+	}
+	switch (c->opcode) {
+	case ISOSTACK_SHM_OP_BIND:
+		rc = addr_from_cmd(c, &ip, &port);
+		if (rc == 0 && upcb->local_port != 0)
+			rc = -EINVAL;
+		if (rc == 0 && !addr_is_local(&ip))
+			rc = -EADDRNOTAVAIL;
+		if (rc == 0)
+			rc = lwip_bind_errno(udp_bind(upcb, &ip, port));
+		sk_reply(sk, c, rc);
+		return;
+	case ISOSTACK_SHM_OP_CONNECT: {
+		struct sockaddr sa;
+
+		memcpy(&sa, &c->arg[1], sizeof(sa.sa_family));
+		if (sa.sa_family == AF_UNSPEC) {
+			udp_disconnect(upcb);
+			sk_reply(sk, c, 0);
+			return;
+		}
+		rc = addr_from_cmd(c, &ip, &port);
+		if (rc == 0 && port == 0)
+			rc = -EINVAL;
+		if (rc == 0) {
+			err_t e = udp_connect(upcb, &ip, port);
+
+			rc = e == ERR_OK ? 0 : e == ERR_USE ? -EADDRINUSE : -ENETUNREACH;
+		}
+		if (rc == 0 && ip4_route(ip_2_ip4(&ip)) == NULL) {
+			udp_disconnect(upcb);
+			rc = -ENETUNREACH;
+		}
+		st.result = rc;
+		if (rc == 0) {
+			ip_addr_t lip;
+
+			udp_local_addr(upcb, &lip);
+			put_addr(st.arg, &lip, upcb->local_port);
+		}
+		sk_post(sk, &st);
+		return;
+	}
+	case ISOSTACK_SHM_OP_SEND:
+		sk->app->be->st.sends_seen++;
+		udp_tx_push(sk);
+		return;
+	case ISOSTACK_SHM_OP_RECV:
+		return;
+	case ISOSTACK_SHM_OP_SHUTDOWN:
+		sk_reply(sk, c, (upcb->flags & UDP_FLAGS_CONNECTED) ? 0 : -ENOTCONN);
+		return;
+	case ISOSTACK_SHM_OP_CLOSE:
+		udp_tx_push(sk);   /* what the application sent still goes out */
+		sk->close_cookie = c->cookie;
+		close_finish(sk);
+		return;
+	case ISOSTACK_SHM_OP_GETSOCKNAME:
+		udp_local_addr(upcb, &ip);
+		put_addr(st.arg, &ip, upcb->local_port);
+		sk_post(sk, &st);
+		return;
+	case ISOSTACK_SHM_OP_GETPEERNAME:
+		if (upcb->flags & UDP_FLAGS_CONNECTED)
+			put_addr(st.arg, &upcb->remote_ip, upcb->remote_port);
+		else
+			st.result = -ENOTCONN;
+		sk_post(sk, &st);
+		return;
+	case ISOSTACK_SHM_OP_SETSOCKOPT:
+		rc = opt_int(c, &v);
+		if (rc == 0 && (int)c->arg[0] == SOL_SOCKET &&
+		    ((int)c->arg[1] == SO_REUSEADDR || (int)c->arg[1] == SO_REUSEPORT ||
+		     (int)c->arg[1] == SO_BROADCAST)) {
+			uint8_t opt = (int)c->arg[1] == SO_BROADCAST ? SOF_BROADCAST : SOF_REUSEADDR;
+
+			if (v)
+				ip_set_option(upcb, opt);
+			else
+				ip_reset_option(upcb, opt);
+		} else if (rc == 0) {
+			rc = -ENOPROTOOPT;
+		}
+		sk_reply(sk, c, rc);
+		return;
+	case ISOSTACK_SHM_OP_GETSOCKOPT:
+		if ((int)c->arg[0] == SOL_SOCKET &&
+		    ((int)c->arg[1] == SO_REUSEADDR || (int)c->arg[1] == SO_REUSEPORT ||
+		     (int)c->arg[1] == SO_BROADCAST)) {
+			uint8_t opt = (int)c->arg[1] == SO_BROADCAST ? SOF_BROADCAST : SOF_REUSEADDR;
+
+			v = ip_get_option(upcb, opt) ? 1 : 0;
+			st.result = sizeof(v);
+			memcpy(&st.arg[2], &v, sizeof(v));
+		} else {
+			st.result = -ENOPROTOOPT;
+		}
+		sk_post(sk, &st);
+		return;
+	case ISOSTACK_SHM_OP_LISTEN:
+	case ISOSTACK_SHM_OP_ACCEPT:
+		sk_reply(sk, c, -EOPNOTSUPP);
+		return;
+	default:
+		sk_reply(sk, c, -EINVAL);
+		return;
+	}
+}
+
 static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 {
 	struct isostack_shm_status st;
@@ -1049,6 +1388,10 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	if (sk->state == ISOD_S_FREE || sk->state == ISOD_S_CHILD || sk->close_pending) {
 		sk->app->be->st.bad_slot++;
 		sk_reply(sk, c, -EBADF);
+		return;
+	}
+	if (sk->udp) {
+		cmd_udp(sk, c);
 		return;
 	}
 	switch (c->opcode) {
@@ -1163,6 +1506,10 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
 			done++;
 			continue;
 		}
+		/* cmd_cons is published: fence before reading tx_prod (SEND), so
+		 * an application that saw our old cmd_cons and skipped posting
+		 * a SEND has its bytes seen here (core.c, maybe_post_send). */
+		atomic_thread_fence(memory_order_seq_cst);
 		for (int i = 0; i < n; i++)
 			cmd_exec(sk, &cmds[i]);
 		done += (unsigned)n;
@@ -1179,6 +1526,7 @@ void isod_sock_reset_all(struct isod_app *app)
 				app->be->st.resets++;
 			sk_abort(sk);
 		}
+		sk_detach_pcb(sk);   /* UDP */
 		if (sk->rx_hold != NULL) {
 			pbuf_free(sk->rx_hold);
 			sk->rx_hold = NULL;

@@ -115,7 +115,18 @@ struct isostack_shm_wait {
 	uint32_t reserved_app[15];
 	/* ---- written by the stack ---- */
 	_Atomic uint32_t wake_seq; /* futex word; bumped before each FUTEX_WAKE */
-	uint32_t reserved_stack[15];
+	/*
+	 * Non-zero while the stack core's loop may sleep (power-saving mode)
+	 * on its stack wake fd.  Protocol (a Dekker pair, seq_cst fences on
+	 * both sides): the stack sets it, fences, then re-checks every
+	 * doorbell and sleeps only if none moved; the application publishes
+	 * its doorbell/command, fences, then reads this word and, if set,
+	 * writes 1 to the stack wake fd.  Either the stack sees the doorbell
+	 * or the application sees the flag.  A hint: an application that
+	 * ignores it only waits longer for its own replies.
+	 */
+	_Atomic uint32_t stack_napping;
+	uint32_t reserved_stack[14];
 };
 
 /* ------------------------------------------------------------------------
@@ -219,7 +230,40 @@ struct isostack_shm_status {
 #define ISOSTACK_SHM_EV_HUP       0x104 /* peer closed (FIN) */
 #define ISOSTACK_SHM_EV_ERROR     0x105 /* result -errno; the socket is dead */
 
+/*
+ * Datagram sockets (SOCK_DGRAM): the TX and RX byte rings carry records,
+ * not a stream.  Each record is this 16-byte header followed by `len`
+ * payload bytes and zero padding up to a multiple of
+ * ISOSTACK_SHM_DGRAM_ALIGN, so a header never wraps around the ring end
+ * (the payload may).  One record is one datagram: boundaries are kept.
+ * A producer publishes a record's bytes in order; the consumer takes a
+ * record only once all of it is below the producer index.
+ *   TX (app writes): addr/port = destination, or both 0 for the
+ *      connected peer.  The stack sends it and releases the record at
+ *      once (UDP has no acknowledgements); a record it cannot send
+ *      (no route, no memory) is dropped and counted, as the kernel may.
+ *   RX (stack writes): addr/port = source.  A datagram that does not fit
+ *      in the ring's free space is dropped and counted.
+ * A bad TX header (len > ISOSTACK_SHM_DGRAM_MAX, record larger than the
+ * ring, flags or reserved nonzero) kills the socket with EV_ERROR -EPROTO.
+ */
+struct isostack_shm_dgram {
+	uint32_t len;       /* payload bytes, <= ISOSTACK_SHM_DGRAM_MAX */
+	uint16_t port;      /* network byte order */
+	uint16_t flags;     /* none defined: 0 */
+	uint32_t addr;      /* IPv4, network byte order */
+	uint32_t reserved;  /* 0 */
+};
+#define ISOSTACK_SHM_DGRAM_ALIGN  16u
+#define ISOSTACK_SHM_DGRAM_MAX    65507u   /* largest UDP payload over IPv4 */
+/* Ring bytes one datagram of len payload bytes takes. */
+#define ISOSTACK_SHM_DGRAM_REC(len) \
+	((uint32_t)sizeof(struct isostack_shm_dgram) + \
+	 (((uint32_t)(len) + ISOSTACK_SHM_DGRAM_ALIGN - 1) & ~(ISOSTACK_SHM_DGRAM_ALIGN - 1)))
+
 /* ---- Layout contract: the other side relies on every one of these ---- */
+_Static_assert(sizeof(struct isostack_shm_dgram) == ISOSTACK_SHM_DGRAM_ALIGN,
+	       "datagram header: one alignment unit, so it never wraps");
 _Static_assert(sizeof(_Atomic uint32_t) == 4 && _Alignof(_Atomic uint32_t) == 4,
 	       "atomic index words must be plain 32-bit words");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
@@ -232,6 +276,7 @@ _Static_assert(offsetof(struct isostack_shm_header, numa_node) == 128, "header.n
 _Static_assert(offsetof(struct isostack_shm_header, reserved) == 144, "header.reserved");
 _Static_assert(sizeof(struct isostack_shm_wait) == 128, "wait point size");
 _Static_assert(offsetof(struct isostack_shm_wait, wake_seq) == 64, "wait.wake_seq line");
+_Static_assert(offsetof(struct isostack_shm_wait, stack_napping) == 68, "wait.stack_napping");
 _Static_assert(sizeof(struct isostack_shm_sock) == 128, "socket block size");
 _Static_assert(offsetof(struct isostack_shm_sock, cmd_cons) == 64, "stack line of socket block");
 _Static_assert(offsetof(struct isostack_shm_sock, waiters) == 20, "sock.waiters");

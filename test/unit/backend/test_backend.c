@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -133,6 +135,12 @@ static struct isod_backend_stats pub_stats;
 static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int stack_init_rc;
 static _Atomic uint32_t leak_memp = 1, leak_heap = 1;
+/* test controls, applied by the stack thread */
+static _Atomic bool nap_mode, kill_backend;
+static _Atomic int64_t want_mem_limit = -1;
+static _Atomic unsigned pub_napping;               /* 1 while asleep on the wake fd */
+static _Atomic unsigned nap_fd_wakes, nap_timeouts, nap_refused;
+static int stack_wake_fd = -1;
 
 static void *stack_main(void *arg)
 {
@@ -161,7 +169,9 @@ static void *stack_main(void *arg)
 	conf.shm.nr_doorbells = 2;
 	conf.shm.hugetlb = false;
 	conf.ctl_interval_ms = 0;
-	rc = isod_backend_init(&be, &conf);
+	stack_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	conf.stack_wake_fd = stack_wake_fd;
+	rc = stack_wake_fd < 0 ? -errno : isod_backend_init(&be, &conf);
 	atomic_store(&stack_init_rc, rc);
 	atomic_store(&stack_ready, true);
 	if (rc < 0)
@@ -171,6 +181,25 @@ static void *stack_main(void *arg)
 		unsigned work = link_pump();
 
 		sys_check_timeouts();
+		if (atomic_load(&kill_backend) && be != NULL) {
+			/* the daemon dies: control sockets hang up, nobody serves */
+			isod_backend_fini(be);
+			be = NULL;
+		}
+		if (be == NULL) {
+			struct timespec ts = { 0, 100000 };
+
+			atomic_store(&pub_apps, 0);
+			atomic_store(&pub_open, 0);
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		{
+			int64_t ml = atomic_exchange(&want_mem_limit, -1);
+
+			if (ml >= 0)
+				isod_backend_set_mem_limit(be, (uint64_t)ml);
+		}
 		work += isod_backend_poll(be, 256);
 		pthread_mutex_lock(&pub_lock);
 		isod_backend_get_stats(be, &pub_stats);
@@ -184,6 +213,34 @@ static void *stack_main(void *arg)
 				n += p->state == LAST_ACK;
 			atomic_store(&pub_lastack, n);
 		}
+		/* power-saving mode as the daemon does it: publish "napping",
+		 * re-check, sleep on the stack wake fd until an application
+		 * rings it.  The 10 s bound only keeps a broken kick from
+		 * hanging the test; the napping test counts timeouts. */
+		if (work == 0 && atomic_load(&nap_mode) && ++idle > 1000) {
+			if (isod_backend_set_napping(be, true) == 0) {
+				struct pollfd pfd = { .fd = stack_wake_fd, .events = POLLIN };
+				uint64_t v;
+				int r;
+
+				u32_t ms = sys_timeouts_sleeptime();
+
+				/* as the daemon must: sleep no longer than lwIP's
+				 * next timer (delayed ACKs, retransmissions) */
+				atomic_store(&pub_napping, 1);
+				r = poll(&pfd, 1, ms > 10000 ? 10000 : (int)ms);
+				atomic_store(&pub_napping, 0);
+				if (r > 0 && read(stack_wake_fd, &v, sizeof(v)) == sizeof(v))
+					atomic_fetch_add(&nap_fd_wakes, 1);
+				else
+					atomic_fetch_add(&nap_timeouts, 1);
+			} else {
+				atomic_fetch_add(&nap_refused, 1);
+			}
+			isod_backend_set_napping(be, false);
+			idle = 0;
+			continue;
+		}
 		/* pacing, not synchronisation: leave the CPU to the apps when idle */
 		if (work == 0 && ++idle > 1000) {
 			struct timespec ts = { 0, 20000 };
@@ -194,6 +251,7 @@ static void *stack_main(void *arg)
 		}
 	}
 	isod_backend_fini(be);
+	close(stack_wake_fd);
 	/*
 	 * TIME_WAIT and friends: move the clock on until lwIP holds nothing.
 	 * lwIP's TCP timer re-arms relative to "now", so it fires once per
@@ -734,7 +792,7 @@ static void test_emfile(void **state)
 		s[n++] = rc;
 	assert_int_equal(rc, -EMFILE);
 	assert_int_equal(n, 15);
-	assert_int_equal(isosock_socket(a->cli, AF_INET, SOCK_DGRAM, 0) < 0, 1);
+	assert_int_equal(isosock_socket(a->cli, AF_INET, SOCK_DGRAM, 0), -EMFILE);
 	for (int i = 0; i < n; i++)
 		assert_int_equal(isosock_close(a->cli, s[i]), 0);
 	/* slots come back once reaped */
@@ -742,6 +800,126 @@ static void test_emfile(void **state)
 		usleep(1000);
 	assert_true(rc > 0);
 	isosock_close(a->cli, rc);
+}
+
+/* ---- UDP ------------------------------------------------------------------------ */
+
+static size_t dgram_size(unsigned i)
+{
+	static const size_t big[] = { 0, 1, 1472, 1473, 8972, 9000, 30000, 65507 };
+
+	return i < 8 ? big[i] : (i * 7919u) % 12000u;
+}
+
+/* Datagrams both ways with boundaries, sources and checksums checked;
+ * bursts of 16 then an echo, so the RX ring never overflows. */
+static void test_udp(void **state)
+{
+	struct apps *a = *state;
+	struct sockaddr_in srv = sin_of(2, PORT_BASE + 20), from, me;
+	socklen_t flen, mlen = sizeof(me);
+	int u = isosock_socket(a->srv, AF_INET, SOCK_DGRAM, 0);
+	int c = isosock_socket(a->cli, AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+	static uint8_t buf[70000], out[70000];
+	struct isod_backend_stats s0 = stats_now();
+	uint64_t seed = 77, total = 0;
+	uint32_t src = 0;
+	int v = 0;
+	socklen_t vlen = sizeof(v);
+	const unsigned n = 256;
+
+	assert_true(u > 0 && c > 0);
+	assert_int_equal(isosock_getsockopt(a->cli, c, SOL_SOCKET, SO_TYPE, &v, &vlen), 0);
+	assert_int_equal(v, SOCK_DGRAM);
+	assert_int_equal(isosock_bind(a->srv, u, (struct sockaddr *)&srv, sizeof(srv)), 0);
+	assert_int_equal(isosock_listen(a->srv, u, 1), -EOPNOTSUPP);
+	assert_int_equal(isosock_recv(a->srv, u, buf, 1, MSG_DONTWAIT), -EAGAIN);
+	assert_int_equal(isosock_send(a->cli, c, buf, 1, 0), -EDESTADDRREQ);
+	assert_int_equal(isosock_sendto(a->cli, c, buf, 65508, 0, (struct sockaddr *)&srv,
+					sizeof(srv)), -EMSGSIZE);
+	for (unsigned i = 0; i < n; i += 16) {
+		uint64_t hs[16];
+		size_t sz[16];
+
+		for (unsigned j = 0; j < 16; j++) {
+			sz[j] = dgram_size(i + j);
+			fill(&seed, out, sz[j]);
+			hs[j] = fnv(FNV0, out, sz[j]);
+			assert_int_equal(isosock_sendto(a->cli, c, out, sz[j], 0,
+							(struct sockaddr *)&srv, sizeof(srv)),
+					 (ssize_t)sz[j]);
+		}
+		if (i == 0)
+			assert_int_equal(isosock_getsockname(a->cli, c, (struct sockaddr *)&me, &mlen), 0);
+		for (unsigned j = 0; j < 16; j++) {
+			ssize_t k;
+
+			flen = sizeof(from);
+			k = isosock_recvfrom(a->srv, u, buf, sizeof(buf), 0,
+					     (struct sockaddr *)&from, &flen);
+			assert_int_equal(k, (ssize_t)sz[j]);
+			assert_true(fnv(FNV0, buf, (size_t)k) == hs[j]);
+			assert_int_equal(flen, sizeof(from));
+			/* the source lwIP routed from: one of the link's two */
+			if (i == 0 && j == 0)
+				src = from.sin_addr.s_addr;
+			assert_true(src == sin_of(1, 0).sin_addr.s_addr ||
+				    src == sin_of(2, 0).sin_addr.s_addr);
+			assert_int_equal(from.sin_addr.s_addr, src);
+			assert_int_equal(from.sin_port, me.sin_port);
+			total += (uint64_t)k;
+			/* echo it back to the sender's address */
+			assert_int_equal(isosock_sendto(a->srv, u, buf, (size_t)k, 0,
+							(struct sockaddr *)&from, flen), k);
+		}
+		for (unsigned j = 0; j < 16; j++) {
+			ssize_t k = isosock_recv(a->cli, c, buf, sizeof(buf), 0);
+
+			assert_int_equal(k, (ssize_t)sz[j]);
+			assert_true(fnv(FNV0, buf, (size_t)k) == hs[j]);
+		}
+	}
+	/* truncation: the rest of the datagram is gone, MSG_TRUNC tells */
+	fill(&seed, out, 3000);
+	assert_int_equal(isosock_sendto(a->cli, c, out, 3000, 0, (struct sockaddr *)&srv,
+					sizeof(srv)), 3000);
+	assert_int_equal(isosock_sendto(a->cli, c, "tail", 4, 0, (struct sockaddr *)&srv,
+					sizeof(srv)), 4);
+	{
+		struct isosock_pollfd pf = { .sock = u, .events = POLLIN };
+
+		assert_int_equal(isosock_wait(a->srv, &pf, 1, 5000000000LL), 1);
+		assert_true(pf.revents & POLLIN);
+	}
+	assert_int_equal(isosock_recv(a->srv, u, buf, 100, MSG_PEEK), 100);
+	assert_memory_equal(buf, out, 100);
+	assert_int_equal(isosock_nread(a->srv, u), 3000);
+	assert_int_equal(isosock_recv(a->srv, u, buf, 100, MSG_TRUNC), 3000);
+	assert_memory_equal(buf, out, 100);
+	assert_int_equal(isosock_recv(a->srv, u, buf, sizeof(buf), 0), 4);
+	assert_memory_equal(buf, "tail", 4);
+	/* connected: send() without an address, getpeername, then disconnect */
+	assert_int_equal(isosock_connect(a->cli, c, (struct sockaddr *)&srv, sizeof(srv)), 0);
+	{
+		struct sockaddr_in peer;
+		socklen_t plen = sizeof(peer);
+		struct sockaddr unspec = { .sa_family = AF_UNSPEC };
+
+		assert_int_equal(isosock_getpeername(a->cli, c, (struct sockaddr *)&peer, &plen), 0);
+		assert_int_equal(peer.sin_port, srv.sin_port);
+		mlen = sizeof(me);
+		assert_int_equal(isosock_getsockname(a->cli, c, (struct sockaddr *)&me, &mlen), 0);
+		assert_int_equal(me.sin_addr.s_addr, src);
+		assert_int_equal(isosock_send(a->cli, c, "hi", 2, 0), 2);
+		assert_int_equal(isosock_recv(a->srv, u, buf, sizeof(buf), 0), 2);
+		assert_int_equal(isosock_connect(a->cli, c, &unspec, sizeof(unspec)), 0);
+		assert_int_equal(isosock_send(a->cli, c, "hi", 2, 0), -EDESTADDRREQ);
+	}
+	assert_int_equal(stats_now().udp_rx_dropped, s0.udp_rx_dropped);
+	print_message("udp: %u datagrams (0..65507 bytes, %llu bytes) each way, echoed, checksums match\n",
+		      n, (unsigned long long)total);
+	assert_int_equal(isosock_close(a->cli, c), 0);
+	assert_int_equal(isosock_close(a->srv, u), 0);
 }
 
 /* A hand-made application that speaks the protocol badly. */
@@ -822,6 +1000,277 @@ static void test_bad_commands(void **state)
 	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
 }
 
+/* ---- Power saving: the stack sleeps, applications wake it -------------------------- */
+
+static bool stack_naps(void *arg)
+{
+	(void)arg;
+	return atomic_load(&pub_napping) == 1;
+}
+
+static void test_napping(void **state)
+{
+	struct apps *a = *state;
+	int l = listener(a->srv, PORT_BASE + 8);
+	int c = connector(a->cli, PORT_BASE + 8);
+	int s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	unsigned w0 = atomic_load(&nap_fd_wakes), t0 = atomic_load(&nap_timeouts);
+	struct isosock_stats k0, k1;
+	const int rounds = 20;
+
+	assert_true(s > 0);
+	{
+		int one = 1;   /* TCP_NODELAY: each byte goes out at once */
+
+		assert_int_equal(isosock_setsockopt(a->cli, c, IPPROTO_TCP, 1, &one, sizeof(one)), 0);
+		assert_int_equal(isosock_setsockopt(a->srv, s, IPPROTO_TCP, 1, &one, sizeof(one)), 0);
+	}
+	isosock_app_stats(a->cli, &k0);
+	atomic_store(&nap_mode, true);
+	for (int i = 0; i < rounds; i++) {
+		int v = -1;
+		socklen_t vlen = sizeof(v);
+		uint8_t b = (uint8_t)i, r = 0;
+
+		/* the stack is asleep on its wake fd: only our kick wakes it */
+		assert_true(eventually(stack_naps, NULL, 5));
+		assert_int_equal(isosock_getsockopt(a->cli, c, IPPROTO_TCP, 1 /* TCP_NODELAY */, &v, &vlen), 0);
+		assert_true(eventually(stack_naps, NULL, 5));
+		assert_int_equal(isosock_send(a->cli, c, &b, 1, 0), 1);
+		assert_int_equal(isosock_recv(a->srv, s, &r, 1, 0), 1);
+		assert_int_equal(r, b);
+	}
+	atomic_store(&nap_mode, false);
+	isosock_app_stats(a->cli, &k1);
+	print_message("napping: %u wake-fd wakes, %u timed-out naps, %llu kicks by the client\n",
+		      atomic_load(&nap_fd_wakes) - w0, atomic_load(&nap_timeouts) - t0,
+		      (unsigned long long)(k1.stack_kicks - k0.stack_kicks));
+	/* timer wake-ups happen too (lwIP's TCP timer); every command we
+	 * posted into a nap must have woken it through the fd */
+	assert_true(atomic_load(&nap_fd_wakes) - w0 >= (unsigned)(2 * rounds));
+	assert_true(k1.stack_kicks - k0.stack_kicks >= (uint64_t)(2 * rounds));
+	isosock_close(a->cli, c);
+	isosock_close(a->srv, s);
+	isosock_close(a->srv, l);
+}
+
+/* ---- Limits and broken applications ------------------------------------------------- */
+
+static bool mem_limit_applied(void *arg)
+{
+	(void)arg;
+	return atomic_load(&want_mem_limit) == -1;
+}
+
+static void test_enobufs(void **state)
+{
+	struct apps *a = *state;
+	int tx = 0, rx = 0, s[4], rc;
+	socklen_t len = sizeof(int);
+	int probe = isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0);
+	uint64_t per;
+	struct isod_backend_stats s0 = stats_now();
+
+	assert_true(probe > 0);
+	assert_int_equal(isosock_getsockopt(a->cli, probe, SOL_SOCKET, SO_SNDBUF, &tx, &len), 0);
+	len = sizeof(int);
+	assert_int_equal(isosock_getsockopt(a->cli, probe, SOL_SOCKET, SO_RCVBUF, &rx, &len), 0);
+	isosock_close(a->cli, probe);
+	per = (uint64_t)tx + (uint64_t)rx;
+	atomic_store(&want_mem_limit, (int64_t)(3 * per));
+	assert_true(eventually(mem_limit_applied, NULL, 5));
+	for (int i = 0; i < 3; i++) {
+		s[i] = isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0);
+		assert_true(s[i] > 0);
+	}
+	assert_int_equal(isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0), -ENOBUFS);
+	assert_int_equal(isosock_socket(a->cli, AF_INET, SOCK_DGRAM, 0), -ENOBUFS);
+	/* the other application has its own budget */
+	rc = isosock_socket(a->srv, AF_INET, SOCK_STREAM, 0);
+	assert_true(rc > 0);
+	isosock_close(a->srv, rc);
+	/* closing gives the memory back */
+	isosock_close(a->cli, s[0]);
+	for (int i = 0; i < 1000 && (s[3] = isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0)) < 0; i++)
+		usleep(1000);
+	assert_true(s[3] > 0);
+	assert_true(stats_now().enobufs >= s0.enobufs + 2);
+	atomic_store(&want_mem_limit, 0);
+	assert_true(eventually(mem_limit_applied, NULL, 5));
+	for (int i = 1; i < 4; i++)
+		isosock_close(a->cli, s[i]);
+}
+
+static bool broken_socks_are(void *arg)
+{
+	return stats_now().broken_socks == (uint64_t)(uintptr_t)arg;
+}
+
+/* An application that corrupts a ring index loses that socket, not the
+ * daemon nor its other sockets. */
+static void test_broken_ring(void **state)
+{
+	struct apps *a = *state;
+	struct sockaddr_un { sa_family_t f; char p[108]; } un = { AF_UNIX, { 0 } };
+	struct isostack_ctl_attach req = {
+		.hdr = { ISOSTACK_CTL_MAGIC, ISOSTACK_CTL_VERSION, ISOSTACK_CTL_ATTACH, sizeof(req), 0 },
+		.abi_version = ISOSTACK_SHM_ABI_VERSION, .features = ISOSTACK_SHM_FEATURES,
+	};
+	struct isostack_ctl_attach_reply rep;
+	struct isoshm_app *shm;
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { &rep, sizeof(rep) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			      .msg_controllen = sizeof(cbuf) };
+	struct isostack_shm_cmd cmd;
+	struct isostack_shm_status st;
+	struct isod_backend_stats s0 = stats_now();
+	const struct isostack_shm_header *h;
+	struct isostack_shm_sock *socks;
+	int fd, efd, fds[2], id, other;
+	unsigned apps0 = atomic_load(&pub_apps);
+
+	(void)a;
+	strcpy(un.p, ctl_path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&un, sizeof(un)), 0);
+	efd = eventfd(0, EFD_NONBLOCK);
+	assert_int_equal(isoshm_send_fd(fd, efd, &req, sizeof(req)), 0);
+	close(efd);
+	assert_int_equal(recvmsg(fd, &msg, 0), (ssize_t)sizeof(rep));
+	assert_int_equal(rep.status, 0);
+	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(fds));
+	assert_int_equal(isoshm_app_attach(&shm, fds[0], NULL), 0);
+	close(fds[1]);
+	h = isoshm_app_header(shm);
+	socks = (struct isostack_shm_sock *)((uint8_t *)isoshm_app_base(shm) + h->socks_off);
+
+#define RT(sock_) do { \
+		assert_int_equal(isoshm_app_submit(shm, (sock_), &cmd, 1), 1); \
+		while (isoshm_app_recv_status(shm, (sock_), &st, 1) == 0) \
+			usleep(100); \
+	} while (0)
+
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_SOCKET, .sock = 0, .cookie = 1,
+					 .arg = { AF_INET, SOCK_STREAM } };
+	RT(0);
+	id = (int)st.result;
+	assert_true(id > 0);
+	RT(0);
+	other = (int)st.result;
+	assert_true(other > 0 && other != id);
+	/* rx_cons jumps past rx_prod: the application claims bytes it never got */
+	atomic_store(&socks[id].rx_cons, atomic_load(&socks[id].rx_prod) + 4096);
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_RECV, .sock = (uint32_t)id };
+	assert_int_equal(isoshm_app_submit(shm, (uint32_t)id, &cmd, 1), 1);
+	/* The slot's rings are all untrusted from now on (shm/ marks the
+	 * whole slot broken, status ring included): no EV_ERROR can reach
+	 * this application; the stack kills the socket and counts it. */
+	assert_true(eventually(broken_socks_are, (void *)(uintptr_t)(s0.broken_socks + 1), 5));
+	/* the other socket of the same application still answers */
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_GETSOCKNAME,
+					 .sock = (uint32_t)other, .cookie = 5 };
+	RT((uint32_t)other);
+	assert_int_equal(st.cookie, 5);
+	assert_int_equal(st.result, 0);
+	assert_int_equal(stats_now().broken_apps, s0.broken_apps);
+#undef RT
+	isoshm_app_detach(shm);
+	close(fd);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
+}
+
+/* The STATS query of isostat over the control socket. */
+static void test_stats(void **state)
+{
+	struct apps *a = *state;
+	struct sockaddr_un { sa_family_t f; char p[108]; } un = { AF_UNIX, { 0 } };
+	struct isostack_ctl_stats req = {
+		.hdr = { ISOSTACK_CTL_MAGIC, ISOSTACK_CTL_VERSION, ISOSTACK_CTL_STATS, sizeof(req), 0 },
+	};
+	static char buf[ISOSTACK_CTL_STATS_MAX + 1];
+	struct isostack_ctl_hdr *hdr = (struct isostack_ctl_hdr *)buf;
+	int fd, sk = isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0);
+	ssize_t n;
+
+	assert_true(sk > 0);
+	strcpy(un.p, ctl_path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&un, sizeof(un)), 0);
+	for (int round = 0; round < 2; round++) {   /* a client may ask again */
+		assert_int_equal(send(fd, &req, sizeof(req), 0), (ssize_t)sizeof(req));
+		n = recv(fd, buf, sizeof(buf) - 1, 0);
+		assert_true(n > (ssize_t)sizeof(*hdr));
+		assert_int_equal(hdr->type, ISOSTACK_CTL_STATS_REPLY);
+		assert_int_equal(hdr->length, (uint32_t)n);
+		buf[n] = '\0';
+		assert_non_null(strstr(buf + sizeof(*hdr), "\nbackend.apps_attached "));
+		assert_non_null(strstr(buf + sizeof(*hdr), "backend.apps 2\n"));
+		assert_non_null(strstr(buf + sizeof(*hdr), "backend.udp_rx_dropped "));
+		assert_non_null(strstr(buf + sizeof(*hdr), ".sockets 1\n"));
+	}
+	close(fd);
+	isosock_close(a->cli, sk);
+}
+
+/* ---- The daemon dies under the applications (must be the last test) --------------- */
+
+struct blocked {
+	struct isosock_app *app;
+	int s;
+	ssize_t rc;
+};
+
+static void *blocked_recv(void *p)
+{
+	struct blocked *b = p;
+	uint8_t x;
+
+	b->rc = isosock_recv(b->app, b->s, &x, 1, 0);
+	return NULL;
+}
+
+static void *blocked_accept(void *p)
+{
+	struct blocked *b = p;
+
+	b->rc = isosock_accept(b->app, b->s, NULL, NULL, 0);
+	return NULL;
+}
+
+static void test_daemon_dies(void **state)
+{
+	struct apps *a = *state;
+	int l = listener(a->srv, PORT_BASE + 9);
+	int c = connector(a->cli, PORT_BASE + 9);
+	int s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	struct blocked br = { a->cli, c, 1 }, ba = { a->srv, l, 1 };
+	pthread_t t1, t2;
+	uint8_t x = 1;
+	struct sockaddr_in me;
+	socklen_t mlen = sizeof(me);
+
+	assert_true(s > 0);
+	pthread_create(&t1, NULL, blocked_recv, &br);
+	pthread_create(&t2, NULL, blocked_accept, &ba);
+	atomic_store(&kill_backend, true);
+	/* blocked calls come back (nothing hangs), with the kernel's errors */
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	assert_int_equal(br.rc, -ECONNRESET);
+	assert_int_equal(ba.rc, -ECONNABORTED);
+	assert_false(isosock_app_alive(a->cli));
+	assert_int_equal(isosock_send(a->cli, c, &x, 1, 0), -EPIPE);
+	assert_int_equal(isosock_recv(a->srv, s, &x, 1, 0), -ECONNRESET);
+	assert_int_equal(isosock_send(a->srv, s, &x, 1, 0), -EPIPE);
+	assert_int_equal(isosock_getsockname(a->cli, c, (struct sockaddr *)&me, &mlen), -ENOTCONN);
+	assert_int_equal(isosock_socket(a->cli, AF_INET, SOCK_STREAM, 0), -ENETDOWN);
+	assert_true(isosock_poll(a->cli, c, POLLIN) & POLLERR);
+	assert_int_equal(isosock_close(a->cli, c), 0);
+	assert_int_equal(isosock_close(a->srv, s), 0);
+	assert_int_equal(isosock_close(a->srv, l), 0);
+}
+
 /* ---- Group ------------------------------------------------------------------------ */
 
 static int group_setup(void **state)
@@ -856,6 +1305,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_app_dies, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_emfile, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_commands, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_udp, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_napping, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_enobufs, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_broken_ring, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_stats, apps_setup, apps_teardown),
+		/* last: the back-end is gone afterwards */
+		cmocka_unit_test_setup_teardown(test_daemon_dies, apps_setup, apps_teardown),
 	};
 
 	if (getenv("ISOBE_TEST") != NULL)

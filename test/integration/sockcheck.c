@@ -1,0 +1,555 @@
+/*
+ * sockcheck: one socket-semantics test program, run once natively and once
+ * under libisosock.so against the same Linux peer; the two logs must be
+ * identical.  Each check prints one line, "name result", where result is
+ * "ok", a count, or an errno name: never an address, port, time or pid.
+ *
+ *   sockcheck peer BASEPORT            the Linux side (peer namespace)
+ *   sockcheck run PEERADDR BASEPORT    the side under test; prints the log
+ *
+ * Peer services, by port: +0 echo (TCP and UDP), +1 reset after one byte,
+ * +2 silent, +3 sink (replies FNV-1a of all bytes, after EOF), +4 source
+ * (sends the 8-byte count it is asked for), +5 connector (connects back to
+ * the port it is sent and writes "hello"), +9 nothing (refused).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct in_addr peer_ip;
+static int base;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "sockcheck: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+static const char *ename(int e)
+{
+	switch (e) {
+	case 0: return "ok";
+	case EAGAIN: return "EAGAIN";
+	case EINPROGRESS: return "EINPROGRESS";
+	case ECONNREFUSED: return "ECONNREFUSED";
+	case ECONNRESET: return "ECONNRESET";
+	case EPIPE: return "EPIPE";
+	case ENOTCONN: return "ENOTCONN";
+	case EINTR: return "EINTR";
+	case EISCONN: return "EISCONN";
+	case EALREADY: return "EALREADY";
+	case EBADF: return "EBADF";
+	case EINVAL: return "EINVAL";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	default: {
+		static char b[32];
+		snprintf(b, sizeof(b), "errno%d", e);
+		return b;
+	}
+	}
+}
+
+static void report(const char *name, const char *result)
+{
+	printf("%-24s %s\n", name, result);
+	fflush(stdout);
+}
+
+static void report_rc(const char *name, long rc)
+{
+	report(name, rc < 0 ? ename(errno) : "ok");
+}
+
+static uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static unsigned char pattern(uint64_t i)
+{
+	return (unsigned char)((i * 7 + (i >> 11)) & 0xff);
+}
+
+static struct sockaddr_in addr(struct in_addr ip, int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr = ip };
+	return a;
+}
+
+static int tcp_to(int off)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		die("socket");
+	struct sockaddr_in a = addr(peer_ip, base + off);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("connect");
+	return fd;
+}
+
+static int read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t n)
+{
+	size_t put = 0;
+	while (put < n) {
+		ssize_t r = write(fd, (const char *)buf + put, n - put);
+		if (r <= 0)
+			return -1;
+		put += (size_t)r;
+	}
+	return 0;
+}
+
+/* ---- peer ---------------------------------------------------------------- */
+
+static void serve(int off, int c)
+{
+	unsigned char buf[65536];
+	ssize_t n;
+	switch (off) {
+	case 0:
+		while ((n = read(c, buf, sizeof(buf))) > 0)
+			if (write_full(c, buf, (size_t)n) < 0)
+				break;
+		break;
+	case 1: {
+		struct linger l = { 1, 0 };
+		if (read(c, buf, 1) == 1)
+			setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+		break;
+	}
+	case 2:
+		while (read(c, buf, sizeof(buf)) > 0)
+			;
+		break;
+	case 3: {
+		uint64_t h = 0xcbf29ce484222325ULL, cnt = 0;
+		while ((n = read(c, buf, sizeof(buf))) > 0) {
+			h = fnv(h, buf, (size_t)n);
+			cnt += (uint64_t)n;
+		}
+		uint64_t out[2] = { h, cnt };
+		write_full(c, out, sizeof(out));
+		break;
+	}
+	case 4: {
+		uint64_t want;
+		if (read_full(c, &want, sizeof(want)) < 0)
+			break;
+		for (uint64_t i = 0; i < want;) {
+			size_t k = 0;
+			for (; k < sizeof(buf) && i < want; k++, i++)
+				buf[k] = pattern(i);
+			if (write_full(c, buf, k) < 0)
+				break;
+		}
+		break;
+	}
+	case 5: {
+		uint16_t port;
+		struct sockaddr_in a;
+		socklen_t l = sizeof(a);
+		if (read_full(c, &port, sizeof(port)) < 0 ||
+		    getpeername(c, (struct sockaddr *)&a, &l) < 0)
+			break;
+		a.sin_port = port;
+		int o = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(o, (struct sockaddr *)&a, sizeof(a)) == 0)
+			write_full(o, "hello", 5);
+		close(o);
+		write_full(c, "k", 1);
+		break;
+	}
+	}
+	close(c);
+}
+
+static int run_peer(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
+	static const int offs[] = { 0, 1, 2, 3, 4, 5 };
+	struct pollfd p[7];
+	int n = 0;
+	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, base + offs[i]);
+		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0)
+			die("peer listen");
+		p[n++] = (struct pollfd){ .fd = fd, .events = POLLIN };
+	}
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in ua = addr((struct in_addr){ htonl(INADDR_ANY) }, base);
+	if (bind(u, (struct sockaddr *)&ua, sizeof(ua)) < 0)
+		die("peer udp");
+	p[n++] = (struct pollfd){ .fd = u, .events = POLLIN };
+	printf("peer ready\n");
+	fflush(stdout);
+	for (;;) {
+		if (poll(p, (nfds_t)n, -1) < 0)
+			continue;
+		for (int i = 0; i < n; i++) {
+			if (!(p[i].revents & POLLIN))
+				continue;
+			if (p[i].fd == u) {
+				char b[2048];
+				struct sockaddr_in from;
+				socklen_t fl = sizeof(from);
+				ssize_t r = recvfrom(u, b, sizeof(b), 0, (struct sockaddr *)&from, &fl);
+				if (r >= 0)
+					sendto(u, b, (size_t)r, 0, (struct sockaddr *)&from, fl);
+				continue;
+			}
+			int c = accept(p[i].fd, NULL, NULL);
+			if (c < 0)
+				continue;
+			if (fork() == 0) {
+				serve(offs[i], c);
+				_exit(0);
+			}
+			close(c);
+		}
+	}
+}
+
+/* ---- checks ------------------------------------------------------------ */
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+static void check_connect(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = addr(peer_ip, base + 9);
+	report_rc("connect_refused", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	close(fd);
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	a = addr(peer_ip, base + 0);
+	report_rc("nb_connect", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	struct pollfd p = { fd, POLLOUT, 0 };
+	poll(&p, 1, 5000);
+	report("nb_connect_pollout", (p.revents & POLLOUT) ? "ok" : "no");
+	int err = -1;
+	socklen_t l = sizeof(err);
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+	report("nb_connect_so_error", ename(err));
+	report_rc("nb_connect_again", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	close(fd);
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	a = addr(peer_ip, base + 9);
+	report_rc("nb_connect_refused", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	p = (struct pollfd){ fd, POLLOUT, 0 };
+	poll(&p, 1, 5000);
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+	report("nb_refused_so_error", ename(err));
+	close(fd);
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in pa;
+	l = sizeof(pa);
+	report_rc("getpeername_unconn", getpeername(fd, (struct sockaddr *)&pa, &l));
+	char c;
+	report_rc("recv_unconn", recv(fd, &c, 1, 0));
+	report_rc("send_unconn", send(fd, "x", 1, MSG_NOSIGNAL));
+	close(fd);
+}
+
+static void check_stream(void)
+{
+	int fd = tcp_to(0);
+	char buf[4096];
+	report_rc("send_small", send(fd, "ping", 4, 0));
+	report("recv_small", read_full(fd, buf, 4) == 0 && !memcmp(buf, "ping", 4) ? "ok" : "bad");
+	/* half-close: the peer echoes what is in flight, then EOF */
+	memset(buf, 'h', 1000);
+	write_full(fd, buf, 1000);
+	report_rc("shutdown_wr", shutdown(fd, SHUT_WR));
+	size_t got = 0;
+	ssize_t r;
+	while ((r = recv(fd, buf, sizeof(buf), 0)) > 0)
+		got += (size_t)r;
+	char res[32];
+	snprintf(res, sizeof(res), "%zu %s", got, r == 0 ? "eof" : ename(errno));
+	report("half_close", res);
+	report_rc("send_after_shutdown", send(fd, "x", 1, MSG_NOSIGNAL));
+	report("recv_after_eof", recv(fd, buf, 1, 0) == 0 ? "eof" : ename(errno));
+	close(fd);
+
+	fd = tcp_to(2);
+	report_rc("recv_dontwait", recv(fd, buf, 1, MSG_DONTWAIT));
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	report("fcntl_nonblock", (fcntl(fd, F_GETFL) & O_NONBLOCK) ? "ok" : "no");
+	report_rc("read_nonblock", read(fd, buf, 1));
+	fcntl(fd, F_SETFL, fl);
+	struct timeval tv = { 0, 100000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	report_rc("recv_rcvtimeo", recv(fd, buf, 1, 0));
+	tv = (struct timeval){ 0, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	/* A signal without SA_RESTART interrupts a blocking recv. */
+	struct sigaction sa = { .sa_handler = on_alarm };
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = { { 0, 0 }, { 0, 50000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+	report_rc("recv_eintr", recv(fd, buf, 1, 0));
+	signal(SIGALRM, SIG_DFL);
+	int one = 1, v = 0;
+	socklen_t l = sizeof(v);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l);
+	report("tcp_nodelay", v ? "ok" : "no");
+	getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l);
+	report("so_type", v == SOCK_STREAM ? "ok" : "no");
+	int d = dup(fd);
+	close(fd);
+	report_rc("dup_send", send(d, "x", 1, 0));
+	close(d);
+
+	fd = tcp_to(1);
+	send(fd, "x", 1, 0);
+	report_rc("recv_rst", recv(fd, buf, 1, 0));
+	report_rc("send_after_rst", send(fd, "x", 1, MSG_NOSIGNAL));
+	close(fd);
+}
+
+static void check_bulk(void)
+{
+	const uint64_t total = 8u << 20;
+	unsigned char buf[65536];
+	int fd = tcp_to(3);
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (uint64_t i = 0; i < total;) {
+		size_t k = 0;
+		for (; k < 10007 && i < total; k++, i++) /* odd sizes on purpose */
+			buf[k] = pattern(i);
+		h = fnv(h, buf, k);
+		if (write_full(fd, buf, k) < 0)
+			break;
+	}
+	shutdown(fd, SHUT_WR);
+	uint64_t out[2] = { 0, 0 };
+	read_full(fd, out, sizeof(out));
+	report("bulk_send_checksum", out[0] == h && out[1] == total ? "ok" : "bad");
+	close(fd);
+
+	fd = tcp_to(4);
+	uint64_t want = total;
+	write_full(fd, &want, sizeof(want));
+	uint64_t got = 0, hh = 0xcbf29ce484222325ULL, he = 0xcbf29ce484222325ULL;
+	ssize_t r;
+	while ((r = read(fd, buf, sizeof(buf))) > 0) {
+		hh = fnv(hh, buf, (size_t)r);
+		for (ssize_t k = 0; k < r; k++) {
+			unsigned char e = pattern(got + (uint64_t)k);
+			he = fnv(he, &e, 1);
+		}
+		got += (uint64_t)r;
+	}
+	report("bulk_recv_checksum", got == total && hh == he ? "ok" : "bad");
+	close(fd);
+}
+
+static void check_readiness(void)
+{
+	char buf[64];
+	int fd = tcp_to(0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 7 }, out[4];
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	char res[32];
+	snprintf(res, sizeof(res), "%d", epoll_wait(ep, out, 4, 0));
+	report("epoll_lt_idle", res);
+	send(fd, "ab", 2, 0);
+	int n1 = epoll_wait(ep, out, 4, 5000), n2 = epoll_wait(ep, out, 4, 0);
+	snprintf(res, sizeof(res), "%d %d", n1, n2);
+	report("epoll_lt", res);
+	read_full(fd, buf, 2);
+
+	ev.events = EPOLLIN | EPOLLET;
+	epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+	send(fd, "cd", 2, 0);
+	n1 = epoll_wait(ep, out, 4, 5000);
+	read_full(fd, buf, 1);
+	n2 = epoll_wait(ep, out, 4, 50);
+	read_full(fd, buf, 1);
+	send(fd, "ef", 2, 0);
+	int n3 = epoll_wait(ep, out, 4, 5000);
+	read_full(fd, buf, 2);
+	snprintf(res, sizeof(res), "%d %d %d", n1, n2, n3);
+	report("epoll_et", res);
+
+	ev.events = EPOLLIN | EPOLLONESHOT;
+	epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+	send(fd, "g", 1, 0);
+	n1 = epoll_wait(ep, out, 4, 5000);
+	n2 = epoll_wait(ep, out, 4, 0);
+	epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+	n3 = epoll_wait(ep, out, 4, 0);
+	snprintf(res, sizeof(res), "%d %d %d %u", n1, n2, n3, out[0].data.u32);
+	report("epoll_oneshot", res);
+
+	/* One set mixing a pipe and the socket. */
+	int p[2];
+	if (pipe(p) < 0)
+		die("pipe");
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 9 };
+	epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev);
+	write(p[1], "z", 1);
+	n1 = epoll_wait(ep, out, 4, 5000);
+	snprintf(res, sizeof(res), "%d %u", n1, n1 == 1 ? out[0].data.u32 : 0);
+	report("epoll_mixed", res);
+	close(p[0]);
+	close(p[1]);
+	close(ep);
+
+	/* poll / select: socket readable with the 'g' still unread. */
+	struct pollfd pf = { fd, POLLIN | POLLOUT, 0 };
+	n1 = poll(&pf, 1, 5000);
+	snprintf(res, sizeof(res), "%d %s%s", n1, (pf.revents & POLLIN) ? "in" : "",
+		 (pf.revents & POLLOUT) ? "out" : "");
+	report("poll", res);
+	fd_set r, w;
+	FD_ZERO(&r);
+	FD_ZERO(&w);
+	FD_SET(fd, &r);
+	FD_SET(fd, &w);
+	struct timeval tv = { 5, 0 };
+	n1 = select(fd + 1, &r, &w, NULL, &tv);
+	snprintf(res, sizeof(res), "%d", n1);
+	report("select", res);
+	read_full(fd, buf, 1);
+	pf.events = POLLIN;
+	snprintf(res, sizeof(res), "%d", poll(&pf, 1, 20));
+	report("poll_timeout", res);
+	close(fd);
+}
+
+static void check_accept(void)
+{
+	for (int nb = 0; nb < 2; nb++) {
+		int l = socket(AF_INET, SOCK_STREAM | (nb ? SOCK_NONBLOCK : 0), 0), one = 1;
+		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0);
+		socklen_t al = sizeof(a);
+		bind(l, (struct sockaddr *)&a, sizeof(a));
+		listen(l, 8);
+		getsockname(l, (struct sockaddr *)&a, &al);
+		if (nb)
+			report_rc("accept_nb_empty", accept(l, NULL, NULL));
+		int ctl = tcp_to(5);
+		uint16_t port = a.sin_port;
+		write_full(ctl, &port, sizeof(port));
+		if (nb) {
+			struct pollfd p = { l, POLLIN, 0 };
+			poll(&p, 1, 5000);
+		}
+		int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		char buf[8] = { 0 };
+		const char *res = c < 0 ? ename(errno) :
+				  read_full(c, buf, 5) == 0 && !memcmp(buf, "hello", 5) ? "ok" : "bad";
+		report(nb ? "accept_nb" : "accept_blocking", res);
+		if (c >= 0)
+			report("accepted_cloexec", (fcntl(c, F_GETFD) & FD_CLOEXEC) ? "ok" : "no");
+		read_full(ctl, buf, 1);
+		close(c);
+		close(ctl);
+		close(l);
+	}
+}
+
+static void check_fork(void)
+{
+	int fd = tcp_to(0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char b[5];
+		int ok = send(fd, "child", 5, 0) == 5 && read_full(fd, b, 5) == 0 &&
+			 !memcmp(b, "child", 5);
+		close(fd);
+		_exit(ok ? 0 : 1);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	report("fork_child", WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "ok" : "bad");
+	char b[6];
+	int ok = send(fd, "parent", 6, 0) == 6 && read_full(fd, b, 6) == 0 &&
+		 !memcmp(b, "parent", 6);
+	report("fork_parent", ok ? "ok" : "bad");
+	close(fd);
+}
+
+static void check_udp(void)
+{
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = addr(peer_ip, base), from;
+	socklen_t fl = sizeof(from);
+	char b[64];
+	struct timeval tv = { 5, 0 };
+	setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	report_rc("udp_recv_dontwait", recv(u, b, sizeof(b), MSG_DONTWAIT));
+	report_rc("udp_sendto", sendto(u, "dgram", 5, 0, (struct sockaddr *)&a, sizeof(a)));
+	ssize_t r = recvfrom(u, b, sizeof(b), 0, (struct sockaddr *)&from, &fl);
+	report("udp_echo", r == 5 && !memcmp(b, "dgram", 5) &&
+			   from.sin_addr.s_addr == peer_ip.s_addr ? "ok" : "bad");
+	report_rc("udp_connect", connect(u, (struct sockaddr *)&a, sizeof(a)));
+	send(u, "two", 3, 0);
+	r = recv(u, b, sizeof(b), 0);
+	report("udp_connected_echo", r == 3 ? "ok" : "bad");
+	close(u);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "peer")) {
+		base = atoi(argv[2]);
+		return run_peer();
+	}
+	if (argc != 4 || strcmp(argv[1], "run") || inet_pton(AF_INET, argv[2], &peer_ip) != 1) {
+		fprintf(stderr, "usage: sockcheck peer BASEPORT | run PEERADDR BASEPORT\n");
+		return 2;
+	}
+	base = atoi(argv[3]);
+	signal(SIGPIPE, SIG_IGN);
+	check_connect();
+	check_stream();
+	check_bulk();
+	check_readiness();
+	check_accept();
+	check_fork();
+	check_udp();
+	return 0;
+}

@@ -1,0 +1,84 @@
+#!/bin/bash
+# The socket-semantics check: sockcheck's log natively (Linux on both
+# ends, in a namespace pair of our own) must equal its log under
+# libisosock.so (the side under test on isostack, `isostack run`), the peer
+# being Linux both times.  The native run is done twice first: the program
+# must be deterministic for the comparison to mean anything.
+#
+# Usage (meson passes these): test_sockcheck.sh SOCKCHECK [LIBISOSOCK]
+set -euo pipefail
+
+SOCKCHECK=${1:?sockcheck binary}
+SHIM=${2:-}
+BASE=17100
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+command -v ip >/dev/null || { echo "SKIP: needs iproute2"; exit 77; }
+
+P=sck$$
+NS_A=${P}a NS_P=${P}p
+A_IP=198.18.77.1 P_IP=198.18.77.2
+tmp=$(mktemp -d)
+PEER_PID=
+cleanup() {
+	local rc=$?
+	[ -n "$PEER_PID" ] && kill "$PEER_PID" 2>/dev/null && wait "$PEER_PID" 2>/dev/null
+	ip netns del "$NS_A" 2>/dev/null || true
+	ip netns del "$NS_P" 2>/dev/null || true
+	rm -rf "$tmp"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add "$NS_A"
+ip netns add "$NS_P"
+ip link add "${P}a0" netns "$NS_A" type veth peer name "${P}p0" netns "$NS_P"
+ip -n "$NS_A" addr add "$A_IP/24" dev "${P}a0"
+ip -n "$NS_P" addr add "$P_IP/24" dev "${P}p0"
+for ns in "$NS_A" "$NS_P"; do
+	ip -n "$ns" link set lo up
+done
+ip -n "$NS_A" link set "${P}a0" up
+ip -n "$NS_P" link set "${P}p0" up
+
+# The peer prints "peer ready" once it listens: wait for that line, not a time.
+ip netns exec "$NS_P" taskset -c 0 "$SOCKCHECK" peer $BASE >"$tmp/peer.out" 2>&1 &
+PEER_PID=$!
+exec 3< <(tail -F "$tmp/peer.out" 2>/dev/null)
+read -r -t 10 line <&3 || { echo "FAIL: peer did not start"; exit 1; }
+[ "$line" = "peer ready" ] || { echo "FAIL: peer: $line"; exit 1; }
+
+for run in 1 2; do
+	ip netns exec "$NS_A" taskset -c 0 timeout 120 "$SOCKCHECK" run "$P_IP" $BASE \
+		>"$tmp/native$run.log"
+done
+cat "$tmp/native1.log"
+if ! diff -u "$tmp/native1.log" "$tmp/native2.log"; then
+	echo "FAIL: sockcheck is not deterministic natively"
+	exit 1
+fi
+echo "== native runs agree ($(wc -l <"$tmp/native1.log") checks)"
+
+# Under the shim: needs the daemon and `isostack run` (the integration
+# environment meson sets up).  Without them, the native half still counted.
+CLI=${ISOSTACK_CLI:-}
+if [ -z "$SHIM" ] || [ ! -f "$SHIM" ] || [ -z "$CLI" ] || [ ! -x "${ISOSTACK_DAEMON:-/nonexistent}" ] ||
+   ! grep -qw run <<<"$("$CLI" help 2>/dev/null)"; then
+	echo "SKIP: shim half needs libisosock.so, isostackd and 'isostack run'"
+	exit 77
+fi
+kill "$PEER_PID"; wait "$PEER_PID" 2>/dev/null || true; PEER_PID=
+export ISOSTACK_NS_PREFIX=sck$$
+export ISOSTACK_SHIM=$SHIM
+"$CLI" up >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log"; echo "FAIL: isostack up failed"; exit 1; }
+trap '"$CLI" down >/dev/null 2>&1 || true; cleanup' EXIT
+"$CLI" peer -- "$SOCKCHECK" peer $BASE >"$tmp/peer2.out" 2>&1 &
+PEER_PID=$!
+exec 4< <(tail -F "$tmp/peer2.out" 2>/dev/null)
+read -r -t 10 line <&4 || { echo "FAIL: peer did not start"; exit 1; }
+timeout 180 "$CLI" run -- "$SOCKCHECK" run 198.18.0.2 $BASE >"$tmp/shim.log" || true
+if ! diff -u "$tmp/native1.log" "$tmp/shim.log"; then
+	echo "FAIL: the shim's log differs from the kernel's"
+	exit 1
+fi
+echo "== shim log equals the native log"
