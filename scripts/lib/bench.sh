@@ -23,6 +23,7 @@ help_bench() {
 	cat <<EOF
 usage: isostack bench [--stack kernel|isostack|both] [--quick] [--seconds N]
                       [--out DIR]
+       isostack bench shm [--quick] [--out DIR]
 
 Runs isoperf (bench/isoperf.c: TTCP-like streaming and request/response,
 one thread per connection) for each stack over a veth between two network
@@ -32,6 +33,9 @@ namespaces (198.18.1.0/24), and prints one table:
   rr    request/response, 1 and 8 connections, 1 KB    (paper Fig. 6-7)
 Each run also writes DIR/<stack>-<mode>-<conns>x<bytes>.json and DIR/summary.json
 (DIR defaults to ./bench-results). --quick runs fewer points for 1 s each.
+'isostack bench shm' runs bench/shm_bench instead: the shared-memory rings,
+ring + doorbell and futex wake round trip against DPDK's rte_ring, a pipe,
+an eventfd and an AF_UNIX socketpair (docs/shm.md); DIR/shm_bench.json.
 Figures depend on this machine; they are never checked by the tests.
 EOF
 }
@@ -97,7 +101,7 @@ bench_matrix() {
 }
 
 cmd_bench() {
-	local stack=both secs=3 quick=0 out=$PWD/bench-results
+	local stack=both secs=3 quick=0 out=$PWD/bench-results shm=0
 
 	while [ $# -gt 0 ]; do
 		case $1 in
@@ -105,11 +109,13 @@ cmd_bench() {
 		--quick) quick=1; secs=1 ;;
 		--seconds) secs=$2; shift ;;
 		--out) out=$2; shift ;;
+		shm) shm=1 ;;
 		*) die "bench: unknown option '$1' (see isostack bench --help)" ;;
 		esac
 		shift
 	done
 	case $stack in kernel|isostack|both) ;; *) die "bench: --stack kernel|isostack|both" ;; esac
+	[ $shm -eq 1 ] && { bench_shm "$out" "$quick"; return; }
 	need_root bench
 	BENCH_ISOPERF=${ISOSTACK_ISOPERF:-$ISOSTACK_BUILD/bench/isoperf}
 	[ "$ISOSTACK_MODE" = installed ] && BENCH_ISOPERF=${ISOSTACK_ISOPERF:-$ISOSTACK_BINDIR/isoperf}
@@ -179,4 +185,20 @@ bench_isostack() {
 	BENCH_SERVER_PID=
 	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
 	BENCH_DOWN=
+}
+
+# The shared-memory transport's benchmark: producer on core 0, consumer
+# (the stack's side) on core 1.
+bench_shm() {
+	local out=$1 quick=$2 bin
+
+	bin=${ISOSTACK_SHM_BENCH:-$ISOSTACK_BUILD/bench/shm_bench}
+	[ -x "$bin" ] || die "bench: $bin not built: run 'isostack build'"
+	mkdir -p "$out"
+	if [ "$quick" -eq 1 ]; then
+		"$bin" --json "$out/shm_bench.json" --quick
+	else
+		"$bin" --json "$out/shm_bench.json"
+	fi
+	log "bench: results in $out/shm_bench.json"
 }
