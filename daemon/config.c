@@ -41,6 +41,7 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->weight_rx = 2;
 	cfg->weight_events = 1;
 	cfg->weight_apps = 2;
+	cfg->tso = true;
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
 }
 
@@ -177,6 +178,15 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			cfg->mode = ISOD_MODE_ADAPTIVE;
 		else {
 			CONF_ERR(where, "mode must be busy or adaptive, not '%s'", val);
+			return -EINVAL;
+		}
+	} else if (strcmp(key, "tso") == 0) {
+		if (strcmp(val, "on") == 0)
+			cfg->tso = true;
+		else if (strcmp(val, "off") == 0)
+			cfg->tso = false;
+		else {
+			CONF_ERR(where, "tso must be on or off, not '%s'", val);
 			return -EINVAL;
 		}
 	} else if (strcmp(key, "echo") == 0) {
@@ -331,6 +341,7 @@ static void usage(const char *prog)
 	       "  --mbufs N          mbufs in each port's mempool (default 16383)\n"
 	       "  --echo ADDR|off    echo (TCP 7) and discard (TCP 9) service on ADDR\n"
 	       "  --mode busy|adaptive  busy polling, or sleep when idle\n"
+	       "  --tso on|off       TCP segmentation offload where the port has it (default on)\n"
 	       "  --idle-us N        adaptive: idle time before sleeping (default 1000)\n"
 	       "  --sleep-us N       longest timed sleep without RX interrupts (default 1000)\n"
 	       "  --control PATH     control socket path\n"
@@ -342,7 +353,7 @@ static void usage(const char *prog)
 
 enum {
 	OPT_CONFIG = 256, OPT_LCORE, OPT_PORT, OPT_MBUFS, OPT_ECHO, OPT_MODE,
-	OPT_IDLE_US, OPT_SLEEP_US, OPT_CONTROL,
+	OPT_IDLE_US, OPT_SLEEP_US, OPT_CONTROL, OPT_TSO,
 };
 
 static const struct option long_opts[] = {
@@ -355,6 +366,7 @@ static const struct option long_opts[] = {
 	{ "idle-us",  required_argument, NULL, OPT_IDLE_US },
 	{ "sleep-us", required_argument, NULL, OPT_SLEEP_US },
 	{ "control",  required_argument, NULL, OPT_CONTROL },
+	{ "tso",      required_argument, NULL, OPT_TSO },
 	{ "help",     no_argument,       NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -421,6 +433,9 @@ int isod_config_load(struct isod_config *cfg, int argc, char **argv)
 			break;
 		case OPT_CONTROL:
 			ret = daemon_set(cfg, "control", optarg, "--control");
+			break;
+		case OPT_TSO:
+			ret = daemon_set(cfg, "tso", optarg, "--tso");
 			break;
 		default:
 			usage(argv[0]);

@@ -53,6 +53,7 @@ struct isod_config {
 	unsigned weight_apps;      /* application commands (socket back-end) */
 	bool echo;
 	uint32_t echo_addr;        /* network byte order */
+	bool tso;                  /* use TSO on ports that offer it */
 	char control[PATH_MAX];
 	unsigned nports;
 	struct isod_port_conf ports[ISOD_MAX_PORTS];

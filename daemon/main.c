@@ -128,7 +128,9 @@ static void port_log(const struct isotcp_dpdk_port *p, const struct isod_port_co
 		 "%u mbufs, %u/%u descriptors", p->port_id,
 		 p->caps.rx_cksum ? "offloaded" : "software",
 		 p->caps.tx_cksum ? "offloaded" : "software",
-		 p->caps.tso ? "offered (unused: lwIP sends MSS-sized segments)" : "not offered",
+		 p->tso_on ? "on (lwIP merges up to 44 segments, the device cuts them)" :
+		 p->caps.tso && !p->caps.tx_cksum ? "offered, unused (no TX checksum offload)" :
+		 p->caps.tso ? "offered, off (tso = off)" : "not offered",
 		 p->caps.rx_intr ? "yes" : "no", mbufs, p->nb_rxd, p->nb_txd);
 }
 
@@ -306,6 +308,7 @@ int main(int argc, char **argv)
 		struct isotcp_dpdk_port_conf pc = {
 			.mbufs = cfg.mbufs,
 			.want_rx_intr = cfg.mode == ISOD_MODE_ADAPTIVE,
+			.want_tso = cfg.tso,
 		};
 
 		ret = port_lookup(&cfg.ports[i], &pc.port_id);

@@ -58,6 +58,8 @@ static void put_port(struct out *o, unsigned i, const struct isotcp_dpdk_port *p
 	put(o, "port.%u.tx_zc_frames %" PRIu64 "\nport.%u.tx_zc_bytes %" PRIu64 "\n"
 	    "port.%u.tx_copied_frames %" PRIu64 "\n",
 	    i, s->tx_zc_frames, i, s->tx_zc_bytes, i, s->tx_copied_frames);
+	put(o, "port.%u.tx_tso_frames %" PRIu64 "\nport.%u.tx_tso_bytes %" PRIu64 "\n",
+	    i, s->tx_tso_frames, i, s->tx_tso_bytes);
 	if (rte_eth_stats_get(p->port_id, &hw) == 0)
 		put(o, "port.%u.dev_imissed %" PRIu64 "\nport.%u.dev_ierrors %" PRIu64 "\n"
 		    "port.%u.dev_oerrors %" PRIu64 "\nport.%u.dev_rx_nombuf %" PRIu64 "\n",

@@ -46,8 +46,10 @@
 /* Payload spans shorter than this are copied into the chain instead: an
  * mbuf and an attachment cost more than copying a few bytes. */
 #define ZC_MIN_SPAN     128
-/* Segments per frame we build at most (lwIP frames have 2-4). */
+/* Segments per frame we build at most (lwIP frames have 2-4; a frame
+ * merged for TSO has a payload pbuf per merged segment, up to 44). */
 #define ZC_MAX_SEGS     8u
+#define ZC_TSO_MAX_SEGS 64u
 
 struct zc_area {
 	struct isod_txzc *zc;
@@ -278,11 +280,14 @@ static int txzc_attach(void *arg, struct isotcp_dpdk_port *port, struct pbuf *p,
 	struct isod_txzc *zc = arg;
 	struct rte_mbuf *head, *tail;
 	unsigned max_segs = RTE_MIN((unsigned)port->caps.tx_max_segs, ZC_MAX_SEGS);
+	bool tso = port->tso_on && p->tot_len > (uint32_t)port->netif.mtu + SIZEOF_ETH_HDR;
 	uint64_t attached = 0;
 	bool any = false;
 
 	if (zc->live == NULL || !port->caps.tx_multiseg || !is_tcp4(p))
 		return -ENOENT;
+	if (tso)
+		max_segs = RTE_MIN((unsigned)port->caps.tso_max_segs, ZC_TSO_MAX_SEGS);
 	for (struct pbuf *q = p->next; q != NULL && !any; q = q->next)
 		any = q->len >= ZC_MIN_SPAN && area_find(zc, q->payload, q->len) != NULL;
 	if (!any)

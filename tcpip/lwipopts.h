@@ -105,6 +105,16 @@
  */
 #define TCP_TMR_INTERVAL                10
 
+/*
+ * TSO (our lwIP patch 0002): tcp_output() merges the segments it is about
+ * to send back to back into one of up to isotcp_tso_max() payload bytes
+ * when the route's netif has a device that segments TCP; 0 (every netif
+ * without TSO, or with it switched off) leaves lwIP exactly as it was.
+ */
+#define LWIP_TCP_TSO                    1
+#define LWIP_HOOK_TCP_TSO_MAX(pcb, netif) isotcp_tso_max((pcb), (netif))
+#define LWIP_HOOK_IP4_TSO(netif)        (isotcp_tso_max(NULL, (netif)) != 0)
+
 /* ---- Checksums: per netif, so a port with offload turns software off --- */
 #define LWIP_CHECKSUM_CTRL_PER_NETIF    1
 #define LWIP_CHECKSUM_ON_COPY           0
@@ -125,6 +135,10 @@
 #include <stdint.h>
 uint32_t isotcp_rand(void);
 void isotcp_assert_owner(void);
+struct tcp_pcb;
+struct netif;
+uint32_t isotcp_tso_max(const struct tcp_pcb *pcb, const struct netif *netif);
+void isotcp_tso_set(const struct netif *netif, uint32_t max_payload);
 #endif
 
 #endif /* ISOSTACK_LWIPOPTS_H */

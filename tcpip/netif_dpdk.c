@@ -18,6 +18,15 @@
  * IPv4/TCP checksums on TX, lwIP skips them and linkoutput marks the mbuf.
  * UDP and ICMP checksums stay in software: lwIP fragments large UDP
  * datagrams, and a NIC cannot checksum a datagram it sees only in pieces.
+ *
+ * TSO: on a port whose device segments TCP (and fills checksums), lwIP
+ * merges the segments one tcp_output() call sends back to back into one of
+ * up to ISOTCP_DPDK_TSO_PAYLOAD bytes (our lwIP patch 0002, enabled per
+ * netif through isotcp_tso_set()). linkoutput copies such a frame into one
+ * large mbuf of the port's TSO pool (or the zero-copy hook chains it) and
+ * marks it RTE_MBUF_F_TX_TCP_SEG with tso_segsz = the payload lwIP itself
+ * would put in one segment (the MSS less this frame's TCP options), so the
+ * wire carries the same MSS-sized segments as without TSO.
  */
 #include "netif_dpdk.h"
 
@@ -156,12 +165,13 @@ unsigned isotcp_dpdk_poll(struct isotcp_dpdk_port *port, unsigned budget)
  * rte_ip.h is not used because it drags in <netinet/ip.h>, whose macros
  * clash with lwIP's.
  */
-static void tx_cksum_offload(struct rte_mbuf *m)
+static void tx_cksum_offload(struct isotcp_dpdk_port *port, struct rte_mbuf *m)
 {
 	uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
 	uint8_t *ip = f + RTE_ETHER_HDR_LEN;
-	uint32_t l3_len, l4_len, sum;
+	uint32_t l3_len, l4_len, sum, payload, segsz;
 	uint16_t frag;
+	bool tso;
 
 	if (m->data_len < RTE_ETHER_HDR_LEN + IP_HLEN ||
 	    f[12] != 0x08 || f[13] != 0x00)            /* not IPv4 */
@@ -175,19 +185,34 @@ static void tx_cksum_offload(struct rte_mbuf *m)
 	if (ip[9] != IP_PROTO_TCP || (frag & (IP_MF | IP_OFFMASK)) != 0 ||
 	    m->data_len < RTE_ETHER_HDR_LEN + l3_len + TCP_HLEN)
 		return;
-	/* Pseudo-header: addresses, protocol, TCP length; folded, not
-	 * complemented. */
+	m->l4_len = (uint32_t)(ip[l3_len + 12] >> 4) * 4;
+	/* TSO when the payload exceeds what lwIP puts in one segment: the
+	 * MSS for this netif's MTU, less this frame's TCP options. */
+	payload = (uint32_t)(ip[2] << 8 | ip[3]) - l3_len - m->l4_len;
+	segsz = RTE_MIN((uint32_t)TCP_MSS, (uint32_t)port->netif.mtu - IP_HLEN - TCP_HLEN) +
+		TCP_HLEN - m->l4_len;
+	if (port->caps.tso_l2_in_mtu)
+		segsz = RTE_MIN(segsz, (uint32_t)port->netif.mtu - m->l2_len - l3_len - m->l4_len);
+	tso = port->tso_on && payload > segsz;
+	/* Pseudo-header: addresses, protocol, TCP length (not with TSO: the
+	 * device adds each segment's); folded, not complemented. */
 	l4_len = (uint32_t)(ip[2] << 8 | ip[3]) - l3_len;
 	sum = 0;
 	for (int i = 12; i < 20; i += 2)
 		sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
-	sum += IP_PROTO_TCP + l4_len;
+	sum += IP_PROTO_TCP + (tso ? 0 : l4_len);
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	ip[l3_len + 16] = (uint8_t)(sum >> 8);
 	ip[l3_len + 17] = (uint8_t)sum;
-	m->l4_len = (uint32_t)(ip[l3_len + 12] >> 4) * 4;
-	m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
+	if (tso) {
+		m->ol_flags |= RTE_MBUF_F_TX_TCP_SEG;
+		m->tso_segsz = (uint16_t)segsz;
+		port->stats.tx_tso_frames++;
+		port->stats.tx_tso_bytes += payload;
+	} else {
+		m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
+	}
 }
 
 static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
@@ -209,7 +234,11 @@ static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
 	    port->txattach(port->txattach_arg, port, p, &m) == 0) {
 		port->stats.tx_zc_frames++;
 	} else {
-		m = rte_pktmbuf_alloc(port->pool);
+		/* A frame merged for TSO takes one large mbuf. */
+		bool big = port->tso_pool != NULL &&
+			   p->tot_len > RTE_MBUF_DEFAULT_BUF_SIZE - RTE_PKTMBUF_HEADROOM;
+
+		m = rte_pktmbuf_alloc(big ? port->tso_pool : port->pool);
 		if (m == NULL) {
 			port->stats.tx_drop_nomem++;
 			return ERR_MEM;
@@ -223,7 +252,14 @@ static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
 		port->stats.tx_copied_frames++;
 	}
 	if (port->caps.tx_cksum)
-		tx_cksum_offload(m);
+		tx_cksum_offload(port, m);
+	/* Only a TSO frame may exceed the MTU (lwIP fragments the rest). */
+	if (rte_pktmbuf_pkt_len(m) > (uint32_t)netif->mtu + RTE_ETHER_HDR_LEN &&
+	    (m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0) {
+		rte_pktmbuf_free(m);
+		port->stats.tx_drop_toolong++;
+		return ERR_BUF;
+	}
 	slot = (uint16_t)((port->txq_head + port->txq_len) % ISOTCP_DPDK_TXQ_MAX);
 	port->txq[slot] = m;
 	port->txq_len++;
@@ -288,6 +324,18 @@ static err_t dpdk_netif_init(struct netif *netif)
 	return ERR_OK;
 }
 
+/*
+ * Largest payload lwIP merges for TSO on this netif: at most 44 full
+ * segments (a device that segments in software, like net_tap through
+ * DPDK's GSO library, takes 64 at most), within ISOTCP_DPDK_TSO_PAYLOAD.
+ */
+static uint32_t tso_payload(const struct netif *netif)
+{
+	uint32_t mss = RTE_MIN((uint32_t)TCP_MSS, (uint32_t)netif->mtu - IP_HLEN - TCP_HLEN);
+
+	return RTE_MIN((uint32_t)ISOTCP_DPDK_TSO_PAYLOAD, 44 * mss);
+}
+
 #define RX_CKSUM_OFFLOADS (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | \
 			   RTE_ETH_RX_OFFLOAD_TCP_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM)
 #define TX_CKSUM_OFFLOADS (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM)
@@ -304,6 +352,8 @@ static int port_configure(struct isotcp_dpdk_port *port, bool rx_intr)
 	/* Chains: zero-copy TX attaches payload as extra segments. */
 	if (port->caps.tx_multiseg)
 		ec.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	if (port->tso_on)
+		ec.txmode.offloads |= RTE_ETH_TX_OFFLOAD_TCP_TSO;
 	ec.intr_conf.rxq = rx_intr ? 1 : 0;
 	return rte_eth_dev_configure(port->port_id, 1, 1, &ec);
 }
@@ -334,6 +384,15 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 	port->caps.tx_multiseg = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
 	port->caps.tx_max_segs = info.tx_desc_lim.nb_mtu_seg_max != 0 ?
 				 info.tx_desc_lim.nb_mtu_seg_max : 1;
+	port->caps.tso_max_segs = info.tx_desc_lim.nb_seg_max != 0 ?
+				  info.tx_desc_lim.nb_seg_max : UINT16_MAX;
+	/* DPDK 22.11's tap refuses (forever: the frame stays at the head of
+	 * the TX queue) a TSO frame whose segments with their Ethernet header
+	 * exceed the MTU; its segments are 14 bytes short of the MSS. */
+	port->caps.tso_l2_in_mtu = info.driver_name != NULL &&
+				   strcmp(info.driver_name, "net_tap") == 0;
+	/* TSO needs the device to fill the checksums of every segment. */
+	port->tso_on = conf->want_tso && port->caps.tso && port->caps.tx_cksum;
 
 	socket = rte_eth_dev_socket_id(conf->port_id);
 	if (socket < 0)
@@ -344,6 +403,15 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 					     RTE_MBUF_DEFAULT_BUF_SIZE, socket);
 	if (port->pool == NULL)
 		return -rte_errno ? -rte_errno : -ENOMEM;
+	if (port->tso_on) {
+		/* One mbuf per copied TSO frame: data room of 64 KB less the
+		 * headroom (the mbuf's lengths are 16-bit). */
+		snprintf(pool_name, sizeof(pool_name), "isotcp_tso%u", conf->port_id);
+		port->tso_pool = rte_pktmbuf_pool_create(pool_name, ISOTCP_DPDK_TSO_MBUFS, 32,
+							 0, UINT16_MAX, socket);
+		if (port->tso_pool == NULL)
+			port->tso_on = false;   /* the caller logs tso_on */
+	}
 
 	ret = port_configure(port, rx_intr);
 	if (ret != 0 && rx_intr) {
@@ -386,6 +454,7 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 		ret = -EIO;
 		goto err_stop;
 	}
+	isotcp_tso_set(&port->netif, port->tso_on ? tso_payload(&port->netif) : 0);
 	if (make_default)
 		netif_set_default(&port->netif);
 	netif_set_up(&port->netif);
@@ -399,6 +468,8 @@ err_close:
 err_pool:
 	rte_mempool_free(port->pool);
 	port->pool = NULL;
+	rte_mempool_free(port->tso_pool);
+	port->tso_pool = NULL;
 	return ret < 0 ? ret : -EIO;
 }
 
@@ -406,6 +477,7 @@ void isotcp_dpdk_port_close(struct isotcp_dpdk_port *port)
 {
 	if (port->pool == NULL)
 		return;
+	isotcp_tso_set(&port->netif, 0);
 	netif_remove(&port->netif);
 	while (port->txq_len > 0) {
 		rte_pktmbuf_free(port->txq[port->txq_head]);
@@ -418,6 +490,8 @@ void isotcp_dpdk_port_close(struct isotcp_dpdk_port *port)
 	if (rx_held[port->port_id] == 0)
 		rte_mempool_free(port->pool);
 	port->pool = NULL;
+	rte_mempool_free(port->tso_pool);   /* TX only: the device let go */
+	port->tso_pool = NULL;
 }
 
 uint32_t isotcp_dpdk_rx_held(const struct isotcp_dpdk_port *port)

@@ -64,17 +64,30 @@ struct isotcp_dpdk_stats {
 	uint64_t tx_zc_frames;     /* frames built by the txattach hook (zero copy) */
 	uint64_t tx_zc_bytes;      /* payload bytes attached as external buffers */
 	uint64_t tx_copied_frames; /* frames copied into one mbuf */
+	uint64_t tx_tso_frames;    /* frames the device segments (TSO) */
+	uint64_t tx_tso_bytes;     /* TCP payload bytes in those frames */
 };
 
 /* What the port offers, as found by isotcp_dpdk_port_open(). */
 struct isotcp_dpdk_caps {
 	bool rx_cksum;             /* IPv4 + TCP + UDP checksums checked by the NIC */
 	bool tx_cksum;             /* IPv4 + TCP + UDP checksums filled by the NIC */
-	bool tso;                  /* offered; unused: lwIP emits MSS segments */
+	bool tso;                  /* TCP segmentation offered (with tx_cksum) */
 	bool rx_intr;              /* RX queue interrupts work (power saving) */
 	bool tx_multiseg;          /* TX takes mbuf chains (MULTI_SEGS, enabled) */
 	uint16_t tx_max_segs;      /* segments per TX frame the device takes */
+	uint16_t tso_max_segs;     /* segments per TSO frame the device takes */
+	uint16_t tso_l2_in_mtu;    /* the device counts the L2 header in the MTU
+				    * its TSO segments must fit (net_tap) */
 };
+
+/*
+ * TSO: the largest TCP payload lwIP merges into one segment on a port with
+ * TSO switched on (lwIP patch 0002; a whole number of 1448-byte segments,
+ * and the frame fits one mbuf of the port's TSO pool), and that pool's size.
+ */
+#define ISOTCP_DPDK_TSO_PAYLOAD 63712
+#define ISOTCP_DPDK_TSO_MBUFS   511
 
 /*
  * Hook for zero-copy TX (the shm transport fills it in). Given the frame
@@ -100,6 +113,8 @@ struct isotcp_dpdk_port {
 	uint16_t nb_rxd, nb_txd;
 	uint32_t pressure_held;    /* copy RX frames once lwIP holds this many */
 	bool rx_intr_armed;
+	bool tso_on;               /* TSO in use: caps.tso and conf.want_tso */
+	struct rte_mempool *tso_pool; /* large mbufs for copied TSO frames */
 	isotcp_dpdk_txattach_fn txattach;
 	void *txattach_arg;
 	uint16_t txq_head, txq_len; /* ring of frames waiting for the device */
@@ -111,6 +126,7 @@ struct isotcp_dpdk_port_conf {
 	uint16_t port_id;
 	uint32_t mbufs;            /* mempool size (mbufs) for this port */
 	bool want_rx_intr;         /* configure RX interrupts if the PMD has them */
+	bool want_tso;             /* use TSO if the port offers it */
 	ip4_addr_t ip, netmask, gw;
 };
 

@@ -15,6 +15,10 @@
 
 #include "lwip/opt.h"
 #include "lwip/memp.h"
+#include "lwip/netif.h"
+#include "lwip/prot/ip4.h"
+#include "lwip/prot/tcp.h"
+#include "lwip/tcp.h"
 #include "lwip/stats.h"
 #include "lwip/timeouts.h"
 #include "isotcp.h"
@@ -54,6 +58,33 @@ void isotcp_assert_fail(const char *msg, const char *file, int line)
 	fprintf(stderr, "isostack: lwip assertion failed: %s (%s:%d)\n",
 		msg, file, line);
 	abort();
+}
+
+/*
+ * TSO, per netif (indexed by netif->num): the largest TCP payload lwIP may
+ * merge into one segment for it, 0 for none. Set by the DPDK netif for a
+ * port whose device segments TCP; read by lwIP's output through the hooks
+ * in lwipopts.h. A connection whose MSS is below what the netif's MTU
+ * allows (the peer asked for less) is not merged: the device cuts merged
+ * segments by the netif's MTU, which would exceed the peer's MSS.
+ */
+static uint32_t isotcp_tso_payload[256];
+
+void isotcp_tso_set(const struct netif *netif, uint32_t max_payload)
+{
+	isotcp_tso_payload[netif->num] = max_payload;
+}
+
+uint32_t isotcp_tso_max(const struct tcp_pcb *pcb, const struct netif *netif)
+{
+	uint32_t max = isotcp_tso_payload[netif->num];
+
+	if (max == 0 || pcb == NULL)
+		return max;
+	if (netif->mtu <= IP_HLEN + TCP_HLEN ||
+	    pcb->mss != LWIP_MIN(TCP_MSS, netif->mtu - IP_HLEN - TCP_HLEN))
+		return 0;
+	return max;
 }
 
 /*
