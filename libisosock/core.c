@@ -41,6 +41,8 @@
 #define NREP            8
 #define NSTASH          8
 #define SPIN_POLLS      2000
+/* Longest wait of a non-blocking accept for its (due) reply. */
+#define ACCEPT_NB_WAIT_NS (50 * 1000 * 1000)
 
 enum fstate {
 	F_FREE = 0, F_OPEN, F_LISTEN, F_CONNECTING, F_CONNECTED, F_CLOSING,
@@ -72,7 +74,8 @@ struct fsock {
 	uint32_t rx_cons;
 	uint32_t rx_since_recv;
 	/* listener */
-	uint32_t incoming;
+	uint32_t incoming;         /* backlog length (EV_INCOMING less replies since) */
+	uint32_t accepting;        /* non-blocking ACCEPTs in flight for it */
 	uint32_t stash[NSTASH];    /* accepted slots whose ACCEPT waiter gave up */
 	uint32_t nstash;
 	/* replies */
@@ -334,6 +337,16 @@ static void handle_status(struct isosock_app *app, struct fsock *f,
 			f->err_reported = true;   /* reported through connect/SO_ERROR */
 		}
 	}
+	/*
+	 * EV_INCOMING carries the backlog length when it was posted; each
+	 * ACCEPT reply posted after it took one child out.  Counting the
+	 * reply here, in ring order (and not when the caller returns, after
+	 * a later EV_INCOMING may already have been applied), keeps
+	 * `incoming` exact: a count one too low hides a waiting connection
+	 * from poll/epoll until the next one arrives.
+	 */
+	if (st->opcode == ISOSTACK_SHM_OP_ACCEPT && st->result > 0 && f->incoming > 0)
+		f->incoming--;
 	if (st->opcode == ISOSTACK_SHM_OP_CLOSE && f->state == F_CLOSING) {
 		f->closed_reply = true;
 		f->close_rx_prod = (uint32_t)st->arg[0];
@@ -602,9 +615,11 @@ static int call(struct isosock_app *app, int s, struct fsock *f, struct isostack
 	int rc;
 
 	while ((r = rep_new(f, s, c)) == NULL) {
+		/* every reply slot is taken (abandoned commands not yet
+		 * answered): the same -EAGAIN as a reply that comes too late */
 		rc = wait_moved(app, s, f, NULL, deadline, WANT_REPLY);
 		if (rc < 0)
-			return rc;
+			return rc == -ETIMEDOUT ? -EAGAIN : rc;
 		drain(app, s, f);
 	}
 	rc = post(app, s, c);
@@ -818,14 +833,24 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 		}
 		return adopt_child(app, child, flags);
 	}
-	if (f->nonblock && f->incoming == 0) {
+	/*
+	 * Non-blocking: ask only for a connection the backlog holds and no
+	 * other thread's ACCEPT is already taking; the stack then answers at
+	 * once.  The bound only guards against a reply that cannot come
+	 * (a child taken by an ACCEPT abandoned on a signal); it is generous
+	 * because a loaded machine may keep the stack core off the CPU for
+	 * milliseconds, and giving up there turned POLLIN into EAGAIN.
+	 */
+	if (f->nonblock && f->incoming <= f->accepting) {
 		pthread_mutex_unlock(&f->lock);
 		return isosock_app_alive(app) ? -EAGAIN : -ECONNABORTED;
 	}
+	if (f->nonblock)
+		f->accepting++;
 	rc = call(app, s, f, &c, &st,
-		  f->nonblock ? now_ns() + ISOSOCK_SPIN_NS * 20 : deadline_of(f->rcvtimeo_ns));
-	if (rc == 0 && st.result > 0 && f->incoming > 0)
-		f->incoming--;
+		  f->nonblock ? now_ns() + ACCEPT_NB_WAIT_NS : deadline_of(f->rcvtimeo_ns));
+	if (f->nonblock && f->accepting > 0)
+		f->accepting--;
 	pthread_mutex_unlock(&f->lock);
 	if (rc < 0)
 		return rc == -ENETDOWN ? -ECONNABORTED : rc;
@@ -1865,6 +1890,15 @@ int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n
 	int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
 	uint32_t *snap = calloc(n ? 3 * n : 1, sizeof(uint32_t));
 	struct setarg a = { .app = app, .set = set, .n = n, .snap = snap };
+	/*
+	 * One socket (a blocking call of the shim): sleep on that socket's
+	 * wait point, which the stack wakes for exactly its rings, rather
+	 * than on the app-wide one, which every event of every socket wakes
+	 * (with many threads each blocked on its own socket, each event woke
+	 * them all).
+	 */
+	uint32_t point = n == 1 && set[0].sock > 0 && (uint32_t)set[0].sock < app->nsocks ?
+			 (uint32_t)set[0].sock : ISOSHM_WAIT_ANY;
 	int ready;
 
 	if (snap == NULL)
@@ -1896,7 +1930,7 @@ int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n
 			if (left < slice)
 				slice = left;
 		}
-		int rc = isoshm_app_wait(app->shm, ISOSHM_WAIT_ANY, set_moved, &a, SPIN_POLLS, slice);
+		int rc = isoshm_app_wait(app->shm, point, set_moved, &a, SPIN_POLLS, slice);
 
 		if (rc == -EINTR) {
 			ready = -EINTR;

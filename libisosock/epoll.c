@@ -21,6 +21,7 @@
  * a ready list fed by the stack's events is the next step.
  */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -314,8 +315,10 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 		if (deadline >= 0 && now >= deadline)
 			return 0;
 		int64_t spin_end = now + isosock_cfg.spin_ns;
+		/* Yield between scans: who we wait for (a peer process, the
+		 * stack's other clients) may share our core. */
 		while ((n = scan(epfd, e, evs, max)) == 0 && isosock_now_ns() < spin_end)
-			;
+			sched_yield();
 		if (n > 0)
 			return n;
 		if (isosock_be && isosock_be->wait_begin)

@@ -11,6 +11,7 @@
  * poll() and select() are never restarted after a signal (as the kernel).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,9 +118,11 @@ int isosock_p_ppoll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigs
 		}
 		/* Spin on the rings only: the kernel side is what we sleep on. */
 		int64_t spin_end = now + isosock_cfg.spin_ns;
+		/* Yield between scans: who we wait for (a peer process, the
+		 * stack's other clients) may share our core. */
 		while (have_stack && (cs = scan_stack(fds, n, pe)) == 0 &&
 		       isosock_now_ns() < spin_end)
-			;
+			sched_yield();
 		if (cs > 0) {
 			r = nk ? merge(fds, n, pe, kp) : cs;
 			break;

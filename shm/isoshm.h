@@ -240,7 +240,9 @@ int isoshm_app_sock_reset(struct isoshm_app *a, uint32_t sock);
 
 /*
  * Spin-then-sleep until ready(arg) returns true.  Polls ready() up to
- * `spin` times, then announces sleep on the wait point of `sock` (or the
+ * `spin` times (for at most 50 us, yielding the CPU between polls: the
+ * thread that makes us ready may share our core), then announces sleep on
+ * the wait point of `sock` (or the
  * app-wide one for ISOSHM_WAIT_ANY), re-checks ready() and FUTEX_WAITs on
  * the stack-written wake word.  timeout_ns < 0 waits forever.
  * Returns 0 (ready), -ETIMEDOUT, -EINTR (signal), -EBADF.

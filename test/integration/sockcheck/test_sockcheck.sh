@@ -19,15 +19,22 @@ NS_A=${P}a NS_P=${P}p
 A_IP=198.18.77.1 P_IP=198.18.77.2
 tmp=$(mktemp -d)
 PEER_PID=
+# cleanup RC: stop the peer, remove the native pair, exit with RC (the
+# test's own status, taken before anything else in the trap ran).
 cleanup() {
-	local rc=$?
-	[ -n "$PEER_PID" ] && kill "$PEER_PID" 2>/dev/null && wait "$PEER_PID" 2>/dev/null
+	local rc=$1
+	trap '' TERM INT        # finish cleaning up whatever arrives now
+	set +e                  # a killed peer's wait status is not ours
+	if [ -n "$PEER_PID" ]; then
+		kill "$PEER_PID" 2>/dev/null
+		wait "$PEER_PID" 2>/dev/null
+	fi
 	ip netns del "$NS_A" 2>/dev/null || true
 	ip netns del "$NS_P" 2>/dev/null || true
 	rm -rf "$tmp"
 	exit $rc
 }
-trap cleanup EXIT
+trap 'cleanup $?' EXIT
 trap 'exit 130' INT TERM
 
 ip netns add "$NS_A"
@@ -68,10 +75,13 @@ if [ -z "$SHIM" ] || [ ! -f "$SHIM" ] || [ -z "$CLI" ] || [ ! -x "${ISOSTACK_DAE
 	exit 77
 fi
 kill "$PEER_PID"; wait "$PEER_PID" 2>/dev/null || true; PEER_PID=
+# The native pair is done with: remove it now, not at exit.
+ip netns del "$NS_A" 2>/dev/null || true
+ip netns del "$NS_P" 2>/dev/null || true
 export ISOSTACK_NS_PREFIX=sck$$
 export ISOSTACK_SHIM=$SHIM
 "$CLI" up >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log"; echo "FAIL: isostack up failed"; exit 1; }
-trap '"$CLI" down >/dev/null 2>&1 || true; cleanup' EXIT
+trap 'rc=$?; "$CLI" down >/dev/null 2>&1; cleanup $rc' EXIT
 "$CLI" peer -- "$SOCKCHECK" peer $BASE >"$tmp/peer2.out" 2>&1 &
 PEER_PID=$!
 exec 4< <(tail -F "$tmp/peer2.out" 2>/dev/null)

@@ -722,6 +722,46 @@ static void test_nonblocking(void **state)
 	isosock_close(a->srv, l);
 }
 
+static bool open_is(void *arg)
+{
+	return atomic_load(&pub_open) == (unsigned)(uintptr_t)arg;
+}
+
+/*
+ * Connections wait in the backlog; a non-blocking listener must report
+ * POLLIN and accept every one of them before EAGAIN.  EV_INCOMING's count
+ * and the ACCEPT replies are applied in ring order: a reply counted after
+ * a later EV_INCOMING had been applied hid a waiting connection from
+ * poll/epoll until another arrived (redis and nginx stalled).
+ */
+#define BACKLOG_N 10
+
+static void test_backlog_count(void **state)
+{
+	struct apps *a = *state;
+	int l = listener(a->srv, PORT_BASE + 10);
+	int c[BACKLOG_N], s[BACKLOG_N];
+
+	assert_int_equal(isosock_listen(a->srv, l, BACKLOG_N), 0);
+	for (int i = 0; i < BACKLOG_N; i++)
+		c[i] = connector(a->cli, PORT_BASE + 10);
+	/* the listener, the clients and their children in the backlog */
+	assert_true(eventually(open_is, (void *)(uintptr_t)(1 + 2 * BACKLOG_N), 5));
+	assert_int_equal(isosock_set_nonblock(a->srv, l, true), 0);
+	for (int i = 0; i < BACKLOG_N; i++) {
+		assert_true(isosock_poll(a->srv, l, POLLIN) & POLLIN);
+		s[i] = isosock_accept(a->srv, l, NULL, NULL, 0);
+		assert_true(s[i] > 0);
+	}
+	assert_int_equal(isosock_poll(a->srv, l, POLLIN), 0);
+	assert_int_equal(isosock_accept(a->srv, l, NULL, NULL, 0), -EAGAIN);
+	for (int i = 0; i < BACKLOG_N; i++) {
+		isosock_close(a->cli, c[i]);
+		isosock_close(a->srv, s[i]);
+	}
+	isosock_close(a->srv, l);
+}
+
 static void test_rst_refused_eof(void **state)
 {
 	struct apps *a = *state;
@@ -1301,6 +1341,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_aggregation, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_slow_reader_and_close_in_flight, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_nonblocking, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_backlog_count, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_rst_refused_eof, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_app_dies, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_emfile, apps_setup, apps_teardown),
