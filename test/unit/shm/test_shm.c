@@ -762,7 +762,16 @@ static void futex_sleep_wake(void **state)
 	sl.sock = 2;
 	sl.rc = 1;
 	assert_int_equal(pthread_create(&t, NULL, sleeper_main, &sl), 0);
+	/*
+	 * Post only once the sleeper has passed its re-check and counted the
+	 * sleep it is about to take (the counter moves just before
+	 * FUTEX_WAIT): posting as soon as it announces itself lets the
+	 * re-check see the status and return without sleeping, which is
+	 * correct but leaves the sleep path untested.
+	 */
 	wait_for_waiters(&g->socks[2].waiters, 1);
+	while (isoshm_app_sleeps(g->a) < 1)
+		sched_yield();
 	s.cookie = 77;
 	assert_int_equal(isoshm_stack_post_status(g->s, 2, &s, 1), 1);
 	assert_int_equal(pthread_join(t, NULL), 0);
