@@ -149,7 +149,7 @@ static void print_ports(const struct snapshot *cur, const struct snapshot *prev)
 {
 	static const char *const drops[] = {
 		"rx_drop_cksum", "rx_drop_bad", "rx_drop_nomem", "tx_drop_nomem",
-		"tx_drop_toolong", "dev_imissed", "dev_rx_nombuf",
+		"tx_drop_toolong", "tx_drop_stuck", "dev_imissed", "dev_rx_nombuf",
 	};
 	static const char *const errs[] = { "dev_ierrors", "dev_oerrors" };
 	char k[96];

@@ -53,8 +53,9 @@ static void put_port(struct out *o, unsigned i, const struct isotcp_dpdk_port *p
 	    "port.%u.rx_drop_nomem %" PRIu64 "\nport.%u.rx_copied %" PRIu64 "\n",
 	    i, s->rx_drop_cksum, i, s->rx_drop_bad, i, s->rx_drop_nomem, i, s->rx_copied);
 	put(o, "port.%u.tx_drop_nomem %" PRIu64 "\nport.%u.tx_drop_toolong %" PRIu64 "\n"
-	    "port.%u.tx_partial %" PRIu64 "\n",
-	    i, s->tx_drop_nomem, i, s->tx_drop_toolong, i, s->tx_partial);
+	    "port.%u.tx_partial %" PRIu64 "\nport.%u.tx_drop_stuck %" PRIu64 "\n",
+	    i, s->tx_drop_nomem, i, s->tx_drop_toolong, i, s->tx_partial,
+	    i, s->tx_drop_stuck);
 	put(o, "port.%u.tx_zc_frames %" PRIu64 "\nport.%u.tx_zc_bytes %" PRIu64 "\n"
 	    "port.%u.tx_copied_frames %" PRIu64 "\n",
 	    i, s->tx_zc_frames, i, s->tx_zc_bytes, i, s->tx_copied_frames);

@@ -266,6 +266,32 @@ static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
 	return ERR_OK;
 }
 
+/*
+ * The device took nothing: normal for a moment (its ring is full), fatal if
+ * it refuses the head frame for ever (net_tap does with a TSO frame it
+ * cannot cut): everything behind it would wait too. After a second without
+ * progress the head frame is dropped and counted; TCP retransmits it.
+ * Cold path: only reached when a flush sent nothing.
+ */
+static void tx_stall_check(struct isotcp_dpdk_port *port)
+{
+	uint64_t now = rte_get_tsc_cycles();
+
+	if (port->tx_stall_since == 0) {
+		port->tx_stall_since = now;
+		return;
+	}
+	if (now - port->tx_stall_since < rte_get_tsc_hz())
+		return;
+	if (port->stats.tx_drop_stuck++ == 0)
+		fprintf(stderr, "isostackd: port %s: the device has refused the same "
+			"frame for 1 s; dropping it (counted as tx_drop_stuck)\n", port->name);
+	rte_pktmbuf_free(port->txq[port->txq_head]);
+	port->txq_head = (uint16_t)((port->txq_head + 1) % ISOTCP_DPDK_TXQ_MAX);
+	port->txq_len--;
+	port->tx_stall_since = now;
+}
+
 unsigned isotcp_dpdk_flush(struct isotcp_dpdk_port *port)
 {
 	unsigned sent = 0;
@@ -294,6 +320,10 @@ unsigned isotcp_dpdk_flush(struct isotcp_dpdk_port *port)
 			break;
 		}
 	}
+	if (sent > 0 || port->txq_len == 0)
+		port->tx_stall_since = 0;
+	else
+		tx_stall_check(port);
 	return sent;
 }
 

@@ -61,6 +61,7 @@ struct isotcp_dpdk_stats {
 	uint64_t tx_drop_nomem;    /* no mbuf, or the TX queue stayed full */
 	uint64_t tx_drop_toolong;  /* frame larger than one mbuf */
 	uint64_t tx_partial;       /* flushes where the device took only part */
+	uint64_t tx_drop_stuck;    /* head frame refused for 1 s: dropped */
 	uint64_t tx_zc_frames;     /* frames built by the txattach hook (zero copy) */
 	uint64_t tx_zc_bytes;      /* payload bytes attached as external buffers */
 	uint64_t tx_copied_frames; /* frames copied into one mbuf */
@@ -118,6 +119,7 @@ struct isotcp_dpdk_port {
 	isotcp_dpdk_txattach_fn txattach;
 	void *txattach_arg;
 	uint16_t txq_head, txq_len; /* ring of frames waiting for the device */
+	uint64_t tx_stall_since;   /* TSC of the first flush that sent nothing; 0 */
 	struct rte_mbuf *txq[ISOTCP_DPDK_TXQ_MAX];
 	struct isotcp_dpdk_stats stats;
 };
