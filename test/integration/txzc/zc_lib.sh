@@ -28,7 +28,11 @@ zc_stack_up() {
 # isoperf server on the Linux peer, stopped on exit; waits (bounded) until
 # it listens.
 zc_server_start() {
-	peer "$ISOPERF" server -p "$ZC_PORT" >"$STATE_DIR/isoperf-server.log" 2>&1 &
+	# Started directly, not through the peer() function: then $! is the
+	# process that becomes isoperf (isostack peer execs it), and the kill
+	# below stops the server rather than a subshell that leaves it behind.
+	"$ISOSTACK_CLI" peer -- "$ISOPERF" server -p "$ZC_PORT" \
+		>"$STATE_DIR/isoperf-server.log" 2>&1 &
 	ZC_SERVER=$!
 	on_exit zc_server_stop
 	for _ in $(seq 100); do
