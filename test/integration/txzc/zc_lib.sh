@@ -28,24 +28,33 @@ zc_stack_up() {
 # isoperf server on the Linux peer, stopped on exit; waits (bounded) until
 # it listens.
 zc_server_start() {
-	# Started directly, not through the peer() function: then $! is the
-	# process that becomes isoperf (isostack peer execs it), and the kill
-	# below stops the server rather than a subshell that leaves it behind.
-	"$ISOSTACK_CLI" peer -- "$ISOPERF" server -p "$ZC_PORT" \
-		>"$STATE_DIR/isoperf-server.log" 2>&1 &
-	ZC_SERVER=$!
+	local pidfile=$STATE_DIR/isoperf-server.pid
+
+	# Through peer() (a test may point it at another namespace); the server
+	# writes its own pid (sh execs isoperf in place), because $! here is
+	# only a subshell, and killing that would leave isoperf running.
+	rm -f "$pidfile"
+	peer sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" \
+		"$ISOPERF" server -p "$ZC_PORT" >"$STATE_DIR/isoperf-server.log" 2>&1 &
+	ZC_BG=$!
 	on_exit zc_server_stop
 	for _ in $(seq 100); do
-		peer ss -ltnH "( sport = :$ZC_PORT )" | grep -q . && return 0
-		kill -0 "$ZC_SERVER" 2>/dev/null || fail "isoperf server exited"
+		if [ -s "$pidfile" ] && peer ss -ltnH "( sport = :$ZC_PORT )" | grep -q .; then
+			ZC_SERVER=$(cat "$pidfile")
+			return 0
+		fi
+		kill -0 "$ZC_BG" 2>/dev/null || fail "isoperf server exited"
 		sleep 0.1
 	done
 	fail "isoperf server does not listen"
 }
 zc_server_stop() {
-	[ -n "${ZC_SERVER:-}" ] || return 0
-	kill "$ZC_SERVER" 2>/dev/null || true
-	wait "$ZC_SERVER" 2>/dev/null || true
+	local pidfile=$STATE_DIR/isoperf-server.pid
+
+	[ -n "${ZC_SERVER:-}" ] || ZC_SERVER=$(cat "$pidfile" 2>/dev/null)
+	[ -n "${ZC_SERVER:-}" ] && kill "$ZC_SERVER" 2>/dev/null
+	[ -n "${ZC_BG:-}" ] && wait "$ZC_BG" 2>/dev/null
+	return 0
 }
 
 # A verified send stream through the shim: SECONDS, message size.
