@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "../eal_runtime.h"
+
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -176,20 +178,6 @@ static int eal_up(void)
 }
 
 /* EAL leaves its runtime directory behind even with --no-shconf. */
-static void remove_runtime_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-
-	if (d == NULL)
-		return;
-	while ((e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-	rmdir(path);
-}
-
 int main(void)
 {
 	char runtime_dir[PATH_MAX];
@@ -205,6 +193,6 @@ int main(void)
 	rte_eth_dev_stop(0);
 	rte_eth_dev_close(0);
 	rte_eal_cleanup();
-	remove_runtime_dir(runtime_dir);
+	test_remove_runtime_dir(runtime_dir);
 	return rc;
 }

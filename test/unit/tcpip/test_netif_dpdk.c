@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "../eal_runtime.h"
+
 /* lwIP first: its def.h and glibc must agree on htons (as netif_dpdk.c). */
 #include "lwip/init.h"
 #include "lwip/netif.h"
@@ -106,6 +108,7 @@ static void stuck_device_drops_head(void **state)
 
 int main(void)
 {
+	char runtime_dir[PATH_MAX];
 	char prefix[64];
 	char *argv[] = {
 		"test_netif_dpdk", "--no-huge", "--no-shconf", "-m", "64", "-l", "0",
@@ -138,7 +141,9 @@ int main(void)
 	isotcp_clock_init();
 	isotcp_owner_claim();
 	lwip_init();
+	snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
 	rc = cmocka_run_group_tests_name("netif_dpdk", tests, NULL, NULL);
 	rte_eal_cleanup();
+	test_remove_runtime_dir(runtime_dir);
 	return rc;
 }
