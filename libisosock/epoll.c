@@ -26,6 +26,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "shim.h"
 
@@ -359,4 +361,40 @@ void isosock_e_atfork_child(void)
 		if (e)
 			pthread_mutex_init(&e->lock, NULL);
 	}
+}
+
+int isosock_e_pwait2(int epfd, struct epoll_event *evs, int max, const struct timespec *ts,
+		     const sigset_t *mask)
+{
+	int64_t ns = -1;
+	if (ts) {
+		if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)
+			return -EINVAL;
+		ns = ts->tv_sec > INT64_MAX / 1000000000 - 1
+			? INT64_MAX / 2 /* "forever", without overflow */
+			: (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+	}
+	if (isosock_e_is_emulated(epfd))
+		return isosock_e_wait(epfd, evs, max, ns, mask);
+	int r;
+	if (L.epoll_pwait2) {
+		r = L.epoll_pwait2(epfd, evs, max, ts, mask);
+		return r < 0 ? -errno : r;
+	}
+#ifdef SYS_epoll_pwait2
+	r = (int)syscall(SYS_epoll_pwait2, epfd, evs, max, ts, mask, (size_t)(_NSIG / 8));
+	if (r >= 0)
+		return r;
+	if (errno != ENOSYS)
+		return -errno;
+#endif
+	/* No epoll_pwait2 anywhere: milliseconds, rounded up so the call
+	 * never returns before the timeout. */
+	int ms = -1;
+	if (ns >= 0) {
+		int64_t m = (ns + 999999) / 1000000;
+		ms = m > INT32_MAX ? INT32_MAX : (int)m;
+	}
+	r = L.epoll_pwait(epfd, evs, max, ms, mask);
+	return r < 0 ? -errno : r;
 }

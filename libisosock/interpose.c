@@ -65,6 +65,7 @@ static void resolve(void)
 	R(getsockopt); R(fcntl); R(ioctl); R(dup); R(dup2); R(dup3);
 	R(poll); R(ppoll); R(select); R(pselect); R(epoll_create);
 	R(epoll_create1); R(epoll_ctl); R(epoll_wait); R(epoll_pwait); R(fork);
+	R(sendmmsg); R(recvmmsg); R(epoll_pwait2); R(close_range);
 #undef R
 	isosock_config_load();
 	isosock_fd_init();
@@ -222,6 +223,16 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 	ROUTE(L.recvmsg(fd, m, flags), isosock_r_recvmsg(f_, fd, m, flags));
 }
 
+EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
+{
+	ROUTE(L.sendmmsg(fd, v, n, flags), isosock_r_sendmmsg(f_, fd, v, n, flags));
+}
+
+EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *tmo)
+{
+	ROUTE(L.recvmmsg(fd, v, n, flags, tmo), isosock_r_recvmmsg(f_, fd, v, n, flags, tmo));
+}
+
 EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
 	ROUTE(L.read(fd, buf, len), recv1(f_, fd, buf, len, 0, NULL, NULL));
@@ -292,6 +303,12 @@ EXPORT int close(int fd)
 	if (f)
 		isosock_file_put(f);
 	return ret(isosock_r_close(fd));
+}
+
+EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	ensure();
+	return ret(isosock_r_close_range(first, last, flags));
 }
 
 EXPORT int shutdown(int fd, int how)
@@ -519,6 +536,13 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 	if (!isosock_e_is_emulated(epfd))
 		return L.epoll_pwait(epfd, evs, max, timeout, mask);
 	return ret(isosock_e_wait(epfd, evs, max, isosock_ms_to_ns(timeout), mask));
+}
+
+EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max, const struct timespec *ts,
+			const sigset_t *mask)
+{
+	ensure();
+	return ret(isosock_e_pwait2(epfd, evs, max, ts, mask));
 }
 
 /* ---- processes ------------------------------------------------------------- */

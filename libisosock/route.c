@@ -32,6 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -649,6 +652,69 @@ ssize_t isosock_r_sendfile(struct isosock_file *f, int out_fd, int in_fd, off_t 
 	return (ssize_t)done;
 }
 
+/* ---- sendmmsg / recvmmsg ------------------------------------------------- */
+
+int isosock_r_sendmmsg(struct isosock_file *f, int fd, struct mmsghdr *v, unsigned int n,
+		       int flags)
+{
+	if (n > IOV_MAX)
+		n = IOV_MAX; /* the kernel's UIO_MAXIOV cap */
+	unsigned int i;
+	for (i = 0; i < n; i++) {
+		ssize_t r = isosock_r_sendmsg(f, fd, &v[i].msg_hdr, flags);
+		if (r < 0)
+			return i ? (int)i : (int)r;
+		v[i].msg_len = (unsigned int)r;
+	}
+	return (int)i;
+}
+
+/* Linux do_recvmmsg: the timeout is checked only after each datagram
+ * (recvmmsg(2), BUGS), MSG_WAITFORONE makes every call after the first
+ * non-blocking, an error after the first datagram ends the batch. */
+int isosock_r_recvmmsg(struct isosock_file *f, int fd, struct mmsghdr *v, unsigned int n,
+		       int flags, struct timespec *timeout)
+{
+	int64_t end = 0;
+	if (timeout) {
+		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000)
+			return -EINVAL;
+		int64_t ns = timeout->tv_sec > INT64_MAX / 1000000000 - 1
+			? INT64_MAX / 2
+			: (int64_t)timeout->tv_sec * 1000000000 + timeout->tv_nsec;
+		end = isosock_now_ns() + ns;
+	}
+	if (n > IOV_MAX)
+		n = IOV_MAX;
+	int fl = flags & ~MSG_WAITFORONE;
+	unsigned int i = 0;
+	ssize_t err = 0;
+	while (i < n) {
+		v[i].msg_hdr.msg_flags = 0;
+		err = isosock_r_recvmsg(f, fd, &v[i].msg_hdr, fl);
+		if (err < 0)
+			break;
+		v[i].msg_len = (unsigned int)err;
+		i++;
+		if (flags & MSG_WAITFORONE)
+			fl |= MSG_DONTWAIT;
+		if (timeout) {
+			int64_t left = end - isosock_now_ns();
+			if (left < 0)
+				left = 0;
+			timeout->tv_sec = left / 1000000000;
+			timeout->tv_nsec = left % 1000000000;
+			if (left == 0)
+				break;
+		}
+		if (v[i - 1].msg_hdr.msg_flags & MSG_OOB)
+			break;
+	}
+	if (i == 0 && err < 0)
+		return (int)err;
+	return (int)i;
+}
+
 /* ---- close, dup ----------------------------------------------------------- */
 
 int isosock_r_close(int fd)
@@ -663,6 +729,77 @@ int isosock_r_close(int fd)
 	if (f)
 		isosock_file_put(f);
 	return r;
+}
+
+/* ---- close_range ----------------------------------------------------------- */
+
+static int libc_close_range(unsigned int first, unsigned int last, int flags)
+{
+	if (L.close_range)
+		return neg(L.close_range(first, last, flags));
+	return neg((int)syscall(SYS_close_range, first, last, (unsigned int)flags));
+}
+
+/* Highest fd number + 1 worth scanning for our own fds and epoll lists:
+ * no fd can be opened at or above the soft RLIMIT_NOFILE, except one
+ * opened before the limit was lowered (not covered). */
+static unsigned int scan_bound(void)
+{
+	struct rlimit rl;
+	unsigned int b = 1u << 20;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < b)
+		b = (unsigned int)rl.rlim_cur;
+	unsigned int lim = (unsigned int)isosock_fd_limit();
+	return lim > b ? lim : b;
+}
+
+/* Whether another thread shares our fd table (so CLOSE_RANGE_UNSHARE
+ * really unshares): /proc/self/task has 2 + threads links. */
+static bool fd_table_shared(void)
+{
+	struct stat st;
+	if (stat("/proc/self/task", &st) != 0)
+		return true; /* unknown: assume shared, touch nothing */
+	return st.st_nlink > 3;
+}
+
+int isosock_r_close_range(unsigned int first, unsigned int last, int flags)
+{
+	if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
+		return -EINVAL;
+	/* Marking close-on-exec: the kernel flag is the only state (our own
+	 * fds are O_CLOEXEC already). */
+	if (flags & CLOSE_RANGE_CLOEXEC)
+		return libc_close_range(first, last, flags);
+	unsigned int bound = scan_bound();
+	unsigned int top = last < bound ? last : bound - 1;
+	/* With CLOSE_RANGE_UNSHARE and other threads sharing the table, the
+	 * range closes in the caller's private copy only: the sockets stay
+	 * open (and mapped) for the others, so the shim closes nothing. */
+	if (!(flags & CLOSE_RANGE_UNSHARE) || !fd_table_shared()) {
+		for (unsigned int fd = first; fd <= top && first < bound; fd++) {
+			if (isosock_fd_get_peek((int)fd) || isosock_e_is_emulated((int)fd))
+				isosock_r_close((int)fd);
+		}
+	}
+	/* libc for the rest, in pieces around the stack's private fds. */
+	unsigned int lo = first;
+	for (;;) {
+		unsigned int p = lo;
+		while (p <= top && p >= first && !isosock_r_private_fd((int)p))
+			p++;
+		bool found = p <= top && p >= first;
+		unsigned int hi = found ? p - 1 : last;
+		if (!found || p > lo) {
+			int r = libc_close_range(lo, hi, flags);
+			if (r < 0)
+				return r;
+		}
+		if (!found || p == last)
+			return 0;
+		lo = p + 1;
+	}
 }
 
 int isosock_r_dup(int oldfd, int newfd, int flags, int how)

@@ -74,6 +74,13 @@ struct isosock_libc {
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	pid_t (*fork)(void);
+	/* May be NULL (older libc, or not set by a test): route.c and
+	 * epoll.c fall back (raw syscall, then the nearest older call). */
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+	int (*epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *,
+			    const sigset_t *);
+	int (*close_range)(unsigned int, unsigned int, int);
 };
 
 /* Filled by isosock_libc_init() (interpose.c) or a test; read-only after. */
@@ -168,6 +175,18 @@ ssize_t isosock_r_recvmsg(struct isosock_file *f, int fd, struct msghdr *m, int 
 ssize_t isosock_r_sendfile(struct isosock_file *f, int out_fd, int in_fd, off_t *off,
 			   size_t count);
 int isosock_r_close(int fd);
+/* sendmmsg/recvmmsg: each message through isosock_r_sendmsg/recvmsg with
+ * the kernel's rules (count done, or -errno if the first one failed;
+ * recvmmsg: MSG_WAITFORONE, timeout checked after each datagram and
+ * updated with the time left). */
+int isosock_r_sendmmsg(struct isosock_file *f, int fd, struct mmsghdr *v, unsigned int n,
+		       int flags);
+int isosock_r_recvmmsg(struct isosock_file *f, int fd, struct mmsghdr *v, unsigned int n,
+		       int flags, struct timespec *timeout);
+/* close_range: isostack sockets and emulated epoll fds in the range are
+ * closed through isosock_r_close, the rest by libc; the stack's private
+ * fds are never closed.  CLOSE_RANGE_CLOEXEC only marks (kernel flag). */
+int isosock_r_close_range(unsigned int first, unsigned int last, int flags);
 int isosock_r_shutdown(struct isosock_file *f, int fd, int how);
 int isosock_r_getsockname(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len);
 int isosock_r_getpeername(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len);
@@ -199,6 +218,11 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 		   const sigset_t *mask);
 /* close(epfd): forget the emulated interest list.  */
 void isosock_e_closed(int fd);
+/* epoll_pwait2: a timespec timeout (NULL: none); EINVAL for a bad one.
+ * Kernel epoll fds go to libc's epoll_pwait2, else the raw syscall, else
+ * epoll_pwait with the timeout rounded up to milliseconds. */
+int isosock_e_pwait2(int epfd, struct epoll_event *evs, int max, const struct timespec *ts,
+		     const sigset_t *mask);
 void isosock_e_atfork_child(void);
 bool isosock_e_is_emulated(int epfd);
 

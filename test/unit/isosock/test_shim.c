@@ -119,6 +119,7 @@ static void f_wait_end(void)
 		(void)0; /* EAGAIN: nothing to drain */
 }
 static int f_wake_fd(void) { return wake_efd; }
+static bool f_private_fd(int fd) { return fd >= 0 && fd == wake_efd; }
 
 static const struct isosock_be fake_be = {
 	.attach = f_attach, .socket = f_socket, .bind = f_bind, .listen = f_listen,
@@ -127,7 +128,7 @@ static const struct isosock_be fake_be = {
 	.close = f_close, .setsockopt = f_setsockopt, .getsockopt = f_getsockopt,
 	.getsockname = f_getsockname, .getpeername = f_getsockname, .nread = f_nread,
 	.poll = f_poll, .wait = NULL, .wait_begin = f_wait_begin, .wait_end = f_wait_end,
-	.wake_fd = f_wake_fd,
+	.wake_fd = f_wake_fd, .private_fd = f_private_fd,
 };
 
 static int libc_fcntl(int fd, int cmd, ...)
@@ -560,6 +561,175 @@ static void test_options(void **state)
 	isosock_r_close(fd);
 }
 
+/* ---- sendmmsg / recvmmsg / epoll_pwait2 / close_range ------------------- */
+
+static void test_sendmmsg(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	struct isosock_file *f = isosock_fd_get(fd);
+	char b[3][8];
+	struct iovec iv[3];
+	struct mmsghdr mv[3];
+	memset(mv, 0, sizeof(mv));
+	for (int i = 0; i < 3; i++) {
+		iv[i] = (struct iovec){ b[i], (size_t)(5 + i) };
+		mv[i].msg_hdr.msg_iov = &iv[i];
+		mv[i].msg_hdr.msg_iovlen = 1;
+	}
+	assert_int_equal(isosock_r_sendmmsg(f, fd, mv, 3, 0), 3);
+	assert_int_equal(mv[0].msg_len, 5);
+	assert_int_equal(mv[1].msg_len, 6);
+	assert_int_equal(mv[2].msg_len, 7);
+	assert_int_equal(isosock_r_sendmmsg(f, fd, mv, 0, 0), 0);
+	/* Not writable: the first message fails, so the call does. */
+	atomic_store(&fs_of(fd)->mask, 0);
+	assert_int_equal(isosock_r_sendmmsg(f, fd, mv, 3, MSG_DONTWAIT), -EAGAIN);
+	isosock_file_put(f);
+	assert_int_equal(isosock_r_close(fd), 0);
+}
+
+static void mm_setup(struct mmsghdr *mv, struct iovec *iv, char (*b)[4], int n)
+{
+	memset(mv, 0, sizeof(*mv) * (size_t)n);
+	for (int i = 0; i < n; i++) {
+		iv[i] = (struct iovec){ b[i], 4 };
+		mv[i].msg_hdr.msg_iov = &iv[i];
+		mv[i].msg_hdr.msg_iovlen = 1;
+	}
+}
+
+static void test_recvmmsg(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	struct isosock_file *f = isosock_fd_get(fd);
+	struct fsock *s = fs_of(fd);
+	char b[4][4];
+	struct iovec iv[4];
+	struct mmsghdr mv[4];
+
+	/* MSG_DONTWAIT: as many as there are, then the count. */
+	mm_setup(mv, iv, b, 4);
+	s->rx = 10;
+	atomic_fetch_or(&s->mask, POLLIN);
+	assert_int_equal(isosock_r_recvmmsg(f, fd, mv, 4, MSG_DONTWAIT, NULL), 3);
+	assert_int_equal(mv[0].msg_len, 4);
+	assert_int_equal(mv[1].msg_len, 4);
+	assert_int_equal(mv[2].msg_len, 2);
+	assert_memory_equal(b[2], "xx", 2);
+	/* Nothing at all: the error of the first message. */
+	assert_int_equal(isosock_r_recvmmsg(f, fd, mv, 4, MSG_DONTWAIT, NULL), -EAGAIN);
+
+	/* MSG_WAITFORONE on a blocking socket: the first one is there, the
+	 * rest would block: returns 1 instead of waiting. */
+	s->rx = 4;
+	atomic_fetch_or(&s->mask, POLLIN);
+	assert_int_equal(isosock_r_recvmmsg(f, fd, mv, 4, MSG_WAITFORONE, NULL), 1);
+	assert_int_equal(mv[0].msg_len, 4);
+
+	/* A zero timeout is checked after the first datagram: one, and the
+	 * time left written back. */
+	struct timespec ts = { 0, 0 };
+	s->rx = 8;
+	atomic_fetch_or(&s->mask, POLLIN);
+	assert_int_equal(isosock_r_recvmmsg(f, fd, mv, 4, 0, &ts), 1);
+	assert_int_equal(ts.tv_sec, 0);
+	assert_int_equal(ts.tv_nsec, 0);
+	/* A long one leaves the batch to fill; time left is below it. */
+	ts = (struct timespec){ 100, 0 };
+	assert_int_equal(isosock_r_recvmmsg(f, fd, mv, 4, MSG_WAITFORONE, &ts), 1);
+	assert_true(ts.tv_sec <= 100 && ts.tv_sec >= 99);
+	ts = (struct timespec){ 0, 1000000000 };
+	assert_int_equal(isosock_r_recvmmsg(f, fd, mv, 4, 0, &ts), -EINVAL);
+	s->rx = 0;
+	isosock_file_put(f);
+	assert_int_equal(isosock_r_close(fd), 0);
+}
+
+static void test_epoll_pwait2(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int ep = isosock_e_create(EPOLL_CLOEXEC);
+	assert_true(ep >= 0);
+	struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = 42 }, out[4];
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	struct timespec zero = { 0, 0 }, bad = { 0, -1 }, us = { 0, 200000 };
+	assert_int_equal(isosock_e_pwait2(ep, out, 4, &zero, NULL), 1);
+	assert_int_equal(out[0].data.u64, 42);
+	assert_int_equal(isosock_e_pwait2(ep, out, 4, &bad, NULL), -EINVAL);
+	/* Not ready: a sub-millisecond timeout expires with 0. */
+	atomic_store(&fs_of(fd)->mask, 0);
+	assert_int_equal(isosock_e_pwait2(ep, out, 4, &us, NULL), 0);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_DEL, fd, NULL), 0);
+
+	/* A kernel-only epoll: libc's call, the raw syscall, and epoll_pwait. */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = 7 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), 0);
+	for (int way = 0; way < 2; way++) {
+		isosock_libc.epoll_pwait2 = way ? epoll_pwait2 : NULL;
+		assert_int_equal(isosock_e_pwait2(ep, out, 4, &us, NULL), 0);
+		assert_int_equal(write(p[1], "a", 1), 1);
+		assert_int_equal(isosock_e_pwait2(ep, out, 4, NULL, NULL), 1);
+		assert_int_equal(out[0].data.u64, 7);
+		char c;
+		assert_int_equal(read(p[0], &c, 1), 1);
+	}
+	isosock_libc.epoll_pwait2 = NULL;
+	close(p[0]);
+	close(p[1]);
+	assert_int_equal(isosock_r_close(ep), 0);
+	assert_int_equal(isosock_r_close(fd), 0);
+}
+
+static bool fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+static void test_close_range(void **state)
+{
+	(void)state;
+	isosock_libc.close_range = close_range;
+	int a = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int b = isosock_r_socket(AF_INET, SOCK_DGRAM, 0);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	int top = p[1];
+	assert_true(a > wake_efd && b > a && top > b);
+	assert_int_equal(isosock_r_close_range(5, 4, 0), -EINVAL);
+	assert_int_equal(isosock_r_close_range(a, top, 8), -EINVAL);
+
+	/* CLOEXEC marks, closes nothing, the sockets stay mapped. */
+	assert_int_equal(isosock_r_close_range(a, top, CLOSE_RANGE_CLOEXEC), 0);
+	assert_true(isosock_fd_get_peek(a) && isosock_fd_get_peek(b));
+	assert_int_equal(fcntl(a, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	assert_int_equal(fcntl(p[0], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	assert_int_equal(fake_live, 2);
+
+	/* Close, over the stack's private wake fd: it stays open. */
+	assert_int_equal(isosock_r_close_range(wake_efd, top, 0), 0);
+	assert_true(fd_open(wake_efd));
+	for (int fd = a; fd <= top; fd++) {
+		assert_false(fd_open(fd));
+		assert_false(isosock_fd_get_peek(fd));
+	}
+	assert_int_equal(fake_live, 0); /* the stack learnt of both */
+
+	/* UNSHARE in a single-threaded process closes the same way. */
+	a = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(isosock_r_close_range(a, a, CLOSE_RANGE_UNSHARE), 0);
+	assert_false(fd_open(a));
+	assert_false(isosock_fd_get_peek(a));
+	/* A range holding only the private fd closes nothing. */
+	assert_int_equal(isosock_r_close_range(wake_efd, wake_efd, 0), 0);
+	assert_true(fd_open(wake_efd));
+	isosock_libc.close_range = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -573,6 +743,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_epoll_lt_et_oneshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_mixed_wakeup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sendmmsg, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recvmmsg, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoll_pwait2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_range, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("isosock", tests, NULL, NULL);
 }
