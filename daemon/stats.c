@@ -8,7 +8,6 @@
  * (port.0.rx_pkts), so isostat and scripts can group them.
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 
 #include <rte_cycles.h>
@@ -16,61 +15,40 @@
 
 #include "lwip/stats.h"
 
+#include "backend.h"
 #include "internal.h"
 
-struct out {
-	char *buf;
-	size_t len, used;
-};
-
-static void put(struct out *o, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void put(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (o->used >= o->len)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(o->buf + o->used, o->len - o->used, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		o->used = (size_t)n < o->len - o->used ? o->used + (size_t)n : o->len;
-}
-
-static void put_port(struct out *o, unsigned i, const struct isotcp_dpdk_port *p)
+static void put_port(struct isod_strbuf *o, unsigned i, const struct isotcp_dpdk_port *p)
 {
 	const struct isotcp_dpdk_stats *s = &p->stats;
 	struct rte_eth_stats hw;
 
-	put(o, "port.%u.rx_pkts %" PRIu64 "\nport.%u.rx_bytes %" PRIu64 "\n",
+	isod_strbuf_put(o, "port.%u.rx_pkts %" PRIu64 "\nport.%u.rx_bytes %" PRIu64 "\n",
 	    i, s->rx_pkts, i, s->rx_bytes);
-	put(o, "port.%u.tx_pkts %" PRIu64 "\nport.%u.tx_bytes %" PRIu64 "\n",
+	isod_strbuf_put(o, "port.%u.tx_pkts %" PRIu64 "\nport.%u.tx_bytes %" PRIu64 "\n",
 	    i, s->tx_pkts, i, s->tx_bytes);
-	put(o, "port.%u.rx_drop_cksum %" PRIu64 "\nport.%u.rx_drop_bad %" PRIu64 "\n"
+	isod_strbuf_put(o, "port.%u.rx_drop_cksum %" PRIu64 "\nport.%u.rx_drop_bad %" PRIu64 "\n"
 	    "port.%u.rx_drop_nomem %" PRIu64 "\nport.%u.rx_copied %" PRIu64 "\n",
 	    i, s->rx_drop_cksum, i, s->rx_drop_bad, i, s->rx_drop_nomem, i, s->rx_copied);
-	put(o, "port.%u.tx_drop_nomem %" PRIu64 "\nport.%u.tx_drop_toolong %" PRIu64 "\n"
+	isod_strbuf_put(o, "port.%u.tx_drop_nomem %" PRIu64 "\nport.%u.tx_drop_toolong %" PRIu64 "\n"
 	    "port.%u.tx_partial %" PRIu64 "\nport.%u.tx_drop_stuck %" PRIu64 "\n",
 	    i, s->tx_drop_nomem, i, s->tx_drop_toolong, i, s->tx_partial,
 	    i, s->tx_drop_stuck);
-	put(o, "port.%u.tx_zc_frames %" PRIu64 "\nport.%u.tx_zc_bytes %" PRIu64 "\n"
+	isod_strbuf_put(o, "port.%u.tx_zc_frames %" PRIu64 "\nport.%u.tx_zc_bytes %" PRIu64 "\n"
 	    "port.%u.tx_copied_frames %" PRIu64 "\n",
 	    i, s->tx_zc_frames, i, s->tx_zc_bytes, i, s->tx_copied_frames);
-	put(o, "port.%u.tx_tso_frames %" PRIu64 "\nport.%u.tx_tso_bytes %" PRIu64 "\n",
+	isod_strbuf_put(o, "port.%u.tx_tso_frames %" PRIu64 "\nport.%u.tx_tso_bytes %" PRIu64 "\n",
 	    i, s->tx_tso_frames, i, s->tx_tso_bytes);
 	if (rte_eth_stats_get(p->port_id, &hw) == 0)
-		put(o, "port.%u.dev_imissed %" PRIu64 "\nport.%u.dev_ierrors %" PRIu64 "\n"
+		isod_strbuf_put(o, "port.%u.dev_imissed %" PRIu64 "\nport.%u.dev_ierrors %" PRIu64 "\n"
 		    "port.%u.dev_oerrors %" PRIu64 "\nport.%u.dev_rx_nombuf %" PRIu64 "\n",
 		    i, hw.imissed, i, hw.ierrors, i, hw.oerrors, i, hw.rx_nombuf);
 }
 
 /* lwIP's counters of one protocol, under lwip.<proto>. */
-static void put_proto(struct out *o, const char *name, const struct stats_proto *s)
+static void put_proto(struct isod_strbuf *o, const char *name, const struct stats_proto *s)
 {
-	put(o, "lwip.%s.recv %u\nlwip.%s.xmit %u\nlwip.%s.drop %u\n"
+	isod_strbuf_put(o, "lwip.%s.recv %u\nlwip.%s.xmit %u\nlwip.%s.drop %u\n"
 	    "lwip.%s.chkerr %u\nlwip.%s.lenerr %u\nlwip.%s.proterr %u\n"
 	    "lwip.%s.memerr %u\nlwip.%s.err %u\n",
 	    name, (unsigned)s->recv, name, (unsigned)s->xmit, name, (unsigned)s->drop,
@@ -82,9 +60,9 @@ static void put_proto(struct out *o, const char *name, const struct stats_proto 
 size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 {
 	const struct isod_loop_stats *ls = &loop->stats;
-	struct out o = { .buf = buf, .len = len };
+	struct isod_strbuf o = { .buf = buf, .len = len };
 
-	put(&o, "loop.iterations %" PRIu64 "\nloop.busy_cycles %" PRIu64 "\n"
+	isod_strbuf_put(&o, "loop.iterations %" PRIu64 "\nloop.busy_cycles %" PRIu64 "\n"
 	    "loop.idle_cycles %" PRIu64 "\nloop.sleeps %" PRIu64 "\n"
 	    "loop.sleep_cycles %" PRIu64 "\nloop.events %" PRIu64 "\n"
 	    "loop.tsc_hz %" PRIu64 "\n",

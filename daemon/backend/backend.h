@@ -112,6 +112,18 @@ void isod_backend_set_mem_limit(struct isod_backend *be, uint64_t bytes);
 void isod_backend_fini(struct isod_backend *be);
 
 void isod_backend_get_stats(const struct isod_backend *be, struct isod_backend_stats *out);
+/*
+ * The STATS reply's text: printf-formatted lines appended to buf[used..len),
+ * silently truncated at len. Shared by the back-end's lines and the
+ * daemon's (daemon/stats.c).
+ */
+struct isod_strbuf {
+	char *buf;
+	size_t len, used;
+};
+void isod_strbuf_put(struct isod_strbuf *sb, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Number of attached applications. */
 unsigned isod_backend_apps(const struct isod_backend *be);
 /* Open (non-free) slots over all applications; tests check reclamation. */

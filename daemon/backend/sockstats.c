@@ -21,34 +21,30 @@
 
 #define TCP_STATE_NONE 11
 
-static size_t put(char *buf, size_t len, size_t used, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static size_t put(char *buf, size_t len, size_t used, const char *fmt, ...)
+void isod_strbuf_put(struct isod_strbuf *sb, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
 
-	if (used >= len)
-		return used;
+	if (sb->used >= sb->len)
+		return;
 	va_start(ap, fmt);
-	n = vsnprintf(buf + used, len - used, fmt, ap);
+	n = vsnprintf(sb->buf + sb->used, sb->len - sb->used, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return used;
-	return (size_t)n < len - used ? used + (size_t)n : len;
+	if (n > 0)
+		sb->used = (size_t)n < sb->len - sb->used ? sb->used + (size_t)n : sb->len;
 }
 
 size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, size_t len)
 {
-	size_t used = 0;
+	struct isod_strbuf sb = { .buf = buf, .len = len };
 
 	for (const struct isod_app *app = be->apps; app != NULL; app = app->next) {
 		unsigned open = 0;
 
 		for (uint32_t i = 1; i < app->hdr.nr_sockets; i++)
 			open += app->socks[i].state != ISOD_S_FREE;
-		used = put(buf, len, used, "app.%u.pid %u\napp.%u.sockets %u\n"
+		isod_strbuf_put(&sb, "app.%u.pid %u\napp.%u.sockets %u\n"
 			   "app.%u.mem_bytes %" PRIu64 "\n",
 			   app->id, app->pid, app->id, open, app->id, app->mem_used);
 		for (uint32_t i = 1; i < app->hdr.nr_sockets; i++) {
@@ -57,16 +53,14 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 
 			if (sk->state == ISOD_S_FREE)
 				continue;
-			used = put(buf, len, used,
-				   "sock.%u.%u.state %u\nsock.%u.%u.tcp_state %u\n"
+			isod_strbuf_put(&sb, "sock.%u.%u.state %u\nsock.%u.%u.tcp_state %u\n"
 				   "sock.%u.%u.tx_inflight %u\nsock.%u.%u.rx_queued %u\n",
 				   app->id, i, sk->state, app->id, i,
 				   pcb ? (unsigned)pcb->state : TCP_STATE_NONE,
 				   app->id, i, sk->tx_handed,
 				   app->id, i, sk->rx_prod - sk->rx_cons_seen);
 			if (pcb != NULL)
-				used = put(buf, len, used,
-					   "sock.%u.%u.local_ip %u\nsock.%u.%u.local_port %u\n"
+				isod_strbuf_put(&sb, "sock.%u.%u.local_ip %u\nsock.%u.%u.local_port %u\n"
 					   "sock.%u.%u.remote_ip %u\nsock.%u.%u.remote_port %u\n",
 					   app->id, i, lwip_ntohl(ip4_addr_get_u32(&pcb->local_ip)),
 					   app->id, i, pcb->local_port,
@@ -74,5 +68,5 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 					   app->id, i, pcb->remote_port);
 		}
 	}
-	return used;
+	return sb.used;
 }
