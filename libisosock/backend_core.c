@@ -22,19 +22,12 @@
 #include "shim.h"
 
 /*
- * fork.  The core keeps per-socket state (ring indices, replies, the
- * doorbell producers) in process-private memory, so after fork the parent
- * and the child each hold a private copy of the state of the attachment
- * they share (the segment mapping and the control socket are shared).
- * Two processes driving one attachment would corrupt its rings, so an
- * attachment shared across fork is driven by ONE process: the first one
- * that makes a call on it after the fork (struct att.tok->driver, in a
- * MAP_SHARED page).  The other process's sockets on it fail cleanly (as
- * if the daemon were gone: EPIPE/ECONNRESET, POLLERR|POLLHUP, nothing
- * waits), and it attaches anew for the sockets it creates next.  close()
- * of a socket that predates the fork releases it in the stack only when
- * this process drives its attachment: a child closing inherited sockets
- * (redis' BGSAVE child) leaves the parent's alone.
+ * fork.  The core keeps each attachment's state in memory shared across
+ * fork (core.c), so parent and child both drive every socket they
+ * inherited, and a new socket of either goes on the current attachment.
+ * Around fork the core is told who the child is (isosock_app_fork_*):
+ * it becomes a holder of every socket of ours, and a socket reaches the
+ * stack's CLOSE only when its last holder closes it, exits or dies.
  *
  * Every call into the core holds `quiesce` for reading; fork's prepare
  * handler takes it for writing, so no thread is inside the core (holding
@@ -44,20 +37,15 @@
 #define FORK_SLICE_NS (20 * 1000 * 1000)
 #define MAX_ATT 64
 
-struct tok {
-	_Atomic pid_t driver;       /* 0: not claimed since the last fork */
-};
-
 struct att {
 	struct isosock_app *app;
-	struct tok *tok;            /* MAP_SHARED: seen by every process */
+	int fork_child;             /* member index reserved for the child */
 };
 
 struct handle {
 	struct att *att;
 	struct isosock_app *app;
 	int s;
-	unsigned fork_gen;          /* fork count of this process at creation */
 };
 
 static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -67,8 +55,6 @@ static struct att atts[MAX_ATT];
 static _Atomic int natt;
 static struct att *_Atomic cur;   /* the attachment for new sockets */
 static _Atomic int state; /* 0 untried, 1 attached, < 0 -errno of the try */
-static pid_t self_pid;
-static unsigned fork_gen;
 
 static void quiesce_init(void)
 {
@@ -90,37 +76,18 @@ static inline void q_leave(void)
 	pthread_rwlock_unlock(&quiesce);
 }
 
-/* May this process drive att?  Claims it if nobody has since the fork. */
-static bool drive(struct att *a)
-{
-	pid_t d = atomic_load_explicit(&a->tok->driver, memory_order_acquire);
-	if (d == self_pid)
-		return true;
-	if (d != 0)
-		return false;
-	return atomic_compare_exchange_strong(&a->tok->driver, &d, self_pid) || d == self_pid;
-}
-
 static int attach_new(void)
 {
 	if (atomic_load_explicit(&natt, memory_order_relaxed) >= MAX_ATT)
 		return -EMFILE;
-	struct tok *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
-			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (t == MAP_FAILED)
-		return -ENOMEM;
 	struct isosock_app *ap = NULL;
 	q_enter();
 	int r = isosock_app_attach(&ap, NULL);
 	q_leave();
-	if (r < 0) {
-		munmap(t, sizeof(*t));
+	if (r < 0)
 		return r;
-	}
-	atomic_store_explicit(&t->driver, self_pid, memory_order_relaxed);
 	int i = atomic_load_explicit(&natt, memory_order_relaxed);
 	atts[i].app = ap;
-	atts[i].tok = t;
 	atomic_store_explicit(&natt, i + 1, memory_order_release);
 	atomic_store_explicit(&cur, &atts[i], memory_order_release);
 	return 0;
@@ -137,8 +104,6 @@ static int be_attach(void)
 	pthread_mutex_lock(&attach_lock);
 	st = atomic_load_explicit(&state, memory_order_relaxed);
 	if (st == 0) {
-		if (self_pid == 0)
-			self_pid = getpid();
 		int r = attach_new();
 		st = r == 0 ? 1 : r;
 		/* Pairs with the acquire above: cur is set before state. */
@@ -148,20 +113,10 @@ static int be_attach(void)
 	return st == 1 ? 0 : -ENETDOWN;
 }
 
-/* The attachment new sockets go to: the current one, unless another
- * process drives it since a fork (then a fresh one of our own). */
+/* The attachment new sockets go to. */
 static struct att *att_for_new(void)
 {
-	struct att *a = atomic_load_explicit(&cur, memory_order_acquire);
-	if (a && drive(a))
-		return a;
-	pthread_mutex_lock(&attach_lock);
-	a = atomic_load_explicit(&cur, memory_order_acquire);
-	if (!a || !drive(a)) {
-		a = attach_new() == 0 ? atomic_load_explicit(&cur, memory_order_acquire) : NULL;
-	}
-	pthread_mutex_unlock(&attach_lock);
-	return a;
+	return atomic_load_explicit(&cur, memory_order_acquire);
 }
 
 #define H(h) ((struct handle *)(h))
@@ -177,7 +132,6 @@ static int be_socket(int type, void **out)
 		return -ENETDOWN;
 	}
 	h->app = h->att->app;
-	h->fork_gen = fork_gen;
 	q_enter();
 	h->s = isosock_socket(h->app, AF_INET, type | SOCK_NONBLOCK, 0);
 	q_leave();
@@ -190,37 +144,31 @@ static int be_socket(int type, void **out)
 	return 0;
 }
 
-/* A call on h: in the core under the read side of `quiesce`, or, when
- * another process drives h's attachment since a fork, `gone` at once. */
-#define CORE(h, gone, expr)                                  \
+/* A call on h, in the core under the read side of `quiesce`. */
+#define CORE(h, expr)                                        \
 	do {                                                 \
-		if (!drive(H(h)->att))                       \
-			return (gone);                       \
-		q_enter();                                        \
+		q_enter();                                   \
 		__typeof__(expr) r_ = (expr);                \
-		q_leave();                                       \
+		q_leave();                                   \
 		return r_;                                   \
 	} while (0)
 
 static int be_bind(void *h, const struct sockaddr *sa, socklen_t len)
 {
-	CORE(h, -EINVAL, isosock_bind(H(h)->app, H(h)->s, sa, len));
+	CORE(h, isosock_bind(H(h)->app, H(h)->s, sa, len));
 }
 
 static int be_listen(void *h, int backlog)
 {
-	CORE(h, -EINVAL, isosock_listen(H(h)->app, H(h)->s, backlog));
+	CORE(h, isosock_listen(H(h)->app, H(h)->s, backlog));
 }
 
 static int be_accept(void *h, void **out_h, struct sockaddr *sa, socklen_t *len)
 {
-	if (!drive(H(h)->att))
-		return -ECONNABORTED;
 	struct handle *n = malloc(sizeof(*n));
 	if (!n)
 		return -ENOMEM;
 	*n = *H(h);
-	n->fork_gen = fork_gen;
 	q_enter();
 	n->s = isosock_accept(n->app, H(h)->s, sa, len, SOCK_NONBLOCK);
 	q_leave();
@@ -235,7 +183,7 @@ static int be_accept(void *h, void **out_h, struct sockaddr *sa, socklen_t *len)
 
 static int be_connect(void *h, const struct sockaddr *sa, socklen_t len)
 {
-	CORE(h, -ECONNRESET, isosock_connect(H(h)->app, H(h)->s, sa, len));
+	CORE(h, isosock_connect(H(h)->app, H(h)->s, sa, len));
 }
 
 static int so_error(struct handle *x)
@@ -248,7 +196,7 @@ static int so_error(struct handle *x)
 
 static int be_so_error(void *h)
 {
-	CORE(h, -ECONNRESET, so_error(H(h)));
+	CORE(h, so_error(H(h)));
 }
 
 static ssize_t sendmsg_core(struct handle *x, const struct msghdr *m, int flags)
@@ -281,7 +229,7 @@ static ssize_t sendmsg_core(struct handle *x, const struct msghdr *m, int flags)
 
 static ssize_t be_sendmsg(void *h, const struct msghdr *m, int flags)
 {
-	CORE(h, (ssize_t)-EPIPE, sendmsg_core(H(h), m, flags));
+	CORE(h, sendmsg_core(H(h), m, flags));
 }
 
 static ssize_t recvmsg_core(struct handle *x, struct msghdr *m, int flags)
@@ -338,55 +286,49 @@ static ssize_t recvmsg_core(struct handle *x, struct msghdr *m, int flags)
 
 static ssize_t be_recvmsg(void *h, struct msghdr *m, int flags)
 {
-	CORE(h, (ssize_t)-ECONNRESET, recvmsg_core(H(h), m, flags));
+	CORE(h, recvmsg_core(H(h), m, flags));
 }
 
 static int be_shutdown(void *h, int how)
 {
-	CORE(h, -ENOTCONN, isosock_shutdown(H(h)->app, H(h)->s, how));
+	CORE(h, isosock_shutdown(H(h)->app, H(h)->s, how));
 }
 
 static int be_close(void *h)
 {
 	struct handle *x = H(h);
-	int r = 0;
-	/* A socket that predates a fork is released in the stack only by
-	 * the process that drives its attachment (never claimed by close:
-	 * a child closing what it inherited must not take it over). */
-	pid_t d = atomic_load_explicit(&x->att->tok->driver, memory_order_acquire);
-	bool mine = d == self_pid || (x->fork_gen == fork_gen && d == 0);
-	if (mine) {
-		q_enter();
-		r = isosock_close(x->app, x->s);
-		q_leave();
-	}
+	/* After fork the core decides whether the stack hears of it: only
+	 * the last process holding the socket closes it there. */
+	q_enter();
+	int r = isosock_close(x->app, x->s);
+	q_leave();
 	free(h);
 	return r;
 }
 
 static int be_setsockopt(void *h, int level, int name, const void *v, socklen_t len)
 {
-	CORE(h, -ENOTCONN, isosock_setsockopt(H(h)->app, H(h)->s, level, name, v, len));
+	CORE(h, isosock_setsockopt(H(h)->app, H(h)->s, level, name, v, len));
 }
 
 static int be_getsockopt(void *h, int level, int name, void *v, socklen_t *len)
 {
-	CORE(h, -ENOPROTOOPT, isosock_getsockopt(H(h)->app, H(h)->s, level, name, v, len));
+	CORE(h, isosock_getsockopt(H(h)->app, H(h)->s, level, name, v, len));
 }
 
 static int be_getsockname(void *h, struct sockaddr *sa, socklen_t *len)
 {
-	CORE(h, -ENOTCONN, isosock_getsockname(H(h)->app, H(h)->s, sa, len));
+	CORE(h, isosock_getsockname(H(h)->app, H(h)->s, sa, len));
 }
 
 static int be_getpeername(void *h, struct sockaddr *sa, socklen_t *len)
 {
-	CORE(h, -ENOTCONN, isosock_getpeername(H(h)->app, H(h)->s, sa, len));
+	CORE(h, isosock_getpeername(H(h)->app, H(h)->s, sa, len));
 }
 
 static int be_nread(void *h)
 {
-	CORE(h, 0, isosock_nread(H(h)->app, H(h)->s));
+	CORE(h, isosock_nread(H(h)->app, H(h)->s));
 }
 
 static uint32_t poll_core(struct handle *x)
@@ -399,7 +341,7 @@ static uint32_t be_poll(void *h, uint32_t *gen)
 {
 	if (gen)
 		*gen = 0; /* the core has no event counter yet */
-	CORE(h, (uint32_t)(POLLIN | POLLOUT | POLLERR | POLLHUP), poll_core(H(h)));
+	CORE(h, poll_core(H(h)));
 }
 
 /* In slices, so that a fork in another thread waits at most one slice. */
@@ -407,8 +349,6 @@ static int be_wait(void *h, uint32_t events, int64_t timeout_ns)
 {
 	int64_t deadline = timeout_ns > 0 ? isosock_now_ns() + timeout_ns : 0;
 	for (;;) {
-		if (!drive(H(h)->att))
-			return 0; /* gone: poll() reports it */
 		int64_t slice = FORK_SLICE_NS;
 		if (timeout_ns == 0) {
 			slice = 0;
@@ -443,8 +383,7 @@ static void be_wait_begin(void)
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
 	q_enter();
 	for (int i = 0; i < n; i++) {
-		if (atomic_load_explicit(&atts[i].tok->driver, memory_order_acquire) != self_pid ||
-		    (armed & (UINT64_C(1) << i)))
+		if (armed & (UINT64_C(1) << i))
 			continue;
 		isosock_wait_arm(atts[i].app);
 		armed |= UINT64_C(1) << i;
@@ -467,10 +406,7 @@ static void be_wait_end(void)
 static int be_wake_fd(void)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
-	for (int i = n - 1; i >= 0; i--)
-		if (atomic_load_explicit(&atts[i].tok->driver, memory_order_acquire) == self_pid)
-			return isosock_app_wake_fd(atts[i].app);
-	return -1;
+	return n > 0 ? isosock_app_wake_fd(atts[n - 1].app) : -1;
 }
 
 static void be_atfork_prepare(void)
@@ -478,14 +414,9 @@ static void be_atfork_prepare(void)
 	pthread_once(&quiesce_once, quiesce_init);
 	pthread_mutex_lock(&attach_lock);
 	pthread_rwlock_wrlock(&quiesce);
-	/* A new fork epoch: whichever process calls first drives each
-	 * attachment this process drives now. */
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
-	for (int i = 0; i < n; i++) {
-		pid_t me = self_pid;
-		atomic_compare_exchange_strong(&atts[i].tok->driver, &me, 0);
-	}
-	fork_gen++;
+	for (int i = 0; i < n; i++)
+		atts[i].fork_child = isosock_app_fork_prepare(atts[i].app);
 }
 
 static void be_atfork_parent(void)
@@ -494,17 +425,33 @@ static void be_atfork_parent(void)
 	pthread_mutex_unlock(&attach_lock);
 }
 
+static void be_fork_done(pid_t pid)
+{
+	/* Only our fork() wrapper knows whether the fork failed. */
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		isosock_app_fork_parent(atts[i].app, atts[i].fork_child, pid < 0);
+}
+
 static void be_atfork_child(void)
 {
 	/* One thread now; the locks may have been taken by threads the child
 	 * does not have (prepare held them all, but start clean anyway). */
-	self_pid = getpid();
 	quiesce_init();
 	pthread_mutex_init(&attach_lock, NULL);
-	/* Inherited handles keep the parent's attachments (shared mapping);
-	 * this process attaches anew for its own sockets. */
-	atomic_store_explicit(&cur, NULL, memory_order_relaxed);
-	atomic_store_explicit(&state, 0, memory_order_relaxed);
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		isosock_app_fork_child(atts[i].app, atts[i].fork_child);
+}
+
+/* Process exit (exit(), return from main): let go of every socket, as the
+ * kernel closes a process's fds; sockets still held by another process of
+ * the application stay open. */
+__attribute__((destructor)) static void be_exit(void)
+{
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		isosock_app_exit(atts[i].app);
 }
 
 static bool be_private_fd(int fd)
@@ -541,5 +488,6 @@ const struct isosock_be isosock_be_core = {
 	.atfork_prepare = be_atfork_prepare,
 	.atfork_parent = be_atfork_parent,
 	.atfork_child = be_atfork_child,
+	.fork_done = be_fork_done,
 	.private_fd = be_private_fd,
 };

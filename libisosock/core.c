@@ -10,6 +10,18 @@
  * it, then wait on the slot's futex (isoshm_app_wait) in slices of
  * WAIT_SLICE_NS, checking between slices that the daemon is still there.
  *
+ * fork(): all of that state lives in memory the processes of the
+ * application share (struct fshared, a memfd mapped MAP_SHARED at attach,
+ * so fork children see the same pages and an exec'd image can map it
+ * again), and the per-socket mutexes are process-shared and robust.  Every
+ * process may then drive every socket it holds, as with the kernel.  A
+ * socket is held by a set of member processes (fsock.holders, a bit per
+ * entry of fshared.members): fork adds the child to every socket the
+ * parent holds, close() removes the caller, and the stack is told CLOSE
+ * only when the last holder lets go.  A member that dies without closing
+ * (exit runs isosock_app_exit; _exit and signals do not) is swept by the
+ * survivors (sweep(), from their waits) as if it had closed everything.
+ *
  * A slot's life: SOCKET (or an ACCEPT reply) hands it to us; CLOSE returns
  * it at once to the caller, and the slot is reaped -- its status ring
  * drained up to the CLOSE reply, its RX ring up to the rx_prod that reply
@@ -26,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -48,14 +62,21 @@ enum fstate {
 	F_FREE = 0, F_OPEN, F_LISTEN, F_CONNECTING, F_CONNECTED, F_CLOSING,
 };
 
+/* Processes that may share one attachment (fork children included). */
+#define MAX_MEMBERS     64
+/* Survivors look for dead members at most this often. */
+#define SWEEP_NS        (100 * 1000 * 1000)
+
 struct rep {
 	uint64_t cookie;
 	bool used, done, abandoned;
+	uint8_t owner;             /* member index of the waiter */
 	struct isostack_shm_status st;
 };
 
 struct fsock {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;      /* process-shared, robust; first: fs_fresh keeps it */
+	uint64_t holders;          /* member bits of the processes holding it */
 	uint8_t state;
 	bool nonblock, shut_rd, shut_wr, hup, dead, linger0, cork;
 	bool udp, udp_connected;   /* SOCK_DGRAM; default peer set */
@@ -85,8 +106,29 @@ struct fsock {
 	uint32_t close_rx_prod;
 };
 
+/* A process of the application: pid 0 free, -1 reserved by a fork under way. */
+struct member {
+	_Atomic int32_t pid;
+	uint64_t start;            /* /proc starttime: tells a reused pid apart */
+};
+
+/* The shared part of an attachment (see the top of the file). */
+struct fshared {
+	pthread_mutex_t mlock;     /* members[]; process-shared, robust */
+	struct member members[MAX_MEMBERS];
+	_Atomic uint32_t nmembers; /* entries in use, for the sweep's fast path */
+	uint32_t nsocks;
+	struct fsock fs[];
+};
+
+/* Per process: the fds and where this process is in the member table. */
 struct isosock_app {
 	struct isoshm_app *shm;
+	struct fshared *sh;
+	int sh_fd;
+	size_t sh_size;
+	int me;                    /* our index in sh->members */
+	int64_t next_sweep;
 	int ctl_fd, wake_fd, stack_wake_fd;
 	uint32_t id, nsocks, tx_bytes, rx_bytes;
 	uint8_t *base;
@@ -105,6 +147,155 @@ static int64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- Process-shared locks and members ------------------------------------ */
+
+static void mutex_init_shared(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+/* A member died holding the lock: what it guarded may be half updated,
+ * but every field stays valid on its own (indices are published last),
+ * so carry on with it. */
+static void robust_lock(pthread_mutex_t *m)
+{
+	if (pthread_mutex_lock(m) == EOWNERDEAD)
+		pthread_mutex_consistent(m);
+}
+
+static void fs_lock(struct fsock *f)
+{
+	robust_lock(&f->lock);
+}
+
+static int fs_trylock(struct fsock *f)
+{
+	int r = pthread_mutex_trylock(&f->lock);
+
+	if (r == EOWNERDEAD) {
+		pthread_mutex_consistent(&f->lock);
+		r = 0;
+	}
+	return r;
+}
+
+static void fs_unlock(struct fsock *f)
+{
+	pthread_mutex_unlock(&f->lock);
+}
+
+/*
+ * Field 22 of /proc/PID/stat (start time in clock ticks), or 0 if the
+ * process is gone or a zombie (state Z/X: it holds nothing any more).
+ * open/read only: also called in a fork child.
+ */
+static uint64_t proc_start(pid_t pid)
+{
+	char path[48], buf[512];
+	uint64_t v = 0;
+	ssize_t n;
+	int fd, field = 2;
+	char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');        /* comm may hold spaces and parens */
+	if (p == NULL || p[1] != ' ')
+		return 0;
+	p += 2;
+	if (*p == 'Z' || *p == 'X')
+		return 0;
+	for (field = 3; *p != '\0' && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	while (*p >= '0' && *p <= '9')
+		v = v * 10 + (uint64_t)(*p++ - '0');
+	return v ? v : 1;
+}
+
+static bool member_alive(const struct member *m)
+{
+	int32_t pid = atomic_load_explicit(&m->pid, memory_order_acquire);
+
+	if (pid == 0)
+		return false;
+	if (pid < 0)
+		return true;           /* a fork under way */
+	return proc_start(pid) == m->start;
+}
+
+/* Under sh->mlock: a free member entry (dead ones are reused after
+ * sweep() cleared their bits), or -1. */
+static int member_claim(struct fshared *sh, int32_t pid)
+{
+	for (int i = 0; i < MAX_MEMBERS; i++) {
+		if (atomic_load_explicit(&sh->members[i].pid, memory_order_relaxed) != 0)
+			continue;
+		sh->members[i].start = pid > 0 ? proc_start(pid) : 0;
+		atomic_store_explicit(&sh->members[i].pid, pid, memory_order_release);
+		atomic_fetch_add_explicit(&sh->nmembers, 1, memory_order_relaxed);
+		return i;
+	}
+	return -1;
+}
+
+static void member_free(struct fshared *sh, int i)
+{
+	atomic_store_explicit(&sh->members[i].pid, 0, memory_order_release);
+	atomic_fetch_sub_explicit(&sh->nmembers, 1, memory_order_relaxed);
+}
+
+static size_t fshared_size(uint32_t nsocks)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t n = sizeof(struct fshared) + (size_t)nsocks * sizeof(struct fsock);
+
+	return (n + pg - 1) & ~(pg - 1);
+}
+
+/* The shared part of a new attachment, with this process as member 0. */
+static int fshared_create(struct isosock_app *app, uint32_t nsocks)
+{
+	size_t size = fshared_size(nsocks);
+	int fd = memfd_create("isosock-fe", MFD_CLOEXEC);
+	struct fshared *sh;
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) != 0) {
+		close(fd);
+		return -ENOMEM;
+	}
+	sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (sh == MAP_FAILED) {
+		close(fd);
+		return -ENOMEM;
+	}
+	mutex_init_shared(&sh->mlock);
+	sh->nsocks = nsocks;
+	for (uint32_t i = 0; i < nsocks; i++)
+		mutex_init_shared(&sh->fs[i].lock);
+	app->sh = sh;
+	app->sh_fd = fd;
+	app->sh_size = size;
+	app->fs = sh->fs;
+	app->me = member_claim(sh, getpid());
+	return 0;
 }
 
 /* ---- Attach --------------------------------------------------------------- */
@@ -222,15 +413,12 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 	app->base = isoshm_app_base(app->shm);
 	app->socks = (struct isostack_shm_sock *)(app->base + isoshm_app_header(app->shm)->socks_off);
 	app->wait = (struct isostack_shm_wait *)(app->base + isoshm_app_header(app->shm)->wait_off);
-	app->fs = calloc(app->nsocks, sizeof(*app->fs));
-	if (app->fs == NULL) {
-		ret = -ENOMEM;
+	ret = fshared_create(app, app->nsocks);
+	if (ret < 0) {
 		isoshm_app_detach(app->shm);
 		close(fds[1]);
 		goto err_wake;
 	}
-	for (uint32_t i = 0; i < app->nsocks; i++)
-		pthread_mutex_init(&app->fs[i].lock, NULL);
 	*out = app;
 	return 0;
 
@@ -257,16 +445,10 @@ void isosock_app_detach(struct isosock_app *app)
 	if (app->stack_wake_fd >= 0)
 		close(app->stack_wake_fd);
 	isoshm_app_detach(app->shm);
-	for (uint32_t i = 0; i < app->nsocks; i++)
-		pthread_mutex_destroy(&app->fs[i].lock);
-	free(app->fs);
+	/* Shared with other members, if any: unmapped here, not destroyed. */
+	munmap(app->sh, app->sh_size);
+	close(app->sh_fd);
 	free(app);
-}
-
-int isosock_app_forget(struct isosock_app *app)
-{
-	(void)app;   /* the child keeps using the parent's mapping as is */
-	return 0;
 }
 
 bool isosock_app_alive(struct isosock_app *app)
@@ -389,12 +571,13 @@ static void drain(struct isosock_app *app, int s, struct fsock *f)
 	} while (n > 0);
 }
 
-static void fs_fresh(struct fsock *f, enum fstate state, uint32_t tx_prod, uint32_t rx_cons)
+/* Under f->lock: a slot handed to us anew, held by this process. */
+static void fs_fresh(struct isosock_app *app, struct fsock *f, enum fstate state,
+		     uint32_t tx_prod, uint32_t rx_cons)
 {
-	pthread_mutex_t lock = f->lock;
-
-	memset(f, 0, sizeof(*f));
-	f->lock = lock;
+	memset((uint8_t *)f + offsetof(struct fsock, holders), 0,
+	       sizeof(*f) - offsetof(struct fsock, holders));
+	f->holders = UINT64_C(1) << app->me;
 	f->state = (uint8_t)state;
 	f->tx_prod = tx_prod;
 	f->rx_cons = rx_cons;
@@ -423,19 +606,22 @@ static void reap_one(struct isosock_app *app, int s, struct fsock *f)
 	f->state = F_FREE;
 }
 
+static void sweep(struct isosock_app *app);
+
 static void reap_all(struct isosock_app *app)
 {
+	sweep(app);
 	for (uint32_t i = 1; i < app->nsocks; i++) {
 		struct fsock *f = &app->fs[i];
 
 		/* Relaxed peek at the state: the locked re-check decides. */
 		if (__atomic_load_n(&f->state, __ATOMIC_RELAXED) != F_CLOSING)
 			continue;
-		if (pthread_mutex_trylock(&f->lock) != 0)
+		if (fs_trylock(f) != 0)
 			continue;
 		if (f->state == F_CLOSING)
 			reap_one(app, (int)i, f);
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 	}
 }
 
@@ -487,7 +673,7 @@ static int post(struct isosock_app *app, int s, struct isostack_shm_cmd *c)
 }
 
 /* Under f->lock: a reply slot for a new command. */
-static struct rep *rep_new(struct fsock *f, int s, struct isostack_shm_cmd *c)
+static struct rep *rep_new(struct isosock_app *app, struct fsock *f, int s, struct isostack_shm_cmd *c)
 {
 	for (int i = 0; i < NREP; i++) {
 		struct rep *r = &f->rep[i];
@@ -496,6 +682,7 @@ static struct rep *rep_new(struct fsock *f, int s, struct isostack_shm_cmd *c)
 			continue;
 		memset(r, 0, sizeof(*r));
 		r->used = true;
+		r->owner = (uint8_t)app->me;
 		r->cookie = ((uint64_t)(uint32_t)s << 32) | (++f->seq & 0xffffffffu);
 		c->cookie = r->cookie;
 		return r;
@@ -563,7 +750,7 @@ static int wait_moved(struct isosock_app *app, int s, struct fsock *f, struct re
 	};
 	int rc;
 
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	for (;;) {
 		int64_t slice = WAIT_SLICE_NS;
 
@@ -591,8 +778,9 @@ static int wait_moved(struct isosock_app *app, int s, struct fsock *f, struct re
 			rc = -ENETDOWN;
 			break;
 		}
+		sweep(app);
 	}
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	return rc;
 }
 
@@ -614,7 +802,7 @@ static int call(struct isosock_app *app, int s, struct fsock *f, struct isostack
 	struct rep *r;
 	int rc;
 
-	while ((r = rep_new(f, s, c)) == NULL) {
+	while ((r = rep_new(app, f, s, c)) == NULL) {
 		/* every reply slot is taken (abandoned commands not yet
 		 * answered): the same -EAGAIN as a reply that comes too late */
 		rc = wait_moved(app, s, f, NULL, deadline, WANT_REPLY);
@@ -652,13 +840,13 @@ static int simple_call(struct isosock_app *app, int s, struct isostack_shm_cmd *
 
 	if (f == NULL)
 		return -EBADF;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	if (f->state == F_FREE || f->state == F_CLOSING) {
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return -EBADF;
 	}
 	rc = call(app, s, f, c, &st, 0);
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	if (rc < 0)
 		return rc == -ENETDOWN ? -ENOTCONN : rc;
 	if (out != NULL)
@@ -686,9 +874,9 @@ int isosock_socket(struct isosock_app *app, int domain, int type, int protocol)
 	c.arg[0] = (uint64_t)domain;
 	c.arg[1] = (uint64_t)base;
 	c.arg[2] = (uint64_t)protocol;
-	pthread_mutex_lock(&ctl->lock);
+	fs_lock(ctl);
 	rc = call(app, 0, ctl, &c, &st, 0);
-	pthread_mutex_unlock(&ctl->lock);
+	fs_unlock(ctl);
 	if (rc < 0)
 		return rc == -ENETDOWN ? -ENETDOWN : rc;
 	if (st.result < 0)
@@ -696,13 +884,13 @@ int isosock_socket(struct isosock_app *app, int domain, int type, int protocol)
 	s = (int)st.result;
 	if (s <= 0 || (uint32_t)s >= app->nsocks)
 		return -EPROTO;
-	pthread_mutex_lock(&app->fs[s].lock);
-	fs_fresh(&app->fs[s], F_OPEN,
+	fs_lock(&app->fs[s]);
+	fs_fresh(app, &app->fs[s], F_OPEN,
 		 atomic_load_explicit(&app->socks[s].tx_prod, memory_order_relaxed),
 		 atomic_load_explicit(&app->socks[s].rx_cons, memory_order_relaxed));
 	app->fs[s].nonblock = (type & SOCK_NONBLOCK) != 0;
 	app->fs[s].udp = base == SOCK_DGRAM;
-	pthread_mutex_unlock(&app->fs[s].lock);
+	fs_unlock(&app->fs[s]);
 	return s;
 }
 
@@ -712,9 +900,9 @@ int isosock_set_nonblock(struct isosock_app *app, int s, bool on)
 
 	if (f == NULL)
 		return -EBADF;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	f->nonblock = on;
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return 0;
 }
 
@@ -725,9 +913,9 @@ int isosock_get_nonblock(struct isosock_app *app, int s)
 
 	if (f == NULL)
 		return -EBADF;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	v = f->nonblock;
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return v;
 }
 
@@ -778,9 +966,9 @@ int isosock_listen(struct isosock_app *app, int s, int backlog)
 	c.arg[0] = backlog < 0 ? 0 : (uint64_t)backlog;
 	rc = simple_call(app, s, &c, NULL);
 	if (rc == 0) {
-		pthread_mutex_lock(&app->fs[s].lock);
+		fs_lock(&app->fs[s]);
 		app->fs[s].state = F_LISTEN;
-		pthread_mutex_unlock(&app->fs[s].lock);
+		fs_unlock(&app->fs[s]);
 	}
 	return rc;
 }
@@ -792,12 +980,12 @@ static int adopt_child(struct isosock_app *app, int child, int flags)
 	if (child <= 0 || (uint32_t)child >= app->nsocks)
 		return -EPROTO;
 	cf = &app->fs[child];
-	pthread_mutex_lock(&cf->lock);
-	fs_fresh(cf, F_CONNECTED,
+	fs_lock(cf);
+	fs_fresh(app, cf, F_CONNECTED,
 		 atomic_load_explicit(&app->socks[child].tx_prod, memory_order_relaxed),
 		 atomic_load_explicit(&app->socks[child].rx_cons, memory_order_relaxed));
 	cf->nonblock = (flags & SOCK_NONBLOCK) != 0;
-	pthread_mutex_unlock(&cf->lock);
+	fs_unlock(cf);
 	return child;
 }
 
@@ -812,9 +1000,9 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 	if (f == NULL)
 		return -EBADF;
 	reap_all(app);
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	if (f->state != F_LISTEN) {
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return f->state == F_FREE || f->state == F_CLOSING ? -EBADF : -EINVAL;
 	}
 	drain(app, s, f);
@@ -822,7 +1010,7 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 		int child = (int)f->stash[0];
 
 		memmove(f->stash, f->stash + 1, --f->nstash * sizeof(f->stash[0]));
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		if (addr != NULL && len != NULL) {
 			struct isostack_shm_cmd g = { .opcode = ISOSTACK_SHM_OP_GETPEERNAME };
 
@@ -842,7 +1030,7 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 	 * milliseconds, and giving up there turned POLLIN into EAGAIN.
 	 */
 	if (f->nonblock && f->incoming <= f->accepting) {
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return isosock_app_alive(app) ? -EAGAIN : -ECONNABORTED;
 	}
 	if (f->nonblock)
@@ -851,7 +1039,7 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 		  f->nonblock ? now_ns() + ACCEPT_NB_WAIT_NS : deadline_of(f->rcvtimeo_ns));
 	if (f->nonblock && f->accepting > 0)
 		f->accepting--;
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	if (rc < 0)
 		return rc == -ENETDOWN ? -ECONNABORTED : rc;
 	if (st.result < 0)
@@ -877,9 +1065,9 @@ static int udp_connect(struct isosock_app *app, int s, struct fsock *f,
 	}
 	rc = simple_call(app, s, &c, NULL);
 	if (rc == 0) {
-		pthread_mutex_lock(&f->lock);
+		fs_lock(f);
 		f->udp_connected = !unspec;
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 	}
 	return rc;
 }
@@ -899,7 +1087,7 @@ int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr,
 	rc = addr_to_cmd(&c, addr, len);
 	if (rc < 0)
 		return rc;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	drain(app, s, f);
 	switch (f->state) {
 	case F_FREE:
@@ -922,7 +1110,7 @@ int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr,
 		rc = f->fatal ? f->fatal : -ECONNABORTED;
 		goto out;
 	}
-	r = rep_new(f, s, &c);
+	r = rep_new(app, f, s, &c);
 	if (r == NULL) {
 		rc = -EAGAIN;
 		goto out;
@@ -958,7 +1146,7 @@ int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr,
 		}
 	}
 out:
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return rc;
 }
 
@@ -1035,7 +1223,7 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 		return -EBADF;
 	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
 		return udp_sendto(app, s, f, buf, len, flags, NULL, 0);
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	deadline = deadline_of(f->sndtimeo_ns);
 	for (;;) {
 		int rc, k;
@@ -1099,7 +1287,7 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 	}
 	if (ret > 0)
 		app->st.send_calls++;
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return ret;
 }
 
@@ -1148,7 +1336,7 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
 		h.port = sin.sin_port;
 	}
 	h.len = (uint32_t)len;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	deadline = deadline_of(f->sndtimeo_ns);
 	for (;;) {
 		int rc;
@@ -1208,7 +1396,7 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
 	}
 	if (ret >= 0)
 		app->st.send_calls++;
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return ret;
 }
 
@@ -1295,7 +1483,7 @@ static ssize_t udp_recvfrom(struct isosock_app *app, int s, struct fsock *f, voi
 	int64_t deadline;
 	ssize_t ret;
 
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	deadline = deadline_of(f->rcvtimeo_ns);
 	for (;;) {
 		int rec, rc;
@@ -1352,7 +1540,7 @@ static ssize_t udp_recvfrom(struct isosock_app *app, int s, struct fsock *f, voi
 	}
 	if (ret > 0)
 		app->st.recv_calls++;
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return ret;
 }
 
@@ -1382,7 +1570,7 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 		return -EBADF;
 	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
 		return udp_recvfrom(app, s, f, buf, len, flags, NULL, NULL);
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	deadline = deadline_of(f->rcvtimeo_ns);
 	for (;;) {
 		uint32_t avail, n;
@@ -1451,7 +1639,7 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 	}
 	if (ret > 0)
 		app->st.recv_calls++;
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return ret;
 }
 
@@ -1481,7 +1669,7 @@ int isosock_nread(struct isosock_app *app, int s)
 
 	if (f == NULL)
 		return -EBADF;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	if (f->udp) {
 		struct isostack_shm_dgram h;
 
@@ -1490,7 +1678,7 @@ int isosock_nread(struct isosock_app *app, int s)
 	} else {
 		n = f->state == F_CONNECTED ? (int)rx_avail(app, s, f) : 0;
 	}
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return n;
 }
 
@@ -1504,7 +1692,7 @@ int isosock_shutdown(struct isosock_app *app, int s, int how)
 		return -EBADF;
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	drain(app, s, f);
 	if (f->udp && f->state == F_OPEN) {
 		/* datagram: purely local, as in the kernel */
@@ -1515,12 +1703,12 @@ int isosock_shutdown(struct isosock_app *app, int s, int how)
 			if (how != SHUT_RD)
 				f->shut_wr = true;
 		}
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return rc;
 	}
 	if (f->state != F_CONNECTED) {
 		rc = f->state == F_FREE || f->state == F_CLOSING ? -EBADF : -ENOTCONN;
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return rc;
 	}
 	if (how != SHUT_RD) {
@@ -1529,33 +1717,26 @@ int isosock_shutdown(struct isosock_app *app, int s, int how)
 		rc = maybe_post_send(app, s, f, false);
 		(void)rc;
 	}
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	c.arg[0] = (uint64_t)how;
 	rc = simple_call(app, s, &c, NULL);
 	if (rc == 0 || rc == -ENOTCONN) {
-		pthread_mutex_lock(&f->lock);
+		fs_lock(f);
 		if (how != SHUT_WR)
 			f->shut_rd = true;
 		if (how != SHUT_RD)
 			f->shut_wr = true;
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 	}
 	return rc == -ENOTCONN && f->dead ? 0 : rc;
 }
 
-int isosock_close(struct isosock_app *app, int s)
+/* Under f->lock: the last holder let go; tell the stack. */
+static void close_locked(struct isosock_app *app, int s, struct fsock *f)
 {
 	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_CLOSE };
 	struct isostack_shm_cmd l = { .opcode = ISOSTACK_SHM_OP_SETSOCKOPT };
-	struct fsock *f = fs_get(app, s);
 
-	if (f == NULL)
-		return -EBADF;
-	pthread_mutex_lock(&f->lock);
-	if (f->state == F_FREE || f->state == F_CLOSING) {
-		pthread_mutex_unlock(&f->lock);
-		return -EBADF;
-	}
 	drain(app, s, f);
 	if (f->state == F_CONNECTED && f->tx_since_send > 0) {
 		f->cork = false;
@@ -1576,8 +1757,177 @@ int isosock_close(struct isosock_app *app, int s)
 	c.cookie = UINT64_MAX;
 	if (post(app, s, &c) < 0)
 		f->state = F_FREE;   /* no daemon: nothing to reclaim */
-	pthread_mutex_unlock(&f->lock);
+}
+
+/* Under f->lock: drops the members in `gone` from the socket's holders,
+ * closing it if nobody is left.  Dead holders go too (checked only when
+ * someone else still seems to hold it). */
+static void release_locked(struct isosock_app *app, int s, struct fsock *f, uint64_t gone)
+{
+	uint64_t left;
+
+	if (f->state == F_FREE || f->state == F_CLOSING)
+		return;
+	left = f->holders & ~gone;
+	for (int i = 0; left != 0 && i < MAX_MEMBERS; i++)
+		if ((left & (UINT64_C(1) << i)) && !member_alive(&app->sh->members[i]))
+			left &= ~(UINT64_C(1) << i);
+	f->holders = left;
+	if (left == 0)
+		close_locked(app, s, f);
+}
+
+int isosock_close(struct isosock_app *app, int s)
+{
+	struct fsock *f = fs_get(app, s);
+
+	if (f == NULL)
+		return -EBADF;
+	fs_lock(f);
+	if (f->state == F_FREE || f->state == F_CLOSING ||
+	    !(f->holders & (UINT64_C(1) << app->me))) {
+		fs_unlock(f);
+		return -EBADF;
+	}
+	release_locked(app, s, f, UINT64_C(1) << app->me);
+	fs_unlock(f);
 	return 0;
+}
+
+/* ---- fork and exit -------------------------------------------------------------- */
+
+int isosock_app_fork_prepare(struct isosock_app *app)
+{
+	uint64_t mine = UINT64_C(1) << app->me, child;
+	int k;
+
+	robust_lock(&app->sh->mlock);
+	k = member_claim(app->sh, -1);
+	pthread_mutex_unlock(&app->sh->mlock);
+	if (k < 0) {
+		/* Unlikely (64 live processes on one attachment); the
+		 * child then shares our entry: its close()s and exit count
+		 * as ours.  Said once per attachment. */
+		static const char msg[] = "libisosock: more than 64 processes share one "
+			"attachment; a fork child shares its parent's claim on sockets\n";
+
+		if (write(2, msg, sizeof(msg) - 1) < 0) {
+			/* nothing better to do */
+		}
+		return app->me;
+	}
+	child = UINT64_C(1) << k;
+	for (uint32_t i = 1; i < app->nsocks; i++) {
+		struct fsock *f = &app->fs[i];
+
+		if (!(__atomic_load_n(&f->holders, __ATOMIC_RELAXED) & mine))
+			continue;
+		fs_lock(f);
+		if (f->holders & mine)
+			f->holders |= child;
+		fs_unlock(f);
+	}
+	return k;
+}
+
+void isosock_app_fork_parent(struct isosock_app *app, int child, bool failed)
+{
+	if (!failed || child == app->me)
+		return;
+	for (uint32_t i = 1; i < app->nsocks; i++) {
+		struct fsock *f = &app->fs[i];
+
+		fs_lock(f);
+		f->holders &= ~(UINT64_C(1) << child);
+		fs_unlock(f);
+	}
+	robust_lock(&app->sh->mlock);
+	member_free(app->sh, child);
+	pthread_mutex_unlock(&app->sh->mlock);
+}
+
+void isosock_app_fork_child(struct isosock_app *app, int child)
+{
+	struct member *m = &app->sh->members[child];
+
+	if (child == app->me)
+		return;
+	app->me = child;
+	app->next_sweep = 0;
+	m->start = proc_start(getpid());
+	atomic_store_explicit(&m->pid, (int32_t)getpid(), memory_order_release);
+}
+
+/*
+ * Members that died without closing (killed, _exit) are dropped from
+ * every socket they held; sockets nobody holds any more are closed, and
+ * reply slots their threads waited on are given back.  Rate-limited; a
+ * no-op while this process is the only member.
+ */
+static void sweep(struct isosock_app *app)
+{
+	uint64_t gone = 0;
+	int64_t now;
+
+	if (atomic_load_explicit(&app->sh->nmembers, memory_order_relaxed) <= 1)
+		return;
+	now = now_ns();
+	if (now < app->next_sweep)
+		return;
+	app->next_sweep = now + SWEEP_NS;
+	robust_lock(&app->sh->mlock);
+	for (int i = 0; i < MAX_MEMBERS; i++) {
+		struct member *m = &app->sh->members[i];
+
+		if (i == app->me || atomic_load_explicit(&m->pid, memory_order_relaxed) == 0 ||
+		    member_alive(m))
+			continue;
+		gone |= UINT64_C(1) << i;
+		member_free(app->sh, i);
+	}
+	pthread_mutex_unlock(&app->sh->mlock);
+	if (gone == 0)
+		return;
+	for (uint32_t i = 1; i < app->nsocks; i++) {
+		struct fsock *f = &app->fs[i];
+
+		fs_lock(f);
+		for (int k = 0; k < NREP; k++) {
+			struct rep *r = &f->rep[k];
+
+			if (r->used && (gone & (UINT64_C(1) << r->owner))) {
+				if (r->done)
+					r->used = false;
+				else
+					r->abandoned = true;
+			}
+		}
+		if (f->holders & gone)
+			release_locked(app, (int)i, f, gone);
+		fs_unlock(f);
+	}
+}
+
+void isosock_app_exit(struct isosock_app *app)
+{
+	uint64_t mine = UINT64_C(1) << app->me;
+
+	for (uint32_t i = 1; i < app->nsocks; i++) {
+		struct fsock *f = &app->fs[i];
+
+		if (!(__atomic_load_n(&f->holders, __ATOMIC_RELAXED) & mine))
+			continue;
+		/* trylock: a thread of ours may sit in a call on it; the
+		 * survivors' sweep releases what we leave. */
+		if (fs_trylock(f) != 0)
+			continue;
+		if (f->holders & mine)
+			release_locked(app, (int)i, f, mine);
+		fs_unlock(f);
+	}
+	robust_lock(&app->sh->mlock);
+	member_free(app->sh, app->me);
+	pthread_mutex_unlock(&app->sh->mlock);
 }
 
 int isosock_getsockname(struct isosock_app *app, int s, struct sockaddr *addr, socklen_t *len)
@@ -1624,7 +1974,7 @@ int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
 		return -EBADF;
 	if (val == NULL && len > 0)
 		return -EFAULT;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
 		struct timeval tv;
 
@@ -1639,38 +1989,38 @@ int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
 			else
 				f->sndtimeo_ns = tv_ns(&tv);
 		}
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return rc;
 	}
 	if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF)) {
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return len < sizeof(int) ? -EINVAL : 0;   /* the rings are fixed */
 	}
 	if (level == SOL_SOCKET && name == SO_LINGER) {
 		if (len < sizeof(struct linger)) {
-			pthread_mutex_unlock(&f->lock);
+			fs_unlock(f);
 			return -EINVAL;
 		}
 		memcpy(&f->linger, val, sizeof(f->linger));
 		f->linger0 = f->linger.l_onoff && f->linger.l_linger == 0;
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return 0;
 	}
 	if (level == IPPROTO_TCP && name == TCP_CORK) {
 		int v;
 
 		if (len < sizeof(int)) {
-			pthread_mutex_unlock(&f->lock);
+			fs_unlock(f);
 			return -EINVAL;
 		}
 		memcpy(&v, val, sizeof(v));
 		f->cork = v != 0;
 		if (!f->cork && f->state == F_CONNECTED)
 			(void)maybe_post_send(app, s, f, false);
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return 0;
 	}
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	if (len > ISOSTACK_SHM_OPT_MAX)
 		len = ISOSTACK_SHM_OPT_MAX;
 	c.arg[0] = (uint64_t)level;
@@ -1705,7 +2055,7 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 	if (val == NULL || len == NULL)
 		return -EFAULT;
 	if (level == SOL_SOCKET) {
-		pthread_mutex_lock(&f->lock);
+		fs_lock(f);
 		drain(app, s, f);
 		rc = 1;
 		switch (name) {
@@ -1750,14 +2100,14 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 		default:
 			break;
 		}
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		if (rc <= 0)
 			return rc;
 	}
 	if (level == IPPROTO_TCP && name == TCP_CORK) {
-		pthread_mutex_lock(&f->lock);
+		fs_lock(f);
 		rc = put_int(val, len, f->cork);
-		pthread_mutex_unlock(&f->lock);
+		fs_unlock(f);
 		return rc;
 	}
 	c.arg[0] = (uint64_t)level;
@@ -1837,9 +2187,9 @@ int isosock_poll(struct isosock_app *app, int s, short events)
 
 	if (f == NULL)
 		return -EBADF;
-	pthread_mutex_lock(&f->lock);
+	fs_lock(f);
 	m = mask_of(app, s, f);
-	pthread_mutex_unlock(&f->lock);
+	fs_unlock(f);
 	return m & (events | POLLERR | POLLHUP | POLLNVAL);
 }
 
@@ -1936,8 +2286,10 @@ int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n
 			ready = -EINTR;
 			break;
 		}
-		if (rc == -ETIMEDOUT)
+		if (rc == -ETIMEDOUT) {
 			(void)isosock_app_alive(app);
+			sweep(app);
+		}
 	}
 	free(snap);
 	return ready;

@@ -26,7 +26,6 @@
 #define ISOSOCK_F_CONNECTING (1u << 3)
 #define ISOSOCK_F_SHUT_WR   (1u << 4)
 #define ISOSOCK_F_MIGRATED  (1u << 5) /* now a plain kernel socket */
-#define ISOSOCK_F_INHERITED (1u << 6) /* fork child: the parent closes it */
 #define ISOSOCK_F_ET        (1u << 7) /* in an edge-triggered epoll set */
 
 struct isosock_file {

@@ -550,5 +550,11 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max, const struct
 EXPORT pid_t fork(void)
 {
 	ensure(); /* registers the atfork handlers that do the work */
-	return L.fork();
+	pid_t pid = L.fork();
+	if (pid != 0) {
+		int e = errno;
+		isosock_r_fork_done(pid);
+		errno = e;
+	}
+	return pid;
 }

@@ -78,11 +78,24 @@ int isosock_app_attach(struct isosock_app **out, const char *path);
 void isosock_app_detach(struct isosock_app *app);
 
 /*
- * fork() support: in the child, forgets the parent's attachment WITHOUT
- * telling the daemon (the parent still owns it; the mapping is shared and
- * stays usable).  Returns 0.  (Full fork semantics: see docs/sockets.md.)
+ * fork() and exit.  The state of an attachment is shared by the processes
+ * fork() makes (see core.c), so parent and child both drive every socket
+ * they inherited, as with the kernel; a socket reaches the stack's CLOSE
+ * when its last holder closes it (or exits, or dies).
+ *   k = isosock_app_fork_prepare(app);   before fork(), no call in flight
+ *                                        in this process: the child
+ *                                        becomes a holder of every socket
+ *                                        we hold (k names it)
+ *   isosock_app_fork_parent(app, k, failed);     after, in the parent
+ *   isosock_app_fork_child(app, k);              after, in the child
+ *                                                (async-signal-safe)
+ *   isosock_app_exit(app);   at process exit: releases what we hold
+ *                            (never blocks; no call may follow)
  */
-int isosock_app_forget(struct isosock_app *app);
+int isosock_app_fork_prepare(struct isosock_app *app);
+void isosock_app_fork_parent(struct isosock_app *app, int child, bool failed);
+void isosock_app_fork_child(struct isosock_app *app, int child);
+void isosock_app_exit(struct isosock_app *app);
 
 /* false once the daemon's control socket has hung up (checked lazily). */
 bool isosock_app_alive(struct isosock_app *app);

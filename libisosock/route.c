@@ -269,9 +269,8 @@ static void release_file(struct isosock_file *f)
 {
 	void *h = f->h;
 	f->h = NULL;
-	/* After fork the back-end decides whether this process may release
-	 * the stack socket (a child closing what it inherited must not close
-	 * the parent's socket, nor the converse). */
+	/* After fork the back-end decides whether the stack socket is closed
+	 * (only when no other process holds it any more). */
 	if (h && isosock_be)
 		isosock_be->close(h);
 }
@@ -980,9 +979,9 @@ int isosock_r_ioctl(struct isosock_file *f, int fd, unsigned long req, void *arg
  * runs last of the application's prepare handlers: it takes the fd table
  * locks and quiesces the stack adapter (no call into the front-end core in
  * any thread, so the child inherits no core lock held by a thread it does
- * not have).  The child then marks every socket it inherited: its close()
- * drops the fd only, the parent's socket lives on (see backend_core.c for
- * who may drive an attachment shared across fork).
+ * not have).  The back-end makes the child a holder of every stack
+ * socket of the parent: both drive them, and a socket is closed in the
+ * stack when its last holder closes it (see backend_core.c and core.c).
  */
 void isosock_r_atfork_prepare(void)
 {
@@ -1003,16 +1002,14 @@ void isosock_r_atfork_child(void)
 {
 	isosock_fd_atfork(2);
 	isosock_e_atfork_child();
-	int lim = isosock_fd_limit();
-	for (int fd = 0; fd < lim; fd++) {
-		struct isosock_file *f = isosock_fd_get(fd);
-		if (f) {
-			set_flag(f, ISOSOCK_F_INHERITED, true);
-			isosock_file_put(f);
-		}
-	}
 	if (isosock_be && isosock_be->atfork_child)
 		isosock_be->atfork_child();
+}
+
+void isosock_r_fork_done(pid_t pid)
+{
+	if (isosock_be && isosock_be->fork_done)
+		isosock_be->fork_done(pid);
 }
 
 bool isosock_r_private_fd(int fd)

@@ -133,6 +133,9 @@ struct isosock_be {
 	void (*atfork_prepare)(void);
 	void (*atfork_parent)(void);
 	void (*atfork_child)(void);
+	/* After fork() returned in the parent (our wrapper only): pid < 0
+	 * when it failed, so what prepare set up for the child is undone. */
+	void (*fork_done)(pid_t pid);
 	/* Whether fd is one of the stack's own private fds (control socket,
 	 * wake fds): the application may not close them. */
 	bool (*private_fd)(int fd);
@@ -200,6 +203,7 @@ int isosock_r_dup(int oldfd, int newfd, int flags, int how);
 void isosock_r_atfork_prepare(void);
 void isosock_r_atfork_parent(bool failed);
 void isosock_r_atfork_child(void);
+void isosock_r_fork_done(pid_t pid);
 /* fd is the stack's own (control socket, wake fd): not the application's. */
 bool isosock_r_private_fd(int fd);
 

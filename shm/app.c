@@ -7,6 +7,9 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "internal.h"
@@ -25,6 +28,30 @@ static void cpu_relax(void)
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_ia32_pause();
 #endif
+}
+
+/*
+ * The producer side of a doorbell is shared by every thread of every
+ * process of the application (fork), so it is a spinlock holding the
+ * owner's thread id: a process killed inside the few instructions of an
+ * enqueue would otherwise leave it held forever.  A waiter that has spun
+ * long checks whether the owner still exists and takes the lock over.
+ */
+static void db_lock(_Atomic int32_t *owner)
+{
+	int32_t me = (int32_t)syscall(SYS_gettid);
+
+	for (uint32_t spins = 0;; spins++) {
+		int32_t cur = 0;
+
+		if (atomic_compare_exchange_weak_explicit(owner, &cur, me, memory_order_acquire,
+							  memory_order_relaxed))
+			return;
+		if (cur != 0 && (spins & 0xfffff) == 0xfffff && kill(cur, 0) != 0 && errno == ESRCH)
+			atomic_compare_exchange_strong_explicit(owner, &cur, 0, memory_order_relaxed,
+								memory_order_relaxed);
+		cpu_relax();
+	}
 }
 
 /*
@@ -53,10 +80,9 @@ static int ring_doorbell(struct isoshm_app *a, uint32_t sock, uint32_t db)
 						     memory_order_relaxed, memory_order_relaxed))
 		return 0; /* another thread of ours just rang it */
 
-	while (atomic_flag_test_and_set_explicit(&a->db_lock[db], memory_order_acquire))
-		cpu_relax();
+	db_lock(&a->db_owner[db]);
 	k = isoshm_ring_enqueue_burst(&a->db[db], &sock, 1);
-	atomic_flag_clear_explicit(&a->db_lock[db], memory_order_release);
+	atomic_store_explicit(&a->db_owner[db], 0, memory_order_release);
 	return k == 1 ? 0 : -EPROTO;
 }
 

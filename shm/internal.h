@@ -38,8 +38,19 @@ struct isoshm_stack {
 	struct isoshm_stats stats;
 };
 
+/*
+ * The application's view lives in memory shared by every process of the
+ * application (a memfd mapped MAP_SHARED, see isoshm_app_attach): after
+ * fork() the processes drive the same rings, so the producer/consumer
+ * positions (struct isoshm_ring.mine) and the doorbell locks must be one
+ * copy, not one per process.  The pointers in it point into the segment,
+ * which fork maps at the same address (and exec re-adoption re-maps there,
+ * see isoshm_app_adopt).
+ */
 struct isoshm_app {
-	int fd;
+	int fd;                          /* segment memfd (per process: same number after fork) */
+	int view_fd;                     /* memfd of this structure */
+	uint64_t view_size;
 	uint8_t *base;
 	uint64_t size;
 	struct isostack_shm_header hdr;  /* validated private copy */
@@ -47,7 +58,7 @@ struct isoshm_app {
 	struct isostack_shm_sock *socks;
 	struct isoshm_sock_view *views;  /* [nr_sockets] */
 	struct isoshm_ring *db;          /* [nr_doorbells], producer views */
-	atomic_flag *db_lock;            /* [nr_doorbells]: threads of this process share a doorbell */
+	_Atomic int32_t *db_owner;       /* [nr_doorbells]: tid holding the producer side, 0 free */
 	_Atomic uint64_t sleeps;         /* FUTEX_WAIT calls, any thread */
 };
 

@@ -197,7 +197,21 @@ struct isoshm_attach_info {
  * (version or unknown feature), -ENOMEM, or the errno of fstat/mmap.
  */
 int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info *info);
+/* Unmaps and closes this process's mapping and fds.  Other processes of
+ * the application (fork) keep theirs: the view is shared, not freed. */
 void isoshm_app_detach(struct isoshm_app *a);
+
+/*
+ * exec() support.  The view (struct isoshm_app and its ring positions) is
+ * shared by the processes fork() makes; an exec'd image that inherited the
+ * two fds (seg_fd, view_fd, without FD_CLOEXEC) maps both again at the
+ * addresses they had, so every pointer in the view stays valid, and gets
+ * the same struct isoshm_app back.  The fd numbers must be the ones the
+ * view records.  Returns 0, -EEXIST (an address is taken in the new
+ * image), -EPROTO (not a view of that segment), or -errno of mmap/fstat.
+ */
+int isoshm_app_adopt(struct isoshm_app **out, void *view, int view_fd, int seg_fd);
+void isoshm_app_fds(const struct isoshm_app *a, int *seg_fd, int *view_fd);
 
 /* The header check attach runs, on a private copy of the header, for a
  * file of file_size bytes.  Returns 0, -EPROTO or -EPROTONOSUPPORT. */

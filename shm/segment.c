@@ -393,47 +393,78 @@ static int page_node(void *addr)
 	return node;
 }
 
+/* Offsets of the arrays that follow struct isoshm_app in its view memfd. */
+struct view_layout {
+	size_t views, db, db_owner, size;
+};
+
+static struct view_layout view_layout(const struct isostack_shm_header *h)
+{
+	struct view_layout l;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	l.views = (sizeof(struct isoshm_app) + 63) & ~(size_t)63;
+	l.db = l.views + (size_t)h->nr_sockets * sizeof(struct isoshm_sock_view);
+	l.db_owner = l.db + (size_t)h->nr_doorbells * sizeof(struct isoshm_ring);
+	l.size = l.db_owner + (size_t)h->nr_doorbells * sizeof(_Atomic int32_t);
+	l.size = (l.size + pg - 1) & ~(pg - 1);
+	return l;
+}
+
 int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info *info)
 {
+	struct isostack_shm_header hdr;
+	struct view_layout l;
 	struct isoshm_app *a;
 	struct stat st;
-	int rc;
+	uint8_t *base;
+	int rc, vfd;
 
 	if (fstat(fd, &st) != 0)
 		return -errno;
 	if (st.st_size < (off_t)sizeof(struct isostack_shm_header))
 		return -EPROTO;
-	a = calloc(1, sizeof(*a));
-	if (a == NULL)
-		return -ENOMEM;
-	a->fd = fd;
-	a->size = (uint64_t)st.st_size;
-	a->base = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (a->base == MAP_FAILED) {
-		rc = -errno;
-		goto err_free;
-	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
 	/* Validate a private copy, so what was checked is what is used. */
-	memcpy(&a->hdr, a->base, sizeof(a->hdr));
-	rc = isoshm_validate_header(&a->hdr, a->size);
+	memcpy(&hdr, base, sizeof(hdr));
+	rc = isoshm_validate_header(&hdr, (uint64_t)st.st_size);
 	if (rc < 0) {
 		isoshm__log(ISOSHM_LOG_ERR, "segment header rejected (%s)", strerror(-rc));
 		goto err_unmap;
 	}
-	a->views = calloc(a->hdr.nr_sockets, sizeof(*a->views));
-	a->db = calloc(a->hdr.nr_doorbells, sizeof(*a->db));
-	a->db_lock = calloc(a->hdr.nr_doorbells, sizeof(*a->db_lock));
-	if (a->views == NULL || a->db == NULL || a->db_lock == NULL) {
-		rc = -ENOMEM;
-		goto err_arrays;
+	/* The view itself: shared by the processes fork() makes (see
+	 * internal.h), in a memfd so an exec'd image can map it again. */
+	l = view_layout(&hdr);
+	vfd = memfd_create("isoshm-view", MFD_CLOEXEC);
+	if (vfd < 0) {
+		rc = -errno;
+		goto err_unmap;
 	}
-	for (uint32_t d = 0; d < a->hdr.nr_doorbells; d++)
-		atomic_flag_clear(&a->db_lock[d]);
+	if (ftruncate(vfd, (off_t)l.size) != 0) {
+		rc = -errno;
+		goto err_vfd;
+	}
+	a = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, vfd, 0);
+	if (a == MAP_FAILED) {
+		rc = -errno;
+		goto err_vfd;
+	}
+	a->fd = fd;
+	a->view_fd = vfd;
+	a->view_size = l.size;
+	a->base = base;
+	a->size = (uint64_t)st.st_size;
+	a->hdr = hdr;
+	a->views = (void *)((uint8_t *)a + l.views);
+	a->db = (void *)((uint8_t *)a + l.db);
+	a->db_owner = (void *)((uint8_t *)a + l.db_owner);
 	a->wait = (void *)(a->base + a->hdr.wait_off);
 	a->socks = (void *)(a->base + a->hdr.socks_off);
 	rc = isoshm__views_init(a->base, &a->hdr, false, a->views, a->db);
 	if (rc < 0)
-		goto err_arrays;
+		goto err_view;
 
 	if (info != NULL) {
 		info->size = a->hdr.segment_size;
@@ -445,27 +476,69 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 	*out = a;
 	return 0;
 
-err_arrays:
-	free(a->db_lock);
-	free(a->db);
-	free(a->views);
+err_view:
+	munmap(a, l.size);
+err_vfd:
+	close(vfd);
 err_unmap:
-	munmap(a->base, a->size);
-err_free:
-	free(a);
+	munmap(base, (size_t)st.st_size);
 	return rc;
+}
+
+int isoshm_app_adopt(struct isoshm_app **out, void *view, int view_fd, int fd)
+{
+	struct isoshm_app *a;
+	struct stat st;
+	void *p;
+
+	if (fstat(view_fd, &st) != 0)
+		return -errno;
+	if (st.st_size < (off_t)sizeof(*a))
+		return -EPROTO;
+	p = mmap(view, (size_t)st.st_size, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED_NOREPLACE, view_fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	if (p != view) {          /* a kernel without MAP_FIXED_NOREPLACE */
+		munmap(p, (size_t)st.st_size);
+		return -EEXIST;
+	}
+	a = view;
+	if (a->view_fd != view_fd || a->fd != fd || a->view_size != (uint64_t)st.st_size ||
+	    fstat(fd, &st) != 0 || (uint64_t)st.st_size != a->size) {
+		munmap(view, (size_t)a->view_size);
+		return -EPROTO;
+	}
+	p = mmap(a->base, a->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+	if (p != a->base) {
+		int rc = p == MAP_FAILED ? -errno : -EEXIST;
+
+		if (p != MAP_FAILED)
+			munmap(p, a->size);
+		munmap(view, (size_t)a->view_size);
+		return rc;
+	}
+	*out = a;
+	return 0;
+}
+
+void isoshm_app_fds(const struct isoshm_app *a, int *seg_fd, int *view_fd)
+{
+	*seg_fd = a->fd;
+	*view_fd = a->view_fd;
 }
 
 void isoshm_app_detach(struct isoshm_app *a)
 {
+	int vfd;
+
 	if (a == NULL)
 		return;
 	munmap(a->base, a->size);
 	close(a->fd);
-	free(a->db_lock);
-	free(a->db);
-	free(a->views);
-	free(a);
+	vfd = a->view_fd;
+	munmap(a, a->view_size);
+	close(vfd);
 }
 
 const struct isostack_shm_header *isoshm_app_header(const struct isoshm_app *a)
