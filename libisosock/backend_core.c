@@ -454,6 +454,99 @@ __attribute__((destructor)) static void be_exit(void)
 		isosock_app_exit(atts[i].app);
 }
 
+/* ---- exec: see isosock_app_exec_export() ------------------------------- */
+
+static bool *exec_keep[MAX_ATT];   /* new image: slots adopted, per attachment */
+
+static int be_exec_export(char *buf, size_t n)
+{
+	int na = atomic_load_explicit(&natt, memory_order_acquire);
+	size_t off = 0;
+	for (int i = 0; i < na; i++) {
+		if (off + 2 >= n)
+			return -ENAMETOOLONG;
+		if (i > 0)
+			buf[off++] = '|';
+		int r = isosock_app_exec_export(atts[i].app, buf + off, n - off);
+		if (r < 0)
+			return r;
+		off += (size_t)r;
+	}
+	buf[off] = '\0';
+	return (int)off;
+}
+
+static void be_exec_failed(void)
+{
+	int na = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < na; i++)
+		isosock_app_exec_failed(atts[i].app);
+}
+
+static int be_handle_slot(void *h, int *att, int *slot)
+{
+	*att = (int)(H(h)->att - atts);
+	*slot = H(h)->s;
+	return 0;
+}
+
+/* New image: adopts the attachments described by desc ('|'-separated),
+ * in order.  Returns how many, or -errno (nothing adopted then is kept
+ * mapped: the sockets of the ones that failed are simply not ours). */
+static int be_exec_import(const char *desc)
+{
+	pthread_once(&quiesce_once, quiesce_init);
+	int n = 0;
+	while (desc && *desc && n < MAX_ATT) {
+		struct isosock_app *ap;
+		int r = isosock_app_exec_import(&ap, desc);
+		if (r < 0)
+			return n > 0 ? n : r;
+		exec_keep[n] = calloc(isosock_app_max_sockets(ap), sizeof(bool));
+		atts[n].app = ap;
+		n++;
+		desc = strchr(desc, '|');
+		if (desc)
+			desc++;
+	}
+	if (n > 0) {
+		atomic_store_explicit(&natt, n, memory_order_release);
+		atomic_store_explicit(&cur, &atts[n - 1], memory_order_release);
+		atomic_store_explicit(&state, 1, memory_order_release);
+	}
+	return n;
+}
+
+static void *be_handle_adopt(int att, int slot)
+{
+	if (att < 0 || att >= atomic_load_explicit(&natt, memory_order_acquire) || slot <= 0 ||
+	    (uint32_t)slot >= isosock_app_max_sockets(atts[att].app))
+		return NULL;
+	struct handle *h = malloc(sizeof(*h));
+	if (!h)
+		return NULL;
+	h->att = &atts[att];
+	h->app = atts[att].app;
+	h->s = slot;
+	if (exec_keep[att])
+		exec_keep[att][slot] = true;
+	return h;
+}
+
+/* New image: sockets held before exec but not inherited (close-on-exec)
+ * are let go, as the kernel closes them at exec. */
+static void be_exec_done(void)
+{
+	int na = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < na; i++) {
+		if (!exec_keep[i])
+			continue;
+		isosock_app_exec_keep_only(atts[i].app, exec_keep[i]);
+		free(exec_keep[i]);
+		exec_keep[i] = NULL;
+	}
+}
+
 static bool be_private_fd(int fd)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
@@ -489,5 +582,11 @@ const struct isosock_be isosock_be_core = {
 	.atfork_parent = be_atfork_parent,
 	.atfork_child = be_atfork_child,
 	.fork_done = be_fork_done,
+	.exec_export = be_exec_export,
+	.exec_failed = be_exec_failed,
+	.handle_slot = be_handle_slot,
+	.exec_import = be_exec_import,
+	.handle_adopt = be_handle_adopt,
+	.exec_done = be_exec_done,
 	.private_fd = be_private_fd,
 };

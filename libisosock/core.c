@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -463,6 +464,129 @@ bool isosock_app_alive(struct isosock_app *app)
 		return false;
 	}
 	return true;
+}
+
+/* ---- exec ----------------------------------------------------------------------- */
+
+static void release_locked(struct isosock_app *app, int s, struct fsock *f, uint64_t gone);
+
+static int set_cloexec(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFD);
+
+	if (fl < 0)
+		return -errno;
+	fl = on ? fl | FD_CLOEXEC : fl & ~FD_CLOEXEC;
+	return fcntl(fd, F_SETFD, fl) < 0 ? -errno : 0;
+}
+
+/* The fds an exec'd image needs to adopt the attachment. */
+static void exec_fds(const struct isosock_app *app, int fds[6])
+{
+	isoshm_app_fds(app->shm, &fds[0], &fds[1]);
+	fds[2] = app->sh_fd;
+	fds[3] = app->ctl_fd;
+	fds[4] = app->wake_fd;
+	fds[5] = app->stack_wake_fd;
+}
+
+int isosock_app_exec_export(struct isosock_app *app, char *buf, size_t n)
+{
+	int fds[6], len;
+
+	exec_fds(app, fds);
+	for (int i = 0; i < 6; i++)
+		if (fds[i] >= 0 && set_cloexec(fds[i], false) < 0)
+			return -EBADF;
+	len = snprintf(buf, n, "%p,%p,%d,%d,%d,%d,%d,%d,%d,%u",
+		       (void *)app->shm, (void *)app->sh, fds[0], fds[1], fds[2], fds[3], fds[4],
+		       fds[5], app->me, app->id);
+	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : len;
+}
+
+void isosock_app_exec_failed(struct isosock_app *app)
+{
+	int fds[6];
+
+	exec_fds(app, fds);
+	for (int i = 0; i < 6; i++)
+		if (fds[i] >= 0)
+			(void)set_cloexec(fds[i], true);
+}
+
+int isosock_app_exec_import(struct isosock_app **out, const char *desc)
+{
+	void *view, *shp;
+	int fds[6], me, rc;
+	unsigned id;
+	struct isosock_app *app;
+	struct stat st;
+
+	if (sscanf(desc, "%p,%p,%d,%d,%d,%d,%d,%d,%d,%u", &view, &shp, &fds[0], &fds[1], &fds[2],
+		   &fds[3], &fds[4], &fds[5], &me, &id) != 10 || me < 0 || me >= MAX_MEMBERS)
+		return -EINVAL;
+	app = calloc(1, sizeof(*app));
+	if (app == NULL)
+		return -ENOMEM;
+	rc = isoshm_app_adopt(&app->shm, view, fds[1], fds[0]);
+	if (rc < 0)
+		goto err_free;
+	if (fstat(fds[2], &st) != 0 || st.st_size < (off_t)sizeof(struct fshared)) {
+		rc = -EPROTO;
+		goto err_shm;
+	}
+	app->sh_size = (size_t)st.st_size;
+	app->sh = mmap(shp, app->sh_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+		       fds[2], 0);
+	if (app->sh != shp) {
+		if (app->sh != MAP_FAILED)
+			munmap(app->sh, app->sh_size);
+		rc = -EEXIST;
+		goto err_shm;
+	}
+	app->sh_fd = fds[2];
+	app->ctl_fd = fds[3];
+	app->wake_fd = fds[4];
+	app->stack_wake_fd = fds[5];
+	app->me = me;
+	app->id = id;
+	app->nsocks = isoshm_app_header(app->shm)->nr_sockets;
+	app->tx_bytes = isoshm_app_header(app->shm)->tx_ring_bytes;
+	app->rx_bytes = isoshm_app_header(app->shm)->rx_ring_bytes;
+	app->base = isoshm_app_base(app->shm);
+	app->socks = (struct isostack_shm_sock *)(app->base + isoshm_app_header(app->shm)->socks_off);
+	app->wait = (struct isostack_shm_wait *)(app->base + isoshm_app_header(app->shm)->wait_off);
+	app->fs = app->sh->fs;
+	if (app->sh->nsocks != app->nsocks) {
+		munmap(app->sh, app->sh_size);
+		rc = -EPROTO;
+		goto err_shm;
+	}
+	isosock_app_exec_failed(app);       /* close-on-exec again */
+	*out = app;
+	return 0;
+
+err_shm:
+	isoshm_app_unmap(app->shm);   /* the fds stay for the caller */
+err_free:
+	free(app);
+	return rc;
+}
+
+void isosock_app_exec_keep_only(struct isosock_app *app, const bool *keep)
+{
+	uint64_t mine = UINT64_C(1) << app->me;
+
+	for (uint32_t i = 1; i < app->nsocks; i++) {
+		struct fsock *f = &app->fs[i];
+
+		if (keep[i] || !(__atomic_load_n(&f->holders, __ATOMIC_RELAXED) & mine))
+			continue;
+		fs_lock(f);
+		if (f->holders & mine)
+			release_locked(app, (int)i, f, mine);
+		fs_unlock(f);
+	}
 }
 
 uint32_t isosock_app_id(const struct isosock_app *app) { return app->id; }
@@ -2297,6 +2421,7 @@ int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n
 
 int isosock_wait_arm(struct isosock_app *app)
 {
+	sweep(app);     /* mixed waits re-arm every slice: the survivors' turn */
 	atomic_fetch_add_explicit(&app->wait->waiters, 1, memory_order_relaxed);
 	/* Orders the announcement before the caller's readiness re-check;
 	 * pairs with the stack's fence before it reads waiters. */

@@ -66,6 +66,7 @@ static void resolve(void)
 	R(poll); R(ppoll); R(select); R(pselect); R(epoll_create);
 	R(epoll_create1); R(epoll_ctl); R(epoll_wait); R(epoll_pwait); R(fork);
 	R(sendmmsg); R(recvmmsg); R(epoll_pwait2); R(close_range);
+	R(execve); R(execvpe); R(fexecve);
 #undef R
 	isosock_config_load();
 	isosock_fd_init();
@@ -85,6 +86,15 @@ static inline void ensure(void)
 __attribute__((constructor)) static void isosock_init(void)
 {
 	ensure();
+	/* exec'd by a process of ours: take over the sockets it passed. */
+	const char *inh = getenv("ISOSTACK_INHERIT");
+	if (inh) {
+		char *copy = strdup(inh);
+		unsetenv("ISOSTACK_INHERIT");  /* not for our own children */
+		if (copy)
+			isosock_r_exec_adopt(copy);
+		free(copy);
+	}
 }
 
 static inline int ret(int r)
@@ -557,4 +567,124 @@ EXPORT pid_t fork(void)
 		errno = e;
 	}
 	return pid;
+}
+
+/*
+ * exec: every variant goes through one of the three libc entry points
+ * with an environment that carries ISOSTACK_INHERIT (isosock_r_exec_*),
+ * so an image that loads libisosock again keeps the isostack sockets it
+ * inherited.  glibc's own exec calls (posix_spawn, system, popen) do not
+ * pass through here: their children see the inherited fds as plain,
+ * unconnected kernel sockets.
+ */
+extern char **environ;
+
+/* envp without any ISOSTACK_INHERIT, plus var; NULL on ENOMEM. */
+static char **env_with(char *const envp[], char *var)
+{
+	size_t n = 0;
+	while (envp && envp[n])
+		n++;
+	char **e = malloc((n + 2) * sizeof(*e));
+	if (!e)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(envp[i], "ISOSTACK_INHERIT=", 17) != 0)
+			e[k++] = envp[i];
+	e[k++] = var;
+	e[k] = NULL;
+	return e;
+}
+
+enum exec_kind { EXEC_PATH, EXEC_SEARCH, EXEC_FD };
+
+static int exec_common(enum exec_kind kind, const char *path, int fd, char *const argv[],
+		       char *const envp[])
+{
+	ensure();
+	char *var = isosock_r_exec_prepare();
+	char **env = var ? env_with(envp, var) : NULL;
+	char *const *use = env ? env : envp;
+	int r;
+	switch (kind) {
+	case EXEC_PATH:
+		r = L.execve(path, argv, use);
+		break;
+	case EXEC_SEARCH:
+		r = L.execvpe(path, argv, use);
+		break;
+	default:
+		r = L.fexecve(fd, argv, use);
+		break;
+	}
+	int e = errno;                 /* exec returned: it failed */
+	if (var)
+		isosock_r_exec_failed();
+	free(env);
+	free(var);
+	errno = e;
+	return r;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	return exec_common(EXEC_PATH, path, -1, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	return exec_common(EXEC_PATH, path, -1, argv, environ);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	return exec_common(EXEC_SEARCH, file, -1, argv, envp);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return exec_common(EXEC_SEARCH, file, -1, argv, environ);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	return exec_common(EXEC_FD, NULL, fd, argv, envp);
+}
+
+/* execl, execlp, execle: the list into an argv on the stack. */
+#define ARGV_FROM_LIST(arg0, ap, argv, envp_out)                             \
+	size_t n_ = 1;                                                       \
+	va_start(ap, arg0);                                                  \
+	while (va_arg(ap, char *))                                           \
+		n_++;                                                        \
+	va_end(ap);                                                          \
+	char *argv[n_ + 1];                                                  \
+	va_start(ap, arg0);                                                  \
+	argv[0] = (char *)arg0;                                              \
+	for (size_t i_ = 1; i_ <= n_; i_++)                                  \
+		argv[i_] = va_arg(ap, char *);                               \
+	envp_out;                                                            \
+	va_end(ap)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	ARGV_FROM_LIST(arg, ap, argv, (void)0);
+	return exec_common(EXEC_PATH, path, -1, argv, environ);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	ARGV_FROM_LIST(arg, ap, argv, (void)0);
+	return exec_common(EXEC_SEARCH, file, -1, argv, environ);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	char *const *envp;
+	ARGV_FROM_LIST(arg, ap, argv, envp = va_arg(ap, char *const *));
+	return exec_common(EXEC_PATH, path, -1, argv, envp);
 }

@@ -92,6 +92,24 @@ void isosock_app_detach(struct isosock_app *app);
  *   isosock_app_exit(app);   at process exit: releases what we hold
  *                            (never blocks; no call may follow)
  */
+/*
+ * exec.  An image exec'd with LD_PRELOAD still set adopts the
+ * attachment and the sockets it inherited:
+ *   isosock_app_exec_export(app, buf, n)  before exec: clears FD_CLOEXEC
+ *        on the attachment's fds and describes it in buf (for the
+ *        environment); returns the length or -errno;
+ *   isosock_app_exec_failed(app)          exec returned: CLOEXEC again;
+ *   isosock_app_exec_import(&app, desc)   in the new image: maps the
+ *        shared state at the addresses it had (the pointers in it stay
+ *        valid) and sets CLOEXEC again; -EEXIST if an address is taken;
+ *   isosock_app_exec_keep_only(app, keep) then releases every socket the
+ *        process held whose slot is not marked in keep[nsocks] (those
+ *        were close-on-exec).
+ */
+int isosock_app_exec_export(struct isosock_app *app, char *buf, size_t n);
+void isosock_app_exec_failed(struct isosock_app *app);
+int isosock_app_exec_import(struct isosock_app **out, const char *desc);
+void isosock_app_exec_keep_only(struct isosock_app *app, const bool *keep);
 int isosock_app_fork_prepare(struct isosock_app *app);
 void isosock_app_fork_parent(struct isosock_app *app, int child, bool failed);
 void isosock_app_fork_child(struct isosock_app *app, int child);

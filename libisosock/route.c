@@ -1016,3 +1016,106 @@ bool isosock_r_private_fd(int fd)
 {
 	return isosock_be && isosock_be->private_fd && isosock_be->private_fd(fd);
 }
+
+/*
+ * exec.  The new image gets ISOSTACK_INHERIT = the back-end's description
+ * of the attachments, '#', then one "fd,type,flags,rcvtimeo,sndtimeo,
+ * att,slot" entry per isostack socket fd without FD_CLOEXEC, ';'-separated.
+ * Its constructor (interpose.c) calls isosock_r_exec_adopt: fds that were
+ * dup()s of one socket share one file again.  A socket whose every fd was
+ * close-on-exec is released there, as the kernel closes it at exec.
+ */
+#define INHERIT_VAR "ISOSTACK_INHERIT="
+#define INHERIT_FLAGS (ISOSOCK_F_NONBLOCK | ISOSOCK_F_DUAL | ISOSOCK_F_LISTEN | \
+		       ISOSOCK_F_CONNECTING | ISOSOCK_F_SHUT_WR)
+
+char *isosock_r_exec_prepare(void)
+{
+	if (!isosock_be || !isosock_be->exec_export || isosock_file_release == NULL)
+		return NULL;
+	int lim = isosock_fd_limit();
+	size_t cap = sizeof(INHERIT_VAR) + 4096 + (size_t)lim * 96, off;
+	char *s = malloc(cap);
+	if (!s)
+		return NULL;
+	off = strlen(strcpy(s, INHERIT_VAR));
+	int r = isosock_be->exec_export(s + off, cap - off - 1);
+	if (r <= 0) {
+		free(s);
+		return NULL;
+	}
+	off += (size_t)r;
+	s[off++] = '#';
+	for (int fd = 0; fd < lim; fd++) {
+		struct isosock_file *f = isosock_fd_get(fd);
+		if (!f)
+			continue;
+		int att, slot, cl = L.fcntl(fd, F_GETFD);
+		uint32_t fl = atomic_load(&f->flags);
+		if (cl >= 0 && !(cl & FD_CLOEXEC) && f->h && !(fl & ISOSOCK_F_MIGRATED) &&
+		    isosock_be->handle_slot(f->h, &att, &slot) == 0)
+			off += (size_t)snprintf(s + off, cap - off, "%d,%d,%u,%lld,%lld,%d,%d;", fd,
+						f->type, fl & INHERIT_FLAGS, (long long)f->rcvtimeo_ns,
+						(long long)f->sndtimeo_ns, att, slot);
+		isosock_file_put(f);
+		if (off + 96 >= cap)
+			break;
+	}
+	s[off] = '\0';
+	return s;
+}
+
+void isosock_r_exec_failed(void)
+{
+	if (isosock_be && isosock_be->exec_failed)
+		isosock_be->exec_failed();
+}
+
+void isosock_r_exec_adopt(const char *desc)
+{
+	const char *socks = strchr(desc, '#');
+	if (!isosock_be || !isosock_be->exec_import || !socks)
+		return;
+	char *atts = strndup(desc, (size_t)(socks - desc));
+	int n = atts ? isosock_be->exec_import(atts) : -ENOMEM;
+	free(atts);
+	if (n <= 0) {
+		isosock_log("cannot adopt the isostack sockets inherited through exec (%s); "
+			    "they are closed", strerror(n < 0 ? -n : EINVAL));
+		return;
+	}
+	isosock_file_release = release_file;
+	for (const char *p = socks + 1; *p;) {
+		int fd, type, att, slot;
+		unsigned fl;
+		long long rto, sto;
+		if (sscanf(p, "%d,%d,%u,%lld,%lld,%d,%d;", &fd, &type, &fl, &rto, &sto, &att,
+			   &slot) != 7)
+			break;
+		p = strchr(p, ';');
+		p = p ? p + 1 : "";
+		/* Another fd of the same socket (dup) shares its file. */
+		struct isosock_file *f = NULL;
+		for (int o = 0; o < fd && !f; o++) {
+			struct isosock_file *g = isosock_fd_get(o);
+			int ga, gs;
+			if (g && g->h && isosock_be->handle_slot(g->h, &ga, &gs) == 0 &&
+			    ga == att && gs == slot)
+				f = g;
+			else if (g)
+				isosock_file_put(g);
+		}
+		if (!f) {
+			void *h = isosock_be->handle_adopt(att, slot);
+			if (!h || !(f = isosock_file_new(type, h)))
+				continue;
+			atomic_store(&f->flags, fl & INHERIT_FLAGS);
+			f->rcvtimeo_ns = rto;
+			f->sndtimeo_ns = sto;
+		}
+		(void)isosock_fd_install(fd, f);
+		isosock_file_put(f);
+	}
+	if (isosock_be->exec_done)
+		isosock_be->exec_done();
+}

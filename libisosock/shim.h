@@ -81,6 +81,9 @@ struct isosock_libc {
 	int (*epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *,
 			    const sigset_t *);
 	int (*close_range)(unsigned int, unsigned int, int);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
 };
 
 /* Filled by isosock_libc_init() (interpose.c) or a test; read-only after. */
@@ -136,6 +139,16 @@ struct isosock_be {
 	/* After fork() returned in the parent (our wrapper only): pid < 0
 	 * when it failed, so what prepare set up for the child is undone. */
 	void (*fork_done)(pid_t pid);
+	/* exec (isosock_r_exec_*): describe the attachments for the new
+	 * image (fds made inheritable) or undo that; the (attachment, slot)
+	 * of a handle; in the new image, adopt the attachments, make handles
+	 * for inherited sockets, then let go of the sockets not inherited. */
+	int (*exec_export)(char *buf, size_t n);
+	void (*exec_failed)(void);
+	int (*handle_slot)(void *h, int *att, int *slot);
+	int (*exec_import)(const char *desc);
+	void *(*handle_adopt)(int att, int slot);
+	void (*exec_done)(void);
 	/* Whether fd is one of the stack's own private fds (control socket,
 	 * wake fds): the application may not close them. */
 	bool (*private_fd)(int fd);
@@ -204,6 +217,16 @@ void isosock_r_atfork_prepare(void);
 void isosock_r_atfork_parent(bool failed);
 void isosock_r_atfork_child(void);
 void isosock_r_fork_done(pid_t pid);
+/*
+ * exec with inherited sockets.  prepare returns a malloc'd
+ * "ISOSTACK_INHERIT=..." string describing the attachments and every
+ * isostack socket fd without FD_CLOEXEC (NULL: nothing to pass, or no
+ * memory); failed undoes it when exec returned.  adopt, in the new image
+ * (the library constructor), maps it all back and fills the fd table.
+ */
+char *isosock_r_exec_prepare(void);
+void isosock_r_exec_failed(void);
+void isosock_r_exec_adopt(const char *desc);
 /* fd is the stack's own (control socket, wake fd): not the application's. */
 bool isosock_r_private_fd(int fd);
 

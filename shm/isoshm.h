@@ -212,6 +212,8 @@ void isoshm_app_detach(struct isoshm_app *a);
  */
 int isoshm_app_adopt(struct isoshm_app **out, void *view, int view_fd, int seg_fd);
 void isoshm_app_fds(const struct isoshm_app *a, int *seg_fd, int *view_fd);
+/* Undoes isoshm_app_adopt's mappings; the fds stay open. */
+void isoshm_app_unmap(struct isoshm_app *a);
 
 /* The header check attach runs, on a private copy of the header, for a
  * file of file_size bytes.  Returns 0, -EPROTO or -EPROTONOSUPPORT. */

@@ -528,6 +528,12 @@ void isoshm_app_fds(const struct isoshm_app *a, int *seg_fd, int *view_fd)
 	*view_fd = a->view_fd;
 }
 
+void isoshm_app_unmap(struct isoshm_app *a)
+{
+	munmap(a->base, a->size);
+	munmap(a, a->view_size);
+}
+
 void isoshm_app_detach(struct isoshm_app *a)
 {
 	int vfd;

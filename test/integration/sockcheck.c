@@ -10,7 +10,13 @@
  * Peer services, by port: +0 echo (TCP and UDP), +1 reset after one byte,
  * +2 silent, +3 sink (replies FNV-1a of all bytes, after EOF), +4 source
  * (sends the 8-byte count it is asked for), +5 connector (connects back to
- * the port it is sent and writes "hello"), +9 nothing (refused).
+ * the port it is sent and writes "hello"), +6 watcher (reads the port it
+ * is sent, then counts bytes until EOF, then connects back to that port
+ * and writes the count: how a check sees that the connection was closed
+ * by a process that is gone), +9 nothing (refused).
+ *
+ *   sockcheck execchild FD             (internal) the image exec'd by the
+ *                                      exec checks: uses inherited FD
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +195,23 @@ static void serve(int off, int c)
 		write_full(c, "k", 1);
 		break;
 	}
+	case 6: {
+		uint16_t port;
+		uint64_t cnt = 0;
+		struct sockaddr_in a;
+		socklen_t l = sizeof(a);
+		if (read_full(c, &port, sizeof(port)) < 0 ||
+		    getpeername(c, (struct sockaddr *)&a, &l) < 0)
+			break;
+		while ((n = read(c, buf, sizeof(buf))) > 0)
+			cnt += (uint64_t)n;
+		a.sin_port = port;
+		int o = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(o, (struct sockaddr *)&a, sizeof(a)) == 0)
+			write_full(o, &cnt, sizeof(cnt));
+		close(o);
+		break;
+	}
 	}
 	close(c);
 }
@@ -196,8 +220,8 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5 };
-	struct pollfd p[7];
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 6 };
+	struct pollfd p[8];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
@@ -491,6 +515,132 @@ static void check_accept(void)
 	}
 }
 
+/* A listener of ours on an ephemeral port, for services that connect
+ * back; its port in network order. */
+static int listener(uint16_t *port)
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0);
+	socklen_t al = sizeof(a);
+	struct timeval tv = { .tv_sec = 20 };
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 4) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &al) < 0)
+		die("listener");
+	setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)); /* a hang is a failure */
+	*port = a.sin_port;
+	return l;
+}
+
+/* What the watcher (+6) reports once the connection it watches ended. */
+static const char *watcher_count(int l, uint64_t want)
+{
+	int c = accept(l, NULL, NULL);
+	uint64_t cnt = 0;
+	const char *res = c < 0 ? ename(errno) :
+			  read_full(c, &cnt, sizeof(cnt)) < 0 ? "short" :
+			  cnt == want ? "ok" : "wrong_count";
+	if (c >= 0)
+		close(c);
+	return res;
+}
+
+/*
+ * The parent closes its copy at once; the child writes and then ends
+ * without close(): by exit() (the fds close with the process), or killed.
+ * The connection must then be closed (the peer sees EOF after every
+ * byte), as the kernel does when the last holder goes.
+ */
+static void check_fork_release(bool killed)
+{
+	uint16_t port;
+	int l = listener(&port), fd = tcp_to(6), sync[2];
+	static unsigned char data[100000];
+	if (pipe(sync) < 0 || write_full(fd, &port, sizeof(port)) < 0)
+		die("fork_release setup");
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = pattern(i);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(l);
+		int ok = write_full(fd, data, sizeof(data)) == 0;
+		if (write(sync[1], ok ? "y" : "n", 1) != 1 || !killed)
+			exit(0);         /* no close(): exit() lets go of fd */
+		for (;;)
+			pause();         /* until the parent kills us */
+	}
+	close(fd);
+	char c = 'n';
+	if (read(sync[0], &c, 1) != 1)
+		c = 'n';
+	if (killed)
+		kill(pid, SIGKILL);
+	const char *res = c == 'y' ? watcher_count(l, sizeof(data)) : "send_failed";
+	waitpid(pid, NULL, 0);
+	report(killed ? "fork_kill_release" : "fork_exit_release", res);
+	close(l);
+	close(sync[0]);
+	close(sync[1]);
+}
+
+/*
+ * exec: a socket without FD_CLOEXEC still works in the new image (here
+ * this program again, `execchild FD`), and the parent's copy keeps
+ * working too; a SOCK_CLOEXEC one is gone in the new image (EBADF) and,
+ * the parent having closed its copy, closed for the peer.
+ */
+static int exec_child(int fd)
+{
+	char b[4];
+	int flags = fcntl(fd, F_GETFD);
+	if (flags < 0)
+		return errno == EBADF ? 3 : 2;
+	if (send(fd, "exec", 4, 0) != 4 || read_full(fd, b, 4) < 0 || memcmp(b, "exec", 4))
+		return 1;
+	return 0;
+}
+
+static const char *exec_run(int fd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char arg[16];
+		snprintf(arg, sizeof(arg), "%d", fd);
+		execl("/proc/self/exe", "sockcheck", "execchild", arg, (char *)NULL);
+		_exit(127);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	if (!WIFEXITED(st))
+		return "killed";
+	switch (WEXITSTATUS(st)) {
+	case 0: return "ok";
+	case 3: return "EBADF";
+	case 127: return "no_exec";
+	default: return "bad";
+	}
+}
+
+static void check_exec(void)
+{
+	int fd = tcp_to(0);
+	report("exec_inherit", exec_run(fd));
+	char b[5];
+	int ok = send(fd, "after", 5, 0) == 5 && read_full(fd, b, 5) == 0 && !memcmp(b, "after", 5);
+	report("exec_parent_after", ok ? "ok" : "bad");
+	close(fd);
+
+	uint16_t port;
+	int l = listener(&port);
+	fd = tcp_to(6);
+	if (write_full(fd, &port, sizeof(port)) < 0 || write_full(fd, "abc", 3) < 0)
+		die("exec_cloexec setup");
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	report("exec_cloexec", exec_run(fd));
+	close(fd);
+	report("exec_cloexec_closed", watcher_count(l, 3));
+	close(l);
+}
+
 static void check_fork(void)
 {
 	int fd = tcp_to(0);
@@ -510,6 +660,10 @@ static void check_fork(void)
 		 !memcmp(b, "parent", 6);
 	report("fork_parent", ok ? "ok" : "bad");
 	close(fd);
+
+	check_fork_release(false);
+	check_fork_release(true);
+	check_exec();
 }
 
 static void check_udp(void)
@@ -538,6 +692,8 @@ int main(int argc, char **argv)
 		base = atoi(argv[2]);
 		return run_peer();
 	}
+	if (argc == 3 && !strcmp(argv[1], "execchild"))
+		return exec_child(atoi(argv[2]));
 	if (argc != 4 || strcmp(argv[1], "run") || inet_pton(AF_INET, argv[2], &peer_ip) != 1) {
 		fprintf(stderr, "usage: sockcheck peer BASEPORT | run PEERADDR BASEPORT\n");
 		return 2;
