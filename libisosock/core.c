@@ -1974,6 +1974,23 @@ void isosock_app_fork_child(struct isosock_app *app, int child)
 {
 	struct member *m = &app->sh->members[child];
 
+	struct isostack_ctl_wakefd w = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_WAKEFD, .length = sizeof(w) },
+		.pid = (uint32_t)getpid(),
+	};
+	int wfd;
+
+	/* A wake fd of our own (ctl_proto.h, WAKEFD): sharing the parent's,
+	 * either process could drain the other's wake-up.  Kept on the
+	 * parent's if this fails: then only the 20/100 ms slices wake us. */
+	wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (wfd >= 0 && isoshm_send_fd(app->ctl_fd, wfd, &w, sizeof(w)) == 0) {
+		close(app->wake_fd);
+		app->wake_fd = wfd;
+	} else if (wfd >= 0) {
+		close(wfd);
+	}
 	if (child == app->me)
 		return;
 	app->me = child;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,8 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 	close(app->ctl_fd);
 	if (app->wake_fd >= 0)
 		close(app->wake_fd);
+	for (unsigned i = 0; i < app->nmore_wake; i++)
+		close(app->more_wake_fd[i]);
 	free(app->socks);
 	free(app);
 	be->napps--;
@@ -267,17 +270,40 @@ static void reply_stats(struct isod_backend *be, int fd)
 	free(r);
 }
 
+/* CTL_WAKEFD: one more wake fd for the application (a fork child's). */
+static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid)
+{
+	/* Full: drop the entries of processes that are gone. */
+	for (unsigned i = 0; app->nmore_wake == ISOD_MAX_WAKE_FDS && i < app->nmore_wake;) {
+		if (kill((pid_t)app->more_wake_pid[i], 0) != 0 && errno == ESRCH) {
+			close(app->more_wake_fd[i]);
+			app->nmore_wake--;
+			app->more_wake_fd[i] = app->more_wake_fd[app->nmore_wake];
+			app->more_wake_pid[i] = app->more_wake_pid[app->nmore_wake];
+		} else {
+			i++;
+		}
+	}
+	if (app->nmore_wake == ISOD_MAX_WAKE_FDS) {
+		close(fd);      /* that process falls back on its 100 ms slices */
+		return;
+	}
+	app->more_wake_fd[app->nmore_wake] = fd;
+	app->more_wake_pid[app->nmore_wake++] = pid;
+}
+
 /*
  * Reads one message from a control connection.  Returns 1 if the
  * connection became an application or stays a stats client, 0 if it was
  * closed (hang-up or garbage), -EAGAIN if nothing was there.
  */
-static int ctl_read(struct isod_backend *be, int fd, bool attached)
+static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 {
 	union {
 		struct isostack_ctl_hdr hdr;
 		struct isostack_ctl_attach att;
 		struct isostack_ctl_stats stats;
+		struct isostack_ctl_wakefd wake;
 		uint8_t raw[256];
 	} m;
 	union {
@@ -313,6 +339,15 @@ static int ctl_read(struct isod_backend *be, int fd, bool attached)
 		reply_stats(be, fd);
 		return 1;
 	}
+	if (m.hdr.type == ISOSTACK_CTL_WAKEFD && attached != NULL) {
+		if (n == (ssize_t)sizeof(m.wake) && m.hdr.length == sizeof(m.wake) && nfds == 1) {
+			add_wake_fd(attached, fds[0], m.wake.pid);
+			return 1;
+		}
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		return 0;       /* garbage from an application: as a hang-up */
+	}
 	if (m.hdr.type == ISOSTACK_CTL_ATTACH && !attached) {
 		for (int i = 1; i < nfds; i++)
 			close(fds[i]);
@@ -337,7 +372,7 @@ static unsigned ctl_poll(struct isod_backend *be)
 		work++;
 	}
 	for (unsigned i = 0; i < be->npending;) {
-		int r = ctl_read(be, be->pending_fd[i], false);
+		int r = ctl_read(be, be->pending_fd[i], NULL);
 
 		if (r == -EAGAIN || r == 1) {
 			i++;
@@ -363,7 +398,7 @@ static unsigned ctl_poll(struct isod_backend *be)
 				bool gone = (pfd[i].revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
 
 				if (!gone && (pfd[i].revents & POLLIN))
-					gone = ctl_read(be, apps[i]->ctl_fd, true) == 0;
+					gone = ctl_read(be, apps[i]->ctl_fd, apps[i]) == 0;
 				if (gone)
 					apps[i]->dead = true;
 			}
@@ -450,6 +485,9 @@ static void kick_apps(struct isod_backend *be)
 
 			if (write(a->wake_fd, &one, sizeof(one)) == sizeof(one))
 				be->st.app_kicks++;
+			for (unsigned i = 0; i < a->nmore_wake; i++)
+				if (write(a->more_wake_fd[i], &one, sizeof(one)) == sizeof(one))
+					be->st.app_kicks++;
 		}
 	}
 }

@@ -98,11 +98,18 @@ struct isod_sock {
 	uint64_t mem;                /* bytes charged to the app's mem_limit */
 };
 
+#define ISOD_MAX_WAKE_FDS 63
+
 struct isod_app {
 	struct isod_backend *be;
 	struct isod_app *next;
 	int ctl_fd;
 	int wake_fd;                 /* application wake fd (eventfd) */
+	/* Wake fds of the processes fork() made (CTL_WAKEFD), with their
+	 * pids: an entry whose process is gone is dropped to make room. */
+	int more_wake_fd[ISOD_MAX_WAKE_FDS];
+	uint32_t more_wake_pid[ISOD_MAX_WAKE_FDS];
+	unsigned nmore_wake;
 	uint32_t id;
 	uint32_t pid;
 	char comm[17];

@@ -12,6 +12,8 @@
  *   ATTACH_REPLY  daemon -> app   2 fds on success: [0] the segment memfd,
  *                                 [1] the daemon's stack wake fd (eventfd);
  *                                 none on failure (status < 0)
+ *   WAKEFD        app -> daemon   1 fd: another application wake fd, of a
+ *                                 process fork() made (no reply)
  *   STATS         client -> daemon  no fd
  *   STATS_REPLY   daemon -> client  no fd; a text body (key value lines)
  * A connection that sent ATTACH is an application for as long as it stays
@@ -33,6 +35,7 @@
 #define ISOSTACK_CTL_ATTACH_REPLY  2u
 #define ISOSTACK_CTL_STATS         3u
 #define ISOSTACK_CTL_STATS_REPLY   4u
+#define ISOSTACK_CTL_WAKEFD        5u
 
 struct isostack_ctl_hdr {
 	uint32_t magic;     /* ISOSTACK_CTL_MAGIC */
@@ -62,6 +65,19 @@ struct isostack_ctl_attach_reply {
 	uint64_t reserved[4];
 };
 
+/*
+ * app -> daemon, on an attached connection, one eventfd attached.  The
+ * processes fork() makes share the attachment; each sleeps on its own
+ * wake fd in mixed waits (one shared eventfd would let one process drain
+ * the other's wake-up), so the daemon writes every registered one when
+ * the attachment's wait point has sleepers.  No reply.
+ */
+struct isostack_ctl_wakefd {
+	struct isostack_ctl_hdr hdr;
+	uint32_t pid;           /* the process that will read it */
+	uint32_t reserved;
+};
+
 /* client -> daemon. */
 struct isostack_ctl_stats {
 	struct isostack_ctl_hdr hdr;
@@ -84,5 +100,6 @@ _Static_assert(sizeof(struct isostack_ctl_attach_reply) == 64, "attach reply siz
 _Static_assert(offsetof(struct isostack_ctl_attach_reply, segment_size) == 24,
 	       "attach_reply.segment_size");
 _Static_assert(sizeof(struct isostack_ctl_stats) == 24, "stats request size");
+_Static_assert(sizeof(struct isostack_ctl_wakefd) == 24, "wakefd size");
 
 #endif /* ISOSTACK_CTL_PROTO_H */
