@@ -311,6 +311,15 @@ EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 	return ret(isosock_r_close_range(first, last, flags));
 }
 
+/* glibc's own closefrom() reaches the kernel's close_range without going
+ * through our symbol, and would close the stack's private fds. */
+EXPORT void closefrom(int lowfd)
+{
+	ensure();
+	if (isosock_r_closefrom(lowfd) < 0)
+		abort(); /* as glibc's closefrom, which cannot fail either */
+}
+
 EXPORT int shutdown(int fd, int how)
 {
 	ROUTE(L.shutdown(fd, how), isosock_r_shutdown(f_, fd, how));

@@ -802,6 +802,26 @@ int isosock_r_close_range(unsigned int first, unsigned int last, int flags)
 	}
 }
 
+/* glibc's closefrom() calls close_range internally, past our symbol, so it
+ * has its own entry point with the same close path.  On a kernel without
+ * close_range, glibc falls back to closing what /proc/self/fd lists; here
+ * every number up to scan_bound() is closed instead (the same fds, without
+ * opening a directory while closing). */
+int isosock_r_closefrom(int lowfd)
+{
+	unsigned int first = lowfd < 0 ? 0 : (unsigned int)lowfd;
+	int r = isosock_r_close_range(first, ~0u, 0);
+	if (r != -ENOSYS)
+		return r;
+	/* close_range closed the isostack sockets and epoll fds before the
+	 * kernel said ENOSYS: only kernel fds are left. */
+	unsigned int bound = scan_bound();
+	for (unsigned int fd = first; fd < bound; fd++)
+		if (!isosock_r_private_fd((int)fd))
+			L.close((int)fd);
+	return 0;
+}
+
 int isosock_r_dup(int oldfd, int newfd, int flags, int how)
 {
 	isosock_fd_lock();

@@ -187,6 +187,10 @@ int isosock_r_recvmmsg(struct isosock_file *f, int fd, struct mmsghdr *v, unsign
  * closed through isosock_r_close, the rest by libc; the stack's private
  * fds are never closed.  CLOSE_RANGE_CLOEXEC only marks (kernel flag). */
 int isosock_r_close_range(unsigned int first, unsigned int last, int flags);
+/* closefrom(lowfd): close_range(max(lowfd, 0), ~0U, 0) as glibc does, and
+ * on a kernel without close_range (-ENOSYS) each fd from lowfd up, the
+ * private fds excepted.  Returns 0 (glibc aborts if closefrom fails). */
+int isosock_r_closefrom(int lowfd);
 int isosock_r_shutdown(struct isosock_file *f, int fd, int how);
 int isosock_r_getsockname(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len);
 int isosock_r_getpeername(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len);

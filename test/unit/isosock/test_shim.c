@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -730,6 +731,69 @@ static void test_close_range(void **state)
 	isosock_libc.close_range = NULL;
 }
 
+static int enosys_close_range(unsigned int first, unsigned int last, int flags)
+{
+	(void)first; (void)last; (void)flags;
+	errno = ENOSYS;
+	return -1;
+}
+
+/* In a child (closefrom takes everything from lowfd up, cmocka's state
+ * included): 0, or the number of the first check that failed. */
+static int closefrom_child(int a, int b, int ep, const int *p)
+{
+	if (isosock_r_closefrom(wake_efd) != 0)
+		return 1;
+	if (!fd_open(0) || !fd_open(1) || !fd_open(2) || !fd_open(wake_efd))
+		return 2;
+	int fds[] = { a, b, ep, p[0], p[1] };
+	for (unsigned i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fd_open(fds[i]) || isosock_fd_get_peek(fds[i]))
+			return 3;
+	if (isosock_e_is_emulated(ep))
+		return 4;
+	if (fake_live != 0 || isosock_file_live() != 0) /* the stack learnt of both */
+		return 5;
+	return 0;
+}
+
+static void test_closefrom(void **state)
+{
+	(void)state;
+	int a = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int b = isosock_r_socket(AF_INET, SOCK_DGRAM, 0);
+	int ep = isosock_e_create(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, a, &ev), 0);
+	assert_true(isosock_e_is_emulated(ep));
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_true(a > wake_efd && b > a && p[1] > b);
+	/* glibc's path (close_range), then a kernel without close_range. */
+	int (*impl[])(unsigned int, unsigned int, int) = { close_range, enosys_close_range };
+	for (int i = 0; i < 2; i++) {
+		isosock_libc.close_range = impl[i];
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			_exit(closefrom_child(a, b, ep, p));
+		int st = -1;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	isosock_libc.close_range = close_range;
+	/* From above every open fd: nothing to close, no error. */
+	assert_int_equal(isosock_r_closefrom(p[1] + 1), 0);
+	assert_true(fd_open(p[1]) && fd_open(wake_efd));
+	isosock_libc.close_range = NULL;
+	isosock_r_close(ep);
+	isosock_r_close(a);
+	isosock_r_close(b);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -747,6 +811,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_recvmmsg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_pwait2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_closefrom, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("isosock", tests, NULL, NULL);
 }
