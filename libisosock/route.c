@@ -178,6 +178,16 @@ int isosock_r_wait(struct isosock_file *f, int fd, uint32_t events, int64_t time
 	return r == 0 ? -ETIMEDOUT : 0;
 }
 
+/* Edge-triggered epoll: the next arrival in these directions is a new
+ * edge (the call met EAGAIN, or is about to wait). */
+static void io_bump(struct isosock_file *f, uint32_t events)
+{
+	if (events & POLLIN)
+		atomic_fetch_add_explicit(&f->io_rd, 1, memory_order_relaxed);
+	if (events & POLLOUT)
+		atomic_fetch_add_explicit(&f->io_wr, 1, memory_order_relaxed);
+}
+
 /*
  * After a call said -EAGAIN: returns 0 to retry, or the error to return.
  * *deadline carries the absolute deadline across retries.
@@ -185,7 +195,7 @@ int isosock_r_wait(struct isosock_file *f, int fd, uint32_t events, int64_t time
 static int route_block(struct isosock_file *f, int fd, uint32_t events, int64_t timeo_ns,
 		       int64_t *deadline)
 {
-	atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+	io_bump(f, events);
 	int64_t left = -1;
 	if (timeo_ns > 0) {
 		if (*deadline == 0)
@@ -215,7 +225,7 @@ static void et_note(struct isosock_file *f, uint32_t bit)
 	if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_ET) || !f->h)
 		return;
 	if (!(isosock_be->poll(f->h, NULL) & bit))
-		atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+		io_bump(f, bit);
 }
 
 static bool nonblocking(const struct isosock_file *f, int flags)
@@ -411,7 +421,7 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 				L.close(kfd);
 				return r;
 			}
-			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			et_note(f, POLLIN); /* another pending connection is no new edge */
 			return kfd;
 		}
 		/* The core gives up waiting for a late ACCEPT reply with
@@ -422,7 +432,7 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 		if (r != -EAGAIN)
 			return r;
 		if (nonblocking(f, 0)) {
-			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			io_bump(f, POLLIN);
 			return -EAGAIN;
 		}
 		r = route_block(f, fd, POLLIN, f->rcvtimeo_ns, &deadline);
@@ -551,7 +561,7 @@ ssize_t isosock_r_sendmsg(struct isosock_file *f, int fd, const struct msghdr *m
 		if (r != -EAGAIN && r != 0)
 			return done ? (ssize_t)done : r;
 		if (nonblocking(f, flags)) {
-			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			io_bump(f, POLLOUT);
 			return done ? (ssize_t)done : -EAGAIN;
 		}
 		int w = route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
@@ -605,7 +615,7 @@ ssize_t isosock_r_recvmsg(struct isosock_file *f, int fd, struct msghdr *m, int 
 				et_note(f, POLLIN);
 			return r;
 		}
-		atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+		io_bump(f, POLLIN);
 		if (nonblocking(f, flags))
 			return -EAGAIN;
 		int w = route_block(f, fd, POLLIN | POLLRDHUP, f->rcvtimeo_ns, &deadline);
@@ -1076,7 +1086,7 @@ int isosock_r_shutdown(struct isosock_file *f, int fd, int how)
 	int r = isosock_be->shutdown(f->h, how);
 	if (r == 0 && (how == SHUT_WR || how == SHUT_RDWR))
 		set_flag(f, ISOSOCK_F_SHUT_WR, true);
-	atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+	io_bump(f, POLLIN | POLLOUT); /* the kernel wakes every waiter */
 	return r;
 }
 

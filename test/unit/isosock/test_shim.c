@@ -37,6 +37,7 @@ struct fsock {
 	int so_error;
 	int listening;
 	size_t rx;               /* bytes readable */
+	int pending;             /* connections a listener can accept */
 	const unsigned char *rxdata; /* if set, the rx bytes (else 'x') */
 	unsigned char *tx;       /* if set, sends land here ... */
 	size_t txlen, txroom;    /* ... while there is room */
@@ -59,8 +60,17 @@ static int f_socket(int type, void **h)
 static int f_bind(void *h, const struct sockaddr *sa, socklen_t len)
 { (void)h; (void)sa; (void)len; return 0; }
 static int f_listen(void *h, int b) { (void)b; ((struct fsock *)h)->listening = 1; return 0; }
+static int f_socket(int type, void **h);
 static int f_accept(void *h, void **nh, struct sockaddr *sa, socklen_t *len)
-{ (void)h; (void)nh; (void)sa; (void)len; return -EAGAIN; }
+{
+	(void)sa; (void)len;
+	struct fsock *s = h;
+	if (!s->pending)
+		return -EAGAIN;
+	if (--s->pending == 0)
+		atomic_fetch_and(&s->mask, ~(uint32_t)POLLIN);
+	return f_socket(SOCK_STREAM, nh);
+}
 static int f_connect(void *h, const struct sockaddr *sa, socklen_t len)
 { (void)h; (void)sa; (void)len; return -EINPROGRESS; }
 static int f_so_error(void *h)
@@ -483,6 +493,84 @@ static void test_epoll_lt_et_oneshot(void **state)
 	isosock_r_close(lt);
 	isosock_r_close(ep);
 	assert_false(isosock_e_is_emulated(ep));
+}
+
+/* ET reports an edge per new event, never a repeat with nothing new (the
+ * kernel's ep_poll_callback runs once per wake-up of the socket). */
+static void test_epoll_et_no_repeat(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int l = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int ep = isosock_e_create(0);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 1 }, out[4];
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	struct fsock *s = fs_of(fd);
+	struct isosock_file *f = isosock_fd_get(fd);
+	char b[4];
+	struct iovec v = { b, sizeof(b) };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+
+	/* 8 bytes arrive: one edge. */
+	s->rx = 8;
+	atomic_store(&s->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	/* A read that leaves data: no edge. */
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), 4);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	/* A send that meets a full socket says nothing about reading. */
+	atomic_store(&s->mask, POLLIN);
+	assert_int_equal(isosock_r_sendmsg(f, fd, &m, 0), -EAGAIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	/* Drained, then new data without a wait in between: an edge. */
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), 4);
+	s->rx = 4;
+	atomic_store(&s->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+
+	/* In and out: draining the input does not repeat POLLOUT. */
+	ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_MOD, fd, &ev), 0);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].events, EPOLLIN | EPOLLOUT);
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), 4);
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), -EAGAIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	/* New data: an edge, reporting all that is ready (as the kernel). */
+	s->rx = 4;
+	atomic_store(&s->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].events, EPOLLIN | EPOLLOUT);
+	isosock_file_put(f);
+
+	/* A listener with two connections: accepting one is no new edge;
+	 * accepting the last, then a new arrival, is. */
+	struct sockaddr_in a = sin4("198.18.0.1", 80);
+	struct isosock_file *lf = isosock_fd_get(l);
+	assert_int_equal(isosock_r_bind(lf, l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(isosock_r_listen(lf, l, 8), 0);
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET, .data.u64 = 2 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, l, &ev), 0);
+	struct fsock *ls = fs_of(l);
+	ls->pending = 2;
+	atomic_store(&ls->mask, POLLIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	int c1 = isosock_r_accept(lf, l, NULL, NULL, 0);
+	assert_true(c1 >= 0);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	int c2 = isosock_r_accept(lf, l, NULL, NULL, 0);
+	assert_true(c2 >= 0);
+	ls->pending = 1;
+	atomic_store(&ls->mask, POLLIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].data.u64, 2);
+	isosock_file_put(lf);
+	isosock_r_close(c1);
+	isosock_r_close(c2);
+	isosock_r_close(l);
+	isosock_r_close(fd);
+	isosock_r_close(ep);
 }
 
 struct waker {
@@ -1052,6 +1140,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_any_listener_dual, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poll_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_lt_et_oneshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoll_et_no_repeat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_mixed_wakeup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sendmmsg, setup, teardown),
