@@ -465,25 +465,35 @@ int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa,
 			set_flag(f, ISOSOCK_F_DUAL, false);
 		return r;
 	}
-	if (r != -EINPROGRESS)
+	/* A blocking connect() on a connect in progress (one a signal
+	 * interrupted) waits for it too, as the kernel's does. */
+	bool again = r == -EALREADY;
+	if (r != -EINPROGRESS && !(again && !nonblocking(f, 0)))
 		return r;
 	if (nonblocking(f, 0)) {
 		set_flag(f, ISOSOCK_F_CONNECTING, true);
 		return -EINPROGRESS;
 	}
 	/* Blocking connect: wait for the outcome.  SO_SNDTIMEO expiry
-	 * returns EINPROGRESS, as the kernel does; the connect goes on. */
+	 * returns EINPROGRESS (EALREADY for a second call), as the kernel
+	 * does; the connect goes on. */
 	int64_t deadline = 0;
 	for (;;) {
 		uint32_t ev = isosock_r_poll1(f, fd, NULL);
 		if (ev & (POLLOUT | POLLERR | POLLHUP))
 			break;
 		r = route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
-		if (r == -EAGAIN)
-			return -EINPROGRESS;
-		if (r < 0)
+		if (r < 0) {
+			/* Interrupted or timed out, the connect goes on: the
+			 * kernel's socket stays "connecting", so the next
+			 * connect() after it completed says 0, then EISCONN. */
+			set_flag(f, ISOSOCK_F_CONNECTING, true);
+			if (r == -EAGAIN)
+				return again ? -EALREADY : -EINPROGRESS;
 			return r;
+		}
 	}
+	set_flag(f, ISOSOCK_F_CONNECTING, false); /* the kernel's SS_CONNECTED */
 	return isosock_be->so_error(f->h);
 }
 
