@@ -551,7 +551,7 @@ static bool be_private_fd(int fd)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
 	for (int i = 0; i < n; i++)
-		if (fd == isosock_app_ctl_fd(atts[i].app) || fd == isosock_app_wake_fd(atts[i].app))
+		if (isosock_app_private_fd(atts[i].app, fd))
 			return true;
 	return false;
 }

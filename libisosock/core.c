@@ -490,6 +490,17 @@ static void exec_fds(const struct isosock_app *app, int fds[6])
 	fds[5] = app->stack_wake_fd;
 }
 
+bool isosock_app_private_fd(const struct isosock_app *app, int fd)
+{
+	int fds[6];
+
+	exec_fds(app, fds);
+	for (int i = 0; i < 6; i++)
+		if (fd >= 0 && fd == fds[i])
+			return true;
+	return false;
+}
+
 int isosock_app_exec_export(struct isosock_app *app, char *buf, size_t n)
 {
 	int fds[6], len;

@@ -12,10 +12,14 @@
  * on the epoll fd itself plus the application wake fd.
  *
  * Edge-triggered emulation: an entry reports when its ready set gained a
- * bit since the last scan, or when an I/O call was made on the socket
- * since the last report (struct isosock_file.eagain).  That may report an
- * edge the kernel would not (harmless to an edge-triggered loop, which
- * reads until EAGAIN) but never misses one after EAGAIN.
+ * bit since the last scan, or when it is readable (writable) and since the
+ * last report a call met EAGAIN or left the socket not readable (not
+ * writable): struct isosock_file.io_rd/io_wr, one counter per direction,
+ * so draining the input does not repeat POLLOUT, nor a full send buffer
+ * POLLIN, nor accepting one of several pending connections the listener.
+ * It never misses the edge after EAGAIN.  What it cannot see: a segment
+ * arriving on a socket that stayed readable (the kernel reports one edge
+ * per wake-up; the stack's poll() gives no per-socket event count yet).
  *
  * Cost: O(isostack interests) per epoll_wait.  Kept simple on purpose;
  * a ready list fed by the stack's events is the next step.
@@ -41,7 +45,8 @@ struct interest {
 	uint32_t events;
 	epoll_data_t data;
 	uint32_t last_ready;
-	uint32_t last_io;
+	uint32_t last_rd;       /* io_rd, io_wr at the last report */
+	uint32_t last_wr;
 	bool disabled;          /* EPOLLONESHOT fired */
 };
 
@@ -184,9 +189,10 @@ int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		it = &e->v[e->n];
 		*it = (struct interest){ .fd = fd, .f = f, .gen = f->gen, .events = ev->events,
 					 .data = ev->data };
-		/* Force the first report of whatever is ready now, as the
-		 * kernel does on ADD. */
-		it->last_io = atomic_load_explicit(&f->eagain, memory_order_relaxed) - 1;
+		/* last_ready 0: the first scan reports whatever is ready now,
+		 * as the kernel does on ADD. */
+		it->last_rd = atomic_load_explicit(&f->io_rd, memory_order_relaxed);
+		it->last_wr = atomic_load_explicit(&f->io_wr, memory_order_relaxed);
 		__atomic_store_n(&e->n, e->n + 1, __ATOMIC_RELAXED);
 		if (ev->events & EPOLLET)
 			atomic_fetch_or_explicit(&f->flags, ISOSOCK_F_ET, memory_order_relaxed);
@@ -200,8 +206,9 @@ int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		it->events = ev->events;
 		it->data = ev->data;
 		it->disabled = false;
-		it->last_ready = 0;
-		it->last_io = atomic_load_explicit(&f->eagain, memory_order_relaxed) - 1;
+		it->last_ready = 0; /* report what is ready, as ADD */
+		it->last_rd = atomic_load_explicit(&f->io_rd, memory_order_relaxed);
+		it->last_wr = atomic_load_explicit(&f->io_wr, memory_order_relaxed);
 		if (ev->events & EPOLLET)
 			atomic_fetch_or_explicit(&f->flags, ISOSOCK_F_ET, memory_order_relaxed);
 		kernel_mirror(epfd, EPOLL_CTL_MOD, fd, f, ev);
@@ -249,7 +256,10 @@ static int scan(int epfd, struct ep *e, struct epoll_event *evs, int max)
 			isosock_file_put(f);
 			continue;
 		}
-		uint32_t io = atomic_load_explicit(&f->eagain, memory_order_relaxed);
+		/* Counters before readiness: a call that drains the socket
+		 * right after this poll bumps them past what we record. */
+		uint32_t rd = atomic_load_explicit(&f->io_rd, memory_order_relaxed);
+		uint32_t wr = atomic_load_explicit(&f->io_wr, memory_order_relaxed);
 		uint32_t ev = f->h && isosock_be ? isosock_be->poll(f->h, NULL) : 0;
 		uint32_t ready = ev & (it->events | EPOLLERR | EPOLLHUP);
 		isosock_file_put(f);
@@ -258,11 +268,14 @@ static int scan(int epfd, struct ep *e, struct epoll_event *evs, int max)
 			continue;
 		}
 		if (it->events & EPOLLET) {
-			bool edge = (ready & ~it->last_ready) || io != it->last_io;
+			bool edge = (ready & ~it->last_ready) ||
+				    (rd != it->last_rd && (ready & (EPOLLIN | EPOLLRDHUP))) ||
+				    (wr != it->last_wr && (ready & EPOLLOUT));
 			it->last_ready = ready;
-			it->last_io = io;
 			if (!edge)
 				continue;
+			it->last_rd = rd;
+			it->last_wr = wr;
 		}
 		if (it->events & EPOLLONESHOT)
 			it->disabled = true;

@@ -144,7 +144,8 @@ struct isosock_file *isosock_file_new(int type, void *h)
 			return NULL;
 	}
 	atomic_store_explicit(&f->flags, 0, memory_order_relaxed);
-	atomic_store_explicit(&f->eagain, 0, memory_order_relaxed);
+	atomic_store_explicit(&f->io_rd, 0, memory_order_relaxed);
+	atomic_store_explicit(&f->io_wr, 0, memory_order_relaxed);
 	f->type = type;
 	f->h = h;
 	f->gen++;

@@ -31,7 +31,11 @@
 struct isosock_file {
 	_Atomic uint32_t refs;      /* fds + calls in flight; 0 = free */
 	_Atomic uint32_t flags;     /* ISOSOCK_F_* */
-	_Atomic uint32_t eagain;    /* bumped by every I/O call (ET rearm) */
+	/* Edge-triggered epoll rearm, one per direction: bumped when a call
+	 * met EAGAIN or left the socket not readable (io_rd) / not writable
+	 * (io_wr), and both on shutdown.  See epoll.c. */
+	_Atomic uint32_t io_rd;
+	_Atomic uint32_t io_wr;
 	uint32_t gen;               /* bumped per reuse: weak references */
 	int type;                   /* SOCK_STREAM or SOCK_DGRAM */
 	void *h;                    /* stack handle */

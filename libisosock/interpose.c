@@ -67,6 +67,7 @@ static void resolve(void)
 	R(epoll_create1); R(epoll_ctl); R(epoll_wait); R(epoll_pwait); R(fork);
 	R(sendmmsg); R(recvmmsg); R(epoll_pwait2); R(close_range);
 	R(execve); R(execvpe); R(fexecve);
+	R(splice); R(tee); R(vmsplice);
 #undef R
 	isosock_config_load();
 	isosock_fd_init();
@@ -298,6 +299,39 @@ EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t count)
 	return sendfile(out_fd, in_fd, off, count);
 }
 
+/* splice/tee/vmsplice: only calls with an isostack socket at one end are
+ * ours (emulated, or the kernel's error for a socket). */
+EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t len,
+		      unsigned int flags)
+{
+	ensure();
+	struct isosock_file *fi = isosock_fd_get(in), *fo = isosock_fd_get(out);
+	if (!fi && !fo)
+		return L.splice(in, off_in, out, off_out, len, flags);
+	ssize_t r = isosock_r_splice(fi, in, off_in, fo, out, off_out, len, flags);
+	if (fi)
+		isosock_file_put(fi);
+	if (fo)
+		isosock_file_put(fo);
+	return retz(r);
+}
+
+EXPORT ssize_t tee(int in, int out, size_t len, unsigned int flags)
+{
+	ensure();
+	if (!isosock_fd_get_peek(in) && !isosock_fd_get_peek(out))
+		return L.tee(in, out, len, flags);
+	return retz(isosock_r_tee(in, out, len, flags));
+}
+
+EXPORT ssize_t vmsplice(int fd, const struct iovec *iov, size_t nr, unsigned int flags)
+{
+	ensure();
+	if (!isosock_fd_get_peek(fd))
+		return L.vmsplice(fd, iov, nr, flags);
+	return retz(isosock_r_vmsplice(iov, nr, flags));
+}
+
 EXPORT int close(int fd)
 {
 	ensure();
@@ -319,6 +353,15 @@ EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
 	ensure();
 	return ret(isosock_r_close_range(first, last, flags));
+}
+
+/* glibc's own closefrom() reaches the kernel's close_range without going
+ * through our symbol, and would close the stack's private fds. */
+EXPORT void closefrom(int lowfd)
+{
+	ensure();
+	if (isosock_r_closefrom(lowfd) < 0)
+		abort(); /* as glibc's closefrom, which cannot fail either */
 }
 
 EXPORT int shutdown(int fd, int how)

@@ -129,6 +129,10 @@ uint32_t isosock_app_max_sockets(const struct isosock_app *app);
  * dup2/close of the application) and the application wake fd (an eventfd,
  * EFD_NONBLOCK; see isosock_wait_arm()).
  */
+/* Whether fd is one of the attachment's own fds (control socket, wake
+ * fds, segment and shared-state memfds): the application may not close
+ * them (closefrom, close_range, dup2 over them). */
+bool isosock_app_private_fd(const struct isosock_app *app, int fd);
 int isosock_app_ctl_fd(const struct isosock_app *app);
 int isosock_app_wake_fd(const struct isosock_app *app);
 

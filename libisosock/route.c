@@ -178,6 +178,16 @@ int isosock_r_wait(struct isosock_file *f, int fd, uint32_t events, int64_t time
 	return r == 0 ? -ETIMEDOUT : 0;
 }
 
+/* Edge-triggered epoll: the next arrival in these directions is a new
+ * edge (the call met EAGAIN, or is about to wait). */
+static void io_bump(struct isosock_file *f, uint32_t events)
+{
+	if (events & POLLIN)
+		atomic_fetch_add_explicit(&f->io_rd, 1, memory_order_relaxed);
+	if (events & POLLOUT)
+		atomic_fetch_add_explicit(&f->io_wr, 1, memory_order_relaxed);
+}
+
 /*
  * After a call said -EAGAIN: returns 0 to retry, or the error to return.
  * *deadline carries the absolute deadline across retries.
@@ -185,7 +195,7 @@ int isosock_r_wait(struct isosock_file *f, int fd, uint32_t events, int64_t time
 static int route_block(struct isosock_file *f, int fd, uint32_t events, int64_t timeo_ns,
 		       int64_t *deadline)
 {
-	atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+	io_bump(f, events);
 	int64_t left = -1;
 	if (timeo_ns > 0) {
 		if (*deadline == 0)
@@ -215,7 +225,7 @@ static void et_note(struct isosock_file *f, uint32_t bit)
 	if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_ET) || !f->h)
 		return;
 	if (!(isosock_be->poll(f->h, NULL) & bit))
-		atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+		io_bump(f, bit);
 }
 
 static bool nonblocking(const struct isosock_file *f, int flags)
@@ -410,7 +420,7 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 				L.close(kfd);
 				return r;
 			}
-			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			et_note(f, POLLIN); /* another pending connection is no new edge */
 			return kfd;
 		}
 		/* The core gives up waiting for a late ACCEPT reply with
@@ -421,7 +431,7 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 		if (r != -EAGAIN)
 			return r;
 		if (nonblocking(f, 0)) {
-			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			io_bump(f, POLLIN);
 			return -EAGAIN;
 		}
 		r = route_block(f, fd, POLLIN, f->rcvtimeo_ns, &deadline);
@@ -454,25 +464,35 @@ int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa,
 			set_flag(f, ISOSOCK_F_DUAL, false);
 		return r;
 	}
-	if (r != -EINPROGRESS)
+	/* A blocking connect() on a connect in progress (one a signal
+	 * interrupted) waits for it too, as the kernel's does. */
+	bool again = r == -EALREADY;
+	if (r != -EINPROGRESS && !(again && !nonblocking(f, 0)))
 		return r;
 	if (nonblocking(f, 0)) {
 		set_flag(f, ISOSOCK_F_CONNECTING, true);
 		return -EINPROGRESS;
 	}
 	/* Blocking connect: wait for the outcome.  SO_SNDTIMEO expiry
-	 * returns EINPROGRESS, as the kernel does; the connect goes on. */
+	 * returns EINPROGRESS (EALREADY for a second call), as the kernel
+	 * does; the connect goes on. */
 	int64_t deadline = 0;
 	for (;;) {
 		uint32_t ev = isosock_r_poll1(f, fd, NULL);
 		if (ev & (POLLOUT | POLLERR | POLLHUP))
 			break;
 		r = route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
-		if (r == -EAGAIN)
-			return -EINPROGRESS;
-		if (r < 0)
+		if (r < 0) {
+			/* Interrupted or timed out, the connect goes on: the
+			 * kernel's socket stays "connecting", so the next
+			 * connect() after it completed says 0, then EISCONN. */
+			set_flag(f, ISOSOCK_F_CONNECTING, true);
+			if (r == -EAGAIN)
+				return again ? -EALREADY : -EINPROGRESS;
 			return r;
+		}
 	}
+	set_flag(f, ISOSOCK_F_CONNECTING, false); /* the kernel's SS_CONNECTED */
 	return isosock_be->so_error(f->h);
 }
 
@@ -550,7 +570,7 @@ ssize_t isosock_r_sendmsg(struct isosock_file *f, int fd, const struct msghdr *m
 		if (r != -EAGAIN && r != 0)
 			return done ? (ssize_t)done : r;
 		if (nonblocking(f, flags)) {
-			atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+			io_bump(f, POLLOUT);
 			return done ? (ssize_t)done : -EAGAIN;
 		}
 		int w = route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
@@ -604,7 +624,7 @@ ssize_t isosock_r_recvmsg(struct isosock_file *f, int fd, struct msghdr *m, int 
 				et_note(f, POLLIN);
 			return r;
 		}
-		atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+		io_bump(f, POLLIN);
 		if (nonblocking(f, flags))
 			return -EAGAIN;
 		int w = route_block(f, fd, POLLIN | POLLRDHUP, f->rcvtimeo_ns, &deadline);
@@ -649,6 +669,220 @@ ssize_t isosock_r_sendfile(struct isosock_file *f, int out_fd, int in_fd, off_t 
 	if (off)
 		*off = pos;
 	return (ssize_t)done;
+}
+
+/* ---- splice, tee, vmsplice ------------------------------------------------ */
+/*
+ * splice() between an isostack socket and a pipe (the kernel wants one
+ * pipe end).  The user's pipe is only ever touched by the kernel's own
+ * splice and tee, through a private pipe of the call, so the pipe side
+ * waits, says EAGAIN (SPLICE_F_NONBLOCK or the pipe's O_NONBLOCK), EPIPE
+ * with SIGPIPE, or restarts after a signal exactly as for a kernel socket;
+ * the socket side waits as recv/send do (its own O_NONBLOCK, SO_*TIMEO,
+ * EINTR/SA_RESTART).  Nothing is taken that did not move: socket -> pipe
+ * peeks, moves the peeked bytes on, then takes off the socket what the
+ * pipe took; pipe -> socket tee()s, sends, then takes off the pipe what
+ * was sent.  Cost: a private pipe and two copies per call.  (Another
+ * reader of the same pipe or socket between the two steps would see bytes
+ * twice; the kernel holds the pipe lock instead.)
+ */
+#define SPLICE_CHUNK 16384
+#define SPLICE_FLAGS (SPLICE_F_MOVE | SPLICE_F_NONBLOCK | SPLICE_F_MORE | SPLICE_F_GIFT)
+
+static ssize_t sys_splice(int in, int out, size_t len, unsigned int flags)
+{
+	if (L.splice)
+		return negz(L.splice(in, NULL, out, NULL, len, flags));
+	return negz(syscall(SYS_splice, in, NULL, out, NULL, len, flags));
+}
+
+static ssize_t sys_tee(int in, int out, size_t len, unsigned int flags)
+{
+	if (L.tee)
+		return negz(L.tee(in, out, len, flags));
+	return negz(syscall(SYS_tee, in, out, len, flags));
+}
+
+static bool is_pipe(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+/* Reads exactly n bytes that are known to be in the pipe. */
+static void pipe_take(int fd, char *buf, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = L.read(fd, buf, n < SPLICE_CHUNK ? n : SPLICE_CHUNK);
+		if (r <= 0 && !(r < 0 && errno == EINTR))
+			return; /* another reader took them: nothing to do */
+		if (r > 0)
+			n -= (size_t)r;
+	}
+}
+
+/* The kernel's first step for a pipe it writes to: EPIPE (and SIGPIPE)
+ * with no reader, else wait for room unless non-blocking. */
+static int pipe_wait_room(int pfd, bool nb)
+{
+	for (;;) {
+		struct pollfd p = { .fd = pfd, .events = POLLOUT };
+		int r = L.poll(&p, 1, nb ? 0 : -1);
+		if (r < 0) {
+			if (errno == EINTR && restart_after_signal(-1))
+				continue;
+			return -errno;
+		}
+		if (p.revents & POLLERR) {
+			raise(SIGPIPE);
+			return -EPIPE;
+		}
+		if (p.revents & POLLOUT)
+			return 0;
+		if (nb)
+			return -EAGAIN;
+	}
+}
+
+static ssize_t splice_sock_to_pipe(struct isosock_file *f, int fd, int pfd, int pfl,
+				   size_t len, unsigned int flags)
+{
+	int r = pipe_wait_room(pfd, (flags & SPLICE_F_NONBLOCK) || (pfl & O_NONBLOCK));
+	if (r < 0)
+		return r;
+	int pp[2];
+	if (pipe2(pp, O_CLOEXEC) < 0)
+		return -errno;
+	char buf[SPLICE_CHUNK];
+	size_t done = 0;
+	ssize_t err = 0;
+	while (done < len) {
+		size_t want = len - done < sizeof(buf) ? len - done : sizeof(buf);
+		struct iovec v = { buf, want };
+		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+		/* Only the first chunk may wait, as the kernel's loop. */
+		unsigned int nb = done ? SPLICE_F_NONBLOCK : 0;
+		ssize_t n = isosock_r_recvmsg(f, fd, &m, MSG_PEEK | (done ? MSG_DONTWAIT : 0));
+		if (n <= 0) {
+			err = n;
+			break;
+		}
+		/* The private pipe is empty and holds 64 KiB: never blocks. */
+		if (L.write(pp[1], buf, (size_t)n) != n) {
+			err = -EIO;
+			break;
+		}
+		ssize_t moved = sys_splice(pp[0], pfd, (size_t)n,
+					   (flags & (SPLICE_F_NONBLOCK | SPLICE_F_MORE)) | nb);
+		if (moved > 0) {
+			v.iov_len = (size_t)moved;
+			m = (struct msghdr){ .msg_iov = &v, .msg_iovlen = 1 };
+			isosock_r_recvmsg(f, fd, &m, MSG_DONTWAIT); /* peeked: there */
+			done += (size_t)moved;
+		}
+		if (moved != n) {
+			if (moved < 0)
+				err = moved;
+			break;
+		}
+		if (f->type != SOCK_STREAM)
+			break; /* one datagram per call */
+	}
+	L.close(pp[0]);
+	L.close(pp[1]);
+	return done ? (ssize_t)done : err;
+}
+
+static ssize_t splice_pipe_to_sock(int pfd, struct isosock_file *f, int fd, size_t len,
+				   unsigned int flags)
+{
+	int pp[2];
+	if (pipe2(pp, O_CLOEXEC) < 0)
+		return -errno;
+	char buf[SPLICE_CHUNK];
+	size_t done = 0;
+	ssize_t err = 0;
+	while (done < len) {
+		size_t want = len - done < sizeof(buf) ? len - done : sizeof(buf);
+		/* tee waits for data, or says EAGAIN / 0 (no writer), as
+		 * splice would; the user's pipe keeps the bytes. */
+		ssize_t n = sys_tee(pfd, pp[1], want,
+				    (flags & SPLICE_F_NONBLOCK) | (done ? SPLICE_F_NONBLOCK : 0));
+		if (n <= 0) {
+			err = n;
+			break;
+		}
+		pipe_take(pp[0], buf, (size_t)n);
+		struct iovec v = { buf, (size_t)n };
+		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+		/* No MSG_NOSIGNAL: the kernel's splice raises SIGPIPE too. */
+		ssize_t s = isosock_r_sendmsg(f, fd, &m, (flags & SPLICE_F_MORE) ? MSG_MORE : 0);
+		if (s > 0) {
+			pipe_take(pfd, buf, (size_t)s);
+			done += (size_t)s;
+		}
+		if (s != n) {
+			if (s < 0)
+				err = s;
+			break;
+		}
+		if (f->type != SOCK_STREAM)
+			break;
+	}
+	L.close(pp[0]);
+	L.close(pp[1]);
+	return done ? (ssize_t)done : err;
+}
+
+ssize_t isosock_r_splice(struct isosock_file *fin, int in, loff_t *off_in,
+			 struct isosock_file *fout, int out, loff_t *off_out,
+			 size_t len, unsigned int flags)
+{
+	/* The kernel's checks, in its order. */
+	if (len == 0)
+		return 0;
+	if (flags & ~SPLICE_FLAGS)
+		return -EINVAL;
+	int ifl = L.fcntl(in, F_GETFL), ofl = L.fcntl(out, F_GETFL);
+	if (ifl < 0 || ofl < 0 || (ifl & O_PATH) || (ofl & O_PATH))
+		return -EBADF;
+	bool ipipe = !fin && is_pipe(in), opipe = !fout && is_pipe(out);
+	if ((ipipe && off_in) || (opipe && off_out))
+		return -ESPIPE;
+	if ((ifl & O_ACCMODE) == O_WRONLY || (ofl & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
+	/* No pipe end (two sockets, a socket and a file), or an offset for
+	 * the socket (it has no pread/pwrite): the kernel says EINVAL. */
+	if ((!ipipe && !opipe) || off_in || off_out)
+		return -EINVAL;
+	if (opipe)
+		return splice_sock_to_pipe(fin, in, out, ofl, len, flags);
+	return splice_pipe_to_sock(in, fout, out, len, flags);
+}
+
+/* tee() wants two pipes: a socket is EINVAL, after the kernel's checks. */
+ssize_t isosock_r_tee(int in, int out, size_t len, unsigned int flags)
+{
+	if (flags & ~SPLICE_FLAGS)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	if (L.fcntl(in, F_GETFL) < 0 || L.fcntl(out, F_GETFL) < 0)
+		return -EBADF;
+	return -EINVAL;
+}
+
+/* vmsplice() on a socket: the kernel finds no pipe and says EBADF (once
+ * the flags and the iovec count passed, and if there is anything to do). */
+ssize_t isosock_r_vmsplice(const struct iovec *iov, unsigned long nr, unsigned int flags)
+{
+	if (flags & ~SPLICE_FLAGS)
+		return -EINVAL;
+	if (nr > IOV_MAX)
+		return -EINVAL;
+	if (iov_total(iov, nr) == 0)
+		return 0;
+	return -EBADF;
 }
 
 /* ---- sendmmsg / recvmmsg ------------------------------------------------- */
@@ -801,6 +1035,26 @@ int isosock_r_close_range(unsigned int first, unsigned int last, int flags)
 	}
 }
 
+/* glibc's closefrom() calls close_range internally, past our symbol, so it
+ * has its own entry point with the same close path.  On a kernel without
+ * close_range, glibc falls back to closing what /proc/self/fd lists; here
+ * every number up to scan_bound() is closed instead (the same fds, without
+ * opening a directory while closing). */
+int isosock_r_closefrom(int lowfd)
+{
+	unsigned int first = lowfd < 0 ? 0 : (unsigned int)lowfd;
+	int r = isosock_r_close_range(first, ~0u, 0);
+	if (r != -ENOSYS)
+		return r;
+	/* close_range closed the isostack sockets and epoll fds before the
+	 * kernel said ENOSYS: only kernel fds are left. */
+	unsigned int bound = scan_bound();
+	for (unsigned int fd = first; fd < bound; fd++)
+		if (!isosock_r_private_fd((int)fd))
+			L.close((int)fd);
+	return 0;
+}
+
 int isosock_r_dup(int oldfd, int newfd, int flags, int how)
 {
 	isosock_fd_lock();
@@ -841,7 +1095,7 @@ int isosock_r_shutdown(struct isosock_file *f, int fd, int how)
 	int r = isosock_be->shutdown(f->h, how);
 	if (r == 0 && (how == SHUT_WR || how == SHUT_RDWR))
 		set_flag(f, ISOSOCK_F_SHUT_WR, true);
-	atomic_fetch_add_explicit(&f->eagain, 1, memory_order_relaxed);
+	io_bump(f, POLLIN | POLLOUT); /* the kernel wakes every waiter */
 	return r;
 }
 

@@ -84,6 +84,9 @@ struct isosock_libc {
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
+	ssize_t (*splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
+	ssize_t (*tee)(int, int, size_t, unsigned int);
+	ssize_t (*vmsplice)(int, const struct iovec *, size_t, unsigned int);
 };
 
 /* Filled by isosock_libc_init() (interpose.c) or a test; read-only after. */
@@ -203,6 +206,21 @@ int isosock_r_recvmmsg(struct isosock_file *f, int fd, struct mmsghdr *v, unsign
  * closed through isosock_r_close, the rest by libc; the stack's private
  * fds are never closed.  CLOSE_RANGE_CLOEXEC only marks (kernel flag). */
 int isosock_r_close_range(unsigned int first, unsigned int last, int flags);
+/* closefrom(lowfd): close_range(max(lowfd, 0), ~0U, 0) as glibc does, and
+ * on a kernel without close_range (-ENOSYS) each fd from lowfd up, the
+ * private fds excepted.  Returns 0 (glibc aborts if closefrom fails). */
+int isosock_r_closefrom(int lowfd);
+/* splice with an isostack socket at one end (fin or fout non-NULL) and a
+ * pipe at the other, emulated with the kernel's errors, order of checks
+ * and blocking rules (see route.c).  Two sockets, or a socket and a file:
+ * -EINVAL; an offset for the socket -EINVAL, for the pipe -ESPIPE. */
+ssize_t isosock_r_splice(struct isosock_file *fin, int in, loff_t *off_in,
+			 struct isosock_file *fout, int out, loff_t *off_out,
+			 size_t len, unsigned int flags);
+/* tee/vmsplice given an isostack socket: the kernel's answer for a socket
+ * (tee -EINVAL, vmsplice -EBADF), after its argument checks. */
+ssize_t isosock_r_tee(int in, int out, size_t len, unsigned int flags);
+ssize_t isosock_r_vmsplice(const struct iovec *iov, unsigned long nr, unsigned int flags);
 int isosock_r_shutdown(struct isosock_file *f, int fd, int how);
 int isosock_r_getsockname(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len);
 int isosock_r_getpeername(struct isosock_file *f, int fd, struct sockaddr *sa, socklen_t *len);

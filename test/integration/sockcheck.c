@@ -10,13 +10,21 @@
  * Peer services, by port: +0 echo (TCP and UDP), +1 reset after one byte,
  * +2 silent, +3 sink (replies FNV-1a of all bytes, after EOF), +4 source
  * (sends the 8-byte count it is asked for), +5 connector (connects back to
- * the port it is sent and writes "hello"), +6 watcher (reads the port it
- * is sent, then counts bytes until EOF, then connects back to that port
- * and writes the count: how a check sees that the connection was closed
- * by a process that is gone), +9 nothing (refused).
+ * the port it is sent and writes "hello"), +6 full (backlog 0, never
+ * accepted by itself: one connection fills it, the next SYN is dropped, so
+ * a connect blocks), +7 drain (accepts one connection waiting on +6,
+ * closes it, writes "k"), +8 watcher (reads the port it is sent, then
+ * counts bytes until EOF, then connects back to that port and writes the
+ * count: how a check sees that the connection was closed by a process
+ * that is gone), +9 nothing (refused).
  *
  *   sockcheck execchild FD             (internal) the image exec'd by the
  *                                      exec checks: uses inherited FD
+ *
+ * Signals are delivered by an interval timer while a call is blocked (the
+ * signal is the event, not a sleep); where data must arrive after the
+ * signal, the handler wakes a helper thread through a pipe and the helper
+ * makes the peer act.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +32,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,6 +48,7 @@
 
 static struct in_addr peer_ip;
 static int base;
+static int full_listener = -1; /* peer: the +6 listener, accepted by +7 */
 
 static void die(const char *what)
 {
@@ -62,6 +72,7 @@ static const char *ename(int e)
 	case EBADF: return "EBADF";
 	case EINVAL: return "EINVAL";
 	case ETIMEDOUT: return "ETIMEDOUT";
+	case ESPIPE: return "ESPIPE";
 	default: {
 		static char b[32];
 		snprintf(b, sizeof(b), "errno%d", e);
@@ -195,7 +206,14 @@ static void serve(int off, int c)
 		write_full(c, "k", 1);
 		break;
 	}
-	case 6: {
+	case 7: {
+		int x = accept(full_listener, NULL, NULL);
+		if (x >= 0)
+			close(x);
+		write_full(c, "k", 1);
+		break;
+	}
+	case 8: {
 		uint16_t port;
 		uint64_t cnt = 0;
 		struct sockaddr_in a;
@@ -220,8 +238,8 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5, 6 };
-	struct pollfd p[8];
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8 };
+	struct pollfd p[9];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
@@ -231,6 +249,12 @@ static int run_peer(void)
 			die("peer listen");
 		p[n++] = (struct pollfd){ .fd = fd, .events = POLLIN };
 	}
+	full_listener = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	setsockopt(full_listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in fa = addr((struct in_addr){ htonl(INADDR_ANY) }, base + 6);
+	if (bind(full_listener, (struct sockaddr *)&fa, sizeof(fa)) < 0 || listen(full_listener, 0) < 0)
+		die("peer listen full");
 	int u = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in ua = addr((struct in_addr){ htonl(INADDR_ANY) }, base);
 	if (bind(u, (struct sockaddr *)&ua, sizeof(ua)) < 0)
@@ -515,6 +539,313 @@ static void check_accept(void)
 	}
 }
 
+/* ---- signals ---------------------------------------------------------- */
+
+static volatile sig_atomic_t sig_hits;
+static int sig_wake = -1; /* write end of the helper's pipe, or -1 */
+
+static void on_sig(int sig)
+{
+	(void)sig;
+	sig_hits++;
+	if (sig_wake >= 0) {
+		char c = 's';
+		ssize_t w = write(sig_wake, &c, 1);
+		(void)w;
+	}
+}
+
+/* SIGALRM every 100 ms until timer_stop(): the first one that finds the
+ * call blocked interrupts it, whatever the scheduling. */
+static void timer_start(bool restart)
+{
+	struct sigaction sa = { .sa_handler = on_sig, .sa_flags = restart ? SA_RESTART : 0 };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	sig_hits = 0;
+	struct itimerval it = { { 0, 100000 }, { 0, 100000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void timer_stop(void)
+{
+	struct itimerval it = { { 0, 0 }, { 0, 0 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+	signal(SIGALRM, SIG_IGN); /* one already pending is dropped */
+}
+
+/* A thread that runs fn once the first signal arrived; SIGALRM is blocked
+ * in it, so the signal always lands in the main thread's blocked call. */
+struct helper {
+	pthread_t t;
+	int pipe[2];
+	void (*fn)(long);
+	long arg;
+};
+
+static void *helper_main(void *arg)
+{
+	struct helper *h = arg;
+	char c;
+	while (read(h->pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	h->fn(h->arg);
+	return NULL;
+}
+
+static void helper_start(struct helper *h, void (*fn)(long), long arg)
+{
+	if (pipe2(h->pipe, O_CLOEXEC) < 0)
+		die("pipe");
+	h->fn = fn;
+	h->arg = arg;
+	sigset_t s, old;
+	sigemptyset(&s);
+	sigaddset(&s, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &s, &old);
+	if (pthread_create(&h->t, NULL, helper_main, h) != 0)
+		die("pthread_create");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	sig_wake = h->pipe[1];
+}
+
+static void helper_join(struct helper *h)
+{
+	pthread_join(h->t, NULL);
+	sig_wake = -1;
+	close(h->pipe[0]);
+	close(h->pipe[1]);
+}
+
+static void send_late(long fd)
+{
+	send((int)fd, "late", 4, 0);
+}
+
+/* Asks the connector service to connect to our port `port`. */
+static void connect_back(long port)
+{
+	int ctl = tcp_to(5);
+	uint16_t p = (uint16_t)port;
+	char k;
+	write_full(ctl, &p, sizeof(p));
+	read_full(ctl, &k, 1);
+	close(ctl);
+}
+
+/* Makes room in the full listener (+6): one waiting connection goes. */
+static void drain_full(long unused)
+{
+	(void)unused;
+	int ctl = tcp_to(7);
+	char k;
+	read_full(ctl, &k, 1);
+	close(ctl);
+}
+
+static int listener_any(uint16_t *port)
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0);
+	socklen_t al = sizeof(a);
+	if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 8) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &al) < 0)
+		die("listen");
+	*port = a.sin_port;
+	return l;
+}
+
+static void check_signals(void)
+{
+	char buf[16];
+	struct helper h;
+
+	/* recv: EINTR without SA_RESTART; restarted with it, and returns the
+	 * data sent after the signal. */
+	int fd = tcp_to(2);
+	timer_start(false);
+	ssize_t r = recv(fd, buf, sizeof(buf), 0);
+	timer_stop();
+	report_rc("sig_recv_eintr", r);
+	close(fd);
+
+	fd = tcp_to(0);
+	helper_start(&h, send_late, fd);
+	timer_start(true);
+	r = recv(fd, buf, 4, MSG_WAITALL);
+	timer_stop();
+	helper_join(&h);
+	report("sig_recv_restart", r == 4 && !memcmp(buf, "late", 4) && sig_hits > 0 ? "ok" :
+				   r < 0 ? ename(errno) : "bad");
+
+	/* SO_RCVTIMEO set: EINTR even with SA_RESTART (the kernel restarts
+	 * no call with a timeout), and expiry gives EAGAIN. */
+	struct timeval tv = { 30, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	timer_start(true);
+	r = recv(fd, buf, sizeof(buf), 0);
+	timer_stop();
+	report_rc("sig_recv_timeo_restart", r);
+	close(fd);
+
+	/* accept, the same two ways. */
+	uint16_t port;
+	int l = listener_any(&port);
+	timer_start(false);
+	int c = accept(l, NULL, NULL);
+	timer_stop();
+	report_rc("sig_accept_eintr", c);
+	if (c >= 0)
+		close(c);
+	helper_start(&h, connect_back, port);
+	timer_start(true);
+	c = accept(l, NULL, NULL);
+	timer_stop();
+	helper_join(&h);
+	memset(buf, 0, sizeof(buf));
+	report("sig_accept_restart", c < 0 ? ename(errno) :
+	       read_full(c, buf, 5) == 0 && !memcmp(buf, "hello", 5) && sig_hits > 0 ? "ok" : "bad");
+	if (c >= 0)
+		close(c);
+	tv = (struct timeval){ 0, 100000 };
+	setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	report_rc("accept_rcvtimeo", accept(l, NULL, NULL));
+	close(l);
+
+	/* connect: a full listener drops our SYN, so connect blocks.  EINTR,
+	 * and the connection completes later (the SYN is retransmitted once
+	 * the drain made room); the next connect() says 0, then EISCONN. */
+	int fill = tcp_to(6);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = addr(peer_ip, base + 6);
+	timer_start(false);
+	int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	timer_stop();
+	report_rc("sig_connect_eintr", rc);
+	drain_full(0);
+	struct pollfd p = { fd, POLLOUT, 0 };
+	poll(&p, 1, 20000);
+	report("sig_connect_later", (p.revents & POLLOUT) ? "ok" : "no");
+	int err = -1;
+	socklen_t el = sizeof(err);
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	report("sig_connect_so_error", ename(err));
+	report_rc("sig_connect_again", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	report_rc("sig_connect_again2", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	/* With SA_RESTART the connect goes on after the signal and returns
+	 * 0 once the helper made room. */
+	int fd2 = socket(AF_INET, SOCK_STREAM, 0);
+	helper_start(&h, drain_full, 0);
+	timer_start(true);
+	rc = connect(fd2, (struct sockaddr *)&a, sizeof(a));
+	timer_stop();
+	helper_join(&h);
+	report("sig_connect_restart", rc == 0 && sig_hits > 0 ? "ok" : rc < 0 ? ename(errno) : "bad");
+	drain_full(0);
+	close(fd2);
+	close(fd);
+	close(fill);
+
+	/* poll and epoll_wait: EINTR even with SA_RESTART. */
+	fd = tcp_to(2);
+	p = (struct pollfd){ fd, POLLIN, 0 };
+	timer_start(true);
+	rc = poll(&p, 1, -1);
+	timer_stop();
+	report_rc("sig_poll_eintr", rc);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 1 }, out[2];
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	timer_start(true);
+	rc = epoll_wait(ep, out, 2, -1);
+	timer_stop();
+	report_rc("sig_epoll_eintr", rc);
+	close(ep);
+	close(fd);
+	signal(SIGALRM, SIG_DFL);
+}
+
+/* ---- splice, closefrom ------------------------------------------------- */
+
+static void check_splice(void)
+{
+	int a = tcp_to(0), b = tcp_to(0), p[2];
+	if (pipe(p) < 0)
+		die("pipe");
+	loff_t off = 0;
+	report_rc("splice_sock_offset", splice(a, &off, p[1], NULL, 8, 0));
+	report_rc("splice_pipe_offset", splice(a, NULL, p[1], &off, 8, 0));
+	report_rc("splice_two_sockets", splice(a, NULL, b, NULL, 8, 0));
+	report_rc("splice_pipe_wrong_end", splice(a, NULL, p[0], NULL, 8, 0));
+	int fl = fcntl(a, F_GETFL);
+	fcntl(a, F_SETFL, fl | O_NONBLOCK);
+	report_rc("splice_nb_empty", splice(a, NULL, p[1], NULL, 8, SPLICE_F_NONBLOCK));
+	fcntl(a, F_SETFL, fl);
+	report_rc("splice_pipe_nb_empty", splice(p[0], NULL, b, NULL, 8, SPLICE_F_NONBLOCK));
+	report_rc("tee_socket", tee(a, p[1], 8, 0));
+	struct iovec v = { "x", 1 };
+	report_rc("vmsplice_socket", vmsplice(a, &v, 1, 0));
+
+	/* a -> echo -> a -> pipe -> b -> echo -> b, odd sizes, 1 MiB. */
+	const uint64_t total = 1u << 20;
+	unsigned char buf[10007], back[10007];
+	uint64_t h1 = 0xcbf29ce484222325ULL, h2 = h1;
+	bool ok = true;
+	for (uint64_t i = 0; i < total && ok;) {
+		size_t k = 0;
+		for (; k < sizeof(buf) && i < total; k++, i++)
+			buf[k] = pattern(i);
+		h1 = fnv(h1, buf, k);
+		if (write_full(a, buf, k) < 0)
+			ok = false;
+		for (size_t moved = 0; moved < k && ok;) {
+			ssize_t n = splice(a, NULL, p[1], NULL, k - moved, 0);
+			if (n <= 0) {
+				ok = false;
+				break;
+			}
+			for (ssize_t m = 0; m < n;) {
+				ssize_t w = splice(p[0], NULL, b, NULL, (size_t)(n - m), 0);
+				if (w <= 0) {
+					ok = false;
+					break;
+				}
+				m += w;
+			}
+			moved += (size_t)n;
+		}
+		if (ok && read_full(b, back, k) < 0)
+			ok = false;
+		h2 = fnv(h2, back, k);
+	}
+	report("splice_echo", ok && h1 == h2 ? "ok" : "bad");
+	close(p[0]);
+	close(p[1]);
+	close(a);
+	close(b);
+}
+
+/* closefrom(3): our sockets and pipe go, the shim keeps its own fds (the
+ * sockets made after still work). */
+static void check_closefrom(void)
+{
+	int s = tcp_to(0), p[2];
+	if (pipe(p) < 0)
+		die("pipe");
+	closefrom(3);
+	bool closed = fcntl(s, F_GETFD) < 0 && errno == EBADF && fcntl(p[0], F_GETFD) < 0 &&
+		      fcntl(p[1], F_GETFD) < 0;
+	report("closefrom_closed", closed ? "ok" : "no");
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = addr(peer_ip, base);
+	char b[5] = { 0 };
+	int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && send(fd, "after", 5, 0) == 5 &&
+		 read_full(fd, b, 5) == 0 && !memcmp(b, "after", 5);
+	report("closefrom_after", ok ? "ok" : "bad");
+	close(fd);
+}
+
 /* A listener of ours on an ephemeral port, for services that connect
  * back; its port in network order. */
 static int listener(uint16_t *port)
@@ -553,7 +884,7 @@ static const char *watcher_count(int l, uint64_t want)
 static void check_fork_release(bool killed)
 {
 	uint16_t port;
-	int l = listener(&port), fd = tcp_to(6), sync[2];
+	int l = listener(&port), fd = tcp_to(8), sync[2];
 	static unsigned char data[100000];
 	if (pipe(sync) < 0 || write_full(fd, &port, sizeof(port)) < 0)
 		die("fork_release setup");
@@ -631,7 +962,7 @@ static void check_exec(void)
 
 	uint16_t port;
 	int l = listener(&port);
-	fd = tcp_to(6);
+	fd = tcp_to(8);
 	if (write_full(fd, &port, sizeof(port)) < 0 || write_full(fd, "abc", 3) < 0)
 		die("exec_cloexec setup");
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -705,6 +1036,9 @@ int main(int argc, char **argv)
 	check_bulk();
 	check_readiness();
 	check_accept();
+	check_signals();
+	check_splice();
+	check_closefrom();
 	check_fork();
 	check_udp();
 	return 0;

@@ -14,12 +14,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -35,6 +37,10 @@ struct fsock {
 	int so_error;
 	int listening;
 	size_t rx;               /* bytes readable */
+	int pending;             /* connections a listener can accept */
+	const unsigned char *rxdata; /* if set, the rx bytes (else 'x') */
+	unsigned char *tx;       /* if set, sends land here ... */
+	size_t txlen, txroom;    /* ... while there is room */
 };
 
 static int fake_live;
@@ -54,8 +60,17 @@ static int f_socket(int type, void **h)
 static int f_bind(void *h, const struct sockaddr *sa, socklen_t len)
 { (void)h; (void)sa; (void)len; return 0; }
 static int f_listen(void *h, int b) { (void)b; ((struct fsock *)h)->listening = 1; return 0; }
+static int f_socket(int type, void **h);
 static int f_accept(void *h, void **nh, struct sockaddr *sa, socklen_t *len)
-{ (void)h; (void)nh; (void)sa; (void)len; return -EAGAIN; }
+{
+	(void)sa; (void)len;
+	struct fsock *s = h;
+	if (!s->pending)
+		return -EAGAIN;
+	if (--s->pending == 0)
+		atomic_fetch_and(&s->mask, ~(uint32_t)POLLIN);
+	return f_socket(SOCK_STREAM, nh);
+}
 static int f_connect(void *h, const struct sockaddr *sa, socklen_t len)
 { (void)h; (void)sa; (void)len; return -EINPROGRESS; }
 static int f_so_error(void *h)
@@ -68,19 +83,36 @@ static int f_so_error(void *h)
 static ssize_t f_sendmsg(void *h, const struct msghdr *m, int fl)
 {
 	(void)fl;
-	if (!(atomic_load(&((struct fsock *)h)->mask) & POLLOUT))
+	struct fsock *s = h;
+	if (!(atomic_load(&s->mask) & POLLOUT))
 		return -EAGAIN;
-	return (ssize_t)m->msg_iov[0].iov_len;
+	size_t n = m->msg_iov[0].iov_len;
+	if (!s->tx)
+		return (ssize_t)n;
+	if (n > s->txroom)
+		n = s->txroom;
+	memcpy(s->tx + s->txlen, m->msg_iov[0].iov_base, n);
+	s->txlen += n;
+	s->txroom -= n;
+	if (!s->txroom)
+		atomic_fetch_and(&s->mask, ~(uint32_t)POLLOUT);
+	return (ssize_t)n;
 }
 static ssize_t f_recvmsg(void *h, struct msghdr *m, int fl)
 {
-	(void)fl;
 	struct fsock *s = h;
 	if (!s->rx)
 		return -EAGAIN;
 	size_t n = m->msg_iov[0].iov_len < s->rx ? m->msg_iov[0].iov_len : s->rx;
-	memset(m->msg_iov[0].iov_base, 'x', n);
+	if (s->rxdata)
+		memcpy(m->msg_iov[0].iov_base, s->rxdata, n);
+	else
+		memset(m->msg_iov[0].iov_base, 'x', n);
+	if (fl & MSG_PEEK)
+		return (ssize_t)n;
 	s->rx -= n;
+	if (s->rxdata)
+		s->rxdata += n;
 	if (!s->rx)
 		atomic_fetch_and(&s->mask, ~(uint32_t)POLLIN);
 	return (ssize_t)n;
@@ -463,6 +495,84 @@ static void test_epoll_lt_et_oneshot(void **state)
 	assert_false(isosock_e_is_emulated(ep));
 }
 
+/* ET reports an edge per new event, never a repeat with nothing new (the
+ * kernel's ep_poll_callback runs once per wake-up of the socket). */
+static void test_epoll_et_no_repeat(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int l = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int ep = isosock_e_create(0);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 1 }, out[4];
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	struct fsock *s = fs_of(fd);
+	struct isosock_file *f = isosock_fd_get(fd);
+	char b[4];
+	struct iovec v = { b, sizeof(b) };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+
+	/* 8 bytes arrive: one edge. */
+	s->rx = 8;
+	atomic_store(&s->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	/* A read that leaves data: no edge. */
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), 4);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	/* A send that meets a full socket says nothing about reading. */
+	atomic_store(&s->mask, POLLIN);
+	assert_int_equal(isosock_r_sendmsg(f, fd, &m, 0), -EAGAIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	/* Drained, then new data without a wait in between: an edge. */
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), 4);
+	s->rx = 4;
+	atomic_store(&s->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+
+	/* In and out: draining the input does not repeat POLLOUT. */
+	ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_MOD, fd, &ev), 0);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].events, EPOLLIN | EPOLLOUT);
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), 4);
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), -EAGAIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	/* New data: an edge, reporting all that is ready (as the kernel). */
+	s->rx = 4;
+	atomic_store(&s->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].events, EPOLLIN | EPOLLOUT);
+	isosock_file_put(f);
+
+	/* A listener with two connections: accepting one is no new edge;
+	 * accepting the last, then a new arrival, is. */
+	struct sockaddr_in a = sin4("198.18.0.1", 80);
+	struct isosock_file *lf = isosock_fd_get(l);
+	assert_int_equal(isosock_r_bind(lf, l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(isosock_r_listen(lf, l, 8), 0);
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET, .data.u64 = 2 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, l, &ev), 0);
+	struct fsock *ls = fs_of(l);
+	ls->pending = 2;
+	atomic_store(&ls->mask, POLLIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	int c1 = isosock_r_accept(lf, l, NULL, NULL, 0);
+	assert_true(c1 >= 0);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	int c2 = isosock_r_accept(lf, l, NULL, NULL, 0);
+	assert_true(c2 >= 0);
+	ls->pending = 1;
+	atomic_store(&ls->mask, POLLIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].data.u64, 2);
+	isosock_file_put(lf);
+	isosock_r_close(c1);
+	isosock_r_close(c2);
+	isosock_r_close(l);
+	isosock_r_close(fd);
+	isosock_r_close(ep);
+}
+
 struct waker {
 	struct fsock *s;
 };
@@ -730,6 +840,295 @@ static void test_close_range(void **state)
 	isosock_libc.close_range = NULL;
 }
 
+/* ---- splice, tee, vmsplice ------------------------------------------------ */
+
+/* A connected kernel TCP pair over loopback: the reference for errno. */
+static void kernel_pair(int *a, int *b)
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in in = sin4("127.0.0.1", 0);
+	socklen_t len = sizeof(in);
+	assert_int_equal(bind(l, (struct sockaddr *)&in, sizeof(in)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&in, &len), 0);
+	*a = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(*a, (struct sockaddr *)&in, sizeof(in)), 0);
+	*b = accept(l, NULL, NULL);
+	assert_true(*b >= 0);
+	close(l);
+}
+
+static ssize_t ksplice(int in, loff_t *oi, int out, loff_t *oo, size_t len, unsigned fl)
+{
+	ssize_t r = splice(in, oi, out, oo, len, fl);
+	return r < 0 ? -errno : r;
+}
+
+static ssize_t ssplice(int in, loff_t *oi, int out, loff_t *oo, size_t len, unsigned fl)
+{
+	struct isosock_file *fi = isosock_fd_get(in), *fo = isosock_fd_get(out);
+	ssize_t r = isosock_r_splice(fi, in, oi, fo, out, oo, len, fl);
+	if (fi)
+		isosock_file_put(fi);
+	if (fo)
+		isosock_file_put(fo);
+	return r;
+}
+
+static unsigned char splice_pat(size_t i)
+{
+	return (unsigned char)(i * 31 + (i >> 8));
+}
+
+/* Argument checks and the non-blocking answers: the same call on a kernel
+ * TCP socket and on an isostack socket gives the same result. */
+static void test_splice_errors(void **state)
+{
+	(void)state;
+	void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+	int k, kpeer;
+	kernel_pair(&k, &kpeer);
+	int s = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int s2 = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	loff_t off = 0;
+	struct {
+		const char *what;
+		int in_is_sock, out_is_sock; /* 1: the socket under test, 2: a second one */
+		int pin, pout;               /* pipe end index otherwise */
+		bool off_in, off_out;
+		size_t len;
+		unsigned flags;
+		ssize_t want;
+	} c[] = {
+		{ "len 0", 1, 0, 0, 1, false, false, 0, 0, 0 },
+		{ "bad flags", 1, 0, 0, 1, false, false, 8, 0x100, -EINVAL },
+		{ "socket offset in", 1, 0, 0, 1, true, false, 8, 0, -EINVAL },
+		{ "socket offset out", 0, 1, 0, 0, false, true, 8, 0, -EINVAL },
+		{ "pipe offset out", 1, 0, 0, 1, false, true, 8, 0, -ESPIPE },
+		{ "pipe offset in", 0, 1, 0, 0, true, false, 8, 0, -ESPIPE },
+		{ "both offsets", 1, 0, 0, 1, true, true, 8, 0, -ESPIPE },
+		{ "pipe read end as out", 1, 0, 0, 0, false, false, 8, 0, -EBADF },
+		{ "pipe write end as in", 0, 1, 1, 0, false, false, 8, 0, -EBADF },
+		{ "socket to socket", 1, 2, 0, 0, false, false, 8, 0, -EINVAL },
+		{ "nb: empty pipe", 0, 1, 0, 0, false, false, 8, SPLICE_F_NONBLOCK, -EAGAIN },
+	};
+	for (unsigned i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		ssize_t got[2];
+		for (int stack = 0; stack < 2; stack++) {
+			int sock = stack ? s : k, other = stack ? s2 : kpeer;
+			int in = c[i].in_is_sock == 1 ? sock : c[i].in_is_sock == 2 ? other : p[c[i].pin];
+			int out = c[i].out_is_sock == 1 ? sock : c[i].out_is_sock == 2 ? other
+							    : p[c[i].pout];
+			got[stack] = (stack ? ssplice : ksplice)(in, c[i].off_in ? &off : NULL, out,
+								 c[i].off_out ? &off : NULL, c[i].len,
+								 c[i].flags);
+		}
+		if (got[0] != c[i].want || got[1] != c[i].want)
+			fail_msg("%s: kernel %zd, isostack %zd, want %zd", c[i].what, got[0], got[1],
+				 c[i].want);
+	}
+	/* Non-blocking socket, nothing to read: EAGAIN; the same for a
+	 * full pipe with SPLICE_F_NONBLOCK even when there is data. */
+	fcntl(k, F_SETFL, O_NONBLOCK);
+	struct isosock_file *f = isosock_fd_get(s);
+	isosock_r_fcntl(f, s, F_SETFL, O_NONBLOCK);
+	isosock_file_put(f);
+	assert_int_equal(ksplice(k, NULL, p[1], NULL, 8, 0), -EAGAIN);
+	assert_int_equal(ssplice(s, NULL, p[1], NULL, 8, 0), -EAGAIN);
+	fcntl(p[1], F_SETFL, O_NONBLOCK);
+	char page[4096] = { 0 };
+	while (write(p[1], page, sizeof(page)) > 0)
+		;
+	fcntl(p[1], F_SETFL, 0);
+	assert_int_equal(write(kpeer, "abc", 3), 3);
+	struct pollfd pk = { k, POLLIN, 0 };
+	assert_int_equal(poll(&pk, 1, 5000), 1);
+	fs_of(s)->rx = 3;
+	atomic_fetch_or(&fs_of(s)->mask, POLLIN);
+	assert_int_equal(ksplice(k, NULL, p[1], NULL, 8, SPLICE_F_NONBLOCK), -EAGAIN);
+	assert_int_equal(ssplice(s, NULL, p[1], NULL, 8, SPLICE_F_NONBLOCK), -EAGAIN);
+	assert_int_equal(fs_of(s)->rx, 3); /* nothing taken */
+	/* No reader: EPIPE (SIGPIPE ignored here). */
+	close(p[0]);
+	assert_int_equal(ksplice(k, NULL, p[1], NULL, 8, SPLICE_F_NONBLOCK), -EPIPE);
+	assert_int_equal(ssplice(s, NULL, p[1], NULL, 8, SPLICE_F_NONBLOCK), -EPIPE);
+	close(p[1]);
+	/* No writer, empty: 0 (end of file) both ways. */
+	assert_int_equal(pipe(p), 0);
+	close(p[1]);
+	assert_int_equal(ksplice(p[0], NULL, k, NULL, 8, 0), 0);
+	assert_int_equal(ssplice(p[0], NULL, s, NULL, 8, 0), 0);
+	close(p[0]);
+
+	/* tee and vmsplice with a socket: the kernel's errors. */
+	assert_int_equal(pipe(p), 0);
+	char b[4];
+	struct iovec v = { b, sizeof(b) };
+	assert_int_equal(tee(k, p[1], 8, 0), -1);
+	assert_int_equal(isosock_r_tee(s, p[1], 8, 0), -errno);
+	assert_int_equal(tee(p[0], k, 8, 0x100), -1);
+	assert_int_equal(isosock_r_tee(p[0], s, 8, 0x100), -errno);
+	assert_int_equal(tee(k, p[1], 0, 0), 0);
+	assert_int_equal(isosock_r_tee(s, p[1], 0, 0), 0);
+	assert_int_equal(vmsplice(k, &v, 1, 0), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(isosock_r_vmsplice(&v, 1, 0), -EBADF);
+	assert_int_equal(vmsplice(k, &v, 0, 0), 0);
+	assert_int_equal(isosock_r_vmsplice(&v, 0, 0), 0);
+	assert_int_equal(vmsplice(k, &v, 1, 0x100), -1);
+	assert_int_equal(isosock_r_vmsplice(&v, 1, 0x100), -errno);
+	close(p[0]);
+	close(p[1]);
+	close(k);
+	close(kpeer);
+	isosock_r_close(s);
+	isosock_r_close(s2);
+	signal(SIGPIPE, old_pipe);
+}
+
+/* Bytes through: what moved is exact and nothing else is taken from
+ * either side. */
+static void test_splice_data(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	static unsigned char src[N], got[N], tx[N];
+	for (size_t i = 0; i < N; i++)
+		src[i] = splice_pat(i);
+	int s = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	struct fsock *fs = fs_of(s);
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(fcntl(p[1], F_GETPIPE_SZ), 65536);
+
+	/* Socket -> pipe: all that is there, in one call. */
+	fs->rxdata = src;
+	fs->rx = 40000;
+	atomic_fetch_or(&fs->mask, POLLIN);
+	assert_int_equal(ssplice(s, NULL, p[1], NULL, N, 0), 40000);
+	assert_int_equal(fs->rx, 0);
+	assert_int_equal(read(p[0], got, N), 40000);
+	assert_memory_equal(got, src, 40000);
+	/* More than the pipe holds: it fills, the rest stays in the socket;
+	 * the next call with SPLICE_F_NONBLOCK says EAGAIN and takes nothing. */
+	fs->rxdata = src;
+	fs->rx = N;
+	atomic_fetch_or(&fs->mask, POLLIN);
+	assert_int_equal(ssplice(s, NULL, p[1], NULL, N, 0), 65536);
+	assert_int_equal(fs->rx, N - 65536);
+	assert_int_equal(ssplice(s, NULL, p[1], NULL, N, SPLICE_F_NONBLOCK), -EAGAIN);
+	assert_int_equal(fs->rx, N - 65536);
+	size_t have = 0;
+	while (have < 65536) {
+		ssize_t r = read(p[0], got + have, N - have);
+		assert_true(r > 0);
+		have += (size_t)r;
+	}
+	assert_memory_equal(got, src, 65536);
+	assert_int_equal(ssplice(s, NULL, p[1], NULL, N, 0), N - 65536);
+	assert_int_equal(read(p[0], got, N), N - 65536);
+	assert_memory_equal(got, src + 65536, N - 65536);
+
+	/* Pipe -> socket: what the socket takes, the pipe keeps the rest. */
+	fs->tx = tx;
+	fs->txroom = N;
+	assert_int_equal(write(p[1], src, 30000), 30000);
+	assert_int_equal(ssplice(p[0], NULL, s, NULL, N, SPLICE_F_NONBLOCK), 30000);
+	assert_int_equal(fs->txlen, 30000);
+	assert_memory_equal(tx, src, 30000);
+	struct isosock_file *f = isosock_fd_get(s);
+	isosock_r_fcntl(f, s, F_SETFL, O_NONBLOCK);
+	isosock_file_put(f);
+	fs->txlen = 0;
+	fs->txroom = 1000;
+	assert_int_equal(write(p[1], src, 5000), 5000);
+	assert_int_equal(ssplice(p[0], NULL, s, NULL, N, 0), 1000);
+	assert_memory_equal(tx, src, 1000);
+	int inpipe = 0;
+	assert_int_equal(ioctl(p[0], FIONREAD, &inpipe), 0);
+	assert_int_equal(inpipe, 4000);
+	/* Socket full: EAGAIN, the pipe keeps everything. */
+	assert_int_equal(ssplice(p[0], NULL, s, NULL, N, 0), -EAGAIN);
+	assert_int_equal(ioctl(p[0], FIONREAD, &inpipe), 0);
+	assert_int_equal(inpipe, 4000);
+	assert_int_equal(read(p[0], got, N), 4000);
+	assert_memory_equal(got, src + 1000, 4000);
+	/* Empty pipe, SPLICE_F_NONBLOCK: EAGAIN. */
+	fs->txroom = 1000;
+	atomic_fetch_or(&fs->mask, POLLOUT);
+	assert_int_equal(ssplice(p[0], NULL, s, NULL, N, SPLICE_F_NONBLOCK), -EAGAIN);
+	fs->tx = NULL;
+	fs->rxdata = NULL;
+	close(p[0]);
+	close(p[1]);
+	isosock_r_close(s);
+}
+
+static int enosys_close_range(unsigned int first, unsigned int last, int flags)
+{
+	(void)first; (void)last; (void)flags;
+	errno = ENOSYS;
+	return -1;
+}
+
+/* In a child (closefrom takes everything from lowfd up, cmocka's state
+ * included): 0, or the number of the first check that failed. */
+static int closefrom_child(int a, int b, int ep, const int *p)
+{
+	if (isosock_r_closefrom(wake_efd) != 0)
+		return 1;
+	if (!fd_open(0) || !fd_open(1) || !fd_open(2) || !fd_open(wake_efd))
+		return 2;
+	int fds[] = { a, b, ep, p[0], p[1] };
+	for (unsigned i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fd_open(fds[i]) || isosock_fd_get_peek(fds[i]))
+			return 3;
+	if (isosock_e_is_emulated(ep))
+		return 4;
+	if (fake_live != 0 || isosock_file_live() != 0) /* the stack learnt of both */
+		return 5;
+	return 0;
+}
+
+static void test_closefrom(void **state)
+{
+	(void)state;
+	int a = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int b = isosock_r_socket(AF_INET, SOCK_DGRAM, 0);
+	int ep = isosock_e_create(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, a, &ev), 0);
+	assert_true(isosock_e_is_emulated(ep));
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_true(a > wake_efd && b > a && p[1] > b);
+	/* glibc's path (close_range), then a kernel without close_range. */
+	int (*impl[])(unsigned int, unsigned int, int) = { close_range, enosys_close_range };
+	for (int i = 0; i < 2; i++) {
+		isosock_libc.close_range = impl[i];
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			_exit(closefrom_child(a, b, ep, p));
+		int st = -1;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	isosock_libc.close_range = close_range;
+	/* From above every open fd: nothing to close, no error. */
+	assert_int_equal(isosock_r_closefrom(p[1] + 1), 0);
+	assert_true(fd_open(p[1]) && fd_open(wake_efd));
+	isosock_libc.close_range = NULL;
+	isosock_r_close(ep);
+	isosock_r_close(a);
+	isosock_r_close(b);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -741,12 +1140,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_any_listener_dual, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poll_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_lt_et_oneshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoll_et_no_repeat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_mixed_wakeup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sendmmsg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recvmmsg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_pwait2, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_closefrom, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_splice_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_splice_data, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("isosock", tests, NULL, NULL);
 }
