@@ -49,7 +49,10 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	struct isod_backend *be;
 	int ret;
 
-	if (conf == NULL || conf->control_path == NULL || conf->shm.nr_sockets < 2)
+	/* The receive window is at most the RX ring (sock.c): less than one
+	 * segment would stall every connection. */
+	if (conf == NULL || conf->control_path == NULL || conf->shm.nr_sockets < 2 ||
+	    conf->shm.rx_ring_bytes < TCP_MSS)
 		return -EINVAL;
 	if (strlen(conf->control_path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
@@ -569,7 +572,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.rx_bytes %llu\nbackend.tx_writes %llu\nbackend.sends_seen %llu\n"
 		"backend.resets %llu\nbackend.app_kicks %llu\n"
 		"backend.udp_tx_dgrams %llu\nbackend.udp_rx_dgrams %llu\n"
-		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n",
+		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n"
+		"backend.rx_held %llu\nbackend.rx_held_max %llu\n",
 		be->napps, (unsigned long long)s->apps_attached,
 		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
 		isod_backend_open_sockets(be), (unsigned long long)s->cmds,
@@ -583,7 +587,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->sends_seen, (unsigned long long)s->resets,
 		(unsigned long long)s->app_kicks,
 		(unsigned long long)s->udp_tx_dgrams, (unsigned long long)s->udp_rx_dgrams,
-		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped);
+		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped,
+		(unsigned long long)s->rx_held, (unsigned long long)s->rx_held_max);
 
 	if (n < 0)
 		return 0;

@@ -70,6 +70,10 @@ struct isod_backend_stats {
 	uint64_t udp_tx_dgrams, udp_rx_dgrams;
 	uint64_t udp_tx_dropped;    /* no route / no memory / unconnected */
 	uint64_t udp_rx_dropped;    /* RX ring full */
+	/* Received TCP bytes held in lwIP pbufs, not yet in an RX ring: now
+	 * (a gauge) and its high-water mark.  The window keeps a socket's
+	 * share within its ring's free space. */
+	uint64_t rx_held, rx_held_max;
 };
 
 struct isod_backend;

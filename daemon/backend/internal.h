@@ -73,6 +73,7 @@ struct isod_sock {
 	uint32_t rx_cons_seen;       /* application consumption credited so far */
 	struct pbuf *rx_hold;        /* received, not yet in the ring */
 	uint16_t rx_hold_off;        /* bytes of rx_hold's first pbuf already copied */
+	uint32_t rx_held;            /* bytes of rx_hold not yet copied */
 
 	/* parked commands */
 	uint64_t connect_cookie;
