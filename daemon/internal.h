@@ -55,6 +55,7 @@ struct isod_config {
 	uint32_t echo_addr;        /* network byte order */
 	bool tso;                  /* use TSO on ports that offer it */
 	char control[PATH_MAX];
+	unsigned close_timeout;    /* s: a CLOSE facing a zero window, then RST */
 	unsigned nports;
 	struct isod_port_conf ports[ISOD_MAX_PORTS];
 	int eal_argc;              /* extra EAL arguments: "eal" key, then after -- */

@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lwip/sys.h"
+
 #include "internal.h"
 
 void isod_backend_conf_default(struct isod_backend_conf *c)
@@ -33,6 +35,7 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	c->max_apps = 64;
 	c->stack_wake_fd = -1;
 	c->ctl_interval_ms = 1;
+	c->close_timeout_ms = 60000;
 }
 
 static uint64_t now_ms(void)
@@ -467,6 +470,8 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 		work += ctl_poll(be);
 		reap_dead(be);
 	}
+	if (be->closing_head != NULL)
+		work += isod_sock_expire_closes(be, sys_now());
 	work += drain_events(be, budget);
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
 		work += poll_doorbells(be, a);
@@ -573,7 +578,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.resets %llu\nbackend.app_kicks %llu\n"
 		"backend.udp_tx_dgrams %llu\nbackend.udp_rx_dgrams %llu\n"
 		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n"
-		"backend.rx_held %llu\nbackend.rx_held_max %llu\n",
+		"backend.rx_held %llu\nbackend.rx_held_max %llu\n"
+		"backend.close_timeouts %llu\n",
 		be->napps, (unsigned long long)s->apps_attached,
 		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
 		isod_backend_open_sockets(be), (unsigned long long)s->cmds,
@@ -588,7 +594,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->app_kicks,
 		(unsigned long long)s->udp_tx_dgrams, (unsigned long long)s->udp_rx_dgrams,
 		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped,
-		(unsigned long long)s->rx_held, (unsigned long long)s->rx_held_max);
+		(unsigned long long)s->rx_held, (unsigned long long)s->rx_held_max,
+		(unsigned long long)s->close_timeouts);
 
 	if (n < 0)
 		return 0;

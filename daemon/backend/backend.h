@@ -32,6 +32,10 @@ struct isod_backend_conf {
 				     * back-end makes one (nobody reads it) */
 	uint32_t ctl_interval_ms;   /* control socket checked at most this often
 				     * (hang-up detection latency); 0: every poll */
+	uint32_t close_timeout_ms;  /* a CLOSE still waiting for the peer to take
+				     * the TX ring after this long is aborted (RST),
+				     * like the kernel's orphan retries; 0: never.
+				     * Measured on lwIP's clock, sys_now(). */
 	/* The daemon's own STATS lines (ports, loop, lwIP), written before the
 	 * back-end's; returns bytes written. NULL: back-end lines only. */
 	size_t (*stats_extra)(void *arg, char *buf, size_t len);
@@ -46,7 +50,8 @@ struct isod_backend_conf {
 	void *seg_arg;
 };
 
-/* Defaults: the shm defaults, no memory limit, 64 apps, 1 ms. */
+/* Defaults: the shm defaults, no memory limit, 64 apps, 1 ms, close
+ * timeout 60 s. */
 void isod_backend_conf_default(struct isod_backend_conf *c);
 
 struct isod_backend_stats {
@@ -74,6 +79,7 @@ struct isod_backend_stats {
 	 * (a gauge) and its high-water mark.  The window keeps a socket's
 	 * share within its ring's free space. */
 	uint64_t rx_held, rx_held_max;
+	uint64_t close_timeouts;    /* CLOSEs aborted after close_timeout_ms */
 };
 
 struct isod_backend;

@@ -79,6 +79,9 @@ struct isod_sock {
 	uint64_t connect_cookie;
 	bool connect_parked;
 	uint64_t close_cookie;
+	uint32_t close_deadline;     /* sys_now() when a parked CLOSE is aborted */
+	bool closing_linked;         /* on be->closing */
+	struct isod_sock *closing_prev, *closing_next;
 	uint64_t accept_cookie[ISOD_ACCEPT_PARK];
 	uint8_t accept_parked;
 	/* listener backlog: children in accept order, linked by bl_next */
@@ -131,6 +134,9 @@ struct isod_backend {
 	uint32_t next_app_id;
 	uint64_t last_ctl_ms;
 	struct isod_sock *ready_head, **ready_tail;
+	/* Parked CLOSEs in deadline order (the timeout is the same for all:
+	 * appending keeps the order), oldest first. */
+	struct isod_sock *closing_head, *closing_tail;
 	bool napping;                /* stack_napping published in the segments */
 	struct isod_backend_stats st;
 };
@@ -150,5 +156,8 @@ void isod_sock_resume(struct isod_sock *sk, uint32_t bits);
 void isod_sock_queue(struct isod_sock *sk, uint32_t bits);
 /* Application gone: abort every pcb (RST), free held pbufs. */
 void isod_sock_reset_all(struct isod_app *app);
+/* Aborts the parked CLOSEs whose deadline is at or before `now` (lwIP's
+ * sys_now()); returns how many. */
+unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now);
 
 #endif /* ISOD_BACKEND_INTERNAL_H */

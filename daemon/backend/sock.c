@@ -5,8 +5,9 @@
  * each runs to completion if it can, or parks: ACCEPT without a pending
  * connection, CONNECT until established, CLOSE until every byte of the TX
  * ring has been acknowledged (lwIP's segments point into that ring, so the
- * slot's memory is referenced until then), SEND while lwIP's send buffer
- * is full.  lwIP callbacks never run commands: they record what happened
+ * slot's memory is referenced until then) or close_timeout_ms passed
+ * (a peer that keeps its window shut: then RST), SEND while lwIP's send
+ * buffer is full.  lwIP callbacks never run commands: they record what happened
  * (data held, bytes acked, pcb gone) and queue the socket with an event
  * bit; isod_sock_resume(), called by the dispatcher when it drains the
  * queue, does the work and posts replies and events.
@@ -32,6 +33,7 @@
 
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
+#include "lwip/sys.h"
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
 #include "lwip/udp.h"
@@ -224,8 +226,46 @@ static struct isod_sock *sk_alloc(struct isod_app *app, int *err)
 
 static void rx_hold_drop(struct isod_sock *sk);
 
+static void closing_unlink(struct isod_sock *sk)
+{
+	struct isod_backend *be = sk->app->be;
+
+	if (!sk->closing_linked)
+		return;
+	if (sk->closing_prev != NULL)
+		sk->closing_prev->closing_next = sk->closing_next;
+	else
+		be->closing_head = sk->closing_next;
+	if (sk->closing_next != NULL)
+		sk->closing_next->closing_prev = sk->closing_prev;
+	else
+		be->closing_tail = sk->closing_prev;
+	sk->closing_prev = sk->closing_next = NULL;
+	sk->closing_linked = false;
+}
+
+/* A CLOSE parks: it gets its deadline (same timeout for all: the list
+ * stays sorted by appending). */
+static void closing_link(struct isod_sock *sk)
+{
+	struct isod_backend *be = sk->app->be;
+
+	if (be->conf.close_timeout_ms == 0 || sk->closing_linked)
+		return;
+	sk->close_deadline = sys_now() + be->conf.close_timeout_ms;
+	sk->closing_prev = be->closing_tail;
+	sk->closing_next = NULL;
+	if (be->closing_tail != NULL)
+		be->closing_tail->closing_next = sk;
+	else
+		be->closing_head = sk;
+	be->closing_tail = sk;
+	sk->closing_linked = true;
+}
+
 static void sk_free(struct isod_sock *sk)
 {
+	closing_unlink(sk);
 	sk_detach_pcb(sk);
 	rx_hold_drop(sk);
 	sk->app->mem_used -= sk->mem;
@@ -1221,11 +1261,39 @@ static void cmd_close(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		}
 		app->be->st.parked++;
 		close_check(sk);
+		if (sk->close_pending)   /* still parked: bound the wait */
+			closing_link(sk);
 		return;
 	default:
 		close_finish(sk);
 		return;
 	}
+}
+
+/*
+ * The peer has not taken the rest of the TX ring within close_timeout_ms
+ * (it keeps its window shut, or is gone without a RST and lwIP still
+ * retransmits): reset the connection, which frees lwIP's segments and so
+ * the ring, and complete the CLOSE.  The kernel does the same to an
+ * orphaned socket after tcp_orphan_retries.
+ */
+unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now)
+{
+	unsigned n = 0;
+
+	while (be->closing_head != NULL &&
+	       (int32_t)(now - be->closing_head->close_deadline) >= 0) {
+		struct isod_sock *sk = be->closing_head;
+
+		closing_unlink(sk);
+		be->st.close_timeouts++;
+		sk_abort(sk);
+		sk->tx_handed = 0;
+		sk->acked = 0;
+		close_finish(sk);
+		n++;
+	}
+	return n;
 }
 
 static int opt_int(const struct isostack_shm_cmd *c, int *v)
@@ -1625,6 +1693,7 @@ void isod_sock_reset_all(struct isod_app *app)
 		}
 		sk_detach_pcb(sk);   /* UDP */
 		rx_hold_drop(sk);
+		closing_unlink(sk);
 		sk->state = ISOD_S_FREE;
 	}
 }

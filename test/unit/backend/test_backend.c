@@ -207,6 +207,7 @@ static void *stack_main(void *arg)
 		conf.control_path = ctl_path_small;
 		conf.shm.rx_ring_bytes = SMALL_RING;
 		conf.shm.tx_ring_bytes = SMALL_RING;
+		conf.close_timeout_ms = SMALL_CLOSE_MS;
 		rc = isod_backend_init(&be_small, &conf);
 		if (rc < 0)
 			isod_backend_fini(be);
@@ -1409,6 +1410,84 @@ static void test_window_within_ring(void **state)
 	isosock_app_detach(small);
 }
 
+/* ---- CLOSE against a zero window -------------------------------------------------- */
+
+static bool close_timeouts_are(void *arg)
+{
+	return stats_small().close_timeouts == (uint64_t)(uintptr_t)arg;
+}
+
+static bool open_sockets_are(void *arg)
+{
+	return atomic_load(&pub_open) == (unsigned)(uintptr_t)arg;
+}
+
+/*
+ * The writer closes with data its peer will never take (the reader stopped
+ * reading, its window is zero): the CLOSE holds the slot until the close
+ * timeout, on lwIP's clock, which the test moves on instead of waiting;
+ * then the connection is reset, the slot freed and the abort counted.
+ */
+static void test_close_timeout(void **state)
+{
+	const uint16_t port = PORT_BASE + 32;
+	static uint8_t buf[2 * SMALL_RING];
+	struct isosock_app *w, *r;
+	struct isod_backend_stats s0;
+	uint64_t seed = 88, hash;
+	unsigned open0;
+	size_t got = 0;
+	ssize_t k;
+	int l, c, s;
+
+	(void)state;
+	assert_int_equal(isosock_app_attach(&w, ctl_path_small), 0);
+	assert_int_equal(isosock_app_attach(&r, ctl_path_small), 0);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)4, 5));
+	l = listener(r, port);
+	atomic_store(&watch_snd_wnd, UINT32_MAX);
+	atomic_store(&watch_port, port);
+	c = connector(w, port);
+	s = isosock_accept(r, l, NULL, NULL, 0);
+	assert_true(s > 0);
+	fill(&seed, buf, sizeof(buf));
+	/* the reader's ring takes SMALL_RING bytes, the rest stays unacknowledged
+	 * in the writer's TX ring */
+	assert_int_equal(isosock_send(w, c, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_true(eventually(sender_sees_zero_window, NULL, 10));
+	atomic_store(&watch_port, 0);
+	stack_settles();
+	open0 = atomic_load(&pub_open);
+	s0 = stats_small();
+	assert_int_equal(isosock_close(w, c), 0);
+	/* half the timeout later: still waiting for the peer, slot held */
+	atomic_fetch_add(&clock_skew_ms, SMALL_CLOSE_MS / 2);
+	stack_settles();
+	stack_settles();
+	assert_int_equal(atomic_load(&pub_open), open0);
+	assert_int_equal(stats_small().close_timeouts, s0.close_timeouts);
+	/* past it: reset, slot freed, counted */
+	atomic_fetch_add(&clock_skew_ms, SMALL_CLOSE_MS);
+	assert_true(eventually(close_timeouts_are, (void *)(uintptr_t)(s0.close_timeouts + 1), 5));
+	assert_true(eventually(open_sockets_are, (void *)(uintptr_t)(open0 - 1), 5));
+	/* the reader gets what its ring took, intact, then the reset */
+	hash = FNV0;
+	while ((k = isosock_recv(r, s, buf, sizeof(buf), 0)) > 0) {
+		hash = fnv(hash, buf, (size_t)k);
+		got += (size_t)k;
+	}
+	assert_int_equal(k, -ECONNRESET);
+	seed = 88;
+	assert_true(got <= SMALL_RING);
+	assert_true(hash == expect_hash(seed, got));
+	print_message("close timeout: slot freed after %u ms of lwIP's clock; reader got %zu bytes, then ECONNRESET\n",
+		      SMALL_CLOSE_MS + SMALL_CLOSE_MS / 2, got);
+	assert_int_equal(isosock_close(r, s), 0);
+	assert_int_equal(isosock_close(r, l), 0);
+	isosock_app_detach(w);
+	isosock_app_detach(r);
+}
+
 /* ---- The daemon dies under the applications (must be the last test) --------------- */
 
 struct blocked {
@@ -1509,6 +1588,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_broken_ring, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_stats, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_window_within_ring, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_close_timeout, apps_setup, apps_teardown),
 		/* last: the back-end is gone afterwards */
 		cmocka_unit_test_setup_teardown(test_daemon_dies, apps_setup, apps_teardown),
 	};
