@@ -21,7 +21,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lwip/sys.h"
@@ -38,12 +37,9 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	c->close_timeout_ms = 60000;
 }
 
-static uint64_t now_ms(void)
+uint32_t isod_backend_now(const struct isod_backend *be)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return be->conf.clock_ms != NULL ? *be->conf.clock_ms : sys_now();
 }
 
 int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf *conf)
@@ -69,6 +65,8 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	be->conf.control_path = be->path;
 	be->ready_tail = &be->ready_head;
 	be->next_app_id = 1;
+	/* the first poll looks at the control socket */
+	be->last_ctl_ms = isod_backend_now(be) - be->conf.ctl_interval_ms;
 	be->own_wake_fd = -1;
 	if (be->conf.stack_wake_fd < 0) {
 		be->own_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -463,15 +461,16 @@ static void kick_apps(struct isod_backend *be)
 unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 {
 	unsigned work = 0;
-	uint64_t t = 0;
+	uint32_t t = 0;
 
-	if (be->conf.ctl_interval_ms == 0 || (t = now_ms()) - be->last_ctl_ms >= be->conf.ctl_interval_ms) {
+	if (be->conf.ctl_interval_ms == 0 ||
+	    (uint32_t)((t = isod_backend_now(be)) - be->last_ctl_ms) >= be->conf.ctl_interval_ms) {
 		be->last_ctl_ms = be->conf.ctl_interval_ms == 0 ? 0 : t;
 		work += ctl_poll(be);
 		reap_dead(be);
 	}
 	if (be->closing_head != NULL)
-		work += isod_sock_expire_closes(be, sys_now());
+		work += isod_sock_expire_closes(be, isod_backend_now(be));
 	work += drain_events(be, budget);
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
 		work += poll_doorbells(be, a);

@@ -34,8 +34,12 @@ struct isod_backend_conf {
 				     * (hang-up detection latency); 0: every poll */
 	uint32_t close_timeout_ms;  /* a CLOSE still waiting for the peer to take
 				     * the TX ring after this long is aborted (RST),
-				     * like the kernel's orphan retries; 0: never.
-				     * Measured on lwIP's clock, sys_now(). */
+				     * like the kernel's orphan retries; 0: never. */
+	/* The back-end's clock, lwIP's sys_now() milliseconds (for
+	 * ctl_interval_ms and close_timeout_ms).  Read on every poll, so the
+	 * daemon passes a copy its loop refreshes once per millisecond
+	 * instead of a clock call per pass.  NULL: sys_now() itself. */
+	const uint32_t *clock_ms;
 	/* The daemon's own STATS lines (ports, loop, lwIP), written before the
 	 * back-end's; returns bytes written. NULL: back-end lines only. */
 	size_t (*stats_extra)(void *arg, char *buf, size_t len);

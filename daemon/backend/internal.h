@@ -132,7 +132,7 @@ struct isod_backend {
 	struct isod_app *apps;
 	unsigned napps;
 	uint32_t next_app_id;
-	uint64_t last_ctl_ms;
+	uint32_t last_ctl_ms;        /* on isod_backend_now()'s clock */
 	struct isod_sock *ready_head, **ready_tail;
 	/* Parked CLOSEs in deadline order (the timeout is the same for all:
 	 * appending keeps the order), oldest first. */
@@ -140,6 +140,9 @@ struct isod_backend {
 	bool napping;                /* stack_napping published in the segments */
 	struct isod_backend_stats st;
 };
+
+/* The back-end's millisecond clock: conf.clock_ms, or sys_now(). */
+uint32_t isod_backend_now(const struct isod_backend *be);
 
 /* ---- sockstats.c ---- */
 

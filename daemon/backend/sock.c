@@ -33,7 +33,6 @@
 
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
-#include "lwip/sys.h"
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
 #include "lwip/udp.h"
@@ -252,7 +251,7 @@ static void closing_link(struct isod_sock *sk)
 
 	if (be->conf.close_timeout_ms == 0 || sk->closing_linked)
 		return;
-	sk->close_deadline = sys_now() + be->conf.close_timeout_ms;
+	sk->close_deadline = isod_backend_now(be) + be->conf.close_timeout_ms;
 	sk->closing_prev = be->closing_tail;
 	sk->closing_next = NULL;
 	if (be->closing_tail != NULL)
