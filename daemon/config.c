@@ -41,6 +41,7 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->weight_rx = 2;
 	cfg->weight_events = 1;
 	cfg->weight_apps = 2;
+	cfg->close_timeout = 60;
 	cfg->tso = true;
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
 }
@@ -162,6 +163,8 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 		num = &cfg->weight_events; min = 1; max = 64;
 	} else if (strcmp(key, "weight_apps") == 0) {
 		num = &cfg->weight_apps; min = 1; max = 64;
+	} else if (strcmp(key, "close_timeout") == 0) {
+		num = &cfg->close_timeout; max = 86400;   /* in ms it fits lwIP's u32 clock */
 	}
 	if (num != NULL) {
 		if (parse_uint(val, min, max, num) != 0) {

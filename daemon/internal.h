@@ -55,6 +55,7 @@ struct isod_config {
 	uint32_t echo_addr;        /* network byte order */
 	bool tso;                  /* use TSO on ports that offer it */
 	char control[PATH_MAX];
+	unsigned close_timeout;    /* s: a CLOSE facing a zero window, then RST */
 	unsigned nports;
 	struct isod_port_conf ports[ISOD_MAX_PORTS];
 	int eal_argc;              /* extra EAL arguments: "eal" key, then after -- */
@@ -139,6 +140,9 @@ struct isod_loop {
 	bool sleeping;                /* doorbells must ring wake_fd now */
 	struct isod_park *ready_head, **ready_tail;
 	uint64_t timer_due;           /* next sys_check_timeouts(), TSC */
+	uint32_t now_ms;              /* sys_now() read at the start of the
+				       * pass in which timer_due last passed:
+				       * lags it by under 1 ms (plus a pass) */
 	/* Called with true before a sleep (non-zero: work is waiting, do not
 	 * sleep) and with false after it; lets applications know they must
 	 * ring wake_fd while the loop sleeps. NULL: no such source. */

@@ -39,6 +39,7 @@
 #include <rte_epoll.h>
 #include <rte_interrupts.h>
 
+#include "lwip/sys.h"
 #include "lwip/timeouts.h"
 
 #define SLEEP_MIN_US            50
@@ -272,10 +273,9 @@ static void sleep_timed(struct isod_loop *loop, unsigned us)
 	}
 }
 
+/* Called once per millisecond of TSC time (see isod_loop_run). */
 static void timers_run(struct isod_loop *loop, uint64_t now)
 {
-	if (now < loop->timer_due)
-		return;
 	sys_check_timeouts();
 	/* lwIP's timers have millisecond resolution: look again in 1 ms. */
 	loop->timer_due = now + isotcp_clock_tsc_per_ms();
@@ -293,7 +293,13 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 		 " (no RX interrupts on every port: timed sleeps on the eventfd)");
 	while (!*stop) {
 		uint64_t t0 = rte_get_tsc_cycles(), t1;
+		/* lwIP's timers have millisecond resolution: they run, and the
+		 * cached clock is read, at most once per millisecond. */
+		bool tick = t0 >= loop->timer_due;
 		unsigned work = 0;
+
+		if (tick)
+			loop->now_ms = sys_now();
 
 		for (unsigned i = 0; i < loop->nsrc; i++) {
 			struct isod_source *s = &loop->src[i];
@@ -303,7 +309,8 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 			s->work += n;
 			work += n;
 		}
-		timers_run(loop, t0);
+		if (tick)
+			timers_run(loop, t0);
 		for (unsigned i = 0; i < loop->nports; i++)
 			if (isotcp_dpdk_tx_pending(&loop->ports[i]) > 0) {
 				isotcp_dpdk_flush(&loop->ports[i]);

@@ -216,6 +216,8 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	isod_backend_conf_default(&bc);
 	bc.control_path = cfg->control;
 	bc.stack_wake_fd = isod_loop.wake_fd;
+	bc.close_timeout_ms = cfg->close_timeout * 1000u;
+	bc.clock_ms = &isod_loop.now_ms;   /* no clock read per loop pass */
 	bc.stats_extra = stats_extra;
 	bc.stats_arg = &isod_loop;
 	if (isod_txzc != NULL) {        /* zero-copy TX: segment (un)registration */

@@ -95,6 +95,12 @@
 #define LWIP_TCP_TIMESTAMPS             1
 #define LWIP_TCP_KEEPALIVE              1
 #define TCP_OVERSIZE                    TCP_MSS
+/*
+ * One extension slot per pcb: the socket back-end's passive-open hook, the
+ * only place where a connection's receive window can be set before its
+ * SYN-ACK leaves (daemon/backend/sock.c, wnd_passive_open).
+ */
+#define LWIP_TCP_PCB_NUM_EXT_ARGS       1
 #define TCP_TTL                         64
 /*
  * lwIP's TCP timers: the fast one (delayed ACKs) every interval, the slow

@@ -22,8 +22,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "lwip/sys.h"
 
 #include "internal.h"
 
@@ -34,14 +35,12 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	c->max_apps = 64;
 	c->stack_wake_fd = -1;
 	c->ctl_interval_ms = 1;
+	c->close_timeout_ms = 60000;
 }
 
-static uint64_t now_ms(void)
+uint32_t isod_backend_now(const struct isod_backend *be)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return be->conf.clock_ms != NULL ? *be->conf.clock_ms : sys_now();
 }
 
 int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf *conf)
@@ -50,7 +49,10 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	struct isod_backend *be;
 	int ret;
 
-	if (conf == NULL || conf->control_path == NULL || conf->shm.nr_sockets < 2)
+	/* The receive window is at most the RX ring (sock.c): less than one
+	 * segment would stall every connection. */
+	if (conf == NULL || conf->control_path == NULL || conf->shm.nr_sockets < 2 ||
+	    conf->shm.rx_ring_bytes < TCP_MSS)
 		return -EINVAL;
 	if (strlen(conf->control_path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
@@ -64,6 +66,8 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	be->conf.control_path = be->path;
 	be->ready_tail = &be->ready_head;
 	be->next_app_id = 1;
+	/* the first poll looks at the control socket */
+	be->last_ctl_ms = isod_backend_now(be) - be->conf.ctl_interval_ms;
 	be->own_wake_fd = -1;
 	if (be->conf.stack_wake_fd < 0) {
 		be->own_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -495,13 +499,16 @@ static void kick_apps(struct isod_backend *be)
 unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 {
 	unsigned work = 0;
-	uint64_t t = 0;
+	uint32_t t = 0;
 
-	if (be->conf.ctl_interval_ms == 0 || (t = now_ms()) - be->last_ctl_ms >= be->conf.ctl_interval_ms) {
+	if (be->conf.ctl_interval_ms == 0 ||
+	    (uint32_t)((t = isod_backend_now(be)) - be->last_ctl_ms) >= be->conf.ctl_interval_ms) {
 		be->last_ctl_ms = be->conf.ctl_interval_ms == 0 ? 0 : t;
 		work += ctl_poll(be);
 		reap_dead(be);
 	}
+	if (be->closing_head != NULL)
+		work += isod_sock_expire_closes(be, isod_backend_now(be));
 	work += drain_events(be, budget);
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
 		work += poll_doorbells(be, a);
@@ -607,7 +614,9 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.rx_bytes %llu\nbackend.tx_writes %llu\nbackend.sends_seen %llu\n"
 		"backend.resets %llu\nbackend.app_kicks %llu\n"
 		"backend.udp_tx_dgrams %llu\nbackend.udp_rx_dgrams %llu\n"
-		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n",
+		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n"
+		"backend.rx_held %llu\nbackend.rx_held_max %llu\n"
+		"backend.close_timeouts %llu\n",
 		be->napps, (unsigned long long)s->apps_attached,
 		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
 		isod_backend_open_sockets(be), (unsigned long long)s->cmds,
@@ -621,7 +630,9 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->sends_seen, (unsigned long long)s->resets,
 		(unsigned long long)s->app_kicks,
 		(unsigned long long)s->udp_tx_dgrams, (unsigned long long)s->udp_rx_dgrams,
-		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped);
+		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped,
+		(unsigned long long)s->rx_held, (unsigned long long)s->rx_held_max,
+		(unsigned long long)s->close_timeouts);
 
 	if (n < 0)
 		return 0;

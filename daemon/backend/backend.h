@@ -32,6 +32,14 @@ struct isod_backend_conf {
 				     * back-end makes one (nobody reads it) */
 	uint32_t ctl_interval_ms;   /* control socket checked at most this often
 				     * (hang-up detection latency); 0: every poll */
+	uint32_t close_timeout_ms;  /* a CLOSE still waiting for the peer to take
+				     * the TX ring after this long is aborted (RST),
+				     * like the kernel's orphan retries; 0: never. */
+	/* The back-end's clock, lwIP's sys_now() milliseconds (for
+	 * ctl_interval_ms and close_timeout_ms).  Read on every poll, so the
+	 * daemon passes a copy its loop refreshes once per millisecond
+	 * instead of a clock call per pass.  NULL: sys_now() itself. */
+	const uint32_t *clock_ms;
 	/* The daemon's own STATS lines (ports, loop, lwIP), written before the
 	 * back-end's; returns bytes written. NULL: back-end lines only. */
 	size_t (*stats_extra)(void *arg, char *buf, size_t len);
@@ -46,7 +54,8 @@ struct isod_backend_conf {
 	void *seg_arg;
 };
 
-/* Defaults: the shm defaults, no memory limit, 64 apps, 1 ms. */
+/* Defaults: the shm defaults, no memory limit, 64 apps, 1 ms, close
+ * timeout 60 s. */
 void isod_backend_conf_default(struct isod_backend_conf *c);
 
 struct isod_backend_stats {
@@ -70,6 +79,11 @@ struct isod_backend_stats {
 	uint64_t udp_tx_dgrams, udp_rx_dgrams;
 	uint64_t udp_tx_dropped;    /* no route / no memory / unconnected */
 	uint64_t udp_rx_dropped;    /* RX ring full */
+	/* Received TCP bytes held in lwIP pbufs, not yet in an RX ring: now
+	 * (a gauge) and its high-water mark.  The window keeps a socket's
+	 * share within its ring's free space. */
+	uint64_t rx_held, rx_held_max;
+	uint64_t close_timeouts;    /* CLOSEs aborted after close_timeout_ms */
 };
 
 struct isod_backend;

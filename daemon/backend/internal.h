@@ -73,11 +73,15 @@ struct isod_sock {
 	uint32_t rx_cons_seen;       /* application consumption credited so far */
 	struct pbuf *rx_hold;        /* received, not yet in the ring */
 	uint16_t rx_hold_off;        /* bytes of rx_hold's first pbuf already copied */
+	uint32_t rx_held;            /* bytes of rx_hold not yet copied */
 
 	/* parked commands */
 	uint64_t connect_cookie;
 	bool connect_parked;
 	uint64_t close_cookie;
+	uint32_t close_deadline;     /* sys_now() when a parked CLOSE is aborted */
+	bool closing_linked;         /* on be->closing */
+	struct isod_sock *closing_prev, *closing_next;
 	uint64_t accept_cookie[ISOD_ACCEPT_PARK];
 	uint8_t accept_parked;
 	/* listener backlog: children in accept order, linked by bl_next */
@@ -135,11 +139,17 @@ struct isod_backend {
 	struct isod_app *apps;
 	unsigned napps;
 	uint32_t next_app_id;
-	uint64_t last_ctl_ms;
+	uint32_t last_ctl_ms;        /* on isod_backend_now()'s clock */
 	struct isod_sock *ready_head, **ready_tail;
+	/* Parked CLOSEs in deadline order (the timeout is the same for all:
+	 * appending keeps the order), oldest first. */
+	struct isod_sock *closing_head, *closing_tail;
 	bool napping;                /* stack_napping published in the segments */
 	struct isod_backend_stats st;
 };
+
+/* The back-end's millisecond clock: conf.clock_ms, or sys_now(). */
+uint32_t isod_backend_now(const struct isod_backend *be);
 
 /* ---- sockstats.c ---- */
 
@@ -156,5 +166,8 @@ void isod_sock_resume(struct isod_sock *sk, uint32_t bits);
 void isod_sock_queue(struct isod_sock *sk, uint32_t bits);
 /* Application gone: abort every pcb (RST), free held pbufs. */
 void isod_sock_reset_all(struct isod_app *app);
+/* Aborts the parked CLOSEs whose deadline is at or before `now` (lwIP's
+ * sys_now()); returns how many. */
+unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now);
 
 #endif /* ISOD_BACKEND_INTERNAL_H */

@@ -5,8 +5,9 @@
  * each runs to completion if it can, or parks: ACCEPT without a pending
  * connection, CONNECT until established, CLOSE until every byte of the TX
  * ring has been acknowledged (lwIP's segments point into that ring, so the
- * slot's memory is referenced until then), SEND while lwIP's send buffer
- * is full.  lwIP callbacks never run commands: they record what happened
+ * slot's memory is referenced until then) or close_timeout_ms passed
+ * (a peer that keeps its window shut: then RST), SEND while lwIP's send
+ * buffer is full.  lwIP callbacks never run commands: they record what happened
  * (data held, bytes acked, pcb gone) and queue the socket with an event
  * bit; isod_sock_resume(), called by the dispatcher when it drains the
  * queue, does the work and posts replies and events.
@@ -14,9 +15,12 @@
  * Data path: TX is zero-copy -- tcp_write() without TCP_WRITE_FLAG_COPY on
  * spans of the application's TX ring, released (tx_cons) as tcp_sent
  * reports acknowledgements.  RX is one copy, from lwIP's pbufs into the RX
- * ring; tcp_recved() credits exactly what the application consumed, so
- * the advertised window is the ring's free space (when the ring is at
- * least TCP_WND; a smaller ring leaves the excess held in pbufs).
+ * ring; tcp_recved() credits exactly what the application consumed.  Every
+ * connection starts with a receive window of min(TCP_WND, ring size), set
+ * before the first segment that announces it (wnd_passive_open for
+ * accepted connections, cb_connected for connect), so the window is never
+ * larger than the ring's free space and what lwIP accepted always fits in
+ * the ring: pbufs are held only until the next pass copies them.
  */
 #include <errno.h>
 #include <string.h>
@@ -219,18 +223,137 @@ static struct isod_sock *sk_alloc(struct isod_app *app, int *err)
 	return NULL;
 }
 
+static void rx_hold_drop(struct isod_sock *sk);
+
+static void closing_unlink(struct isod_sock *sk)
+{
+	struct isod_backend *be = sk->app->be;
+
+	if (!sk->closing_linked)
+		return;
+	if (sk->closing_prev != NULL)
+		sk->closing_prev->closing_next = sk->closing_next;
+	else
+		be->closing_head = sk->closing_next;
+	if (sk->closing_next != NULL)
+		sk->closing_next->closing_prev = sk->closing_prev;
+	else
+		be->closing_tail = sk->closing_prev;
+	sk->closing_prev = sk->closing_next = NULL;
+	sk->closing_linked = false;
+}
+
+/* A CLOSE parks: it gets its deadline (same timeout for all: the list
+ * stays sorted by appending). */
+static void closing_link(struct isod_sock *sk)
+{
+	struct isod_backend *be = sk->app->be;
+
+	if (be->conf.close_timeout_ms == 0 || sk->closing_linked)
+		return;
+	sk->close_deadline = isod_backend_now(be) + be->conf.close_timeout_ms;
+	sk->closing_prev = be->closing_tail;
+	sk->closing_next = NULL;
+	if (be->closing_tail != NULL)
+		be->closing_tail->closing_next = sk;
+	else
+		be->closing_head = sk;
+	be->closing_tail = sk;
+	sk->closing_linked = true;
+}
+
 static void sk_free(struct isod_sock *sk)
 {
+	closing_unlink(sk);
 	sk_detach_pcb(sk);
-	if (sk->rx_hold != NULL) {
-		pbuf_free(sk->rx_hold);
-		sk->rx_hold = NULL;
-	}
+	rx_hold_drop(sk);
 	sk->app->mem_used -= sk->mem;
 	sk->mem = 0;
 	sk->state = ISOD_S_FREE;
 	sk->ev_pending = 0;
 	sk->close_pending = false;
+}
+
+/* Frees what is still held of the received data (connection gone). */
+static void rx_hold_drop(struct isod_sock *sk)
+{
+	if (sk->rx_hold != NULL) {
+		pbuf_free(sk->rx_hold);
+		sk->rx_hold = NULL;
+	}
+	sk->rx_hold_off = 0;
+	sk->app->be->st.rx_held -= sk->rx_held;
+	sk->rx_held = 0;
+}
+
+/* ---- Receive window ----------------------------------------------------------- */
+
+/*
+ * lwIP starts every pcb with TCP_WND (65535 until window scaling is agreed);
+ * the RX ring may be smaller (docs/sockets.md).  Nothing has been received
+ * when this runs, so from here on the window lwIP computes (ring size minus
+ * what it accepted plus what the application consumed and rx_pump credited)
+ * is never more than the ring's free space.
+ */
+static void wnd_clamp(struct tcp_pcb *pcb, uint32_t ring)
+{
+	if (pcb->rcv_wnd > ring)
+		pcb->rcv_wnd = (tcpwnd_size_t)ring;
+	if (pcb->rcv_ann_wnd > ring)
+		pcb->rcv_ann_wnd = (tcpwnd_size_t)ring;
+}
+
+/*
+ * Accepted connections: lwIP calls this after parsing the SYN (which sets
+ * the scaled window) and before queueing the SYN-ACK that announces it.
+ * It only adjusts the new pcb's window; npcb->callback_arg is still the
+ * listener's socket.
+ */
+static err_t wnd_passive_open(u8_t id, struct tcp_pcb_listen *lpcb, struct tcp_pcb *npcb)
+{
+	struct isod_sock *lsk = lpcb->callback_arg;
+
+	(void)id;
+	if (lsk != NULL)
+		wnd_clamp(npcb, lsk->app->hdr.rx_ring_bytes);
+	return ERR_OK;
+}
+
+static const struct tcp_ext_arg_callbacks wnd_ext_cbs = {
+	.passive_open = wnd_passive_open,
+};
+
+/* lwIP hands out extension slots once per process (lwipopts.h has one). */
+static u8_t wnd_ext_id(void)
+{
+	static bool allocated;
+	static u8_t id;
+
+	if (!allocated) {
+		id = tcp_ext_arg_alloc_id();
+		allocated = true;
+	}
+	return id;
+}
+
+/*
+ * lwIP sends a window update by itself once the window grew by
+ * TCP_WND_UPDATE_THRESHOLD (4 MSS); with a ring below about 4 times that
+ * a sender facing a full ring would wait for its persist timer.  Announce
+ * once a quarter of the ring (at least one MSS) is free and unannounced.
+ */
+static void wnd_update(struct isod_sock *sk)
+{
+	struct tcp_pcb *pcb = sk->pcb;
+	uint32_t step = sk->app->hdr.rx_ring_bytes / 4;
+	int32_t unannounced = (int32_t)(pcb->rcv_nxt + pcb->rcv_wnd - pcb->rcv_ann_right_edge);
+
+	if (step < TCP_MSS)
+		step = TCP_MSS;
+	if (unannounced >= (int32_t)step) {
+		tcp_ack_now(pcb);
+		tcp_output(pcb);
+	}
 }
 
 /* ---- lwIP callbacks: record and queue, nothing else ------------------------ */
@@ -259,12 +382,20 @@ static err_t cb_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		}
 		return ERR_OK;
 	}
-	if (p == NULL)
+	if (p == NULL) {
 		sk->fin_rcvd = true;
-	else if (sk->rx_hold == NULL)
-		sk->rx_hold = p;
-	else
-		pbuf_cat(sk->rx_hold, p);
+	} else {
+		struct isod_backend_stats *st = &sk->app->be->st;
+
+		if (sk->rx_hold == NULL)
+			sk->rx_hold = p;
+		else
+			pbuf_cat(sk->rx_hold, p);
+		sk->rx_held += p->tot_len;
+		st->rx_held += p->tot_len;
+		if (st->rx_held > st->rx_held_max)
+			st->rx_held_max = st->rx_held;
+	}
 	isod_sock_queue(sk, ISOD_R_RX);
 	return ERR_OK;
 }
@@ -309,10 +440,14 @@ static err_t cb_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 {
 	struct isod_sock *sk = arg;
 
-	(void)pcb;
 	(void)err;   /* always ERR_OK in lwIP 2.1 */
-	if (sk != NULL)
+	if (sk != NULL) {
+		/* lwIP acknowledges the SYN-ACK right after this returns: that
+		 * ACK is the first segment whose window the peer may use (our
+		 * SYN's is never scaled, and no data can come before). */
+		wnd_clamp(pcb, sk->app->hdr.rx_ring_bytes);
 		isod_sock_queue(sk, ISOD_R_CONNECTED);
+	}
 	return ERR_OK;
 }
 
@@ -401,10 +536,7 @@ static void sk_kill(struct isod_sock *sk, int err)
 	if (err == -EPROTO && sk->state != ISOD_S_DEAD)
 		sk->app->be->st.broken_socks++;
 	sk_abort(sk);
-	if (sk->rx_hold != NULL) {
-		pbuf_free(sk->rx_hold);
-		sk->rx_hold = NULL;
-	}
+	rx_hold_drop(sk);
 	if (sk->err == 0)
 		sk->err = err;
 	if (sk->state != ISOD_S_FREE)
@@ -446,6 +578,7 @@ static void rx_pump(struct isod_sock *sk)
 			tcp_recved(sk->pcb, n);
 			credit -= n;
 		}
+		wnd_update(sk);
 	}
 	was_empty = used == 0;
 	while (sk->rx_hold != NULL && space > 0) {
@@ -463,6 +596,8 @@ static void rx_pump(struct isod_sock *sk)
 		}
 		sk->rx_prod += (uint32_t)k;
 		sk->rx_hold_off = (uint16_t)(sk->rx_hold_off + k);
+		sk->rx_held -= (uint32_t)k;
+		app->be->st.rx_held -= (uint64_t)k;
 		space -= k;
 		app->be->st.rx_bytes += (uint64_t)k;
 		if (sk->rx_hold_off == q->len) {
@@ -1031,6 +1166,7 @@ static void cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	sk->pcb = lpcb;
 	tcp_arg(lpcb, sk);
 	tcp_accept(lpcb, cb_accept);
+	tcp_ext_arg_set_callbacks(lpcb, wnd_ext_id(), &wnd_ext_cbs);
 	sk->state = ISOD_S_LISTEN;
 	sk->bl_max = c->arg[0] < 1 ? 1 : c->arg[0] > max ? max : (uint32_t)c->arg[0];
 	sk_reply(sk, c, 0);
@@ -1124,11 +1260,39 @@ static void cmd_close(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		}
 		app->be->st.parked++;
 		close_check(sk);
+		if (sk->close_pending)   /* still parked: bound the wait */
+			closing_link(sk);
 		return;
 	default:
 		close_finish(sk);
 		return;
 	}
+}
+
+/*
+ * The peer has not taken the rest of the TX ring within close_timeout_ms
+ * (it keeps its window shut, or is gone without a RST and lwIP still
+ * retransmits): reset the connection, which frees lwIP's segments and so
+ * the ring, and complete the CLOSE.  The kernel does the same to an
+ * orphaned socket after tcp_orphan_retries.
+ */
+unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now)
+{
+	unsigned n = 0;
+
+	while (be->closing_head != NULL &&
+	       (int32_t)(now - be->closing_head->close_deadline) >= 0) {
+		struct isod_sock *sk = be->closing_head;
+
+		closing_unlink(sk);
+		be->st.close_timeouts++;
+		sk_abort(sk);
+		sk->tx_handed = 0;
+		sk->acked = 0;
+		close_finish(sk);
+		n++;
+	}
+	return n;
 }
 
 static int opt_int(const struct isostack_shm_cmd *c, int *v)
@@ -1527,10 +1691,8 @@ void isod_sock_reset_all(struct isod_app *app)
 			sk_abort(sk);
 		}
 		sk_detach_pcb(sk);   /* UDP */
-		if (sk->rx_hold != NULL) {
-			pbuf_free(sk->rx_hold);
-			sk->rx_hold = NULL;
-		}
+		rx_hold_drop(sk);
+		closing_unlink(sk);
 		sk->state = ISOD_S_FREE;
 	}
 }

@@ -11,8 +11,13 @@
  * 198.18.0.2, so every byte crosses both rings of both applications, lwIP
  * twice and the link.
  *
- * lwIP's clock is the real monotonic clock plus a skew the stack thread
- * adds at the end to expire TIME_WAIT for the leak check.
+ * A second back-end on the same lwIP, with small rings (SMALL_RING) and a
+ * short close timeout, serves the tests that need them: applications that
+ * attach to ctl_path_small get it.
+ *
+ * lwIP's clock (and so the back-ends' clock) is the real monotonic clock
+ * plus a skew: tests add to it to expire timeouts without waiting, and the
+ * stack thread adds at the end to expire TIME_WAIT for the leak check.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -57,6 +62,8 @@
 
 #define INBOX_SLOTS 8192
 #define PORT_BASE   6000
+#define SMALL_RING  16384     /* rings of the small back-end */
+#define SMALL_CLOSE_MS 1000   /* its close timeout */
 
 /* ---- lwIP clock ---------------------------------------------------------- */
 
@@ -127,8 +134,14 @@ static unsigned link_pump(void)
 
 /* ---- The stack thread ---------------------------------------------------- */
 
-static char ctl_path[108];
+static char ctl_path[108], ctl_path_small[108];
 static pthread_t stack_tid;
+static struct isod_backend_stats pub_stats_small;
+static _Atomic unsigned pub_passes;                /* stack loop passes */
+/* The connection to server port watch_port, seen from its client's pcb
+ * after every pass: the most bytes in flight, and the peer's window. */
+static _Atomic unsigned watch_port;
+static _Atomic uint32_t watch_inflight_max, watch_snd_wnd = UINT32_MAX;
 static _Atomic bool stack_stop, stack_ready;
 static _Atomic unsigned pub_apps, pub_open, pub_lastack;
 static struct isod_backend_stats pub_stats;
@@ -142,10 +155,28 @@ static _Atomic unsigned pub_napping;               /* 1 while asleep on the wake
 static _Atomic unsigned nap_fd_wakes, nap_timeouts, nap_refused;
 static int stack_wake_fd = -1;
 
+static void watch_pass(void)
+{
+	unsigned port = atomic_load(&watch_port);
+
+	if (port == 0)
+		return;
+	for (struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next) {
+		uint32_t inflight;
+
+		if (p->remote_port != port || p->state != ESTABLISHED)
+			continue;
+		inflight = p->snd_nxt - p->lastack;
+		if (inflight > atomic_load(&watch_inflight_max))
+			atomic_store(&watch_inflight_max, inflight);
+		atomic_store(&watch_snd_wnd, p->snd_wnd);
+	}
+}
+
 static void *stack_main(void *arg)
 {
 	struct isod_backend_conf conf;
-	struct isod_backend *be;
+	struct isod_backend *be, *be_small = NULL;
 	ip4_addr_t a, b, mask;
 	unsigned idle = 0;
 	int rc;
@@ -172,6 +203,15 @@ static void *stack_main(void *arg)
 	stack_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	conf.stack_wake_fd = stack_wake_fd;
 	rc = stack_wake_fd < 0 ? -errno : isod_backend_init(&be, &conf);
+	if (rc == 0) {
+		conf.control_path = ctl_path_small;
+		conf.shm.rx_ring_bytes = SMALL_RING;
+		conf.shm.tx_ring_bytes = SMALL_RING;
+		conf.close_timeout_ms = SMALL_CLOSE_MS;
+		rc = isod_backend_init(&be_small, &conf);
+		if (rc < 0)
+			isod_backend_fini(be);
+	}
 	atomic_store(&stack_init_rc, rc);
 	atomic_store(&stack_ready, true);
 	if (rc < 0)
@@ -184,7 +224,9 @@ static void *stack_main(void *arg)
 		if (atomic_load(&kill_backend) && be != NULL) {
 			/* the daemon dies: control sockets hang up, nobody serves */
 			isod_backend_fini(be);
+			isod_backend_fini(be_small);
 			be = NULL;
+			be_small = NULL;
 		}
 		if (be == NULL) {
 			struct timespec ts = { 0, 100000 };
@@ -201,11 +243,16 @@ static void *stack_main(void *arg)
 				isod_backend_set_mem_limit(be, (uint64_t)ml);
 		}
 		work += isod_backend_poll(be, 256);
+		work += isod_backend_poll(be_small, 256);
+		watch_pass();
 		pthread_mutex_lock(&pub_lock);
 		isod_backend_get_stats(be, &pub_stats);
+		isod_backend_get_stats(be_small, &pub_stats_small);
 		pthread_mutex_unlock(&pub_lock);
-		atomic_store(&pub_apps, isod_backend_apps(be));
-		atomic_store(&pub_open, isod_backend_open_sockets(be));
+		atomic_store(&pub_apps, isod_backend_apps(be) + isod_backend_apps(be_small));
+		atomic_store(&pub_open, isod_backend_open_sockets(be) +
+			     isod_backend_open_sockets(be_small));
+		atomic_fetch_add(&pub_passes, 1);
 		{
 			unsigned n = 0;
 
@@ -251,6 +298,7 @@ static void *stack_main(void *arg)
 		}
 	}
 	isod_backend_fini(be);
+	isod_backend_fini(be_small);
 	close(stack_wake_fd);
 	/*
 	 * TIME_WAIT and friends: move the clock on until lwIP holds nothing.
@@ -301,6 +349,16 @@ static struct isod_backend_stats stats_now(void)
 
 	pthread_mutex_lock(&pub_lock);
 	s = pub_stats;
+	pthread_mutex_unlock(&pub_lock);
+	return s;
+}
+
+static struct isod_backend_stats stats_small(void)
+{
+	struct isod_backend_stats s;
+
+	pthread_mutex_lock(&pub_lock);
+	s = pub_stats_small;
 	pthread_mutex_unlock(&pub_lock);
 	return s;
 }
@@ -1253,6 +1311,183 @@ static void test_stats(void **state)
 	isosock_close(a->cli, sk);
 }
 
+/* ---- Receive window and RX ring ---------------------------------------------------- */
+
+static bool sender_sees_zero_window(void *arg)
+{
+	(void)arg;
+	return atomic_load(&watch_snd_wnd) == 0;
+}
+
+static bool passes_after(void *arg)
+{
+	return atomic_load(&pub_passes) > (unsigned)(uintptr_t)arg;
+}
+
+/* Waits until the stack thread has finished a whole pass begun after now. */
+static void stack_settles(void)
+{
+	assert_true(eventually(passes_after, (void *)(uintptr_t)(atomic_load(&pub_passes) + 1), 5));
+}
+
+/*
+ * A fast sender, a receiver whose RX ring (SMALL_RING) is smaller than
+ * lwIP's TCP_WND and which does not read: the window announced to the
+ * sender is the ring's free space from the handshake on, so the sender
+ * never has more than the ring in flight and the receiving stack holds no
+ * data beyond the ring; then the receiver reads everything intact.  Once
+ * with the receiver accepting, once with it connecting.
+ */
+static void window_case(struct isosock_app *big, struct isosock_app *small, bool small_accepts,
+			uint16_t port, uint64_t seed)
+{
+	const size_t bytes = 1u << 20;
+	struct isosock_app *lapp = small_accepts ? small : big;
+	struct isosock_app *capp = small_accepts ? big : small;
+	struct isod_backend_stats sb;
+	struct stream_job tx, rx;
+	pthread_t t;
+	int l, c, s, snd, rcv;
+
+	l = listener(lapp, port);
+	atomic_store(&watch_inflight_max, 0);
+	atomic_store(&watch_snd_wnd, UINT32_MAX);
+	/* the watched pcb is the sender's: its remote port is the receiver's */
+	atomic_store(&watch_port, small_accepts ? port : 0);
+	c = connector(capp, port);
+	s = isosock_accept(lapp, l, NULL, NULL, 0);
+	assert_true(s > 0);
+	snd = small_accepts ? c : s;
+	rcv = small_accepts ? s : c;
+	if (!small_accepts) {
+		struct sockaddr_in me;
+		socklen_t mlen = sizeof(me);
+
+		assert_int_equal(isosock_getsockname(small, c, (struct sockaddr *)&me, &mlen), 0);
+		atomic_store(&watch_port, ntohs(me.sin_port));
+	}
+	tx = (struct stream_job){ big, snd, bytes, seed, 0, 16384, 0, 0, false };
+	pthread_create(&t, NULL, sender, &tx);
+	/* nobody reads: the ring fills and the sender is shown a zero window */
+	assert_true(eventually(sender_sees_zero_window, NULL, 10));
+	stack_settles();
+	sb = stats_small();
+	print_message("window (receiver %s): ring %u bytes, sender had at most %u in flight; "
+		      "receiving back-end held at most %llu bytes in pbufs, %llu now\n",
+		      small_accepts ? "accepted" : "connected", SMALL_RING,
+		      atomic_load(&watch_inflight_max),
+		      (unsigned long long)sb.rx_held_max, (unsigned long long)sb.rx_held);
+	/* +1: the sender's zero-window probe carries one byte past the window */
+	assert_true(atomic_load(&watch_inflight_max) <= SMALL_RING + 1);
+	assert_true(sb.rx_held_max <= SMALL_RING);
+	assert_int_equal(sb.rx_held, 0);
+	assert_true(tx.done < bytes);
+	/* now read it all */
+	rx = (struct stream_job){ small, rcv, bytes, 0, 0, 16384, 0, 0, false };
+	receiver(&rx);
+	pthread_join(t, NULL);
+	atomic_store(&watch_port, 0);
+	assert_int_equal(tx.err, 0);
+	assert_int_equal(rx.err, 0);
+	assert_int_equal(rx.done, bytes);
+	assert_true(rx.hash == expect_hash(seed, bytes));
+	assert_true(atomic_load(&watch_inflight_max) <= SMALL_RING + 1);
+	assert_true(stats_small().rx_held_max <= SMALL_RING);
+	assert_int_equal(isosock_close(capp, c), 0);
+	assert_int_equal(isosock_close(lapp, s), 0);
+	assert_int_equal(isosock_close(lapp, l), 0);
+}
+
+static void test_window_within_ring(void **state)
+{
+	struct apps *a = *state;
+	struct isosock_app *small;
+
+	assert_int_equal(isosock_app_attach(&small, ctl_path_small), 0);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)3, 5));
+	window_case(a->cli, small, true, PORT_BASE + 30, 66);
+	window_case(a->srv, small, false, PORT_BASE + 31, 77);
+	isosock_app_detach(small);
+}
+
+/* ---- CLOSE against a zero window -------------------------------------------------- */
+
+static bool close_timeouts_are(void *arg)
+{
+	return stats_small().close_timeouts == (uint64_t)(uintptr_t)arg;
+}
+
+static bool open_sockets_are(void *arg)
+{
+	return atomic_load(&pub_open) == (unsigned)(uintptr_t)arg;
+}
+
+/*
+ * The writer closes with data its peer will never take (the reader stopped
+ * reading, its window is zero): the CLOSE holds the slot until the close
+ * timeout, on lwIP's clock, which the test moves on instead of waiting;
+ * then the connection is reset, the slot freed and the abort counted.
+ */
+static void test_close_timeout(void **state)
+{
+	const uint16_t port = PORT_BASE + 32;
+	static uint8_t buf[2 * SMALL_RING];
+	struct isosock_app *w, *r;
+	struct isod_backend_stats s0;
+	uint64_t seed = 88, hash;
+	unsigned open0;
+	size_t got = 0;
+	ssize_t k;
+	int l, c, s;
+
+	(void)state;
+	assert_int_equal(isosock_app_attach(&w, ctl_path_small), 0);
+	assert_int_equal(isosock_app_attach(&r, ctl_path_small), 0);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)4, 5));
+	l = listener(r, port);
+	atomic_store(&watch_snd_wnd, UINT32_MAX);
+	atomic_store(&watch_port, port);
+	c = connector(w, port);
+	s = isosock_accept(r, l, NULL, NULL, 0);
+	assert_true(s > 0);
+	fill(&seed, buf, sizeof(buf));
+	/* the reader's ring takes SMALL_RING bytes, the rest stays unacknowledged
+	 * in the writer's TX ring */
+	assert_int_equal(isosock_send(w, c, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_true(eventually(sender_sees_zero_window, NULL, 10));
+	atomic_store(&watch_port, 0);
+	stack_settles();
+	open0 = atomic_load(&pub_open);
+	s0 = stats_small();
+	assert_int_equal(isosock_close(w, c), 0);
+	/* half the timeout later: still waiting for the peer, slot held */
+	atomic_fetch_add(&clock_skew_ms, SMALL_CLOSE_MS / 2);
+	stack_settles();
+	stack_settles();
+	assert_int_equal(atomic_load(&pub_open), open0);
+	assert_int_equal(stats_small().close_timeouts, s0.close_timeouts);
+	/* past it: reset, slot freed, counted */
+	atomic_fetch_add(&clock_skew_ms, SMALL_CLOSE_MS);
+	assert_true(eventually(close_timeouts_are, (void *)(uintptr_t)(s0.close_timeouts + 1), 5));
+	assert_true(eventually(open_sockets_are, (void *)(uintptr_t)(open0 - 1), 5));
+	/* the reader gets what its ring took, intact, then the reset */
+	hash = FNV0;
+	while ((k = isosock_recv(r, s, buf, sizeof(buf), 0)) > 0) {
+		hash = fnv(hash, buf, (size_t)k);
+		got += (size_t)k;
+	}
+	assert_int_equal(k, -ECONNRESET);
+	seed = 88;
+	assert_true(got <= SMALL_RING);
+	assert_true(hash == expect_hash(seed, got));
+	print_message("close timeout: slot freed after %u ms of lwIP's clock; reader got %zu bytes, then ECONNRESET\n",
+		      SMALL_CLOSE_MS + SMALL_CLOSE_MS / 2, got);
+	assert_int_equal(isosock_close(r, s), 0);
+	assert_int_equal(isosock_close(r, l), 0);
+	isosock_app_detach(w);
+	isosock_app_detach(r);
+}
+
 /* ---- The daemon dies under the applications (must be the last test) --------------- */
 
 struct blocked {
@@ -1317,6 +1552,7 @@ static int group_setup(void **state)
 {
 	(void)state;
 	snprintf(ctl_path, sizeof(ctl_path), "/tmp/isobe-test-%d.sock", (int)getpid());
+	snprintf(ctl_path_small, sizeof(ctl_path_small), "/tmp/isobe-small-%d.sock", (int)getpid());
 	pthread_create(&stack_tid, NULL, stack_main, NULL);
 	while (!atomic_load(&stack_ready))
 		usleep(100);
@@ -1351,6 +1587,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_enobufs, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_broken_ring, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_stats, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_window_within_ring, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_close_timeout, apps_setup, apps_teardown),
 		/* last: the back-end is gone afterwards */
 		cmocka_unit_test_setup_teardown(test_daemon_dies, apps_setup, apps_teardown),
 	};
