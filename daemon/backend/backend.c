@@ -416,7 +416,15 @@ static void reap_dead(struct isod_backend *be)
 	for (struct isod_app **pp = &be->apps; *pp != NULL;) {
 		struct isod_app *a = *pp;
 
-		if (a->dead) {
+		/*
+		 * A dead application's open connections are reset at once; the
+		 * ones it had closed keep their segment until their data is
+		 * acknowledged (bounded by close_timeout), as the kernel
+		 * delivers what a process wrote before it exited.
+		 */
+		if (a->dead && !a->draining && isod_sock_reset_open(a) > 0)
+			a->draining = true;
+		if (a->dead && (!a->draining || isod_sock_closing(a) == 0)) {
 			*pp = a->next;
 			app_destroy(be, a);
 		} else {
@@ -511,7 +519,8 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 		work += isod_sock_expire_closes(be, isod_backend_now(be));
 	work += drain_events(be, budget);
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
-		work += poll_doorbells(be, a);
+		if (!a->draining)   /* commands of a dead process: ignored */
+			work += poll_doorbells(be, a);
 	reap_dead(be);
 	work += drain_events(be, budget);
 	kick_apps(be);
@@ -546,7 +555,7 @@ unsigned isod_backend_set_napping(struct isod_backend *be, bool napping)
 	 * and reading stack_napping: one of the two sees the other. */
 	atomic_thread_fence(memory_order_seq_cst);
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
-		busy += doorbells_rung(a);
+		busy += !a->draining && doorbells_rung(a);
 	if (be->ready_head != NULL)
 		busy++;
 	return busy;

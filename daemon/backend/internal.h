@@ -125,6 +125,7 @@ struct isod_app {
 	uint64_t mem_used;
 	bool kick;                   /* something posted this pass: maybe write wake_fd */
 	bool dead;
+	bool draining;               /* dead; closed sockets still sending */
 };
 
 #define ISOD_MAX_PENDING_CTL 16
@@ -166,6 +167,11 @@ void isod_sock_resume(struct isod_sock *sk, uint32_t bits);
 void isod_sock_queue(struct isod_sock *sk, uint32_t bits);
 /* Application gone: abort every pcb (RST), free held pbufs. */
 void isod_sock_reset_all(struct isod_app *app);
+/* A process exits right after close(): as the kernel does, its closed
+ * connections still deliver their data.  reset_open resets every socket
+ * but those (returns how many remain); closing counts the remaining ones. */
+unsigned isod_sock_reset_open(struct isod_app *app);
+unsigned isod_sock_closing(const struct isod_app *app);
 /* Aborts the parked CLOSEs whose deadline is at or before `now` (lwIP's
  * sys_now()); returns how many. */
 unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now);

@@ -1680,19 +1680,50 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
 	}
 }
 
-void isod_sock_reset_all(struct isod_app *app)
+/* Resets the application's sockets; with keep_closing, a TCP socket the
+ * application closed (CLOSE parked until its data is acknowledged) is
+ * left to finish.  Returns how many were left. */
+static unsigned reset_sockets(struct isod_app *app, bool keep_closing)
 {
+	unsigned left = 0;
+
 	for (uint32_t i = 1; i < app->hdr.nr_sockets; i++) {
 		struct isod_sock *sk = &app->socks[i];
 
+		if (keep_closing && sk->close_pending && sk->pcb != NULL) {
+			left++;
+			continue;
+		}
 		if (sk->pcb != NULL) {
 			if (sk->pcb->state != LISTEN)
 				app->be->st.resets++;
 			sk_abort(sk);
 		}
 		sk_detach_pcb(sk);   /* UDP */
-		rx_hold_drop(sk);
-		closing_unlink(sk);
+		if (sk->rx_hold != NULL) {
+			pbuf_free(sk->rx_hold);
+			sk->rx_hold = NULL;
+		}
 		sk->state = ISOD_S_FREE;
 	}
+	return left;
+}
+
+void isod_sock_reset_all(struct isod_app *app)
+{
+	(void)reset_sockets(app, false);
+}
+
+unsigned isod_sock_reset_open(struct isod_app *app)
+{
+	return reset_sockets(app, true);
+}
+
+unsigned isod_sock_closing(const struct isod_app *app)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 1; i < app->hdr.nr_sockets; i++)
+		n += app->socks[i].close_pending && app->socks[i].pcb != NULL;
+	return n;
 }
