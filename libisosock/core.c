@@ -301,6 +301,19 @@ static int fshared_create(struct isosock_app *app, uint32_t nsocks)
 
 /* ---- Attach --------------------------------------------------------------- */
 
+/* The per-process shortcuts into the mapped segment (attach, exec import). */
+static void bind_shm(struct isosock_app *app)
+{
+	const struct isostack_shm_header *h = isoshm_app_header(app->shm);
+
+	app->nsocks = h->nr_sockets;
+	app->tx_bytes = h->tx_ring_bytes;
+	app->rx_bytes = h->rx_ring_bytes;
+	app->base = isoshm_app_base(app->shm);
+	app->socks = (struct isostack_shm_sock *)(app->base + h->socks_off);
+	app->wait = (struct isostack_shm_wait *)(app->base + h->wait_off);
+}
+
 static int recv_reply(int fd, struct isostack_ctl_attach_reply *r, int fds[2])
 {
 	union {
@@ -408,12 +421,7 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 		goto err_fds;
 	app->stack_wake_fd = fds[1];
 	app->id = rep.app_id;
-	app->nsocks = isoshm_app_header(app->shm)->nr_sockets;
-	app->tx_bytes = isoshm_app_header(app->shm)->tx_ring_bytes;
-	app->rx_bytes = isoshm_app_header(app->shm)->rx_ring_bytes;
-	app->base = isoshm_app_base(app->shm);
-	app->socks = (struct isostack_shm_sock *)(app->base + isoshm_app_header(app->shm)->socks_off);
-	app->wait = (struct isostack_shm_wait *)(app->base + isoshm_app_header(app->shm)->wait_off);
+	bind_shm(app);
 	ret = fshared_create(app, app->nsocks);
 	if (ret < 0) {
 		isoshm_app_detach(app->shm);
@@ -468,7 +476,7 @@ bool isosock_app_alive(struct isosock_app *app)
 
 /* ---- exec ----------------------------------------------------------------------- */
 
-static void release_locked(struct isosock_app *app, int s, struct fsock *f, uint64_t gone);
+static void release_mine(struct isosock_app *app, const bool *keep, bool wait);
 
 static int set_cloexec(int fd, bool on)
 {
@@ -561,12 +569,7 @@ int isosock_app_exec_import(struct isosock_app **out, const char *desc)
 	app->stack_wake_fd = fds[5];
 	app->me = me;
 	app->id = id;
-	app->nsocks = isoshm_app_header(app->shm)->nr_sockets;
-	app->tx_bytes = isoshm_app_header(app->shm)->tx_ring_bytes;
-	app->rx_bytes = isoshm_app_header(app->shm)->rx_ring_bytes;
-	app->base = isoshm_app_base(app->shm);
-	app->socks = (struct isostack_shm_sock *)(app->base + isoshm_app_header(app->shm)->socks_off);
-	app->wait = (struct isostack_shm_wait *)(app->base + isoshm_app_header(app->shm)->wait_off);
+	bind_shm(app);
 	app->fs = app->sh->fs;
 	if (app->sh->nsocks != app->nsocks) {
 		munmap(app->sh, app->sh_size);
@@ -586,18 +589,7 @@ err_free:
 
 void isosock_app_exec_keep_only(struct isosock_app *app, const bool *keep)
 {
-	uint64_t mine = UINT64_C(1) << app->me;
-
-	for (uint32_t i = 1; i < app->nsocks; i++) {
-		struct fsock *f = &app->fs[i];
-
-		if (keep[i] || !(__atomic_load_n(&f->holders, __ATOMIC_RELAXED) & mine))
-			continue;
-		fs_lock(f);
-		if (f->holders & mine)
-			release_locked(app, (int)i, f, mine);
-		fs_unlock(f);
-	}
+	release_mine(app, keep, true);
 }
 
 uint32_t isosock_app_id(const struct isosock_app *app) { return app->id; }
@@ -2060,23 +2052,35 @@ static void sweep(struct isosock_app *app)
 	}
 }
 
-void isosock_app_exit(struct isosock_app *app)
+/*
+ * Lets go of every socket this process holds whose slot keep[] does not
+ * mark (keep may be NULL).  `wait` false: a socket whose lock is taken is
+ * skipped (at exit a thread of ours may sit in a call on it; the
+ * survivors' sweep releases what we leave).
+ */
+static void release_mine(struct isosock_app *app, const bool *keep, bool wait)
 {
 	uint64_t mine = UINT64_C(1) << app->me;
 
 	for (uint32_t i = 1; i < app->nsocks; i++) {
 		struct fsock *f = &app->fs[i];
 
-		if (!(__atomic_load_n(&f->holders, __ATOMIC_RELAXED) & mine))
+		if ((keep != NULL && keep[i]) ||
+		    !(__atomic_load_n(&f->holders, __ATOMIC_RELAXED) & mine))
 			continue;
-		/* trylock: a thread of ours may sit in a call on it; the
-		 * survivors' sweep releases what we leave. */
-		if (fs_trylock(f) != 0)
+		if (wait)
+			fs_lock(f);
+		else if (fs_trylock(f) != 0)
 			continue;
 		if (f->holders & mine)
 			release_locked(app, (int)i, f, mine);
 		fs_unlock(f);
 	}
+}
+
+void isosock_app_exit(struct isosock_app *app)
+{
+	release_mine(app, NULL, false);
 	robust_lock(&app->sh->mlock);
 	member_free(app->sh, app->me);
 	pthread_mutex_unlock(&app->sh->mlock);

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/syscall.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <time.h>
 
@@ -33,14 +33,35 @@ static void cpu_relax(void)
 /*
  * The producer side of a doorbell is shared by every thread of every
  * process of the application (fork), so it is a spinlock holding the
- * owner's thread id: a process killed inside the few instructions of an
+ * owner's pid: a process killed inside the few instructions of an
  * enqueue would otherwise leave it held forever.  A waiter that has spun
  * long checks whether the owner still exists and takes the lock over.
+ * (A thread cannot die alone inside the enqueue, so the pid suffices.)
+ * The pid is cached: getpid() is a system call and this runs per SEND;
+ * the fork child handler refreshes it.
  */
+static _Atomic int32_t self_pid;
+static pthread_once_t self_pid_once = PTHREAD_ONCE_INIT;
+
+static void self_pid_reset(void)
+{
+	atomic_store_explicit(&self_pid, (int32_t)getpid(), memory_order_relaxed);
+}
+
+static void self_pid_init(void)
+{
+	self_pid_reset();
+	pthread_atfork(NULL, NULL, self_pid_reset);
+}
+
 static void db_lock(_Atomic int32_t *owner)
 {
-	int32_t me = (int32_t)syscall(SYS_gettid);
+	int32_t me = atomic_load_explicit(&self_pid, memory_order_relaxed);
 
+	if (__builtin_expect(me == 0, 0)) {
+		pthread_once(&self_pid_once, self_pid_init);
+		me = atomic_load_explicit(&self_pid, memory_order_relaxed);
+	}
 	for (uint32_t spins = 0;; spins++) {
 		int32_t cur = 0;
 

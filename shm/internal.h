@@ -58,7 +58,7 @@ struct isoshm_app {
 	struct isostack_shm_sock *socks;
 	struct isoshm_sock_view *views;  /* [nr_sockets] */
 	struct isoshm_ring *db;          /* [nr_doorbells], producer views */
-	_Atomic int32_t *db_owner;       /* [nr_doorbells]: tid holding the producer side, 0 free */
+	_Atomic int32_t *db_owner;       /* [nr_doorbells]: pid holding the producer side, 0 free */
 	_Atomic uint64_t sleeps;         /* FUTEX_WAIT calls, any thread */
 };
 
