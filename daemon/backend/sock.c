@@ -1694,17 +1694,13 @@ static unsigned reset_sockets(struct isod_app *app, bool keep_closing)
 			left++;
 			continue;
 		}
-		if (sk->pcb != NULL) {
-			if (sk->pcb->state != LISTEN)
-				app->be->st.resets++;
-			sk_abort(sk);
-		}
-		sk_detach_pcb(sk);   /* UDP */
-		if (sk->rx_hold != NULL) {
-			pbuf_free(sk->rx_hold);
-			sk->rx_hold = NULL;
-		}
-		sk->state = ISOD_S_FREE;
+		if (sk->pcb != NULL && sk->pcb->state != LISTEN)
+			app->be->st.resets++;
+		sk_abort(sk);
+		/* sk_free also takes it off the back-end's list of parked
+		 * CLOSEs: the slots are freed with the application, and a
+		 * list entry left behind would point into freed memory. */
+		sk_free(sk);
 	}
 	return left;
 }

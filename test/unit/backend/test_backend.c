@@ -513,10 +513,18 @@ static int apps_setup(void **state)
 {
 	static struct apps a;
 
-	if (isosock_app_attach(&a.cli, ctl_path) < 0 || isosock_app_attach(&a.srv, ctl_path) < 0)
+	int rc;
+
+	if ((rc = isosock_app_attach(&a.cli, ctl_path)) < 0 ||
+	    (rc = isosock_app_attach(&a.srv, ctl_path)) < 0) {
+		print_error("setup: attach: %s\n", strerror(-rc));
 		return -1;
-	if (!eventually(apps_are, (void *)(uintptr_t)2, 5))
+	}
+	if (!eventually(apps_are, (void *)(uintptr_t)2, 5)) {
+		print_error("setup: the stack counts %u applications, not 2\n",
+			    atomic_load(&pub_apps));
 		return -1;
+	}
 	*state = &a;
 	return 0;
 }
