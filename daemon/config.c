@@ -42,6 +42,9 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->weight_events = 1;
 	cfg->weight_apps = 2;
 	cfg->close_timeout = 60;
+	cfg->app_sockets = 63;
+	cfg->tx_ring = 256u << 10;
+	cfg->rx_ring = 256u << 10;
 	cfg->tso = true;
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
 }
@@ -68,6 +71,28 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 	if (errno != 0 || end == s || *trim(end) != '\0' || v < min || v > max)
 		return -EINVAL;
 	*out = (unsigned)v;
+	return 0;
+}
+
+/* A byte count with an optional k, m or g suffix (binary units). */
+static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno != 0 || end == s || *s == '-')
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	}
+	if (*trim(end) != '\0' || v > (max >> shift) || (v << shift) < min)
+		return -EINVAL;
+	*out = v << shift;
 	return 0;
 }
 
@@ -165,11 +190,32 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 		num = &cfg->weight_apps; min = 1; max = 64;
 	} else if (strcmp(key, "close_timeout") == 0) {
 		num = &cfg->close_timeout; max = 86400;   /* in ms it fits lwIP's u32 clock */
+	} else if (strcmp(key, "app_sockets") == 0) {
+		num = &cfg->app_sockets; min = 1; max = 65535;  /* slot 0 is the control slot */
 	}
 	if (num != NULL) {
 		if (parse_uint(val, min, max, num) != 0) {
 			CONF_ERR(where, "%s must be a number in %u..%u, not '%s'",
 				 key, min, max, val);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "tx_ring") == 0 || strcmp(key, "rx_ring") == 0) {
+		uint64_t v;
+
+		/* The shm rings index with a mask: a power of two. */
+		if (parse_size(val, 4096, 64u << 20, &v) != 0 || (v & (v - 1)) != 0) {
+			CONF_ERR(where, "%s must be a power of two from 4k to 64m, not '%s'",
+				 key, val);
+			return -EINVAL;
+		}
+		*(key[0] == 't' ? &cfg->tx_ring : &cfg->rx_ring) = (uint32_t)v;
+		return 0;
+	}
+	if (strcmp(key, "app_memory") == 0) {
+		if (parse_size(val, 0, UINT64_C(1) << 40, &cfg->app_memory) != 0) {
+			CONF_ERR(where, "app_memory must be a size (e.g. 64m) or 0, not '%s'", val);
 			return -EINVAL;
 		}
 		return 0;
@@ -305,6 +351,21 @@ static int config_port_arg(struct isod_config *cfg, const char *arg)
 	return 0;
 }
 
+/* One --set KEY=VALUE: a [daemon] key as the file spells it. */
+static int config_set_arg(struct isod_config *cfg, const char *arg)
+{
+	char buf[1024];
+	char *eq;
+
+	if (strlen(arg) >= sizeof(buf) || (eq = strchr(arg, '=')) == NULL) {
+		CONF_ERR("--set", "expected KEY=VALUE, not '%s'", arg);
+		return -EINVAL;
+	}
+	strcpy(buf, arg);
+	buf[eq - arg] = '\0';
+	return daemon_set(cfg, trim(buf), trim(buf + (eq - arg) + 1), "--set");
+}
+
 static int config_validate(struct isod_config *cfg)
 {
 	bool echo_found = false;
@@ -322,6 +383,12 @@ static int config_validate(struct isod_config *cfg)
 		}
 		if (cfg->echo && p->ip == cfg->echo_addr)
 			echo_found = true;
+	}
+	if (cfg->app_memory != 0 && cfg->app_memory < (uint64_t)cfg->tx_ring + cfg->rx_ring) {
+		CONF_ERR("config", "app_memory %llu is less than one socket's rings (tx_ring + "
+			 "rx_ring = %u)", (unsigned long long)cfg->app_memory,
+			 cfg->tx_ring + cfg->rx_ring);
+		return -EINVAL;
 	}
 	if (cfg->echo && !echo_found) {
 		CONF_ERR("config", "echo address is not the ip of any port");
@@ -348,6 +415,8 @@ static void usage(const char *prog)
 	       "  --idle-us N        adaptive: idle time before sleeping (default 1000)\n"
 	       "  --sleep-us N       longest timed sleep without RX interrupts (default 1000)\n"
 	       "  --control PATH     control socket path\n"
+	       "  --set KEY=VALUE    any [daemon] key of the file (e.g. app_sockets=255,\n"
+	       "                     rx_ring=1m); repeatable\n"
 	       "  -h, --help         this text\n"
 	       "\n"
 	       "Arguments after -- go to DPDK's EAL (e.g. --file-prefix NAME --no-huge).\n",
@@ -356,7 +425,7 @@ static void usage(const char *prog)
 
 enum {
 	OPT_CONFIG = 256, OPT_LCORE, OPT_PORT, OPT_MBUFS, OPT_ECHO, OPT_MODE,
-	OPT_IDLE_US, OPT_SLEEP_US, OPT_CONTROL, OPT_TSO,
+	OPT_IDLE_US, OPT_SLEEP_US, OPT_CONTROL, OPT_TSO, OPT_SET,
 };
 
 static const struct option long_opts[] = {
@@ -370,6 +439,7 @@ static const struct option long_opts[] = {
 	{ "sleep-us", required_argument, NULL, OPT_SLEEP_US },
 	{ "control",  required_argument, NULL, OPT_CONTROL },
 	{ "tso",      required_argument, NULL, OPT_TSO },
+	{ "set",      required_argument, NULL, OPT_SET },
 	{ "help",     no_argument,       NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -439,6 +509,9 @@ int isod_config_load(struct isod_config *cfg, int argc, char **argv)
 			break;
 		case OPT_TSO:
 			ret = daemon_set(cfg, "tso", optarg, "--tso");
+			break;
+		case OPT_SET:
+			ret = config_set_arg(cfg, optarg);
 			break;
 		default:
 			usage(argv[0]);

@@ -56,6 +56,10 @@ struct isod_config {
 	bool tso;                  /* use TSO on ports that offer it */
 	char control[PATH_MAX];
 	unsigned close_timeout;    /* s: a CLOSE facing a zero window, then RST */
+	unsigned app_sockets;      /* sockets per application */
+	uint32_t tx_ring, rx_ring; /* bytes per socket, powers of two */
+	uint64_t app_memory;       /* TX+RX ring bytes of an application's open
+				    * sockets (ENOBUFS beyond); 0: no limit */
 	unsigned nports;
 	struct isod_port_conf ports[ISOD_MAX_PORTS];
 	int eal_argc;              /* extra EAL arguments: "eal" key, then after -- */

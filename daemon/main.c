@@ -217,6 +217,10 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	bc.control_path = cfg->control;
 	bc.stack_wake_fd = isod_loop.wake_fd;
 	bc.close_timeout_ms = cfg->close_timeout * 1000u;
+	bc.shm.nr_sockets = cfg->app_sockets + 1;
+	bc.shm.tx_ring_bytes = cfg->tx_ring;
+	bc.shm.rx_ring_bytes = cfg->rx_ring;
+	bc.mem_limit = cfg->app_memory;
 	bc.clock_ms = &isod_loop.now_ms;   /* no clock read per loop pass */
 	bc.stats_extra = stats_extra;
 	bc.stats_arg = &isod_loop;
@@ -240,8 +244,10 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	}
 	isod_loop.nap = backend_nap;
 	isod_loop.nap_arg = *out;
-	ISOD_LOG("control socket %s: serving applications (up to %u sockets each) and isostat",
-		 cfg->control, bc.shm.nr_sockets - 1);
+	ISOD_LOG("control socket %s: serving applications (up to %u sockets each, rings "
+		 "%u KiB TX + %u KiB RX per socket, memory limit %s) and isostat",
+		 cfg->control, bc.shm.nr_sockets - 1, bc.shm.tx_ring_bytes >> 10,
+		 bc.shm.rx_ring_bytes >> 10, cfg->app_memory ? "set" : "none");
 	return 0;
 }
 

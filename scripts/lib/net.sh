@@ -247,8 +247,8 @@ summary_up() { echo "start isostackd on a veth between two namespaces"; }
 help_up() {
 	cat <<EOF
 usage: isostack up [--pmd auto|af_xdp|af_packet] [--mode busy|adaptive]
-                   [--idle-us N] [--mbufs N] [--no-echo] [--timeout SEC]
-                   [--no-daemon] [-- MORE ISOSTACKD OPTIONS]
+                   [--idle-us N] [--mbufs N] [--set KEY=VALUE]... [--no-echo]
+                   [--timeout SEC] [--no-daemon] [-- MORE ISOSTACKD OPTIONS]
 
 Builds the default topology without a NIC: namespaces $(ISOSTACK_NS_PREFIX=${ISOSTACK_NS_PREFIX:-iso} net_names; echo "$NET_NS_STACK and $NET_NS_PEER")
 joined by a veth pair. isostackd drives its end through DPDK's net_af_xdp
@@ -258,7 +258,8 @@ only the daemon answers. The peer end is $NET_PEER_ADDR/$NET_PLEN.
 
 Hugepages: up wants ${ISOSTACK_UP_HUGEPAGES:-256} free 2 MiB pages, raising nr_hugepages if
 needed (down gives back what it added); otherwise it runs with --no-huge.
-The diagnostic echo (port 7) and discard (port 9) services are on unless
+--set passes a [daemon] key of isostackd.conf (e.g. app_sockets=255,
+rx_ring=1m, app_memory=64m). The diagnostic echo (port 7) and discard (port 9) services are on unless
 --no-echo. up returns once the daemon answers a ping from the peer (at
 most --timeout seconds, default 30); if it does not, up prints the
 daemon's log and removes everything it made. --no-daemon builds the
@@ -283,6 +284,7 @@ cmd_up() {
 		--mode)    NET_UP_ARGS+=(--mode "${2:?--mode needs a value}"); shift ;;
 		--idle-us) NET_UP_ARGS+=(--idle-us "${2:?--idle-us needs a value}"); shift ;;
 		--mbufs)   NET_UP_ARGS+=(--mbufs "${2:?--mbufs needs a value}"); shift ;;
+		--set)     NET_UP_ARGS+=(--set "${2:?--set needs KEY=VALUE}"); shift ;;
 		--no-echo) echo=0 ;;
 		--no-daemon) daemon=0 ;;
 		--timeout) NET_TIMEOUT=${2:?--timeout needs a value}; shift ;;
