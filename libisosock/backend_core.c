@@ -433,6 +433,13 @@ static void be_fork_done(pid_t pid)
 		isosock_app_fork_parent(atts[i].app, atts[i].fork_child, pid < 0);
 }
 
+static void be_child_reaped(void)
+{
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		isosock_app_child_reaped(atts[i].app);
+}
+
 static void be_atfork_child(void)
 {
 	/* One thread now; the locks may have been taken by threads the child
@@ -582,6 +589,7 @@ const struct isosock_be isosock_be_core = {
 	.atfork_parent = be_atfork_parent,
 	.atfork_child = be_atfork_child,
 	.fork_done = be_fork_done,
+	.child_reaped = be_child_reaped,
 	.exec_export = be_exec_export,
 	.exec_failed = be_exec_failed,
 	.handle_slot = be_handle_slot,

@@ -2053,6 +2053,18 @@ static void sweep(struct isosock_app *app)
 }
 
 /*
+ * A parent that waits for its children in the kernel (waitpid) makes no
+ * other call into us, so the sockets only a killed child held would stay
+ * open until the parent's next socket call: the wait* wrappers sweep as
+ * soon as a child is reaped, as the kernel closes them when it dies.
+ */
+void isosock_app_child_reaped(struct isosock_app *app)
+{
+	app->next_sweep = 0;
+	sweep(app);
+}
+
+/*
  * Lets go of every socket this process holds whose slot keep[] does not
  * mark (keep may be NULL).  `wait` false: a socket whose lock is taken is
  * skipped (at exit a thread of ours may sit in a call on it; the

@@ -65,6 +65,7 @@ static void resolve(void)
 	R(getsockopt); R(fcntl); R(ioctl); R(dup); R(dup2); R(dup3);
 	R(poll); R(ppoll); R(select); R(pselect); R(epoll_create);
 	R(epoll_create1); R(epoll_ctl); R(epoll_wait); R(epoll_pwait); R(fork);
+	R(wait4); R(waitid);
 	R(sendmmsg); R(recvmmsg); R(epoll_pwait2); R(close_range);
 	R(execve); R(execvpe); R(fexecve);
 	R(splice); R(tee); R(vmsplice);
@@ -610,6 +611,56 @@ EXPORT pid_t fork(void)
 		errno = e;
 	}
 	return pid;
+}
+
+/*
+ * wait: a reaped child may have been the last holder of a socket (killed,
+ * so it did not close): sweep then, not at our next socket call.  wait,
+ * waitpid and wait3 are wait4 in glibc, but internal calls bypass our
+ * symbols, so each public name is interposed.
+ */
+static pid_t reaped(pid_t pid)
+{
+	if (pid > 0) {
+		int e = errno;
+		isosock_r_child_reaped();
+		errno = e;
+	}
+	return pid;
+}
+
+EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
+{
+	ensure();
+	return reaped(L.wait4(pid, status, options, ru));
+}
+
+EXPORT pid_t wait3(int *status, int options, struct rusage *ru)
+{
+	ensure();
+	return reaped(L.wait4(-1, status, options, ru));
+}
+
+EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+{
+	ensure();
+	return reaped(L.wait4(pid, status, options, NULL));
+}
+
+EXPORT pid_t wait(int *status)
+{
+	ensure();
+	return reaped(L.wait4(-1, status, 0, NULL));
+}
+
+EXPORT int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
+{
+	ensure();
+	int r = L.waitid(idtype, id, info, options);
+	/* WNOWAIT leaves the child a zombie: it holds nothing either. */
+	if (r == 0 && info != NULL && info->si_pid > 0)
+		(void)reaped(info->si_pid);
+	return r;
 }
 
 /*

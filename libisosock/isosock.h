@@ -114,6 +114,8 @@ int isosock_app_fork_prepare(struct isosock_app *app);
 void isosock_app_fork_parent(struct isosock_app *app, int child, bool failed);
 void isosock_app_fork_child(struct isosock_app *app, int child);
 void isosock_app_exit(struct isosock_app *app);
+/* A child of ours was reaped (wait*): sweep dead members now. */
+void isosock_app_child_reaped(struct isosock_app *app);
 
 /* false once the daemon's control socket has hung up (checked lazily). */
 bool isosock_app_alive(struct isosock_app *app);

@@ -1266,6 +1266,12 @@ void isosock_r_fork_done(pid_t pid)
 		isosock_be->fork_done(pid);
 }
 
+void isosock_r_child_reaped(void)
+{
+	if (isosock_be && isosock_be->child_reaped)
+		isosock_be->child_reaped();
+}
+
 bool isosock_r_private_fd(int fd)
 {
 	return isosock_be && isosock_be->private_fd && isosock_be->private_fd(fd);

@@ -30,7 +30,9 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 
 /* ---- libc, as resolved by interpose.c (or set by a test) ------------- */
@@ -74,6 +76,8 @@ struct isosock_libc {
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	pid_t (*fork)(void);
+	pid_t (*wait4)(pid_t, int *, int, struct rusage *);
+	int (*waitid)(idtype_t, id_t, siginfo_t *, int);
 	/* May be NULL (older libc, or not set by a test): route.c and
 	 * epoll.c fall back (raw syscall, then the nearest older call). */
 	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
@@ -142,6 +146,8 @@ struct isosock_be {
 	/* After fork() returned in the parent (our wrapper only): pid < 0
 	 * when it failed, so what prepare set up for the child is undone. */
 	void (*fork_done)(pid_t pid);
+	/* A wait* call of ours reaped a child (may have held sockets). */
+	void (*child_reaped)(void);
 	/* exec (isosock_r_exec_*): describe the attachments for the new
 	 * image (fds made inheritable) or undo that; the (attachment, slot)
 	 * of a handle; in the new image, adopt the attachments, make handles
@@ -235,6 +241,7 @@ void isosock_r_atfork_prepare(void);
 void isosock_r_atfork_parent(bool failed);
 void isosock_r_atfork_child(void);
 void isosock_r_fork_done(pid_t pid);
+void isosock_r_child_reaped(void);
 /*
  * exec with inherited sockets.  prepare returns a malloc'd
  * "ISOSTACK_INHERIT=..." string describing the attachments and every

@@ -16,7 +16,9 @@
  * closes it, writes "k"), +8 watcher (reads the port it is sent, then
  * counts bytes until EOF, then connects back to that port and writes the
  * count: how a check sees that the connection was closed by a process
- * that is gone), +9 nothing (refused).
+ * that is gone), +9 nothing (refused), +10 eof probe (sends the port of a
+ * UDP socket of its own; a datagram there asks whether the connection has
+ * ended yet, and the answer comes back as a datagram: "eof", "open").
  *
  *   sockcheck execchild FD             (internal) the image exec'd by the
  *                                      exec checks: uses inherited FD
@@ -213,6 +215,28 @@ static void serve(int off, int c)
 		write_full(c, "k", 1);
 		break;
 	}
+	case 10: {
+		int u = socket(AF_INET, SOCK_DGRAM, 0);
+		struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0), from;
+		socklen_t al = sizeof(a), fl = sizeof(from);
+		struct timeval tv = { .tv_sec = 20 };
+		char q[16], x;
+		setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (bind(u, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+		    getsockname(u, (struct sockaddr *)&a, &al) < 0 ||
+		    write_full(c, &a.sin_port, sizeof(a.sin_port)) < 0 ||
+		    recvfrom(u, q, sizeof(q), 0, (struct sockaddr *)&from, &fl) < 0) {
+			close(u);
+			break;
+		}
+		/* The FIN, if sent before the question, was processed before
+		 * it: both came in order over the one link. */
+		n = recv(c, &x, 1, MSG_DONTWAIT);
+		const char *ans = n == 0 ? "eof" : n > 0 ? "data" : errno == EAGAIN ? "open" : "error";
+		sendto(u, ans, strlen(ans), 0, (struct sockaddr *)&from, fl);
+		close(u);
+		break;
+	}
 	case 8: {
 		uint16_t port;
 		uint64_t cnt = 0;
@@ -238,8 +262,8 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8 };
-	struct pollfd p[9];
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10 };
+	struct pollfd p[10];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
@@ -914,6 +938,45 @@ static void check_fork_release(bool killed)
 }
 
 /*
+ * As fork_kill_release, but the parent then only waits for the child
+ * (waitpid) and asks the peer, in a datagram it sends right after,
+ * whether the connection has ended: the kernel closed it when the child
+ * died, so the FIN came first; the shim must not leave it open until the
+ * parent's next call on some socket.
+ */
+static void check_fork_kill_waited(void)
+{
+	int fd = tcp_to(10), sync[2], u = socket(AF_INET, SOCK_DGRAM, 0);
+	uint16_t uport;
+	struct timeval tv = { .tv_sec = 20 };
+	if (read_full(fd, &uport, sizeof(uport)) < 0 || pipe(sync) < 0 || u < 0)
+		die("fork_kill_waited setup");
+	setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (write(sync[1], "y", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();         /* holds fd until killed */
+	}
+	close(fd);
+	char c = 'n', ans[16] = "";
+	if (read(sync[0], &c, 1) != 1)
+		c = 'n';
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	struct sockaddr_in a = addr(peer_ip, 0);
+	a.sin_port = uport;
+	ssize_t r = sendto(u, "?", 1, 0, (struct sockaddr *)&a, sizeof(a));
+	if (r == 1)
+		r = recv(u, ans, sizeof(ans) - 1, 0);
+	report("fork_kill_waited", c != 'y' ? "child_failed" : r > 0 ? ans : ename(errno));
+	close(u);
+	close(sync[0]);
+	close(sync[1]);
+}
+
+/*
  * exec: a socket without FD_CLOEXEC still works in the new image (here
  * this program again, `execchild FD`), and the parent's copy keeps
  * working too; a SOCK_CLOEXEC one is gone in the new image (EBADF) and,
@@ -994,6 +1057,7 @@ static void check_fork(void)
 
 	check_fork_release(false);
 	check_fork_release(true);
+	check_fork_kill_waited();
 	check_exec();
 }
 
