@@ -16,7 +16,7 @@
  * again), and the per-socket mutexes are process-shared and robust.  Every
  * process may then drive every socket it holds, as with the kernel.  A
  * socket is held by a set of member processes (fsock.holders, a bit per
- * entry of fshared.members): fork adds the child to every socket the
+ * entry of fshared.members, up to 1024): fork adds the child to every socket the
  * parent holds, close() removes the caller, and the stack is told CLOSE
  * only when the last holder lets go.  A member that dies without closing
  * (exit runs isosock_app_exit; _exit and signals do not) is swept by the
@@ -63,21 +63,57 @@ enum fstate {
 	F_FREE = 0, F_OPEN, F_LISTEN, F_CONNECTING, F_CONNECTED, F_CLOSING,
 };
 
-/* Processes that may share one attachment (fork children included). */
-#define MAX_MEMBERS     64
+/* Processes that may share one attachment (fork children included): a
+ * forking server has one per connection being served. */
+#define MAX_MEMBERS     1024
+#define MSET_WORDS      (MAX_MEMBERS / 64)
 /* Survivors look for dead members at most this often. */
 #define SWEEP_NS        (100 * 1000 * 1000)
+
+/* A set of member indices. */
+struct mset {
+	uint64_t w[MSET_WORDS];
+};
+
+static bool mset_has(const struct mset *s, int i)
+{
+	return (s->w[i / 64] >> (i % 64)) & 1;
+}
+
+/* Without the socket's lock: a hint, re-checked under it. */
+static bool mset_has_relaxed(const struct mset *s, int i)
+{
+	return (__atomic_load_n(&s->w[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+
+static void mset_add(struct mset *s, int i)
+{
+	s->w[i / 64] |= UINT64_C(1) << (i % 64);
+}
+
+static void mset_del(struct mset *s, int i)
+{
+	s->w[i / 64] &= ~(UINT64_C(1) << (i % 64));
+}
+
+static bool mset_meets(const struct mset *a, const struct mset *b)
+{
+	for (int k = 0; k < MSET_WORDS; k++)
+		if (a->w[k] & b->w[k])
+			return true;
+	return false;
+}
 
 struct rep {
 	uint64_t cookie;
 	bool used, done, abandoned;
-	uint8_t owner;             /* member index of the waiter */
+	uint16_t owner;            /* member index of the waiter */
 	struct isostack_shm_status st;
 };
 
 struct fsock {
 	pthread_mutex_t lock;      /* process-shared, robust; first: fs_fresh keeps it */
-	uint64_t holders;          /* member bits of the processes holding it */
+	struct mset holders;       /* the member processes holding it */
 	uint8_t state;
 	bool nonblock, shut_rd, shut_wr, hup, dead, linger0, cork;
 	bool udp, udp_connected;   /* SOCK_DGRAM; default peer set */
@@ -704,7 +740,7 @@ static void fs_fresh(struct isosock_app *app, struct fsock *f, enum fstate state
 {
 	memset((uint8_t *)f + offsetof(struct fsock, holders), 0,
 	       sizeof(*f) - offsetof(struct fsock, holders));
-	f->holders = UINT64_C(1) << app->me;
+	mset_add(&f->holders, app->me);
 	f->state = (uint8_t)state;
 	f->tx_prod = tx_prod;
 	f->rx_cons = rx_cons;
@@ -809,7 +845,7 @@ static struct rep *rep_new(struct isosock_app *app, struct fsock *f, int s, stru
 			continue;
 		memset(r, 0, sizeof(*r));
 		r->used = true;
-		r->owner = (uint8_t)app->me;
+		r->owner = (uint16_t)app->me;
 		r->cookie = ((uint64_t)(uint32_t)s << 32) | (++f->seq & 0xffffffffu);
 		c->cookie = r->cookie;
 		return r;
@@ -1887,21 +1923,37 @@ static void close_locked(struct isosock_app *app, int s, struct fsock *f)
 }
 
 /* Under f->lock: drops the members in `gone` from the socket's holders,
- * closing it if nobody is left.  Dead holders go too (checked only when
- * someone else still seems to hold it). */
-static void release_locked(struct isosock_app *app, int s, struct fsock *f, uint64_t gone)
+ * closing it if no live holder is left.  Dead holders met on the way go
+ * too; the search stops at the first live one (the sweep clears the rest),
+ * so a close among hundreds of forked holders reads one /proc entry. */
+static void release_locked(struct isosock_app *app, int s, struct fsock *f,
+			   const struct mset *gone)
 {
-	uint64_t left;
-
 	if (f->state == F_FREE || f->state == F_CLOSING)
 		return;
-	left = f->holders & ~gone;
-	for (int i = 0; left != 0 && i < MAX_MEMBERS; i++)
-		if ((left & (UINT64_C(1) << i)) && !member_alive(&app->sh->members[i]))
-			left &= ~(UINT64_C(1) << i);
-	f->holders = left;
-	if (left == 0)
-		close_locked(app, s, f);
+	for (int k = 0; k < MSET_WORDS; k++)
+		f->holders.w[k] &= ~gone->w[k];
+	for (int i = 0; i < MAX_MEMBERS; i++) {
+		if (f->holders.w[i / 64] == 0) {
+			i |= 63;          /* the next word */
+			continue;
+		}
+		if (!mset_has(&f->holders, i))
+			continue;
+		if (member_alive(&app->sh->members[i]))
+			return;
+		mset_del(&f->holders, i);
+	}
+	close_locked(app, s, f);
+}
+
+/* Under f->lock: the one member `who` lets go. */
+static void release_one(struct isosock_app *app, int s, struct fsock *f, int who)
+{
+	struct mset gone = { { 0 } };
+
+	mset_add(&gone, who);
+	release_locked(app, s, f, &gone);
 }
 
 int isosock_close(struct isosock_app *app, int s)
@@ -1912,11 +1964,11 @@ int isosock_close(struct isosock_app *app, int s)
 		return -EBADF;
 	fs_lock(f);
 	if (f->state == F_FREE || f->state == F_CLOSING ||
-	    !(f->holders & (UINT64_C(1) << app->me))) {
+	    !mset_has(&f->holders, app->me)) {
 		fs_unlock(f);
 		return -EBADF;
 	}
-	release_locked(app, s, f, UINT64_C(1) << app->me);
+	release_one(app, s, f, app->me);
 	fs_unlock(f);
 	return 0;
 }
@@ -1925,33 +1977,32 @@ int isosock_close(struct isosock_app *app, int s)
 
 int isosock_app_fork_prepare(struct isosock_app *app)
 {
-	uint64_t mine = UINT64_C(1) << app->me, child;
+	static atomic_bool said;
 	int k;
 
 	robust_lock(&app->sh->mlock);
 	k = member_claim(app->sh, -1);
 	pthread_mutex_unlock(&app->sh->mlock);
 	if (k < 0) {
-		/* Unlikely (64 live processes on one attachment); the
-		 * child then shares our entry: its close()s and exit count
-		 * as ours.  Said once per attachment. */
-		static const char msg[] = "libisosock: more than 64 processes share one "
+		/* MAX_MEMBERS live processes on one attachment: the child
+		 * then shares our entry, so its close()s and exit count as
+		 * ours.  Said once per process. */
+		static const char msg[] = "libisosock: more than 1024 processes share one "
 			"attachment; a fork child shares its parent's claim on sockets\n";
 
-		if (write(2, msg, sizeof(msg) - 1) < 0) {
+		if (!atomic_exchange(&said, true) && write(2, msg, sizeof(msg) - 1) < 0) {
 			/* nothing better to do */
 		}
 		return app->me;
 	}
-	child = UINT64_C(1) << k;
 	for (uint32_t i = 1; i < app->nsocks; i++) {
 		struct fsock *f = &app->fs[i];
 
-		if (!(__atomic_load_n(&f->holders, __ATOMIC_RELAXED) & mine))
+		if (!mset_has_relaxed(&f->holders, app->me))
 			continue;
 		fs_lock(f);
-		if (f->holders & mine)
-			f->holders |= child;
+		if (mset_has(&f->holders, app->me))
+			mset_add(&f->holders, k);
 		fs_unlock(f);
 	}
 	return k;
@@ -1964,8 +2015,10 @@ void isosock_app_fork_parent(struct isosock_app *app, int child, bool failed)
 	for (uint32_t i = 1; i < app->nsocks; i++) {
 		struct fsock *f = &app->fs[i];
 
+		if (!mset_has_relaxed(&f->holders, child))
+			continue;
 		fs_lock(f);
-		f->holders &= ~(UINT64_C(1) << child);
+		mset_del(&f->holders, child);
 		fs_unlock(f);
 	}
 	robust_lock(&app->sh->mlock);
@@ -2010,7 +2063,8 @@ void isosock_app_fork_child(struct isosock_app *app, int child)
  */
 static void sweep(struct isosock_app *app)
 {
-	uint64_t gone = 0;
+	struct mset gone = { { 0 } };
+	bool any = false;
 	int64_t now;
 
 	if (atomic_load_explicit(&app->sh->nmembers, memory_order_relaxed) <= 1)
@@ -2026,11 +2080,12 @@ static void sweep(struct isosock_app *app)
 		if (i == app->me || atomic_load_explicit(&m->pid, memory_order_relaxed) == 0 ||
 		    member_alive(m))
 			continue;
-		gone |= UINT64_C(1) << i;
+		mset_add(&gone, i);
+		any = true;
 		member_free(app->sh, i);
 	}
 	pthread_mutex_unlock(&app->sh->mlock);
-	if (gone == 0)
+	if (!any)
 		return;
 	for (uint32_t i = 1; i < app->nsocks; i++) {
 		struct fsock *f = &app->fs[i];
@@ -2039,15 +2094,15 @@ static void sweep(struct isosock_app *app)
 		for (int k = 0; k < NREP; k++) {
 			struct rep *r = &f->rep[k];
 
-			if (r->used && (gone & (UINT64_C(1) << r->owner))) {
+			if (r->used && mset_has(&gone, r->owner)) {
 				if (r->done)
 					r->used = false;
 				else
 					r->abandoned = true;
 			}
 		}
-		if (f->holders & gone)
-			release_locked(app, (int)i, f, gone);
+		if (mset_meets(&f->holders, &gone))
+			release_locked(app, (int)i, f, &gone);
 		fs_unlock(f);
 	}
 }
@@ -2072,20 +2127,17 @@ void isosock_app_child_reaped(struct isosock_app *app)
  */
 static void release_mine(struct isosock_app *app, const bool *keep, bool wait)
 {
-	uint64_t mine = UINT64_C(1) << app->me;
-
 	for (uint32_t i = 1; i < app->nsocks; i++) {
 		struct fsock *f = &app->fs[i];
 
-		if ((keep != NULL && keep[i]) ||
-		    !(__atomic_load_n(&f->holders, __ATOMIC_RELAXED) & mine))
+		if ((keep != NULL && keep[i]) || !mset_has_relaxed(&f->holders, app->me))
 			continue;
 		if (wait)
 			fs_lock(f);
 		else if (fs_trylock(f) != 0)
 			continue;
-		if (f->holders & mine)
-			release_locked(app, (int)i, f, mine);
+		if (mset_has(&f->holders, app->me))
+			release_one(app, (int)i, f, app->me);
 		fs_unlock(f);
 	}
 }

@@ -938,6 +938,52 @@ static void check_fork_release(bool killed)
 }
 
 /*
+ * A forking server holds each connection in many processes at once: here
+ * 100 children inherit one connection, the parent closes its copy, 99
+ * children exit, and the last child, which a shim with a small table of
+ * processes could not tell apart from its parent, still uses it.
+ */
+static void check_fork_many(void)
+{
+	enum { N = 100 };
+	int fd = tcp_to(0), quit[2], go[2];
+	pid_t pids[N];
+	if (pipe(quit) < 0 || pipe(go) < 0)
+		die("fork_many setup");
+	for (int i = 0; i < N; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			die("fork_many fork");
+		if (pids[i] > 0)
+			continue;
+		char b[4];
+		close(quit[1]);
+		close(go[1]);
+		if (i < N - 1)
+			_exit(read(quit[0], b, 1) == 0 ? 0 : 1);  /* EOF: exit */
+		if (read(go[0], b, 1) != 1)
+			_exit(2);
+		_exit(send(fd, "last", 4, 0) == 4 && read_full(fd, b, 4) == 0 &&
+		      !memcmp(b, "last", 4) ? 0 : 3);
+	}
+	close(fd);
+	close(quit[1]);           /* the first 99 exit */
+	bool ok = true;
+	for (int i = 0; i < N - 1; i++) {
+		int st = -1;
+		ok &= waitpid(pids[i], &st, 0) == pids[i] && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	}
+	int st = -1;
+	ok &= write(go[1], "g", 1) == 1;
+	waitpid(pids[N - 1], &st, 0);
+	report("fork_many", !ok ? "children_failed" :
+	       WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "ok" : "last_failed");
+	close(quit[0]);
+	close(go[0]);
+	close(go[1]);
+}
+
+/*
  * As fork_kill_release, but the parent then only waits for the child
  * (waitpid) and asks the peer, in a datagram it sends right after,
  * whether the connection has ended: the kernel closed it when the child
@@ -1058,6 +1104,7 @@ static void check_fork(void)
 	check_fork_release(false);
 	check_fork_release(true);
 	check_fork_kill_waited();
+	check_fork_many();
 	check_exec();
 }
 
