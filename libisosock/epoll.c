@@ -170,6 +170,14 @@ int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		r = L.epoll_ctl(epfd, op, fd, ev) < 0 ? -errno : 0;
 		goto out;
 	}
+	if (it && (it->f != f || it->gen != f->gen)) {
+		/* The entry's socket was closed and the fd number reused
+		 * before a scan noticed (nginx closes a connection and
+		 * accepts the next one onto the same fd): the kernel dropped
+		 * the old registration at close, so do we. */
+		drop(e, it);
+		it = NULL;
+	}
 	switch (op) {
 	case EPOLL_CTL_ADD:
 		if (it) {

@@ -621,6 +621,36 @@ static void test_epoll_mixed_wakeup(void **state)
 
 /* ---- options ------------------------------------------------------------------- */
 
+/* close() drops a socket from every epoll set, as the kernel does; a new
+ * socket that gets the same fd number before any wait is a new entry
+ * (nginx: close a connection, accept the next onto that fd, ADD it). */
+static void test_epoll_fd_reuse(void **state)
+{
+	(void)state;
+	int ep = isosock_e_create(EPOLL_CLOEXEC);
+	int a = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 }, out[4];
+	assert_true(ep >= 0 && a >= 0);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, a, &ev), 0);
+	assert_int_equal(isosock_r_close(a), 0);
+	int b = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(b, a);                 /* the lowest free number again */
+	ev.data.u64 = 2;
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, b, &ev), 0);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, b, &ev), -EEXIST);
+	atomic_store(&fs_of(b)->mask, POLLIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].data.u64, 2);   /* the new socket's data */
+	/* MOD and DEL of a reused number see only the new registration. */
+	assert_int_equal(isosock_r_close(b), 0);
+	int c = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(c, a);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_MOD, c, &ev), -ENOENT);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_DEL, c, NULL), -ENOENT);
+	isosock_r_close(c);
+	isosock_r_close(ep);
+}
+
 static void test_options(void **state)
 {
 	(void)state;
@@ -1142,6 +1172,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_epoll_lt_et_oneshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_et_no_repeat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_mixed_wakeup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoll_fd_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sendmmsg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recvmmsg, setup, teardown),
