@@ -454,7 +454,7 @@ static void be_atfork_child(void)
 /* Process exit (exit(), return from main): let go of every socket, as the
  * kernel closes a process's fds; sockets still held by another process of
  * the application stay open. */
-__attribute__((destructor)) static void be_exit(void)
+static void be_exit(void)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
 	for (int i = 0; i < n; i++)
@@ -590,6 +590,7 @@ const struct isosock_be isosock_be_core = {
 	.atfork_child = be_atfork_child,
 	.fork_done = be_fork_done,
 	.child_reaped = be_child_reaped,
+	.exit = be_exit,
 	.exec_export = be_exec_export,
 	.exec_failed = be_exec_failed,
 	.handle_slot = be_handle_slot,

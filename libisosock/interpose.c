@@ -65,7 +65,7 @@ static void resolve(void)
 	R(getsockopt); R(fcntl); R(ioctl); R(dup); R(dup2); R(dup3);
 	R(poll); R(ppoll); R(select); R(pselect); R(epoll_create);
 	R(epoll_create1); R(epoll_ctl); R(epoll_wait); R(epoll_pwait); R(fork);
-	R(wait4); R(waitid);
+	R(wait4); R(waitid); R(fdopen);
 	R(sendmmsg); R(recvmmsg); R(epoll_pwait2); R(close_range);
 	R(execve); R(execvpe); R(fexecve);
 	R(splice); R(tee); R(vmsplice);
@@ -97,6 +97,18 @@ __attribute__((constructor)) static void isosock_init(void)
 			isosock_r_exec_adopt(copy);
 		free(copy);
 	}
+	isosock_stdio_adopt();   /* sockets as stdin/stdout/stderr */
+}
+
+/* Process exit (exit(), return from main): buffered stdio first, then let
+ * go of every socket, as the kernel closes a process's fds. */
+__attribute__((destructor)) static void isosock_fini(void)
+{
+	if (!atomic_load_explicit(&libc_ready, memory_order_acquire))
+		return;
+	isosock_stdio_flush();
+	if (isosock_be && isosock_be->exit)
+		isosock_be->exit();
 }
 
 static inline int ret(int r)
@@ -449,7 +461,10 @@ EXPORT int dup2(int oldfd, int newfd)
 	if (!isosock_fd_get_peek(oldfd) && !isosock_fd_get_peek(newfd) &&
 	    !isosock_e_is_emulated(newfd))
 		return L.dup2(oldfd, newfd);
-	return ret(isosock_r_dup(oldfd, newfd, 0, 1));
+	int r = ret(isosock_r_dup(oldfd, newfd, 0, 1));
+	if (r >= 0)
+		isosock_stdio_sync(newfd);
+	return r;
 }
 
 EXPORT int dup3(int oldfd, int newfd, int flags)
@@ -458,7 +473,18 @@ EXPORT int dup3(int oldfd, int newfd, int flags)
 	if (!isosock_fd_get_peek(oldfd) && !isosock_fd_get_peek(newfd) &&
 	    !isosock_e_is_emulated(newfd))
 		return L.dup3(oldfd, newfd, flags);
-	return ret(isosock_r_dup(oldfd, newfd, flags, 2));
+	int r = ret(isosock_r_dup(oldfd, newfd, flags, 2));
+	if (r >= 0)
+		isosock_stdio_sync(newfd);
+	return r;
+}
+
+EXPORT FILE *fdopen(int fd, const char *mode)
+{
+	ensure();
+	if (isosock_fd_get_peek(fd))
+		return isosock_stdio_fdopen(fd, mode);
+	return L.fdopen(fd, mode);
 }
 
 /* ---- readiness ----------------------------------------------------------- */

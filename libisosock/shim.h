@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -78,6 +79,7 @@ struct isosock_libc {
 	pid_t (*fork)(void);
 	pid_t (*wait4)(pid_t, int *, int, struct rusage *);
 	int (*waitid)(idtype_t, id_t, siginfo_t *, int);
+	FILE *(*fdopen)(int, const char *);
 	/* May be NULL (older libc, or not set by a test): route.c and
 	 * epoll.c fall back (raw syscall, then the nearest older call). */
 	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
@@ -148,6 +150,8 @@ struct isosock_be {
 	void (*fork_done)(pid_t pid);
 	/* A wait* call of ours reaped a child (may have held sockets). */
 	void (*child_reaped)(void);
+	/* Process exit: let go of every socket (after stdio was flushed). */
+	void (*exit)(void);
 	/* exec (isosock_r_exec_*): describe the attachments for the new
 	 * image (fds made inheritable) or undo that; the (attachment, slot)
 	 * of a handle; in the new image, adopt the attachments, make handles
@@ -242,6 +246,12 @@ void isosock_r_atfork_parent(bool failed);
 void isosock_r_atfork_child(void);
 void isosock_r_fork_done(pid_t pid);
 void isosock_r_child_reaped(void);
+
+/* stdio.c: FILEs on isostack sockets (fds 0-2, fdopen). */
+FILE *isosock_stdio_fdopen(int fd, const char *mode);
+void isosock_stdio_sync(int fd);
+void isosock_stdio_adopt(void);
+void isosock_stdio_flush(void);
 /*
  * exec with inherited sockets.  prepare returns a malloc'd
  * "ISOSTACK_INHERIT=..." string describing the attachments and every

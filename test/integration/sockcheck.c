@@ -20,6 +20,9 @@
  * UDP socket of its own; a datagram there asks whether the connection has
  * ended yet, and the answer comes back as a datagram: "eof", "open").
  *
+ *   sockcheck stdiochild               (internal) exec'd with a connection
+ *                                      to the echo service as stdin/stdout:
+ *                                      talks through stdio
  *   sockcheck execchild FD             (internal) the image exec'd by the
  *                                      exec checks: uses inherited FD
  *
@@ -1128,12 +1131,71 @@ static void check_udp(void)
 	close(u);
 }
 
+/*
+ * stdio on a socket: an image exec'd with the connection as stdin and
+ * stdout (inetd style) writes a line, reads its echo back with fgets, and
+ * leaves a last line in stdout's buffer for exit to flush; a process that
+ * dup2s the connection onto stdout writes with printf; fdopen gives a
+ * FILE on it.  The parent reads what the echo service sent back.
+ */
+static int stdio_child(void)
+{
+	char line[64];
+	printf("stdio-out\n");
+	if (fflush(stdout) != 0 || fgets(line, sizeof(line), stdin) == NULL ||
+	    strcmp(line, "stdio-out\n"))
+		return 1;
+	printf("bye %s", line);  /* flushed by exit */
+	return 0;
+}
+
+static void check_stdio(void)
+{
+	int fd = tcp_to(0), st = -1;
+	char b[32] = "";
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
+			_exit(2);
+		close(fd);
+		execl("/proc/self/exe", "sockcheck", "stdiochild", (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, &st, 0);
+	/* The echo of both lines: "stdio-out\n" went to the child's fgets. */
+	report("stdio_exec", !WIFEXITED(st) || WEXITSTATUS(st) != 0 ? "child_failed" :
+	       read_full(fd, b, 14) < 0 ? "short" : !memcmp(b, "bye stdio-out\n", 14) ? "ok" : "bad");
+
+	pid = fork();
+	if (pid == 0) {
+		if (dup2(fd, 1) < 0)
+			_exit(2);
+		printf("inproc\n");
+		_exit(fflush(stdout) == 0 ? 0 : 1);
+	}
+	waitpid(pid, &st, 0);
+	memset(b, 0, sizeof(b));
+	report("stdio_dup2", !WIFEXITED(st) || WEXITSTATUS(st) != 0 ? "child_failed" :
+	       read_full(fd, b, 7) < 0 ? "short" : !memcmp(b, "inproc\n", 7) ? "ok" : "bad");
+
+	FILE *f = fdopen(dup(fd), "r+");
+	char line[32] = "";
+	int ok = f && fprintf(f, "fdopen\n") == 7 && fflush(f) == 0 &&
+		 fgets(line, sizeof(line), f) && !strcmp(line, "fdopen\n");
+	report("stdio_fdopen", ok ? "ok" : f ? "bad" : ename(errno));
+	if (f)
+		fclose(f);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "peer")) {
 		base = atoi(argv[2]);
 		return run_peer();
 	}
+	if (argc == 2 && !strcmp(argv[1], "stdiochild"))
+		return stdio_child();
 	if (argc == 3 && !strcmp(argv[1], "execchild"))
 		return exec_child(atoi(argv[2]));
 	if (argc != 4 || strcmp(argv[1], "run") || inet_pton(AF_INET, argv[2], &peer_ip) != 1) {
@@ -1151,6 +1213,7 @@ int main(int argc, char **argv)
 	check_splice();
 	check_closefrom();
 	check_fork();
+	check_stdio();
 	check_udp();
 	return 0;
 }
