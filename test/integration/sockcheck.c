@@ -458,6 +458,72 @@ static void check_bulk(void)
 	close(fd);
 }
 
+/*
+ * Many threads on many sockets: 8 threads at once, each with connections
+ * of its own, alternately sending 1 MiB to the sink (its checksum comes
+ * back) and having 1 MiB sent by the source, four rounds each.
+ */
+struct thread_job {
+	pthread_t t;
+	int id;
+	bool ok;
+};
+
+static void *thread_main(void *arg)
+{
+	struct thread_job *j = arg;
+	const uint64_t total = 1u << 20;
+	unsigned char buf[16384];
+	j->ok = true;
+	for (int round = 0; round < 4 && j->ok; round++) {
+		int fd = tcp_to(3);
+		uint64_t h = 0xcbf29ce484222325ULL, seed = (uint64_t)j->id * 7919 + (uint64_t)round;
+		for (uint64_t i = 0; i < total;) {
+			size_t k = 0;
+			for (; k < sizeof(buf) - 1 && i < total; k++, i++)
+				buf[k] = pattern(i + seed);
+			h = fnv(h, buf, k);
+			if (write_full(fd, buf, k) < 0)
+				break;
+		}
+		shutdown(fd, SHUT_WR);
+		uint64_t out[2] = { 0, 0 };
+		j->ok &= read_full(fd, out, sizeof(out)) == 0 && out[0] == h && out[1] == total;
+		close(fd);
+
+		fd = tcp_to(4);
+		uint64_t want = total, got = 0;
+		ssize_t r;
+		write_full(fd, &want, sizeof(want));
+		while ((r = read(fd, buf, sizeof(buf))) > 0) {
+			for (ssize_t k = 0; k < r; k++)
+				j->ok &= buf[k] == pattern(got + (uint64_t)k);
+			got += (uint64_t)r;
+		}
+		j->ok &= got == total;
+		close(fd);
+	}
+	return NULL;
+}
+
+static void check_threads(void)
+{
+	struct thread_job jobs[8];
+	int ok = 0;
+	for (int i = 0; i < 8; i++) {
+		jobs[i].id = i;
+		if (pthread_create(&jobs[i].t, NULL, thread_main, &jobs[i]) != 0)
+			die("pthread_create");
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(jobs[i].t, NULL);
+		ok += jobs[i].ok;
+	}
+	char res[32];
+	snprintf(res, sizeof(res), "%d/8_ok", ok);
+	report("threads_8x_8MiB", res);
+}
+
 static void check_readiness(void)
 {
 	char buf[64];
@@ -1207,6 +1273,7 @@ int main(int argc, char **argv)
 	check_connect();
 	check_stream();
 	check_bulk();
+	check_threads();
 	check_readiness();
 	check_accept();
 	check_signals();
