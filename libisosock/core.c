@@ -2056,9 +2056,18 @@ int isosock_app_spawn_claim(struct isosock_app *app, int32_t *mark)
 	 * again), so spawn_done never undoes a reservation not its own. */
 	*mark = -2 - (int32_t)(atomic_fetch_add_explicit(&app->sh->spawn_seq, 1,
 							 memory_order_relaxed) & 0x3fffffff);
-	robust_lock(&app->sh->mlock);
-	k = member_claim(app->sh, *mark);
-	pthread_mutex_unlock(&app->sh->mlock);
+	for (int tries = 0; tries < 2; tries++) {
+		robust_lock(&app->sh->mlock);
+		k = member_claim(app->sh, *mark);
+		pthread_mutex_unlock(&app->sh->mlock);
+		if (k >= 0 || tries > 0)
+			break;
+		/* Full: children that never loaded us (and so never freed
+		 * their entry at exit) may be gone; look now, not at the next
+		 * rate-limited sweep. */
+		app->next_sweep = 0;
+		sweep(app);
+	}
 	return k;
 }
 

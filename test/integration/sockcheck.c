@@ -1030,11 +1030,10 @@ static const char *status_name(int r, int st)
 	}
 }
 
-static const char *spawn_wait(const posix_spawn_file_actions_t *fa, char *const argv[],
-			      char *const envp[])
+static const char *spawn_wait(const char *path, char *const argv[], char *const envp[])
 {
 	pid_t pid;
-	int st = -1, r = posix_spawn(&pid, "/proc/self/exe", fa, NULL, argv, envp);
+	int st = -1, r = posix_spawn(&pid, path, NULL, NULL, argv, envp);
 	if (r == 0)
 		waitpid(pid, &st, 0);
 	return status_name(r, st);
@@ -1052,7 +1051,8 @@ static void check_spawn(void)
 	int fd = tcp_to(0);
 	snprintf(arg, sizeof(arg), "%d", fd);
 	report("spawn_inherit",
-	       spawn_wait(NULL, (char *const[]){ "sockcheck", "execchild", arg, NULL }, environ));
+	       spawn_wait("/proc/self/exe", (char *const[]){ "sockcheck", "execchild", arg, NULL },
+			  environ));
 	char b[8];
 	int ok = send(fd, "after", 5, 0) == 5 && read_full(fd, b, 5) == 0 && !memcmp(b, "after", 5);
 	report("spawn_parent_after", ok ? "ok" : "bad");
@@ -1127,7 +1127,8 @@ static void check_spawn(void)
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	snprintf(arg, sizeof(arg), "%d", fd);
 	report("spawn_cloexec",
-	       spawn_wait(NULL, (char *const[]){ "sockcheck", "execchild", arg, NULL }, environ));
+	       spawn_wait("/proc/self/exe", (char *const[]){ "sockcheck", "execchild", arg, NULL },
+			  environ));
 	close(fd);
 	report("spawn_cloexec_closed", watcher_count(l, 3));
 
@@ -1147,6 +1148,35 @@ static void check_spawn(void)
 	close(fd);
 	report("spawn_plain_closed", watcher_count(l, 4));
 	close(l);
+
+	/* More children than a table of processes could hold at once if
+	 * their places were not given back (each waited for before the next). */
+	const char *many = "ok";
+	fd = tcp_to(0);
+	snprintf(arg, sizeof(arg), "%d", fd);
+	for (int i = 0; i < 80 && !strcmp(many, "ok"); i++) {
+		many = spawn_wait("/bin/true", (char *const[]){ "true", NULL },
+				  (char *const[]){ NULL });
+		if (strcmp(many, "ok"))
+			break;
+		if (i % 3 == 0) {
+			many = spawn_wait("/proc/self/exe",
+					  (char *const[]){ "sockcheck", "execchild", arg, NULL },
+					  environ);
+		} else if (i % 3 == 1) {
+			snprintf(cmd, sizeof(cmd), "exec '%s' execchild %d", self, fd);
+			many = status_name(0, system(cmd));
+		} else {
+			snprintf(cmd, sizeof(cmd), "exec '%s' popenchild %d", self, fd);
+			p = popen(cmd, "r");
+			pn = p ? fread(pb, 1, sizeof(pb) - 1, p) : 0;
+			many = p && pclose(p) == 0 && pn == 5 ? "ok" : "popen_bad";
+		}
+	}
+	report("spawn_many", many);
+	ok = send(fd, "many", 4, 0) == 4 && read_full(fd, b, 4) == 0 && !memcmp(b, "many", 4);
+	report("spawn_many_parent_after", ok ? "ok" : "bad");
+	close(fd);
 }
 
 static void check_fork(void)
