@@ -628,6 +628,15 @@ EXPORT pid_t fork(void)
 	return pid;
 }
 
+/* vfork: a fork (POSIX allows it).  The child of a real vfork shares our
+ * memory and skips the fork handlers, so an exec from it would hand the
+ * new image our own member entry, whose close-on-exec sockets that image
+ * then lets go in our name. */
+EXPORT pid_t vfork(void)
+{
+	return fork();
+}
+
 /*
  * exec: every variant goes through one of the three libc entry points
  * with an environment that carries ISOSTACK_INHERIT (isosock_r_exec_*),

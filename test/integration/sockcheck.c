@@ -1179,6 +1179,33 @@ static void check_spawn(void)
 	close(fd);
 }
 
+/* vfork + exec: the inherited socket works in the new image, and a
+ * close-on-exec one the image did not get stays the parent's. */
+static void check_vfork(void)
+{
+	int fd = tcp_to(0), cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = addr(peer_ip, base);
+	char arg[16], b[5];
+	if (cl < 0 || connect(cl, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("vfork setup");
+	snprintf(arg, sizeof(arg), "%d", fd);
+	pid_t pid = vfork();
+	if (pid == 0) {
+		execl("/proc/self/exe", "sockcheck", "execchild", arg, (char *)NULL);
+		_exit(127);
+	}
+	int st = -1;
+	if (pid > 0)
+		waitpid(pid, &st, 0);
+	report("vfork_exec_inherit", pid < 0 ? ename(errno) : status_name(0, st));
+	int ok = send(cl, "vfork", 5, 0) == 5 && read_full(cl, b, 5) == 0 && !memcmp(b, "vfork", 5);
+	report("vfork_parent_cloexec", ok ? "ok" : "bad");
+	ok = send(fd, "vfork", 5, 0) == 5 && read_full(fd, b, 5) == 0 && !memcmp(b, "vfork", 5);
+	report("vfork_parent_after", ok ? "ok" : "bad");
+	close(cl);
+	close(fd);
+}
+
 static void check_fork(void)
 {
 	int fd = tcp_to(0);
@@ -1203,6 +1230,7 @@ static void check_fork(void)
 	check_fork_release(true);
 	check_exec();
 	check_spawn();
+	check_vfork();
 }
 
 static void check_udp(void)
