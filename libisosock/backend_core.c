@@ -554,6 +554,119 @@ static void be_exec_done(void)
 	}
 }
 
+/*
+ * spawn (posix_spawn, system, popen): a member entry per attachment for a
+ * child our fork handlers do not see (isosock_app_spawn_*).  While any
+ * spawn is in flight the attachments' own fds are inheritable (the child
+ * needs them); the last one to end makes them close-on-exec again.
+ */
+struct spawn {
+	int n;
+	bool exported;
+	int k[MAX_ATT];
+	int32_t mark[MAX_ATT];
+};
+
+static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
+static int spawn_busy;
+
+static void spawn_undo(struct spawn *sp, pid_t pid)
+{
+	for (int i = 0; i < sp->n; i++)
+		if (sp->k[i] >= 0)
+			isosock_app_spawn_done(atts[i].app, sp->k[i], sp->mark[i], pid);
+}
+
+static void *be_spawn_begin(void)
+{
+	int na = atomic_load_explicit(&natt, memory_order_acquire);
+	if (na == 0)
+		return NULL;
+	struct spawn *sp = calloc(1, sizeof(*sp));
+	if (!sp)
+		return NULL;
+	q_enter();
+	for (; sp->n < na; sp->n++) {
+		int i = sp->n;
+		sp->k[i] = isosock_app_spawn_claim(atts[i].app, &sp->mark[i]);
+		if (sp->k[i] < 0)
+			break;
+	}
+	if (sp->n < na) {
+		/* No entry left (64 live processes): the child gets plain
+		 * kernel sockets, as before spawn was covered. */
+		spawn_undo(sp, -1);
+		q_leave();
+		free(sp);
+		isosock_log("spawn: no member entry left; the child does not inherit isostack "
+			    "sockets");
+		return NULL;
+	}
+	q_leave();
+	return sp;
+}
+
+static int be_spawn_export(void *p, char *buf, size_t n)
+{
+	struct spawn *sp = p;
+	size_t off = 0;
+	int r = 0;
+	pthread_mutex_lock(&spawn_lock);
+	spawn_busy++;
+	sp->exported = true;
+	for (int i = 0; i < sp->n && r >= 0; i++) {
+		if (off + 2 >= n) {
+			r = -ENAMETOOLONG;
+			break;
+		}
+		if (i > 0)
+			buf[off++] = '|';
+		r = isosock_app_spawn_export(atts[i].app, sp->k[i], buf + off, n - off);
+		if (r >= 0)
+			off += (size_t)r;
+	}
+	pthread_mutex_unlock(&spawn_lock);
+	if (r < 0)
+		return r;
+	buf[off] = '\0';
+	return (int)off;
+}
+
+static void be_spawn_hold(void *p, void *h)
+{
+	struct spawn *sp = p;
+	int a = (int)(H(h)->att - atts);
+	if (a < 0 || a >= sp->n)
+		return;
+	q_enter();
+	isosock_app_spawn_hold(atts[a].app, sp->k[a], H(h)->s);
+	q_leave();
+}
+
+static void be_spawn_started(void *p)
+{
+	struct spawn *sp = p;
+	if (!sp || !sp->exported)
+		return;
+	sp->exported = false;
+	pthread_mutex_lock(&spawn_lock);
+	if (--spawn_busy == 0)
+		be_exec_failed();
+	pthread_mutex_unlock(&spawn_lock);
+}
+
+static void be_spawn_end(void *p, pid_t pid)
+{
+	struct spawn *sp = p;
+	if (!sp)
+		return;
+	be_spawn_started(sp);
+	q_enter();
+	spawn_undo(sp, pid);
+	q_leave();
+	free(sp);
+}
+
 static bool be_private_fd(int fd)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
@@ -598,4 +711,9 @@ const struct isosock_be isosock_be_core = {
 	.handle_adopt = be_handle_adopt,
 	.exec_done = be_exec_done,
 	.private_fd = be_private_fd,
+	.spawn_begin = be_spawn_begin,
+	.spawn_export = be_spawn_export,
+	.spawn_hold = be_spawn_hold,
+	.spawn_started = be_spawn_started,
+	.spawn_end = be_spawn_end,
 };

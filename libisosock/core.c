@@ -143,7 +143,8 @@ struct fsock {
 	uint32_t close_rx_prod;
 };
 
-/* A process of the application: pid 0 free, -1 reserved by a fork under way. */
+/* A process of the application: pid 0 free, -1 reserved by a fork under
+ * way, below -1 reserved for a spawned child (isosock_app_spawn_claim). */
 struct member {
 	_Atomic int32_t pid;
 	uint64_t start;            /* /proc starttime: tells a reused pid apart */
@@ -154,6 +155,7 @@ struct fshared {
 	pthread_mutex_t mlock;     /* members[]; process-shared, robust */
 	struct member members[MAX_MEMBERS];
 	_Atomic uint32_t nmembers; /* entries in use, for the sweep's fast path */
+	_Atomic uint32_t spawn_seq; /* makes the pid marks of spawn reservations */
 	uint32_t nsocks;
 	struct fsock fs[];
 };
@@ -510,6 +512,36 @@ bool isosock_app_alive(struct isosock_app *app)
 	return true;
 }
 
+/*
+ * A wake fd of our own (ctl_proto.h, WAKEFD), for a process that starts
+ * out with its parent's (fork child, spawned image): sharing it, either
+ * process could drain the other's wake-up.  Kept on the parent's if this
+ * fails: then only the 20/100 ms slices wake us.
+ */
+static void own_wake_fd(struct isosock_app *app)
+{
+	struct isostack_ctl_wakefd w = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_WAKEFD, .length = sizeof(w) },
+		.pid = (uint32_t)getpid(),
+	};
+	int wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), old = app->wake_fd;
+
+	if (wfd >= 0 && isoshm_send_fd(app->ctl_fd, wfd, &w, sizeof(w)) == 0) {
+		/* At the old number: a spawned image must find the fds it did
+		 * not inherit free, as with the kernel. */
+		if (dup3(wfd, old, O_CLOEXEC) == old) {
+			close(wfd);
+			return;
+		}
+		/* swapped first: the shim's close() refuses our private fds */
+		app->wake_fd = wfd;
+		close(old);
+	} else if (wfd >= 0) {
+		close(wfd);
+	}
+}
+
 /* ---- exec ----------------------------------------------------------------------- */
 
 static void release_mine(struct isosock_app *app, const bool *keep, bool wait);
@@ -545,7 +577,11 @@ bool isosock_app_private_fd(const struct isosock_app *app, int fd)
 	return false;
 }
 
-int isosock_app_exec_export(struct isosock_app *app, char *buf, size_t n)
+/* The description an exec'd image adopts (isosock_app_exec_import):
+ * where the shared mappings are, the fds, the member entry the image
+ * is (ours for exec, a reserved one for spawn) and whether it is a new
+ * process that must take that entry over. */
+static int export_desc(struct isosock_app *app, int member, bool spawn, char *buf, size_t n)
 {
 	int fds[6], len;
 
@@ -553,10 +589,15 @@ int isosock_app_exec_export(struct isosock_app *app, char *buf, size_t n)
 	for (int i = 0; i < 6; i++)
 		if (fds[i] >= 0 && set_cloexec(fds[i], false) < 0)
 			return -EBADF;
-	len = snprintf(buf, n, "%p,%p,%d,%d,%d,%d,%d,%d,%d,%u",
+	len = snprintf(buf, n, "%p,%p,%d,%d,%d,%d,%d,%d,%d,%u,%d",
 		       (void *)app->shm, (void *)app->sh, fds[0], fds[1], fds[2], fds[3], fds[4],
-		       fds[5], app->me, app->id);
+		       fds[5], member, app->id, spawn ? 1 : 0);
 	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : len;
+}
+
+int isosock_app_exec_export(struct isosock_app *app, char *buf, size_t n)
+{
+	return export_desc(app, app->me, false, buf, n);
 }
 
 void isosock_app_exec_failed(struct isosock_app *app)
@@ -572,13 +613,14 @@ void isosock_app_exec_failed(struct isosock_app *app)
 int isosock_app_exec_import(struct isosock_app **out, const char *desc)
 {
 	void *view, *shp;
-	int fds[6], me, rc;
+	int fds[6], me, spawn, rc;
 	unsigned id;
 	struct isosock_app *app;
 	struct stat st;
 
-	if (sscanf(desc, "%p,%p,%d,%d,%d,%d,%d,%d,%d,%u", &view, &shp, &fds[0], &fds[1], &fds[2],
-		   &fds[3], &fds[4], &fds[5], &me, &id) != 10 || me < 0 || me >= MAX_MEMBERS)
+	if (sscanf(desc, "%p,%p,%d,%d,%d,%d,%d,%d,%d,%u,%d", &view, &shp, &fds[0], &fds[1],
+		   &fds[2], &fds[3], &fds[4], &fds[5], &me, &id, &spawn) != 11 ||
+	    me < 0 || me >= MAX_MEMBERS)
 		return -EINVAL;
 	app = calloc(1, sizeof(*app));
 	if (app == NULL)
@@ -613,6 +655,17 @@ int isosock_app_exec_import(struct isosock_app **out, const char *desc)
 		goto err_shm;
 	}
 	isosock_app_exec_failed(app);       /* close-on-exec again */
+	if (spawn) {
+		/* A new process (posix_spawn, system, popen): the entry the
+		 * parent reserved is ours now, and so is a wake fd. */
+		struct member *m = &app->sh->members[me];
+
+		robust_lock(&app->sh->mlock);
+		m->start = proc_start(getpid());
+		atomic_store_explicit(&m->pid, (int32_t)getpid(), memory_order_release);
+		pthread_mutex_unlock(&app->sh->mlock);
+		own_wake_fd(app);
+	}
 	*out = app;
 	return 0;
 
@@ -2030,29 +2083,97 @@ void isosock_app_fork_child(struct isosock_app *app, int child)
 {
 	struct member *m = &app->sh->members[child];
 
-	struct isostack_ctl_wakefd w = {
-		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
-			 .type = ISOSTACK_CTL_WAKEFD, .length = sizeof(w) },
-		.pid = (uint32_t)getpid(),
-	};
-	int wfd;
-
-	/* A wake fd of our own (ctl_proto.h, WAKEFD): sharing the parent's,
-	 * either process could drain the other's wake-up.  Kept on the
-	 * parent's if this fails: then only the 20/100 ms slices wake us. */
-	wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (wfd >= 0 && isoshm_send_fd(app->ctl_fd, wfd, &w, sizeof(w)) == 0) {
-		close(app->wake_fd);
-		app->wake_fd = wfd;
-	} else if (wfd >= 0) {
-		close(wfd);
-	}
+	own_wake_fd(app);
 	if (child == app->me)
 		return;
 	app->me = child;
 	app->next_sweep = 0;
 	m->start = proc_start(getpid());
 	atomic_store_explicit(&m->pid, (int32_t)getpid(), memory_order_release);
+}
+
+/*
+ * spawn: posix_spawn, system and popen make a process without our fork
+ * handlers; the parent reserves a member entry for it (pid `mark`, < 0:
+ * alive for the sweep), makes it a holder of each socket it inherits, and
+ * names it in the description (export_desc, spawn); the new image takes
+ * the entry over at import.  spawn_done then fills in the pid, if known
+ * and the child has not, or undoes it all if nobody took the entry.
+ */
+int isosock_app_spawn_claim(struct isosock_app *app, int32_t *mark)
+{
+	int k;
+
+	/* Unique among the reservations of all members (a thread may have
+	 * several popen children at once; an entry can be freed and claimed
+	 * again), so spawn_done never undoes a reservation not its own. */
+	*mark = -2 - (int32_t)(atomic_fetch_add_explicit(&app->sh->spawn_seq, 1,
+							 memory_order_relaxed) & 0x3fffffff);
+	for (int tries = 0; tries < 2; tries++) {
+		robust_lock(&app->sh->mlock);
+		k = member_claim(app->sh, *mark);
+		pthread_mutex_unlock(&app->sh->mlock);
+		if (k >= 0 || tries > 0)
+			break;
+		/* Full: children that never loaded us (and so never freed
+		 * their entry at exit) may be gone; look now, not at the next
+		 * rate-limited sweep. */
+		app->next_sweep = 0;
+		sweep(app);
+	}
+	return k;
+}
+
+int isosock_app_spawn_export(struct isosock_app *app, int k, char *buf, size_t n)
+{
+	return export_desc(app, k, true, buf, n);
+}
+
+void isosock_app_spawn_hold(struct isosock_app *app, int k, int s)
+{
+	struct fsock *f = fs_get(app, s);
+
+	if (f == NULL)
+		return;
+	fs_lock(f);
+	if (f->state != F_FREE && f->state != F_CLOSING &&
+	    mset_has(&f->holders, app->me))
+		mset_add(&f->holders, k);
+	fs_unlock(f);
+}
+
+void isosock_app_spawn_done(struct isosock_app *app, int k, int32_t mark, pid_t pid)
+{
+	struct member *m = &app->sh->members[k];
+	uint64_t start = pid > 0 ? proc_start(pid) : 0;
+	bool drop;
+
+	robust_lock(&app->sh->mlock);
+	drop = atomic_load_explicit(&m->pid, memory_order_relaxed) == mark;
+	if (drop && start != 0) {
+		m->start = start;
+		atomic_store_explicit(&m->pid, (int32_t)pid, memory_order_release);
+		drop = false;
+	}
+	pthread_mutex_unlock(&app->sh->mlock);
+	if (!drop)
+		return;
+	/* Nobody took it (spawn failed, the child is gone already, or it
+	 * never loaded us): its sockets are let go as if it had closed them;
+	 * the entry stays reserved until then, so no sweep or claim races. */
+	for (uint32_t i = 1; i < app->nsocks; i++) {
+		struct fsock *f = &app->fs[i];
+
+		if (!mset_has_relaxed(&f->holders, k))
+			continue;
+		fs_lock(f);
+		if (mset_has(&f->holders, k))
+			release_one(app, (int)i, f, k);
+		fs_unlock(f);
+	}
+	robust_lock(&app->sh->mlock);
+	member_free(app->sh, k);
+	pthread_mutex_unlock(&app->sh->mlock);
 }
 
 /*

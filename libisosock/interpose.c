@@ -16,11 +16,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -31,6 +35,14 @@
 extern const struct isosock_be isosock_be_core;
 
 static _Atomic int libc_ready;
+
+/* Process calls only this file makes (not in isosock_libc: no other layer
+ * needs them). */
+typedef int spawn_fn(pid_t *, const char *, const posix_spawn_file_actions_t *,
+		     const posix_spawnattr_t *, char *const[], char *const[]);
+static spawn_fn *libc_posix_spawn, *libc_posix_spawnp;
+static FILE *(*libc_popen)(const char *, const char *);
+static int (*libc_pclose)(FILE *);
 
 static void atfork_prepare(void)
 {
@@ -70,6 +82,10 @@ static void resolve(void)
 	R(execve); R(execvpe); R(fexecve);
 	R(splice); R(tee); R(vmsplice);
 #undef R
+	*(void **)&libc_posix_spawn = dlsym(RTLD_NEXT, "posix_spawn");
+	*(void **)&libc_posix_spawnp = dlsym(RTLD_NEXT, "posix_spawnp");
+	*(void **)&libc_popen = dlsym(RTLD_NEXT, "popen");
+	*(void **)&libc_pclose = dlsym(RTLD_NEXT, "pclose");
 	isosock_config_load();
 	isosock_fd_init();
 	isosock_be = &isosock_be_core;
@@ -639,6 +655,15 @@ EXPORT pid_t fork(void)
 	return pid;
 }
 
+/* vfork: a fork (POSIX allows it).  The child of a real vfork shares our
+ * memory and skips the fork handlers, so an exec from it would hand the
+ * new image our own member entry, whose close-on-exec sockets that image
+ * then lets go in our name. */
+EXPORT pid_t vfork(void)
+{
+	return fork();
+}
+
 /*
  * wait: a reaped child may have been the last holder of a socket (killed,
  * so it did not close): sweep then, not at our next socket call.  wait,
@@ -694,8 +719,7 @@ EXPORT int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
  * with an environment that carries ISOSTACK_INHERIT (isosock_r_exec_*),
  * so an image that loads libisosock again keeps the isostack sockets it
  * inherited.  glibc's own exec calls (posix_spawn, system, popen) do not
- * pass through here: their children see the inherited fds as plain,
- * unconnected kernel sockets.
+ * pass through here: they are interposed below.
  */
 extern char **environ;
 
@@ -807,4 +831,219 @@ EXPORT int execle(const char *path, const char *arg, ...)
 	char *const *envp;
 	ARGV_FROM_LIST(arg, ap, argv, envp = va_arg(ap, char *const *));
 	return exec_common(EXEC_PATH, path, -1, argv, envp);
+}
+
+/*
+ * posix_spawn, posix_spawnp: as fork + exec, the child is a process of the
+ * application holding the sockets it inherits (isosock_r_spawn_*); it
+ * learns which through ISOSTACK_INHERIT in the envp we hand on (the
+ * caller's is not changed).
+ */
+static int spawn_common(spawn_fn *real, pid_t *pid, const char *path,
+			const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+			char *const argv[], char *const envp[])
+{
+	void *sp = NULL;
+	char *var = isosock_r_spawn_prepare(&sp);
+	char **env = var ? env_with(envp, var) : NULL;
+	pid_t child = -1;
+	if (!real)
+		return ENOSYS;
+	if (var && !env) {
+		isosock_r_spawn_done(sp, -1);
+		sp = NULL;
+	}
+	int r = real(&child, path, fa, attr, argv, env ? env : envp);
+	int e = errno;
+	isosock_r_spawn_done(sp, r == 0 ? child : -1);
+	if (r == 0 && pid)
+		*pid = child;
+	free(env);
+	free(var);
+	errno = e;
+	return r;
+}
+
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	ensure();
+	return spawn_common(libc_posix_spawn, pid, path, fa, attr, argv, envp);
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+			const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	ensure();
+	return spawn_common(libc_posix_spawnp, pid, file, fa, attr, argv, envp);
+}
+
+/*
+ * system(): glibc's own, rebuilt on our posix_spawn (glibc calls its
+ * internal one, which we cannot reach): /bin/sh -c, SIGINT and SIGQUIT
+ * ignored and SIGCHLD blocked in the caller while the command runs
+ * (concurrent calls share the ignoring: the last one restores), the
+ * child with the caller's mask and those two signals at default unless
+ * they were ignored.  Not a cancellation point here (glibc's kills the
+ * child on cancellation).
+ */
+static pthread_mutex_t system_lock = PTHREAD_MUTEX_INITIALIZER;
+static int system_users;
+static struct sigaction system_intr, system_quit;
+
+static int system_run(const char *cmd)
+{
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+	sigset_t chld, omask, reset;
+	posix_spawnattr_t attr;
+	pid_t pid;
+	int status = -1, r;
+
+	sigemptyset(&ign.sa_mask);
+	pthread_mutex_lock(&system_lock);
+	if (system_users++ == 0) {
+		sigaction(SIGINT, &ign, &system_intr);
+		sigaction(SIGQUIT, &ign, &system_quit);
+	}
+	pthread_mutex_unlock(&system_lock);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &chld, &omask);
+
+	sigemptyset(&reset);
+	if (system_intr.sa_handler != SIG_IGN)
+		sigaddset(&reset, SIGINT);
+	if (system_quit.sa_handler != SIG_IGN)
+		sigaddset(&reset, SIGQUIT);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &omask);
+	posix_spawnattr_setsigdefault(&attr, &reset);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	r = spawn_common(libc_posix_spawn, &pid, "/bin/sh", NULL, &attr,
+			 (char *const[]){ "sh", "-c", "--", (char *)cmd, NULL }, environ);
+	posix_spawnattr_destroy(&attr);
+	if (r == 0) {
+		while (waitpid(pid, &status, 0) < 0) {
+			if (errno != EINTR) {
+				status = -1;
+				break;
+			}
+		}
+	} else {
+		/* POSIX: as if the shell had exited with 127 */
+		status = W_EXITCODE(127, 0);
+	}
+	int e = errno;
+	pthread_mutex_lock(&system_lock);
+	if (--system_users == 0) {
+		sigaction(SIGINT, &system_intr, NULL);
+		sigaction(SIGQUIT, &system_quit, NULL);
+	}
+	pthread_mutex_unlock(&system_lock);
+	pthread_sigmask(SIG_SETMASK, &omask, NULL);
+	errno = e;
+	return status;
+}
+
+EXPORT int system(const char *cmd)
+{
+	ensure();
+	if (!cmd)
+		return system_run("exit 0") == 0;   /* is there a shell? */
+	return system_run(cmd);
+}
+
+/*
+ * popen(): glibc's own (it keeps the other popen streams out of the
+ * child), run with ISOSTACK_INHERIT in the environment it spawns with.
+ * environ is process-wide, so it is swapped for the call only, under a
+ * lock, for a copy with the variable added; the trade-off: a getenv in
+ * another thread meanwhile sees the copy (the same variables plus ours;
+ * the copy lives until the next popen), and a setenv/putenv meanwhile
+ * keeps its change but loses nothing of ours to later children (the
+ * variable is taken out again).  The child's pid is not known here: it
+ * takes its place itself when it loads us; pclose undoes a place nobody
+ * took.
+ */
+struct popen_ent {
+	FILE *fp;
+	void *sp;
+	struct popen_ent *next;
+};
+
+static pthread_mutex_t popen_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct popen_ent *popen_list;
+static char **popen_env, *popen_var;   /* last copy of environ, kept one call */
+
+EXPORT FILE *popen(const char *cmd, const char *mode)
+{
+	ensure();
+	if (!libc_popen) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	void *sp = NULL;
+	char *var = isosock_r_spawn_prepare(&sp);
+	struct popen_ent *pe = var ? malloc(sizeof(*pe)) : NULL;
+	char **env = pe ? env_with(environ, var) : NULL;
+	if (!env) {
+		isosock_r_spawn_done(sp, -1);
+		free(pe);
+		free(var);
+		return libc_popen(cmd, mode);
+	}
+	pthread_mutex_lock(&popen_lock);
+	char **saved = environ;
+	environ = env;
+	FILE *fp = libc_popen(cmd, mode);
+	int e = errno;
+	if (environ == env)
+		environ = saved;
+	else
+		unsetenv("ISOSTACK_INHERIT");   /* replaced meanwhile: keep theirs */
+	free(popen_env);
+	free(popen_var);
+	popen_env = env;
+	popen_var = var;
+	if (fp) {
+		pe->fp = fp;
+		pe->sp = sp;
+		pe->next = popen_list;
+		popen_list = pe;
+	}
+	pthread_mutex_unlock(&popen_lock);
+	isosock_r_spawn_started(sp);
+	if (!fp) {
+		isosock_r_spawn_done(sp, -1);
+		free(pe);
+	}
+	errno = e;
+	return fp;
+}
+
+EXPORT int pclose(FILE *fp)
+{
+	ensure();
+	struct popen_ent *pe = NULL;
+	pthread_mutex_lock(&popen_lock);
+	for (struct popen_ent **p = &popen_list; *p; p = &(*p)->next) {
+		if ((*p)->fp == fp) {
+			pe = *p;
+			*p = pe->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&popen_lock);
+	if (!libc_pclose) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int r = libc_pclose(fp);
+	int e = errno;
+	if (pe) {
+		isosock_r_spawn_done(pe->sp, 0);   /* waited for: release if unclaimed */
+		free(pe);
+	}
+	errno = e;
+	return r;
 }

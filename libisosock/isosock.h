@@ -106,6 +106,21 @@ void isosock_app_detach(struct isosock_app *app);
  *        process held whose slot is not marked in keep[nsocks] (those
  *        were close-on-exec).
  */
+/*
+ * spawn (posix_spawn, system, popen: a child our fork handlers do not see).
+ *   k = isosock_app_spawn_claim(app, &mark)  reserves a member entry for
+ *        the child (pid `mark` < -1 until someone fills it in), or -1;
+ *   isosock_app_spawn_hold(app, k, s)       the child inherits socket s;
+ *   isosock_app_spawn_export(app, k, buf, n) as exec_export, for an image
+ *        that takes entry k over at import (pid, start time, wake fd);
+ *   isosock_app_spawn_done(app, k, mark, pid)  after: pid > 0 fills the
+ *        entry in unless the child did; otherwise (or the child is gone
+ *        already) an entry nobody took is undone, its sockets released.
+ */
+int isosock_app_spawn_claim(struct isosock_app *app, int32_t *mark);
+void isosock_app_spawn_hold(struct isosock_app *app, int k, int s);
+int isosock_app_spawn_export(struct isosock_app *app, int k, char *buf, size_t n);
+void isosock_app_spawn_done(struct isosock_app *app, int k, int32_t mark, pid_t pid);
 int isosock_app_exec_export(struct isosock_app *app, char *buf, size_t n);
 void isosock_app_exec_failed(struct isosock_app *app);
 int isosock_app_exec_import(struct isosock_app **out, const char *desc);

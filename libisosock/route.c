@@ -21,6 +21,7 @@
  * and EINTR-versus-SA_RESTART are handled here (route_block), so a socket
  * served by both stacks waits on both.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1280,26 +1281,34 @@ bool isosock_r_private_fd(int fd)
 /*
  * exec.  The new image gets ISOSTACK_INHERIT = the back-end's description
  * of the attachments, '#', then one "fd,type,flags,rcvtimeo,sndtimeo,
- * att,slot" entry per isostack socket fd without FD_CLOEXEC, ';'-separated.
- * Its constructor (interpose.c) calls isosock_r_exec_adopt: fds that were
- * dup()s of one socket share one file again.  A socket whose every fd was
- * close-on-exec is released there, as the kernel closes it at exec.
+ * att,slot,dev,ino" entry per isostack socket fd without FD_CLOEXEC,
+ * ';'-separated.  Its constructor (interpose.c) calls isosock_r_exec_adopt:
+ * fds that were dup()s of one socket share one file again.  A socket whose
+ * every fd was close-on-exec is released there, as the kernel closes it at
+ * exec.
+ *
+ * dev/ino are the shadow socket's (fstat): what the fd is, whatever its
+ * number.  A spawned child (posix_spawn file actions) may have it at
+ * another fd (dup2 to stdout), at several, or nowhere; the new image
+ * adopts the fds that hold that kernel socket, not the numbers listed.
  */
 #define INHERIT_VAR "ISOSTACK_INHERIT="
 #define INHERIT_FLAGS (ISOSOCK_F_NONBLOCK | ISOSOCK_F_DUAL | ISOSOCK_F_LISTEN | \
 		       ISOSOCK_F_CONNECTING | ISOSOCK_F_SHUT_WR)
 
-char *isosock_r_exec_prepare(void)
+/* sp NULL: exec of this process; else a spawn (isosock_r_spawn_prepare). */
+static char *inherit_desc(void *sp)
 {
 	if (!isosock_be || !isosock_be->exec_export || isosock_file_release == NULL)
 		return NULL;
 	int lim = isosock_fd_limit();
-	size_t cap = sizeof(INHERIT_VAR) + 4096 + (size_t)lim * 96, off;
+	size_t cap = sizeof(INHERIT_VAR) + 4096 + (size_t)lim * 128, off;
 	char *s = malloc(cap);
 	if (!s)
 		return NULL;
 	off = strlen(strcpy(s, INHERIT_VAR));
-	int r = isosock_be->exec_export(s + off, cap - off - 1);
+	int r = sp ? isosock_be->spawn_export(sp, s + off, cap - off - 1) :
+		     isosock_be->exec_export(s + off, cap - off - 1);
 	if (r <= 0) {
 		free(s);
 		return NULL;
@@ -1312,17 +1321,56 @@ char *isosock_r_exec_prepare(void)
 			continue;
 		int att, slot, cl = L.fcntl(fd, F_GETFD);
 		uint32_t fl = atomic_load(&f->flags);
+		struct stat st;
 		if (cl >= 0 && !(cl & FD_CLOEXEC) && f->h && !(fl & ISOSOCK_F_MIGRATED) &&
-		    isosock_be->handle_slot(f->h, &att, &slot) == 0)
-			off += (size_t)snprintf(s + off, cap - off, "%d,%d,%u,%lld,%lld,%d,%d;", fd,
-						f->type, fl & INHERIT_FLAGS, (long long)f->rcvtimeo_ns,
-						(long long)f->sndtimeo_ns, att, slot);
+		    fstat(fd, &st) == 0 && isosock_be->handle_slot(f->h, &att, &slot) == 0) {
+			off += (size_t)snprintf(s + off, cap - off, "%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu;",
+						fd, f->type, fl & INHERIT_FLAGS,
+						(long long)f->rcvtimeo_ns, (long long)f->sndtimeo_ns,
+						att, slot, (unsigned long long)st.st_dev,
+						(unsigned long long)st.st_ino);
+			if (sp)
+				isosock_be->spawn_hold(sp, f->h);
+		}
 		isosock_file_put(f);
-		if (off + 96 >= cap)
+		if (off + 128 >= cap)
 			break;
 	}
 	s[off] = '\0';
 	return s;
+}
+
+char *isosock_r_exec_prepare(void)
+{
+	return inherit_desc(NULL);
+}
+
+char *isosock_r_spawn_prepare(void **sp)
+{
+	*sp = NULL;
+	if (!isosock_be || !isosock_be->spawn_begin || isosock_file_release == NULL)
+		return NULL;
+	*sp = isosock_be->spawn_begin();
+	if (!*sp)
+		return NULL;
+	char *s = inherit_desc(*sp);
+	if (!s) {
+		isosock_be->spawn_end(*sp, -1);
+		*sp = NULL;
+	}
+	return s;
+}
+
+void isosock_r_spawn_started(void *sp)
+{
+	if (sp && isosock_be && isosock_be->spawn_started)
+		isosock_be->spawn_started(sp);
+}
+
+void isosock_r_spawn_done(void *sp, pid_t pid)
+{
+	if (sp && isosock_be && isosock_be->spawn_end)
+		isosock_be->spawn_end(sp, pid);
 }
 
 void isosock_r_exec_failed(void)
@@ -1331,51 +1379,102 @@ void isosock_r_exec_failed(void)
 		isosock_be->exec_failed();
 }
 
+struct inh {
+	int fd, type, att, slot;
+	unsigned fl;
+	long long rto, sto;
+	unsigned long long dev, ino;
+	struct isosock_file *f;   /* its file once an fd was found */
+	bool made;                /* f was made for this entry: our reference */
+};
+
+/* The entry for kernel socket dev/ino, with the file of an earlier entry
+ * of the same stack socket (a dup) if one was made. */
+static struct inh *inh_find(struct inh *e, int n, unsigned long long dev, unsigned long long ino)
+{
+	for (int i = 0; i < n; i++)
+		if (e[i].dev == dev && e[i].ino == ino)
+			return &e[i];
+	return NULL;
+}
+
+static void inh_install(struct inh *e, int n, struct inh *x, int fd)
+{
+	if (!x->f) {
+		for (int i = 0; i < n && !x->f; i++)
+			if (e[i].f && e[i].att == x->att && e[i].slot == x->slot)
+				x->f = e[i].f;
+		if (!x->f) {
+			void *h = isosock_be->handle_adopt(x->att, x->slot);
+			if (!h || !(x->f = isosock_file_new(x->type, h)))
+				return;
+			x->made = true;
+			atomic_store(&x->f->flags, x->fl & INHERIT_FLAGS);
+			x->f->rcvtimeo_ns = x->rto;
+			x->f->sndtimeo_ns = x->sto;
+		}
+	}
+	(void)isosock_fd_install(fd, x->f);
+}
+
 void isosock_r_exec_adopt(const char *desc)
 {
 	const char *socks = strchr(desc, '#');
 	if (!isosock_be || !isosock_be->exec_import || !socks)
 		return;
+	int cap = 0;
+	for (const char *p = socks; *p; p++)
+		cap += *p == ';';
+	struct inh *e = calloc((size_t)cap + 1, sizeof(*e));
 	char *atts = strndup(desc, (size_t)(socks - desc));
-	int n = atts ? isosock_be->exec_import(atts) : -ENOMEM;
+	int n = atts && e ? isosock_be->exec_import(atts) : -ENOMEM;
 	free(atts);
 	if (n <= 0) {
 		isosock_log("cannot adopt the isostack sockets inherited through exec (%s); "
 			    "they are closed", strerror(n < 0 ? -n : EINVAL));
+		free(e);
 		return;
 	}
 	isosock_file_release = release_file;
-	for (const char *p = socks + 1; *p;) {
-		int fd, type, att, slot;
-		unsigned fl;
-		long long rto, sto;
-		if (sscanf(p, "%d,%d,%u,%lld,%lld,%d,%d;", &fd, &type, &fl, &rto, &sto, &att,
-			   &slot) != 7)
+	int ne = 0;
+	for (const char *p = socks + 1; *p && ne < cap;) {
+		struct inh *x = &e[ne];
+		if (sscanf(p, "%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu;", &x->fd, &x->type, &x->fl,
+			   &x->rto, &x->sto, &x->att, &x->slot, &x->dev, &x->ino) != 9)
 			break;
+		ne++;
 		p = strchr(p, ';');
 		p = p ? p + 1 : "";
-		/* Another fd of the same socket (dup) shares its file. */
-		struct isosock_file *f = NULL;
-		for (int o = 0; o < fd && !f; o++) {
-			struct isosock_file *g = isosock_fd_get(o);
-			int ga, gs;
-			if (g && g->h && isosock_be->handle_slot(g->h, &ga, &gs) == 0 &&
-			    ga == att && gs == slot)
-				f = g;
-			else if (g)
-				isosock_file_put(g);
-		}
-		if (!f) {
-			void *h = isosock_be->handle_adopt(att, slot);
-			if (!h || !(f = isosock_file_new(type, h)))
-				continue;
-			atomic_store(&f->flags, fl & INHERIT_FLAGS);
-			f->rcvtimeo_ns = rto;
-			f->sndtimeo_ns = sto;
-		}
-		(void)isosock_fd_install(fd, f);
-		isosock_file_put(f);
 	}
+	/* Every fd that holds one of the listed kernel sockets, wherever the
+	 * spawn's file actions put it; without /proc, the listed fds that
+	 * still hold theirs. */
+	struct stat st;
+	DIR *d = opendir("/proc/self/fd");
+	if (d) {
+		int dfd = dirfd(d);
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			char *end;
+			long fd = strtol(de->d_name, &end, 10);
+			if (*end || end == de->d_name || fd == dfd || fd < 0 || fd > INT_MAX ||
+			    fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+				continue;
+			struct inh *x = inh_find(e, ne, st.st_dev, st.st_ino);
+			if (x)
+				inh_install(e, ne, x, (int)fd);
+		}
+		closedir(d);
+	} else {
+		for (int i = 0; i < ne; i++)
+			if (fstat(e[i].fd, &st) == 0 && st.st_dev == e[i].dev && st.st_ino == e[i].ino)
+				inh_install(e, ne, &e[i], e[i].fd);
+	}
+	for (int i = 0; i < ne; i++)
+		if (e[i].made)
+			isosock_file_put(e[i].f);   /* the fds hold it now */
+	free(e);
+	/* Sockets no fd holds here any more are let go. */
 	if (isosock_be->exec_done)
 		isosock_be->exec_done();
 }

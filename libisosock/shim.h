@@ -165,6 +165,19 @@ struct isosock_be {
 	/* Whether fd is one of the stack's own private fds (control socket,
 	 * wake fds): the application may not close them. */
 	bool (*private_fd)(int fd);
+	/* spawn (isosock_r_spawn_*): a child made without our fork handlers
+	 * (posix_spawn, system, popen).  begin reserves its place (NULL:
+	 * none); export describes the attachments as exec_export does, for
+	 * an image that takes that place; hold: it inherits h's socket;
+	 * started: the child has exec'd (or failed), our own fds are not
+	 * for inheriting any more; end (started too, if not said): pid > 0
+	 * the child's pid, < 0 the spawn failed, 0 the child is done with
+	 * (waited for) and its pid unknown. */
+	void *(*spawn_begin)(void);
+	int (*spawn_export)(void *sp, char *buf, size_t n);
+	void (*spawn_hold)(void *sp, void *h);
+	void (*spawn_started)(void *sp);
+	void (*spawn_end)(void *sp, pid_t pid);
 };
 
 extern const struct isosock_be *isosock_be;      /* NULL: kernel only */
@@ -262,6 +275,16 @@ void isosock_stdio_flush(void);
 char *isosock_r_exec_prepare(void);
 void isosock_r_exec_failed(void);
 void isosock_r_exec_adopt(const char *desc);
+/*
+ * spawn: as exec_prepare, for a child made by posix_spawn, system or
+ * popen: it becomes a process of the application holding the sockets it
+ * inherits.  *sp is what started (the real call returned) and done
+ * (pid as for isosock_be.spawn_end) need afterwards; NULL string:
+ * nothing to pass.
+ */
+char *isosock_r_spawn_prepare(void **sp);
+void isosock_r_spawn_started(void *sp);
+void isosock_r_spawn_done(void *sp, pid_t pid);
 /* fd is the stack's own (control socket, wake fd): not the application's. */
 bool isosock_r_private_fd(int fd);
 

@@ -20,11 +20,16 @@
  * UDP socket of its own; a datagram there asks whether the connection has
  * ended yet, and the answer comes back as a datagram: "eof", "open").
  *
- *   sockcheck stdiochild               (internal) exec'd with a connection
+ *   sockcheck stdioexec                (internal) exec'd with a connection
  *                                      to the echo service as stdin/stdout:
  *                                      talks through stdio
  *   sockcheck execchild FD             (internal) the image exec'd by the
  *                                      exec checks: uses inherited FD
+ *   sockcheck spawnwrite FD SYNC       (internal) waits for a byte on SYNC,
+ *                                      then writes 100000 bytes to FD
+ *   sockcheck stdiochild               (internal) echo test on fd 1
+ *   sockcheck popenchild FD            (internal) echo test on FD, then
+ *                                      prints what came back
  *
  * Signals are delivered by an interval timer while a call is blocked (the
  * signal is the event, not a sleep); where data must arrive after the
@@ -37,6 +42,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <spawn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -49,6 +55,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <limits.h>
 #include <unistd.h>
 
 static struct in_addr peer_ip;
@@ -1150,6 +1157,233 @@ static void check_exec(void)
 	close(l);
 }
 
+/*
+ * posix_spawn, system, popen: glibc makes these children itself; they
+ * must inherit sockets as a fork + exec child does.
+ */
+#define SPAWN_BYTES 100000
+extern char **environ;
+
+static int spawnwrite_child(int fd, int sync)
+{
+	static unsigned char data[SPAWN_BYTES];
+	char c;
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = pattern(i);
+	if (read(sync, &c, 1) != 1)
+		return 2;
+	return write_full(fd, data, sizeof(data)) == 0 ? 0 : 1;   /* exit, no close() */
+}
+
+/* The socket is stdin and stdout (file actions); the original fd is gone. */
+static int stdio_child(int orig)
+{
+	char b[4];
+	if (fcntl(orig, F_GETFD) >= 0 || errno != EBADF)
+		return 4;
+	if (write(1, "dup2", 4) != 4 || read_full(0, b, 4) < 0 || memcmp(b, "dup2", 4))
+		return 1;
+	return 0;
+}
+
+static int popen_child(int fd)
+{
+	char b[5];
+	if (send(fd, "popen", 5, 0) != 5 || read_full(fd, b, 5) < 0)
+		return 1;
+	return write_full(1, b, 5) == 0 ? 0 : 1;
+}
+
+static const char *status_name(int r, int st)
+{
+	if (r != 0)
+		return ename(r);
+	if (!WIFEXITED(st))
+		return "killed";
+	switch (WEXITSTATUS(st)) {
+	case 0: return "ok";
+	case 3: return "EBADF";
+	case 127: return "no_exec";
+	default: return "bad";
+	}
+}
+
+static const char *spawn_wait(const char *path, char *const argv[], char *const envp[])
+{
+	pid_t pid;
+	int st = -1, r = posix_spawn(&pid, path, NULL, NULL, argv, envp);
+	if (r == 0)
+		waitpid(pid, &st, 0);
+	return status_name(r, st);
+}
+
+static void check_spawn(void)
+{
+	char arg[16], arg2[16], self[PATH_MAX], cmd[PATH_MAX + 64];
+	ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (sl <= 0)
+		die("readlink");
+	self[sl] = '\0';
+
+	/* inherited echo connection, used by the child then by us */
+	int fd = tcp_to(0);
+	snprintf(arg, sizeof(arg), "%d", fd);
+	report("spawn_inherit",
+	       spawn_wait("/proc/self/exe", (char *const[]){ "sockcheck", "execchild", arg, NULL },
+			  environ));
+	char b[8];
+	int ok = send(fd, "after", 5, 0) == 5 && read_full(fd, b, 5) == 0 && !memcmp(b, "after", 5);
+	report("spawn_parent_after", ok ? "ok" : "bad");
+
+	/* file actions: the socket becomes stdin and stdout, its fd closed */
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd, 0);
+	posix_spawn_file_actions_adddup2(&fa, fd, 1);
+	posix_spawn_file_actions_addclose(&fa, fd);
+	{
+		pid_t pid;
+		int st = -1, r = posix_spawn(&pid, "/proc/self/exe", &fa, NULL,
+					     (char *const[]){ "sockcheck", "stdiochild", arg, NULL },
+					     environ);
+		if (r == 0)
+			waitpid(pid, &st, 0);
+		report("spawn_dup2", r == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 4 ?
+			   "orig_open" : status_name(r, st));
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	ok = send(fd, "again", 5, 0) == 5 && read_full(fd, b, 5) == 0 && !memcmp(b, "again", 5);
+	report("spawn_dup2_parent_after", ok ? "ok" : "bad");
+
+	/* system(): through /bin/sh, which execs us */
+	snprintf(cmd, sizeof(cmd), "exec '%s' execchild %d", self, fd);
+	int st = system(cmd);
+	report("system_inherit", status_name(0, st));
+	ok = send(fd, "later", 5, 0) == 5 && read_full(fd, b, 5) == 0 && !memcmp(b, "later", 5);
+	report("system_parent_after", ok ? "ok" : "bad");
+
+	/* popen(): the child talks on the socket, prints the echo */
+	snprintf(cmd, sizeof(cmd), "exec '%s' popenchild %d", self, fd);
+	FILE *p = popen(cmd, "r");
+	char pb[16] = { 0 };
+	size_t pn = p ? fread(pb, 1, sizeof(pb) - 1, p) : 0;
+	st = p ? pclose(p) : -1;
+	report("popen_read", p && pn == 5 && !memcmp(pb, "popen", 5) && WIFEXITED(st) &&
+				     WEXITSTATUS(st) == 0 ? "ok" : "bad");
+	ok = send(fd, "final", 5, 0) == 5 && read_full(fd, b, 5) == 0 && !memcmp(b, "final", 5);
+	report("popen_parent_after", ok ? "ok" : "bad");
+	close(fd);
+
+	/* the parent closes first; the child's bytes still all arrive, and
+	 * its exit closes the connection */
+	uint16_t port;
+	int l = listener(&port), sync[2];
+	fd = tcp_to(8);
+	if (pipe(sync) < 0 || write_full(fd, &port, sizeof(port)) < 0)
+		die("spawn_release setup");
+	snprintf(arg, sizeof(arg), "%d", fd);
+	snprintf(arg2, sizeof(arg2), "%d", sync[0]);
+	pid_t pid;
+	int r = posix_spawn(&pid, "/proc/self/exe", NULL, NULL,
+			    (char *const[]){ "sockcheck", "spawnwrite", arg, arg2, NULL }, environ);
+	close(fd);
+	if (r == 0 && write(sync[1], "g", 1) != 1)
+		die("spawn_release sync");
+	const char *res = r == 0 ? watcher_count(l, SPAWN_BYTES) : ename(r);
+	st = -1;
+	if (r == 0)
+		waitpid(pid, &st, 0);
+	report("spawn_release", res);
+	report("spawn_release_child", status_name(r, st));
+	close(sync[0]);
+	close(sync[1]);
+
+	/* close-on-exec: gone in the child; our close then ends it */
+	fd = tcp_to(8);
+	if (write_full(fd, &port, sizeof(port)) < 0 || write_full(fd, "abc", 3) < 0)
+		die("spawn_cloexec setup");
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	snprintf(arg, sizeof(arg), "%d", fd);
+	report("spawn_cloexec",
+	       spawn_wait("/proc/self/exe", (char *const[]){ "sockcheck", "execchild", arg, NULL },
+			  environ));
+	close(fd);
+	report("spawn_cloexec_closed", watcher_count(l, 3));
+
+	/* a child that never loads the shim (empty environment) holds the
+	 * socket until it exits, then our close ends it */
+	fd = tcp_to(8);
+	if (write_full(fd, &port, sizeof(port)) < 0 || write_full(fd, "abcd", 4) < 0)
+		die("spawn_plain setup");
+	{
+		int rr = posix_spawn(&pid, "/bin/true", NULL, NULL, (char *const[]){ "true", NULL },
+				     (char *const[]){ NULL });
+		st = -1;
+		if (rr == 0)
+			waitpid(pid, &st, 0);
+		report("spawn_plain", status_name(rr, st));
+	}
+	close(fd);
+	report("spawn_plain_closed", watcher_count(l, 4));
+	close(l);
+
+	/* More children than a table of processes could hold at once if
+	 * their places were not given back (each waited for before the next). */
+	const char *many = "ok";
+	fd = tcp_to(0);
+	snprintf(arg, sizeof(arg), "%d", fd);
+	for (int i = 0; i < 80 && !strcmp(many, "ok"); i++) {
+		many = spawn_wait("/bin/true", (char *const[]){ "true", NULL },
+				  (char *const[]){ NULL });
+		if (strcmp(many, "ok"))
+			break;
+		if (i % 3 == 0) {
+			many = spawn_wait("/proc/self/exe",
+					  (char *const[]){ "sockcheck", "execchild", arg, NULL },
+					  environ);
+		} else if (i % 3 == 1) {
+			snprintf(cmd, sizeof(cmd), "exec '%s' execchild %d", self, fd);
+			many = status_name(0, system(cmd));
+		} else {
+			snprintf(cmd, sizeof(cmd), "exec '%s' popenchild %d", self, fd);
+			p = popen(cmd, "r");
+			pn = p ? fread(pb, 1, sizeof(pb) - 1, p) : 0;
+			many = p && pclose(p) == 0 && pn == 5 ? "ok" : "popen_bad";
+		}
+	}
+	report("spawn_many", many);
+	ok = send(fd, "many", 4, 0) == 4 && read_full(fd, b, 4) == 0 && !memcmp(b, "many", 4);
+	report("spawn_many_parent_after", ok ? "ok" : "bad");
+	close(fd);
+}
+
+/* vfork + exec: the inherited socket works in the new image, and a
+ * close-on-exec one the image did not get stays the parent's. */
+static void check_vfork(void)
+{
+	int fd = tcp_to(0), cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = addr(peer_ip, base);
+	char arg[16], b[5];
+	if (cl < 0 || connect(cl, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("vfork setup");
+	snprintf(arg, sizeof(arg), "%d", fd);
+	pid_t pid = vfork();
+	if (pid == 0) {
+		execl("/proc/self/exe", "sockcheck", "execchild", arg, (char *)NULL);
+		_exit(127);
+	}
+	int st = -1;
+	if (pid > 0)
+		waitpid(pid, &st, 0);
+	report("vfork_exec_inherit", pid < 0 ? ename(errno) : status_name(0, st));
+	int ok = send(cl, "vfork", 5, 0) == 5 && read_full(cl, b, 5) == 0 && !memcmp(b, "vfork", 5);
+	report("vfork_parent_cloexec", ok ? "ok" : "bad");
+	ok = send(fd, "vfork", 5, 0) == 5 && read_full(fd, b, 5) == 0 && !memcmp(b, "vfork", 5);
+	report("vfork_parent_after", ok ? "ok" : "bad");
+	close(cl);
+	close(fd);
+}
+
 static void check_fork(void)
 {
 	int fd = tcp_to(0);
@@ -1175,6 +1409,8 @@ static void check_fork(void)
 	check_fork_kill_waited();
 	check_fork_many();
 	check_exec();
+	check_spawn();
+	check_vfork();
 }
 
 static void check_udp(void)
@@ -1204,7 +1440,7 @@ static void check_udp(void)
  * dup2s the connection onto stdout writes with printf; fdopen gives a
  * FILE on it.  The parent reads what the echo service sent back.
  */
-static int stdio_child(void)
+static int stdio_exec_child(void)
 {
 	char line[64];
 	printf("stdio-out\n");
@@ -1224,7 +1460,7 @@ static void check_stdio(void)
 		if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
 			_exit(2);
 		close(fd);
-		execl("/proc/self/exe", "sockcheck", "stdiochild", (char *)NULL);
+		execl("/proc/self/exe", "sockcheck", "stdioexec", (char *)NULL);
 		_exit(127);
 	}
 	waitpid(pid, &st, 0);
@@ -1260,10 +1496,16 @@ int main(int argc, char **argv)
 		base = atoi(argv[2]);
 		return run_peer();
 	}
-	if (argc == 2 && !strcmp(argv[1], "stdiochild"))
-		return stdio_child();
+	if (argc == 2 && !strcmp(argv[1], "stdioexec"))
+		return stdio_exec_child();
 	if (argc == 3 && !strcmp(argv[1], "execchild"))
 		return exec_child(atoi(argv[2]));
+	if (argc == 4 && !strcmp(argv[1], "spawnwrite"))
+		return spawnwrite_child(atoi(argv[2]), atoi(argv[3]));
+	if (argc == 3 && !strcmp(argv[1], "stdiochild"))
+		return stdio_child(atoi(argv[2]));
+	if (argc == 3 && !strcmp(argv[1], "popenchild"))
+		return popen_child(atoi(argv[2]));
 	if (argc != 4 || strcmp(argv[1], "run") || inet_pton(AF_INET, argv[2], &peer_ip) != 1) {
 		fprintf(stderr, "usage: sockcheck peer BASEPORT | run PEERADDR BASEPORT\n");
 		return 2;

@@ -16,6 +16,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -41,6 +42,7 @@ struct fsock {
 	const unsigned char *rxdata; /* if set, the rx bytes (else 'x') */
 	unsigned char *tx;       /* if set, sends land here ... */
 	size_t txlen, txroom;    /* ... while there is room */
+	int slot;                /* what handle_slot says (exec/spawn) */
 };
 
 static int fake_live;
@@ -48,10 +50,12 @@ static int wake_efd = -1;
 static int waiters_armed;
 
 static int f_attach(void) { return 0; }
+static int next_slot = 1;
 static int f_socket(int type, void **h)
 {
 	struct fsock *s = calloc(1, sizeof(*s));
 	s->type = type;
+	s->slot = next_slot++;
 	atomic_store(&s->mask, POLLOUT);
 	*h = s;
 	fake_live++;
@@ -153,6 +157,39 @@ static void f_wait_end(void)
 static int f_wake_fd(void) { return wake_efd; }
 static bool f_private_fd(int fd) { return fd >= 0 && fd == wake_efd; }
 
+/* exec/spawn: one attachment "fake"; what spawn did is recorded. */
+static int spawn_tok, spawn_holds, spawn_ends, adopted, adopted_slot;
+static pid_t spawn_end_pid;
+static int f_exec_export(char *buf, size_t n) { return snprintf(buf, n, "fake"); }
+static int f_handle_slot(void *h, int *att, int *slot)
+{
+	*att = 0;
+	*slot = ((struct fsock *)h)->slot;
+	return 0;
+}
+static int f_exec_import(const char *desc) { return strcmp(desc, "fake") ? -EINVAL : 1; }
+static void *f_handle_adopt(int att, int slot)
+{
+	void *h;
+	if (att != 0 || f_socket(SOCK_STREAM, &h) < 0)
+		return NULL;
+	((struct fsock *)h)->slot = slot;
+	adopted++;
+	adopted_slot = slot;
+	return h;
+}
+static void *f_spawn_begin(void) { return &spawn_tok; }
+static int f_spawn_export(void *sp, char *buf, size_t n)
+{
+	return sp == &spawn_tok ? f_exec_export(buf, n) : -EINVAL;
+}
+static void f_spawn_hold(void *sp, void *h) { (void)h; spawn_holds += sp == &spawn_tok; }
+static void f_spawn_end(void *sp, pid_t pid)
+{
+	spawn_ends += sp == &spawn_tok;
+	spawn_end_pid = pid;
+}
+
 static const struct isosock_be fake_be = {
 	.attach = f_attach, .socket = f_socket, .bind = f_bind, .listen = f_listen,
 	.accept = f_accept, .connect = f_connect, .so_error = f_so_error,
@@ -161,6 +198,10 @@ static const struct isosock_be fake_be = {
 	.getsockname = f_getsockname, .getpeername = f_getsockname, .nread = f_nread,
 	.poll = f_poll, .wait = NULL, .wait_begin = f_wait_begin, .wait_end = f_wait_end,
 	.wake_fd = f_wake_fd, .private_fd = f_private_fd,
+	.exec_export = f_exec_export, .handle_slot = f_handle_slot,
+	.exec_import = f_exec_import, .handle_adopt = f_handle_adopt,
+	.spawn_begin = f_spawn_begin, .spawn_export = f_spawn_export,
+	.spawn_hold = f_spawn_hold, .spawn_end = f_spawn_end,
 };
 
 static int libc_fcntl(int fd, int cmd, ...)
@@ -1159,6 +1200,69 @@ static void test_closefrom(void **state)
 	close(p[1]);
 }
 
+/*
+ * spawn: the description lists the inheritable sockets (the child holds
+ * them), and the image adopts fds by kernel socket: file actions moved the
+ * socket to stdout and closed its fd; its dup stays; a close-on-exec
+ * socket is not adopted.  Child exit codes: which check failed.
+ */
+static int spawn_child(const char *desc, int a, int b, int c, int slot)
+{
+	if (dup2(a, 1) != 1 || close(a) != 0)    /* what the file actions do */
+		return 10;
+	for (int fd = 0; fd < isosock_fd_limit(); fd++)
+		(void)isosock_fd_remove(fd);        /* a new image: empty table */
+	adopted = 0;
+	isosock_r_exec_adopt(desc);
+	struct isosock_file *f1 = isosock_fd_get(1), *fc = isosock_fd_get(c);
+	struct isosock_file *fa = isosock_fd_get(a), *fb = isosock_fd_get(b);
+	if (!f1 || !fc)
+		return 1;
+	if (f1 != fc)
+		return 2;               /* one socket, one file */
+	if (fa || fb)
+		return 3;
+	if (adopted != 1 || adopted_slot != slot)
+		return 4;
+	return 0;
+}
+
+static void test_spawn_adopt(void **state)
+{
+	(void)state;
+	int a = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int b = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int c = isosock_r_dup(a, -1, 0, 0);
+	assert_true(a >= 0 && b >= 0 && c >= 0);
+	struct isosock_file *f = isosock_fd_get(a);
+	int att, slot;
+	assert_non_null(f);
+	assert_int_equal(f_handle_slot(f->h, &att, &slot), 0);
+	isosock_file_put(f);
+	void *sp = NULL;
+	spawn_holds = spawn_ends = 0;
+	char *var = isosock_r_spawn_prepare(&sp);
+	assert_non_null(var);
+	assert_ptr_equal(sp, &spawn_tok);
+	assert_int_equal(spawn_holds, 2);        /* a and its dup c, not b */
+	assert_int_equal(strncmp(var, "ISOSTACK_INHERIT=fake#", 22), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(spawn_child(var + 17, a, b, c, slot));
+	int st = -1;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	isosock_r_spawn_done(sp, pid);
+	assert_int_equal(spawn_ends, 1);
+	assert_int_equal(spawn_end_pid, pid);
+	free(var);
+	isosock_r_close(a);
+	isosock_r_close(b);
+	isosock_r_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1181,6 +1285,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_closefrom, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_splice_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_splice_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spawn_adopt, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("isosock", tests, NULL, NULL);
 }
