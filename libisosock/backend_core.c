@@ -331,17 +331,17 @@ static int be_nread(void *h)
 	CORE(h, isosock_nread(H(h)->app, H(h)->s));
 }
 
-static uint32_t poll_core(struct handle *x)
+static uint32_t poll_core(struct handle *x, uint32_t *gen)
 {
-	int r = isosock_poll(x->app, x->s, POLLIN | POLLOUT | POLLRDHUP);
+	int r = isosock_poll_gen(x->app, x->s, POLLIN | POLLOUT | POLLRDHUP, gen);
 	return r < 0 ? POLLNVAL : (uint32_t)r;
 }
 
 static uint32_t be_poll(void *h, uint32_t *gen)
 {
 	if (gen)
-		*gen = 0; /* the core has no event counter yet */
-	CORE(h, poll_core(H(h)));
+		*gen = 0; /* a closed socket: no further arrivals */
+	CORE(h, poll_core(H(h), gen));
 }
 
 /* In slices, so that a fork in another thread waits at most one slice. */

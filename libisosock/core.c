@@ -133,6 +133,7 @@ struct fsock {
 	uint32_t rx_since_recv;
 	/* listener */
 	uint32_t incoming;         /* backlog length (EV_INCOMING less replies since) */
+	uint32_t arrived;          /* connections that entered the backlog, ever */
 	uint32_t accepting;        /* non-blocking ACCEPTs in flight for it */
 	uint32_t stash[NSTASH];    /* accepted slots whose ACCEPT waiter gave up */
 	uint32_t nstash;
@@ -716,6 +717,11 @@ static void handle_status(struct isosock_app *app, struct fsock *f,
 			f->so_error = -f->fatal;
 			break;
 		case ISOSTACK_SHM_EV_INCOMING:
+			/* Growth past what we knew is new connections (replies
+			 * before this event in the ring are already counted):
+			 * each one an edge for edge-triggered epoll. */
+			if ((uint32_t)st->arg[0] > f->incoming)
+				f->arrived += (uint32_t)st->arg[0] - f->incoming;
 			f->incoming = (uint32_t)st->arg[0];
 			break;
 		default:
@@ -2521,7 +2527,7 @@ static int mask_of(struct isosock_app *app, int s, struct fsock *f)
 	return m;
 }
 
-int isosock_poll(struct isosock_app *app, int s, short events)
+int isosock_poll_gen(struct isosock_app *app, int s, short events, uint32_t *gen)
 {
 	struct fsock *f = fs_get(app, s);
 	int m;
@@ -2530,8 +2536,19 @@ int isosock_poll(struct isosock_app *app, int s, short events)
 		return -EBADF;
 	fs_lock(f);
 	m = mask_of(app, s, f);
+	/* Bytes (datagrams) the stack put in the RX ring, plus connections
+	 * queued for accept: one moves at every arrival.  Read after
+	 * mask_of drained the status ring, so it covers what m reports. */
+	if (gen)
+		*gen = atomic_load_explicit(&app->socks[s].rx_prod, memory_order_acquire) +
+		       f->arrived;
 	fs_unlock(f);
 	return m & (events | POLLERR | POLLHUP | POLLNVAL);
+}
+
+int isosock_poll(struct isosock_app *app, int s, short events)
+{
+	return isosock_poll_gen(app, s, events, NULL);
 }
 
 struct setarg {

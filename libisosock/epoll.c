@@ -17,9 +17,14 @@
  * writable): struct isosock_file.io_rd/io_wr, one counter per direction,
  * so draining the input does not repeat POLLOUT, nor a full send buffer
  * POLLIN, nor accepting one of several pending connections the listener.
- * It never misses the edge after EAGAIN.  What it cannot see: a segment
- * arriving on a socket that stayed readable (the kernel reports one edge
- * per wake-up; the stack's poll() gives no per-socket event count yet).
+ * It never misses the edge after EAGAIN.  And as the kernel, whose
+ * sk_data_ready requeues the item at every arrival, each new arrival on a
+ * socket that stayed readable is an EPOLLIN edge: data or a datagram
+ * reaching the RX ring, a connection the accept queue.  The backend's
+ * poll() returns an arrival count for that (rx_prod plus connections
+ * queued); it moved since the last report: an edge.  EPOLLOUT repeats
+ * only after a send met a full buffer (io_wr), as the kernel's
+ * SOCK_NOSPACE rule.
  *
  * Cost: O(isostack interests) per epoll_wait.  Kept simple on purpose;
  * a ready list fed by the stack's events is the next step.
@@ -47,6 +52,7 @@ struct interest {
 	uint32_t last_ready;
 	uint32_t last_rd;       /* io_rd, io_wr at the last report */
 	uint32_t last_wr;
+	uint32_t last_gen;      /* the backend's arrival count at the last report */
 	bool disabled;          /* EPOLLONESHOT fired */
 };
 
@@ -268,7 +274,8 @@ static int scan(int epfd, struct ep *e, struct epoll_event *evs, int max)
 		 * right after this poll bumps them past what we record. */
 		uint32_t rd = atomic_load_explicit(&f->io_rd, memory_order_relaxed);
 		uint32_t wr = atomic_load_explicit(&f->io_wr, memory_order_relaxed);
-		uint32_t ev = f->h && isosock_be ? isosock_be->poll(f->h, NULL) : 0;
+		uint32_t gen = 0;
+		uint32_t ev = f->h && isosock_be ? isosock_be->poll(f->h, &gen) : 0;
 		uint32_t ready = ev & (it->events | EPOLLERR | EPOLLHUP);
 		isosock_file_put(f);
 		if (!ready) {
@@ -278,12 +285,14 @@ static int scan(int epfd, struct ep *e, struct epoll_event *evs, int max)
 		if (it->events & EPOLLET) {
 			bool edge = (ready & ~it->last_ready) ||
 				    (rd != it->last_rd && (ready & (EPOLLIN | EPOLLRDHUP))) ||
-				    (wr != it->last_wr && (ready & EPOLLOUT));
+				    (wr != it->last_wr && (ready & EPOLLOUT)) ||
+				    (gen != it->last_gen && (ready & EPOLLIN));
 			it->last_ready = ready;
 			if (!edge)
 				continue;
 			it->last_rd = rd;
 			it->last_wr = wr;
+			it->last_gen = gen;
 		}
 		if (it->events & EPOLLONESHOT)
 			it->disabled = true;

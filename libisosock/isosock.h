@@ -262,6 +262,14 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
  */
 int isosock_poll(struct isosock_app *app, int s, short events);
 
+/*
+ * isosock_poll, plus in *gen an arrival count of the socket: it moves
+ * whenever data (a datagram) reached the RX ring or a connection the
+ * accept queue, whether or not the socket was readable before.  What
+ * edge-triggered epoll reports as a new EPOLLIN edge.
+ */
+int isosock_poll_gen(struct isosock_app *app, int s, short events, uint32_t *gen);
+
 struct isosock_pollfd {
 	int sock;       /* socket id; < 0: ignored (revents 0) */
 	short events;   /* POLLIN, POLLOUT, POLLRDHUP */

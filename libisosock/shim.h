@@ -128,8 +128,9 @@ struct isosock_be {
 	int (*getpeername)(void *h, struct sockaddr *sa, socklen_t *len);
 	int (*nread)(void *h);                             /* FIONREAD */
 	/* Readiness now, as POLLIN/POLLOUT/POLLERR/POLLHUP/POLLRDHUP bits.
-	 * *gen (may be NULL) changes whenever an event arrived on the
-	 * socket since the last call: what edge-triggered epoll reports. */
+	 * *gen (may be NULL): an arrival count, moving whenever data or a
+	 * connection arrived on the socket, readable before or not: what
+	 * edge-triggered epoll reports as a new EPOLLIN edge. */
 	uint32_t (*poll)(void *h, uint32_t *gen);
 	/* Blocks until poll(h) & events, or timeout (-1: none).  Returns 0,
 	 * -ETIMEDOUT, -EINTR.  NULL: the routing layer waits with

@@ -34,7 +34,8 @@
  * Signals are delivered by an interval timer while a call is blocked (the
  * signal is the event, not a sleep); where data must arrive after the
  * signal, the handler wakes a helper thread through a pipe and the helper
- * makes the peer act.
+ * makes the peer act.  Edge-triggered epoll gets one edge per arrival
+ * (check_et_arrivals): the arrival is ours to make, then awaited.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -868,6 +869,101 @@ static void check_signals(void)
 
 /* ---- splice, closefrom ------------------------------------------------- */
 
+/* ---- edge-triggered epoll: one edge per arrival -------------------------- */
+
+/* "n:in,out" for one epoll_wait of at most one event. */
+static void et_step(char *res, size_t sz, int ep, int ms)
+{
+	struct epoll_event out[2] = { 0 };
+	int n = epoll_wait(ep, out, 2, ms);
+	uint32_t e = n > 0 ? out[0].events : 0;
+	size_t k = strlen(res);
+	snprintf(res + k, sz - k, "%s%d%s%s%s%s", k ? " " : "", n, n > 0 ? ":" : "",
+		 (e & EPOLLIN) ? "in" : "", (e & EPOLLIN) && (e & EPOLLOUT) ? "," : "",
+		 (e & EPOLLOUT) ? "out" : "");
+}
+
+/*
+ * The kernel requeues an ET item at every arrival (sk_data_ready), so a
+ * socket that stays readable reports EPOLLIN again for each new segment,
+ * datagram or connection, and never without one.  Each arrival is made
+ * by us (an echo, a connect-back) and awaited with a timeout; the
+ * epoll_wait(0) after it must then find nothing.
+ */
+static void check_et_arrivals(void)
+{
+	char res[96] = "", buf[8] = { 0 };
+	int fd = tcp_to(0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLET };
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	et_step(res, sizeof(res), ep, 5000);   /* writable: the ADD reports */
+	send(fd, "a", 1, 0);
+	et_step(res, sizeof(res), ep, 5000);   /* echo 1 */
+	send(fd, "b", 1, 0);
+	et_step(res, sizeof(res), ep, 5000);   /* echo 2, the first unread */
+	et_step(res, sizeof(res), ep, 0);
+	read_full(fd, buf, 1);
+	et_step(res, sizeof(res), ep, 0);      /* a read is no arrival */
+	read_full(fd, buf + 1, 1);
+	snprintf(res + strlen(res), sizeof(res) - strlen(res), " %s", buf);
+	report("epoll_et_each_segment", res);
+	close(ep);
+	close(fd);
+
+	res[0] = 0;
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in a = addr(peer_ip, base);
+	connect(u, (struct sockaddr *)&a, sizeof(a));
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET };
+	epoll_ctl(ep, EPOLL_CTL_ADD, u, &ev);
+	et_step(res, sizeof(res), ep, 0);
+	send(u, "1", 1, 0);
+	et_step(res, sizeof(res), ep, 5000);
+	send(u, "2", 1, 0);
+	et_step(res, sizeof(res), ep, 5000);
+	et_step(res, sizeof(res), ep, 0);
+	memset(buf, 0, sizeof(buf));
+	ssize_t r1 = recv(u, buf, 4, MSG_DONTWAIT), r2 = recv(u, buf + 1, 4, MSG_DONTWAIT);
+	snprintf(res + strlen(res), sizeof(res) - strlen(res), " %zd %zd %s", r1, r2, buf);
+	report("epoll_et_each_dgram", res);
+	close(ep);
+	close(u);
+
+	res[0] = 0;
+	uint16_t port;
+	int l = listener_any(&port);
+	fcntl(l, F_SETFL, fcntl(l, F_GETFL) | O_NONBLOCK);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET };
+	epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
+	et_step(res, sizeof(res), ep, 0);
+	connect_back(port);
+	et_step(res, sizeof(res), ep, 5000);   /* connection 1 queued */
+	connect_back(port);
+	et_step(res, sizeof(res), ep, 5000);   /* connection 2, 1 still queued */
+	et_step(res, sizeof(res), ep, 0);
+	int c[3], e[3];
+	c[0] = accept(l, NULL, NULL);
+	e[0] = errno;
+	et_step(res, sizeof(res), ep, 0);      /* an accept is no arrival */
+	for (int i = 1; i < 3; i++) {
+		c[i] = accept(l, NULL, NULL);
+		e[i] = errno;
+	}
+	for (int i = 0; i < 3; i++) {
+		snprintf(res + strlen(res), sizeof(res) - strlen(res), " %s",
+			 c[i] >= 0 ? "ok" : ename(e[i]));
+	}
+	report("epoll_et_each_conn", res);
+	for (int i = 0; i < 3; i++)
+		if (c[i] >= 0)
+			close(c[i]);
+	close(ep);
+	close(l);
+}
+
 static void check_splice(void)
 {
 	int a = tcp_to(0), b = tcp_to(0), p[2];
@@ -1520,6 +1616,7 @@ int main(int argc, char **argv)
 	check_threads();
 	check_readiness();
 	check_accept();
+	check_et_arrivals();
 	check_signals();
 	check_splice();
 	check_closefrom();

@@ -39,6 +39,7 @@ struct fsock {
 	int listening;
 	size_t rx;               /* bytes readable */
 	int pending;             /* connections a listener can accept */
+	_Atomic uint32_t arrivals; /* the backend's arrival count (poll's *gen) */
 	const unsigned char *rxdata; /* if set, the rx bytes (else 'x') */
 	unsigned char *tx;       /* if set, sends land here ... */
 	size_t txlen, txroom;    /* ... while there is room */
@@ -144,7 +145,7 @@ static int f_nread(void *h) { return (int)((struct fsock *)h)->rx; }
 static uint32_t f_poll(void *h, uint32_t *gen)
 {
 	if (gen)
-		*gen = 0;
+		*gen = atomic_load(&((struct fsock *)h)->arrivals);
 	return atomic_load(&((struct fsock *)h)->mask);
 }
 static void f_wait_begin(void) { waiters_armed++; }
@@ -609,6 +610,93 @@ static void test_epoll_et_no_repeat(void **state)
 	isosock_file_put(lf);
 	isosock_r_close(c1);
 	isosock_r_close(c2);
+	isosock_r_close(l);
+	isosock_r_close(fd);
+	isosock_r_close(ep);
+}
+
+/* ET and a socket that stays readable: every arrival is an edge (the
+ * kernel's sk_data_ready requeues the item each time), none without one. */
+static void test_epoll_et_each_arrival(void **state)
+{
+	(void)state;
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int l = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int ep = isosock_e_create(0);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 1 }, out[4];
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	struct fsock *s = fs_of(fd);
+	struct isosock_file *f = isosock_fd_get(fd);
+	char b[4];
+	struct iovec v = { b, sizeof(b) };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+
+	/* Segment 1, then segment 2 without reading: two edges. */
+	s->rx = 4;
+	atomic_store(&s->arrivals, 4);
+	atomic_store(&s->mask, POLLIN | POLLOUT);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].events, EPOLLIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	s->rx = 8;
+	atomic_fetch_add(&s->arrivals, 4);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].events, EPOLLIN);
+	/* A read that leaves data is no arrival. */
+	assert_int_equal(isosock_r_recvmsg(f, fd, &m, 0), 4);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	/* Two arrivals between waits: one edge. */
+	s->rx = 12;
+	atomic_fetch_add(&s->arrivals, 4);
+	atomic_fetch_add(&s->arrivals, 4);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+
+	/* In and out: an arrival reports all that is ready, as the kernel;
+	 * an out-only interest is not woken by arrivals. */
+	ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_MOD, fd, &ev), 0);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	atomic_fetch_add(&s->arrivals, 1);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].events, EPOLLIN | EPOLLOUT);
+	ev.events = EPOLLOUT | EPOLLET;
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_MOD, fd, &ev), 0);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	atomic_fetch_add(&s->arrivals, 1);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	/* ONESHOT: the arrival after the shot stays silent until MOD. */
+	ev.events = EPOLLIN | EPOLLET | EPOLLONESHOT;
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_MOD, fd, &ev), 0);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	atomic_fetch_add(&s->arrivals, 1);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_DEL, fd, NULL), 0);
+	isosock_file_put(f);
+
+	/* A listener: each queued connection is an edge, an accept is not. */
+	struct sockaddr_in a = sin4("198.18.0.1", 80);
+	struct isosock_file *lf = isosock_fd_get(l);
+	assert_int_equal(isosock_r_bind(lf, l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(isosock_r_listen(lf, l, 8), 0);
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET, .data.u64 = 2 };
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, l, &ev), 0);
+	struct fsock *ls = fs_of(l);
+	ls->pending = 1;
+	atomic_store(&ls->arrivals, 1);
+	atomic_store(&ls->mask, POLLIN);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	ls->pending = 2;
+	atomic_store(&ls->arrivals, 2);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 1);
+	assert_int_equal(out[0].data.u64, 2);
+	int c1 = isosock_r_accept(lf, l, NULL, NULL, 0);
+	assert_true(c1 >= 0);
+	assert_int_equal(isosock_e_wait(ep, out, 4, 0, NULL), 0);
+	isosock_file_put(lf);
+	isosock_r_close(c1);
 	isosock_r_close(l);
 	isosock_r_close(fd);
 	isosock_r_close(ep);
@@ -1275,6 +1363,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poll_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_lt_et_oneshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_et_no_repeat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoll_et_each_arrival, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_mixed_wakeup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_fd_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
