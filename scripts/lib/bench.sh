@@ -474,7 +474,7 @@ bench_prog_wait_port() {
 	local i
 
 	for i in $(seq 200); do
-		"${BP_PEER[@]}" timeout 2 bash -c "exec 3<>/dev/tcp/$BP_SUT_IP/$1" 2>/dev/null &&
+		"${BP_PEER[@]}" timeout --foreground 2 bash -c "exec 3<>/dev/tcp/$BP_SUT_IP/$1" 2>/dev/null &&
 			return 0
 		bench_prog_alive "$BP_PID" || return 1
 		sleep 0.1
@@ -484,11 +484,13 @@ bench_prog_wait_port() {
 
 # bench_prog_load NAME CMD...: the load generator in the peer namespace on
 # core 0, output in BP_LOGS/NAME.out; BP_LOAD_CMD is the exact command.
+# timeout --foreground keeps it in our process group, so that Ctrl-C
+# reaches it at once instead of after the run.
 bench_prog_load() {
 	local name=$1
 	shift
-	BP_LOAD_CMD=$(bench_prog_quote "${BP_PEER[@]}" timeout $((BP_SECS * 4 + 30)) "$@")
-	"${BP_PEER[@]}" timeout $((BP_SECS * 4 + 30)) "$@" >"$BP_LOGS/$name.out" 2>"$BP_LOGS/$name.err"
+	BP_LOAD_CMD=$(bench_prog_quote "${BP_PEER[@]}" timeout --foreground $((BP_SECS * 4 + 30)) "$@")
+	"${BP_PEER[@]}" timeout --foreground $((BP_SECS * 4 + 30)) "$@" >"$BP_LOGS/$name.out" 2>"$BP_LOGS/$name.err"
 }
 
 # bench_prog_row PROG TOOL OUTPUT KEY=VALUE...: rows into programs-STACK-PROG.json.
@@ -682,7 +684,8 @@ bench_programs() {
 	trap bench_prog_cleanup EXIT
 	trap 'exit 130' INT TERM
 	mkdir -p "$BP_TMP/www"
-	{ yes 'isostack bench: a small static page served by nginx.' || true; } | head -c 612 >"$BP_TMP/www/index.html"
+	python3 -c 'import sys; sys.stdout.write(("isostack bench: a small page served by nginx.\n" * 14)[:612])' \
+		>"$BP_TMP/www/index.html"
 	head -c 1048576 /dev/urandom >"$BP_TMP/www/big.bin"
 	log "bench programs:$BP_RUN, ${BP_SECS} s per point; raw outputs in $BP_OUT/programs-logs"
 
