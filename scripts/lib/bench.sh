@@ -121,7 +121,7 @@ bench_matrix() {
 }
 
 cmd_bench() {
-	local stack=both secs= quick=0 out=$PWD/bench-results shm=0 programs=0
+	local stack=both secs='' quick=0 out=$PWD/bench-results shm=0 programs=0
 	local only=nginx,redis,iperf3
 
 	while [ $# -gt 0 ]; do
@@ -188,9 +188,7 @@ PY
 
 # Waits (bounded) until something listens on PORT in namespace NS.
 bench_wait_port() {
-	local i
-
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		ip netns exec "$1" ss -ltn "sport = :$2" | grep -q LISTEN && return 0
 		sleep 0.05
 	done
@@ -432,12 +430,12 @@ bench_prog_start() {
 # bench_prog_stop PID: SIGTERM (nginx's master passes it on to its
 # workers), up to 5 s, then SIGKILL for it and the children it had.
 bench_prog_stop() {
-	local pid=$1 kids k i
+	local pid=$1 kids k
 
 	[ -n "$pid" ] || return 0
 	kids=$(pgrep -P "$pid" 2>/dev/null || true)
 	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		bench_prog_alive "$pid" || break
 		sleep 0.05
 	done
@@ -447,7 +445,7 @@ bench_prog_stop() {
 	fi
 	wait "$pid" 2>/dev/null || true
 	for k in $kids; do
-		bench_prog_alive "$k" && kill -KILL "$k" 2>/dev/null || true
+		if bench_prog_alive "$k"; then kill -KILL "$k" 2>/dev/null || true; fi
 	done
 	local -a left=()
 	for k in "${BP_PIDS[@]}"; do
@@ -471,9 +469,7 @@ bench_prog_cleanup() {
 # Until a TCP connect from the peer to PORT on the SUT succeeds (bounded,
 # 20 s); 1 when the server died or never listened.
 bench_prog_wait_port() {
-	local i
-
-	for i in $(seq 200); do
+	for _ in $(seq 200); do
 		"${BP_PEER[@]}" timeout --foreground 2 bash -c "exec 3<>/dev/tcp/$BP_SUT_IP/$1" 2>/dev/null &&
 			return 0
 		bench_prog_alive "$BP_PID" || return 1
@@ -613,13 +609,14 @@ bench_prog_redis() {
 }
 
 bench_prog_iperf3() {
-	local i dir
+	local dir
+	local -a rev
 
 	# -B 0.0.0.0: an AF_INET listener (iperf3's default is AF_INET6, which
 	# isostack leaves to the kernel). Readiness is the server's own line:
 	# a probe connection would count as a test client.
 	bench_prog_start iperf3 iperf3 -s -p "$BP_IPERF_PORT" -B 0.0.0.0 --forceflush
-	for i in $(seq 200); do
+	for _ in $(seq 200); do
 		grep -q "Server listening" "$BP_LOGS/iperf3.log" 2>/dev/null && break
 		bench_prog_alive "$BP_PID" || break
 		sleep 0.1
@@ -631,8 +628,10 @@ bench_prog_iperf3() {
 	fi
 	for dir in recv send; do
 		# recv: the peer sends, the SUT receives; send: -R, the SUT sends.
+		rev=()
+		[ $dir = send ] && rev=(-R)
 		if bench_prog_load "iperf3-$dir" iperf3 -c "$BP_SUT_IP" -p "$BP_IPERF_PORT" \
-			-t "$BP_SECS" -J $([ $dir = send ] && echo -R); then
+			-t "$BP_SECS" -J "${rev[@]}"; then
 			bench_prog_row iperf3 iperf3 "$BP_LOGS/iperf3-$dir.out" \
 				"case=$([ $dir = send ] && echo "SUT sends (-R)" || echo "SUT receives")" \
 				direction="$dir" command="$BP_LOAD_CMD" server_command="$BP_SERVER_CMD"
