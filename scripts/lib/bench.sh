@@ -400,9 +400,18 @@ else:
 PY
 )
 
+# The words of a command as a shell would take them back; plain words
+# stay as they are (printf %q alone writes set,get as set\,get).
 bench_prog_quote() {
-	local q
-	q=$(printf '%q ' "$@")
+	local w q=
+
+	for w in "$@"; do
+		if [[ $w =~ ^[A-Za-z0-9_./:,=+@%-]+$ ]]; then
+			q+="$w "
+		else
+			q+="$(printf '%q' "$w") "
+		fi
+	done
 	echo "${q% }"
 }
 
