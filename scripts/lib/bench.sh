@@ -359,6 +359,7 @@ def table(out, secs):
                     rows[key] = {"unit": r["unit"]}
                     seen.append(key)
                 rows[key][stack] = r
+    seen.sort(key=lambda k: order.index(k[0]) if k[0] in order else 99)
     summary = []
     hdr = (f"{'program':7} {'case':26} {'unit':6} {'kernel':>11} {'isostack':>11} "
            f"{'iso/kern':>8}  {'kernel p50/p99 us':>18}  {'isostack p50/p99 us':>19}")
