@@ -38,6 +38,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "isostack/spin.h"
 #include "shim.h"
 
 #define L isosock_libc
@@ -346,13 +347,17 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 		int64_t now = isosock_now_ns();
 		if (deadline >= 0 && now >= deadline)
 			return 0;
-		int64_t spin_end = now + isosock_cfg.spin_ns;
-		/* Yield between scans: who we wait for (a peer process, the
-		 * stack's other clients) may share our core. */
-		while ((n = scan(epfd, e, evs, max)) == 0 && isosock_now_ns() < spin_end)
-			sched_yield();
-		if (n > 0)
-			return n;
+		/* Spin, yielding between scans, unless the core is shared
+		 * (isostack/spin.h). */
+		static __thread uint32_t spin_skip;
+		struct isostack_spin sp;
+		if (isostack_spin_start(&sp, isosock_cfg.spin_ns, &spin_skip)) {
+			while ((n = scan(epfd, e, evs, max)) == 0 &&
+			       isostack_spin_step(&sp, &spin_skip))
+				;
+			if (n > 0)
+				return n;
+		}
 		if (isosock_be && isosock_be->wait_begin)
 			isosock_be->wait_begin();
 		n = scan(epfd, e, evs, max);

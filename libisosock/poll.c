@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "isostack/spin.h"
 #include "shim.h"
 
 #define L isosock_libc
@@ -116,13 +117,14 @@ int isosock_p_ppoll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigs
 			r = 0;
 			break;
 		}
-		/* Spin on the rings only: the kernel side is what we sleep on. */
-		int64_t spin_end = now + isosock_cfg.spin_ns;
-		/* Yield between scans: who we wait for (a peer process, the
-		 * stack's other clients) may share our core. */
-		while (have_stack && (cs = scan_stack(fds, n, pe)) == 0 &&
-		       isosock_now_ns() < spin_end)
-			sched_yield();
+		/* Spin on the rings only (the kernel side is what we sleep
+		 * on), yielding between scans, unless the core is shared
+		 * (isostack/spin.h). */
+		static __thread uint32_t spin_skip;
+		struct isostack_spin sp;
+		if (have_stack && isostack_spin_start(&sp, isosock_cfg.spin_ns, &spin_skip))
+			while ((cs = scan_stack(fds, n, pe)) == 0 && isostack_spin_step(&sp, &spin_skip))
+				;
 		if (cs > 0) {
 			r = nk ? merge(fds, n, pe, kp) : cs;
 			break;
