@@ -403,6 +403,19 @@ static void be_wait_end(void)
 	armed = 0;
 }
 
+static int be_sleep_mark(void *h, int key, bool on)
+{
+	if (on) {
+		if (h == NULL)
+			return -1;
+		key = (int)(H(h)->att - atts) << 20 | H(h)->s;
+	}
+	if (key < 0 || (key >> 20) >= atomic_load_explicit(&natt, memory_order_acquire))
+		return -1;
+	isosock_sleep_mark(atts[key >> 20].app, key & 0xfffff, on);
+	return key;
+}
+
 static int be_wake_fd(void)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
@@ -697,6 +710,7 @@ const struct isosock_be isosock_be_core = {
 	.wait = be_wait,
 	.wait_begin = be_wait_begin,
 	.wait_end = be_wait_end,
+	.sleep_mark = be_sleep_mark,
 	.wake_fd = be_wake_fd,
 	.atfork_prepare = be_atfork_prepare,
 	.atfork_parent = be_atfork_parent,

@@ -168,6 +168,10 @@ struct isosock_app {
 	int sh_fd;
 	size_t sh_size;
 	int me;                    /* our index in sh->members */
+	/* Threads of this process asleep on each socket's wake_mask bit
+	 * (isosock_sleep_mark); NULL: bits are set and never cleared. */
+	_Atomic uint16_t *marks;
+	_Atomic int sleepers;      /* our threads between wait_arm and disarm */
 	int64_t next_sweep;
 	int ctl_fd, wake_fd, stack_wake_fd;
 	uint32_t id, nsocks, tx_bytes, rx_bytes;
@@ -351,6 +355,8 @@ static void bind_shm(struct isosock_app *app)
 	app->base = isoshm_app_base(app->shm);
 	app->socks = (struct isostack_shm_sock *)(app->base + h->socks_off);
 	app->wait = (struct isostack_shm_wait *)(app->base + h->wait_off);
+	if (app->marks == NULL)
+		app->marks = calloc(app->nsocks, sizeof(app->marks[0]));
 }
 
 static int recv_reply(int fd, struct isostack_ctl_attach_reply *r, int fds[2])
@@ -496,6 +502,7 @@ void isosock_app_detach(struct isosock_app *app)
 	/* Shared with other members, if any: unmapped here, not destroyed. */
 	munmap(app->sh, app->sh_size);
 	close(app->sh_fd);
+	free((void *)app->marks);
 	free(app);
 }
 
@@ -519,12 +526,13 @@ bool isosock_app_alive(struct isosock_app *app)
  * process could drain the other's wake-up.  Kept on the parent's if this
  * fails: then only the 20/100 ms slices wake us.
  */
-static void own_wake_fd(struct isosock_app *app)
+static void own_wake_fd(struct isosock_app *app, int member)
 {
 	struct isostack_ctl_wakefd w = {
 		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
 			 .type = ISOSTACK_CTL_WAKEFD, .length = sizeof(w) },
 		.pid = (uint32_t)getpid(),
+		.member = (uint32_t)member,
 	};
 	int wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), old = app->wake_fd;
 
@@ -665,7 +673,7 @@ int isosock_app_exec_import(struct isosock_app **out, const char *desc)
 		m->start = proc_start(getpid());
 		atomic_store_explicit(&m->pid, (int32_t)getpid(), memory_order_release);
 		pthread_mutex_unlock(&app->sh->mlock);
-		own_wake_fd(app);
+		own_wake_fd(app, me);
 	}
 	*out = app;
 	return 0;
@@ -2089,7 +2097,10 @@ void isosock_app_fork_child(struct isosock_app *app, int child)
 {
 	struct member *m = &app->sh->members[child];
 
-	own_wake_fd(app);
+	own_wake_fd(app, child);
+	if (app->marks != NULL)     /* the parent's sleepers are not ours */
+		memset((void *)app->marks, 0, app->nsocks * sizeof(app->marks[0]));
+	atomic_store_explicit(&app->sleepers, 0, memory_order_relaxed);
 	if (child == app->me)
 		return;
 	app->me = child;
@@ -2653,9 +2664,56 @@ int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n
 	return ready;
 }
 
+/*
+ * Per-process wake targeting.  A thread about to sleep on this process's
+ * wake fd marks each isostack socket it waits for: the first such thread
+ * sets our bit in the socket's wake_mask, the last one to wake clears it,
+ * and the stack writes only the wake fds whose bit is set in the masks of
+ * the sockets it posted to.  Marks come before isosock_wait_arm, whose
+ * fence orders them before the re-check (the stack reads the mask after
+ * its own fence, as it reads waiters).  A clear racing a new mark is
+ * repaired by re-checking the count after clearing; bit 63 is shared by
+ * all processes past the 63rd and is never cleared (extra wake-ups only).
+ */
+void isosock_sleep_mark(struct isosock_app *app, int s, bool on)
+{
+	int bit = app->me < 63 ? app->me : 63;
+	uint64_t b = UINT64_C(1) << bit;
+	_Atomic uint64_t *mask;
+
+	if (s <= 0 || (uint32_t)s >= app->nsocks)
+		return;
+	mask = &app->socks[s].wake_mask;
+	if (app->marks == NULL) {
+		if (on)
+			atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
+		return;
+	}
+	if (on) {
+		if (atomic_fetch_add_explicit(&app->marks[s], 1, memory_order_relaxed) == 0)
+			atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
+		return;
+	}
+	if (atomic_fetch_sub_explicit(&app->marks[s], 1, memory_order_relaxed) != 1 || bit == 63)
+		return;
+	atomic_fetch_and_explicit(mask, ~b, memory_order_relaxed);
+	if (atomic_load_explicit(&app->marks[s], memory_order_relaxed) != 0) {
+		/* Another thread of ours marked it meanwhile and may be asleep
+		 * already: restore the bit, and wake it in case the stack
+		 * looked while the bit was clear. */
+		uint64_t one = 1;
+
+		atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
+		if (write(app->wake_fd, &one, sizeof(one)) < 0) {
+			/* full counter: a wake-up is pending anyway */
+		}
+	}
+}
+
 int isosock_wait_arm(struct isosock_app *app)
 {
 	sweep(app);     /* mixed waits re-arm every slice: the survivors' turn */
+	atomic_fetch_add_explicit(&app->sleepers, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&app->wait->waiters, 1, memory_order_relaxed);
 	/* Orders the announcement before the caller's readiness re-check;
 	 * pairs with the stack's fence before it reads waiters. */
@@ -2668,7 +2726,25 @@ int isosock_wait_disarm(struct isosock_app *app)
 	uint64_t v;
 
 	atomic_fetch_sub_explicit(&app->wait->waiters, 1, memory_order_relaxed);
+	/*
+	 * All our sleeping threads poll the one wake fd, and a write wakes
+	 * them all; a thread that drained it while another was still on its
+	 * way out of ppoll took that one's wake-up (the other re-checked the
+	 * fd, found it empty and slept on: a thread blocked in accept() on an
+	 * INADDR_ANY listener, which sleeps here too, made an epoll thread
+	 * of the same process wait out its 100 ms slices).  So only the last
+	 * of our sleepers drains it; if another armed meanwhile, the drain
+	 * may have eaten a write meant for it, so it gets one back.
+	 */
+	if (atomic_fetch_sub_explicit(&app->sleepers, 1, memory_order_acq_rel) != 1)
+		return 0;
 	while (read(app->wake_fd, &v, sizeof(v)) == sizeof(v))
 		;
+	if (atomic_load_explicit(&app->sleepers, memory_order_acquire) != 0) {
+		v = 1;
+		if (write(app->wake_fd, &v, sizeof(v)) < 0) {
+			/* full counter: it is readable anyway */
+		}
+	}
 	return 0;
 }

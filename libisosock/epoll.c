@@ -55,12 +55,15 @@ struct interest {
 	uint32_t last_wr;
 	uint32_t last_gen;      /* the backend's arrival count at the last report */
 	bool disabled;          /* EPOLLONESHOT fired */
+	int key;                /* be->sleep_mark key while marks > 0 */
+	int marks;              /* sleeping threads it is marked for */
 };
 
 struct ep {
 	pthread_mutex_t lock;
 	struct interest *v;
 	int n, cap;
+	int sleeping;           /* threads of ours asleep on the set */
 };
 
 /* Never freed: a thread may still be inside epoll_wait when another
@@ -95,13 +98,16 @@ bool isosock_e_is_emulated(int epfd)
 	return e && __atomic_load_n(&e->n, __ATOMIC_RELAXED) > 0;
 }
 
+static void drop(struct ep *e, struct interest *it);
+
 void isosock_e_closed(int fd)
 {
 	struct ep *e = ep_get(fd, false);
 	if (!e)
 		return;
 	pthread_mutex_lock(&e->lock);
-	__atomic_store_n(&e->n, 0, __ATOMIC_RELAXED);
+	while (e->n > 0)
+		drop(e, &e->v[e->n - 1]);
 	pthread_mutex_unlock(&e->lock);
 }
 
@@ -122,8 +128,45 @@ static struct interest *find(struct ep *e, int fd)
 	return NULL;
 }
 
+/* Under e->lock: one more (on) or one fewer (off) sleeping thread waits
+ * for this interest's socket (shim.h, sleep_mark). */
+static void mark(struct interest *it, bool on)
+{
+	if (!isosock_be || !isosock_be->sleep_mark)
+		return;
+	if (!on) {
+		if (it->marks > 0 && isosock_be->sleep_mark(NULL, it->key, false) >= 0)
+			it->marks--;
+		return;
+	}
+	if (it->marks == 0) {
+		struct isosock_file *f = isosock_fd_get(it->fd);
+		int key = f == it->f && f && f->gen == it->gen && f->h ?
+			  isosock_be->sleep_mark(f->h, -1, true) : -1;
+		if (f)
+			isosock_file_put(f);
+		if (key < 0)
+			return;
+		it->key = key;
+	} else if (isosock_be->sleep_mark(NULL, it->key, true) < 0) {
+		return;
+	}
+	it->marks++;
+}
+
+/* Under e->lock: a thread of ours goes to sleep on the set (on), or
+ * wakes from it. */
+static void mark_all(struct ep *e, bool on)
+{
+	e->sleeping += on ? 1 : -1;
+	for (int i = 0; i < e->n; i++)
+		mark(&e->v[i], on);
+}
+
 static void drop(struct ep *e, struct interest *it)
 {
+	while (it->marks > 0)
+		mark(it, false);
 	*it = e->v[--e->n];
 	__atomic_store_n(&e->n, e->n, __ATOMIC_RELAXED);
 }
@@ -212,6 +255,18 @@ int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		if (ev->events & EPOLLET)
 			atomic_fetch_or_explicit(&f->flags, ISOSOCK_F_ET, memory_order_relaxed);
 		kernel_mirror(epfd, EPOLL_CTL_ADD, fd, f, ev);
+		if (e->sleeping > 0) {
+			/* Threads asleep on the set wait for it from now on, and
+			 * look at once (it may be ready already), as the kernel
+			 * wakes them when a ready fd is added. */
+			for (int k = 0; k < e->sleeping; k++)
+				mark(it, true);
+			uint64_t one = 1;
+			int w = isosock_be && isosock_be->wake_fd ? isosock_be->wake_fd() : -1;
+			if (w >= 0 && L.write(w, &one, sizeof(one)) < 0) {
+				/* full: a wake-up is pending anyway */
+			}
+		}
 		break;
 	case EPOLL_CTL_MOD:
 		if (!it) {
@@ -321,17 +376,51 @@ static int fold(struct epoll_event *evs, int nstack, int total)
 	return total;
 }
 
+bool isosock_e_attached(void)
+{
+	return isosock_be && isosock_be->wake_fd && isosock_be->wake_fd() >= 0;
+}
+
+/*
+ * A set with kernel fds only (so far): the kernel's epoll_pwait.  A
+ * thread asleep there would not notice an isostack socket another thread
+ * adds meanwhile (its readiness is not the kernel's; the kernel wakes a
+ * waiter when an added fd becomes ready), so while this process uses
+ * isostack the sleep is cut in ISOSOCK_SLEEP_SLICE_NS slices that look
+ * again, and go on in the emulation once the set has one.
+ */
+static int kernel_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
+		       const sigset_t *mask)
+{
+	int64_t deadline = timeout_ns < 0 ? -1 : isosock_now_ns() + timeout_ns;
+	for (;;) {
+		int64_t left = deadline < 0 ? -1 : deadline - isosock_now_ns();
+		if (deadline >= 0 && left < 0)
+			left = 0;
+		bool sliced = left != 0 && isosock_e_attached();
+		if (sliced && (left < 0 || left > ISOSOCK_SLEEP_SLICE_NS))
+			left = ISOSOCK_SLEEP_SLICE_NS;
+		int ms = left < 0 ? -1 : (int)((left + 999999) / 1000000);
+		int r = L.epoll_pwait(epfd, evs, max, ms, mask);
+		if (r != 0 || !sliced)
+			return r < 0 ? -errno : r;
+		if (isosock_e_is_emulated(epfd)) {
+			left = deadline < 0 ? -1 : deadline - isosock_now_ns();
+			return isosock_e_wait(epfd, evs, max, deadline >= 0 && left < 0 ? 0 : left, mask);
+		}
+		if (deadline >= 0 && isosock_now_ns() >= deadline)
+			return 0;
+	}
+}
+
 int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
 		   const sigset_t *mask)
 {
 	if (max <= 0)
 		return -EINVAL;
 	struct ep *e = ep_get(epfd, false);
-	if (!e) {
-		int ms = timeout_ns < 0 ? -1 : (int)(timeout_ns / 1000000);
-		int r = L.epoll_pwait(epfd, evs, max, ms, mask);
-		return r < 0 ? -errno : r;
-	}
+	if (!e || !isosock_e_is_emulated(epfd))
+		return kernel_wait(epfd, evs, max, timeout_ns, mask);
 	int wake = isosock_be && isosock_be->wake_fd ? isosock_be->wake_fd() : -1;
 	int64_t deadline = timeout_ns < 0 ? -1 : isosock_now_ns() + timeout_ns;
 	for (;;) {
@@ -358,6 +447,9 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 			if (n > 0)
 				return n;
 		}
+		pthread_mutex_lock(&e->lock);
+		mark_all(e, true);
+		pthread_mutex_unlock(&e->lock);
 		if (isosock_be && isosock_be->wait_begin)
 			isosock_be->wait_begin();
 		n = scan(epfd, e, evs, max);
@@ -379,6 +471,9 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 		}
 		if (isosock_be && isosock_be->wait_end)
 			isosock_be->wait_end();
+		pthread_mutex_lock(&e->lock);
+		mark_all(e, false);
+		pthread_mutex_unlock(&e->lock);
 		if (n > 0)
 			return n;
 		if (r < 0)
@@ -393,8 +488,13 @@ void isosock_e_atfork_child(void)
 	pthread_mutex_init(&eps_lock, NULL);
 	for (int fd = 0; fd < EP_MAX_FD; fd++) {
 		struct ep *e = atomic_load_explicit(&eps[fd], memory_order_relaxed);
-		if (e)
+		if (e) {
 			pthread_mutex_init(&e->lock, NULL);
+			/* The core forgot the parent's marks (fork_child). */
+			e->sleeping = 0;
+			for (int i = 0; i < e->n; i++)
+				e->v[i].marks = 0;
+		}
 	}
 }
 
@@ -409,7 +509,7 @@ int isosock_e_pwait2(int epfd, struct epoll_event *evs, int max, const struct ti
 			? INT64_MAX / 2 /* "forever", without overflow */
 			: (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 	}
-	if (isosock_e_is_emulated(epfd))
+	if (isosock_e_is_emulated(epfd) || (ns != 0 && isosock_e_attached()))
 		return isosock_e_wait(epfd, evs, max, ns, mask);
 	int r;
 	if (L.epoll_pwait2) {

@@ -620,7 +620,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
 	ensure();
-	if (!isosock_e_is_emulated(epfd))
+	if (!isosock_e_is_emulated(epfd) && (timeout == 0 || !isosock_e_attached()))
 		return L.epoll_wait(epfd, evs, max, timeout);
 	return ret(isosock_e_wait(epfd, evs, max, isosock_ms_to_ns(timeout), NULL));
 }
@@ -629,7 +629,7 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 		       const sigset_t *mask)
 {
 	ensure();
-	if (!isosock_e_is_emulated(epfd))
+	if (!isosock_e_is_emulated(epfd) && (timeout == 0 || !isosock_e_attached()))
 		return L.epoll_pwait(epfd, evs, max, timeout, mask);
 	return ret(isosock_e_wait(epfd, evs, max, isosock_ms_to_ns(timeout), mask));
 }

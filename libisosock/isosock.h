@@ -131,6 +131,9 @@ void isosock_app_fork_child(struct isosock_app *app, int child);
 void isosock_app_exit(struct isosock_app *app);
 /* A child of ours was reaped (wait*): sweep dead members now. */
 void isosock_app_child_reaped(struct isosock_app *app);
+/* Before sleeping on the wake fd (on) and after (off): socket s of this
+ * process is waited for, so the stack writes our wake fd for it. */
+void isosock_sleep_mark(struct isosock_app *app, int s, bool on);
 
 /* false once the daemon's control socket has hung up (checked lazily). */
 bool isosock_app_alive(struct isosock_app *app);

@@ -23,6 +23,7 @@
 struct pent {
 	struct isosock_file *f; /* NULL: kernel fd */
 	int k;                  /* index in the kernel array, -1 none */
+	int key;                /* be->sleep_mark key while asleep, or -1 */
 };
 
 /* One pass over the isostack entries: fills revents, returns the count. */
@@ -62,6 +63,22 @@ static int merge(struct pollfd *fds, nfds_t n, const struct pent *pe, const stru
 			cnt++;
 	}
 	return cnt;
+}
+
+/* Around a sleep on the wake fd: the stack is to write it for these
+ * sockets (shim.h, sleep_mark). */
+static void mark_stack(struct pent *pe, nfds_t n, bool on)
+{
+	if (!isosock_be || !isosock_be->sleep_mark)
+		return;
+	for (nfds_t i = 0; i < n; i++) {
+		if (!pe[i].f)
+			continue;
+		if (on)
+			pe[i].key = pe[i].f->h ? isosock_be->sleep_mark(pe[i].f->h, -1, true) : -1;
+		else if (pe[i].key >= 0)
+			isosock_be->sleep_mark(NULL, pe[i].key, false);
+	}
 }
 
 int isosock_p_ppoll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigset_t *mask)
@@ -129,6 +146,8 @@ int isosock_p_ppoll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigs
 			r = nk ? merge(fds, n, pe, kp) : cs;
 			break;
 		}
+		if (have_stack)
+			mark_stack(pe, n, true);
 		if (have_stack && isosock_be && isosock_be->wait_begin)
 			isosock_be->wait_begin();
 		cs = have_stack ? scan_stack(fds, n, pe) : 0;
@@ -149,6 +168,8 @@ int isosock_p_ppoll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigs
 		}
 		if (have_stack && isosock_be && isosock_be->wait_end)
 			isosock_be->wait_end();
+		if (have_stack)
+			mark_stack(pe, n, false);
 		if (r < 0)
 			break;
 		if (cs > 0 || r > 0) {

@@ -140,6 +140,10 @@ struct isosock_be {
 	 * stack writes wake_fd (an eventfd), then withdraw. */
 	void (*wait_begin)(void);
 	void (*wait_end)(void);
+	/* Before sleeping on wake_fd(), for each socket waited for (on:
+	 * returns a key, or -1), and after, with that key (off, h NULL): so
+	 * the stack writes this process's wake fd for that socket. */
+	int (*sleep_mark)(void *h, int key, bool on);
 	int (*wake_fd)(void);                              /* -1 if none */
 	/* fork (pthread_atfork order): prepare returns with no stack call in
 	 * flight in any thread; parent/child release or rebuild. */
@@ -300,6 +304,9 @@ int isosock_p_pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeout
 		      const sigset_t *mask);
 int isosock_e_create(int flags);
 int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+/* The process has an isostack attachment (its kernel-only epoll sleeps are
+ * sliced then: epoll.c, kernel_wait). */
+bool isosock_e_attached(void);
 int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
 		   const sigset_t *mask);
 /* close(epfd): forget the emulated interest list.  */

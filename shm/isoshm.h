@@ -164,6 +164,10 @@ int isoshm_stack_sock_reset(struct isoshm_stack *s, uint32_t sock);
 /* Wakes sleepers of `sock` (and app-wide ones) if they announced sleep.
  * Returns 1 if a FUTEX_WAKE was issued, else 0. */
 int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock);
+/* The socket's wake_mask (application-written hint: which processes sleep
+ * on it); 0 for a bad socket.  Read after a notify, whose fence orders it
+ * after the publication. */
+uint64_t isoshm_stack_wake_mask(struct isoshm_stack *s, uint32_t sock);
 
 /* ---- Validation of what the stack reads from an application --------- */
 

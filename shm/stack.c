@@ -285,6 +285,13 @@ int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock)
 	return woke;
 }
 
+uint64_t isoshm_stack_wake_mask(struct isoshm_stack *s, uint32_t sock)
+{
+	if (stack_view(s, sock) == NULL)
+		return 0;
+	return atomic_load_explicit(&s->socks[sock].wake_mask, memory_order_relaxed);
+}
+
 int isoshm_stack_post_status(struct isoshm_stack *s, uint32_t sock,
 			     const struct isostack_shm_status *st, uint32_t n)
 {

@@ -275,7 +275,7 @@ static void reply_stats(struct isod_backend *be, int fd)
 }
 
 /* CTL_WAKEFD: one more wake fd for the application (a fork child's). */
-static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid)
+static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid, uint32_t member)
 {
 	/* Full: drop the entries of processes that are gone. */
 	for (unsigned i = 0; app->nmore_wake == ISOD_MAX_WAKE_FDS && i < app->nmore_wake;) {
@@ -284,6 +284,7 @@ static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid)
 			app->nmore_wake--;
 			app->more_wake_fd[i] = app->more_wake_fd[app->nmore_wake];
 			app->more_wake_pid[i] = app->more_wake_pid[app->nmore_wake];
+			app->more_wake_bit[i] = app->more_wake_bit[app->nmore_wake];
 		} else {
 			i++;
 		}
@@ -293,6 +294,7 @@ static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid)
 		return;
 	}
 	app->more_wake_fd[app->nmore_wake] = fd;
+	app->more_wake_bit[app->nmore_wake] = (uint8_t)(member < 63 ? member : 63);
 	app->more_wake_pid[app->nmore_wake++] = pid;
 }
 
@@ -345,7 +347,7 @@ static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 	}
 	if (m.hdr.type == ISOSTACK_CTL_WAKEFD && attached != NULL) {
 		if (n == (ssize_t)sizeof(m.wake) && m.hdr.length == sizeof(m.wake) && nfds == 1) {
-			add_wake_fd(attached, fds[0], m.wake.pid);
+			add_wake_fd(attached, fds[0], m.wake.pid, m.wake.member);
 			return 1;
 		}
 		for (int i = 0; i < nfds; i++)
@@ -486,19 +488,28 @@ static unsigned poll_doorbells(struct isod_backend *be, struct isod_app *app)
 static void kick_apps(struct isod_backend *be)
 {
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next) {
+		uint64_t mask = a->kick_mask;
+
 		if (!a->kick)
 			continue;
 		a->kick = false;
+		a->kick_mask = 0;
 		/* Relaxed: a hint; isoshm_stack_notify's fence ordered the
-		 * status publication before this load. */
+		 * status publication before this load.  Only the processes
+		 * asleep on a socket that got something (its wake_mask, read
+		 * after the same fence) are woken: with every wake fd written,
+		 * each event woke every sleeping worker of a multi-process
+		 * server, all but one for nothing.  Bit 63 stands for every
+		 * process past the 63rd. */
 		if (atomic_load_explicit(&a->shared_wait->waiters, memory_order_relaxed) != 0 &&
-		    a->wake_fd >= 0) {
+		    a->wake_fd >= 0 && mask != 0) {
 			uint64_t one = 1;
 
-			if (write(a->wake_fd, &one, sizeof(one)) == sizeof(one))
+			if ((mask & 1) && write(a->wake_fd, &one, sizeof(one)) == sizeof(one))
 				be->st.app_kicks++;
 			for (unsigned i = 0; i < a->nmore_wake; i++)
-				if (write(a->more_wake_fd[i], &one, sizeof(one)) == sizeof(one))
+				if (((mask >> a->more_wake_bit[i]) & 1) &&
+				    write(a->more_wake_fd[i], &one, sizeof(one)) == sizeof(one))
 					be->st.app_kicks++;
 		}
 	}

@@ -113,6 +113,7 @@ struct isod_app {
 	 * pids: an entry whose process is gone is dropped to make room. */
 	int more_wake_fd[ISOD_MAX_WAKE_FDS];
 	uint32_t more_wake_pid[ISOD_MAX_WAKE_FDS];
+	uint8_t more_wake_bit[ISOD_MAX_WAKE_FDS];  /* wake_mask bit (the first fd: 0) */
 	unsigned nmore_wake;
 	uint32_t id;
 	uint32_t pid;
@@ -124,6 +125,7 @@ struct isod_app {
 	struct isod_sock *socks;     /* [hdr.nr_sockets] */
 	uint64_t mem_used;
 	bool kick;                   /* something posted this pass: maybe write wake_fd */
+	uint64_t kick_mask;          /* wake_mask of the sockets posted to this pass */
 	bool dead;
 	bool draining;               /* dead; closed sockets still sending */
 };
@@ -156,6 +158,14 @@ uint32_t isod_backend_now(const struct isod_backend *be);
 
 /* app.* and sock.* lines of the STATS reply; returns bytes written. */
 size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, size_t len);
+
+/* Something was posted to socket `id` of `app`: at the end of the pass,
+ * wake the processes asleep on it (kick_apps in backend.c). */
+static inline void isod_app_kick(struct isod_app *app, uint32_t id)
+{
+	app->kick = true;
+	app->kick_mask |= isoshm_stack_wake_mask(app->shm, id);
+}
 
 /* ---- sock.c: the per-socket state machines ---- */
 

@@ -90,7 +90,7 @@ static void sk_post(struct isod_sock *sk, const struct isostack_shm_status *st)
 		k = isoshm_stack_post_status(sk->app->shm, sk->id, st, 1);
 		if (k == 1) {
 			sk->st_posted++;
-			sk->app->kick = true;
+			isod_app_kick(sk->app, sk->id);
 			return;
 		}
 		if (k < 0) {
@@ -138,7 +138,7 @@ static void sk_flush(struct isod_sock *sk)
 		if (k == 0)
 			goto later;
 		sk->st_posted += (uint32_t)k;
-		app->kick = true;
+		isod_app_kick(app, sk->id);
 		memmove(sk->pend, sk->pend + k, (size_t)(sk->npend - k) * sizeof(sk->pend[0]));
 		sk->npend = (uint8_t)(sk->npend - k);
 	}
@@ -164,7 +164,7 @@ static void sk_flush(struct isod_sock *sk)
 		sk->st_posted++;
 		sk->ev_pending &= ~(1u << b);
 		app->be->st.events++;
-		app->kick = true;
+		isod_app_kick(app, sk->id);
 	}
 	return;
 later:

@@ -75,7 +75,8 @@ struct isostack_ctl_attach_reply {
 struct isostack_ctl_wakefd {
 	struct isostack_ctl_hdr hdr;
 	uint32_t pid;           /* the process that will read it */
-	uint32_t reserved;
+	uint32_t member;        /* its place in the application: its bit in
+				 * the sockets' wake_mask is min(member, 63) */
 };
 
 /* client -> daemon. */

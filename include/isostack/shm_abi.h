@@ -142,7 +142,12 @@ struct isostack_shm_sock {
 	_Atomic uint32_t rx_cons;      /* RX bytes read */
 	_Atomic uint32_t bell_seq;     /* doorbells rung for this socket */
 	_Atomic uint32_t waiters;      /* threads announced asleep on it */
-	uint32_t reserved_app[10];
+	/* Processes with a thread asleep on their wake fd (mixed or epoll
+	 * waits) that includes this socket: bit min(member, 63) of the
+	 * process in the application (CTL_WAKEFD member; the attaching
+	 * process is 0).  A hint for which wake fds the stack writes. */
+	_Atomic uint64_t wake_mask;
+	uint32_t reserved_app[8];
 
 	/* ---- written by the stack ---- */
 	_Atomic uint32_t cmd_cons;     /* command entries consumed */
@@ -281,6 +286,7 @@ _Static_assert(sizeof(struct isostack_shm_sock) == 128, "socket block size");
 _Static_assert(offsetof(struct isostack_shm_sock, cmd_cons) == 64, "stack line of socket block");
 _Static_assert(offsetof(struct isostack_shm_sock, waiters) == 20, "sock.waiters");
 _Static_assert(offsetof(struct isostack_shm_sock, wake_seq) == 84, "sock.wake_seq");
+_Static_assert(offsetof(struct isostack_shm_sock, wake_mask) == 24, "sock.wake_mask");
 _Static_assert(sizeof(struct isostack_shm_doorbell) == 128, "doorbell block size");
 _Static_assert(offsetof(struct isostack_shm_doorbell, cons) == 64, "doorbell.cons line");
 _Static_assert(sizeof(struct isostack_shm_cmd) == 64, "command entry size");

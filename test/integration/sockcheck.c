@@ -964,6 +964,61 @@ static void check_et_arrivals(void)
 	close(l);
 }
 
+/*
+ * Another thread adds a socket to an epoll set this thread is already
+ * waiting on (the set held no socket yet), and data arrives on it: the
+ * wait reports it, as the kernel wakes a waiter when an added fd becomes
+ * ready.  The adding thread connects to the echo service, adds the
+ * socket, then sends; the wait has 10 s, far more than the round trip.
+ */
+struct adder {
+	pthread_t t;
+	int ep, fd;
+	int ready[2];             /* the waiter is about to wait */
+};
+
+static void *adder_main(void *arg)
+{
+	struct adder *a = arg;
+	char c;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 7 };
+	if (read(a->ready[0], &c, 1) != 1)
+		return NULL;
+	a->fd = tcp_to(0);
+	if (epoll_ctl(a->ep, EPOLL_CTL_ADD, a->fd, &ev) == 0)
+		send(a->fd, "t", 1, 0);
+	return NULL;
+}
+
+static void check_epoll_thread_add(void)
+{
+	struct adder a = { .ep = epoll_create1(0), .fd = -1 };
+	struct epoll_event out[2];
+	if (a.ep < 0 || pipe(a.ready) < 0)
+		die("epoll_thread_add setup");
+	/* A socket of ours exists (the process uses the stack) before the
+	 * wait starts, as in a server that accepts in another thread. */
+	int other = tcp_to(0);
+	if (pthread_create(&a.t, NULL, adder_main, &a) != 0)
+		die("pthread_create");
+	/* The write races with the wait's start on purpose: either order
+	 * must end with the event reported. */
+	if (write(a.ready[1], "g", 1) != 1)
+		die("epoll_thread_add write");
+	int n = epoll_wait(a.ep, out, 2, 10000);
+	pthread_join(a.t, NULL);
+	char res[32];
+	snprintf(res, sizeof(res), "%d:%s", n, n == 1 && out[0].data.u64 == 7 &&
+		 (out[0].events & EPOLLIN) ? "in" : "-");
+	report("epoll_thread_add", res);
+	if (a.fd >= 0)
+		close(a.fd);
+	close(other);
+	close(a.ep);
+	close(a.ready[0]);
+	close(a.ready[1]);
+}
+
 static void check_splice(void)
 {
 	int a = tcp_to(0), b = tcp_to(0), p[2];
@@ -1615,6 +1670,7 @@ int main(int argc, char **argv)
 	check_bulk();
 	check_threads();
 	check_readiness();
+	check_epoll_thread_add();
 	check_accept();
 	check_et_arrivals();
 	check_signals();
