@@ -59,13 +59,19 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 				   pcb ? (unsigned)pcb->state : TCP_STATE_NONE,
 				   app->id, i, sk->tx_handed,
 				   app->id, i, sk->rx_prod - sk->rx_cons_seen);
-			if (pcb != NULL)
+			if (pcb != NULL) {
+				/* A listener is a struct tcp_pcb_listen: no remote
+				 * end, and no remote_port to read at all. */
+				bool listen = pcb->state == LISTEN;
+
 				isod_strbuf_put(&sb, "sock.%u.%u.local_ip %u\nsock.%u.%u.local_port %u\n"
 					   "sock.%u.%u.remote_ip %u\nsock.%u.%u.remote_port %u\n",
 					   app->id, i, lwip_ntohl(ip4_addr_get_u32(&pcb->local_ip)),
 					   app->id, i, pcb->local_port,
-					   app->id, i, lwip_ntohl(ip4_addr_get_u32(&pcb->remote_ip)),
-					   app->id, i, pcb->remote_port);
+					   app->id, i, listen ? 0u :
+					   lwip_ntohl(ip4_addr_get_u32(&pcb->remote_ip)),
+					   app->id, i, listen ? 0u : pcb->remote_port);
+			}
 		}
 	}
 	return sb.used;
