@@ -62,6 +62,37 @@ bg() {
 	LAST_PID=$!
 }
 
+# wait_line FILE TEXT: until FILE has TEXT, bounded by 20 s; fails early
+# if the last started background process died.
+wait_line() {
+	local i
+	for i in $(seq 200); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		kill -0 "$LAST_PID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# wait_stack_sockets N: until the daemon reports N sockets held by
+# applications (isostat; a closed socket's slot returns once its last ACK
+# is in), bounded by 5 s.  Sets $socks; isostat's output in
+# $tmp/isostat.log.
+wait_stack_sockets() {
+	local i isostat control
+	isostat=$(dirname "$ISOSTACK_DAEMON")/isostat
+	control=/run/isostack/$ISOSTACK_NS_PREFIX/control.sock
+	for i in $(seq 50); do
+		"$isostat" -r -c "$control" >"$tmp/isostat.log" 2>&1 || fail "isostat"
+		socks=$(awk '$1 ~ /^app\.[0-9]+\.sockets$/ { n += $2 } END { print n + 0 }' \
+			"$tmp/isostat.log")
+		[ "$socks" -eq "$1" ] && return 0
+		sleep 0.1
+	done
+	grep -E "^(app|sock)\." "$tmp/isostat.log"
+	return 1
+}
+
 # wait_port WHERE PORT: until a TCP connect to the port succeeds from the
 # peer (WHERE=peer, to the stack address) or from the stack side through
 # the shim (WHERE=stack, to the peer).  Polls with connects, bounded by 20 s.

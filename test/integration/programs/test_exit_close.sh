@@ -39,11 +39,7 @@ except OSError as e:
     end = e.__class__.__name__
 print(h.hexdigest(), n, end, flush=True)
 ' $PORT "$tmp/go"
-for i in $(seq 100); do
-	grep -q listening "$tmp/peer.out" 2>/dev/null && break
-	sleep 0.1
-done
-grep -q listening "$tmp/peer.out" || fail "peer did not listen"
+wait_line "$tmp/peer.out" listening || fail "peer did not listen"
 
 "$CLI" run --require -- python3 -c '
 import socket, sys

@@ -26,15 +26,6 @@ stack_up
 # 1. server on isostack (-B 0.0.0.0: AF_INET; by default iperf3 listens on
 # an AF_INET6 socket, which stays on the kernel), Linux client.  Readiness is the server's own
 # "Server listening" line (a probe connection would count as a client).
-wait_line() {  # wait_line FILE TEXT: bounded by 20 s
-	local i
-	for i in $(seq 200); do
-		grep -q "$2" "$1" 2>/dev/null && return 0
-		kill -0 "$LAST_PID" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
 bg srv "$CLI" run --require -- iperf3 -s -p 5201 -B 0.0.0.0 --forceflush
 wait_line "$tmp/srv.out" "Server listening" || fail "iperf3 server on isostack does not listen"
 "$CLI" peer -- timeout 60 iperf3 -c "$STACK_IP" -p 5201 -t 3 -J >"$tmp/cli1.json" ||

@@ -29,12 +29,7 @@ while True:
         c.sendall(b)
     c.close()
 ' $PORT
-	local i
-	for i in $(seq 100); do
-		grep -q listening "$tmp/peer.out" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	fail "peer did not listen"
+	wait_line "$tmp/peer.out" listening || fail "peer did not listen"
 }
 
 # fill: opens TCP sockets until one fails; prints "N ERRNO", then closes

@@ -87,14 +87,6 @@ for w in $workers; do
 	kill -0 "$w" 2>/dev/null && fail "worker $w still runs after quit"
 done
 # Gone from the stack too: no application holds a socket any more.
-isostat=$(dirname "$ISOSTACK_DAEMON")/isostat
-control=/run/isostack/$ISOSTACK_NS_PREFIX/control.sock
-for i in $(seq 50); do
-	"$isostat" -r -c "$control" >"$tmp/isostat.log" 2>&1 || fail "isostat"
-	socks=$(awk '$1 ~ /^app\.[0-9]+\.sockets$/ { n += $2 } END { print n + 0 }' "$tmp/isostat.log")
-	[ "$socks" -eq 0 ] && break
-	sleep 0.1
-done
-[ "$socks" -eq 0 ] || { grep -E "^(app|sock)\." "$tmp/isostat.log"; fail "sockets left: $socks"; }
+wait_stack_sockets 0 || fail "sockets left: $socks"
 echo "after quit: master and workers gone, no socket left in the stack"
 echo "PASS: daemonized nginx with www-data workers served every byte and quit cleanly"

@@ -57,14 +57,6 @@ kill -0 "$LAST_PID" || fail "socat died"
 # Every child has exited and its client got all bytes and EOF, so the
 # application is left holding the listener alone: one socket in the stack
 # (a closed socket's slot returns once its last ACK is in, so poll for it).
-isostat=$(dirname "$ISOSTACK_DAEMON")/isostat
-control=/run/isostack/$ISOSTACK_NS_PREFIX/control.sock
-for i in $(seq 50); do
-	"$isostat" -r -c "$control" >"$tmp/isostat.log" 2>&1 || fail "isostat"
-	socks=$(awk '$1 ~ /^app\.[0-9]+\.sockets$/ { n += $2 } END { print n + 0 }' "$tmp/isostat.log")
-	[ "$socks" -eq 1 ] && break
-	sleep 0.1
-done
+wait_stack_sockets 1 || fail "sockets left: $socks"
 echo "sockets the application holds in the stack afterwards: $socks (the listener)"
-[ "$socks" -eq 1 ] || { grep -E "^(app|sock)\." "$tmp/isostat.log"; fail "sockets left: $socks"; }
 echo "PASS: socat fork + exec on isostack"
