@@ -167,7 +167,7 @@ static inline void isod_app_kick(struct isod_app *app, uint32_t id)
 	app->kick_mask |= isoshm_stack_wake_mask(app->shm, id);
 }
 
-/* ---- sock.c: the per-socket state machines ---- */
+/* ---- sock*.c: the per-socket state machines (entry points) ---- */
 
 /* Runs the commands the doorbell of `id` announced; returns the number. */
 unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id);
@@ -185,5 +185,53 @@ unsigned isod_sock_closing(const struct isod_app *app);
 /* Aborts the parked CLOSEs whose deadline is at or before `now` (lwIP's
  * sys_now()); returns how many. */
 unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now);
+
+/* ---- sock*.c: shared between the socket files, not the dispatcher ---- */
+
+/* sock.c: slots, status posting, addresses */
+bool isod_sk_app_waits(const struct isod_sock *sk);
+void isod_sk_post(struct isod_sock *sk, const struct isostack_shm_status *st);
+void isod_sk_reply(struct isod_sock *sk, const struct isostack_shm_cmd *c, int64_t result);
+void isod_sk_event(struct isod_sock *sk, uint16_t ev);
+struct isod_sock *isod_sk_alloc(struct isod_app *app, int *err);
+void isod_sk_free(struct isod_sock *sk);
+void isod_sk_detach_pcb(struct isod_sock *sk);
+void isod_sk_abort(struct isod_sock *sk);
+void isod_sk_kill(struct isod_sock *sk, int err);
+void isod_sk_put_addr(uint64_t *arg, const ip_addr_t *ip, u16_t port);
+int isod_sk_addr_from_cmd(const struct isostack_shm_cmd *c, ip_addr_t *ip, u16_t *port);
+bool isod_sk_addr_is_local(const ip_addr_t *ip);
+int isod_sk_lwip_bind_errno(err_t e);
+
+/* sock_tcp.c: lwIP callbacks, connect, listen, accept */
+int isod_sk_err_to_errno(err_t e, bool connecting);
+void isod_sk_attach_pcb(struct isod_sock *sk, struct tcp_pcb *pcb);
+void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c);
+void isod_sk_cmd_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c);
+void isod_sk_accept_serve(struct isod_sock *lsk);
+
+/* sock_data.c: the TCP data path */
+void isod_sk_rx_hold_drop(struct isod_sock *sk);
+void isod_sk_rx_pump(struct isod_sock *sk);
+void isod_sk_tx_push(struct isod_sock *sk);
+void isod_sk_tx_acked(struct isod_sock *sk);
+
+/* sock_udp.c */
+void isod_sk_cb_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p,
+			 const ip_addr_t *addr, u16_t port);
+void isod_sk_udp_rx_resume(struct isod_sock *sk);
+void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c);
+
+/* sock_opt.c */
+int isod_sk_opt_int(const struct isostack_shm_cmd *c, int *v);
+void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd *c);
+void isod_sk_cmd_getsockopt(struct isod_sock *sk, const struct isostack_shm_cmd *c);
+
+/* sock_close.c */
+void isod_sk_closing_unlink(struct isod_sock *sk);
+void isod_sk_close_finish(struct isod_sock *sk);
+void isod_sk_close_check(struct isod_sock *sk);
+void isod_sk_forget_timewait(struct isod_sock *sk);
+void isod_sk_cmd_close(struct isod_sock *sk, const struct isostack_shm_cmd *c);
 
 #endif /* ISOD_BACKEND_INTERNAL_H */

@@ -1,0 +1,204 @@
+/*
+ * The TCP data path of the back-end: the RX ring filled from lwIP's
+ * pbufs, the TX ring handed to lwIP, acknowledgements releasing it, and
+ * the receive window.
+ *
+ * TX is zero-copy -- tcp_write() without TCP_WRITE_FLAG_COPY on spans of
+ * the application's TX ring, released (tx_cons) as tcp_sent reports
+ * acknowledgements.  RX is one copy, from lwIP's pbufs into the RX ring;
+ * tcp_recved() credits exactly what the application consumed.  Every
+ * connection starts with a receive window of min(TCP_WND, ring size),
+ * set before the first segment that announces it (sock_tcp.c), so the
+ * window is never larger than the ring's free space and what lwIP
+ * accepted always fits in the ring: pbufs are held only until the next
+ * pass copies them.
+ */
+#include "lwip/pbuf.h"
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/tcp.h"
+
+#include "internal.h"
+
+/* Frees what is still held of the received data (connection gone). */
+void isod_sk_rx_hold_drop(struct isod_sock *sk)
+{
+	if (sk->rx_hold != NULL) {
+		pbuf_free(sk->rx_hold);
+		sk->rx_hold = NULL;
+	}
+	sk->rx_hold_off = 0;
+	sk->app->be->st.rx_held -= sk->rx_held;
+	sk->rx_held = 0;
+}
+
+/* ---- Receive window ----------------------------------------------------------- */
+
+/*
+ * lwIP sends a window update by itself once the window grew by
+ * TCP_WND_UPDATE_THRESHOLD (4 MSS); with a ring below about 4 times that
+ * a sender facing a full ring would wait for its persist timer.  Announce
+ * once a quarter of the ring (at least one MSS) is free and unannounced.
+ */
+static void wnd_update(struct isod_sock *sk)
+{
+	struct tcp_pcb *pcb = sk->pcb;
+	uint32_t step = sk->app->hdr.rx_ring_bytes / 4;
+	int32_t unannounced = (int32_t)(pcb->rcv_nxt + pcb->rcv_wnd - pcb->rcv_ann_right_edge);
+
+	if (step < TCP_MSS)
+		step = TCP_MSS;
+	if (unannounced >= (int32_t)step) {
+		tcp_ack_now(pcb);
+		tcp_output(pcb);
+	}
+}
+
+/* ---- Data path --------------------------------------------------------------- */
+
+/* Credits the window with what the application consumed since last time,
+ * then moves held data into the ring.  Posts EV_RX when the ring was empty,
+ * EV_HUP after the last byte of a FIN'd stream. */
+void isod_sk_rx_pump(struct isod_sock *sk)
+{
+	struct isod_app *app = sk->app;
+	int space = isoshm_stack_rx_space(app->shm, sk->id);
+	uint32_t used, cons, credit;
+	bool was_empty;
+
+	if (space < 0) {
+		isod_sk_kill(sk, -EPROTO);
+		return;
+	}
+	used = app->hdr.rx_ring_bytes - (uint32_t)space;
+	cons = sk->rx_prod - used;
+	credit = cons - sk->rx_cons_seen;
+	sk->rx_cons_seen = cons;
+	if (sk->pcb != NULL && credit != 0) {
+		while (credit > 0) {
+			uint16_t n = credit > 0xffff ? 0xffff : (uint16_t)credit;
+
+			tcp_recved(sk->pcb, n);
+			credit -= n;
+		}
+		wnd_update(sk);
+	}
+	was_empty = used == 0;
+	while (sk->rx_hold != NULL && space > 0) {
+		struct pbuf *q = sk->rx_hold;
+		uint32_t avail = q->len - sk->rx_hold_off;
+		uint32_t n = avail < (uint32_t)space ? avail : (uint32_t)space;
+		int k = 0;
+
+		if (n > 0)
+			k = isoshm_stack_rx_write(app->shm, sk->id,
+						  (const uint8_t *)q->payload + sk->rx_hold_off, n);
+		if (k < 0) {
+			isod_sk_kill(sk, -EPROTO);
+			return;
+		}
+		sk->rx_prod += (uint32_t)k;
+		sk->rx_hold_off = (uint16_t)(sk->rx_hold_off + k);
+		sk->rx_held -= (uint32_t)k;
+		app->be->st.rx_held -= (uint64_t)k;
+		space -= k;
+		app->be->st.rx_bytes += (uint64_t)k;
+		if (sk->rx_hold_off == q->len) {
+			struct pbuf *next = q->next;
+
+			q->next = NULL;
+			q->tot_len = q->len;
+			pbuf_free(q);
+			sk->rx_hold = next;
+			sk->rx_hold_off = 0;
+		} else if (k == 0) {
+			break;
+		}
+	}
+	if (was_empty && sk->rx_prod - cons != 0)
+		isod_sk_event(sk, ISOSTACK_SHM_EV_RX);
+	if (sk->fin_rcvd && sk->rx_hold == NULL && !sk->hup_posted) {
+		sk->hup_posted = true;
+		isod_sk_event(sk, ISOSTACK_SHM_EV_HUP);
+	}
+}
+
+/* Hands new TX bytes to lwIP without copying, as far as it takes them. */
+void isod_sk_tx_push(struct isod_sock *sk)
+{
+	struct isod_app *app = sk->app;
+	struct isoshm_span sp[2];
+	struct tcp_pcb *pcb = sk->pcb;
+	uint32_t off, written = 0;
+	int total;
+
+	if (pcb == NULL || sk->state != ISOD_S_CONNECTED || sk->shut_wr_done)
+		return;
+	total = isoshm_stack_tx_peek(app->shm, sk->id, sp);
+	if (total < 0) {
+		isod_sk_kill(sk, -EPROTO);
+		return;
+	}
+	if ((uint32_t)total == app->hdr.tx_ring_bytes)
+		sk->tx_was_full = true;
+	off = sk->tx_handed;
+	while (off < (uint32_t)total) {
+		uint32_t room = tcp_sndbuf(pcb);
+		uint32_t in0 = sp[0].len;
+		const uint8_t *p;
+		uint32_t n;
+		err_t e;
+
+		if (off < in0) {
+			p = (const uint8_t *)sp[0].addr + off;
+			n = in0 - off;
+		} else {
+			p = (const uint8_t *)sp[1].addr + (off - in0);
+			n = (uint32_t)total - off;
+		}
+		if (n > room)
+			n = room;
+		if (n > 0xffff)
+			n = 0xffff - 0xffff % TCP_MSS;
+		if (n == 0 || tcp_sndqueuelen(pcb) >= TCP_SND_QUEUELEN - 8)
+			break;
+		e = tcp_write(pcb, p, (u16_t)n,
+			      off + n < (uint32_t)total ? TCP_WRITE_FLAG_MORE : 0);
+		if (e == ERR_MEM)
+			break;
+		if (e != ERR_OK) {
+			isod_sk_kill(sk, isod_sk_err_to_errno(e, false));
+			return;
+		}
+		app->be->st.tx_writes++;
+		off += n;
+		written += n;
+	}
+	sk->tx_handed = off;
+	if (sk->shut_wr && off == (uint32_t)total) {
+		tcp_shutdown(pcb, 0, 1);   /* FIN after the queued data */
+		sk->shut_wr_done = true;
+		written = 1;
+	}
+	if (written != 0)
+		tcp_output(pcb);
+}
+
+/* Releases acknowledged TX bytes; EV_TX if the application may be waiting. */
+void isod_sk_tx_acked(struct isod_sock *sk)
+{
+	uint32_t n = sk->acked < sk->tx_handed ? sk->acked : sk->tx_handed;
+
+	sk->acked = 0;
+	if (n == 0)
+		return;
+	if (isoshm_stack_tx_release(sk->app->shm, sk->id, n) < 0) {
+		isod_sk_kill(sk, -EPROTO);
+		return;
+	}
+	sk->tx_handed -= n;
+	sk->app->be->st.tx_bytes += n;
+	if (sk->tx_was_full || isod_sk_app_waits(sk)) {
+		sk->tx_was_full = false;
+		isod_sk_event(sk, ISOSTACK_SHM_EV_TX);
+	}
+}
