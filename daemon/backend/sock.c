@@ -596,7 +596,8 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
 		}
 		/* cmd_cons is published: fence before reading tx_prod (SEND), so
 		 * an application that saw our old cmd_cons and skipped posting
-		 * a SEND has its bytes seen here (core.c, maybe_post_send). */
+		 * a SEND has its bytes seen here (libisosock/core_data.c,
+		 * isosock__maybe_post_send). */
 		atomic_thread_fence(memory_order_seq_cst);
 		for (int i = 0; i < n; i++)
 			cmd_exec(sk, &cmds[i]);

@@ -1,0 +1,250 @@
+/*
+ * Attaching to the stack and the control socket: the ATTACH handshake
+ * (segment and stack wake fd received over SCM_RIGHTS), detach, the
+ * throttled liveness check on the control socket, a wake fd of a
+ * process's own (WAKEFD) and the accessors of the handle.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core_internal.h"
+#include "isostack/ctl_proto.h"
+
+/* ---- Attach --------------------------------------------------------------- */
+
+/* The per-process shortcuts into the mapped segment (attach, exec import). */
+void isosock__bind_shm(struct isosock_app *app)
+{
+	const struct isostack_shm_header *h = isoshm_app_header(app->shm);
+
+	app->nsocks = h->nr_sockets;
+	app->tx_bytes = h->tx_ring_bytes;
+	app->rx_bytes = h->rx_ring_bytes;
+	app->base = isoshm_app_base(app->shm);
+	app->socks = (struct isostack_shm_sock *)(app->base + h->socks_off);
+	app->wait = (struct isostack_shm_wait *)(app->base + h->wait_off);
+	if (app->marks == NULL)
+		app->marks = calloc(app->nsocks, sizeof(app->marks[0]));
+}
+
+static int recv_reply(int fd, struct isostack_ctl_attach_reply *r, int fds[2])
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} u;
+	struct iovec iov = { .iov_base = r, .iov_len = sizeof(*r) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	int got = 0;
+	ssize_t n;
+
+	fds[0] = fds[1] = -1;
+	do
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < k; i++) {
+			int f;
+
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (got < 2)
+				fds[got++] = f;
+			else
+				close(f);
+		}
+	}
+	if (n == 0)
+		return -ECONNRESET;
+	if ((size_t)n != sizeof(*r) || r->hdr.magic != ISOSTACK_CTL_MAGIC ||
+	    r->hdr.version != ISOSTACK_CTL_VERSION || r->hdr.type != ISOSTACK_CTL_ATTACH_REPLY)
+		return -EPROTO;
+	return got;
+}
+
+int isosock_app_attach(struct isosock_app **out, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct isostack_ctl_attach req = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_ATTACH, .length = sizeof(req) },
+		.pid = (uint32_t)getpid(), .abi_version = ISOSTACK_SHM_ABI_VERSION,
+		.features = ISOSTACK_SHM_FEATURES,
+	};
+	struct isostack_ctl_attach_reply rep;
+	struct isosock_app *app;
+	int fds[2] = { -1, -1 };
+	int ret;
+
+	if (path == NULL)
+		path = getenv("ISOSTACK_CONTROL");
+	if (path == NULL || *path == '\0')
+		path = ISOSOCK_CONTROL_PATH;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	app = calloc(1, sizeof(*app));
+	if (app == NULL)
+		return -ENOMEM;
+	app->stack_wake_fd = -1;
+	app->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (app->ctl_fd < 0) {
+		ret = -errno;
+		goto err_free;
+	}
+	if (connect(app->ctl_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		ret = -errno;
+		goto err_ctl;
+	}
+	app->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (app->wake_fd < 0) {
+		ret = -errno;
+		goto err_ctl;
+	}
+	{
+		FILE *f = fopen("/proc/self/comm", "re");
+
+		if (f != NULL) {
+			if (fgets(req.comm, sizeof(req.comm), f) != NULL)
+				req.comm[strcspn(req.comm, "\n")] = '\0';
+			fclose(f);
+		}
+	}
+	ret = isoshm_send_fd(app->ctl_fd, app->wake_fd, &req, sizeof(req));
+	if (ret < 0)
+		goto err_wake;
+	ret = recv_reply(app->ctl_fd, &rep, fds);
+	if (ret < 0)
+		goto err_fds;
+	if (rep.status < 0) {
+		ret = rep.status;
+		goto err_fds;
+	}
+	if (ret != 2) {
+		ret = -EPROTO;
+		goto err_fds;
+	}
+	ret = isoshm_app_attach(&app->shm, fds[0], NULL);
+	if (ret < 0)
+		goto err_fds;
+	app->stack_wake_fd = fds[1];
+	app->id = rep.app_id;
+	isosock__bind_shm(app);
+	ret = isosock__fshared_create(app, app->nsocks);
+	if (ret < 0) {
+		isoshm_app_detach(app->shm);
+		close(fds[1]);
+		goto err_wake;
+	}
+	*out = app;
+	return 0;
+
+err_fds:
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+err_wake:
+	close(app->wake_fd);
+err_ctl:
+	close(app->ctl_fd);
+err_free:
+	free(app);
+	return ret;
+}
+
+void isosock_app_detach(struct isosock_app *app)
+{
+	if (app == NULL)
+		return;
+	close(app->ctl_fd);
+	close(app->wake_fd);
+	if (app->stack_wake_fd >= 0)
+		close(app->stack_wake_fd);
+	isoshm_app_detach(app->shm);
+	/* Shared with other members, if any: unmapped here, not destroyed. */
+	munmap(app->sh, app->sh_size);
+	close(app->sh_fd);
+	free((void *)app->marks);
+	free(app);
+}
+
+/*
+ * Whether the daemon still holds our control socket.  Asked per socket by
+ * every readiness check, so the control socket is polled at most once per
+ * ALIVE_CHECK_NS: unthrottled, that poll() was 63% of nginx's system calls
+ * (7 per request).  A dead daemon is noticed that much later at most.
+ */
+#define ALIVE_CHECK_NS (1000 * 1000)
+
+bool isosock_app_alive(struct isosock_app *app)
+{
+	struct pollfd p = { .fd = app->ctl_fd, .events = POLLIN };
+	int64_t now;
+
+	if (atomic_load_explicit(&app->dead, memory_order_relaxed))
+		return false;
+	now = now_ns();
+	if (now - atomic_load_explicit(&app->alive_at, memory_order_relaxed) < ALIVE_CHECK_NS)
+		return true;
+	atomic_store_explicit(&app->alive_at, now, memory_order_relaxed);
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLIN))) {
+		/* the daemon never sends unasked: readable means hung up */
+		atomic_store_explicit(&app->dead, true, memory_order_relaxed);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A wake fd of our own (ctl_proto.h, WAKEFD), for a process that starts
+ * out with its parent's (fork child, spawned image): sharing it, either
+ * process could drain the other's wake-up.  Kept on the parent's if this
+ * fails: then only the 20/100 ms slices wake us.
+ */
+void isosock__own_wake_fd(struct isosock_app *app, int member)
+{
+	struct isostack_ctl_wakefd w = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_WAKEFD, .length = sizeof(w) },
+		.pid = (uint32_t)getpid(),
+		.member = (uint32_t)member,
+	};
+	int wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), old = app->wake_fd;
+
+	if (wfd >= 0 && isoshm_send_fd(app->ctl_fd, wfd, &w, sizeof(w)) == 0) {
+		/* At the old number: a spawned image must find the fds it did
+		 * not inherit free, as with the kernel. */
+		if (dup3(wfd, old, O_CLOEXEC) == old) {
+			close(wfd);
+			return;
+		}
+		/* swapped first: the shim's close() refuses our private fds */
+		app->wake_fd = wfd;
+		close(old);
+	} else if (wfd >= 0) {
+		close(wfd);
+	}
+}
+
+uint32_t isosock_app_id(const struct isosock_app *app) { return app->id; }
+uint32_t isosock_app_max_sockets(const struct isosock_app *app) { return app->nsocks; }
+int isosock_app_ctl_fd(const struct isosock_app *app) { return app->ctl_fd; }
+int isosock_app_wake_fd(const struct isosock_app *app) { return app->wake_fd; }
+
+void isosock_app_stats(struct isosock_app *app, struct isosock_stats *out)
+{
+	*out = app->st;
+	out->sleeps = isoshm_app_sleeps(app->shm);
+}

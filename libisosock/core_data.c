@@ -1,0 +1,590 @@
+/*
+ * The data path of the front-end: send and recv over the TX and RX rings
+ * (TCP bytes, UDP datagram records), the two aggregation rules that
+ * decide when SEND and RECV are posted, FIONREAD and shutdown.
+ */
+#include <netinet/in.h>
+#include <string.h>
+
+#include "core_internal.h"
+
+/* ---- Data ---------------------------------------------------------------------- */
+
+/* Under f->lock: the data-call error of a dead socket (or 0 if alive). */
+static int dead_err(struct isosock_app *app, struct fsock *f, bool sending)
+{
+	if (!f->dead && isosock_app_alive(app))
+		return 0;
+	if (!f->dead) {
+		f->dead = true;
+		f->fatal = -ECONNRESET;
+		f->so_error = ECONNRESET;
+	}
+	if (!f->err_reported) {
+		f->err_reported = true;
+		f->so_error = 0;
+		return f->fatal;
+	}
+	return sending ? -EPIPE : 0;
+}
+
+/* Under f->lock: post SEND if the rule says so. */
+int isosock__maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bool more)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SEND };
+	uint32_t cons;
+	int rc;
+
+	if (f->tx_since_send == 0)
+		return 0;
+	/* Acquire: pairs with the stack's store-release of cmd_cons. */
+	cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
+	if (f->send_posted && (int32_t)(cons - f->send_idx) < 0 &&
+	    f->tx_since_send <= ISOSOCK_TX_AGG_MAX) {
+		/*
+		 * Skipping relies on the stack reading tx_prod after it took
+		 * that SEND.  Store (tx_prod) then load (cmd_cons) here, store
+		 * (cmd_cons) then load (tx_prod) there: without a full fence on
+		 * both sides each may see the other's old value and the bytes
+		 * wait for a SEND nobody posts.  The stack fences after taking
+		 * commands (daemon/backend/sock.c, isod_sock_run_cmds).
+		 */
+		atomic_thread_fence(memory_order_seq_cst);
+		cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
+		if ((int32_t)(cons - f->send_idx) < 0)
+			return 0;   /* the stack has not read the last SEND: it will see tx_prod */
+	}
+	if (more && f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
+		return 0;
+	rc = isosock__post(app, s, &c);
+	if (rc < 0)
+		return rc;
+	app->st.send_posts++;
+	f->send_posted = true;
+	f->send_idx = atomic_load_explicit(&app->socks[s].cmd_prod, memory_order_relaxed);
+	f->tx_since_send = 0;
+	return 0;
+}
+
+static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const void *buf,
+			  size_t len, int flags, const struct sockaddr *to, socklen_t tolen);
+
+ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len, int flags)
+{
+	struct fsock *f = fs_get(app, s);
+	const uint8_t *p = buf;
+	size_t done = 0;
+	int64_t deadline;
+	ssize_t ret;
+
+	if (f == NULL)
+		return -EBADF;
+	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_sendto(app, s, f, buf, len, flags, NULL, 0);
+	fs_lock(f);
+	deadline = isosock__deadline_of(f->sndtimeo_ns);
+	for (;;) {
+		int rc, k;
+
+		isosock__drain(app, s, f);
+		if (f->state == F_FREE || f->state == F_CLOSING) {
+			ret = -EBADF;
+			break;
+		}
+		if (f->state != F_CONNECTED) {
+			ret = f->dead ? dead_err(app, f, true) : -ENOTCONN;
+			if (ret == 0)
+				ret = -EPIPE;
+			break;
+		}
+		if (f->shut_wr) {
+			ret = -EPIPE;
+			break;
+		}
+		rc = dead_err(app, f, true);
+		if (rc < 0) {
+			ret = rc;
+			break;
+		}
+		if (done == len) {
+			ret = (ssize_t)done;
+			break;
+		}
+		k = isoshm_app_tx_write(app->shm, (uint32_t)s, p + done,
+					len - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(len - done));
+		if (k < 0) {
+			ret = -EPIPE;
+			break;
+		}
+		if (k > 0) {
+			done += (size_t)k;
+			f->tx_prod += (uint32_t)k;
+			f->tx_since_send += (uint32_t)k;
+			rc = isosock__maybe_post_send(app, s, f, (flags & MSG_MORE) || f->cork);
+			if (rc < 0) {
+				ret = rc;
+				break;
+			}
+			continue;
+		}
+		/* ring full: make sure the stack knows, then wait for acks */
+		rc = isosock__maybe_post_send(app, s, f, false);
+		if (rc < 0) {
+			ret = rc;
+			break;
+		}
+		if (f->nonblock || (flags & MSG_DONTWAIT)) {
+			ret = done > 0 ? (ssize_t)done : -EAGAIN;
+			break;
+		}
+		rc = isosock__wait_moved(app, s, f, NULL, deadline, (struct want){ .tx_need = 1 });
+		if (rc < 0 && rc != -ENETDOWN) {
+			ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
+			break;
+		}
+	}
+	if (ret > 0)
+		app->st.send_calls++;
+	fs_unlock(f);
+	return ret;
+}
+
+/* Under f->lock: free TX ring bytes. */
+uint32_t isosock__tx_free(struct isosock_app *app, int s, struct fsock *f)
+{
+	uint32_t cons = atomic_load_explicit(&app->socks[s].tx_cons, memory_order_acquire);
+	uint32_t used = f->tx_prod - cons;
+
+	return used <= app->tx_bytes ? app->tx_bytes - used : 0;
+}
+
+/*
+ * One datagram: a record (struct isostack_shm_dgram, payload, padding)
+ * in the TX ring, published as a whole before SEND is considered.
+ */
+static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const void *buf,
+			  size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
+{
+	static const uint8_t zeros[ISOSTACK_SHM_DGRAM_ALIGN];
+	struct isostack_shm_dgram h = { 0 };
+	uint32_t rec;
+	int64_t deadline;
+	ssize_t ret;
+
+	if (len > ISOSTACK_SHM_DGRAM_MAX)
+		return -EMSGSIZE;
+	rec = ISOSTACK_SHM_DGRAM_REC(len);
+	if (rec > app->tx_bytes)
+		return -EMSGSIZE;
+	if (buf == NULL && len > 0)
+		return -EFAULT;
+	if (to != NULL) {
+		struct sockaddr_in sin;
+
+		if (tolen < sizeof(sa_family_t))
+			return -EINVAL;
+		if (to->sa_family != AF_INET)
+			return -EAFNOSUPPORT;
+		if (tolen < sizeof(sin))
+			return -EINVAL;
+		memcpy(&sin, to, sizeof(sin));
+		if (sin.sin_port == 0)
+			return -EINVAL;
+		h.addr = sin.sin_addr.s_addr;
+		h.port = sin.sin_port;
+	}
+	h.len = (uint32_t)len;
+	fs_lock(f);
+	deadline = isosock__deadline_of(f->sndtimeo_ns);
+	for (;;) {
+		int rc;
+
+		isosock__drain(app, s, f);
+		if (f->state == F_FREE || f->state == F_CLOSING) {
+			ret = -EBADF;
+			break;
+		}
+		if (to == NULL && !f->udp_connected) {
+			ret = -EDESTADDRREQ;
+			break;
+		}
+		if (f->shut_wr) {
+			ret = -EPIPE;
+			break;
+		}
+		if (f->dead || !isosock_app_alive(app)) {
+			rc = dead_err(app, f, true);
+			ret = rc < 0 ? rc : -EPIPE;
+			break;
+		}
+		if (isosock__tx_free(app, s, f) >= rec) {
+			uint32_t pad = rec - (uint32_t)sizeof(h) - (uint32_t)len;
+			int k = isoshm_app_tx_write(app->shm, (uint32_t)s, &h, sizeof(h));
+
+			if (k == (int)sizeof(h) && len > 0)
+				k = isoshm_app_tx_write(app->shm, (uint32_t)s, buf, (uint32_t)len) ==
+				    (int)len ? (int)sizeof(h) : -EPROTO;
+			if (k == (int)sizeof(h) && pad > 0)
+				k = isoshm_app_tx_write(app->shm, (uint32_t)s, zeros, pad) ==
+				    (int)pad ? (int)sizeof(h) : -EPROTO;
+			if (k != (int)sizeof(h)) {
+				ret = -EPIPE;   /* the ring indices are corrupt */
+				break;
+			}
+			f->tx_prod += rec;
+			f->tx_since_send += rec;
+			rc = isosock__maybe_post_send(app, s, f, false);
+			ret = rc < 0 ? rc : (ssize_t)len;
+			break;
+		}
+		rc = isosock__maybe_post_send(app, s, f, false);
+		if (rc < 0) {
+			ret = rc;
+			break;
+		}
+		if (f->nonblock || (flags & MSG_DONTWAIT)) {
+			ret = -EAGAIN;
+			break;
+		}
+		rc = isosock__wait_moved(app, s, f, NULL, deadline, (struct want){ .tx_need = rec });
+		if (rc < 0 && rc != -ENETDOWN) {
+			ret = rc == -ETIMEDOUT ? -EAGAIN : rc;
+			break;
+		}
+	}
+	if (ret >= 0)
+		app->st.send_calls++;
+	fs_unlock(f);
+	return ret;
+}
+
+ssize_t isosock_sendto(struct isosock_app *app, int s, const void *buf, size_t len, int flags,
+		       const struct sockaddr *to, socklen_t tolen)
+{
+	struct fsock *f = fs_get(app, s);
+
+	if (f != NULL && __atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_sendto(app, s, f, buf, len, flags, to, tolen);
+	/* TCP ignores the address, as the kernel does */
+	return isosock_send(app, s, buf, len, flags);
+}
+
+/* Under f->lock: bytes readable now. */
+uint32_t isosock__rx_avail(struct isosock_app *app, int s, struct fsock *f)
+{
+	/* Acquire: pairs with the stack's store-release of rx_prod. */
+	uint32_t prod = atomic_load_explicit(&app->socks[s].rx_prod, memory_order_acquire);
+	uint32_t n = prod - f->rx_cons;
+
+	return n <= app->rx_bytes ? n : 0;
+}
+
+static void rx_peek_at(struct isosock_app *app, int s, uint32_t pos, void *buf, uint32_t n)
+{
+	const struct isostack_shm_header *h = isoshm_app_header(app->shm);
+	const uint8_t *ring = app->base + h->rx_off + (uint64_t)s * h->rx_ring_bytes;
+	uint32_t off = pos & (h->rx_ring_bytes - 1);
+	uint32_t first = h->rx_ring_bytes - off < n ? h->rx_ring_bytes - off : n;
+
+	memcpy(buf, ring + off, first);
+	memcpy((uint8_t *)buf + first, ring, n - first);
+}
+
+static void rx_peek(struct isosock_app *app, int s, struct fsock *f, void *buf, uint32_t n)
+{
+	rx_peek_at(app, s, f->rx_cons, buf, n);
+}
+
+/*
+ * Under f->lock, UDP: the next complete record's header.  Returns its
+ * ring size, 0 if no complete record is there yet, -EPROTO if the header
+ * is impossible (the stack would never write it).
+ */
+int isosock__udp_next(struct isosock_app *app, int s, struct fsock *f,
+		      struct isostack_shm_dgram *h)
+{
+	uint32_t avail = isosock__rx_avail(app, s, f);
+	uint32_t rec;
+
+	if (avail < sizeof(*h))
+		return 0;
+	rx_peek(app, s, f, h, sizeof(*h));
+	if (h->len > ISOSTACK_SHM_DGRAM_MAX)
+		return -EPROTO;
+	rec = ISOSTACK_SHM_DGRAM_REC(h->len);
+	if (rec > app->rx_bytes)
+		return -EPROTO;
+	return avail >= rec ? (int)rec : 0;
+}
+
+/* Under f->lock, UDP: drops n ring bytes (a consumed record). */
+static int rx_skip(struct isosock_app *app, int s, struct fsock *f, uint32_t n)
+{
+	uint8_t scratch[1024];
+
+	while (n > 0) {
+		uint32_t k = n < sizeof(scratch) ? n : (uint32_t)sizeof(scratch);
+		int rc = isoshm_app_rx_read(app->shm, (uint32_t)s, scratch, k);
+
+		if (rc <= 0)
+			return rc < 0 ? rc : -EPROTO;
+		f->rx_cons += (uint32_t)rc;
+		n -= (uint32_t)rc;
+	}
+	return 0;
+}
+
+static ssize_t udp_recvfrom(struct isosock_app *app, int s, struct fsock *f, void *buf,
+			    size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
+{
+	struct isostack_shm_dgram h;
+	int64_t deadline;
+	ssize_t ret;
+
+	fs_lock(f);
+	deadline = isosock__deadline_of(f->rcvtimeo_ns);
+	for (;;) {
+		int rec, rc;
+
+		isosock__drain(app, s, f);
+		if (f->state == F_FREE || f->state == F_CLOSING) {
+			ret = -EBADF;
+			break;
+		}
+		rec = isosock__udp_next(app, s, f, &h);
+		if (rec < 0) {
+			ret = -EIO;
+			break;
+		}
+		if (rec > 0) {
+			uint32_t n = len < h.len ? (uint32_t)len : h.len;
+
+			if (n > 0)
+				rx_peek_at(app, s, f->rx_cons + (uint32_t)sizeof(h), buf, n);
+			if (from != NULL && fromlen != NULL) {
+				struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = h.port };
+
+				sin.sin_addr.s_addr = h.addr;
+				memcpy(from, &sin, *fromlen < sizeof(sin) ? *fromlen : sizeof(sin));
+				*fromlen = sizeof(sin);
+			}
+			if (!(flags & MSG_PEEK) && rx_skip(app, s, f, (uint32_t)rec) < 0) {
+				ret = -EIO;
+				break;
+			}
+			ret = (flags & MSG_TRUNC) ? (ssize_t)h.len : (ssize_t)n;
+			break;
+		}
+		if (f->shut_rd) {
+			ret = 0;
+			break;
+		}
+		if (f->dead || !isosock_app_alive(app)) {
+			rc = dead_err(app, f, false);
+			ret = rc < 0 ? rc : -ECONNRESET;
+			break;
+		}
+		if (f->nonblock || (flags & MSG_DONTWAIT)) {
+			ret = -EAGAIN;
+			break;
+		}
+		/* a record is at least its header: wake when one may be whole */
+		rc = isosock__wait_moved(app, s, f, NULL, deadline,
+					 (struct want){ .rx_need = isosock__rx_avail(app, s, f) + 1 });
+		if (rc < 0 && rc != -ENETDOWN) {
+			ret = rc == -ETIMEDOUT ? -EAGAIN : rc;
+			break;
+		}
+	}
+	if (ret > 0)
+		app->st.recv_calls++;
+	fs_unlock(f);
+	return ret;
+}
+
+/* Under f->lock: RECV when half the ring was consumed since the last one,
+ * or the ring had been full. */
+static void maybe_post_recv(struct isosock_app *app, int s, struct fsock *f, bool was_full)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_RECV };
+
+	if (f->rx_since_recv == 0 || (!was_full && f->rx_since_recv < app->rx_bytes / 2))
+		return;
+	if (isosock__post(app, s, &c) == 0) {
+		app->st.recv_posts++;
+		f->rx_since_recv = 0;
+	}
+}
+
+ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int flags)
+{
+	struct fsock *f = fs_get(app, s);
+	uint8_t *p = buf;
+	size_t done = 0;
+	int64_t deadline;
+	ssize_t ret;
+
+	if (f == NULL)
+		return -EBADF;
+	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_recvfrom(app, s, f, buf, len, flags, NULL, NULL);
+	fs_lock(f);
+	deadline = isosock__deadline_of(f->rcvtimeo_ns);
+	for (;;) {
+		uint32_t avail, n;
+		int rc;
+
+		isosock__drain(app, s, f);
+		if (f->state == F_FREE || f->state == F_CLOSING) {
+			ret = -EBADF;
+			break;
+		}
+		if (f->state != F_CONNECTED && !(f->dead && f->state == F_OPEN)) {
+			ret = -ENOTCONN;
+			break;
+		}
+		if (len == 0 || f->shut_rd) {
+			ret = (ssize_t)done;
+			break;
+		}
+		avail = isosock__rx_avail(app, s, f);
+		if (avail > 0) {
+			bool was_full = avail == app->rx_bytes;
+
+			n = len - done < avail ? (uint32_t)(len - done) : avail;
+			if (flags & MSG_PEEK) {
+				rx_peek(app, s, f, p + done, n);
+				ret = (ssize_t)(done + n);
+				break;
+			}
+			rc = isoshm_app_rx_read(app->shm, (uint32_t)s, p + done, n);
+			if (rc < 0) {
+				ret = -ECONNRESET;
+				break;
+			}
+			done += (size_t)rc;
+			f->rx_cons += (uint32_t)rc;
+			f->rx_since_recv += (uint32_t)rc;
+			maybe_post_recv(app, s, f, was_full);
+			if (done == len || !(flags & MSG_WAITALL)) {
+				ret = (ssize_t)done;
+				break;
+			}
+			continue;
+		}
+		if (done > 0 && !(flags & MSG_WAITALL)) {
+			ret = (ssize_t)done;
+			break;
+		}
+		if (f->hup) {
+			ret = (ssize_t)done;   /* EOF */
+			break;
+		}
+		rc = dead_err(app, f, false);
+		if (rc < 0 || f->dead) {
+			ret = done > 0 ? (ssize_t)done : rc;
+			break;
+		}
+		if (f->nonblock || (flags & MSG_DONTWAIT)) {
+			ret = done > 0 ? (ssize_t)done : -EAGAIN;
+			break;
+		}
+		rc = isosock__wait_moved(app, s, f, NULL, deadline, (struct want){ .rx_need = 1 });
+		if (rc < 0 && rc != -ENETDOWN) {
+			ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
+			break;
+		}
+	}
+	if (ret > 0)
+		app->st.recv_calls++;
+	fs_unlock(f);
+	return ret;
+}
+
+ssize_t isosock_recvfrom(struct isosock_app *app, int s, void *buf, size_t len, int flags,
+			 struct sockaddr *from, socklen_t *fromlen)
+{
+	struct fsock *f = fs_get(app, s);
+	ssize_t n;
+
+	if (f != NULL && __atomic_load_n(&f->udp, __ATOMIC_RELAXED))
+		return udp_recvfrom(app, s, f, buf, len, flags, from, fromlen);
+	n = isosock_recv(app, s, buf, len, flags);
+
+	if (n >= 0 && from != NULL && fromlen != NULL) {
+		socklen_t l = *fromlen;
+
+		if (isosock_getpeername(app, s, from, &l) == 0)
+			*fromlen = l;
+	}
+	return n;
+}
+
+int isosock_nread(struct isosock_app *app, int s)
+{
+	struct fsock *f = fs_get(app, s);
+	int n;
+
+	if (f == NULL)
+		return -EBADF;
+	fs_lock(f);
+	if (f->udp) {
+		struct isostack_shm_dgram h;
+
+		/* FIONREAD on a datagram socket: the next datagram's size */
+		n = isosock__udp_next(app, s, f, &h) > 0 ? (int)h.len : 0;
+	} else {
+		n = f->state == F_CONNECTED ? (int)isosock__rx_avail(app, s, f) : 0;
+	}
+	fs_unlock(f);
+	return n;
+}
+
+int isosock_shutdown(struct isosock_app *app, int s, int how)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SHUTDOWN };
+	struct fsock *f = fs_get(app, s);
+	int rc;
+
+	if (f == NULL)
+		return -EBADF;
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return -EINVAL;
+	fs_lock(f);
+	isosock__drain(app, s, f);
+	if (f->udp && f->state == F_OPEN) {
+		/* datagram: purely local, as in the kernel */
+		rc = f->udp_connected ? 0 : -ENOTCONN;
+		if (rc == 0) {
+			if (how != SHUT_WR)
+				f->shut_rd = true;
+			if (how != SHUT_RD)
+				f->shut_wr = true;
+		}
+		fs_unlock(f);
+		return rc;
+	}
+	if (f->state != F_CONNECTED) {
+		rc = f->state == F_FREE || f->state == F_CLOSING ? -EBADF : -ENOTCONN;
+		fs_unlock(f);
+		return rc;
+	}
+	if (how != SHUT_RD) {
+		/* the stack must see every byte before the FIN */
+		f->cork = false;
+		rc = isosock__maybe_post_send(app, s, f, false);
+		(void)rc;
+	}
+	fs_unlock(f);
+	c.arg[0] = (uint64_t)how;
+	rc = isosock__simple_call(app, s, &c, NULL);
+	if (rc == 0 || rc == -ENOTCONN) {
+		fs_lock(f);
+		if (how != SHUT_WR)
+			f->shut_rd = true;
+		if (how != SHUT_RD)
+			f->shut_wr = true;
+		fs_unlock(f);
+	}
+	return rc == -ENOTCONN && f->dead ? 0 : rc;
+}

@@ -1,0 +1,263 @@
+/*
+ * libisosock's protocol core, private to its files (core*.c): the
+ * per-socket state (struct fsock), the state the processes of one
+ * attachment share (struct fshared), the per-process handle, and the
+ * helpers the files share.  isosock.h is the core's API; nothing here
+ * crosses a process boundary except through shared memory mapped by the
+ * same library (struct fshared).
+ */
+#ifndef ISOSOCK_CORE_INTERNAL_H
+#define ISOSOCK_CORE_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "isosock.h"
+#include "isoshm.h"
+#include "isostack/shm_abi.h"
+
+#define WAIT_SLICE_NS   (20 * 1000 * 1000)
+#define NREP            8
+#define NSTASH          8
+#define SPIN_POLLS      2000
+/* Longest wait of a non-blocking accept for its (due) reply. */
+#define ACCEPT_NB_WAIT_NS (50 * 1000 * 1000)
+
+enum fstate {
+	F_FREE = 0, F_OPEN, F_LISTEN, F_CONNECTING, F_CONNECTED, F_CLOSING,
+};
+
+/* Processes that may share one attachment (fork children included): a
+ * forking server has one per connection being served. */
+#define MAX_MEMBERS     1024
+#define MSET_WORDS      (MAX_MEMBERS / 64)
+/* Survivors look for dead members at most this often. */
+#define SWEEP_NS        (100 * 1000 * 1000)
+
+/* A set of member indices. */
+struct mset {
+	uint64_t w[MSET_WORDS];
+};
+
+static inline bool mset_has(const struct mset *s, int i)
+{
+	return (s->w[i / 64] >> (i % 64)) & 1;
+}
+
+/* Without the socket's lock: a hint, re-checked under it. */
+static inline bool mset_has_relaxed(const struct mset *s, int i)
+{
+	return (__atomic_load_n(&s->w[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+
+static inline void mset_add(struct mset *s, int i)
+{
+	s->w[i / 64] |= UINT64_C(1) << (i % 64);
+}
+
+static inline void mset_del(struct mset *s, int i)
+{
+	s->w[i / 64] &= ~(UINT64_C(1) << (i % 64));
+}
+
+static inline bool mset_meets(const struct mset *a, const struct mset *b)
+{
+	for (int k = 0; k < MSET_WORDS; k++)
+		if (a->w[k] & b->w[k])
+			return true;
+	return false;
+}
+
+struct rep {
+	uint64_t cookie;
+	bool used, done, abandoned;
+	uint16_t owner;            /* member index of the waiter */
+	struct isostack_shm_status st;
+};
+
+struct fsock {
+	pthread_mutex_t lock;      /* process-shared, robust; first: fs_fresh keeps it */
+	struct mset holders;       /* the member processes holding it */
+	uint8_t state;
+	bool nonblock, shut_rd, shut_wr, hup, dead, linger0, cork;
+	bool udp, udp_connected;   /* SOCK_DGRAM; default peer set */
+	bool err_reported;         /* the fatal error was returned once */
+	int fatal;                 /* -errno from EV_ERROR */
+	int so_error;              /* pending SO_ERROR (positive errno) */
+	uint64_t connect_cookie;   /* reply updates the state, waiter or not */
+	int64_t rcvtimeo_ns, sndtimeo_ns;
+	struct linger linger;
+	/* TX */
+	uint32_t tx_prod;          /* bytes written (ours) */
+	uint32_t send_idx;         /* cmd_prod after our last SEND */
+	bool send_posted;
+	uint32_t tx_since_send;
+	/* RX */
+	uint32_t rx_cons;
+	uint32_t rx_since_recv;
+	/* listener */
+	uint32_t incoming;         /* backlog length (EV_INCOMING less replies since) */
+	uint32_t arrived;          /* connections that entered the backlog, ever */
+	uint32_t accepting;        /* non-blocking ACCEPTs in flight for it */
+	uint32_t stash[NSTASH];    /* accepted slots whose ACCEPT waiter gave up */
+	uint32_t nstash;
+	/* replies */
+	struct rep rep[NREP];
+	uint64_t seq;
+	bool closed_reply;         /* CLOSING: the CLOSE reply came */
+	uint32_t close_rx_prod;
+};
+
+/* A process of the application: pid 0 free, -1 reserved by a fork under
+ * way, below -1 reserved for a spawned child (isosock_app_spawn_claim). */
+struct member {
+	_Atomic int32_t pid;
+	uint64_t start;            /* /proc starttime: tells a reused pid apart */
+};
+
+/* The shared part of an attachment (see core_members.c). */
+struct fshared {
+	pthread_mutex_t mlock;     /* members[]; process-shared, robust */
+	struct member members[MAX_MEMBERS];
+	_Atomic uint32_t nmembers; /* entries in use, for the sweep's fast path */
+	_Atomic uint32_t spawn_seq; /* makes the pid marks of spawn reservations */
+	uint32_t nsocks;
+	struct fsock fs[];
+};
+
+/* Per process: the fds and where this process is in the member table. */
+struct isosock_app {
+	struct isoshm_app *shm;
+	struct fshared *sh;
+	int sh_fd;
+	size_t sh_size;
+	int me;                    /* our index in sh->members */
+	/* Threads of this process asleep on each socket's wake_mask bit
+	 * (isosock_sleep_mark); NULL: bits are set and never cleared. */
+	_Atomic uint16_t *marks;
+	_Atomic int sleepers;      /* our threads between wait_arm and disarm */
+	int64_t next_sweep;
+	int ctl_fd, wake_fd, stack_wake_fd;
+	uint32_t id, nsocks, tx_bytes, rx_bytes;
+	uint8_t *base;
+	struct isostack_shm_sock *socks;
+	struct isostack_shm_wait *wait;
+	struct fsock *fs;
+	_Atomic bool dead;
+	_Atomic int64_t alive_at;  /* when the control socket was last polled */
+	struct isosock_stats st;   /* approximate under concurrency */
+};
+
+/* ---- Time --------------------------------------------------------------- */
+
+static inline int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- Process-shared locks ------------------------------------------------- */
+
+/* A member died holding the lock: what it guarded may be half updated,
+ * but every field stays valid on its own (indices are published last),
+ * so carry on with it. */
+static inline void robust_lock(pthread_mutex_t *m)
+{
+	if (pthread_mutex_lock(m) == EOWNERDEAD)
+		pthread_mutex_consistent(m);
+}
+
+static inline void fs_lock(struct fsock *f)
+{
+	robust_lock(&f->lock);
+}
+
+static inline int fs_trylock(struct fsock *f)
+{
+	int r = pthread_mutex_trylock(&f->lock);
+
+	if (r == EOWNERDEAD) {
+		pthread_mutex_consistent(&f->lock);
+		r = 0;
+	}
+	return r;
+}
+
+static inline void fs_unlock(struct fsock *f)
+{
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* ---- Sockets ------------------------------------------------------------- */
+
+static inline struct fsock *fs_get(struct isosock_app *app, int s)
+{
+	if (s <= 0 || (uint32_t)s >= app->nsocks)
+		return NULL;
+	return &app->fs[s];
+}
+
+/*
+ * What a blocked thread waits for, besides a reply or any status entry:
+ * rx_need bytes readable past rx_cons, tx_need bytes free past tx_prod.
+ * The thresholds are relative to the private indices the caller decided
+ * on (under f->lock), never to a fresh snapshot of the shared ones, so a
+ * move between the caller's check and the sleep is never missed.
+ */
+struct want {
+	uint32_t rx_need, tx_need;
+};
+
+/* ---- core.c: status ring, commands and waiting ---- */
+
+/* Under f->lock: handles every status entry posted to slot s. */
+void isosock__drain(struct isosock_app *app, int s, struct fsock *f);
+void isosock__fs_fresh(struct isosock_app *app, struct fsock *f, enum fstate state,
+		       uint32_t tx_prod, uint32_t rx_cons);
+/* Reaps the CLOSING slots whose CLOSE reply came (sweeps first). */
+void isosock__reap_all(struct isosock_app *app);
+int isosock__post(struct isosock_app *app, int s, struct isostack_shm_cmd *c);
+struct rep *isosock__rep_new(struct isosock_app *app, struct fsock *f, int s,
+			     struct isostack_shm_cmd *c);
+int isosock__wait_moved(struct isosock_app *app, int s, struct fsock *f, struct rep *r,
+			int64_t deadline_ns, struct want want);
+/* Waits for nothing but a reply or a status entry. */
+extern const struct want isosock__want_reply;
+int64_t isosock__deadline_of(int64_t timeo_ns);
+int isosock__call(struct isosock_app *app, int s, struct fsock *f, struct isostack_shm_cmd *c,
+		  struct isostack_shm_status *out, int64_t deadline);
+int isosock__simple_call(struct isosock_app *app, int s, struct isostack_shm_cmd *c,
+			 struct isostack_shm_status *out);
+
+/* ---- core_attach.c ---- */
+
+void isosock__bind_shm(struct isosock_app *app);
+void isosock__own_wake_fd(struct isosock_app *app, int member);
+
+/* ---- core_members.c ---- */
+
+int isosock__fshared_create(struct isosock_app *app, uint32_t nsocks);
+void isosock__sweep(struct isosock_app *app);
+
+/* ---- core_conn.c ---- */
+
+void isosock__addr_out(const struct isostack_shm_status *st, struct sockaddr *addr,
+		       socklen_t *len);
+
+/* ---- core_data.c ---- */
+
+int isosock__maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bool more);
+uint32_t isosock__tx_free(struct isosock_app *app, int s, struct fsock *f);
+uint32_t isosock__rx_avail(struct isosock_app *app, int s, struct fsock *f);
+int isosock__udp_next(struct isosock_app *app, int s, struct fsock *f,
+		      struct isostack_shm_dgram *h);
+
+#endif /* ISOSOCK_CORE_INTERNAL_H */

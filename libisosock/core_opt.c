@@ -1,0 +1,206 @@
+/*
+ * Socket names and options: getsockname/getpeername, and the options
+ * kept in the front-end (timeouts, SO_LINGER, TCP_CORK, SO_ERROR and the
+ * other SOL_SOCKET queries); the rest go to the stack.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+
+#include "core_internal.h"
+
+/* ---- Names and options ------------------------------------------------------- */
+
+int isosock_getsockname(struct isosock_app *app, int s, struct sockaddr *addr, socklen_t *len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_GETSOCKNAME };
+	struct isostack_shm_status st;
+	int rc;
+
+	if (len == NULL || addr == NULL)
+		return -EFAULT;
+	rc = isosock__simple_call(app, s, &c, &st);
+	if (rc == 0)
+		isosock__addr_out(&st, addr, len);
+	return rc;
+}
+
+int isosock_getpeername(struct isosock_app *app, int s, struct sockaddr *addr, socklen_t *len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_GETPEERNAME };
+	struct isostack_shm_status st;
+	int rc;
+
+	if (len == NULL || addr == NULL)
+		return -EFAULT;
+	rc = isosock__simple_call(app, s, &c, &st);
+	if (rc == 0)
+		isosock__addr_out(&st, addr, len);
+	return rc;
+}
+
+static int64_t tv_ns(const struct timeval *tv)
+{
+	return (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000;
+}
+
+int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
+		       const void *val, socklen_t len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SETSOCKOPT };
+	struct fsock *f = fs_get(app, s);
+	int rc = 0;
+
+	if (f == NULL)
+		return -EBADF;
+	if (val == NULL && len > 0)
+		return -EFAULT;
+	fs_lock(f);
+	if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+		struct timeval tv;
+
+		if (len < sizeof(tv)) {
+			rc = -EINVAL;
+		} else {
+			memcpy(&tv, val, sizeof(tv));
+			if (tv.tv_usec < 0 || tv.tv_usec >= 1000000)
+				rc = -EDOM;
+			else if (name == SO_RCVTIMEO)
+				f->rcvtimeo_ns = tv_ns(&tv);
+			else
+				f->sndtimeo_ns = tv_ns(&tv);
+		}
+		fs_unlock(f);
+		return rc;
+	}
+	if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF)) {
+		fs_unlock(f);
+		return len < sizeof(int) ? -EINVAL : 0;   /* the rings are fixed */
+	}
+	if (level == SOL_SOCKET && name == SO_LINGER) {
+		if (len < sizeof(struct linger)) {
+			fs_unlock(f);
+			return -EINVAL;
+		}
+		memcpy(&f->linger, val, sizeof(f->linger));
+		f->linger0 = f->linger.l_onoff && f->linger.l_linger == 0;
+		fs_unlock(f);
+		return 0;
+	}
+	if (level == IPPROTO_TCP && name == TCP_CORK) {
+		int v;
+
+		if (len < sizeof(int)) {
+			fs_unlock(f);
+			return -EINVAL;
+		}
+		memcpy(&v, val, sizeof(v));
+		f->cork = v != 0;
+		if (!f->cork && f->state == F_CONNECTED)
+			(void)isosock__maybe_post_send(app, s, f, false);
+		fs_unlock(f);
+		return 0;
+	}
+	fs_unlock(f);
+	if (len > ISOSTACK_SHM_OPT_MAX)
+		len = ISOSTACK_SHM_OPT_MAX;
+	c.arg[0] = (uint64_t)level;
+	c.arg[1] = (uint64_t)name;
+	c.arg[2] = len;
+	if (len > 0)
+		memcpy(&c.arg[3], val, len);
+	return isosock__simple_call(app, s, &c, NULL);
+}
+
+static int put_int(void *val, socklen_t *len, int v)
+{
+	if (val == NULL || len == NULL)
+		return -EFAULT;
+	if (*len < sizeof(int))
+		return -EINVAL;
+	memcpy(val, &v, sizeof(v));
+	*len = sizeof(int);
+	return 0;
+}
+
+int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
+		       void *val, socklen_t *len)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_GETSOCKOPT };
+	struct isostack_shm_status st;
+	struct fsock *f = fs_get(app, s);
+	int rc;
+
+	if (f == NULL)
+		return -EBADF;
+	if (val == NULL || len == NULL)
+		return -EFAULT;
+	if (level == SOL_SOCKET) {
+		fs_lock(f);
+		isosock__drain(app, s, f);
+		rc = 1;
+		switch (name) {
+		case SO_ERROR:
+			rc = put_int(val, len, f->so_error);
+			if (rc == 0) {
+				f->so_error = 0;
+				if (f->dead)
+					f->err_reported = true;
+			}
+			break;
+		case SO_TYPE:      rc = put_int(val, len, f->udp ? SOCK_DGRAM : SOCK_STREAM); break;
+		case SO_DOMAIN:    rc = put_int(val, len, AF_INET); break;
+		case SO_PROTOCOL:  rc = put_int(val, len, f->udp ? IPPROTO_UDP : IPPROTO_TCP); break;
+		case SO_ACCEPTCONN: rc = put_int(val, len, f->state == F_LISTEN); break;
+		case SO_RCVBUF:    rc = put_int(val, len, (int)app->rx_bytes); break;
+		case SO_SNDBUF:    rc = put_int(val, len, (int)app->tx_bytes); break;
+		case SO_LINGER:
+			if (*len < sizeof(struct linger)) {
+				rc = -EINVAL;
+			} else {
+				memcpy(val, &f->linger, sizeof(f->linger));
+				*len = sizeof(struct linger);
+				rc = 0;
+			}
+			break;
+		case SO_RCVTIMEO:
+		case SO_SNDTIMEO: {
+			int64_t ns = name == SO_RCVTIMEO ? f->rcvtimeo_ns : f->sndtimeo_ns;
+			struct timeval tv = { .tv_sec = ns / 1000000000,
+					      .tv_usec = (ns % 1000000000) / 1000 };
+
+			if (*len < sizeof(tv)) {
+				rc = -EINVAL;
+			} else {
+				memcpy(val, &tv, sizeof(tv));
+				*len = sizeof(tv);
+				rc = 0;
+			}
+			break;
+		}
+		default:
+			break;
+		}
+		fs_unlock(f);
+		if (rc <= 0)
+			return rc;
+	}
+	if (level == IPPROTO_TCP && name == TCP_CORK) {
+		fs_lock(f);
+		rc = put_int(val, len, f->cork);
+		fs_unlock(f);
+		return rc;
+	}
+	c.arg[0] = (uint64_t)level;
+	c.arg[1] = (uint64_t)name;
+	c.arg[2] = *len > ISOSTACK_SHM_OPT_MAX ? ISOSTACK_SHM_OPT_MAX : *len;
+	rc = isosock__simple_call(app, s, &c, &st);
+	if (rc < 0)
+		return rc;
+	if (st.result > ISOSTACK_SHM_OPT_MAX)
+		return -EPROTO;
+	if ((socklen_t)st.result < *len)
+		*len = (socklen_t)st.result;
+	memcpy(val, &st.arg[2], *len);
+	return 0;
+}

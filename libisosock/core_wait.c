@@ -1,0 +1,277 @@
+/*
+ * Readiness and waiting: the poll mask of a socket, the multi-socket
+ * wait (isosock_wait) and the per-process wake targeting that the shim's
+ * poll/epoll use (sleep marks, wait_arm/disarm).
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core_internal.h"
+
+/* ---- Readiness ------------------------------------------------------------------ */
+
+/* Under f->lock. */
+static int mask_of(struct isosock_app *app, int s, struct fsock *f)
+{
+	int m = 0;
+
+	isosock__drain(app, s, f);
+	switch (f->state) {
+	case F_FREE:
+	case F_CLOSING:
+		return POLLNVAL;
+	case F_LISTEN:
+		if (f->nstash > 0 || f->incoming > 0)
+			m |= POLLIN;
+		break;
+	case F_CONNECTING:
+		break;
+	case F_OPEN:
+		if (f->udp) {
+			struct isostack_shm_dgram h;
+			uint32_t big = ISOSTACK_SHM_DGRAM_REC(ISOSTACK_SHM_DGRAM_MAX);
+
+			if (isosock__udp_next(app, s, f, &h) != 0 || f->shut_rd)
+				m |= POLLIN;
+			/* writable when a datagram of any size fits, or half the
+			 * ring is free (the kernel's sndbuf/2 rule) */
+			if (!f->shut_wr && isosock__tx_free(app, s, f) >=
+			    (big < app->tx_bytes / 2 ? big : app->tx_bytes / 2))
+				m |= POLLOUT;
+			if (f->dead || !isosock_app_alive(app))
+				m |= POLLERR;
+			break;
+		}
+		m |= POLLOUT | POLLHUP;
+		if (f->dead)
+			m |= POLLERR;
+		break;
+	case F_CONNECTED: {
+		uint32_t cons = atomic_load_explicit(&app->socks[s].tx_cons, memory_order_acquire);
+
+		if (isosock__rx_avail(app, s, f) > 0 || f->hup || f->shut_rd)
+			m |= POLLIN;
+		if (f->hup)
+			m |= POLLRDHUP;
+		if (!f->shut_wr && app->tx_bytes - (f->tx_prod - cons) > 0)
+			m |= POLLOUT;
+		if (f->hup && f->shut_wr)
+			m |= POLLHUP;
+		break;
+	}
+	}
+	if (f->state == F_CONNECTED && (f->dead || !isosock_app_alive(app)))
+		m |= POLLERR | POLLHUP | POLLIN | POLLOUT;
+	return m;
+}
+
+int isosock_poll_gen(struct isosock_app *app, int s, short events, uint32_t *gen)
+{
+	struct fsock *f = fs_get(app, s);
+	int m;
+
+	if (f == NULL)
+		return -EBADF;
+	fs_lock(f);
+	m = mask_of(app, s, f);
+	/* Bytes (datagrams) the stack put in the RX ring, plus connections
+	 * queued for accept: one moves at every arrival.  Read after
+	 * mask_of drained the status ring, so it covers what m reports. */
+	if (gen)
+		*gen = atomic_load_explicit(&app->socks[s].rx_prod, memory_order_acquire) +
+		       f->arrived;
+	fs_unlock(f);
+	return m & (events | POLLERR | POLLHUP | POLLNVAL);
+}
+
+int isosock_poll(struct isosock_app *app, int s, short events)
+{
+	return isosock_poll_gen(app, s, events, NULL);
+}
+
+struct setarg {
+	struct isosock_app *app;
+	struct isosock_pollfd *set;
+	unsigned n;
+	uint32_t *snap;   /* [3n]: status_prod, rx_prod, tx_cons */
+};
+
+static void snap_set(struct setarg *a)
+{
+	for (unsigned i = 0; i < a->n; i++) {
+		struct isostack_shm_sock *sk;
+
+		if (a->set[i].sock <= 0 || (uint32_t)a->set[i].sock >= a->app->nsocks)
+			continue;
+		sk = &a->app->socks[a->set[i].sock];
+		a->snap[3 * i] = atomic_load_explicit(&sk->status_prod, memory_order_acquire);
+		a->snap[3 * i + 1] = atomic_load_explicit(&sk->rx_prod, memory_order_acquire);
+		a->snap[3 * i + 2] = atomic_load_explicit(&sk->tx_cons, memory_order_acquire);
+	}
+}
+
+static bool set_moved(void *p)
+{
+	struct setarg *a = p;
+
+	if (atomic_load_explicit(&a->app->dead, memory_order_relaxed))
+		return true;
+	for (unsigned i = 0; i < a->n; i++) {
+		struct isostack_shm_sock *sk;
+
+		if (a->set[i].sock <= 0 || (uint32_t)a->set[i].sock >= a->app->nsocks)
+			continue;
+		sk = &a->app->socks[a->set[i].sock];
+		if (atomic_load_explicit(&sk->status_prod, memory_order_acquire) != a->snap[3 * i] ||
+		    atomic_load_explicit(&sk->rx_prod, memory_order_acquire) != a->snap[3 * i + 1] ||
+		    atomic_load_explicit(&sk->tx_cons, memory_order_acquire) != a->snap[3 * i + 2])
+			return true;
+	}
+	return false;
+}
+
+int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n,
+		 int64_t timeout_ns)
+{
+	int64_t deadline = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
+	uint32_t *snap = calloc(n ? 3 * n : 1, sizeof(uint32_t));
+	struct setarg a = { .app = app, .set = set, .n = n, .snap = snap };
+	/*
+	 * One socket (a blocking call of the shim): sleep on that socket's
+	 * wait point, which the stack wakes for exactly its rings, rather
+	 * than on the app-wide one, which every event of every socket wakes
+	 * (with many threads each blocked on its own socket, each event woke
+	 * them all).
+	 */
+	uint32_t point = n == 1 && set[0].sock > 0 && (uint32_t)set[0].sock < app->nsocks ?
+			 (uint32_t)set[0].sock : ISOSHM_WAIT_ANY;
+	int ready;
+
+	if (snap == NULL)
+		return -ENOMEM;
+	for (;;) {
+		snap_set(&a);
+		ready = 0;
+		for (unsigned i = 0; i < n; i++) {
+			int m;
+
+			set[i].revents = 0;
+			if (set[i].sock < 0)
+				continue;
+			m = isosock_poll(app, set[i].sock, set[i].events);
+			if (m < 0)
+				m = POLLNVAL;
+			set[i].revents = (short)m;
+			ready += m != 0;
+		}
+		if (ready > 0 || timeout_ns == 0)
+			break;
+		int64_t slice = WAIT_SLICE_NS;
+
+		if (deadline != 0) {
+			int64_t left = deadline - now_ns();
+
+			if (left <= 0)
+				break;
+			if (left < slice)
+				slice = left;
+		}
+		int rc = isoshm_app_wait(app->shm, point, set_moved, &a, SPIN_POLLS, slice);
+
+		if (rc == -EINTR) {
+			ready = -EINTR;
+			break;
+		}
+		if (rc == -ETIMEDOUT) {
+			(void)isosock_app_alive(app);
+			isosock__sweep(app);
+		}
+	}
+	free(snap);
+	return ready;
+}
+
+/*
+ * Per-process wake targeting.  A thread about to sleep on this process's
+ * wake fd marks each isostack socket it waits for: the first such thread
+ * sets our bit in the socket's wake_mask, the last one to wake clears it,
+ * and the stack writes only the wake fds whose bit is set in the masks of
+ * the sockets it posted to.  Marks come before isosock_wait_arm, whose
+ * fence orders them before the re-check (the stack reads the mask after
+ * its own fence, as it reads waiters).  A clear racing a new mark is
+ * repaired by re-checking the count after clearing; bit 63 is shared by
+ * all processes past the 63rd and is never cleared (extra wake-ups only).
+ */
+void isosock_sleep_mark(struct isosock_app *app, int s, bool on)
+{
+	int bit = app->me < 63 ? app->me : 63;
+	uint64_t b = UINT64_C(1) << bit;
+	_Atomic uint64_t *mask;
+
+	if (s <= 0 || (uint32_t)s >= app->nsocks)
+		return;
+	mask = &app->socks[s].wake_mask;
+	if (app->marks == NULL) {
+		if (on)
+			atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
+		return;
+	}
+	if (on) {
+		if (atomic_fetch_add_explicit(&app->marks[s], 1, memory_order_relaxed) == 0)
+			atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
+		return;
+	}
+	if (atomic_fetch_sub_explicit(&app->marks[s], 1, memory_order_relaxed) != 1 || bit == 63)
+		return;
+	atomic_fetch_and_explicit(mask, ~b, memory_order_relaxed);
+	if (atomic_load_explicit(&app->marks[s], memory_order_relaxed) != 0) {
+		/* Another thread of ours marked it meanwhile and may be asleep
+		 * already: restore the bit, and wake it in case the stack
+		 * looked while the bit was clear. */
+		uint64_t one = 1;
+
+		atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
+		if (write(app->wake_fd, &one, sizeof(one)) < 0) {
+			/* full counter: a wake-up is pending anyway */
+		}
+	}
+}
+
+int isosock_wait_arm(struct isosock_app *app)
+{
+	isosock__sweep(app);     /* mixed waits re-arm every slice: the survivors' turn */
+	atomic_fetch_add_explicit(&app->sleepers, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&app->wait->waiters, 1, memory_order_relaxed);
+	/* Orders the announcement before the caller's readiness re-check;
+	 * pairs with the stack's fence before it reads waiters. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return 0;
+}
+
+int isosock_wait_disarm(struct isosock_app *app)
+{
+	uint64_t v;
+
+	atomic_fetch_sub_explicit(&app->wait->waiters, 1, memory_order_relaxed);
+	/*
+	 * All our sleeping threads poll the one wake fd, and a write wakes
+	 * them all; a thread that drained it while another was still on its
+	 * way out of ppoll took that one's wake-up (the other re-checked the
+	 * fd, found it empty and slept on: a thread blocked in accept() on an
+	 * INADDR_ANY listener, which sleeps here too, made an epoll thread
+	 * of the same process wait out its 100 ms slices).  So only the last
+	 * of our sleepers drains it; if another armed meanwhile, the drain
+	 * may have eaten a write meant for it, so it gets one back.
+	 */
+	if (atomic_fetch_sub_explicit(&app->sleepers, 1, memory_order_acq_rel) != 1)
+		return 0;
+	while (read(app->wake_fd, &v, sizeof(v)) == sizeof(v))
+		;
+	if (atomic_load_explicit(&app->sleepers, memory_order_acquire) != 0) {
+		v = 1;
+		if (write(app->wake_fd, &v, sizeof(v)) < 0) {
+			/* full counter: it is readable anyway */
+		}
+	}
+	return 0;
+}
