@@ -213,18 +213,34 @@ struct seg_pair {
 	struct isoshm_app *a;
 };
 
+/* The application's extent fetch, in-process: the stack's fd, dup'ed. */
+static int seg_fetch(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
+{
+	struct seg_pair *sp = arg;
+	int fd, rc = isoshm_stack_extent_get(sp->s, id, &fd, off, size);
+
+	if (rc < 0)
+		return rc;
+	fd = dup(fd);
+	return fd < 0 ? -errno : fd;
+}
+
+/* A segment with ids 1..nsock-1 opened on 4 KiB TX and RX rings in one
+ * extent (the benchmarks use only their commands and status). */
 static void *seg_setup_n(uint32_t nsock)
 {
 	struct seg_pair *sp = calloc(1, sizeof(*sp));
 	struct isoshm_params prm;
+	uint64_t ext_off, ext_size;
+	uint32_t ext;
 	int fd, rc;
 
 	isoshm_params_default(&prm);
-	prm.nr_sockets = nsock;
+	prm.max_sockets = nsock;
 	prm.nr_doorbells = 2;
 	prm.cmd_entries = 256;
-	prm.tx_ring_bytes = 4096;
-	prm.rx_ring_bytes = 4096;
+	prm.max_ring_bytes = 4096;
+	prm.arena_size = ISOSTACK_SHM_EXTENT_UNIT;
 	prm.hugetlb = false;
 	rc = isoshm_stack_create(&sp->s, &prm);
 	if (rc < 0)
@@ -233,6 +249,26 @@ static void *seg_setup_n(uint32_t nsock)
 	rc = isoshm_app_attach(&sp->a, fd, NULL);
 	if (rc < 0)
 		die("isoshm_app_attach", rc);
+	isoshm_app_set_fetch(sp->a, seg_fetch, sp);
+	rc = isoshm_stack_extent_new(sp->s, ISOSTACK_SHM_EXTENT_UNIT, &ext);
+	if (rc < 0)
+		die("isoshm_stack_extent_new", rc);
+	rc = isoshm_stack_extent_get(sp->s, ext, &fd, &ext_off, &ext_size);
+	if (rc < 0)
+		die("isoshm_stack_extent_get", rc);
+	for (uint32_t id = 1; id < nsock; id++) {
+		struct isostack_shm_sockdir d = {
+			.tx_off = ext_off + 2 * id * 4096, .rx_off = ext_off + (2 * id + 1) * 4096,
+			.tx_bytes = 4096, .rx_bytes = 4096, .tx_extent = ext, .rx_extent = ext,
+		};
+
+		rc = isoshm_stack_sock_open(sp->s, id, &d);
+		if (rc < 0)
+			die("isoshm_stack_sock_open", rc);
+		rc = isoshm_app_sock_open(sp->a, id);
+		if (rc < 0)
+			die("isoshm_app_sock_open", rc);
+	}
 	return sp;
 }
 

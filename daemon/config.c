@@ -42,9 +42,10 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->weight_events = 1;
 	cfg->weight_apps = 2;
 	cfg->close_timeout = 60;
-	cfg->app_sockets = 63;
+	cfg->app_sockets = 65535;
 	cfg->tx_ring = 256u << 10;
 	cfg->rx_ring = 256u << 10;
+	cfg->stack_memory = 0;     /* 0: an eighth of the machine's memory (main.c) */
 	cfg->tso = true;
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
 }
@@ -191,7 +192,7 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 	} else if (strcmp(key, "close_timeout") == 0) {
 		num = &cfg->close_timeout; max = 86400;   /* in ms it fits lwIP's u32 clock */
 	} else if (strcmp(key, "app_sockets") == 0) {
-		num = &cfg->app_sockets; min = 1; max = 65535;  /* slot 0 is the control slot */
+		num = &cfg->app_sockets; min = 1; max = 1048575;  /* id 0 is the control channel */
 	}
 	if (num != NULL) {
 		if (parse_uint(val, min, max, num) != 0) {
@@ -211,6 +212,14 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			return -EINVAL;
 		}
 		*(key[0] == 't' ? &cfg->tx_ring : &cfg->rx_ring) = (uint32_t)v;
+		return 0;
+	}
+	if (strcmp(key, "stack_memory") == 0) {
+		if (parse_size(val, 0, UINT64_C(1) << 40, &cfg->stack_memory) != 0) {
+			CONF_ERR(where, "stack_memory must be a size (e.g. 2g) or 0 (auto), not '%s'",
+				 val);
+			return -EINVAL;
+		}
 		return 0;
 	}
 	if (strcmp(key, "app_memory") == 0) {

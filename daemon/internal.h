@@ -56,7 +56,8 @@ struct isod_config {
 	bool tso;                  /* use TSO on ports that offer it */
 	char control[PATH_MAX];
 	unsigned close_timeout;    /* s: a CLOSE facing a zero window, then RST */
-	unsigned app_sockets;      /* sockets per application */
+	unsigned app_sockets;      /* socket ids per application */
+	uint64_t stack_memory;     /* ring memory of all applications; 0: auto */
 	uint32_t tx_ring, rx_ring; /* bytes per socket, powers of two */
 	uint64_t app_memory;       /* TX+RX ring bytes of an application's open
 				    * sockets (ENOBUFS beyond); 0: no limit */

@@ -199,6 +199,16 @@ static size_t stats_extra(void *arg, char *buf, size_t len)
  * The socket back-end: applications attach on the control socket, and their
  * doorbells become one more dispatcher source. Returns 0 or -errno, logged.
  */
+/* The stack's ring memory when stack_memory is not set: an eighth of the
+ * machine's memory, as the kernel's tcp_mem sizes itself from RAM. */
+static uint64_t default_stack_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), pg = sysconf(_SC_PAGESIZE);
+	uint64_t v = pages > 0 && pg > 0 ? (uint64_t)pages * (uint64_t)pg / 8 : UINT64_C(1) << 30;
+
+	return v < (UINT64_C(64) << 20) ? UINT64_C(64) << 20 : v;
+}
+
 static int backend_start(const struct isod_config *cfg, struct isod_backend **out)
 {
 	struct isod_backend_conf bc;
@@ -217,16 +227,30 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	bc.control_path = cfg->control;
 	bc.stack_wake_fd = isod_loop.wake_fd;
 	bc.close_timeout_ms = cfg->close_timeout * 1000u;
-	bc.shm.nr_sockets = cfg->app_sockets + 1;
-	bc.shm.tx_ring_bytes = cfg->tx_ring;
-	bc.shm.rx_ring_bytes = cfg->rx_ring;
+	bc.shm.max_sockets = cfg->app_sockets + 1;
+	bc.shm.max_ring_bytes = cfg->tx_ring > cfg->rx_ring ? cfg->tx_ring : cfg->rx_ring;
+	if (bc.shm.max_ring_bytes < (256u << 10))
+		bc.shm.max_ring_bytes = 256u << 10;
+	bc.tx_ring = cfg->tx_ring;
+	bc.rx_ring = cfg->rx_ring;
 	bc.mem_limit = cfg->app_memory;
+	bc.mem_budget = cfg->stack_memory != 0 ? cfg->stack_memory : default_stack_memory();
+	/* An application's arena: its memory limit, or all of the budget
+	 * (address space only), in whole extent units. */
+	{
+		uint64_t arena = cfg->app_memory != 0 ? cfg->app_memory : bc.mem_budget;
+		uint64_t unit = ISOSTACK_SHM_EXTENT_UNIT;
+
+		arena = (arena + 2 * bc.shm.max_ring_bytes + unit - 1) / unit * unit;
+		bc.shm.arena_size = arena < (UINT64_C(1) << 40) ? arena : UINT64_C(1) << 40;
+	}
 	bc.clock_ms = &isod_loop.now_ms;   /* no clock read per loop pass */
 	bc.stats_extra = stats_extra;
 	bc.stats_arg = &isod_loop;
 	if (isod_txzc != NULL) {        /* zero-copy TX: segment (un)registration */
 		bc.seg_attach = isod_txzc_seg_attach;
 		bc.seg_release = isod_txzc_seg_release;
+		bc.ext_attach = isod_txzc_ext_attach;
 		bc.seg_arg = isod_txzc;
 	}
 	ret = isod_backend_init(out, &bc);
@@ -245,9 +269,11 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	isod_loop.nap = backend_nap;
 	isod_loop.nap_arg = *out;
 	ISOD_LOG("control socket %s: serving applications (up to %u sockets each, rings "
-		 "%u KiB TX + %u KiB RX per socket, memory limit %s) and isostat",
-		 cfg->control, bc.shm.nr_sockets - 1, bc.shm.tx_ring_bytes >> 10,
-		 bc.shm.rx_ring_bytes >> 10, cfg->app_memory ? "set" : "none");
+		 "%u KiB TX + %u KiB RX per socket, ring memory %llu MiB for the stack%s) "
+		 "and isostat",
+		 cfg->control, bc.shm.max_sockets - 1, bc.tx_ring >> 10, bc.rx_ring >> 10,
+		 (unsigned long long)(bc.mem_budget >> 20),
+		 cfg->app_memory ? ", a per-application limit" : "");
 	return 0;
 }
 

@@ -157,22 +157,28 @@ static void zc_free_cb(void *addr, void *opaque)
 }
 
 /* The live area that holds [ptr, ptr + len), or NULL. */
+/* The area holding [ptr, ptr+len), if its IOVA is known (IOVA-as-PA:
+ * only extents on hugepages); else NULL and the bytes are copied. */
 static struct zc_area *area_find(struct isod_txzc *zc, const void *ptr, size_t len)
 {
 	const uint8_t *b = ptr;
 	struct zc_area *a = zc->last;
 
-	if (a != NULL && b >= a->reg.addr && len <= a->reg.len &&
-	    (size_t)(b - a->reg.addr) <= a->reg.len - len)
-		return a;
-	for (a = zc->live; a != NULL; a = a->next) {
-		if (b >= a->reg.addr && len <= a->reg.len &&
-		    (size_t)(b - a->reg.addr) <= a->reg.len - len) {
-			zc->last = a;
-			return a;
-		}
+	if (a == NULL || b < a->reg.addr || len > a->reg.len ||
+	    (size_t)(b - a->reg.addr) > a->reg.len - len) {
+		for (a = zc->live; a != NULL; a = a->next)
+			if (b >= a->reg.addr && len <= a->reg.len &&
+			    (size_t)(b - a->reg.addr) <= a->reg.len - len)
+				break;
+		if (a == NULL)
+			return NULL;
+		zc->last = a;
 	}
-	return NULL;
+	if (!a->reg.iova_is_va &&
+	    (isoshm_dpdk_iova(&a->reg, (uint64_t)(b - a->reg.addr)) == RTE_BAD_IOVA ||
+	     isoshm_dpdk_iova(&a->reg, (uint64_t)(b - a->reg.addr) + len - 1) == RTE_BAD_IOVA))
+		return NULL;
+	return a;
 }
 
 /* An IPv4 TCP frame whose headers are all in the first pbuf? Only TCP's
@@ -403,7 +409,7 @@ void isod_txzc_seg_attach(void *arg, struct isoshm_stack *shm)
 		if (!zc->logged_reg_err)
 			ISOD_LOG("zero-copy TX: cannot register an application's TX area (%s%s); "
 				 "its frames are copied (logged once)", rte_strerror(-rc),
-				 rc == -ENOTSUP ? ": IOVA-as-PA needs hugepage segments" : "");
+				 "");
 		zc->logged_reg_err = true;
 		free(a);
 		return;
@@ -413,6 +419,25 @@ void isod_txzc_seg_attach(void *arg, struct isoshm_stack *shm)
 	a->next = zc->live;
 	zc->live = a;
 	zc->st.segs_registered++;
+}
+
+void isod_txzc_ext_attach(void *arg, struct isoshm_stack *shm, uint64_t off, uint64_t size,
+			  bool hugetlb)
+{
+	struct isod_txzc *zc = arg;
+	int rc;
+
+	for (struct zc_area *a = zc->live; a != NULL; a = a->next) {
+		if (a->shm != shm)
+			continue;
+		rc = isoshm_dpdk_map_extent(&a->reg, off, size, hugetlb);
+		if (rc != 0 && !zc->logged_reg_err) {
+			ISOD_LOG("zero-copy TX: a device refused to map an extent (%s); "
+				 "logged once", rte_strerror(-rc));
+			zc->logged_reg_err = true;
+		}
+		return;
+	}
 }
 
 void isod_txzc_seg_release(void *arg, struct isoshm_stack *shm)

@@ -6,8 +6,9 @@
  * The socket back-end hands ring bytes to lwIP by reference (tcp_write
  * without TCP_WRITE_FLAG_COPY), so a TCP frame reaches the netif as a
  * header pbuf followed by PBUF_ROM/REF pbufs that point into the
- * application's segment. This module registers each segment's TX area
- * with DPDK (external memory, DMA map per port), and, as the netif's
+ * application's arena (where its extents hold the TX rings). This module
+ * registers each arena with DPDK (external memory; each extent DMA-mapped
+ * per port as it arrives), and, as the netif's
  * txattach hook, turns such a frame into an mbuf chain: headers copied into
  * the first mbuf, each payload span attached as an external buffer. Every
  * attachment holds one lwIP reference on its pbuf and one reference on the
@@ -55,6 +56,10 @@ int isod_txzc_init(struct isod_txzc **out, struct isotcp_dpdk_port *ports,
 /* struct isod_backend_conf hooks (arg: the isod_txzc). */
 void isod_txzc_seg_attach(void *zc, struct isoshm_stack *shm);
 void isod_txzc_seg_release(void *zc, struct isoshm_stack *shm);
+/* A new extent of a registered segment's arena: DMA-mapped for the ports
+ * that need it. */
+void isod_txzc_ext_attach(void *zc, struct isoshm_stack *shm, uint64_t off, uint64_t size,
+			  bool hugetlb);
 
 /* Dispatcher source: unmaps released segments whose references are gone,
  * warns about ones held too long. Returns the work done. */

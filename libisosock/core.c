@@ -130,6 +130,8 @@ void isosock__fs_fresh(struct isosock_app *app, struct fsock *f, enum fstate sta
 	f->state = (uint8_t)state;
 	f->tx_prod = tx_prod;
 	f->rx_cons = rx_cons;
+	f->tx_bytes = isoshm_app_tx_size(app->shm, (uint32_t)(f - app->fs));
+	f->rx_bytes = isoshm_app_rx_size(app->shm, (uint32_t)(f - app->fs));
 }
 
 /* Under f->lock: a CLOSING slot whose CLOSE reply came gets its RX ring
@@ -158,7 +160,7 @@ static void reap_one(struct isosock_app *app, int s, struct fsock *f)
 void isosock__reap_all(struct isosock_app *app)
 {
 	isosock__sweep(app);
-	for (uint32_t i = 1; i < app->nsocks; i++) {
+	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
 		/* Relaxed peek at the state: the locked re-check decides. */
@@ -263,7 +265,7 @@ static bool something_moved(void *p)
 	    atomic_load_explicit(&sk->rx_prod, memory_order_acquire) - w->rx_cons >= w->want.rx_need)
 		return true;
 	if (w->want.tx_need != 0 &&
-	    w->app->tx_bytes - (w->tx_prod - atomic_load_explicit(&sk->tx_cons, memory_order_acquire)) >=
+	    w->app->fs[w->s].tx_bytes - (w->tx_prod - atomic_load_explicit(&sk->tx_cons, memory_order_acquire)) >=
 	    w->want.tx_need)
 		return true;
 	return false;

@@ -18,19 +18,77 @@
 
 /* ---- Attach --------------------------------------------------------------- */
 
+/* Reads the EXTENT_REPLY for `id` (earlier replies a killed requester
+ * left behind are skipped).  Returns the fd or -errno. */
+static int extent_reply(int fd, uint32_t id, uint64_t *off, uint64_t *size)
+{
+	for (;;) {
+		struct isostack_ctl_extent_reply r;
+		int efd = -1;
+		int n = isoshm_recv_fd(fd, &efd, &r, sizeof(r));
+
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0 && n != -EINTR)
+			return n;
+		if (n != (int)sizeof(r) || r.hdr.magic != ISOSTACK_CTL_MAGIC ||
+		    r.hdr.type != ISOSTACK_CTL_EXTENT_REPLY || r.id != id) {
+			if (efd >= 0)
+				close(efd);
+			if (n == (int)sizeof(r) && r.hdr.type == ISOSTACK_CTL_EXTENT_REPLY)
+				continue;       /* someone else's, orphaned */
+			return -EPROTO;
+		}
+		if (r.status < 0 || efd < 0) {
+			if (efd >= 0)
+				close(efd);
+			return r.status < 0 ? r.status : -EPROTO;
+		}
+		*off = r.arena_off;
+		*size = r.size;
+		return efd;
+	}
+}
+
+/*
+ * isoshm's extent source: asks the daemon for extent `id` on the control
+ * socket.  The processes of the application share that socket, so the
+ * request and its reply are made under a process-shared lock.
+ */
+static int fetch_extent(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
+{
+	struct isosock_app *app = arg;
+	struct isostack_ctl_extent q = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_EXTENT, .length = sizeof(q) },
+		.id = id,
+	};
+	int rc;
+
+	robust_lock(&app->sh->ctl_lock);
+	atomic_fetch_add_explicit(&app->sh->ctl_busy, 1, memory_order_relaxed);
+	if (send(app->ctl_fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
+		rc = -errno;
+	else
+		rc = extent_reply(app->ctl_fd, id, off, size);
+	atomic_fetch_sub_explicit(&app->sh->ctl_busy, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&app->sh->ctl_lock);
+	app->st.extents_mapped++;
+	return rc;
+}
+
 /* The per-process shortcuts into the mapped segment (attach, exec import). */
 void isosock__bind_shm(struct isosock_app *app)
 {
 	const struct isostack_shm_header *h = isoshm_app_header(app->shm);
 
-	app->nsocks = h->nr_sockets;
-	app->tx_bytes = h->tx_ring_bytes;
-	app->rx_bytes = h->rx_ring_bytes;
+	app->nsocks = h->max_sockets;
 	app->base = isoshm_app_base(app->shm);
 	app->socks = (struct isostack_shm_sock *)(app->base + h->socks_off);
 	app->wait = (struct isostack_shm_wait *)(app->base + h->wait_off);
 	if (app->marks == NULL)
 		app->marks = calloc(app->nsocks, sizeof(app->marks[0]));
+	isoshm_app_set_fetch(app->shm, fetch_extent, app);
 }
 
 static int recv_reply(int fd, struct isostack_ctl_attach_reply *r, int fds[2])
@@ -199,8 +257,11 @@ bool isosock_app_alive(struct isosock_app *app)
 	if (now - atomic_load_explicit(&app->alive_at, memory_order_relaxed) < ALIVE_CHECK_NS)
 		return true;
 	atomic_store_explicit(&app->alive_at, now, memory_order_relaxed);
-	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLIN))) {
-		/* the daemon never sends unasked: readable means hung up */
+	if (poll(&p, 1, 0) > 0 && ((p.revents & (POLLHUP | POLLERR)) ||
+				   ((p.revents & POLLIN) &&
+				    atomic_load_explicit(&app->sh->ctl_busy, memory_order_relaxed) == 0))) {
+		/* the daemon sends only replies to EXTENT requests: readable
+		 * with none in flight means hung up */
 		atomic_store_explicit(&app->dead, true, memory_order_relaxed);
 		return false;
 	}

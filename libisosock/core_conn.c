@@ -37,8 +37,9 @@ int isosock_socket(struct isosock_app *app, int domain, int type, int protocol)
 	if (st.result < 0)
 		return (int)st.result;
 	s = (int)st.result;
-	if (s <= 0 || (uint32_t)s >= app->nsocks)
-		return -EPROTO;
+	rc = isosock__fs_prepare(app, s);
+	if (rc < 0)
+		return rc == -EPROTO ? -EPROTO : -ENOBUFS;
 	fs_lock(&app->fs[s]);
 	isosock__fs_fresh(app, &app->fs[s], F_OPEN,
 			  atomic_load_explicit(&app->socks[s].tx_prod, memory_order_relaxed),
@@ -132,8 +133,10 @@ static int adopt_child(struct isosock_app *app, int child, int flags)
 {
 	struct fsock *cf;
 
-	if (child <= 0 || (uint32_t)child >= app->nsocks)
-		return -EPROTO;
+	int rc = isosock__fs_prepare(app, child);
+
+	if (rc < 0)
+		return rc == -EPROTO ? -EPROTO : -ENOBUFS;
 	cf = &app->fs[child];
 	fs_lock(cf);
 	isosock__fs_fresh(app, cf, F_CONNECTED,

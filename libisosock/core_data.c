@@ -155,7 +155,7 @@ uint32_t isosock__tx_free(struct isosock_app *app, int s, struct fsock *f)
 	uint32_t cons = atomic_load_explicit(&app->socks[s].tx_cons, memory_order_acquire);
 	uint32_t used = f->tx_prod - cons;
 
-	return used <= app->tx_bytes ? app->tx_bytes - used : 0;
+	return used <= f->tx_bytes ? f->tx_bytes - used : 0;
 }
 
 /*
@@ -174,7 +174,7 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
 	if (len > ISOSTACK_SHM_DGRAM_MAX)
 		return -EMSGSIZE;
 	rec = ISOSTACK_SHM_DGRAM_REC(len);
-	if (rec > app->tx_bytes)
+	if (rec > f->tx_bytes)
 		return -EMSGSIZE;
 	if (buf == NULL && len > 0)
 		return -EFAULT;
@@ -276,18 +276,12 @@ uint32_t isosock__rx_avail(struct isosock_app *app, int s, struct fsock *f)
 	uint32_t prod = atomic_load_explicit(&app->socks[s].rx_prod, memory_order_acquire);
 	uint32_t n = prod - f->rx_cons;
 
-	return n <= app->rx_bytes ? n : 0;
+	return n <= f->rx_bytes ? n : 0;
 }
 
 static void rx_peek_at(struct isosock_app *app, int s, uint32_t pos, void *buf, uint32_t n)
 {
-	const struct isostack_shm_header *h = isoshm_app_header(app->shm);
-	const uint8_t *ring = app->base + h->rx_off + (uint64_t)s * h->rx_ring_bytes;
-	uint32_t off = pos & (h->rx_ring_bytes - 1);
-	uint32_t first = h->rx_ring_bytes - off < n ? h->rx_ring_bytes - off : n;
-
-	memcpy(buf, ring + off, first);
-	memcpy((uint8_t *)buf + first, ring, n - first);
+	(void)isoshm_app_rx_peek(app->shm, (uint32_t)s, pos, buf, n);
 }
 
 static void rx_peek(struct isosock_app *app, int s, struct fsock *f, void *buf, uint32_t n)
@@ -312,7 +306,7 @@ int isosock__udp_next(struct isosock_app *app, int s, struct fsock *f,
 	if (h->len > ISOSTACK_SHM_DGRAM_MAX)
 		return -EPROTO;
 	rec = ISOSTACK_SHM_DGRAM_REC(h->len);
-	if (rec > app->rx_bytes)
+	if (rec > f->rx_bytes)
 		return -EPROTO;
 	return avail >= rec ? (int)rec : 0;
 }
@@ -408,7 +402,7 @@ static void maybe_post_recv(struct isosock_app *app, int s, struct fsock *f, boo
 {
 	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_RECV };
 
-	if (f->rx_since_recv == 0 || (!was_full && f->rx_since_recv < app->rx_bytes / 2))
+	if (f->rx_since_recv == 0 || (!was_full && f->rx_since_recv < f->rx_bytes / 2))
 		return;
 	if (isosock__post(app, s, &c) == 0) {
 		app->st.recv_posts++;
@@ -449,7 +443,7 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 		}
 		avail = isosock__rx_avail(app, s, f);
 		if (avail > 0) {
-			bool was_full = avail == app->rx_bytes;
+			bool was_full = avail == f->rx_bytes;
 
 			n = len - done < avail ? (uint32_t)(len - done) : avail;
 			if (flags & MSG_PEEK) {

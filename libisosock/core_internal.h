@@ -112,6 +112,7 @@ struct fsock {
 	uint64_t seq;
 	bool closed_reply;         /* CLOSING: the CLOSE reply came */
 	uint32_t close_rx_prod;
+	uint32_t tx_bytes, rx_bytes;  /* ring sizes of the socket in this id */
 };
 
 /* A process of the application: pid 0 free, -1 reserved by a fork under
@@ -128,6 +129,14 @@ struct fshared {
 	_Atomic uint32_t nmembers; /* entries in use, for the sweep's fast path */
 	_Atomic uint32_t spawn_seq; /* makes the pid marks of spawn reservations */
 	uint32_t nsocks;
+	/* fs[] entries below it have their lock initialised (ids used once);
+	 * the rest of the array is sparse: never touched. */
+	_Atomic uint32_t hiwat;
+	/* Requests with a reply on the shared control socket (EXTENT) take
+	 * turns; ctl_busy tells the liveness check that a reply may be
+	 * waiting to be read (readable is not hung up then). */
+	pthread_mutex_t ctl_lock;
+	_Atomic uint32_t ctl_busy;
 	struct fsock fs[];
 };
 
@@ -144,7 +153,7 @@ struct isosock_app {
 	_Atomic int sleepers;      /* our threads between wait_arm and disarm */
 	int64_t next_sweep;
 	int ctl_fd, wake_fd, stack_wake_fd;
-	uint32_t id, nsocks, tx_bytes, rx_bytes;
+	uint32_t id, nsocks;
 	uint8_t *base;
 	struct isostack_shm_sock *socks;
 	struct isostack_shm_wait *wait;
@@ -220,6 +229,14 @@ struct want {
 
 /* Under f->lock: handles every status entry posted to slot s. */
 void isosock__drain(struct isosock_app *app, int s, struct fsock *f);
+/* Readies id s for a new socket: its lock (first use of the id) and the
+ * application's view of its rings (extents mapped).  0 or -errno. */
+int isosock__fs_prepare(struct isosock_app *app, int s);
+/* Ids used so far: loops over sockets stop there. */
+static inline uint32_t isosock__hiwat(const struct isosock_app *app)
+{
+	return atomic_load_explicit(&app->sh->hiwat, memory_order_acquire);
+}
 void isosock__fs_fresh(struct isosock_app *app, struct fsock *f, enum fstate state,
 		       uint32_t tx_prod, uint32_t rx_cons);
 /* Reaps the CLOSING slots whose CLOSE reply came (sweeps first). */

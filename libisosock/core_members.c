@@ -130,21 +130,40 @@ int isosock__fshared_create(struct isosock_app *app, uint32_t nsocks)
 		close(fd);
 		return -ENOMEM;
 	}
-	sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (sh == MAP_FAILED) {
 		close(fd);
 		return -ENOMEM;
 	}
 	mutex_init_shared(&sh->mlock);
+	mutex_init_shared(&sh->ctl_lock);
 	sh->nsocks = nsocks;
-	for (uint32_t i = 0; i < nsocks; i++)
-		mutex_init_shared(&sh->fs[i].lock);
+	mutex_init_shared(&sh->fs[0].lock);
+	atomic_store_explicit(&sh->hiwat, 1, memory_order_release);
 	app->sh = sh;
 	app->sh_fd = fd;
 	app->sh_size = size;
 	app->fs = sh->fs;
 	app->me = member_claim(sh, getpid());
 	return 0;
+}
+
+int isosock__fs_prepare(struct isosock_app *app, int s)
+{
+	struct fshared *sh = app->sh;
+
+	if (s <= 0 || (uint32_t)s >= app->nsocks)
+		return -EPROTO;
+	if ((uint32_t)s >= isosock__hiwat(app)) {
+		robust_lock(&sh->mlock);
+		for (uint32_t i = atomic_load_explicit(&sh->hiwat, memory_order_relaxed);
+		     i <= (uint32_t)s; i++)
+			mutex_init_shared(&sh->fs[i].lock);
+		if ((uint32_t)s >= atomic_load_explicit(&sh->hiwat, memory_order_relaxed))
+			atomic_store_explicit(&sh->hiwat, (uint32_t)s + 1, memory_order_release);
+		pthread_mutex_unlock(&sh->mlock);
+	}
+	return isoshm_app_sock_open(app->shm, (uint32_t)s);
 }
 
 /* ---- Holders and close ------------------------------------------------------ */
@@ -389,7 +408,7 @@ int isosock_app_fork_prepare(struct isosock_app *app)
 		}
 		return app->me;
 	}
-	for (uint32_t i = 1; i < app->nsocks; i++) {
+	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
 		if (!mset_has_relaxed(&f->holders, app->me))
@@ -406,7 +425,7 @@ void isosock_app_fork_parent(struct isosock_app *app, int child, bool failed)
 {
 	if (!failed || child == app->me)
 		return;
-	for (uint32_t i = 1; i < app->nsocks; i++) {
+	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
 		if (!mset_has_relaxed(&f->holders, child))
@@ -426,7 +445,7 @@ void isosock_app_fork_child(struct isosock_app *app, int child)
 
 	isosock__own_wake_fd(app, child);
 	if (app->marks != NULL)     /* the parent's sleepers are not ours */
-		memset((void *)app->marks, 0, app->nsocks * sizeof(app->marks[0]));
+		memset((void *)app->marks, 0, isosock__hiwat(app) * sizeof(app->marks[0]));
 	atomic_store_explicit(&app->sleepers, 0, memory_order_relaxed);
 	if (child == app->me)
 		return;
@@ -505,7 +524,7 @@ void isosock_app_spawn_done(struct isosock_app *app, int k, int32_t mark, pid_t 
 	/* Nobody took it (spawn failed, the child is gone already, or it
 	 * never loaded us): its sockets are let go as if it had closed them;
 	 * the entry stays reserved until then, so no sweep or claim races. */
-	for (uint32_t i = 1; i < app->nsocks; i++) {
+	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
 		if (!mset_has_relaxed(&f->holders, k))
@@ -552,7 +571,7 @@ void isosock__sweep(struct isosock_app *app)
 	pthread_mutex_unlock(&app->sh->mlock);
 	if (!any)
 		return;
-	for (uint32_t i = 1; i < app->nsocks; i++) {
+	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
 		fs_lock(f);
@@ -592,7 +611,7 @@ void isosock_app_child_reaped(struct isosock_app *app)
  */
 static void release_mine(struct isosock_app *app, const bool *keep, bool wait)
 {
-	for (uint32_t i = 1; i < app->nsocks; i++) {
+	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
 		if ((keep != NULL && keep[i]) || !mset_has_relaxed(&f->holders, app->me))

@@ -152,8 +152,8 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 		case SO_DOMAIN:    rc = put_int(val, len, AF_INET); break;
 		case SO_PROTOCOL:  rc = put_int(val, len, f->udp ? IPPROTO_UDP : IPPROTO_TCP); break;
 		case SO_ACCEPTCONN: rc = put_int(val, len, f->state == F_LISTEN); break;
-		case SO_RCVBUF:    rc = put_int(val, len, (int)app->rx_bytes); break;
-		case SO_SNDBUF:    rc = put_int(val, len, (int)app->tx_bytes); break;
+		case SO_RCVBUF:    rc = put_int(val, len, (int)f->rx_bytes); break;
+		case SO_SNDBUF:    rc = put_int(val, len, (int)f->tx_bytes); break;
 		case SO_LINGER:
 			if (*len < sizeof(struct linger)) {
 				rc = -EINVAL;

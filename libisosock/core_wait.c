@@ -36,7 +36,7 @@ static int mask_of(struct isosock_app *app, int s, struct fsock *f)
 			/* writable when a datagram of any size fits, or half the
 			 * ring is free (the kernel's sndbuf/2 rule) */
 			if (!f->shut_wr && isosock__tx_free(app, s, f) >=
-			    (big < app->tx_bytes / 2 ? big : app->tx_bytes / 2))
+			    (big < f->tx_bytes / 2 ? big : f->tx_bytes / 2))
 				m |= POLLOUT;
 			if (f->dead || !isosock_app_alive(app))
 				m |= POLLERR;
@@ -53,7 +53,7 @@ static int mask_of(struct isosock_app *app, int s, struct fsock *f)
 			m |= POLLIN;
 		if (f->hup)
 			m |= POLLRDHUP;
-		if (!f->shut_wr && app->tx_bytes - (f->tx_prod - cons) > 0)
+		if (!f->shut_wr && f->tx_bytes - (f->tx_prod - cons) > 0)
 			m |= POLLOUT;
 		if (f->hup && f->shut_wr)
 			m |= POLLHUP;

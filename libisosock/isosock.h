@@ -312,6 +312,7 @@ struct isosock_stats {
 	uint64_t sleeps;          /* futex sleeps */
 	uint64_t events;          /* EV_* entries consumed */
 	uint64_t stack_kicks;     /* stack wake fd writes (the daemon napped) */
+	uint64_t extents_mapped;  /* extent fds fetched from the daemon */
 };
 void isosock_app_stats(struct isosock_app *app, struct isosock_stats *out);
 

@@ -14,9 +14,36 @@
 
 #include "internal.h"
 
+/*
+ * The view of an opened socket id, with its extents mapped in this
+ * process: a fork child may touch (reap) a socket its parent opened after
+ * the fork, in an extent the child never mapped.  The check is two bit
+ * tests; the mapping happens once per extent and process.
+ */
 static struct isoshm_sock_view *app_view(struct isoshm_app *a, uint32_t sock)
 {
-	return sock < a->hdr.nr_sockets ? &a->views[sock] : NULL;
+	struct isoshm_sock_view *v;
+
+	if (sock >= a->hdr.max_sockets)
+		return NULL;
+	v = &a->views[sock];
+	if (!v->bound)      /* commands before the id's first open: ours to bind */
+		isoshm__ctl_views_bind(a->base, &a->hdr, false, sock, v);
+	if (v->open && (!isoshm__app_extent_mapped(a, v->tx_ext) ||
+			!isoshm__app_extent_mapped(a, v->rx_ext))) {
+		if (isoshm__app_extent_ensure(a, v->tx_ext) < 0 ||
+		    isoshm__app_extent_ensure(a, v->rx_ext) < 0)
+			return NULL;
+	}
+	return v;
+}
+
+/* Data ring views need an open socket, not only a bound id. */
+static struct isoshm_sock_view *data_view(struct isoshm_app *a, uint32_t sock)
+{
+	struct isoshm_sock_view *v = app_view(a, sock);
+
+	return v != NULL && v->open ? v : NULL;
 }
 
 /* The longest spin of isoshm_app_wait(), whatever the poll count (the
@@ -141,14 +168,14 @@ int isoshm_app_recv_status(struct isoshm_app *a, uint32_t sock,
 
 int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, uint32_t len)
 {
-	struct isoshm_sock_view *v = app_view(a, sock);
+	struct isoshm_sock_view *v = data_view(a, sock);
 
 	return v ? isoshm_ring_enqueue_burst(&v->tx, buf, len) : -EBADF;
 }
 
 int isoshm_app_rx_read(struct isoshm_app *a, uint32_t sock, void *buf, uint32_t len)
 {
-	struct isoshm_sock_view *v = app_view(a, sock);
+	struct isoshm_sock_view *v = data_view(a, sock);
 
 	return v ? isoshm_ring_dequeue_burst(&v->rx, buf, len) : -EBADF;
 }
@@ -162,27 +189,81 @@ int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock)
 
 int isoshm_app_rx_avail(struct isoshm_app *a, uint32_t sock)
 {
-	struct isoshm_sock_view *v = app_view(a, sock);
+	struct isoshm_sock_view *v = data_view(a, sock);
 
 	return v ? (int)isoshm_ring_avail(&v->rx, UINT32_MAX) : -EBADF;
 }
 
-int isoshm_app_sock_reset(struct isoshm_app *a, uint32_t sock)
+/* The directory entry's ring lies in arena bytes, power-of-two sized and
+ * aligned (the stack is trusted; this keeps a bug from mapping wild). */
+static bool ring_sane(const struct isoshm_app *a, uint64_t off, uint32_t bytes)
 {
-	struct isoshm_sock_view *v = app_view(a, sock);
-	int64_t n;
+	return bytes >= 4096 && (bytes & (bytes - 1)) == 0 && bytes <= a->hdr.max_ring_bytes &&
+	       off % bytes == 0 && off < a->hdr.arena_size &&
+	       bytes <= a->hdr.arena_size - off;
+}
 
-	if (v == NULL)
+int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
+{
+	struct isostack_shm_sockdir d;
+	struct isostack_shm_sock *sk;
+	struct isoshm_sock_view *v;
+	int rc;
+
+	if (sock == ISOSTACK_SHM_CTRL_SOCK || sock >= a->hdr.max_sockets)
 		return -EBADF;
-	n = isoshm_ring_avail(&v->status, UINT32_MAX);
-	if (n < 0)
-		return (int)n;
-	isoshm_ring_consume(&v->status, (uint32_t)n);
-	n = isoshm_ring_avail(&v->rx, UINT32_MAX);
-	if (n < 0)
-		return (int)n;
-	isoshm_ring_consume(&v->rx, (uint32_t)n);
+	memcpy(&d, &a->dir[sock], sizeof(d));   /* a private copy: checked = used */
+	if (!ring_sane(a, d.tx_off, d.tx_bytes) || !ring_sane(a, d.rx_off, d.rx_bytes))
+		return -EPROTO;
+	rc = isoshm__app_extent_ensure(a, d.tx_extent);
+	if (rc == 0)
+		rc = isoshm__app_extent_ensure(a, d.rx_extent);
+	if (rc < 0)
+		return rc;
+	v = &a->views[sock];
+	sk = &a->socks[sock];
+	if (!v->bound)
+		isoshm__ctl_views_bind(a->base, &a->hdr, false, sock, v);
+	isoshm_ring_bind(&v->tx, ISOSHM_RING_PRODUCER, &sk->tx_prod, &sk->tx_cons,
+			 a->arena + d.tx_off, d.tx_bytes, 1,
+			 atomic_load_explicit(&sk->tx_prod, memory_order_relaxed));
+	isoshm_ring_bind(&v->rx, ISOSHM_RING_CONSUMER, &sk->rx_prod, &sk->rx_cons,
+			 a->arena + d.rx_off, d.rx_bytes, 1,
+			 atomic_load_explicit(&sk->rx_cons, memory_order_relaxed));
+	v->tx_off = d.tx_off;
+	v->tx_ext = d.tx_extent;
+	v->rx_ext = d.rx_extent;
+	v->open = true;
 	return 0;
+}
+
+uint32_t isoshm_app_tx_size(struct isoshm_app *a, uint32_t sock)
+{
+	struct isoshm_sock_view *v = data_view(a, sock);
+
+	return v ? v->tx.size : 0;
+}
+
+uint32_t isoshm_app_rx_size(struct isoshm_app *a, uint32_t sock)
+{
+	struct isoshm_sock_view *v = data_view(a, sock);
+
+	return v ? v->rx.size : 0;
+}
+
+int isoshm_app_rx_peek(struct isoshm_app *a, uint32_t sock, uint32_t pos, void *buf, uint32_t n)
+{
+	struct isoshm_sock_view *v = data_view(a, sock);
+
+	if (v == NULL || n > v->rx.size)
+		return -EBADF;
+	isoshm_ring__copy_out(&v->rx, pos, buf, n);
+	return 0;
+}
+
+struct isostack_shm_sock *isoshm_app_sock(struct isoshm_app *a, uint32_t sock)
+{
+	return sock < a->hdr.max_sockets ? &a->socks[sock] : NULL;
 }
 
 /* ---- Spin, then sleep -------------------------------------------------- */
@@ -204,7 +285,7 @@ int isoshm_app_wait(struct isoshm_app *a, uint32_t sock, bool (*ready)(void *arg
 	if (sock == ISOSHM_WAIT_ANY) {
 		waiters = &a->wait->waiters;
 		word = &a->wait->wake_seq;
-	} else if (sock < a->hdr.nr_sockets) {
+	} else if (sock < a->hdr.max_sockets) {
 		waiters = &a->socks[sock].waiters;
 		word = &a->socks[sock].wake_seq;
 	} else {

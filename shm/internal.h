@@ -14,14 +14,26 @@
 
 #define ISOSHM_HUGE_PAGE  (UINT32_C(2) << 20)
 
-/* One side's view of a socket slot's four rings. */
+/* One side's view of a socket id's four rings. */
 struct isoshm_sock_view {
 	struct isoshm_ring cmd;     /* app produces, stack consumes */
 	struct isoshm_ring status;  /* stack produces, app consumes */
 	struct isoshm_ring tx;      /* app produces, stack consumes (bytes) */
 	struct isoshm_ring rx;      /* stack produces, app consumes (bytes) */
+	uint64_t tx_off;            /* arena offset of the TX ring (private copy) */
+	uint32_t tx_ext, rx_ext;    /* extents holding the rings */
 	uint32_t wake_seq;          /* stack: private copy of sock.wake_seq */
+	bool bound;                 /* command/status views bound (id used once) */
+	bool open;                  /* TX/RX views bound to a socket's rings */
 	bool broken;                /* stack: an index was corrupt; never used again */
+};
+
+/* An extent of the arena (stack side). */
+struct isoshm_extent {
+	int fd;
+	uint64_t off, size;
+	bool backed;                /* pages allocated (not punched out) */
+	bool hugetlb;
 };
 
 struct isoshm_stack {
@@ -31,7 +43,15 @@ struct isoshm_stack {
 	struct isostack_shm_header hdr;  /* private copy: the stack never reads the shared one */
 	struct isostack_shm_wait *wait;
 	struct isostack_shm_sock *socks;
-	struct isoshm_sock_view *views;  /* [nr_sockets] */
+	struct isostack_shm_sockdir *dir;
+	struct isoshm_sock_view *views;  /* [max_sockets], pages touched on use */
+	uint8_t *arena;                  /* hdr.arena_size bytes reserved */
+	struct isoshm_extent *ext;       /* [next_ext] */
+	uint32_t next_ext, cap_ext;
+	uint64_t arena_next;             /* first offset no extent took yet */
+	bool hugetlb;                    /* try hugepages for extents */
+	bool hugetlb_warned;
+	int numa_node;
 	struct isoshm_ring *db;          /* [nr_doorbells], consumer views */
 	uint32_t app_wake_seq;           /* private copy of wait.wake_seq */
 	bool db_broken;
@@ -56,7 +76,10 @@ struct isoshm_app {
 	struct isostack_shm_header hdr;  /* validated private copy */
 	struct isostack_shm_wait *wait;
 	struct isostack_shm_sock *socks;
-	struct isoshm_sock_view *views;  /* [nr_sockets] */
+	struct isostack_shm_sockdir *dir;
+	uint8_t *arena;                  /* reserved at attach; same address in
+					  * every process of the application */
+	struct isoshm_sock_view *views;  /* [max_sockets] */
 	struct isoshm_ring *db;          /* [nr_doorbells], producer views */
 	_Atomic int32_t *db_owner;       /* [nr_doorbells]: pid holding the producer side, 0 free */
 	_Atomic uint64_t sleeps;         /* FUTEX_WAIT calls, any thread */
@@ -64,10 +87,27 @@ struct isoshm_app {
 
 void isoshm__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Binds the ring views of every slot and doorbell; `stack` picks roles.
- * Returns 0 or -EPROTO if shared indices disagree (not a fresh segment). */
-int isoshm__views_init(uint8_t *base, const struct isostack_shm_header *h, bool stack,
-		       struct isoshm_sock_view *views, struct isoshm_ring *db);
+#define ISOSHM_MAX_SOCKETS (UINT32_C(1) << 20)
+
+/* Binds the doorbell views; `stack` picks roles.  Returns 0 or -EPROTO if
+ * shared indices disagree (not a fresh segment). */
+int isoshm__db_views_init(uint8_t *base, const struct isostack_shm_header *h, bool stack,
+			  struct isoshm_ring *db);
+/* Binds the command and status views of socket id `id` (its first use). */
+void isoshm__ctl_views_bind(uint8_t *base, const struct isostack_shm_header *h, bool stack,
+			    uint32_t id, struct isoshm_sock_view *v);
+/* Reserves size bytes of address space (PROT_NONE), 2 MiB aligned, or at
+ * exactly `at`.  Returns it or NULL (errno set). */
+void *isoshm__arena_reserve(void *at, uint64_t size);
+int isoshm__bind_numa(uint8_t *base, uint64_t size, int node);
+/* Stack side: closes every extent's fd (the arena unmap drops the maps). */
+void isoshm__extents_free(struct isoshm_stack *s);
+/* Application side: this process's record of mapped extents.  ensure maps
+ * extent `id` if this process has not yet (0 or -errno); forget drops the
+ * record (detach, unmap). */
+int isoshm__app_extent_ensure(struct isoshm_app *a, uint32_t id);
+void isoshm__app_extents_forget(const struct isoshm_app *a);
+bool isoshm__app_extent_mapped(const struct isoshm_app *a, uint32_t id);
 
 /* FUTEX_WAIT on a shared (not PRIVATE) word; rel may be NULL.
  * Returns 0 (woken or value changed), -ETIMEDOUT or -EINTR. */

@@ -41,19 +41,20 @@
 /* ---- Parameters chosen by the daemon, recorded in the header ---------- */
 
 struct isoshm_params {
-	uint32_t nr_sockets;      /* slots incl. control slot 0: [2, 65536] */
+	uint32_t max_sockets;     /* socket ids incl. control id 0: [2, 2^20] */
 	uint32_t nr_doorbells;    /* usually the number of CPUs: [1, 1024] */
 	uint32_t cmd_entries;     /* power of two [2, 65536] */
 	uint32_t status_entries;  /* power of two [2, 65536] */
-	uint32_t tx_ring_bytes;   /* power of two [4 KiB, 1 GiB] */
-	uint32_t rx_ring_bytes;   /* power of two [4 KiB, 1 GiB] */
+	uint32_t max_ring_bytes;  /* largest ring placed: power of two [4 KiB, 1 GiB] */
+	uint64_t arena_size;      /* address space for extents, whole 2 MiB units */
 	int numa_node;            /* bind here; -1: no binding */
-	bool hugetlb;             /* try 2 MiB hugepages first */
+	bool hugetlb;             /* try 2 MiB hugepages for extents first */
 	uint32_t app_id;          /* recorded in the header, for logs */
 };
 
-/* Defaults: 64 slots, one doorbell per online CPU, 256-entry command and
- * status rings, 256 KiB TX and RX rings, no NUMA binding, hugepages on. */
+/* Defaults: 65536 ids, one doorbell per online CPU, 32-entry command and
+ * 64-entry status rings, rings up to 256 KiB, a 16 GiB arena, no NUMA
+ * binding, hugepages on. */
 void isoshm_params_default(struct isoshm_params *p);
 
 /* Computed layout (the offsets of the header).  Returns 0 or -EINVAL for
@@ -108,6 +109,8 @@ void isoshm_stack_destroy(struct isoshm_stack *s);
 int isoshm_stack_fd(const struct isoshm_stack *s);
 const struct isostack_shm_header *isoshm_stack_header(const struct isoshm_stack *s);
 void *isoshm_stack_base(const struct isoshm_stack *s);
+/* Start of the arena in the daemon: span offsets are relative to it. */
+void *isoshm_stack_arena(const struct isoshm_stack *s);
 const struct isoshm_stats *isoshm_stack_stats(const struct isoshm_stack *s);
 
 /*
@@ -156,10 +159,36 @@ int isoshm_stack_rx_space(struct isoshm_stack *s, uint32_t sock);
  * Returns bytes written or -EPROTO/-EBADF. */
 int isoshm_stack_rx_write(struct isoshm_stack *s, uint32_t sock, const void *buf, uint32_t len);
 
-/* Rearms a slot for a new socket (after CLOSE): the stack adopts the
- * indices the application left, validated against its own.  Returns 0 or
- * -EPROTO/-EBADF. */
-int isoshm_stack_sock_reset(struct isoshm_stack *s, uint32_t sock);
+/*
+ * Opens socket id `sock` on the rings `d` places (the caller allocated
+ * them in extents of this segment; each must lie inside one).  The first
+ * time an id is used its command and status views are bound and their
+ * pages faulted in.  The TX ring starts at the application's tx_prod
+ * (unsent bytes of an earlier socket of the id are dropped), the RX ring
+ * at the stack's own index.  Then publishes d in the directory; the
+ * caller posts the status that names the id afterwards.
+ * Returns 0, -EBADF (id out of range), -EINVAL (d outside its extent or
+ * not a power of two), -EPROTO (the id's rings were found corrupt).
+ */
+int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
+			   const struct isostack_shm_sockdir *d);
+/* True once an index of the id's rings was found corrupt (never reused). */
+bool isoshm_stack_sock_broken(const struct isoshm_stack *s, uint32_t sock);
+
+/* ---- Extents (stack side; see shm/extent.c) ---------------------------- */
+
+/* Adds an extent of size bytes (whole 2 MiB units) to the arena, backed
+ * and prefaulted.  Returns 0 and *id, -ENOSPC (arena full), -ENOMEM or
+ * -errno of memfd/fallocate/mmap. */
+int isoshm_stack_extent_new(struct isoshm_stack *s, uint64_t size, uint32_t *id);
+/* Gives an unused extent's pages back (mappings stay).  0 or -errno. */
+int isoshm_stack_extent_release(struct isoshm_stack *s, uint32_t id);
+/* Allocates and prefaults a released extent again.  0 or -errno. */
+int isoshm_stack_extent_refill(struct isoshm_stack *s, uint32_t id);
+/* fd, arena offset and size of extent id.  Returns 1 (hugepages), 0
+ * (normal pages) or -ENOENT. */
+int isoshm_stack_extent_get(struct isoshm_stack *s, uint32_t id, int *fd,
+			    uint64_t *off, uint64_t *size);
 
 /* Wakes sleepers of `sock` (and app-wide ones) if they announced sleep.
  * Returns 1 if a FUTEX_WAKE was issued, else 0. */
@@ -175,9 +204,9 @@ uint64_t isoshm_stack_wake_mask(struct isoshm_stack *s, uint32_t sock);
  * known (-ENOTSUP), sock matches the ring and SOCKET only on slot 0
  * (-EBADSLT), flags zero, unused args zero, lengths and values in range
  * (-EINVAL).  Returns 0 or that error. */
-int isoshm_validate_cmd(uint32_t nr_sockets, uint32_t sock, const struct isostack_shm_cmd *c);
+int isoshm_validate_cmd(uint32_t max_sockets, uint32_t sock, const struct isostack_shm_cmd *c);
 /* Socket id from a doorbell: 0 or -EBADSLT. */
-int isoshm_validate_sock_id(uint32_t nr_sockets, uint32_t sock);
+int isoshm_validate_sock_id(uint32_t max_sockets, uint32_t sock);
 
 /* ---- Application side --------------------------------------------------- */
 
@@ -195,7 +224,8 @@ struct isoshm_attach_info {
 /*
  * Maps the segment received as fd and checks the header: magic, ABI
  * version, header size, feature bits, parameters and that every offset
- * matches the layout the parameters imply and fits the file.
+ * matches the layout the parameters imply and fits the file.  Reserves
+ * the arena (address space only).
  * Takes ownership of fd on success (closed by detach); on failure the
  * caller still owns it.  Returns 0 or -EPROTO (bad header), -EPROTONOSUPPORT
  * (version or unknown feature), -ENOMEM, or the errno of fstat/mmap.
@@ -255,8 +285,32 @@ int isoshm_app_rx_read(struct isoshm_app *a, uint32_t sock, void *buf, uint32_t 
 /* Status entries waiting (>= 0) or -EBADF/-EPROTO; for wait predicates. */
 int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock);
 int isoshm_app_rx_avail(struct isoshm_app *a, uint32_t sock);
-/* Rearms the application's view of a slot after the stack reset it. */
-int isoshm_app_sock_reset(struct isoshm_app *a, uint32_t sock);
+/*
+ * Extents: the fd of extent `id`, with its arena offset and size, from the
+ * daemon (the shim asks over the control socket).  Returns the fd (the
+ * callee closes it) or -errno.  Set once per attachment (and again after
+ * exec adoption: the function's address may differ).
+ */
+typedef int (*isoshm_extent_fetch_fn)(void *arg, uint32_t id, uint64_t *off, uint64_t *size);
+void isoshm_app_set_fetch(struct isoshm_app *a, isoshm_extent_fetch_fn fn, void *arg);
+
+/*
+ * Opens the application's view of socket id `sock` after the status that
+ * named it (SOCKET or ACCEPT reply): reads and checks its directory entry,
+ * maps the extents it names in this process (fetch), binds the rings:
+ * TX at our tx_prod, RX at our rx_cons, commands and status where they
+ * stood.  Returns 0, -EBADF (id out of range), -EPROTO (entry impossible)
+ * or the fetch's error.
+ */
+int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock);
+/* Ring sizes of an open socket (0 if not open). */
+uint32_t isoshm_app_tx_size(struct isoshm_app *a, uint32_t sock);
+uint32_t isoshm_app_rx_size(struct isoshm_app *a, uint32_t sock);
+/* Copies n RX bytes at free-running position pos without consuming them.
+ * Returns 0 or -EBADF. */
+int isoshm_app_rx_peek(struct isoshm_app *a, uint32_t sock, uint32_t pos, void *buf, uint32_t n);
+/* The socket's shared block (its index words), NULL if out of range. */
+struct isostack_shm_sock *isoshm_app_sock(struct isoshm_app *a, uint32_t sock);
 
 /*
  * Spin-then-sleep until ready(arg) returns true.  Polls ready() up to

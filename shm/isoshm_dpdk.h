@@ -16,10 +16,11 @@
 #include "isoshm.h"
 
 #define ISOSHM_DPDK_MAX_PORTS 32
+#define ISOSHM_DPDK_MAX_EXT_MAPS 4096
 
 struct isoshm_dpdk_reg {
 	uint8_t *addr;            /* start of the TX area in this process */
-	uint64_t seg_off;         /* its offset in the segment (header.tx_off) */
+	uint64_t seg_off;         /* its offset in the arena (0) */
 	size_t len;               /* whole pages */
 	size_t page_sz;
 	unsigned int n_pages;
@@ -27,18 +28,27 @@ struct isoshm_dpdk_reg {
 	rte_iova_t *iovas;        /* [n_pages] in PA mode, NULL in VA mode */
 	uint16_t mapped[ISOSHM_DPDK_MAX_PORTS]; /* ports with an explicit DMA map */
 	unsigned int n_mapped;
+	uint64_t ext_off[ISOSHM_DPDK_MAX_EXT_MAPS]; /* extents DMA-mapped */
+	uint64_t ext_len[ISOSHM_DPDK_MAX_EXT_MAPS];
+	unsigned int n_mapped_ext;
 };
 
 /*
- * Registers the TX area of s (from header.tx_off up to header.rx_off) with
- * rte_extmem_register() and DMA-maps it for every probed ethdev whose bus
- * needs it (rte_dev_dma_map(); ENOTSUP from a driver means no map needed).
- * Must run after rte_eal_init() and after the ports are probed.
- * Returns 0, or -ENOTSUP (IOVA-as-PA on normal pages: they are not pinned,
- * so they have no stable physical address), -ENOMEM, or -rte_errno.
- * On failure nothing stays registered.
+ * Registers the arena of s (where every TX ring lives, in extents) with
+ * rte_extmem_register(), in extent units, before any extent exists.  Must
+ * run after rte_eal_init() and after the ports are probed.  In IOVA-as-PA
+ * mode the units' IOVAs start unknown (isoshm_dpdk_iova gives
+ * RTE_BAD_IOVA: such bytes must be copied).  Returns 0, -ENOMEM or
+ * -rte_errno.  On failure nothing stays registered.
  */
 int isoshm_dpdk_register_tx(struct isoshm_stack *s, struct isoshm_dpdk_reg *reg);
+/* A new extent (arena offset off, len bytes): in VA mode DMA-mapped for
+ * every probed ethdev whose bus needs it (ENOTSUP from a driver means no
+ * map needed); in PA mode its units' physical addresses are recorded when
+ * it is on hugepages (normal pages are not pinned: they stay unknown).
+ * Returns 0 or -rte_errno of a device that refused. */
+int isoshm_dpdk_map_extent(struct isoshm_dpdk_reg *reg, uint64_t off, uint64_t len,
+			   bool hugetlb);
 /* Undoes register_tx.  Returns 0 or -rte_errno of rte_extmem_unregister. */
 int isoshm_dpdk_unregister_tx(struct isoshm_dpdk_reg *reg);
 

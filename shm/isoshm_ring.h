@@ -83,6 +83,28 @@ static inline int isoshm_ring_init(struct isoshm_ring *r, enum isoshm_ring_role 
 }
 
 /*
+ * Binds (or re-binds) a view at index `start` for both sides, without
+ * reading the shared words: the caller knows where the ring starts (its
+ * own authoritative index, or the peer's index it adopts) and the peer's
+ * index is validated against it at the first refresh.  Rebinding moves a
+ * ring to new slots between two sockets of one id; the indices run on.
+ */
+static inline void isoshm_ring_bind(struct isoshm_ring *r, enum isoshm_ring_role role,
+				    _Atomic uint32_t *prod, _Atomic uint32_t *cons,
+				    void *slots, uint32_t size, uint32_t esize, uint32_t start)
+{
+	r->prod = prod;
+	r->cons = cons;
+	r->slots = slots;
+	r->size = size;
+	r->mask = size - 1;
+	r->esize = esize;
+	r->mine = start;
+	r->other = start;
+	r->role = role;
+}
+
+/*
  * The one check applied to a peer index read from shared memory.  The
  * peer's index may only move forward, and never past ours:
  *   consumer view (peer = producer): other - mine <= new - mine <= size

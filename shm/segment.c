@@ -21,6 +21,7 @@
 #include "internal.h"
 
 #define ISOSHM_MAX_SEGMENT  (UINT64_C(64) << 30)
+#define ISOSHM_MAX_ARENA    (UINT64_C(1) << 40)
 
 /* ---- Logging ---------------------------------------------------------- */
 
@@ -65,12 +66,12 @@ void isoshm_params_default(struct isoshm_params *p)
 	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
 
 	memset(p, 0, sizeof(*p));
-	p->nr_sockets = 64;
+	p->max_sockets = 65536;
 	p->nr_doorbells = ncpu > 0 && ncpu <= 1024 ? (uint32_t)ncpu : 1;
-	p->cmd_entries = 256;
-	p->status_entries = 256;
-	p->tx_ring_bytes = 256u << 10;
-	p->rx_ring_bytes = 256u << 10;
+	p->cmd_entries = 32;
+	p->status_entries = 64;
+	p->max_ring_bytes = 256u << 10;
+	p->arena_size = UINT64_C(16) << 30;
 	p->numa_node = -1;
 	p->hugetlb = true;
 }
@@ -80,20 +81,22 @@ int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
 {
 	uint64_t off, db_entries;
 
-	if (p->nr_sockets < 2 || p->nr_sockets > 65536 ||
+	if (p->max_sockets < 2 || p->max_sockets > ISOSHM_MAX_SOCKETS ||
 	    p->nr_doorbells < 1 || p->nr_doorbells > 1024 ||
 	    !is_pow2(p->cmd_entries) || p->cmd_entries < 2 || p->cmd_entries > 65536 ||
 	    !is_pow2(p->status_entries) || p->status_entries < 2 || p->status_entries > 65536 ||
-	    !is_pow2(p->tx_ring_bytes) || p->tx_ring_bytes < 4096 || p->tx_ring_bytes > (1u << 30) ||
-	    !is_pow2(p->rx_ring_bytes) || p->rx_ring_bytes < 4096 || p->rx_ring_bytes > (1u << 30) ||
+	    !is_pow2(p->max_ring_bytes) || p->max_ring_bytes < 4096 ||
+	    p->max_ring_bytes > (1u << 30) ||
+	    p->arena_size < ISOSTACK_SHM_EXTENT_UNIT || p->arena_size > ISOSHM_MAX_ARENA ||
+	    p->arena_size % ISOSTACK_SHM_EXTENT_UNIT != 0 ||
 	    !is_pow2(page_size) || page_size < 4096 || page_size > (1u << 30))
 		return -EINVAL;
 
 	/* A socket is pending on at most one doorbell at a time (repeat
-	 * suppression), so nr_sockets entries per doorbell never overflow;
+	 * suppression), so max_sockets entries per doorbell never overflow;
 	 * 16 entries minimum keeps each doorbell's slots on whole lines. */
 	db_entries = 16;
-	while (db_entries < p->nr_sockets)
+	while (db_entries < p->max_sockets)
 		db_entries <<= 1;
 
 	memset(h, 0, sizeof(*h));
@@ -101,13 +104,13 @@ int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
 	h->abi_version = ISOSTACK_SHM_ABI_VERSION;
 	h->header_size = sizeof(*h);
 	h->features = ISOSTACK_SHM_FEATURES;
-	h->nr_sockets = p->nr_sockets;
+	h->max_sockets = p->max_sockets;
 	h->nr_doorbells = p->nr_doorbells;
 	h->cmd_entries = p->cmd_entries;
 	h->status_entries = p->status_entries;
 	h->doorbell_entries = (uint32_t)db_entries;
-	h->tx_ring_bytes = p->tx_ring_bytes;
-	h->rx_ring_bytes = p->rx_ring_bytes;
+	h->max_ring_bytes = p->max_ring_bytes;
+	h->arena_size = p->arena_size;
 	h->page_size = page_size;
 	h->numa_node = -1;
 	h->app_id = p->app_id;
@@ -115,65 +118,72 @@ int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
 	off = sizeof(*h);
 	h->wait_off = off;
 	off += sizeof(struct isostack_shm_wait);
-	h->socks_off = off;
-	off += (uint64_t)p->nr_sockets * sizeof(struct isostack_shm_sock);
 	h->db_ctl_off = off;
 	off += (uint64_t)p->nr_doorbells * sizeof(struct isostack_shm_doorbell);
 	h->db_slots_off = off;
 	off += (uint64_t)p->nr_doorbells * db_entries * sizeof(uint32_t);
+	h->dir_off = off;
+	off += (uint64_t)p->max_sockets * sizeof(struct isostack_shm_sockdir);
+	h->socks_off = off;
+	off += (uint64_t)p->max_sockets * sizeof(struct isostack_shm_sock);
 	h->cmd_off = off;
-	off += (uint64_t)p->nr_sockets * p->cmd_entries * sizeof(struct isostack_shm_cmd);
+	off += (uint64_t)p->max_sockets * p->cmd_entries * sizeof(struct isostack_shm_cmd);
 	h->status_off = off;
-	off += (uint64_t)p->nr_sockets * p->status_entries * sizeof(struct isostack_shm_status);
-	/* Page aligned: the TX area is registered with DPDK as external memory
-	 * in whole pages. */
-	h->tx_off = align_up(off, page_size);
-	off = h->tx_off + (uint64_t)p->nr_sockets * p->tx_ring_bytes;
-	h->rx_off = align_up(off, page_size);
-	off = h->rx_off + (uint64_t)p->nr_sockets * p->rx_ring_bytes;
+	off += (uint64_t)p->max_sockets * p->status_entries * sizeof(struct isostack_shm_status);
 	h->segment_size = align_up(off, page_size);
 	if (h->segment_size > ISOSHM_MAX_SEGMENT)
 		return -EOVERFLOW;
 	return 0;
 }
 
+/* Bytes of the base segment that serve every socket: header, wait point,
+ * doorbells (prefaulted at create; the per-id part stays sparse). */
+static uint64_t fixed_part(const struct isostack_shm_header *h)
+{
+	return align_up(h->dir_off, h->page_size);
+}
+
+/* ---- Arena reservation (both sides) -------------------------------------- */
+
+void *isoshm__arena_reserve(void *at, uint64_t size)
+{
+	uint64_t unit = ISOSTACK_SHM_EXTENT_UNIT;
+	uint8_t *p, *aligned;
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+
+	if (at != NULL) {
+		p = mmap(at, size, PROT_NONE, flags | MAP_FIXED_NOREPLACE, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		if (p != at) {
+			munmap(p, size);
+			errno = EEXIST;
+			return NULL;
+		}
+		return p;
+	}
+	/* Over-reserve and trim: extents may be hugetlb, mapped at unit
+	 * (2 MiB) alignment. */
+	p = mmap(NULL, size + unit, PROT_NONE, flags, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	aligned = (uint8_t *)align_up((uint64_t)(uintptr_t)p, unit);
+	if (aligned > p)
+		munmap(p, (size_t)(aligned - p));
+	munmap(aligned + size, (size_t)(p + size + unit - (aligned + size)));
+	return aligned;
+}
+
 /* ---- Ring views (both sides) --------------------------------------------- */
 
-int isoshm__views_init(uint8_t *base, const struct isostack_shm_header *h, bool stack,
-		       struct isoshm_sock_view *views, struct isoshm_ring *db)
+int isoshm__db_views_init(uint8_t *base, const struct isostack_shm_header *h, bool stack,
+			  struct isoshm_ring *db)
 {
-	struct isostack_shm_sock *socks = (void *)(base + h->socks_off);
 	struct isostack_shm_doorbell *dbc = (void *)(base + h->db_ctl_off);
-	enum isoshm_ring_role app_prod = stack ? ISOSHM_RING_CONSUMER : ISOSHM_RING_PRODUCER;
-	enum isoshm_ring_role stack_prod = stack ? ISOSHM_RING_PRODUCER : ISOSHM_RING_CONSUMER;
+	enum isoshm_ring_role role = stack ? ISOSHM_RING_CONSUMER : ISOSHM_RING_PRODUCER;
 
-	for (uint32_t i = 0; i < h->nr_sockets; i++) {
-		struct isostack_shm_sock *sk = &socks[i];
-		struct isoshm_sock_view *v = &views[i];
-		int rc = 0;
-
-		memset(v, 0, sizeof(*v));
-		rc |= isoshm_ring_init(&v->cmd, app_prod, &sk->cmd_prod, &sk->cmd_cons,
-				       base + h->cmd_off + (uint64_t)i * h->cmd_entries *
-				       sizeof(struct isostack_shm_cmd),
-				       h->cmd_entries, sizeof(struct isostack_shm_cmd));
-		rc |= isoshm_ring_init(&v->status, stack_prod, &sk->status_prod, &sk->status_cons,
-				       base + h->status_off + (uint64_t)i * h->status_entries *
-				       sizeof(struct isostack_shm_status),
-				       h->status_entries, sizeof(struct isostack_shm_status));
-		rc |= isoshm_ring_init(&v->tx, app_prod, &sk->tx_prod, &sk->tx_cons,
-				       base + h->tx_off + (uint64_t)i * h->tx_ring_bytes,
-				       h->tx_ring_bytes, 1);
-		rc |= isoshm_ring_init(&v->rx, stack_prod, &sk->rx_prod, &sk->rx_cons,
-				       base + h->rx_off + (uint64_t)i * h->rx_ring_bytes,
-				       h->rx_ring_bytes, 1);
-		if (rc != 0)
-			return -EPROTO;
-		/* Relaxed: not yet shared with a peer that could race us. */
-		v->wake_seq = atomic_load_explicit(&sk->wake_seq, memory_order_relaxed);
-	}
 	for (uint32_t d = 0; d < h->nr_doorbells; d++) {
-		if (isoshm_ring_init(&db[d], app_prod, &dbc[d].prod, &dbc[d].cons,
+		if (isoshm_ring_init(&db[d], role, &dbc[d].prod, &dbc[d].cons,
 				     base + h->db_slots_off + (uint64_t)d * h->doorbell_entries *
 				     sizeof(uint32_t),
 				     h->doorbell_entries, sizeof(uint32_t)) != 0)
@@ -182,30 +192,54 @@ int isoshm__views_init(uint8_t *base, const struct isostack_shm_header *h, bool 
 	return 0;
 }
 
+void isoshm__ctl_views_bind(uint8_t *base, const struct isostack_shm_header *h, bool stack,
+			    uint32_t id, struct isoshm_sock_view *v)
+{
+	struct isostack_shm_sock *sk = (void *)(base + h->socks_off);
+	enum isoshm_ring_role app_prod = stack ? ISOSHM_RING_CONSUMER : ISOSHM_RING_PRODUCER;
+	enum isoshm_ring_role stack_prod = stack ? ISOSHM_RING_PRODUCER : ISOSHM_RING_CONSUMER;
+
+	sk += id;
+	/* Bound once per id, at its first socket; the indices then run on
+	 * from socket to socket.  The stack starts a never-used id at 0 (it
+	 * never trusts the shared words); the application from its own
+	 * words, which only it writes. */
+	isoshm_ring_bind(&v->cmd, app_prod, &sk->cmd_prod, &sk->cmd_cons,
+			 base + h->cmd_off + (uint64_t)id * h->cmd_entries *
+			 sizeof(struct isostack_shm_cmd),
+			 h->cmd_entries, sizeof(struct isostack_shm_cmd),
+			 stack ? 0 : atomic_load_explicit(&sk->cmd_prod, memory_order_relaxed));
+	isoshm_ring_bind(&v->status, stack_prod, &sk->status_prod, &sk->status_cons,
+			 base + h->status_off + (uint64_t)id * h->status_entries *
+			 sizeof(struct isostack_shm_status),
+			 h->status_entries, sizeof(struct isostack_shm_status),
+			 stack ? 0 : atomic_load_explicit(&sk->status_cons, memory_order_relaxed));
+	/* Relaxed: not yet shared with a peer that could race us. */
+	v->wake_seq = atomic_load_explicit(&sk->wake_seq, memory_order_relaxed);
+	v->bound = true;
+}
+
 /* ---- Stack side: create ------------------------------------------------ */
 
 /*
- * Creates the memfd, sizes it, maps it and seals its size.  Returns 0 with
- * *fd and *base, or -errno with nothing left open.
+ * The base segment: a normal-page memfd, sized, mapped and size-sealed.
+ * Normal pages because it is sparse: the per-id part (directory, socket
+ * blocks, command and status rings) is backed page by page as ids are
+ * used.  Returns 0 with *fd and *base, or -errno with nothing left open.
  */
-static int map_backing(uint64_t size, bool hugetlb, int *fd_out, uint8_t **base_out)
+static int map_base(uint64_t size, int *fd_out, uint8_t **base_out)
 {
-	unsigned int mfd_flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
 	void *base;
 	int fd, rc;
 
-	if (hugetlb)
-		mfd_flags |= MFD_HUGETLB | MFD_HUGE_2MB;
-	fd = memfd_create("isostack-shm", mfd_flags);
+	fd = memfd_create("isostack-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
 	if (ftruncate(fd, (off_t)size) != 0) {
 		rc = -errno;
 		goto err_close;
 	}
-	/* Hugepages are reserved here: no hugepages left means ENOMEM now,
-	 * not SIGBUS later. */
-	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (base == MAP_FAILED) {
 		rc = -errno;
 		goto err_close;
@@ -227,8 +261,7 @@ err_close:
 	return rc;
 }
 
-/* Binds [base, base+size) to node before the first touch. */
-static int bind_numa(uint8_t *base, uint64_t size, int node)
+int isoshm__bind_numa(uint8_t *base, uint64_t size, int node)
 {
 	struct bitmask *nodes;
 	long rc;
@@ -248,40 +281,37 @@ int isoshm_stack_create(struct isoshm_stack **out, const struct isoshm_params *p
 {
 	struct isoshm_stack *s;
 	long small_page = sysconf(_SC_PAGESIZE);
-	bool hugetlb = p->hugetlb;
+	uint64_t fixed;
 	int rc;
 
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return -ENOMEM;
-	rc = isoshm_layout(p, hugetlb ? ISOSHM_HUGE_PAGE : (uint32_t)small_page, &s->hdr);
+	s->fd = -1;
+	rc = isoshm_layout(p, (uint32_t)small_page, &s->hdr);
 	if (rc < 0)
 		goto err_free;
-	s->views = calloc(p->nr_sockets, sizeof(*s->views));
+	s->hugetlb = p->hugetlb;
+	s->numa_node = p->numa_node;
+	/* Private per-id state: calloc'd, so pages are touched only for the
+	 * ids that get used. */
+	s->views = calloc(p->max_sockets, sizeof(*s->views));
 	s->db = calloc(p->nr_doorbells, sizeof(*s->db));
 	if (s->views == NULL || s->db == NULL) {
 		rc = -ENOMEM;
 		goto err_free;
 	}
-
-	rc = map_backing(s->hdr.segment_size, hugetlb, &s->fd, &s->base);
-	if (rc < 0 && hugetlb) {
-		isoshm__log(ISOSHM_LOG_WARNING,
-			    "no 2 MiB hugepages for a %llu-byte segment (%s): using normal pages",
-			    (unsigned long long)s->hdr.segment_size, strerror(-rc));
-		hugetlb = false;
-		rc = isoshm_layout(p, (uint32_t)small_page, &s->hdr);
-		if (rc == 0)
-			rc = map_backing(s->hdr.segment_size, false, &s->fd, &s->base);
-	}
+	rc = map_base(s->hdr.segment_size, &s->fd, &s->base);
 	if (rc < 0)
 		goto err_free;
 	s->size = s->hdr.segment_size;
-	if (hugetlb)
-		s->hdr.flags |= ISOSTACK_SHM_FLAG_HUGETLB;
-
+	s->arena = isoshm__arena_reserve(NULL, s->hdr.arena_size);
+	if (s->arena == NULL) {
+		rc = -ENOMEM;
+		goto err_unmap;
+	}
 	if (p->numa_node >= 0) {
-		rc = bind_numa(s->base, s->size, p->numa_node);
+		rc = isoshm__bind_numa(s->base, s->size, p->numa_node);
 		if (rc < 0) {
 			isoshm__log(ISOSHM_LOG_ERR, "cannot bind segment to NUMA node %d: %s",
 				    p->numa_node, strerror(-rc));
@@ -290,21 +320,30 @@ int isoshm_stack_create(struct isoshm_stack **out, const struct isoshm_params *p
 		s->hdr.numa_node = p->numa_node;
 		s->hdr.flags |= ISOSTACK_SHM_FLAG_NUMA;
 	}
-	/* Prefault now, under the binding, so no page fault (or hugepage
-	 * shortage) ever hits the stack core's fast path. */
-	for (uint64_t off = 0; off < s->size; off += s->hdr.page_size)
+	if (p->hugetlb)
+		s->hdr.flags |= ISOSTACK_SHM_FLAG_HUGETLB;
+	/* Prefault what every socket uses (header, wait point, doorbells), so
+	 * no page fault hits the stack core's doorbell scan.  The per-id part
+	 * is faulted in by isoshm_stack_sock_open, once per id. */
+	fixed = fixed_part(&s->hdr);
+	for (uint64_t off = 0; off < fixed && off < s->size; off += s->hdr.page_size)
 		s->base[off] = 0;
 
 	memcpy(s->base, &s->hdr, sizeof(s->hdr));
 	s->wait = (void *)(s->base + s->hdr.wait_off);
 	s->socks = (void *)(s->base + s->hdr.socks_off);
-	rc = isoshm__views_init(s->base, &s->hdr, true, s->views, s->db);
+	s->dir = (void *)(s->base + s->hdr.dir_off);
+	rc = isoshm__db_views_init(s->base, &s->hdr, true, s->db);
 	if (rc < 0)
 		goto err_unmap;
+	isoshm__ctl_views_bind(s->base, &s->hdr, true, ISOSTACK_SHM_CTRL_SOCK,
+			       &s->views[ISOSTACK_SHM_CTRL_SOCK]);
 	*out = s;
 	return 0;
 
 err_unmap:
+	if (s->arena != NULL)
+		munmap(s->arena, s->hdr.arena_size);
 	munmap(s->base, s->size);
 	close(s->fd);
 err_free:
@@ -318,6 +357,8 @@ void isoshm_stack_destroy(struct isoshm_stack *s)
 {
 	if (s == NULL)
 		return;
+	isoshm__extents_free(s);
+	munmap(s->arena, s->hdr.arena_size);
 	munmap(s->base, s->size);
 	close(s->fd);
 	free(s->db);
@@ -338,6 +379,11 @@ const struct isostack_shm_header *isoshm_stack_header(const struct isoshm_stack 
 void *isoshm_stack_base(const struct isoshm_stack *s)
 {
 	return s->base;
+}
+
+void *isoshm_stack_arena(const struct isoshm_stack *s)
+{
+	return s->arena;
 }
 
 const struct isoshm_stats *isoshm_stack_stats(const struct isoshm_stack *s)
@@ -362,21 +408,21 @@ int isoshm_validate_header(const struct isostack_shm_header *h, uint64_t file_si
 		return -EPROTONOSUPPORT;
 
 	memset(&p, 0, sizeof(p));
-	p.nr_sockets = h->nr_sockets;
+	p.max_sockets = h->max_sockets;
 	p.nr_doorbells = h->nr_doorbells;
 	p.cmd_entries = h->cmd_entries;
 	p.status_entries = h->status_entries;
-	p.tx_ring_bytes = h->tx_ring_bytes;
-	p.rx_ring_bytes = h->rx_ring_bytes;
+	p.max_ring_bytes = h->max_ring_bytes;
+	p.arena_size = h->arena_size;
 	if (isoshm_layout(&p, h->page_size, &want) < 0)
 		return -EPROTO;
 	/* Every offset must be exactly the one the parameters imply. */
 	if (h->features != want.features ||
 	    h->doorbell_entries != want.doorbell_entries ||
-	    h->wait_off != want.wait_off || h->socks_off != want.socks_off ||
-	    h->db_ctl_off != want.db_ctl_off || h->db_slots_off != want.db_slots_off ||
+	    h->wait_off != want.wait_off || h->db_ctl_off != want.db_ctl_off ||
+	    h->db_slots_off != want.db_slots_off || h->dir_off != want.dir_off ||
+	    h->socks_off != want.socks_off ||
 	    h->cmd_off != want.cmd_off || h->status_off != want.status_off ||
-	    h->tx_off != want.tx_off || h->rx_off != want.rx_off ||
 	    h->segment_size != want.segment_size || h->segment_size > file_size)
 		return -EPROTO;
 	return 0;
@@ -404,7 +450,7 @@ static struct view_layout view_layout(const struct isostack_shm_header *h)
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
 
 	l.views = (sizeof(struct isoshm_app) + 63) & ~(size_t)63;
-	l.db = l.views + (size_t)h->nr_sockets * sizeof(struct isoshm_sock_view);
+	l.db = l.views + (size_t)h->max_sockets * sizeof(struct isoshm_sock_view);
 	l.db_owner = l.db + (size_t)h->nr_doorbells * sizeof(struct isoshm_ring);
 	l.size = l.db_owner + (size_t)h->nr_doorbells * sizeof(_Atomic int32_t);
 	l.size = (l.size + pg - 1) & ~(pg - 1);
@@ -417,14 +463,15 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 	struct view_layout l;
 	struct isoshm_app *a;
 	struct stat st;
-	uint8_t *base;
+	uint8_t *base, *arena;
 	int rc, vfd;
 
 	if (fstat(fd, &st) != 0)
 		return -errno;
 	if (st.st_size < (off_t)sizeof(struct isostack_shm_header))
 		return -EPROTO;
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		    fd, 0);
 	if (base == MAP_FAILED)
 		return -errno;
 	/* Validate a private copy, so what was checked is what is used. */
@@ -434,19 +481,25 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 		isoshm__log(ISOSHM_LOG_ERR, "segment header rejected (%s)", strerror(-rc));
 		goto err_unmap;
 	}
+	arena = isoshm__arena_reserve(NULL, hdr.arena_size);
+	if (arena == NULL) {
+		rc = -ENOMEM;
+		goto err_unmap;
+	}
 	/* The view itself: shared by the processes fork() makes (see
-	 * internal.h), in a memfd so an exec'd image can map it again. */
+	 * internal.h), in a memfd so an exec'd image can map it again.
+	 * Sparse: a socket's view is touched when its id is first used. */
 	l = view_layout(&hdr);
 	vfd = memfd_create("isoshm-view", MFD_CLOEXEC);
 	if (vfd < 0) {
 		rc = -errno;
-		goto err_unmap;
+		goto err_arena;
 	}
 	if (ftruncate(vfd, (off_t)l.size) != 0) {
 		rc = -errno;
 		goto err_vfd;
 	}
-	a = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED, vfd, 0);
+	a = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, vfd, 0);
 	if (a == MAP_FAILED) {
 		rc = -errno;
 		goto err_vfd;
@@ -456,22 +509,26 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 	a->view_size = l.size;
 	a->base = base;
 	a->size = (uint64_t)st.st_size;
+	a->arena = arena;
 	a->hdr = hdr;
 	a->views = (void *)((uint8_t *)a + l.views);
 	a->db = (void *)((uint8_t *)a + l.db);
 	a->db_owner = (void *)((uint8_t *)a + l.db_owner);
 	a->wait = (void *)(a->base + a->hdr.wait_off);
 	a->socks = (void *)(a->base + a->hdr.socks_off);
-	rc = isoshm__views_init(a->base, &a->hdr, false, a->views, a->db);
+	a->dir = (void *)(a->base + a->hdr.dir_off);
+	rc = isoshm__db_views_init(a->base, &a->hdr, false, a->db);
 	if (rc < 0)
 		goto err_view;
+	isoshm__ctl_views_bind(a->base, &a->hdr, false, ISOSTACK_SHM_CTRL_SOCK,
+			       &a->views[ISOSTACK_SHM_CTRL_SOCK]);
 
 	if (info != NULL) {
 		info->size = a->hdr.segment_size;
 		info->page_size = a->hdr.page_size;
 		info->hugetlb = (a->hdr.flags & ISOSTACK_SHM_FLAG_HUGETLB) != 0;
 		info->numa_node = a->hdr.numa_node;
-		info->numa_node_actual = page_node(a->base + a->hdr.tx_off);
+		info->numa_node_actual = page_node(a->base + a->hdr.wait_off);
 	}
 	*out = a;
 	return 0;
@@ -480,6 +537,8 @@ err_view:
 	munmap(a, l.size);
 err_vfd:
 	close(vfd);
+err_arena:
+	munmap(arena, hdr.arena_size);
 err_unmap:
 	munmap(base, (size_t)st.st_size);
 	return rc;
@@ -496,7 +555,7 @@ int isoshm_app_adopt(struct isoshm_app **out, void *view, int view_fd, int fd)
 	if (st.st_size < (off_t)sizeof(*a))
 		return -EPROTO;
 	p = mmap(view, (size_t)st.st_size, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_FIXED_NOREPLACE, view_fd, 0);
+		 MAP_SHARED | MAP_NORESERVE | MAP_FIXED_NOREPLACE, view_fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	if (p != view) {          /* a kernel without MAP_FIXED_NOREPLACE */
@@ -509,12 +568,22 @@ int isoshm_app_adopt(struct isoshm_app **out, void *view, int view_fd, int fd)
 		munmap(view, (size_t)a->view_size);
 		return -EPROTO;
 	}
-	p = mmap(a->base, a->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+	p = mmap(a->base, a->size, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_NORESERVE | MAP_FIXED_NOREPLACE, fd, 0);
 	if (p != a->base) {
 		int rc = p == MAP_FAILED ? -errno : -EEXIST;
 
 		if (p != MAP_FAILED)
 			munmap(p, a->size);
+		munmap(view, (size_t)a->view_size);
+		return rc;
+	}
+	/* The arena at the same place, empty: extents are mapped again as
+	 * the new image's sockets name them (isoshm_app_sock_map). */
+	if (isoshm__arena_reserve(a->arena, a->hdr.arena_size) == NULL) {
+		int rc = -errno;
+
+		munmap(a->base, a->size);
 		munmap(view, (size_t)a->view_size);
 		return rc;
 	}
@@ -530,6 +599,8 @@ void isoshm_app_fds(const struct isoshm_app *a, int *seg_fd, int *view_fd)
 
 void isoshm_app_unmap(struct isoshm_app *a)
 {
+	isoshm__app_extents_forget(a);
+	munmap(a->arena, a->hdr.arena_size);
 	munmap(a->base, a->size);
 	munmap(a, a->view_size);
 }
@@ -540,6 +611,8 @@ void isoshm_app_detach(struct isoshm_app *a)
 
 	if (a == NULL)
 		return;
+	isoshm__app_extents_forget(a);
+	munmap(a->arena, a->hdr.arena_size);
 	munmap(a->base, a->size);
 	close(a->fd);
 	vfd = a->view_fd;

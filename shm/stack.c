@@ -18,9 +18,9 @@
 
 /* ---- Validation ----------------------------------------------------------- */
 
-int isoshm_validate_sock_id(uint32_t nr_sockets, uint32_t sock)
+int isoshm_validate_sock_id(uint32_t max_sockets, uint32_t sock)
 {
-	return sock < nr_sockets ? 0 : -EBADSLT;
+	return sock < max_sockets ? 0 : -EBADSLT;
 }
 
 /* Which arg[] words each opcode uses; every other word must be zero. */
@@ -52,13 +52,13 @@ static bool inline_tail_zero(const uint64_t *words, uint32_t nwords, uint64_t le
 	return true;
 }
 
-int isoshm_validate_cmd(uint32_t nr_sockets, uint32_t sock, const struct isostack_shm_cmd *c)
+int isoshm_validate_cmd(uint32_t max_sockets, uint32_t sock, const struct isostack_shm_cmd *c)
 {
 	const uint64_t *a = c->arg;
 
 	if (c->opcode > ISOSTACK_SHM_OP_MAX)
 		return -ENOTSUP;
-	if (sock >= nr_sockets || c->sock != sock)
+	if (sock >= max_sockets || c->sock != sock)
 		return -EBADSLT;
 	/* SOCKET creates a slot, so it only makes sense on the control slot,
 	 * and the control slot carries nothing else but NOPs. */
@@ -115,13 +115,17 @@ static void count_cmd_error(struct isoshm_stats *st, int rc)
 		st->bad_cmd++;
 }
 
-/* Returns the view of sock, or NULL (counted) if out of range. */
+/* Returns the view of sock, or NULL (counted) if out of range.  An id
+ * never used yet gets its command and status views bound here (commands
+ * on it are answered with an error): our indices start at 0. */
 static struct isoshm_sock_view *stack_view(struct isoshm_stack *s, uint32_t sock)
 {
-	if (sock >= s->hdr.nr_sockets) {
+	if (sock >= s->hdr.max_sockets) {
 		s->stats.bad_arg++;
 		return NULL;
 	}
+	if (!s->views[sock].bound)
+		isoshm__ctl_views_bind(s->base, &s->hdr, true, sock, &s->views[sock]);
 	return &s->views[sock];
 }
 
@@ -190,7 +194,7 @@ int isoshm_stack_poll(struct isoshm_stack *s, uint32_t *socks, uint32_t n)
 			uint32_t id = socks[first + (uint32_t)i];
 			uint32_t seq;
 
-			if (isoshm_validate_sock_id(s->hdr.nr_sockets, id) < 0) {
+			if (isoshm_validate_sock_id(s->hdr.max_sockets, id) < 0) {
 				s->stats.bad_sock++;
 				continue;
 			}
@@ -228,7 +232,7 @@ int isoshm_stack_recv_cmds(struct isoshm_stack *s, uint32_t sock,
 	if (k < 0)
 		return sock_broken(s, v);
 	for (int i = 0; i < k; i++) {
-		int rc = isoshm_validate_cmd(s->hdr.nr_sockets, sock, &cmds[i]);
+		int rc = isoshm_validate_cmd(s->hdr.max_sockets, sock, &cmds[i]);
 
 		if (rc == 0)
 			continue;
@@ -317,18 +321,20 @@ int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_sp
 	v = live_view(s, sock, &err);
 	if (v == NULL)
 		return err;
+	if (!v->open)       /* no TX ring bound: its view is all zeroes */
+		return -EBADF;
 	/* want = UINT32_MAX: always load the current tx_prod */
 	avail = isoshm_ring_avail(&v->tx, UINT32_MAX);
 	if (avail < 0)
 		return sock_broken(s, v);
-	base_off = s->hdr.tx_off + (uint64_t)sock * s->hdr.tx_ring_bytes;
+	base_off = v->tx_off;
 	off = v->tx.mine & v->tx.mask;
 	first = (uint32_t)avail < v->tx.size - off ? (uint32_t)avail : v->tx.size - off;
 	span[0].off = base_off + off;
-	span[0].addr = s->base + span[0].off;
+	span[0].addr = s->arena + span[0].off;
 	span[0].len = first;
 	span[1].off = base_off;
-	span[1].addr = s->base + base_off;
+	span[1].addr = s->arena + base_off;
 	span[1].len = (uint32_t)avail - first;
 	return (int)avail;
 }
@@ -337,7 +343,7 @@ int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n)
 {
 	struct isoshm_sock_view *v = stack_view(s, sock);
 
-	if (v == NULL)
+	if (v == NULL || !v->open)
 		return -EBADF;
 	/* only bytes a peek returned (v->tx.other is the validated tx_prod) */
 	if (v->broken || n > v->tx.other - v->tx.mine) {
@@ -357,6 +363,8 @@ int isoshm_stack_rx_space(struct isoshm_stack *s, uint32_t sock)
 	v = live_view(s, sock, &err);
 	if (v == NULL)
 		return err;
+	if (!v->open)
+		return -EBADF;
 	free_n = isoshm_ring_free(&v->rx, UINT32_MAX);
 	if (free_n < 0)
 		return sock_broken(s, v);
@@ -371,24 +379,82 @@ int isoshm_stack_rx_write(struct isoshm_stack *s, uint32_t sock, const void *buf
 	v = live_view(s, sock, &err);
 	if (v == NULL)
 		return err;
+	if (!v->open)
+		return -EBADF;
 	return enqueue_notify(s, sock, v, &v->rx, buf, len);
 }
 
-int isoshm_stack_sock_reset(struct isoshm_stack *s, uint32_t sock)
+/* A ring of d lies inside extent id, aligned to its power-of-two size. */
+static bool ring_placed(struct isoshm_stack *s, uint32_t ext, uint64_t off, uint32_t bytes)
+{
+	uint64_t eoff, esize;
+	int fd;
+
+	if (bytes < 4096 || (bytes & (bytes - 1)) != 0 || bytes > s->hdr.max_ring_bytes ||
+	    off % bytes != 0 || isoshm_stack_extent_get(s, ext, &fd, &eoff, &esize) < 0)
+		return false;
+	/* no off + bytes: it wraps for an offset near 2^64 */
+	return off >= eoff && bytes <= esize && off - eoff <= esize - bytes;
+}
+
+/* Faults in the stack-written pages of a never-used id: its block's stack
+ * line and its status ring (the application faults its own). */
+static void sock_prefault(struct isoshm_stack *s, uint32_t sock)
+{
+	uint64_t pg = s->hdr.page_size;
+	uint64_t st = s->hdr.status_off + (uint64_t)sock * s->hdr.status_entries *
+		      sizeof(struct isostack_shm_status);
+	uint64_t end = st + (uint64_t)s->hdr.status_entries * sizeof(struct isostack_shm_status);
+	struct isostack_shm_sock *sk = &s->socks[sock];
+
+	atomic_store_explicit(&sk->cmd_cons, 0, memory_order_relaxed);
+	for (uint64_t off = st; off < end; off = (off / pg + 1) * pg)
+		s->base[off] = 0;
+}
+
+int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
+			   const struct isostack_shm_sockdir *d)
 {
 	struct isoshm_sock_view *v;
-	int64_t avail;
-	int err;
+	struct isostack_shm_sock *sk;
+	uint32_t tx_start, rx_start;
 
-	v = live_view(s, sock, &err);
-	if (v == NULL)
-		return err;
-	/* Drop unsent TX data: the next socket in this slot starts at the
-	 * application's current tx_prod. */
-	avail = isoshm_ring_avail(&v->tx, UINT32_MAX);
-	if (avail < 0)
-		return sock_broken(s, v);
-	if (avail > 0)
-		isoshm_ring_consume(&v->tx, (uint32_t)avail);
+	if (sock == ISOSTACK_SHM_CTRL_SOCK || sock >= s->hdr.max_sockets)
+		return -EBADF;
+	if (!ring_placed(s, d->tx_extent, d->tx_off, d->tx_bytes) ||
+	    !ring_placed(s, d->rx_extent, d->rx_off, d->rx_bytes))
+		return -EINVAL;
+	v = &s->views[sock];
+	sk = &s->socks[sock];
+	if (!v->bound) {
+		sock_prefault(s, sock);
+		isoshm__ctl_views_bind(s->base, &s->hdr, true, sock, v);
+	}
+	if (v->broken)
+		return -EPROTO;
+	/* TX: adopt the application's producer index (whatever it is: only
+	 * its own stream can suffer) and publish it as consumed, so both
+	 * views start on an empty ring.  RX: our index runs on; the id was
+	 * reused only after the application consumed up to it. */
+	tx_start = atomic_load_explicit(&sk->tx_prod, memory_order_relaxed);
+	rx_start = v->open ? v->rx.mine : 0;
+	isoshm_ring_bind(&v->tx, ISOSHM_RING_CONSUMER, &sk->tx_prod, &sk->tx_cons,
+			 s->arena + d->tx_off, d->tx_bytes, 1, tx_start);
+	isoshm_ring_bind(&v->rx, ISOSHM_RING_PRODUCER, &sk->rx_prod, &sk->rx_cons,
+			 s->arena + d->rx_off, d->rx_bytes, 1, rx_start);
+	atomic_store_explicit(&sk->tx_cons, tx_start, memory_order_relaxed);
+	atomic_store_explicit(&sk->rx_prod, rx_start, memory_order_relaxed);
+	v->tx_off = d->tx_off;
+	v->tx_ext = d->tx_extent;
+	v->rx_ext = d->rx_extent;
+	v->open = true;
+	/* Plain stores: the store-release of status_prod that announces the
+	 * id (the SOCKET or ACCEPT reply) publishes them with the indices. */
+	s->dir[sock] = *d;
 	return 0;
+}
+
+bool isoshm_stack_sock_broken(const struct isoshm_stack *s, uint32_t sock)
+{
+	return sock < s->hdr.max_sockets && s->views[sock].broken;
 }

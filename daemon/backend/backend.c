@@ -32,6 +32,8 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 {
 	memset(c, 0, sizeof(*c));
 	isoshm_params_default(&c->shm);
+	c->tx_ring = 256u << 10;
+	c->rx_ring = 256u << 10;
 	c->max_apps = 64;
 	c->stack_wake_fd = -1;
 	c->ctl_interval_ms = 1;
@@ -51,8 +53,10 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 
 	/* The receive window is at most the RX ring (sock.c): less than one
 	 * segment would stall every connection. */
-	if (conf == NULL || conf->control_path == NULL || conf->shm.nr_sockets < 2 ||
-	    conf->shm.rx_ring_bytes < TCP_MSS)
+	if (conf == NULL || conf->control_path == NULL || conf->shm.max_sockets < 2 ||
+	    conf->rx_ring < TCP_MSS || conf->rx_ring < 4096 || conf->tx_ring < 4096 ||
+	    (conf->rx_ring & (conf->rx_ring - 1)) != 0 || (conf->tx_ring & (conf->tx_ring - 1)) != 0 ||
+	    conf->rx_ring > conf->shm.max_ring_bytes || conf->tx_ring > conf->shm.max_ring_bytes)
 		return -EINVAL;
 	if (strlen(conf->control_path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
@@ -119,6 +123,7 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 	be->ready_tail = &be->ready_head;
 	while (*be->ready_tail != NULL)
 		be->ready_tail = &(*be->ready_tail)->ready_next;
+	isod_mem_fini(app);
 	if (be->conf.seg_release != NULL)   /* zero-copy TX: may defer the unmap */
 		be->conf.seg_release(be->conf.seg_arg, app->shm);
 	else
@@ -129,6 +134,7 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 	for (unsigned i = 0; i < app->nmore_wake; i++)
 		close(app->more_wake_fd[i]);
 	free(app->socks);
+	free(app->free_ids);
 	free(app);
 	be->napps--;
 	be->st.apps_detached++;
@@ -203,16 +209,18 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	if (ret < 0)
 		goto fail;
 	app->hdr = *isoshm_stack_header(app->shm);
-	app->socks = calloc(app->hdr.nr_sockets, sizeof(*app->socks));
-	if (app->socks == NULL) {
+	/* Per-id state, calloc'd: its pages are touched as ids get used. */
+	app->socks = calloc(app->hdr.max_sockets, sizeof(*app->socks));
+	app->free_ids = malloc(app->hdr.max_sockets * sizeof(*app->free_ids));
+	if (app->socks == NULL || app->free_ids == NULL) {
 		ret = -ENOMEM;
 		goto fail_shm;
 	}
-	for (uint32_t i = 0; i < app->hdr.nr_sockets; i++) {
-		app->socks[i].app = app;
-		app->socks[i].id = i;
-	}
+	app->socks[0].app = app;
 	app->socks[0].state = ISOD_S_CTRL;
+	app->hiwat = 1;
+	app->q_head = app->q_tail = UINT32_MAX;
+	isod_mem_init(app);
 	{
 		uint8_t *base = isoshm_stack_base(app->shm);
 
@@ -243,6 +251,10 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 fail_shm:
 	isoshm_stack_destroy(app->shm);
 fail:
+	if (app != NULL) {
+		free(app->socks);
+		free(app->free_ids);
+	}
 	free(app);
 	be->st.apps_rejected++;
 	reply_attach(fd, ret, 0, 0, NULL, 0);
@@ -272,6 +284,26 @@ static void reply_stats(struct isod_backend *be, int fd)
 	};
 	(void)send(fd, r, sizeof(r->hdr) + n, MSG_NOSIGNAL | MSG_DONTWAIT);
 	free(r);
+}
+
+/* CTL_EXTENT: the fd of one of the application's extents. */
+static void reply_extent(struct isod_app *app, uint32_t id)
+{
+	struct isostack_ctl_extent_reply r = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_EXTENT_REPLY, .length = sizeof(r) },
+		.id = id,
+	};
+	int fd = -1;
+
+	if (isoshm_stack_extent_get(app->shm, id, &fd, &r.arena_off, &r.size) < 0) {
+		r.status = -ENOENT;
+		r.arena_off = r.size = 0;
+		(void)send_fds(app->ctl_fd, &r, sizeof(r), NULL, 0);
+		return;
+	}
+	app->be->mem_st.ctl_extents++;
+	(void)send_fds(app->ctl_fd, &r, sizeof(r), &fd, 1);
 }
 
 /* CTL_WAKEFD: one more wake fd for the application (a fork child's). */
@@ -310,6 +342,7 @@ static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 		struct isostack_ctl_attach att;
 		struct isostack_ctl_stats stats;
 		struct isostack_ctl_wakefd wake;
+		struct isostack_ctl_extent ext;
 		uint8_t raw[256];
 	} m;
 	union {
@@ -353,6 +386,15 @@ static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		return 0;       /* garbage from an application: as a hang-up */
+	}
+	if (m.hdr.type == ISOSTACK_CTL_EXTENT && attached != NULL) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (n != (ssize_t)sizeof(m.ext) || m.hdr.length != sizeof(m.ext) ||
+		    m.ext.reserved != 0)
+			return 0;       /* garbage from an application: as a hang-up */
+		reply_extent(attached, m.ext.id);
+		return 1;
 	}
 	if (m.hdr.type == ISOSTACK_CTL_ATTACH && !attached) {
 		for (int i = 1; i < nfds; i++)
@@ -529,9 +571,13 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 	if (be->closing_head != NULL)
 		work += isod_sock_expire_closes(be, isod_backend_now(be));
 	work += drain_events(be, budget);
-	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
-		if (!a->draining)   /* commands of a dead process: ignored */
+	for (struct isod_app *a = be->apps; a != NULL; a = a->next) {
+		if (!a->draining) {  /* commands of a dead process: ignored */
 			work += poll_doorbells(be, a);
+			work += isod_sock_quarantine_poll(a, 4);
+			work += isod_mem_poll(a);
+		}
+	}
 	reap_dead(be);
 	work += drain_events(be, budget);
 	kick_apps(be);
@@ -616,8 +662,7 @@ unsigned isod_backend_open_sockets(const struct isod_backend *be)
 	unsigned n = 0;
 
 	for (const struct isod_app *a = be->apps; a != NULL; a = a->next)
-		for (uint32_t i = 1; i < a->hdr.nr_sockets; i++)
-			n += a->socks[i].state != ISOD_S_FREE;
+		n += a->nopen;
 	return n;
 }
 
@@ -636,7 +681,10 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.udp_tx_dgrams %llu\nbackend.udp_rx_dgrams %llu\n"
 		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n"
 		"backend.rx_held %llu\nbackend.rx_held_max %llu\n"
-		"backend.close_timeouts %llu\n",
+		"backend.close_timeouts %llu\n"
+		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
+		"mem.releases %llu\nmem.sync_extents %llu\nmem.enobufs %llu\n"
+		"mem.ctl_extents %llu\n",
 		be->napps, (unsigned long long)s->apps_attached,
 		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
 		isod_backend_open_sockets(be), (unsigned long long)s->cmds,
@@ -652,7 +700,13 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->udp_tx_dgrams, (unsigned long long)s->udp_rx_dgrams,
 		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped,
 		(unsigned long long)s->rx_held, (unsigned long long)s->rx_held_max,
-		(unsigned long long)s->close_timeouts);
+		(unsigned long long)s->close_timeouts,
+		(unsigned long long)be->conf.mem_budget, (unsigned long long)be->mem_backed,
+		(unsigned long long)be->mem_st.extents, (unsigned long long)be->mem_st.refills,
+		(unsigned long long)be->mem_st.releases,
+		(unsigned long long)be->mem_st.sync_extents,
+		(unsigned long long)be->mem_st.enobufs,
+		(unsigned long long)be->mem_st.ctl_extents);
 
 	if (n < 0)
 		return 0;

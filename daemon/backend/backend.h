@@ -23,8 +23,12 @@
 
 struct isod_backend_conf {
 	const char *control_path;   /* AF_UNIX SEQPACKET path; created, mode 0666 */
-	struct isoshm_params shm;   /* per-application segment; shm.nr_sockets - 1
+	struct isoshm_params shm;   /* per-application segment; shm.max_sockets - 1
 				     * is the per-application socket limit (EMFILE) */
+	uint32_t tx_ring, rx_ring;  /* ring bytes of a new socket (powers of two,
+				     * <= shm.max_ring_bytes) */
+	uint64_t mem_budget;        /* whole stack: bytes of ring memory backed;
+				     * beyond it a new socket gets ENOBUFS; 0: none */
 	uint64_t mem_limit;         /* per application: TX+RX ring bytes of open
 				     * sockets; beyond it SOCKET gets -ENOBUFS; 0: none */
 	uint32_t max_apps;          /* attached applications at once; 0: 64 */
@@ -51,6 +55,10 @@ struct isod_backend_conf {
 	 * when no mbuf references it any more. NULL: not used. */
 	void (*seg_attach)(void *arg, struct isoshm_stack *shm);
 	void (*seg_release)(void *arg, struct isoshm_stack *shm);
+	/* A new extent of the segment's arena (off, size; on hugepages or
+	 * not): DMA-map it, learn its IOVAs. */
+	void (*ext_attach)(void *arg, struct isoshm_stack *shm, uint64_t off, uint64_t size,
+			   bool hugetlb);
 	void *seg_arg;
 };
 

@@ -24,7 +24,7 @@
 
 enum isod_sock_state {
 	ISOD_S_FREE = 0,     /* no socket; reusable once the app drained it */
-	ISOD_S_CTRL,         /* slot 0 */
+	ISOD_S_CTRL,         /* id 0 */
 	ISOD_S_OPEN,         /* SOCKET done, pcb not connected */
 	ISOD_S_LISTEN,
 	ISOD_S_CONNECTING,
@@ -45,6 +45,13 @@ enum {
 };
 
 struct isod_app;
+
+/* A ring's place: extent id and arena offset (mem.c). */
+struct isod_ring {
+	uint32_t ext;
+	uint32_t bytes;              /* 0: none */
+	uint64_t off;
+};
 
 struct isod_sock {
 	struct isod_app *app;
@@ -100,7 +107,60 @@ struct isod_sock {
 	bool queued;
 	struct isod_sock *ready_next;
 	uint64_t mem;                /* bytes charged to the app's mem_limit */
+	/* memory: the rings, kept until the application drained them */
+	struct isod_ring tx, rx;
+	bool in_use;                 /* id taken (open, or freed but not drained) */
+	bool quarantined;            /* freed; waits for the app to drain it */
+	uint32_t q_next;             /* quarantine list (ids), UINT32_MAX ends */
 };
+
+/* ---- mem.c: ring memory over extents ---- */
+
+#define ISOD_MEM_CLASSES      22     /* chunk sizes 2^12 .. 2^21 by log2 */
+#define ISOD_MEM_SPARE        2      /* empty unit extents kept backed */
+#define ISOD_MEM_RELEASED_MAX 4096
+
+struct isod_ext {
+	uint64_t off, size;
+	uint64_t freemap[8];         /* slab: free chunks (unit extents) */
+	uint32_t used;               /* chunks taken */
+	uint32_t next_partial;       /* partial list of its class */
+	uint8_t cls;                 /* log2 of its chunk size */
+	bool on_partial;
+	bool backed;
+	bool hugetlb;
+};
+
+struct isod_mem {
+	struct isod_ext *ext;        /* [cap], by extent id */
+	uint32_t cap;
+	uint32_t partial[ISOD_MEM_CLASSES];   /* slabs with a free chunk */
+	uint32_t spare[ISOD_MEM_SPARE];
+	uint32_t nspare;
+	uint32_t released[ISOD_MEM_RELEASED_MAX];  /* punched, reusable */
+	uint32_t nreleased;
+	uint64_t backed;             /* bytes of backed extents */
+	bool wants_spare;            /* the app opened a socket once */
+};
+
+struct isod_mem_stats {
+	uint64_t extents;            /* extents made */
+	uint64_t refills, releases;  /* pages given back / taken again */
+	uint64_t sync_extents;       /* made inside an allocation, not ahead */
+	uint64_t enobufs;            /* refused: the budget */
+	uint64_t ctl_extents;        /* extent fds handed to applications */
+};
+
+void isod_mem_init(struct isod_app *app);
+void isod_mem_fini(struct isod_app *app);
+/* A ring of `bytes` (power of two, >= 4 KiB).  0, -ENOBUFS or -ENOMEM. */
+int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out);
+void isod_mem_ring_put(struct isod_app *app, const struct isod_ring *r);
+/* Keeps a spare extent ready (at most one made per call); returns work. */
+unsigned isod_mem_poll(struct isod_app *app);
+/* sock.c: frees the rings and ids of up to `max` quarantined sockets the
+ * application has drained; returns how many. */
+unsigned isod_sock_quarantine_poll(struct isod_app *app, unsigned max);
 
 #define ISOD_MAX_WAKE_FDS 63
 
@@ -122,7 +182,13 @@ struct isod_app {
 	struct isostack_shm_header hdr;  /* private copy */
 	struct isostack_shm_sock *shared_socks; /* read-only use: hints */
 	struct isostack_shm_wait *shared_wait;
-	struct isod_sock *socks;     /* [hdr.nr_sockets] */
+	struct isod_sock *socks;     /* [hdr.max_sockets], pages touched on use */
+	uint32_t hiwat;              /* ids below it were used at least once */
+	uint32_t nopen;              /* ids taken (in_use) */
+	uint32_t *free_ids;          /* drained ids, reused lowest-recent first */
+	uint32_t nfree_ids;
+	uint32_t q_head, q_tail;     /* quarantine: freed, not yet drained */
+	struct isod_mem mem;
 	uint64_t mem_used;
 	bool kick;                   /* something posted this pass: maybe write wake_fd */
 	uint64_t kick_mask;          /* wake_mask of the sockets posted to this pass */
@@ -148,6 +214,8 @@ struct isod_backend {
 	 * appending keeps the order), oldest first. */
 	struct isod_sock *closing_head, *closing_tail;
 	bool napping;                /* stack_napping published in the segments */
+	uint64_t mem_backed;         /* extent bytes backed, all applications */
+	struct isod_mem_stats mem_st;
 	struct isod_backend_stats st;
 };
 
@@ -193,7 +261,9 @@ bool isod_sk_app_waits(const struct isod_sock *sk);
 void isod_sk_post(struct isod_sock *sk, const struct isostack_shm_status *st);
 void isod_sk_reply(struct isod_sock *sk, const struct isostack_shm_cmd *c, int64_t result);
 void isod_sk_event(struct isod_sock *sk, uint16_t ev);
-struct isod_sock *isod_sk_alloc(struct isod_app *app, int *err);
+struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, int *err);
+#define ISOD_UDP_RING(conf, r) \
+	((r) >= (256u << 10) || (conf)->shm.max_ring_bytes < (256u << 10) ? (r) : (256u << 10))
 void isod_sk_free(struct isod_sock *sk);
 void isod_sk_detach_pcb(struct isod_sock *sk);
 void isod_sk_abort(struct isod_sock *sk);

@@ -157,66 +157,176 @@ later:
 
 /* ---- Slots ------------------------------------------------------------------ */
 
-static uint64_t ring_bytes(const struct isod_app *app)
+/*
+ * Socket ids.  A freed socket keeps its id and rings in quarantine until
+ * the application has consumed every status (the CLOSE reply included)
+ * and every RX byte: until then it may still read them.  Then the rings go
+ * back to mem.c and the id to the free list, which is used before ids
+ * never used (their pages are not faulted in yet).
+ */
+static bool sk_drained(struct isod_app *app, struct isod_sock *sk)
 {
-	return (uint64_t)app->hdr.tx_ring_bytes + app->hdr.rx_ring_bytes;
+	uint32_t cons;
+
+	if (sk->npend != 0)
+		return false;
+	/* Relaxed, untrusted: a lying application only hurts itself (its
+	 * view of the id goes out of step). */
+	cons = atomic_load_explicit(&app->shared_socks[sk->id].status_cons, memory_order_relaxed);
+	if (cons != sk->st_posted)
+		return false;
+	return sk->rx.bytes == 0 || isoshm_stack_rx_space(app->shm, sk->id) == (int)sk->rx.bytes;
+}
+
+static void sk_release_id(struct isod_app *app, struct isod_sock *sk)
+{
+	isod_mem_ring_put(app, &sk->tx);
+	isod_mem_ring_put(app, &sk->rx);
+	sk->tx.bytes = sk->rx.bytes = 0;
+	sk->in_use = false;
+	sk->quarantined = false;
+	app->free_ids[app->nfree_ids++] = sk->id;
+}
+
+unsigned isod_sock_quarantine_poll(struct isod_app *app, unsigned max)
+{
+	unsigned done = 0;
+
+	/* Round robin: a socket not drained yet goes to the back. */
+	for (unsigned i = 0; i < max && app->q_head != UINT32_MAX; i++) {
+		struct isod_sock *sk = &app->socks[app->q_head];
+
+		app->q_head = sk->q_next;
+		if (app->q_head == UINT32_MAX)
+			app->q_tail = UINT32_MAX;
+		sk->q_next = UINT32_MAX;
+		if (sk_drained(app, sk)) {
+			sk_release_id(app, sk);
+			done++;
+			continue;
+		}
+		if (app->q_tail != UINT32_MAX)
+			app->socks[app->q_tail].q_next = sk->id;
+		else
+			app->q_head = sk->id;
+		app->q_tail = sk->id;
+		if (app->q_head == sk->id && sk->q_next == UINT32_MAX && i > 0)
+			break;
+	}
+	return done;
+}
+
+/* An id for a new socket: a drained free one, else a never-used one. */
+static int64_t id_get(struct isod_app *app)
+{
+	(void)isod_sock_quarantine_poll(app, 4);
+	while (app->nfree_ids > 0) {
+		uint32_t id = app->free_ids[--app->nfree_ids];
+
+		if (!isoshm_stack_sock_broken(app->shm, id))
+			return id;      /* a broken one is never used again */
+	}
+	if (app->hiwat < app->hdr.max_sockets)
+		return app->hiwat++;
+	return -EMFILE;
 }
 
 /*
- * A free slot the application has finished with: it consumed every status
- * (including the CLOSE reply) and every RX byte, so both sides' views agree
- * without either resetting a ring the other may still use.  Returns NULL
- * (-EMFILE) or (-ENOBUFS) in *err.
+ * A new socket: an id, its rings (conf.tx_ring/rx_ring bytes), both
+ * opened in the segment.  Returns NULL with -EMFILE (ids), -ENOBUFS (the
+ * application's mem_limit or the stack's budget) or -ENOMEM in *err.
  */
-struct isod_sock *isod_sk_alloc(struct isod_app *app, int *err)
+struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, int *err)
 {
-	uint32_t n = app->hdr.nr_sockets;
-	uint64_t need = ring_bytes(app);
+	const struct isod_backend_conf *conf = &app->be->conf;
+	/* Datagram sockets: rings that hold a few of the largest datagrams,
+	 * as the kernel's 208 KiB UDP buffers do. */
+	uint32_t tx_bytes = udp ? ISOD_UDP_RING(conf, conf->tx_ring) : conf->tx_ring;
+	uint32_t rx_bytes = udp ? ISOD_UDP_RING(conf, conf->rx_ring) : conf->rx_ring;
+	uint64_t need = (uint64_t)tx_bytes + rx_bytes;
+	struct isostack_shm_sockdir d;
+	struct isod_ring tx, rx;
+	struct isod_sock *sk;
+	int64_t id;
+	int rc;
 
-	if (app->be->conf.mem_limit != 0 && app->mem_used + need > app->be->conf.mem_limit) {
+	if (conf->mem_limit != 0 && app->mem_used + need > conf->mem_limit) {
 		*err = -ENOBUFS;
 		return NULL;
 	}
-	for (uint32_t i = 1; i < n; i++) {
-		struct isod_sock *sk = &app->socks[i];
-		uint32_t cons;
-
-		if (sk->state != ISOD_S_FREE || sk->npend != 0)
-			continue;
-		/* Relaxed, untrusted: a lying application only hurts itself
-		 * (its view of the slot goes out of step). */
-		cons = atomic_load_explicit(&app->shared_socks[i].status_cons, memory_order_relaxed);
-		if (cons != sk->st_posted)
-			continue;
-		if (isoshm_stack_rx_space(app->shm, i) != (int)app->hdr.rx_ring_bytes)
-			continue;
-		if (isoshm_stack_sock_reset(app->shm, i) < 0)
-			continue;
+	app->mem.wants_spare = true;
+	rc = isod_mem_ring_get(app, tx_bytes, &tx);
+	if (rc < 0) {
+		*err = rc == -ENOMEM ? -ENOBUFS : rc;
+		return NULL;
+	}
+	rc = isod_mem_ring_get(app, rx_bytes, &rx);
+	if (rc < 0) {
+		isod_mem_ring_put(app, &tx);
+		*err = rc == -ENOMEM ? -ENOBUFS : rc;
+		return NULL;
+	}
+	id = id_get(app);
+	if (id < 0) {
+		isod_mem_ring_put(app, &tx);
+		isod_mem_ring_put(app, &rx);
+		*err = (int)id;
+		return NULL;
+	}
+	d = (struct isostack_shm_sockdir){
+		.tx_off = tx.off, .rx_off = rx.off, .tx_bytes = tx.bytes, .rx_bytes = rx.bytes,
+		.tx_extent = tx.ext, .rx_extent = rx.ext,
+	};
+	rc = isoshm_stack_sock_open(app->shm, (uint32_t)id, &d);
+	if (rc < 0) {
+		isod_mem_ring_put(app, &tx);
+		isod_mem_ring_put(app, &rx);
+		*err = -ENOBUFS;
+		return NULL;
+	}
+	sk = &app->socks[id];
+	{
 		uint32_t st_posted = sk->st_posted, rx_prod = sk->rx_prod;
+
 		memset(sk, 0, sizeof(*sk));
-		sk->app = app;
-		sk->id = i;
 		sk->st_posted = st_posted;
 		sk->rx_prod = rx_prod;
 		sk->rx_cons_seen = rx_prod;
-		sk->mem = need;
-		app->mem_used += need;
-		return sk;
 	}
-	*err = -EMFILE;
-	return NULL;
+	sk->app = app;
+	sk->id = (uint32_t)id;
+	sk->tx = tx;
+	sk->rx = rx;
+	sk->in_use = true;
+	sk->q_next = UINT32_MAX;
+	sk->mem = need;
+	app->mem_used += need;
+	app->nopen++;
+	return sk;
 }
 
 void isod_sk_free(struct isod_sock *sk)
 {
+	struct isod_app *app = sk->app;
+
 	isod_sk_closing_unlink(sk);
 	isod_sk_detach_pcb(sk);
 	isod_sk_rx_hold_drop(sk);
-	sk->app->mem_used -= sk->mem;
+	app->mem_used -= sk->mem;
 	sk->mem = 0;
 	sk->state = ISOD_S_FREE;
 	sk->ev_pending = 0;
 	sk->close_pending = false;
+	if (sk->in_use && !sk->quarantined) {
+		app->nopen--;
+		sk->quarantined = true;
+		sk->q_next = UINT32_MAX;
+		if (app->q_tail != UINT32_MAX)
+			app->socks[app->q_tail].q_next = sk->id;
+		else
+			app->q_head = sk->id;
+		app->q_tail = sk->id;
+	}
 }
 
 /* Stops lwIP from calling us about sk's pcb; the pcb itself stays. */
@@ -420,7 +530,7 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		isod_sk_reply(ctl, c, -EPROTONOSUPPORT);
 		return;
 	}
-	sk = isod_sk_alloc(app, &rc);
+	sk = isod_sk_alloc(app, c->arg[1] == SOCK_DGRAM, &rc);
 	if (sk == NULL) {
 		if (rc == -EMFILE)
 			app->be->st.emfile++;
@@ -573,6 +683,11 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
 	struct isostack_shm_cmd cmds[ISOD_PEND_MAX - 2];
 	unsigned done = 0;
 
+	if (sk->app == NULL) {         /* an id never used: errors only */
+		sk->app = app;
+		sk->id = id;
+		sk->q_next = UINT32_MAX;
+	}
 	for (;;) {
 		int n;
 
@@ -612,9 +727,11 @@ static unsigned reset_sockets(struct isod_app *app, bool keep_closing)
 {
 	unsigned left = 0;
 
-	for (uint32_t i = 1; i < app->hdr.nr_sockets; i++) {
+	for (uint32_t i = 1; i < app->hiwat; i++) {
 		struct isod_sock *sk = &app->socks[i];
 
+		if (!sk->in_use || sk->quarantined)
+			continue;
 		if (keep_closing && sk->close_pending && sk->pcb != NULL) {
 			left++;
 			continue;
@@ -644,7 +761,7 @@ unsigned isod_sock_closing(const struct isod_app *app)
 {
 	unsigned n = 0;
 
-	for (uint32_t i = 1; i < app->hdr.nr_sockets; i++)
+	for (uint32_t i = 1; i < app->hiwat; i++)
 		n += app->socks[i].close_pending && app->socks[i].pcb != NULL;
 	return n;
 }

@@ -87,7 +87,7 @@ void isod_sk_close_check(struct isod_sock *sk)
 	 * as with the kernel; otherwise give lwIP back its full window so it
 	 * closes with a FIN. */
 	if (sk->rx_hold == NULL && isoshm_stack_rx_space(sk->app->shm, sk->id) ==
-	    (int)sk->app->hdr.rx_ring_bytes)
+	    (int)sk->rx.bytes)
 		pcb->rcv_wnd = TCP_WND_MAX(pcb);
 	isod_sk_detach_pcb(sk);
 	if (tcp_close(pcb) != ERR_OK)

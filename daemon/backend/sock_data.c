@@ -42,7 +42,7 @@ void isod_sk_rx_hold_drop(struct isod_sock *sk)
 static void wnd_update(struct isod_sock *sk)
 {
 	struct tcp_pcb *pcb = sk->pcb;
-	uint32_t step = sk->app->hdr.rx_ring_bytes / 4;
+	uint32_t step = sk->rx.bytes / 4;
 	int32_t unannounced = (int32_t)(pcb->rcv_nxt + pcb->rcv_wnd - pcb->rcv_ann_right_edge);
 
 	if (step < TCP_MSS)
@@ -69,7 +69,7 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 		isod_sk_kill(sk, -EPROTO);
 		return;
 	}
-	used = app->hdr.rx_ring_bytes - (uint32_t)space;
+	used = sk->rx.bytes - (uint32_t)space;
 	cons = sk->rx_prod - used;
 	credit = cons - sk->rx_cons_seen;
 	sk->rx_cons_seen = cons;
@@ -138,7 +138,7 @@ void isod_sk_tx_push(struct isod_sock *sk)
 		isod_sk_kill(sk, -EPROTO);
 		return;
 	}
-	if ((uint32_t)total == app->hdr.tx_ring_bytes)
+	if ((uint32_t)total == sk->tx.bytes)
 		sk->tx_was_full = true;
 	off = sk->tx_handed;
 	while (off < (uint32_t)total) {

@@ -53,7 +53,7 @@ static err_t wnd_passive_open(u8_t id, struct tcp_pcb_listen *lpcb, struct tcp_p
 
 	(void)id;
 	if (lsk != NULL)
-		wnd_clamp(npcb, lsk->app->hdr.rx_ring_bytes);
+		wnd_clamp(npcb, lsk->app->be->conf.rx_ring);
 	return ERR_OK;
 }
 
@@ -163,7 +163,7 @@ static err_t cb_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 		/* lwIP acknowledges the SYN-ACK right after this returns: that
 		 * ACK is the first segment whose window the peer may use (our
 		 * SYN's is never scaled, and no data can come before). */
-		wnd_clamp(pcb, sk->app->hdr.rx_ring_bytes);
+		wnd_clamp(pcb, sk->rx.bytes);
 		isod_sock_queue(sk, ISOD_R_CONNECTED);
 	}
 	return ERR_OK;
@@ -190,7 +190,7 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 		lsk->app->be->st.accept_dropped++;
 		return ERR_MEM;           /* lwIP aborts npcb */
 	}
-	child = isod_sk_alloc(lsk->app, &rc);
+	child = isod_sk_alloc(lsk->app, false, &rc);
 	if (child == NULL) {
 		lsk->app->be->st.accept_dropped++;
 		return ERR_MEM;
@@ -213,7 +213,7 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 {
 	struct tcp_pcb *lpcb;
-	uint32_t max = sk->app->hdr.nr_sockets;
+	uint32_t max = sk->app->hdr.max_sockets;
 	err_t e;
 
 	if (sk->state == ISOD_S_LISTEN) {

@@ -60,7 +60,7 @@ static void udp_tx_push(struct isod_sock *sk)
 		isod_sk_kill(sk, -EPROTO);
 		return;
 	}
-	if ((uint32_t)total == app->hdr.tx_ring_bytes)
+	if ((uint32_t)total == sk->tx.bytes)
 		sk->tx_was_full = true;
 	while ((uint32_t)total - off >= DGRAM_HDR) {
 		struct isostack_shm_dgram h;
@@ -70,7 +70,7 @@ static void udp_tx_push(struct isod_sock *sk)
 
 		span_copy(sp, off, &h, DGRAM_HDR);
 		if (h.len > ISOSTACK_SHM_DGRAM_MAX || h.flags != 0 || h.reserved != 0 ||
-		    ISOSTACK_SHM_DGRAM_REC(h.len) > app->hdr.tx_ring_bytes) {
+		    ISOSTACK_SHM_DGRAM_REC(h.len) > sk->tx.bytes) {
 			isod_sk_kill(sk, -EPROTO);
 			return;
 		}
@@ -159,7 +159,7 @@ void isod_sk_cb_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	app->be->st.rx_bytes += p->tot_len;
 	app->be->st.udp_rx_dgrams++;
 	pbuf_free(p);
-	if ((uint32_t)space == app->hdr.rx_ring_bytes || isod_sk_app_waits(sk)) {
+	if ((uint32_t)space == sk->rx.bytes || isod_sk_app_waits(sk)) {
 		sk->rx_ev_due = true;
 		isod_sock_queue(sk, ISOD_R_RX);
 	}

@@ -40,14 +40,11 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 	struct isod_strbuf sb = { .buf = buf, .len = len };
 
 	for (const struct isod_app *app = be->apps; app != NULL; app = app->next) {
-		unsigned open = 0;
-
-		for (uint32_t i = 1; i < app->hdr.nr_sockets; i++)
-			open += app->socks[i].state != ISOD_S_FREE;
 		isod_strbuf_put(&sb, "app.%u.pid %u\napp.%u.sockets %u\n"
-			   "app.%u.mem_bytes %" PRIu64 "\n",
-			   app->id, app->pid, app->id, open, app->id, app->mem_used);
-		for (uint32_t i = 1; i < app->hdr.nr_sockets; i++) {
+			   "app.%u.mem_bytes %" PRIu64 "\napp.%u.mem_backed %" PRIu64 "\n",
+			   app->id, app->pid, app->id, app->nopen, app->id, app->mem_used,
+			   app->id, app->mem.backed);
+		for (uint32_t i = 1; i < app->hiwat; i++) {
 			const struct isod_sock *sk = &app->socks[i];
 			const struct tcp_pcb *pcb = sk->udp ? NULL : sk->pcb;
 

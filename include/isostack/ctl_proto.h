@@ -14,6 +14,9 @@
  *                                 none on failure (status < 0)
  *   WAKEFD        app -> daemon   1 fd: another application wake fd, of a
  *                                 process fork() made (no reply)
+ *   EXTENT        app -> daemon   no fd: "give me extent N" (a socket's
+ *                                 directory entry named it, shm_abi.h)
+ *   EXTENT_REPLY  daemon -> app   1 fd on success: the extent's memfd
  *   STATS         client -> daemon  no fd
  *   STATS_REPLY   daemon -> client  no fd; a text body (key value lines)
  * A connection that sent ATTACH is an application for as long as it stays
@@ -36,6 +39,8 @@
 #define ISOSTACK_CTL_STATS         3u
 #define ISOSTACK_CTL_STATS_REPLY   4u
 #define ISOSTACK_CTL_WAKEFD        5u
+#define ISOSTACK_CTL_EXTENT        6u
+#define ISOSTACK_CTL_EXTENT_REPLY  7u
 
 struct isostack_ctl_hdr {
 	uint32_t magic;     /* ISOSTACK_CTL_MAGIC */
@@ -79,6 +84,26 @@ struct isostack_ctl_wakefd {
 				 * the sockets' wake_mask is min(member, 63) */
 };
 
+/*
+ * app -> daemon, on an attached connection: the fd of extent `id`.  The
+ * processes of an application share the connection, so they take turns
+ * (a process-shared lock) and match replies by id.
+ */
+struct isostack_ctl_extent {
+	struct isostack_ctl_hdr hdr;
+	uint32_t id;
+	uint32_t reserved;
+};
+
+/* daemon -> app: one fd attached when status is 0. */
+struct isostack_ctl_extent_reply {
+	struct isostack_ctl_hdr hdr;
+	int32_t  status;        /* 0, or -ENOENT (no such extent) */
+	uint32_t id;
+	uint64_t arena_off;     /* where it goes in the arena */
+	uint64_t size;          /* bytes, a multiple of ISOSTACK_SHM_EXTENT_UNIT */
+};
+
 /* client -> daemon. */
 struct isostack_ctl_stats {
 	struct isostack_ctl_hdr hdr;
@@ -102,5 +127,7 @@ _Static_assert(offsetof(struct isostack_ctl_attach_reply, segment_size) == 24,
 	       "attach_reply.segment_size");
 _Static_assert(sizeof(struct isostack_ctl_stats) == 24, "stats request size");
 _Static_assert(sizeof(struct isostack_ctl_wakefd) == 24, "wakefd size");
+_Static_assert(sizeof(struct isostack_ctl_extent) == 24, "extent request size");
+_Static_assert(sizeof(struct isostack_ctl_extent_reply) == 40, "extent reply size");
 
 #endif /* ISOSTACK_CTL_PROTO_H */

@@ -1,15 +1,28 @@
 /*
  * isostack shared-memory ABI: the bytes an application and the stack core
- * exchange through one segment (a memfd the daemon creates per application
- * process and passes over the AF_UNIX control socket with SCM_RIGHTS).
+ * exchange.  Per application (one attachment, shared by the processes its
+ * fork() makes) there is
+ *   - one base segment: a memfd the daemon creates at attach and passes
+ *     over the AF_UNIX control socket with SCM_RIGHTS (ctl_proto.h).  It
+ *     holds the per-socket control blocks, indexed by socket id, and is
+ *     sized for `max_sockets` ids but sparse: a page is backed only once
+ *     the socket ids it serves are used (docs/shm.md);
+ *   - an arena: a range of address space both sides reserve, `arena_size`
+ *     bytes, into which the daemon places extents (memfds of whole 2 MiB
+ *     units, hugepages when there are any) as sockets need ring memory.
+ *     The application maps an extent when a socket names it first; it asks
+ *     for the fd with ISOSTACK_CTL_EXTENT.  Every ring reference is an
+ *     offset in the arena, never a pointer.
  *
- * What flows through a segment:
- *   - per socket slot, a command ring (application -> stack) and a status
- *     ring (stack -> application) of fixed 64-byte entries, a TX byte ring
- *     the application fills and the NIC reads (the stack only hands out
- *     offsets), and an RX byte ring the stack fills and the application
- *     drains; all four are cyclic and addressed by free-running 32-bit
- *     indices masked on access;
+ * What flows:
+ *   - per socket id, a command ring (application -> stack) and a status
+ *     ring (stack -> application) of fixed 64-byte entries, in the base
+ *     segment; a TX byte ring the application fills and the NIC reads (the
+ *     stack only hands out offsets), and an RX byte ring the stack fills
+ *     and the application drains, both in the arena, placed and sized per
+ *     socket by the stack and published in the socket's directory entry
+ *     (struct isostack_shm_sockdir).  All rings are cyclic and addressed
+ *     by free-running 32-bit indices masked on access;
  *   - per CPU core, a doorbell ring carrying only socket ids, on which the
  *     application tells the stack "this socket has new commands" (the
  *     paper's per-CPU notification queues, Iso-Kernel variant).  The stack
@@ -19,27 +32,32 @@
  *
  * Rules every field follows:
  *   - fixed-width integers only; no pointers, fds, bool or enum.  Every
- *     reference is a byte offset from the start of the segment;
+ *     reference is a byte offset (base segment or arena);
  *   - every field has exactly one writer, named by the banner above it.
- *     The application maps the whole segment read-write, so the stack never
+ *     The application maps everything read-write, so the stack never
  *     trusts a "stack-written" field either: it keeps its own copy in
  *     private memory and only publishes to the segment;
  *   - reserved words are written as zero and ignored, so they can become
  *     fields later without an ABI version bump (io_uring's way).
  *
- * Layout (offsets recorded in the header; the library computes them from
- * the parameters and the application checks they match):
+ * Base segment layout (offsets recorded in the header; the library
+ * computes them from the parameters and the application checks they
+ * match):
  *
  *   0            struct isostack_shm_header        256 B, read-only after creation
  *   wait_off     struct isostack_shm_wait          app-wide futex wait point
- *   socks_off    struct isostack_shm_sock[nr_sockets]        2 lines each
  *   db_ctl_off   struct isostack_shm_doorbell[nr_doorbells]  2 lines each
  *   db_slots_off uint32_t[nr_doorbells][doorbell_entries]    socket ids
- *   cmd_off      struct isostack_shm_cmd[nr_sockets][cmd_entries]
- *   status_off   struct isostack_shm_status[nr_sockets][status_entries]
- *   tx_off       uint8_t[nr_sockets][tx_ring_bytes]   page aligned (DMA area)
- *   rx_off       uint8_t[nr_sockets][rx_ring_bytes]   page aligned
+ *   dir_off      struct isostack_shm_sockdir[max_sockets]     ring placement
+ *   socks_off    struct isostack_shm_sock[max_sockets]        2 lines each
+ *   cmd_off      struct isostack_shm_cmd[max_sockets][cmd_entries]
+ *   status_off   struct isostack_shm_status[max_sockets][status_entries]
  *   segment_size (multiple of page_size)
+ *
+ * Socket ids: 0 is the application's control channel; the stack hands out
+ * the others (SOCKET, ACCEPT), lowest free first, and reuses an id only
+ * after the application has consumed every status and RX byte of the
+ * socket that had it.
  */
 #ifndef ISOSTACK_SHM_ABI_H
 #define ISOSTACK_SHM_ABI_H
@@ -49,8 +67,10 @@
 #include <stdint.h>
 
 #define ISOSTACK_SHM_MAGIC        UINT64_C(0x314d48534f534921) /* "!ISOSHM1" */
-#define ISOSTACK_SHM_ABI_VERSION  1u
+#define ISOSTACK_SHM_ABI_VERSION  2u
 #define ISOSTACK_SHM_CACHE_LINE   64u
+/* Extents are whole multiples of this, placed at multiples of it. */
+#define ISOSTACK_SHM_EXTENT_UNIT  (UINT64_C(2) << 20)
 
 /*
  * Feature bits in header.features: properties the application must
@@ -58,15 +78,17 @@
  */
 #define ISOSTACK_SHM_FEAT_DOORBELL_SUPPRESS (UINT64_C(1) << 0) /* bell_seq/bell_drained */
 #define ISOSTACK_SHM_FEAT_FUTEX_WAIT        (UINT64_C(1) << 1) /* wait points */
+#define ISOSTACK_SHM_FEAT_EXTENTS           (UINT64_C(1) << 2) /* rings in arena extents */
 #define ISOSTACK_SHM_FEATURES \
-	(ISOSTACK_SHM_FEAT_DOORBELL_SUPPRESS | ISOSTACK_SHM_FEAT_FUTEX_WAIT)
+	(ISOSTACK_SHM_FEAT_DOORBELL_SUPPRESS | ISOSTACK_SHM_FEAT_FUTEX_WAIT | \
+	 ISOSTACK_SHM_FEAT_EXTENTS)
 
 /* header.flags: informational, an application may ignore them. */
-#define ISOSTACK_SHM_FLAG_HUGETLB  (1u << 0) /* backed by 2 MiB hugepages */
+#define ISOSTACK_SHM_FLAG_HUGETLB  (1u << 0) /* extents on 2 MiB hugepages (the first one) */
 #define ISOSTACK_SHM_FLAG_NUMA     (1u << 1) /* bound to header.numa_node */
 
-/* Socket slot 0 is the application's control channel: SOCKET commands go
- * there, and the reply carries the id of the slot the stack allocated. */
+/* Socket id 0 is the application's control channel: SOCKET commands go
+ * there, and the reply carries the id the stack allocated. */
 #define ISOSTACK_SHM_CTRL_SOCK     0u
 
 /* ------------------------------------------------------------------------
@@ -78,31 +100,49 @@ struct isostack_shm_header {
 	uint32_t abi_version;      /* ISOSTACK_SHM_ABI_VERSION */
 	uint32_t header_size;      /* sizeof(struct isostack_shm_header) */
 	uint64_t features;         /* ISOSTACK_SHM_FEAT_* */
-	uint64_t segment_size;     /* bytes mapped, multiple of page_size */
+	uint64_t segment_size;     /* bytes of the base segment, multiple of page_size */
 
-	uint32_t nr_sockets;       /* socket slots, slot 0 = control */
+	uint32_t max_sockets;      /* socket ids, 0 = control */
 	uint32_t nr_doorbells;     /* doorbell rings, one per CPU core */
 	uint32_t cmd_entries;      /* per socket, power of two */
 	uint32_t status_entries;   /* per socket, power of two */
-	uint32_t doorbell_entries; /* per doorbell, power of two >= nr_sockets */
-	uint32_t tx_ring_bytes;    /* per socket, power of two */
-	uint32_t rx_ring_bytes;    /* per socket, power of two */
-	uint32_t page_size;        /* backing page size: 4 KiB or 2 MiB */
+	uint32_t doorbell_entries; /* per doorbell, power of two >= max_sockets */
+	uint32_t max_ring_bytes;   /* largest TX or RX ring the stack places */
+	uint64_t arena_size;       /* bytes of address space to reserve for extents */
+	uint32_t page_size;        /* base segment page size */
+	uint32_t reserved1;
 
 	uint64_t wait_off;         /* struct isostack_shm_wait */
-	uint64_t socks_off;        /* struct isostack_shm_sock[nr_sockets] */
 	uint64_t db_ctl_off;       /* struct isostack_shm_doorbell[nr_doorbells] */
 	uint64_t db_slots_off;     /* uint32_t[nr_doorbells][doorbell_entries] */
-	uint64_t cmd_off;          /* struct isostack_shm_cmd[nr_sockets][cmd_entries] */
-	uint64_t status_off;       /* struct isostack_shm_status[nr_sockets][status_entries] */
-	uint64_t tx_off;           /* TX byte rings, page aligned */
-	uint64_t rx_off;           /* RX byte rings, page aligned */
+	uint64_t dir_off;          /* struct isostack_shm_sockdir[max_sockets] */
+	uint64_t socks_off;        /* struct isostack_shm_sock[max_sockets] */
+	uint64_t cmd_off;          /* struct isostack_shm_cmd[max_sockets][cmd_entries] */
+	uint64_t status_off;       /* struct isostack_shm_status[max_sockets][status_entries] */
 
-	int32_t  numa_node;        /* node the segment is bound to, -1 if none */
+	int32_t  numa_node;        /* node the memory is bound to, -1 if none */
 	uint32_t flags;            /* ISOSTACK_SHM_FLAG_* */
 	uint32_t app_id;           /* daemon-assigned, for logs */
 	uint32_t reserved0;
 	uint64_t reserved[14];
+};
+
+/* ------------------------------------------------------------------------
+ * Where a socket's TX and RX rings are: offsets in the arena, each inside
+ * one extent (the application maps the extent by its id first).  Written
+ * by the stack before it publishes the status that names the socket id
+ * (the SOCKET or ACCEPT reply), so the application's load-acquire of
+ * status_prod orders it; rewritten only after the id was freed and
+ * drained.  A ring of size 0 is absent (the control socket).
+ * ---- written by the stack ----
+ */
+struct isostack_shm_sockdir {
+	uint64_t tx_off;           /* arena offset, aligned to tx_bytes */
+	uint64_t rx_off;           /* arena offset, aligned to rx_bytes */
+	uint32_t tx_bytes;         /* power of two, <= max_ring_bytes */
+	uint32_t rx_bytes;
+	uint32_t tx_extent;        /* id for ISOSTACK_CTL_EXTENT */
+	uint32_t rx_extent;
 };
 
 /* ------------------------------------------------------------------------
@@ -130,7 +170,7 @@ struct isostack_shm_wait {
 };
 
 /* ------------------------------------------------------------------------
- * Per socket slot: the indices of its four rings, its doorbell
+ * Per socket id: the indices of its four rings, its doorbell
  * suppression pair and its wait point.  One cache line per writer, so the
  * producer and consumer index of every ring sit on different lines.
  */
@@ -180,7 +220,7 @@ struct isostack_shm_doorbell {
 struct isostack_shm_cmd {
 	uint16_t opcode;  /* ISOSTACK_SHM_OP_* */
 	uint16_t flags;   /* none defined yet: must be 0 */
-	uint32_t sock;    /* slot id; must be the slot whose ring holds it */
+	uint32_t sock;    /* socket id; must be the id whose ring holds it */
 	uint64_t cookie;  /* opaque to the stack, echoed in the status */
 	uint64_t arg[6];
 };
@@ -208,17 +248,20 @@ struct isostack_shm_status {
  * meaningful arg[] words; all others must be zero.
  */
 #define ISOSTACK_SHM_OP_NOP         0  /* no args; replied with result 0 */
-#define ISOSTACK_SHM_OP_SOCKET      1  /* on slot 0: arg0 domain, arg1 type, arg2 protocol;
-					* result = new slot id or -EMFILE/-EAFNOSUPPORT... */
+#define ISOSTACK_SHM_OP_SOCKET      1  /* on id 0: arg0 domain, arg1 type, arg2 protocol;
+					* result = new socket id, or -ENFILE (ids
+					* exhausted), -ENOBUFS (memory budget),
+					* -EAFNOSUPPORT... */
 #define ISOSTACK_SHM_OP_BIND        2  /* arg0 addrlen, arg1..4 sockaddr */
 #define ISOSTACK_SHM_OP_LISTEN      3  /* arg0 backlog (0..INT32_MAX) */
-#define ISOSTACK_SHM_OP_ACCEPT      4  /* no args; result = new slot id,
+#define ISOSTACK_SHM_OP_ACCEPT      4  /* no args; result = new socket id,
 					* status arg0 addrlen, arg1..4 peer sockaddr */
 #define ISOSTACK_SHM_OP_CONNECT     5  /* arg0 addrlen, arg1..4 sockaddr */
 #define ISOSTACK_SHM_OP_SEND        6  /* no args: tx_prod advanced, read it */
 #define ISOSTACK_SHM_OP_RECV        7  /* no args: rx_cons advanced (window credit) */
 #define ISOSTACK_SHM_OP_SHUTDOWN    8  /* arg0 how (SHUT_RD/WR/RDWR) */
-#define ISOSTACK_SHM_OP_CLOSE       9  /* no args; the slot is free after the reply */
+#define ISOSTACK_SHM_OP_CLOSE       9  /* no args; the id is free after the reply
+					* and the drain of its RX ring */
 #define ISOSTACK_SHM_OP_SETSOCKOPT 10  /* arg0 level, arg1 optname, arg2 optlen,
 					* arg3..5 value */
 #define ISOSTACK_SHM_OP_GETSOCKOPT 11  /* arg0 level, arg1 optname, arg2 optlen max;
@@ -274,11 +317,14 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4 && _Alignof(_Atomic uint32_t) == 4,
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 _Static_assert(sizeof(struct isostack_shm_header) == 256, "header size");
 _Static_assert(offsetof(struct isostack_shm_header, features) == 16, "header.features");
-_Static_assert(offsetof(struct isostack_shm_header, nr_sockets) == 32, "header.nr_sockets");
-_Static_assert(offsetof(struct isostack_shm_header, wait_off) == 64, "header.wait_off");
-_Static_assert(offsetof(struct isostack_shm_header, rx_off) == 120, "header.rx_off");
+_Static_assert(offsetof(struct isostack_shm_header, max_sockets) == 32, "header.max_sockets");
+_Static_assert(offsetof(struct isostack_shm_header, arena_size) == 56, "header.arena_size");
+_Static_assert(offsetof(struct isostack_shm_header, wait_off) == 72, "header.wait_off");
+_Static_assert(offsetof(struct isostack_shm_header, status_off) == 120, "header.status_off");
 _Static_assert(offsetof(struct isostack_shm_header, numa_node) == 128, "header.numa_node");
 _Static_assert(offsetof(struct isostack_shm_header, reserved) == 144, "header.reserved");
+_Static_assert(sizeof(struct isostack_shm_sockdir) == 32, "directory entry size");
+_Static_assert(offsetof(struct isostack_shm_sockdir, tx_bytes) == 16, "sockdir.tx_bytes");
 _Static_assert(sizeof(struct isostack_shm_wait) == 128, "wait point size");
 _Static_assert(offsetof(struct isostack_shm_wait, wake_seq) == 64, "wait.wake_seq line");
 _Static_assert(offsetof(struct isostack_shm_wait, stack_napping) == 68, "wait.stack_napping");

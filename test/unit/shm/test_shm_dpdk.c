@@ -1,12 +1,15 @@
 /*
- * isoshm_dpdk: a segment's TX area registered as DPDK external memory, and
- * TX bytes an application wrote sent by a port without a copy.
+ * isoshm_dpdk: a segment's arena (where every TX ring lives, in extents)
+ * registered as DPDK external memory, and TX bytes an application wrote
+ * sent by a port without a copy.
  *
  * EAL runs without hugepages (--no-huge --no-shconf, IOVA as VA, its own
- * --file-prefix) on one lcore with a net_null port.  The application side
- * writes a byte stream into a socket's TX ring; the stack side peeks the
- * spans, attaches them to mbufs as external buffers and transmits them; the
- * test checks the mbufs point into the segment at the right IOVA, that the
+ * --file-prefix) on one lcore with a net_null port.  The stack registers
+ * the arena before any extent exists, then makes an extent, DMA-maps it
+ * and opens a socket on rings in it; the application side writes a byte
+ * stream into the socket's TX ring; the stack side peeks the spans,
+ * attaches them to mbufs as external buffers and transmits them; the test
+ * checks the mbufs point into the extent at the right IOVA, that the
  * driver released every buffer (the free callback), and that the bytes the
  * mbufs carried hash like the bytes written.  Exits 77 if EAL can't start.
  */
@@ -52,6 +55,17 @@ static uint32_t fnv1a(uint32_t h, const uint8_t *p, size_t n)
 	return h;
 }
 
+/* The application's extent fetch, in-process: the stack's fd, dup'ed. */
+static int fetch(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
+{
+	int fd, rc = isoshm_stack_extent_get(arg, id, &fd, off, size);
+
+	if (rc < 0)
+		return rc;
+	fd = dup(fd);
+	return fd < 0 ? -errno : fd;
+}
+
 static void tx_area_zero_copy(void **state)
 {
 	struct isoshm_params prm;
@@ -60,33 +74,65 @@ static void tx_area_zero_copy(void **state)
 	struct isoshm_dpdk_reg reg;
 	struct rte_mbuf_ext_shared_info shinfo[2];
 	struct isoshm_span span[2];
+	struct isostack_shm_sockdir d;
 	const struct isostack_shm_header *h;
 	const struct rte_memseg_list *msl;
+	uint8_t *arena;
 	uint8_t data[3000];
-	uint32_t h_in = 2166136261u, h_out = 2166136261u;
-	int n;
+	uint64_t ext_off, ext_size;
+	uint32_t ext, h_in = 2166136261u, h_out = 2166136261u;
+	int n, fd;
 
 	(void)state;
 	isoshm_params_default(&prm);
-	prm.nr_sockets = 4;
+	prm.max_sockets = 4;
 	prm.nr_doorbells = 1;
-	prm.tx_ring_bytes = 4096;
-	prm.rx_ring_bytes = 4096;
+	prm.max_ring_bytes = 4096;
+	prm.arena_size = 4 * ISOSTACK_SHM_EXTENT_UNIT;
 	prm.hugetlb = false;
 	assert_int_equal(isoshm_stack_create(&s, &prm), 0);
 	assert_int_equal(isoshm_app_attach(&a, dup(isoshm_stack_fd(s)), NULL), 0);
+	isoshm_app_set_fetch(a, fetch, s);
 	h = isoshm_stack_header(s);
+	arena = isoshm_stack_arena(s);
 
+	/* the whole arena, before any extent exists */
 	assert_int_equal(isoshm_dpdk_register_tx(s, &reg), 0);
-	assert_int_equal(reg.len, h->rx_off - h->tx_off);
+	assert_ptr_equal(reg.addr, arena);
+	assert_int_equal(reg.seg_off, 0);
+	assert_int_equal(reg.len, h->arena_size);
+	assert_int_equal(reg.page_sz, ISOSTACK_SHM_EXTENT_UNIT);
+	assert_int_equal(reg.n_pages, 4);
+	assert_true(reg.iova_is_va);
 	msl = rte_mem_virt2memseg_list(reg.addr);
 	assert_non_null(msl);
 	assert_true(msl->external);
-	assert_null(rte_mem_virt2memseg_list((uint8_t *)isoshm_stack_base(s) + h->rx_off));
-	assert_int_equal(isoshm_dpdk_iova(&reg, h->tx_off + 100),
-			 (rte_iova_t)(uintptr_t)(reg.addr + 100));
-	assert_int_equal(isoshm_dpdk_iova(&reg, h->rx_off), RTE_BAD_IOVA);
-	assert_int_equal(isoshm_dpdk_iova(&reg, h->tx_off - 1), RTE_BAD_IOVA);
+	assert_ptr_equal(rte_mem_virt2memseg_list(arena + h->arena_size - 1), msl);
+	/* the base segment (commands, status) is not registered */
+	assert_null(rte_mem_virt2memseg_list((uint8_t *)isoshm_stack_base(s) + h->socks_off));
+	assert_int_equal(isoshm_dpdk_iova(&reg, 100), (rte_iova_t)(uintptr_t)(arena + 100));
+	assert_int_equal(isoshm_dpdk_iova(&reg, h->arena_size - 1),
+			 (rte_iova_t)(uintptr_t)(arena + h->arena_size - 1));
+	assert_int_equal(isoshm_dpdk_iova(&reg, h->arena_size), RTE_BAD_IOVA);
+	assert_int_equal(isoshm_dpdk_iova(&reg, UINT64_MAX), RTE_BAD_IOVA);
+
+	/* an extent (the second: not at offset 0), DMA-mapped (net_null is a
+	 * vdev: nothing to map, not an error), a socket on rings in it */
+	assert_int_equal(isoshm_stack_extent_new(s, ISOSTACK_SHM_EXTENT_UNIT, &ext), 0);
+	assert_int_equal(isoshm_stack_extent_new(s, ISOSTACK_SHM_EXTENT_UNIT, &ext), 0);
+	assert_int_equal(isoshm_stack_extent_get(s, ext, &fd, &ext_off, &ext_size), 0);
+	assert_int_equal(ext_off, ISOSTACK_SHM_EXTENT_UNIT);
+	assert_int_equal(isoshm_dpdk_map_extent(&reg, ext_off, ext_size, false), 0);
+	assert_int_equal(reg.n_mapped_ext, 1);
+	assert_int_equal(reg.ext_off[0], ext_off);
+	assert_int_equal(reg.ext_len[0], ext_size);
+	memset(&d, 0, sizeof(d));
+	d.tx_off = ext_off + 65536;
+	d.rx_off = ext_off + 65536 + 4096;
+	d.tx_bytes = d.rx_bytes = 4096;
+	d.tx_extent = d.rx_extent = ext;
+	assert_int_equal(isoshm_stack_sock_open(s, 2, &d), 0);
+	assert_int_equal(isoshm_app_sock_open(a, 2), 0);
 
 	/* two rounds, the second wraps the ring: two spans, two mbufs */
 	for (int round = 0; round < 2; round++) {
@@ -112,7 +158,10 @@ static void tx_area_zero_copy(void **state)
 			assert_int_equal(isoshm_dpdk_attach_extbuf(&reg, m[nm], span[i].off,
 								   (uint16_t)span[i].len,
 								   &shinfo[nm]), 0);
+			assert_true(span[i].off >= d.tx_off &&
+				    span[i].off + span[i].len <= d.tx_off + d.tx_bytes);
 			assert_ptr_equal(rte_pktmbuf_mtod(m[nm], void *), span[i].addr);
+			assert_ptr_equal(span[i].addr, arena + span[i].off);
 			assert_int_equal(rte_pktmbuf_iova(m[nm]),
 					 isoshm_dpdk_iova(&reg, span[i].off));
 			h_out = fnv1a(h_out, rte_pktmbuf_mtod(m[nm], uint8_t *), span[i].len);
@@ -126,20 +175,23 @@ static void tx_area_zero_copy(void **state)
 	}
 	assert_int_equal(h_in, h_out);
 
-	/* a span outside the TX area is refused */
+	/* a span outside the arena, or empty, is refused */
 	{
 		struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
 
 		memset(&shinfo[0], 0, sizeof(shinfo[0]));
 		shinfo[0].free_cb = ext_free;
-		assert_int_equal(isoshm_dpdk_attach_extbuf(&reg, m, h->rx_off, 10, &shinfo[0]),
+		assert_int_equal(isoshm_dpdk_attach_extbuf(&reg, m, h->arena_size, 10, &shinfo[0]),
 				 -EINVAL);
-		assert_int_equal(isoshm_dpdk_attach_extbuf(&reg, m, h->rx_off - 5, 10, &shinfo[0]),
+		assert_int_equal(isoshm_dpdk_attach_extbuf(&reg, m, h->arena_size - 5, 10,
+							   &shinfo[0]), -EINVAL);
+		assert_int_equal(isoshm_dpdk_attach_extbuf(&reg, m, d.tx_off, 0, &shinfo[0]),
 				 -EINVAL);
 		rte_pktmbuf_free(m);
 	}
 
 	assert_int_equal(isoshm_dpdk_unregister_tx(&reg), 0);
+	assert_int_equal(reg.n_mapped_ext, 0);
 	assert_null(rte_mem_virt2memseg_list(reg.addr));
 	assert_int_equal(isoshm_dpdk_unregister_tx(&reg), -ENOENT);
 	isoshm_app_detach(a);

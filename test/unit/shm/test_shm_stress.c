@@ -1,6 +1,9 @@
 /*
  * Many applications, one stack: NPROD producer processes, each with its own
- * segment received over AF_UNIX (SCM_RIGHTS), send MSGS commands each over
+ * segment received over AF_UNIX (SCM_RIGHTS) and the extent holding its
+ * sockets' rings after it on the same channel (the producer's extent fetch
+ * callback reads it there when it opens its first socket, as the shim
+ * would ask the daemon over its control socket), send MSGS commands each over
  * NSOCK sockets in random bursts, plus a TX byte stream per socket, and now
  * and then block (futex) on a reply from the stack.  The parent is the
  * stack: it finds work only through the doorbells and proves, per producer
@@ -34,6 +37,7 @@
 
 #define NPROD        4
 #define NSOCK        4          /* slots 1..NSOCK */
+#define RING         4096u      /* TX and RX ring bytes of every socket */
 #define SYNC_EVERY   100000     /* a blocking round trip every this many commands */
 #define STALL_NS     (20LL * 1000000000)
 
@@ -67,6 +71,37 @@ static void pin(int cpu)
 
 /* ---- Producer (application) ------------------------------------------ */
 
+/* What the stack sends with an extent's fd. */
+struct extent_msg {
+	uint32_t id;
+	uint32_t reserved;
+	uint64_t off, size;
+};
+
+struct fetch_state {
+	int ctl;
+	unsigned int calls;
+};
+
+/* The extent's fd was sent after the segment's: read it now. */
+static int fetch_extent(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
+{
+	struct fetch_state *f = arg;
+	struct extent_msg m;
+	int fd = -1, n;
+
+	f->calls++;
+	n = isoshm_recv_fd(f->ctl, &fd, &m, sizeof(m));
+	if (n != (int)sizeof(m) || fd < 0 || m.id != id) {
+		if (fd >= 0)
+			close(fd);
+		return n < 0 ? n : -EPROTO;
+	}
+	*off = m.off;
+	*size = m.size;
+	return fd;
+}
+
 struct sync_wait {
 	struct isoshm_app *a;
 };
@@ -80,6 +115,7 @@ static bool sync_ready(void *arg)
 
 static int producer(uint32_t p, int ctl)
 {
+	struct fetch_state fetch = { .ctl = ctl };
 	struct isoshm_app *a;
 	struct isostack_shm_cmd burst[32];
 	uint64_t seq[NSOCK + 1] = { 0 }, txpos[NSOCK + 1] = { 0 };
@@ -92,6 +128,13 @@ static int producer(uint32_t p, int ctl)
 		return 10;
 	if (isoshm_app_attach(&a, fd, NULL) != 0)
 		return 11;
+	isoshm_app_set_fetch(a, fetch_extent, &fetch);
+	/* the stack opened the sockets before sending the segment */
+	for (uint32_t s = 1; s <= NSOCK; s++)
+		if (isoshm_app_sock_open(a, s) != 0 || isoshm_app_tx_size(a, s) != RING)
+			return 17;
+	if (fetch.calls != 1)
+		return 18;      /* one extent holds every ring */
 
 	while (sent < msgs_per_producer) {
 		uint32_t sock = 1 + (uint32_t)(rng % NSOCK);
@@ -172,6 +215,7 @@ struct app_state {
 	uint64_t txpos[NSOCK + 1];
 	uint64_t got;
 	uint64_t syncs;
+	uint64_t ext_off;       /* arena offset of the extent of the rings */
 };
 
 static int64_t now_ns(void)
@@ -213,6 +257,11 @@ static void check_tx(struct app_state *st, uint32_t p, uint32_t sock)
 	assert_true(n >= 0);
 	for (int i = 0; i < 2; i++) {
 		const uint8_t *b = span[i].addr;
+		uint64_t ring = st->ext_off + 2 * sock * RING;
+
+		if (span[i].len != 0 && (span[i].off < ring || span[i].off + span[i].len > ring + RING ||
+					 b != (uint8_t *)isoshm_stack_arena(st->s) + span[i].off))
+			fail_msg("producer %u sock %u: span outside its TX ring", p, sock);
 
 		for (uint32_t j = 0; j < span[i].len; j++)
 			if (b[j] != stream_byte(p, sock, st->txpos[sock] + j))
@@ -234,19 +283,36 @@ static void stress_many_producers(void **state)
 	(void)state;
 	memset(apps, 0, sizeof(apps));
 	isoshm_params_default(&prm);
-	prm.nr_sockets = 8;
+	prm.max_sockets = 8;
 	prm.nr_doorbells = 2;
 	prm.cmd_entries = 64;
 	prm.status_entries = 16;
-	prm.tx_ring_bytes = 4096;
-	prm.rx_ring_bytes = 4096;
+	prm.max_ring_bytes = RING;
+	prm.arena_size = ISOSTACK_SHM_EXTENT_UNIT;
 	prm.hugetlb = false; /* four processes, keep the machine's hugepages for others */
 
 	for (uint32_t p = 0; p < NPROD; p++) {
+		struct extent_msg em;
 		char hello = 'S';
+		int efd;
 
 		prm.app_id = p;
 		assert_int_equal(isoshm_stack_create(&apps[p].s, &prm), 0);
+		/* one extent for every socket's rings, opened before the
+		 * application attaches (as SOCKET replies would precede its use) */
+		memset(&em, 0, sizeof(em));
+		assert_int_equal(isoshm_stack_extent_new(apps[p].s, ISOSTACK_SHM_EXTENT_UNIT, &em.id), 0);
+		assert_true(isoshm_stack_extent_get(apps[p].s, em.id, &efd, &em.off, &em.size) >= 0);
+		apps[p].ext_off = em.off;
+		for (uint32_t s = 1; s <= NSOCK; s++) {
+			struct isostack_shm_sockdir d = {
+				.tx_off = em.off + 2 * s * RING, .rx_off = em.off + (2 * s + 1) * RING,
+				.tx_bytes = RING, .rx_bytes = RING,
+				.tx_extent = em.id, .rx_extent = em.id,
+			};
+
+			assert_int_equal(isoshm_stack_sock_open(apps[p].s, s, &d), 0);
+		}
 		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl[p]), 0);
 		apps[p].pid = fork();
 		assert_true(apps[p].pid >= 0);
@@ -260,6 +326,7 @@ static void stress_many_producers(void **state)
 		}
 		close(ctl[p][1]);
 		assert_int_equal(isoshm_send_fd(ctl[p][0], isoshm_stack_fd(apps[p].s), &hello, 1), 0);
+		assert_int_equal(isoshm_send_fd(ctl[p][0], efd, &em, sizeof(em)), 0);
 	}
 	pin(1);
 
