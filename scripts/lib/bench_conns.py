@@ -8,22 +8,33 @@
     bench_conns.py table DIR
         DIR/conns-*.json into DIR/conns.json, and the table on stdout
 
-Memory per connection is the growth between two snapshots of the whole
-SUT, divided by the connections held (verified by echo):
+Memory per connection is the growth between two snapshots, divided by the
+connections held (verified by echo):
   base: topology up (and isostackd, on the isostack run); no server yet
   held: every server and client up, all connections established, echoed
         and idle
-Counted (the same sums on both stacks):
-  kernel     /proc/meminfo Slab + KernelStack + PageTables + Percpu: socket,
-             inode, dentry, file, epoll item... of every kernel socket (the
-             peer's on both runs; on the kernel run the SUT's sockets, on
-             the isostack run the shim's shadow sockets)
-  hugepages  HugePages_Total - Free + Rsvd, in bytes: isostackd's DPDK heap
-             and the applications' shared-memory segments (reserved at
-             mmap time, so a segment sized for N sockets counts in full)
-  shmem      /proc/meminfo Shmem: segments that fell back to small pages
+Counted:
+  kernel     /proc/meminfo Slab + KernelStack + PageTables + Percpu, less
+             the growth of slab cache proc_inode_cache: socket, inode,
+             dentry, file, epoll item... of every kernel socket (the peer's
+             on both runs; on the kernel run the SUT's sockets, on the
+             isostack run the shim's shadow sockets). proc_inode_cache is
+             left out: /proc/PID/fd entries that something reading /proc
+             made (a monitor on this machine scans every process's fds
+             within seconds), not a cost of the connections; its growth is
+             in the JSON (proc_inode_cache_excluded).
+  hugepages  isostack run only: HugePages_Total - Free + Rsvd, in bytes:
+             isostackd's DPDK heap and the applications' shared-memory
+             segments (reserved at mmap time, so a segment sized for N
+             sockets counts in full). Machine-wide, so it needs no other
+             daemon starting or stopping meanwhile (the daemon lock).
+  shmem      isostack run only: /proc/meminfo Shmem (segments that fell
+             back to small pages)
   sut_anon   RssAnon of the SUT's processes: the servers (all of it: they
              did not exist at base) and isostackd (its growth)
+The kernel SUT has no hugepages or shared segments: on the kernel run
+those two are not counted (other developers' daemons come and go on this
+machine and would show up in them).
 The peer's kernel sockets are in both runs, so the two totals differ by
 what each SUT costs; `sut_bytes_per_conn` estimates the SUT's share alone
 by taking off half of the kernel run's kernel bytes (the kernel run's two
@@ -98,7 +109,7 @@ def rss_anon(snap):
     return r
 
 
-def memory(logdir, held):
+def memory(logdir, stack, held):
     base, top = (os.path.join(logdir, f"snap-{s}") for s in ("base", "held"))
     m0, m1 = meminfo(base), meminfo(top)
     if not m0 or not m1:
@@ -111,18 +122,21 @@ def memory(logdir, held):
     used = lambda m: (m.get("HugePages_Total", 0) - m.get("HugePages_Free", 0)
                       + m.get("HugePages_Rsvd", 0))
     a0, a1 = rss_anon(base), rss_anon(top)
+    s0, s1 = slabinfo(base), slabinfo(top)
+    procfs = s1.get("proc_inode_cache", 0) - s0.get("proc_inode_cache", 0)
     comp = {
-        "kernel": d("Slab", "KernelStack", "PageTables", "Percpu"),
-        "hugepages": (used(m1) - used(m0)) * hp,
-        "shmem": d("Shmem"),
+        "kernel": d("Slab", "KernelStack", "PageTables", "Percpu") - procfs,
+        "hugepages": (used(m1) - used(m0)) * hp if stack == "isostack" else 0,
+        "shmem": d("Shmem") if stack == "isostack" else 0,
         "sut_anon": sum(a1.get(r, 0) - a0.get(r, 0) for r in ("daemon", "serve")),
     }
-    s0, s1 = slabinfo(base), slabinfo(top)
     growth = sorted(((s1.get(k, 0) - s0.get(k, 0), k) for k in s1), reverse=True)[:10]
     out = {
         "bytes": comp,
         "total_bytes": sum(comp.values()),
         "slab_bytes": d("Slab"),
+        "proc_inode_cache_excluded": procfs,
+        "hugepages_machine_bytes": (used(m1) - used(m0)) * hp,
         "slab_top_growth": {k: v for v, k in growth if v > 0},
         "rss_anon_base": a0,
         "rss_anon_held": a1,
@@ -173,7 +187,7 @@ def stack(logdir, name, wanted, path, extra):
         busy = [x for x in status if x["open"] > 0]
         if busy and len(last) == len(busy):
             r["teardown_seconds"] = max(last) - c0
-    r["memory"] = memory(logdir, r["verified"])
+    r["memory"] = memory(logdir, name, r["verified"])
 
     # The first stage that fell short, in words.
     failed = None
