@@ -205,10 +205,20 @@ def stack(logdir, name, wanted, path, extra):
         failed = f"hold: servers hold {r['server_open']} of {r['verified']}"
     elif closed and "teardown_seconds" not in r:
         failed = "teardown: not every server saw all its connections close"
+    if failed and r["client_errors"]:
+        failed += f" (client errors: {'; '.join(r['client_errors'])})"
     if failed and errors:
         e = errors[0]
         failed += (f"; a server's accept() failed with {e.get('errno')} "
                    f"holding {e.get('open')} connections")
+    if failed and name == "isostack" and status:
+        # Each server has one listener: at the per-application socket
+        # limit when it holds app_sockets - 1 connections.
+        m = re.search(r"app_sockets=(\d+)", str(extra.get("up_settings", "")))
+        limit = int(m[1]) if m else 63
+        if max(x["peak"] for x in status) + 1 >= limit:
+            failed += (f"; a server reached isostack's per-application socket limit "
+                       f"(app_sockets={limit}, its listener included)")
     r["failed_stage"] = failed
     r["failures"] = (wanted - r["verified"]) + r["held_lost"]
     json.dump(r, open(path + ".tmp", "w"), indent=1)

@@ -236,6 +236,7 @@ bench_conns_isostack() {
 	# shellcheck disable=SC2153  # S_DAEMON_PID: set by net_state_load
 	BC_DAEMON_PID=$S_DAEMON_PID
 	bc_run isostack
+	cp -- "$S_DAEMON_LOG" "$BC_OUT/conns-logs/isostack/isostackd.log" 2>/dev/null || true
 	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
 	# shellcheck disable=SC2034  # read by bench_cleanup (bench.sh)
 	BENCH_DOWN=
