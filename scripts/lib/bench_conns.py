@@ -246,7 +246,7 @@ def table(out):
         m = r.get("memory") or {}
         per = m.get("bytes_per_conn")
         sut = per - peer if per is not None and peer is not None else None
-        held = f"{r['verified']:,}/{r['wanted']:,}"
+        held = f"{r['verified']:,}/{r['wanted']:,}" + ("*" if r.get("failed_stage") else "")
         print(f"{s:9} {held:>17} {f(r.get('established_per_s'), ',.0f'):>13} "
               f"{f(per, ',.0f'):>10} {f(m.get('kernel_bytes_per_conn'), ',.0f'):>13} "
               f"{f(sut, ',.0f'):>10} {f(r.get('teardown_seconds'), '.2f'):>10} "
@@ -259,7 +259,7 @@ def table(out):
                         "failures": r["failures"], "failed_stage": r.get("failed_stage")})
     for s in order:
         if runs[s].get("failed_stage"):
-            print(f"{s}: failed at {runs[s]['failed_stage']}")
+            print(f"* {s}: failed at {runs[s]['failed_stage']}")
     if peer is not None:
         print(f"SUT B/conn: bytes/conn less half the kernel run's kernel bytes/conn "
               f"({peer:,.0f}: the peer's end of a connection, in both runs)")
