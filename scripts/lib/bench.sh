@@ -26,6 +26,8 @@ usage: isostack bench [--stack kernel|isostack|both] [--quick] [--seconds N]
        isostack bench shm [--quick] [--out DIR]
        isostack bench programs [--stack kernel|isostack|both] [--quick]
                       [--seconds N] [--only nginx,redis,iperf3] [--out DIR]
+       isostack bench conns [--stack kernel|isostack|both] [--conns N]
+                      [--quick] [--out DIR] ...  (isostack bench conns --help)
 
 Runs isoperf (bench/isoperf.c: TTCP-like streaming and request/response,
 one thread per connection) for each stack over a veth between two network
@@ -56,6 +58,12 @@ both stacks. 5 s per point (--quick 2 s, or --seconds N). Writes
 DIR/programs-<stack>-<program>.json (every figure with the exact server
 and load commands), DIR/programs.json (the table) and the tools' raw output
 in DIR/programs-logs/<stack>/.
+
+'isostack bench conns' holds N concurrent idle connections (default
+100,000) to isoconns servers in the SUT from clients in the peer namespace,
+kernel and isostack in one table: connections established per second,
+memory per idle connection, teardown time, failures (DIR/conns.json; its
+own --help lists its options).
 Figures depend on this machine; they are never checked by the tests.
 EOF
 }
@@ -124,6 +132,8 @@ cmd_bench() {
 	local stack=both secs='' quick=0 out=$PWD/bench-results shm=0 programs=0
 	local only=nginx,redis,iperf3
 
+	# conns parses its own options (scripts/lib/bench_conns.sh).
+	[ "${1:-}" = conns ] && { shift; bench_conns "$@"; return; }
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--stack) stack=$2; shift ;;
