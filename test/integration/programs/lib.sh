@@ -8,6 +8,9 @@ set -euo pipefail
 
 # meson passes the shim's path as $1 (scripts/isostack reads ISOSTACK_SHIM).
 export ISOSTACK_SHIM=${ISOSTACK_SHIM:-${1:-}}
+# Absolute: the programs under test may change directory before ld.so
+# opens it (a relative path given by hand then fails to preload).
+[ -z "$ISOSTACK_SHIM" ] || ISOSTACK_SHIM=$(readlink -f "$ISOSTACK_SHIM")
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
 CLI=${ISOSTACK_CLI:-}
 if [ -z "$CLI" ] || [ ! -x "${ISOSTACK_DAEMON:-/nonexistent}" ] || [ -z "${ISOSTACK_SHIM:-}" ] ||
