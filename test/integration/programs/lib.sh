@@ -8,6 +8,9 @@ set -euo pipefail
 
 # meson passes the shim's path as $1 (scripts/isostack reads ISOSTACK_SHIM).
 export ISOSTACK_SHIM=${ISOSTACK_SHIM:-${1:-}}
+# Absolute: the programs under test may change directory before ld.so
+# opens it (a relative path given by hand then fails to preload).
+[ -z "$ISOSTACK_SHIM" ] || ISOSTACK_SHIM=$(readlink -f "$ISOSTACK_SHIM")
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
 CLI=${ISOSTACK_CLI:-}
 if [ -z "$CLI" ] || [ ! -x "${ISOSTACK_DAEMON:-/nonexistent}" ] || [ -z "${ISOSTACK_SHIM:-}" ] ||
@@ -50,8 +53,9 @@ trap 'exit 130' INT TERM
 
 fail() { echo "FAIL: $*"; exit 1; }
 
+# stack_up [UP-OPTIONS]: `isostack up` with these options (e.g. --set KEY=V).
 stack_up() {
-	"$CLI" up >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log"; fail "isostack up"; }
+	"$CLI" up "$@" >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log"; fail "isostack up $*"; }
 }
 
 # bg NAME CMD...: starts CMD in the background (output in $tmp/NAME.out).
@@ -62,13 +66,14 @@ bg() {
 	LAST_PID=$!
 }
 
-# wait_line FILE TEXT: until FILE has TEXT, bounded by 20 s; fails early
-# if the last started background process died.
+# wait_line FILE TEXT [SECONDS [PID]]: until FILE has TEXT, bounded by
+# SECONDS (20); fails early if PID (the last started background process)
+# died.
 wait_line() {
-	local i
-	for i in $(seq 200); do
+	local i pid=${4:-$LAST_PID}
+	for i in $(seq $((${3:-20} * 10))); do
 		grep -q "$2" "$1" 2>/dev/null && return 0
-		kill -0 "$LAST_PID" 2>/dev/null || return 1
+		kill -0 "$pid" 2>/dev/null || { grep -q "$2" "$1" 2>/dev/null; return; }
 		sleep 0.1
 	done
 	return 1
