@@ -74,9 +74,8 @@
 #define LWIP_TCP                        1
 /* Connections of all applications together, TIME_WAIT included (sockets
  * have no fixed table: docs/shm.md).  lwIP's pools are static (~200 B a
- * pcb) and count their elements in a u16_t (struct memp_desc): 65535 is
- * its ceiling. */
-#define MEMP_NUM_TCP_PCB                65535
+ * pcb, touched once at start); patch 0003 lets a pool pass 65535. */
+#define MEMP_NUM_TCP_PCB                131072
 #define MEMP_NUM_TCP_PCB_LISTEN         1024
 #define TCP_LISTEN_BACKLOG              1
 #define TCP_DEFAULT_LISTEN_BACKLOG      0xff

@@ -325,7 +325,7 @@ static void *stack_main(void *arg)
 	if (getenv("ISOBE_DUMP")) {
 		const struct memp_desc *d = memp_pools[MEMP_TCP_PCB];
 		u8_t *m = (u8_t *)LWIP_MEM_ALIGN(d->base);
-		for (int i = 0; i < d->num; i++, m += MEMP_SIZE + d->size) {
+		for (u32_t i = 0; i < d->num; i++, m += MEMP_SIZE + d->size) {
 			bool fr = false;
 			for (struct memp *f = *d->tab; f; f = f->next)
 				if ((u8_t *)f == m) { fr = true; break; }
