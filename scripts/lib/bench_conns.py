@@ -148,6 +148,40 @@ def memory(logdir, stack, held):
     return out
 
 
+def isostat(snap):
+    """{name: int} of the daemon's raw isostat lines in a snapshot, or {}."""
+    out = {}
+    try:
+        for line in open(os.path.join(snap, "isostat")):
+            k, _, v = line.partition(" ")
+            try:
+                out[k] = int(v)
+            except ValueError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def idle_loop(logdir):
+    """The stack core's loop while the connections sit idle, between the
+    held and idle snapshots: passes per second and cycles per pass (all,
+    and busy ones: work done), from isostat's loop.* counters."""
+    a, b = (isostat(os.path.join(logdir, f"snap-{s}")) for s in ("held", "idle"))
+    keys = ("loop.iterations", "loop.busy_cycles", "loop.idle_cycles", "loop.tsc_hz")
+    if not all(k in a and k in b for k in keys) or b["loop.iterations"] <= a["loop.iterations"]:
+        return None
+    n = b["loop.iterations"] - a["loop.iterations"]
+    busy = b["loop.busy_cycles"] - a["loop.busy_cycles"]
+    idle = b["loop.idle_cycles"] - a["loop.idle_cycles"]
+    secs = (busy + idle) / b["loop.tsc_hz"] if b["loop.tsc_hz"] else None
+    return {"passes": n, "seconds": secs,
+            "passes_per_s": n / secs if secs else None,
+            "cycles_per_pass": (busy + idle) / n, "busy_cycles_per_pass": busy / n,
+            "busy_share": busy / (busy + idle) if busy + idle else None,
+            "mem_backed": b.get("mem.backed"), "mem_budget": b.get("mem.budget")}
+
+
 def stack(logdir, name, wanted, path, extra):
     r = {"stack": name, "wanted": wanted,
          "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")} | extra
@@ -188,6 +222,7 @@ def stack(logdir, name, wanted, path, extra):
         if busy and len(last) == len(busy):
             r["teardown_seconds"] = max(last) - c0
     r["memory"] = memory(logdir, name, r["verified"])
+    r["idle_loop"] = idle_loop(logdir)
 
     # The first stage that fell short, in words.
     failed = None
@@ -215,7 +250,7 @@ def stack(logdir, name, wanted, path, extra):
         # Each server has one listener: at the per-application socket
         # limit when it holds app_sockets - 1 connections.
         m = re.search(r"app_sockets=(\d+)", str(extra.get("up_settings", "")))
-        limit = int(m[1]) if m else 63
+        limit = int(m[1]) if m else 65535
         if max(x["peak"] for x in status) + 1 >= limit:
             failed += (f"; a server reached isostack's per-application socket limit "
                        f"(app_sockets={limit}, its listener included)")
@@ -241,6 +276,7 @@ def table(out):
     print(f"{'stack':9} {'conns held':>17} {'established/s':>13} {'bytes/conn':>10} "
           f"{'kernel B/conn':>13} {'SUT B/conn':>10} {'teardown s':>10} {'failures':>8}")
     summary = []
+    loops = []
     for s in order:
         r = runs[s]
         m = r.get("memory") or {}
@@ -251,12 +287,21 @@ def table(out):
               f"{f(per, ',.0f'):>10} {f(m.get('kernel_bytes_per_conn'), ',.0f'):>13} "
               f"{f(sut, ',.0f'):>10} {f(r.get('teardown_seconds'), '.2f'):>10} "
               f"{r['failures']:>8,}")
+        il = r.get("idle_loop")
+        if il:
+            loops.append(f"{s}: stack core loop with {r['verified']:,} idle connections: "
+                         f"{il['cycles_per_pass']:,.0f} cycles per pass "
+                         f"({il['busy_cycles_per_pass']:,.0f} busy), "
+                         f"{il['passes_per_s'] or 0:,.0f} passes/s")
         summary.append({"stack": s, "wanted": r["wanted"], "held": r["verified"],
                         "established_per_s": r.get("established_per_s"),
                         "bytes_per_conn": per, "sut_bytes_per_conn": sut,
                         "kernel_bytes_per_conn": m.get("kernel_bytes_per_conn"),
                         "teardown_seconds": r.get("teardown_seconds"),
-                        "failures": r["failures"], "failed_stage": r.get("failed_stage")})
+                        "failures": r["failures"], "failed_stage": r.get("failed_stage"),
+                        "idle_loop": r.get("idle_loop")})
+    for line in loops:
+        print(line)
     for s in order:
         if runs[s].get("failed_stage"):
             print(f"* {s}: failed at {runs[s]['failed_stage']}")

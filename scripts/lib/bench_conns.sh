@@ -90,6 +90,10 @@ bc_snapshot() {
 	for i in "${!BC_CONNECT_PIDS[@]}"; do
 		cat "/proc/${BC_CONNECT_PIDS[$i]}/status" >"$dir/status-connect-${BC_CONNECT_PIDS[$i]}" 2>/dev/null || true
 	done
+	# isostack: the daemon's counters (loop passes and cycles, mem.*).
+	if [ ${#BC_ISOSTAT[@]} -gt 0 ]; then
+		"${BC_ISOSTAT[@]}" -r >"$dir/isostat" 2>/dev/null || true
+	fi
 }
 
 # bc_add_sources NS IFACE PREFIX: S-1 more addresses PREFIX.10, PREFIX.11,
@@ -166,6 +170,10 @@ bc_run() {
 		done
 		grep -h '^isoconns serve \(status\|error\)' "$BC_LOGS"/serve-*.out | sed "s/^/  $stack server: /" >&2 || true
 		bc_snapshot held
+		# The connections idle for BC_IDLE seconds (a measuring interval):
+		# what the stack core spends per loop pass with them open.
+		sleep "$BC_IDLE"
+		bc_snapshot idle
 
 		# Teardown: every client closes; the servers see it.
 		for ((i = 0; i < BC_PROCS; i++)); do
@@ -207,6 +215,7 @@ bench_conns_kernel() {
 	BC_SUT=(ip netns exec "$BENCH_NS_SUT" taskset -c 0)
 	BC_PEER=(ip netns exec "$BENCH_NS_PEER" taskset -c 0)
 	BC_DAEMON_PID=
+	BC_ISOSTAT=()
 	bc_run kernel
 	bench_cleanup
 }
@@ -235,6 +244,8 @@ bench_conns_isostack() {
 	BC_PEER=(ip netns exec "$S_NS_PEER" taskset -c 0)
 	# shellcheck disable=SC2153  # S_DAEMON_PID: set by net_state_load
 	BC_DAEMON_PID=$S_DAEMON_PID
+	BC_ISOSTAT=("$ISOSTACK_BUILD/daemon/isostat" -c "$S_CONTROL")
+	[ "$ISOSTACK_MODE" = installed ] && BC_ISOSTAT=("$ISOSTACK_BINDIR/isostat" -c "$S_CONTROL")
 	bc_run isostack
 	cp -- "$S_DAEMON_LOG" "$BC_OUT/conns-logs/isostack/isostackd.log" 2>/dev/null || true
 	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
@@ -249,6 +260,8 @@ bench_conns() {
 	BC_NSOURCES=4
 	BC_INFLIGHT=128
 	BC_TIMEOUT=30
+	BC_IDLE=3
+	BC_ISOSTAT=()
 	BC_SET=()
 	while [ $# -gt 0 ]; do
 		case $1 in
