@@ -117,7 +117,7 @@ struct isod_sock {
 /* ---- mem.c: ring memory over extents ---- */
 
 #define ISOD_MEM_CLASSES      22     /* chunk sizes 2^12 .. 2^21 by log2 */
-#define ISOD_MEM_SPARE        2      /* empty unit extents kept backed */
+#define ISOD_MEM_SPARE        1      /* empty unit extents kept backed */
 #define ISOD_MEM_RELEASED_MAX 4096
 
 struct isod_ext {
