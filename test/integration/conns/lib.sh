@@ -68,10 +68,10 @@ established() {
 	ip netns exec "$NS_STACK" ss -Htn state established "( sport = :$1 )" | wc -l
 }
 
-# figures PID: one line "sockets=S app_mem=M mem.used=U mem.budget=B" from
+# figures PID: one line "sockets=S app_mem=M mem.backed=U mem.budget=B" from
 # isostat -r: S and M summed over the daemon's applications with that pid
 # (app.<id>.pid, app.<id>.sockets, app.<id>.mem_bytes; 0 when none is
-# attached), U and B the stack-wide mem.used / mem.budget lines. A line
+# attached), U and B the stack-wide mem.backed / mem.budget lines. A line
 # the daemon does not print shows as "-".
 figures() {
 	"$ISOSTAT" -r -c "$CONTROL" >"$tmp/isostat.log" 2>&1 ||
@@ -85,9 +85,9 @@ figures() {
 				s += v["app." id ".sockets"]
 				if (("app." id ".mem_bytes") in v) { m += v["app." id ".mem_bytes"]; seen_m = 1 }
 			}
-			printf "sockets=%d app_mem=%s mem.used=%s mem.budget=%s\n", s,
+			printf "sockets=%d app_mem=%s mem.backed=%s mem.budget=%s\n", s,
 				seen_m ? m : "-",
-				("mem.used" in v) ? v["mem.used"] : "-",
+				("mem.backed" in v) ? v["mem.backed"] : "-",
 				("mem.budget" in v) ? v["mem.budget"] : "-"
 		}' "$tmp/isostat.log"
 }

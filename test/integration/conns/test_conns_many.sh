@@ -7,7 +7,7 @@
 # checks its echo byte for byte, and only when all are verified closes
 # them all. While they are held the application's socket count in isostat
 # (app.<id>.sockets) must be 19,000 above what it was; afterwards it, and
-# the memory lines (app.<id>.mem_bytes, mem.used when the daemon prints
+# the memory lines (app.<id>.mem_bytes, mem.backed when the daemon prints
 # it), must be back to what they were. CONNS_STACK=kernel runs the server
 # on Linux instead (docs/testing.md); CONNS_MANY changes the count.
 PROG_TAG=cnm
