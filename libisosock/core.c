@@ -80,7 +80,6 @@ static void handle_status(struct isosock_app *app, struct fsock *f,
 		f->incoming--;
 	if (st->opcode == ISOSTACK_SHM_OP_CLOSE && f->state == F_CLOSING) {
 		f->closed_reply = true;
-		f->close_rx_prod = (uint32_t)st->arg[0];
 		return;
 	}
 	for (int i = 0; i < NREP; i++) {
@@ -134,26 +133,15 @@ void isosock__fs_fresh(struct isosock_app *app, struct fsock *f, enum fstate sta
 	f->rx_bytes = isoshm_app_rx_size(app->shm, (uint32_t)(f - app->fs));
 }
 
-/* Under f->lock: a CLOSING slot whose CLOSE reply came gets its RX ring
- * drained up to the old socket's last byte, then is free. */
+/* Under f->lock: a CLOSING id whose CLOSE reply came is free. */
 static void reap_one(struct isosock_app *app, int s, struct fsock *f)
 {
-	uint8_t scratch[4096];
-
 	isosock__drain(app, s, f);
 	if (f->state != F_CLOSING || !f->closed_reply)
 		return;
-	while (f->rx_cons != f->close_rx_prod) {
-		uint32_t n = f->close_rx_prod - f->rx_cons;
-		int k;
-
-		if (n > sizeof(scratch))
-			n = sizeof(scratch);
-		k = isoshm_app_rx_read(app->shm, (uint32_t)s, scratch, n);
-		if (k <= 0)
-			break;
-		f->rx_cons += (uint32_t)k;
-	}
+	/* Its rings went back to the stack with the close: unread bytes are
+	 * not drained (the next socket of this id starts where the stack's
+	 * directory entry says). */
 	f->state = F_FREE;
 }
 

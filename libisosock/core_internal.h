@@ -111,7 +111,6 @@ struct fsock {
 	struct rep rep[NREP];
 	uint64_t seq;
 	bool closed_reply;         /* CLOSING: the CLOSE reply came */
-	uint32_t close_rx_prod;
 	uint32_t tx_bytes, rx_bytes;  /* ring sizes of the socket in this id */
 };
 

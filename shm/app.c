@@ -224,12 +224,14 @@ int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
 	sk = &a->socks[sock];
 	if (!v->bound)
 		isoshm__ctl_views_bind(a->base, &a->hdr, false, sock, v);
+	/* Both rings start empty where the stack says: our tx_prod and rx_cons
+	 * may lag (nothing reads a closed socket's rings); ours to set. */
+	atomic_store_explicit(&sk->tx_prod, d.tx_start, memory_order_relaxed);
+	atomic_store_explicit(&sk->rx_cons, d.rx_start, memory_order_relaxed);
 	isoshm_ring_bind(&v->tx, ISOSHM_RING_PRODUCER, &sk->tx_prod, &sk->tx_cons,
-			 a->arena + d.tx_off, d.tx_bytes, 1,
-			 atomic_load_explicit(&sk->tx_prod, memory_order_relaxed));
+			 a->arena + d.tx_off, d.tx_bytes, 1, d.tx_start);
 	isoshm_ring_bind(&v->rx, ISOSHM_RING_CONSUMER, &sk->rx_prod, &sk->rx_cons,
-			 a->arena + d.rx_off, d.rx_bytes, 1,
-			 atomic_load_explicit(&sk->rx_cons, memory_order_relaxed));
+			 a->arena + d.rx_off, d.rx_bytes, 1, d.rx_start);
 	v->tx_off = d.tx_off;
 	v->tx_ext = d.tx_extent;
 	v->rx_ext = d.rx_extent;

@@ -163,15 +163,15 @@ int isoshm_stack_rx_write(struct isoshm_stack *s, uint32_t sock, const void *buf
  * Opens socket id `sock` on the rings `d` places (the caller allocated
  * them in extents of this segment; each must lie inside one).  The first
  * time an id is used its command and status views are bound and their
- * pages faulted in.  The TX ring starts at the application's tx_prod
- * (unsent bytes of an earlier socket of the id are dropped), the RX ring
- * at the stack's own index.  Then publishes d in the directory; the
- * caller posts the status that names the id afterwards.
+ * pages faulted in.  Both rings start empty at the application's own
+ * indices (tx_prod, rx_cons: unsent TX of an earlier socket of the id is
+ * dropped), returned in d->tx_start and d->rx_start.  Then publishes d in
+ * the directory; the caller posts the status that names the id afterwards.
  * Returns 0, -EBADF (id out of range), -EINVAL (d outside its extent or
  * not a power of two), -EPROTO (the id's rings were found corrupt).
  */
 int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
-			   const struct isostack_shm_sockdir *d);
+			   struct isostack_shm_sockdir *d);
 /* True once an index of the id's rings was found corrupt (never reused). */
 bool isoshm_stack_sock_broken(const struct isoshm_stack *s, uint32_t sock);
 

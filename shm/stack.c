@@ -413,7 +413,7 @@ static void sock_prefault(struct isoshm_stack *s, uint32_t sock)
 }
 
 int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
-			   const struct isostack_shm_sockdir *d)
+			   struct isostack_shm_sockdir *d)
 {
 	struct isoshm_sock_view *v;
 	struct isostack_shm_sock *sk;
@@ -432,12 +432,14 @@ int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
 	}
 	if (v->broken)
 		return -EPROTO;
-	/* TX: adopt the application's producer index (whatever it is: only
-	 * its own stream can suffer) and publish it as consumed, so both
-	 * views start on an empty ring.  RX: our index runs on; the id was
-	 * reused only after the application consumed up to it. */
+	/* Adopt the application's indices (whatever they are: only its own
+	 * stream can suffer): TX starts at its tx_prod, published as
+	 * consumed, RX at its rx_cons, published as produced, so both views
+	 * start on empty rings that agree with its words even before it has
+	 * opened the socket (an accepted child receives data at once).  The
+	 * starts go in the directory entry and back to the caller. */
 	tx_start = atomic_load_explicit(&sk->tx_prod, memory_order_relaxed);
-	rx_start = v->open ? v->rx.mine : 0;
+	rx_start = atomic_load_explicit(&sk->rx_cons, memory_order_relaxed);
 	isoshm_ring_bind(&v->tx, ISOSHM_RING_CONSUMER, &sk->tx_prod, &sk->tx_cons,
 			 s->arena + d->tx_off, d->tx_bytes, 1, tx_start);
 	isoshm_ring_bind(&v->rx, ISOSHM_RING_PRODUCER, &sk->rx_prod, &sk->rx_cons,
@@ -450,6 +452,9 @@ int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
 	v->open = true;
 	/* Plain stores: the store-release of status_prod that announces the
 	 * id (the SOCKET or ACCEPT reply) publishes them with the indices. */
+	d->tx_start = tx_start;
+	d->rx_start = rx_start;
+	d->reserved[0] = d->reserved[1] = 0;
 	s->dir[sock] = *d;
 	return 0;
 }

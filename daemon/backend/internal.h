@@ -140,7 +140,6 @@ struct isod_mem {
 	uint32_t released[ISOD_MEM_RELEASED_MAX];  /* punched, reusable */
 	uint32_t nreleased;
 	uint64_t backed;             /* bytes of backed extents */
-	bool wants_spare;            /* the app opened a socket once */
 };
 
 struct isod_mem_stats {

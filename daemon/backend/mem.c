@@ -14,9 +14,10 @@
  * application together may not pass conf.mem_budget (a new socket then
  * gets ENOBUFS, counted in mem.enobufs).  Making or refilling an extent
  * costs the stack core a memfd, fallocate and a prefault, so
- * isod_mem_poll keeps one spare ready per application, made at most one
- * per pass; an allocation that finds none makes one itself and is
- * counted in mem.sync_extents.
+ * isod_mem_poll keeps one spare ready per application with a socket open,
+ * made at most one per pass (and gives it back once none is open); an
+ * allocation that finds none makes one itself and is counted in
+ * mem.sync_extents.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -263,13 +264,32 @@ void isod_mem_fini(struct isod_app *app)
 
 unsigned isod_mem_poll(struct isod_app *app)
 {
+	struct isod_mem *m = &app->mem;
 	int64_t id;
 
-	if (app->mem.nspare > 0 || app->dead || !app->mem.wants_spare)
+	if (app->dead)
+		return 0;
+	if (app->nopen == 0) {
+		/* No socket open: the application keeps no memory at all. */
+		if (m->nspare == 0)
+			return 0;
+		id = m->spare[--m->nspare];
+		if (isoshm_stack_extent_release(app->shm, (uint32_t)id) < 0 ||
+		    m->nreleased == ISOD_MEM_RELEASED_MAX) {
+			m->spare[m->nspare++] = (uint32_t)id;
+			return 0;
+		}
+		m->ext[id].backed = false;
+		account(app, -(int64_t)m->ext[id].size);
+		m->released[m->nreleased++] = (uint32_t)id;
+		app->be->mem_st.releases++;
+		return 1;
+	}
+	if (m->nspare > 0)
 		return 0;
 	id = ext_get(app, UNIT);
 	if (id < 0)
 		return 0;
-	app->mem.spare[app->mem.nspare++] = (uint32_t)id;
+	m->spare[m->nspare++] = (uint32_t)id;
 	return 1;
 }

@@ -158,11 +158,12 @@ later:
 /* ---- Slots ------------------------------------------------------------------ */
 
 /*
- * Socket ids.  A freed socket keeps its id and rings in quarantine until
- * the application has consumed every status (the CLOSE reply included)
- * and every RX byte: until then it may still read them.  Then the rings go
- * back to mem.c and the id to the free list, which is used before ids
- * never used (their pages are not faulted in yet).
+ * Socket ids.  A freed socket's rings go back to mem.c at once (after its
+ * CLOSE the application never touches them), but its id stays in
+ * quarantine until the application has consumed every status (the CLOSE
+ * reply included): the status ring belongs to the id.  Then the id goes
+ * to the free list, which is used before ids never used (their pages are
+ * not faulted in yet).
  */
 static bool sk_drained(struct isod_app *app, struct isod_sock *sk)
 {
@@ -173,16 +174,11 @@ static bool sk_drained(struct isod_app *app, struct isod_sock *sk)
 	/* Relaxed, untrusted: a lying application only hurts itself (its
 	 * view of the id goes out of step). */
 	cons = atomic_load_explicit(&app->shared_socks[sk->id].status_cons, memory_order_relaxed);
-	if (cons != sk->st_posted)
-		return false;
-	return sk->rx.bytes == 0 || isoshm_stack_rx_space(app->shm, sk->id) == (int)sk->rx.bytes;
+	return cons == sk->st_posted;
 }
 
 static void sk_release_id(struct isod_app *app, struct isod_sock *sk)
 {
-	isod_mem_ring_put(app, &sk->tx);
-	isod_mem_ring_put(app, &sk->rx);
-	sk->tx.bytes = sk->rx.bytes = 0;
 	sk->in_use = false;
 	sk->quarantined = false;
 	app->free_ids[app->nfree_ids++] = sk->id;
@@ -254,7 +250,6 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, int *err)
 		*err = -ENOBUFS;
 		return NULL;
 	}
-	app->mem.wants_spare = true;
 	rc = isod_mem_ring_get(app, tx_bytes, &tx);
 	if (rc < 0) {
 		*err = rc == -ENOMEM ? -ENOBUFS : rc;
@@ -286,12 +281,12 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, int *err)
 	}
 	sk = &app->socks[id];
 	{
-		uint32_t st_posted = sk->st_posted, rx_prod = sk->rx_prod;
+		uint32_t st_posted = sk->st_posted;
 
 		memset(sk, 0, sizeof(*sk));
 		sk->st_posted = st_posted;
-		sk->rx_prod = rx_prod;
-		sk->rx_cons_seen = rx_prod;
+		sk->rx_prod = d.rx_start;
+		sk->rx_cons_seen = d.rx_start;
 	}
 	sk->app = app;
 	sk->id = (uint32_t)id;
@@ -317,6 +312,9 @@ void isod_sk_free(struct isod_sock *sk)
 	sk->state = ISOD_S_FREE;
 	sk->ev_pending = 0;
 	sk->close_pending = false;
+	isod_mem_ring_put(app, &sk->tx);
+	isod_mem_ring_put(app, &sk->rx);
+	sk->tx.bytes = sk->rx.bytes = 0;
 	if (sk->in_use && !sk->quarantined) {
 		app->nopen--;
 		sk->quarantined = true;

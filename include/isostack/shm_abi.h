@@ -48,16 +48,18 @@
  *   wait_off     struct isostack_shm_wait          app-wide futex wait point
  *   db_ctl_off   struct isostack_shm_doorbell[nr_doorbells]  2 lines each
  *   db_slots_off uint32_t[nr_doorbells][doorbell_entries]    socket ids
- *   dir_off      struct isostack_shm_sockdir[max_sockets]     ring placement
+ *   dir_off      struct isostack_shm_sockdir[max_sockets]     ring placement, 48 B
  *   socks_off    struct isostack_shm_sock[max_sockets]        2 lines each
  *   cmd_off      struct isostack_shm_cmd[max_sockets][cmd_entries]
  *   status_off   struct isostack_shm_status[max_sockets][status_entries]
  *   segment_size (multiple of page_size)
  *
  * Socket ids: 0 is the application's control channel; the stack hands out
- * the others (SOCKET, ACCEPT), lowest free first, and reuses an id only
- * after the application has consumed every status and RX byte of the
- * socket that had it.
+ * the others (SOCKET, ACCEPT), freed ones first, and reuses an id only
+ * after the application has consumed every status of the socket that had
+ * it (the CLOSE reply included).  A closed socket's rings go back to the
+ * stack when the close completes: the application never touches them
+ * after its CLOSE.
  */
 #ifndef ISOSTACK_SHM_ABI_H
 #define ISOSTACK_SHM_ABI_H
@@ -143,6 +145,14 @@ struct isostack_shm_sockdir {
 	uint32_t rx_bytes;
 	uint32_t tx_extent;        /* id for ISOSTACK_CTL_EXTENT */
 	uint32_t rx_extent;
+	/* Where both empty rings start: the indices of an id run on from
+	 * socket to socket; the stack adopts the application's tx_prod and
+	 * rx_cons as they were when it opened the id, and the application
+	 * sets its words to these when it opens it (they agree unless it
+	 * wrote them meanwhile: then it only confuses itself). */
+	uint32_t tx_start;
+	uint32_t rx_start;
+	uint32_t reserved[2];
 };
 
 /* ------------------------------------------------------------------------
@@ -323,7 +333,8 @@ _Static_assert(offsetof(struct isostack_shm_header, wait_off) == 72, "header.wai
 _Static_assert(offsetof(struct isostack_shm_header, status_off) == 120, "header.status_off");
 _Static_assert(offsetof(struct isostack_shm_header, numa_node) == 128, "header.numa_node");
 _Static_assert(offsetof(struct isostack_shm_header, reserved) == 144, "header.reserved");
-_Static_assert(sizeof(struct isostack_shm_sockdir) == 32, "directory entry size");
+_Static_assert(sizeof(struct isostack_shm_sockdir) == 48, "directory entry size");
+_Static_assert(offsetof(struct isostack_shm_sockdir, tx_start) == 32, "sockdir.tx_start");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_bytes) == 16, "sockdir.tx_bytes");
 _Static_assert(sizeof(struct isostack_shm_wait) == 128, "wait point size");
 _Static_assert(offsetof(struct isostack_shm_wait, wake_seq) == 64, "wait.wake_seq line");

@@ -124,7 +124,7 @@ wait_figures() {
 # and the memory lines must return to what they were before.
 echo_many() {
 	local server=$1 count=$2 port=$3 spid cpid before held want line
-	conns_up
+	conns_up "${CONNS_UP[@]}"
 	bg server "${SUT[@]}" python3 "$CONNS_DIR/$server" 0.0.0.0 "$port"
 	spid=$LAST_PID
 	wait_line "$tmp/server.out" "^listening" 20 ||

@@ -11,5 +11,6 @@ PROG_TAG=cne
 . "$(dirname "$0")/lib.sh"
 
 count=${CONNS_EPOLL:-1000}
+CONNS_UP=()
 echo_many conns_asyncio_server.py "$count" 9501
 echo "PASS: asyncio served $count concurrent connections, each echo verified"

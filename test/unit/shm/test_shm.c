@@ -237,8 +237,10 @@ static struct isostack_shm_sockdir place(uint32_t ext, uint64_t tx_off, uint32_t
 }
 
 /* Opens id on both sides, as a SOCKET reply would make the shim do. */
-static void open_both(struct seg *g, uint32_t id, const struct isostack_shm_sockdir *d)
+static void open_both(struct seg *g, uint32_t id, const struct isostack_shm_sockdir *d0)
 {
+	struct isostack_shm_sockdir dd = *d0, *d = &dd;
+
 	assert_int_equal(isoshm_stack_sock_open(g->s, id, d), 0);
 	assert_int_equal(isoshm_app_sock_open(g->a, id), 0);
 	assert_int_equal(isoshm_app_tx_size(g->a, id), d->tx_bytes);
