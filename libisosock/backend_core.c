@@ -416,6 +416,53 @@ static int be_sleep_mark(void *h, int key, bool on)
 	return key;
 }
 
+static void be_sleep_any(bool on)
+{
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+
+	for (int i = 0; i < n; i++)
+		isosock_sleep_any(atts[i].app, on);
+}
+
+static int be_note_key(void *h)
+{
+	if (h == NULL)
+		return -1;
+	return (int)(H(h)->att - atts) << 20 | H(h)->s;
+}
+
+struct note_fwd {
+	void (*fn)(void *arg, int key);
+	void *arg;
+	int att;
+};
+
+static void note_fwd(void *arg, uint32_t sock)
+{
+	struct note_fwd *f = arg;
+
+	f->fn(f->arg, f->att << 20 | (int)sock);
+}
+
+static int be_notes(uint32_t *cursors, uint64_t *valid, void (*fn)(void *arg, int key), void *arg)
+{
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	int lost = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct note_fwd f = { .fn = fn, .arg = arg, .att = i };
+
+		if (!(*valid & (UINT64_C(1) << i))) {
+			cursors[i] = isosock_app_notes_now(atts[i].app);
+			*valid |= UINT64_C(1) << i;
+			lost = 1;
+			continue;
+		}
+		lost |= isosock_app_notes(atts[i].app, &cursors[i], note_fwd, &f);
+	}
+	return lost;
+}
+
 static int be_wake_fd(void)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
@@ -711,7 +758,10 @@ const struct isosock_be isosock_be_core = {
 	.wait_begin = be_wait_begin,
 	.wait_end = be_wait_end,
 	.sleep_mark = be_sleep_mark,
+	.sleep_any = be_sleep_any,
 	.wake_fd = be_wake_fd,
+	.note_key = be_note_key,
+	.notes = be_notes,
 	.atfork_prepare = be_atfork_prepare,
 	.atfork_parent = be_atfork_parent,
 	.atfork_child = be_atfork_child,

@@ -231,6 +231,8 @@ void isosock__drain(struct isosock_app *app, int s, struct fsock *f);
 /* Readies id s for a new socket: its lock (first use of the id) and the
  * application's view of its rings (extents mapped).  0 or -errno. */
 int isosock__fs_prepare(struct isosock_app *app, int s);
+/* A fork child: the parent's threads asleep with sleep_any are not ours. */
+void isosock__sleep_any_reset(void);
 /* Ids used so far: loops over sockets stop there. */
 static inline uint32_t isosock__hiwat(const struct isosock_app *app)
 {

@@ -447,6 +447,7 @@ void isosock_app_fork_child(struct isosock_app *app, int child)
 	if (app->marks != NULL)     /* the parent's sleepers are not ours */
 		memset((void *)app->marks, 0, isosock__hiwat(app) * sizeof(app->marks[0]));
 	atomic_store_explicit(&app->sleepers, 0, memory_order_relaxed);
+	isosock__sleep_any_reset();
 	if (child == app->me)
 		return;
 	app->me = child;

@@ -237,6 +237,53 @@ void isosock_sleep_mark(struct isosock_app *app, int s, bool on)
 	}
 }
 
+/*
+ * The same for every socket at once (an epoll set too large to mark one
+ * by one): our bit in the app-wide wake_any while a thread of ours sleeps
+ * that way.  A count per process (in its own memory: the bit is per
+ * process) decides who sets and clears it.
+ */
+static _Atomic int any_sleepers;
+
+void isosock__sleep_any_reset(void)
+{
+	atomic_store_explicit(&any_sleepers, 0, memory_order_relaxed);
+}
+
+void isosock_sleep_any(struct isosock_app *app, bool on)
+{
+	int bit = app->me < 63 ? app->me : 63;
+	uint64_t b = UINT64_C(1) << bit;
+
+	if (on) {
+		if (atomic_fetch_add_explicit(&any_sleepers, 1, memory_order_relaxed) == 0)
+			atomic_fetch_or_explicit(&app->wait->wake_any, b, memory_order_relaxed);
+		return;
+	}
+	if (atomic_fetch_sub_explicit(&any_sleepers, 1, memory_order_relaxed) != 1 || bit == 63)
+		return;
+	atomic_fetch_and_explicit(&app->wait->wake_any, ~b, memory_order_relaxed);
+	if (atomic_load_explicit(&any_sleepers, memory_order_relaxed) != 0) {
+		uint64_t one = 1;
+
+		atomic_fetch_or_explicit(&app->wait->wake_any, b, memory_order_relaxed);
+		if (write(app->wake_fd, &one, sizeof(one)) < 0) {
+			/* full counter: a wake-up is pending anyway */
+		}
+	}
+}
+
+int isosock_app_notes(struct isosock_app *app, uint32_t *cursor,
+		      void (*fn)(void *arg, uint32_t sock), void *arg)
+{
+	return isoshm_app_notes(app->shm, cursor, fn, arg);
+}
+
+uint32_t isosock_app_notes_now(struct isosock_app *app)
+{
+	return isoshm_app_notes_now(app->shm);
+}
+
 int isosock_wait_arm(struct isosock_app *app)
 {
 	isosock__sweep(app);     /* mixed waits re-arm every slice: the survivors' turn */

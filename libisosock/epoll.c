@@ -26,8 +26,17 @@
  * only after a send met a full buffer (io_wr), as the kernel's
  * SOCK_NOSPACE rule.
  *
- * Cost: O(isostack interests) per epoll_wait.  Kept simple on purpose;
- * a ready list fed by the stack's events is the next step.
+ * Cost: an epoll_wait looks (fd table, readiness query) only at the
+ * interests whose socket the stack named in its notification ring since
+ * the set's last look (shm_abi.h, notes_prod), the ones it found ready
+ * then (level-triggered ones stay reported, as the kernel's ready list
+ * keeps them), and new or modified ones; the rest costs a flag test each.
+ * Every interest is looked at when notes were lost (the set fell a ring
+ * behind), for a new attachment, and at least every EP_FULL_NS (what the
+ * application itself changes, shutdown() for one, is seen then at the
+ * latest; a sleep is sliced that short anyway).  A set larger than
+ * EP_MARK_MAX sleeps with the process's bit in wake_any instead of
+ * marking each socket (O(1) instead of O(interests) per sleep).
  */
 #include <errno.h>
 #include <sched.h>
@@ -43,6 +52,9 @@
 
 #define L isosock_libc
 #define EP_MAX_FD (1 << 16)
+#define EP_FULL_NS (50 * 1000 * 1000)
+#define EP_MARK_MAX 64
+#define EP_NKEY_BITS (1u << 20)   /* note keys of attachment 0 in the bitmap */
 
 struct interest {
 	int fd;
@@ -55,8 +67,10 @@ struct interest {
 	uint32_t last_wr;
 	uint32_t last_gen;      /* the backend's arrival count at the last report */
 	bool disabled;          /* EPOLLONESHOT fired */
+	bool check;             /* look at it in the next scan (new, modified) */
 	int key;                /* be->sleep_mark key while marks > 0 */
 	int marks;              /* sleeping threads it is marked for */
+	int nkey;               /* be->note_key of its socket, -1 unknown */
 };
 
 struct ep {
@@ -64,7 +78,18 @@ struct ep {
 	struct interest *v;
 	int n, cap;
 	int sleeping;           /* threads of ours asleep on the set */
+	bool any;               /* asleep with be->sleep_any, not marks */
+	/* Notes: cursors per attachment, and the sockets named since the
+	 * last look: a bitmap of attachment 0's ids (others: look at all). */
+	uint32_t cursor[64];
+	uint64_t cursor_valid;
+	uint64_t *chg;          /* EP_NKEY_BITS bits, NULL until needed */
+	int *chg_list;          /* bits set, to clear them (chg_n <= CHG_LIST) */
+	int chg_n;
+	bool chg_all;           /* look at every interest in the next scan */
+	int64_t last_full;
 };
+#define CHG_LIST 1024
 
 /* Never freed: a thread may still be inside epoll_wait when another
  * closes the fd; a reused epoll fd number reuses the (emptied) object. */
@@ -159,6 +184,12 @@ static void mark(struct interest *it, bool on)
 static void mark_all(struct ep *e, bool on)
 {
 	e->sleeping += on ? 1 : -1;
+	if (on && e->sleeping == 1)
+		e->any = e->n > EP_MARK_MAX && isosock_be && isosock_be->sleep_any;
+	if (e->any) {
+		isosock_be->sleep_any(on);
+		return;
+	}
 	for (int i = 0; i < e->n; i++)
 		mark(&e->v[i], on);
 }
@@ -251,6 +282,9 @@ int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		 * as the kernel does on ADD. */
 		it->last_rd = atomic_load_explicit(&f->io_rd, memory_order_relaxed);
 		it->last_wr = atomic_load_explicit(&f->io_wr, memory_order_relaxed);
+		it->check = true;
+		it->nkey = f->h && isosock_be && isosock_be->note_key ?
+			   isosock_be->note_key(f->h) : -1;
 		__atomic_store_n(&e->n, e->n + 1, __ATOMIC_RELAXED);
 		if (ev->events & EPOLLET)
 			atomic_fetch_or_explicit(&f->flags, ISOSOCK_F_ET, memory_order_relaxed);
@@ -259,7 +293,7 @@ int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			/* Threads asleep on the set wait for it from now on, and
 			 * look at once (it may be ready already), as the kernel
 			 * wakes them when a ready fd is added. */
-			for (int k = 0; k < e->sleeping; k++)
+			for (int k = 0; k < e->sleeping && !e->any; k++)
 				mark(it, true);
 			uint64_t one = 1;
 			int w = isosock_be && isosock_be->wake_fd ? isosock_be->wake_fd() : -1;
@@ -276,6 +310,7 @@ int isosock_e_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		it->events = ev->events;
 		it->data = ev->data;
 		it->disabled = false;
+		it->check = true;
 		it->last_ready = 0; /* report what is ready, as ADD */
 		it->last_rd = atomic_load_explicit(&f->io_rd, memory_order_relaxed);
 		it->last_wr = atomic_load_explicit(&f->io_wr, memory_order_relaxed);
@@ -301,13 +336,83 @@ out:
 	return r;
 }
 
+/* Under e->lock: a socket the stack named (notes callback). */
+static void note_one(void *arg, int key)
+{
+	struct ep *e = arg;
+
+	if (e->chg_all)
+		return;
+	if (key < 0 || (unsigned)key >= EP_NKEY_BITS || e->chg_n == CHG_LIST) {
+		e->chg_all = true;      /* another attachment, or too many */
+		return;
+	}
+	if (e->chg[key / 64] & (UINT64_C(1) << (key % 64)))
+		return;
+	e->chg[key / 64] |= UINT64_C(1) << (key % 64);
+	e->chg_list[e->chg_n++] = key;
+}
+
+/* Under e->lock: which sockets to look at in this scan (e->chg, or
+ * e->chg_all). */
+static void collect_notes(struct ep *e)
+{
+	int64_t now = isosock_now_ns();
+
+	if (e->chg == NULL) {
+		e->chg = calloc(EP_NKEY_BITS / 64, sizeof(uint64_t));
+		e->chg_list = malloc(CHG_LIST * sizeof(int));
+		if (e->chg == NULL || e->chg_list == NULL) {
+			free(e->chg);
+			free(e->chg_list);
+			e->chg = NULL;
+			e->chg_list = NULL;
+			e->chg_all = true;
+			return;
+		}
+	}
+	if (!isosock_be || !isosock_be->notes ||
+	    isosock_be->notes(e->cursor, &e->cursor_valid, note_one, e) != 0)
+		e->chg_all = true;
+	if (now - e->last_full >= EP_FULL_NS)
+		e->chg_all = true;
+	if (e->chg_all)
+		e->last_full = now;
+}
+
+static void clear_notes(struct ep *e)
+{
+	for (int k = 0; k < e->chg_n; k++)
+		e->chg[e->chg_list[k] / 64] &= ~(UINT64_C(1) << (e->chg_list[k] % 64));
+	e->chg_n = 0;
+	e->chg_all = false;
+}
+
+/* Whether the scan looks at it: named since the last look, ready then,
+ * new, or everything is looked at. */
+static bool worth_a_look(const struct ep *e, const struct interest *it)
+{
+	if (e->chg_all || it->check || it->last_ready != 0 || it->nkey < 0 || e->chg == NULL)
+		return true;
+	return (unsigned)it->nkey < EP_NKEY_BITS &&
+	       (e->chg[it->nkey / 64] & (UINT64_C(1) << (it->nkey % 64)));
+}
+
 /* One pass over the interest list; fills evs, returns the count. */
 static int scan(int epfd, struct ep *e, struct epoll_event *evs, int max)
 {
 	int cnt = 0;
 	pthread_mutex_lock(&e->lock);
-	for (int i = 0; i < e->n && cnt < max; i++) {
+	collect_notes(e);
+	for (int i = 0; i < e->n; i++) {
 		struct interest *it = &e->v[i];
+		if (!worth_a_look(e, it))
+			continue;
+		if (cnt >= max) {
+			it->check = true;    /* no room: look next time */
+			continue;
+		}
+		it->check = false;
 		struct isosock_file *f = isosock_fd_get(it->fd);
 		if (f != it->f || (f && f->gen != it->gen)) {
 			/* Closed, replaced, or migrated to the kernel. */
@@ -350,12 +455,16 @@ static int scan(int epfd, struct ep *e, struct epoll_event *evs, int max)
 			it->last_wr = wr;
 			it->last_gen = gen;
 		}
+		/* Level-triggered: looked at again next time while ready, as
+		 * the kernel keeps it on its ready list. */
+		it->last_ready = ready;
 		if (it->events & EPOLLONESHOT)
 			it->disabled = true;
 		evs[cnt].events = ready;
 		evs[cnt].data = it->data;
 		cnt++;
 	}
+	clear_notes(e);
 	pthread_mutex_unlock(&e->lock);
 	return cnt;
 }

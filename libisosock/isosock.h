@@ -134,6 +134,14 @@ void isosock_app_child_reaped(struct isosock_app *app);
 /* Before sleeping on the wake fd (on) and after (off): socket s of this
  * process is waited for, so the stack writes our wake fd for it. */
 void isosock_sleep_mark(struct isosock_app *app, int s, bool on);
+/* The same for every socket of the application at once (large sets). */
+void isosock_sleep_any(struct isosock_app *app, bool on);
+/* The sockets the stack posted to since *cursor (isoshm_app_notes): fn
+ * per id; 1 if some were lost (look at every socket), else 0.  _now: a
+ * cursor from now on. */
+int isosock_app_notes(struct isosock_app *app, uint32_t *cursor,
+		      void (*fn)(void *arg, uint32_t sock), void *arg);
+uint32_t isosock_app_notes_now(struct isosock_app *app);
 
 /* false once the daemon's control socket has hung up (checked lazily). */
 bool isosock_app_alive(struct isosock_app *app);

@@ -144,7 +144,17 @@ struct isosock_be {
 	 * returns a key, or -1), and after, with that key (off, h NULL): so
 	 * the stack writes this process's wake fd for that socket. */
 	int (*sleep_mark)(void *h, int key, bool on);
+	/* The same for every socket at once (large epoll sets). */
+	void (*sleep_any)(bool on);
 	int (*wake_fd)(void);                              /* -1 if none */
+	/* Which sockets changed: note_key(h) names a socket (-1: none); notes
+	 * calls fn(arg, key) for each socket the stack posted to since the
+	 * caller's cursors (one per attachment, *valid a bit per cursor set;
+	 * unset ones start now) and returns 1 when some were lost or a
+	 * cursor was new: then every socket must be looked at. */
+	int (*note_key)(void *h);
+	int (*notes)(uint32_t *cursors, uint64_t *valid, void (*fn)(void *arg, int key),
+		     void *arg);
 	/* fork (pthread_atfork order): prepare returns with no stack call in
 	 * flight in any thread; parent/child release or rebuild. */
 	void (*atfork_prepare)(void);

@@ -263,6 +263,36 @@ int isoshm_app_rx_peek(struct isoshm_app *a, uint32_t sock, uint32_t pos, void *
 	return 0;
 }
 
+int isoshm_app_notes(struct isoshm_app *a, uint32_t *cursor,
+		     void (*fn)(void *arg, uint32_t sock), void *arg)
+{
+	uint32_t mask = a->hdr.note_entries - 1;
+	/* Acquire: pairs with the stack's store-release in note(). */
+	uint32_t prod = atomic_load_explicit(&a->wait->notes_prod, memory_order_acquire);
+	uint32_t from = *cursor;
+
+	*cursor = prod;
+	if (prod - from > a->hdr.note_entries)
+		return 1;
+	for (uint32_t i = from; i != prod; i++) {
+		uint32_t id = __atomic_load_n(&a->notes[i & mask], __ATOMIC_RELAXED);
+
+		if (id < a->hdr.max_sockets)
+			fn(arg, id);
+	}
+	/* Overwritten while we read?  Then what we passed on may be wrong
+	 * ids (harmless: they are only looked at) and some were missed. */
+	if (atomic_load_explicit(&a->wait->notes_prod, memory_order_acquire) - from >
+	    a->hdr.note_entries)
+		return 1;
+	return 0;
+}
+
+uint32_t isoshm_app_notes_now(struct isoshm_app *a)
+{
+	return atomic_load_explicit(&a->wait->notes_prod, memory_order_acquire);
+}
+
 struct isostack_shm_sock *isoshm_app_sock(struct isoshm_app *a, uint32_t sock)
 {
 	return sock < a->hdr.max_sockets ? &a->socks[sock] : NULL;

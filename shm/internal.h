@@ -54,6 +54,8 @@ struct isoshm_stack {
 	int numa_node;
 	struct isoshm_ring *db;          /* [nr_doorbells], consumer views */
 	uint32_t app_wake_seq;           /* private copy of wait.wake_seq */
+	uint32_t notes_prod;             /* private copy of wait.notes_prod */
+	uint32_t *notes;                 /* [hdr.note_entries] */
 	bool db_broken;
 	struct isoshm_stats stats;
 };
@@ -77,6 +79,7 @@ struct isoshm_app {
 	struct isostack_shm_wait *wait;
 	struct isostack_shm_sock *socks;
 	struct isostack_shm_sockdir *dir;
+	const uint32_t *notes;           /* [hdr.note_entries] */
 	uint8_t *arena;                  /* reserved at attach; same address in
 					  * every process of the application */
 	struct isoshm_sock_view *views;  /* [max_sockets] */
@@ -88,6 +91,7 @@ struct isoshm_app {
 void isoshm__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define ISOSHM_MAX_SOCKETS (UINT32_C(1) << 20)
+#define ISOSHM_NOTE_ENTRIES 16384u
 
 /* Binds the doorbell views; `stack` picks roles.  Returns 0 or -EPROTO if
  * shared indices disagree (not a fresh segment). */

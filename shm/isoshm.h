@@ -309,6 +309,15 @@ uint32_t isoshm_app_rx_size(struct isoshm_app *a, uint32_t sock);
 /* Copies n RX bytes at free-running position pos without consuming them.
  * Returns 0 or -EBADF. */
 int isoshm_app_rx_peek(struct isoshm_app *a, uint32_t sock, uint32_t pos, void *buf, uint32_t n);
+/*
+ * The notification ring: calls fn(arg, id) for each socket id the stack
+ * named since *cursor, and moves *cursor on.  Returns 0, or 1 if some were
+ * lost (the reader fell more than a ring behind): then look at every
+ * socket.  isoshm_app_notes_now gives a cursor that starts from now.
+ */
+int isoshm_app_notes(struct isoshm_app *a, uint32_t *cursor,
+		     void (*fn)(void *arg, uint32_t sock), void *arg);
+uint32_t isoshm_app_notes_now(struct isoshm_app *a);
 /* The socket's shared block (its index words), NULL if out of range. */
 struct isostack_shm_sock *isoshm_app_sock(struct isoshm_app *a, uint32_t sock);
 

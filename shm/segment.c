@@ -122,6 +122,9 @@ int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
 	off += (uint64_t)p->nr_doorbells * sizeof(struct isostack_shm_doorbell);
 	h->db_slots_off = off;
 	off += (uint64_t)p->nr_doorbells * db_entries * sizeof(uint32_t);
+	h->note_entries = ISOSHM_NOTE_ENTRIES;
+	h->notes_off = off;
+	off += (uint64_t)h->note_entries * sizeof(uint32_t);
 	h->dir_off = off;
 	off += (uint64_t)p->max_sockets * sizeof(struct isostack_shm_sockdir);
 	h->socks_off = off;
@@ -137,7 +140,8 @@ int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
 }
 
 /* Bytes of the base segment that serve every socket: header, wait point,
- * doorbells (prefaulted at create; the per-id part stays sparse). */
+ * doorbells, notification ring (prefaulted at create; the per-id part
+ * stays sparse). */
 static uint64_t fixed_part(const struct isostack_shm_header *h)
 {
 	return align_up(h->dir_off, h->page_size);
@@ -333,6 +337,7 @@ int isoshm_stack_create(struct isoshm_stack **out, const struct isoshm_params *p
 	s->wait = (void *)(s->base + s->hdr.wait_off);
 	s->socks = (void *)(s->base + s->hdr.socks_off);
 	s->dir = (void *)(s->base + s->hdr.dir_off);
+	s->notes = (void *)(s->base + s->hdr.notes_off);
 	rc = isoshm__db_views_init(s->base, &s->hdr, true, s->db);
 	if (rc < 0)
 		goto err_unmap;
@@ -421,6 +426,7 @@ int isoshm_validate_header(const struct isostack_shm_header *h, uint64_t file_si
 	    h->doorbell_entries != want.doorbell_entries ||
 	    h->wait_off != want.wait_off || h->db_ctl_off != want.db_ctl_off ||
 	    h->db_slots_off != want.db_slots_off || h->dir_off != want.dir_off ||
+	    h->note_entries != want.note_entries || h->notes_off != want.notes_off ||
 	    h->socks_off != want.socks_off ||
 	    h->cmd_off != want.cmd_off || h->status_off != want.status_off ||
 	    h->segment_size != want.segment_size || h->segment_size > file_size)
@@ -517,6 +523,7 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 	a->wait = (void *)(a->base + a->hdr.wait_off);
 	a->socks = (void *)(a->base + a->hdr.socks_off);
 	a->dir = (void *)(a->base + a->hdr.dir_off);
+	a->notes = (const void *)(a->base + a->hdr.notes_off);
 	rc = isoshm__db_views_init(a->base, &a->hdr, false, a->db);
 	if (rc < 0)
 		goto err_view;

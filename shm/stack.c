@@ -262,6 +262,22 @@ static void wake_word(struct isoshm_stack *s, _Atomic uint32_t *word, uint32_t *
 	s->stats.wakes++;
 }
 
+/* Appends sock to the notification ring (shm_abi.h, struct
+ * isostack_shm_wait), unless it is the last id there already. */
+static void note(struct isoshm_stack *s, uint32_t sock)
+{
+	uint32_t mask = s->hdr.note_entries - 1;
+
+	if (s->notes_prod != 0 && s->notes[(s->notes_prod - 1) & mask] == sock)
+		return;
+	s->notes[s->notes_prod & mask] = sock;
+	s->notes_prod++;
+	/* Pairs with a reader's load-acquire of notes_prod: the id written
+	 * above is visible with it.  Ordered before the caller's W1 fence, so
+	 * a woken reader finds it. */
+	atomic_store_explicit(&s->wait->notes_prod, s->notes_prod, memory_order_release);
+}
+
 int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock)
 {
 	struct isoshm_sock_view *v = stack_view(s, sock);
@@ -270,6 +286,7 @@ int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock)
 
 	if (v == NULL)
 		return -EBADF;
+	note(s, sock);
 	sk = &s->socks[sock];
 	/* W1: orders the ring publications before it (store-release of
 	 * status_prod / rx_prod) before the loads of the waiter counts;

@@ -48,6 +48,7 @@
  *   wait_off     struct isostack_shm_wait          app-wide futex wait point
  *   db_ctl_off   struct isostack_shm_doorbell[nr_doorbells]  2 lines each
  *   db_slots_off uint32_t[nr_doorbells][doorbell_entries]    socket ids
+ *   notes_off    uint32_t[note_entries]   socket ids the stack posted to
  *   dir_off      struct isostack_shm_sockdir[max_sockets]     ring placement, 48 B
  *   socks_off    struct isostack_shm_sock[max_sockets]        2 lines each
  *   cmd_off      struct isostack_shm_cmd[max_sockets][cmd_entries]
@@ -81,9 +82,10 @@
 #define ISOSTACK_SHM_FEAT_DOORBELL_SUPPRESS (UINT64_C(1) << 0) /* bell_seq/bell_drained */
 #define ISOSTACK_SHM_FEAT_FUTEX_WAIT        (UINT64_C(1) << 1) /* wait points */
 #define ISOSTACK_SHM_FEAT_EXTENTS           (UINT64_C(1) << 2) /* rings in arena extents */
+#define ISOSTACK_SHM_FEAT_NOTES             (UINT64_C(1) << 3) /* notification ring */
 #define ISOSTACK_SHM_FEATURES \
 	(ISOSTACK_SHM_FEAT_DOORBELL_SUPPRESS | ISOSTACK_SHM_FEAT_FUTEX_WAIT | \
-	 ISOSTACK_SHM_FEAT_EXTENTS)
+	 ISOSTACK_SHM_FEAT_EXTENTS | ISOSTACK_SHM_FEAT_NOTES)
 
 /* header.flags: informational, an application may ignore them. */
 #define ISOSTACK_SHM_FLAG_HUGETLB  (1u << 0) /* extents on 2 MiB hugepages (the first one) */
@@ -125,8 +127,9 @@ struct isostack_shm_header {
 	int32_t  numa_node;        /* node the memory is bound to, -1 if none */
 	uint32_t flags;            /* ISOSTACK_SHM_FLAG_* */
 	uint32_t app_id;           /* daemon-assigned, for logs */
-	uint32_t reserved0;
-	uint64_t reserved[14];
+	uint32_t note_entries;     /* notification ring entries, power of two */
+	uint64_t notes_off;        /* uint32_t[note_entries]: socket ids */
+	uint64_t reserved[13];
 };
 
 /* ------------------------------------------------------------------------
@@ -162,7 +165,13 @@ struct isostack_shm_sockdir {
 struct isostack_shm_wait {
 	/* ---- written by the application ---- */
 	_Atomic uint32_t waiters;  /* threads announced asleep (counter) */
-	uint32_t reserved_app[15];
+	uint32_t reserved_app0;
+	/* Processes asleep on their wake fd for any socket (an epoll set too
+	 * large to mark socket by socket): bit min(member, 63), as in a
+	 * socket's wake_mask.  The stack writes their wake fds whenever it
+	 * posted to any socket of the application. */
+	_Atomic uint64_t wake_any;
+	uint32_t reserved_app[12];
 	/* ---- written by the stack ---- */
 	_Atomic uint32_t wake_seq; /* futex word; bumped before each FUTEX_WAKE */
 	/*
@@ -176,7 +185,19 @@ struct isostack_shm_wait {
 	 * ignores it only waits longer for its own replies.
 	 */
 	_Atomic uint32_t stack_napping;
-	uint32_t reserved_stack[14];
+	/*
+	 * Notification ring (ISOSTACK_SHM_FEAT_NOTES): the stack appends the
+	 * id of every socket it posts a status or RX bytes to (a repeat of the
+	 * last id is skipped) at notes_off[notes_prod & (note_entries - 1)],
+	 * then publishes notes_prod (store-release).  Any number of readers
+	 * follow it with cursors of their own, never consuming: a reader that
+	 * finds notes_prod more than note_entries past its cursor (before or
+	 * after copying the ids) lost some and must look at every socket.  An
+	 * epoll set looks only at the sockets named since its last look (and
+	 * those it found ready), not at every socket it watches.
+	 */
+	_Atomic uint32_t notes_prod;
+	uint32_t reserved_stack[13];
 };
 
 /* ------------------------------------------------------------------------
@@ -332,13 +353,16 @@ _Static_assert(offsetof(struct isostack_shm_header, arena_size) == 56, "header.a
 _Static_assert(offsetof(struct isostack_shm_header, wait_off) == 72, "header.wait_off");
 _Static_assert(offsetof(struct isostack_shm_header, status_off) == 120, "header.status_off");
 _Static_assert(offsetof(struct isostack_shm_header, numa_node) == 128, "header.numa_node");
-_Static_assert(offsetof(struct isostack_shm_header, reserved) == 144, "header.reserved");
+_Static_assert(offsetof(struct isostack_shm_header, notes_off) == 144, "header.notes_off");
+_Static_assert(offsetof(struct isostack_shm_header, reserved) == 152, "header.reserved");
 _Static_assert(sizeof(struct isostack_shm_sockdir) == 48, "directory entry size");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_start) == 32, "sockdir.tx_start");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_bytes) == 16, "sockdir.tx_bytes");
 _Static_assert(sizeof(struct isostack_shm_wait) == 128, "wait point size");
+_Static_assert(offsetof(struct isostack_shm_wait, wake_any) == 8, "wait.wake_any");
 _Static_assert(offsetof(struct isostack_shm_wait, wake_seq) == 64, "wait.wake_seq line");
 _Static_assert(offsetof(struct isostack_shm_wait, stack_napping) == 68, "wait.stack_napping");
+_Static_assert(offsetof(struct isostack_shm_wait, notes_prod) == 72, "wait.notes_prod");
 _Static_assert(sizeof(struct isostack_shm_sock) == 128, "socket block size");
 _Static_assert(offsetof(struct isostack_shm_sock, cmd_cons) == 64, "stack line of socket block");
 _Static_assert(offsetof(struct isostack_shm_sock, waiters) == 20, "sock.waiters");

@@ -1663,6 +1663,71 @@ static void fd_passing(void **state)
 	close(sv[1]);
 }
 
+/* ---- Notification ring ------------------------------------------------ */
+
+struct seen {
+	uint32_t ids[64];
+	unsigned n;
+};
+
+static void seen_one(void *arg, uint32_t id)
+{
+	struct seen *w = arg;
+
+	if (w->n < 64)
+		w->ids[w->n++] = id;
+}
+
+/* Every status or RX post names its socket once (a repeat of the last
+ * id is skipped); readers follow with their own cursors and never
+ * consume; a reader more than a ring behind is told it lost some. */
+static void notes_ring(void **state)
+{
+	struct seg *g = *state;
+	struct isostack_shm_status st = { .opcode = ISOSTACK_SHM_EV_RX };
+	const struct isostack_shm_header *h = isoshm_app_header(g->a);
+	struct seen w = { .n = 0 };
+	uint32_t c1 = isoshm_app_notes_now(g->a), c2 = c1, c3 = c1;
+
+	assert_int_equal(isoshm_app_notes(g->a, &c1, seen_one, &w), 0);
+	assert_int_equal(w.n, 0);
+	st.sock = 3;
+	assert_int_equal(isoshm_stack_post_status(g->s, 3, &st, 1), 1);
+	assert_int_equal(isoshm_stack_post_status(g->s, 3, &st, 1), 1);
+	assert_int_equal(isoshm_stack_rx_write(g->s, 5, "abc", 3), 3);
+	st.sock = 3;
+	assert_int_equal(isoshm_stack_post_status(g->s, 3, &st, 1), 1);
+	assert_int_equal(isoshm_app_notes(g->a, &c1, seen_one, &w), 0);
+	assert_int_equal(w.n, 3);
+	assert_int_equal(w.ids[0], 3);
+	assert_int_equal(w.ids[1], 5);
+	assert_int_equal(w.ids[2], 3);
+	/* a second reader sees the same, the first nothing new */
+	w.n = 0;
+	assert_int_equal(isoshm_app_notes(g->a, &c2, seen_one, &w), 0);
+	assert_int_equal(w.n, 3);
+	w.n = 0;
+	assert_int_equal(isoshm_app_notes(g->a, &c1, seen_one, &w), 0);
+	assert_int_equal(w.n, 0);
+	/* more than a ring of alternating ids: the third reader lost some */
+	for (uint32_t i = 0; i <= h->note_entries; i++) {
+		uint32_t id = 1 + (i & 1);
+
+		assert_int_equal(isoshm_stack_notify(g->s, id) >= 0, 1);
+	}
+	w.n = 0;
+	assert_int_equal(isoshm_app_notes(g->a, &c3, seen_one, &w), 1);
+	assert_int_equal(w.n, 0);
+	/* and is back in step from there */
+	assert_int_equal(isoshm_stack_notify(g->s, 7) >= 0, 1);
+	assert_int_equal(isoshm_app_notes(g->a, &c3, seen_one, &w), 0);
+	assert_int_equal(w.n, 1);
+	assert_int_equal(w.ids[0], 7);
+	/* the one that kept up only lost nothing if it read in time: it is
+	 * more than a ring behind too */
+	assert_int_equal(isoshm_app_notes(g->a, &c1, seen_one, &w), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1684,6 +1749,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(sock_reopen, seg_setup, seg_teardown),
 		cmocka_unit_test_setup_teardown(sockdir_rejected, seg_setup_raw, seg_teardown),
 		cmocka_unit_test(fork_app_fetch),
+		cmocka_unit_test_setup_teardown(notes_ring, seg_setup, seg_teardown),
 		cmocka_unit_test_setup_teardown(futex_sleep_wake, seg_setup, seg_teardown),
 		cmocka_unit_test_setup_teardown(futex_wait_any, seg_setup, seg_teardown),
 		cmocka_unit_test(fd_passing),
