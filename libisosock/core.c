@@ -43,6 +43,18 @@ static void handle_status(struct isosock_app *app, struct fsock *f,
 			f->fatal = st->result < 0 ? (int)st->result : -ECONNRESET;
 			f->so_error = -f->fatal;
 			break;
+		case ISOSTACK_SHM_EV_CLOSED:
+			/* The socket's last status: the stack closed it, since
+			 * no living member held it.  Whoever still has it (a
+			 * member the stack took for dead) finds it reset; the
+			 * last release reaps it without a CLOSE, and a CLOSE
+			 * that crossed this event gets -EBADF. */
+			f->stack_closed = true;
+			if (!f->dead) {
+				f->dead = true;
+				f->fatal = -ECONNRESET;
+			}
+			break;
 		case ISOSTACK_SHM_EV_INCOMING:
 			/* Growth past what we knew is new connections (replies
 			 * before this event in the ring are already counted):
@@ -79,6 +91,8 @@ static void handle_status(struct isosock_app *app, struct fsock *f,
 	if (st->opcode == ISOSTACK_SHM_OP_ACCEPT && st->result > 0 && f->incoming > 0)
 		f->incoming--;
 	if (st->opcode == ISOSTACK_SHM_OP_CLOSE && f->state == F_CLOSING) {
+		/* After EV_CLOSED, this is the -EBADF of a CLOSE that
+		 * crossed it. */
 		f->closed_reply = true;
 		return;
 	}
@@ -123,9 +137,13 @@ void isosock__drain(struct isosock_app *app, int s, struct fsock *f)
 void isosock__fs_fresh(struct isosock_app *app, struct fsock *f, enum fstate state,
 		       uint32_t tx_prod, uint32_t rx_cons)
 {
-	memset((uint8_t *)f + offsetof(struct fsock, holders), 0,
-	       sizeof(*f) - offsetof(struct fsock, holders));
-	mset_add(&f->holders, app->me);
+	struct mset *h = fs_holders(app, (int)(f - app->fs));
+
+	memset((uint8_t *)f + offsetof(struct fsock, state), 0,
+	       sizeof(*f) - offsetof(struct fsock, state));
+	for (int k = 0; k < MSET_WORDS; k++)
+		__atomic_store_n(&h->w[k], 0, __ATOMIC_RELAXED);
+	mset_add(h, app->me);
 	f->state = (uint8_t)state;
 	f->tx_prod = tx_prod;
 	f->rx_cons = rx_cons;

@@ -86,6 +86,8 @@ void isosock__bind_shm(struct isosock_app *app)
 	app->base = isoshm_app_base(app->shm);
 	app->socks = (struct isostack_shm_sock *)(app->base + h->socks_off);
 	app->wait = (struct isostack_shm_wait *)(app->base + h->wait_off);
+	app->members = (struct member *)(app->base + h->members_off);
+	app->holders = (struct mset *)(app->base + h->holders_off);
 	if (app->marks == NULL)
 		app->marks = calloc(app->nsocks, sizeof(app->marks[0]));
 	isoshm_app_set_fetch(app->shm, fetch_extent, app);

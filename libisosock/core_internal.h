@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -34,16 +35,23 @@ enum fstate {
 };
 
 /* Processes that may share one attachment (fork children included): a
- * forking server has one per connection being served. */
-#define MAX_MEMBERS     1024
+ * forking server has one per connection being served.  The member table
+ * and each socket's holder set live in the base segment
+ * (struct isostack_shm_member, struct isostack_shm_holders), where the
+ * stack reads them when a member dies. */
+#define MAX_MEMBERS     ((int)ISOSTACK_SHM_MEMBERS)
 #define MSET_WORDS      (MAX_MEMBERS / 64)
 /* Survivors look for dead members at most this often. */
 #define SWEEP_NS        (100 * 1000 * 1000)
 
-/* A set of member indices. */
+/* A set of member indices; a socket's holders are one in the segment
+ * (the same layout as struct isostack_shm_holders), changed under the
+ * socket's lock and read by the stack at any time. */
 struct mset {
 	uint64_t w[MSET_WORDS];
 };
+
+_Static_assert(sizeof(struct mset) == sizeof(struct isostack_shm_holders), "holder set");
 
 static inline bool mset_has(const struct mset *s, int i)
 {
@@ -56,14 +64,18 @@ static inline bool mset_has_relaxed(const struct mset *s, int i)
 	return (__atomic_load_n(&s->w[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
 }
 
+/* Whole-word stores: the stack reads the words without our lock (a
+ * relaxed hint, see shm_abi.h), so it must never see a torn one. */
 static inline void mset_add(struct mset *s, int i)
 {
-	s->w[i / 64] |= UINT64_C(1) << (i % 64);
+	__atomic_store_n(&s->w[i / 64], s->w[i / 64] | UINT64_C(1) << (i % 64),
+			 __ATOMIC_RELAXED);
 }
 
 static inline void mset_del(struct mset *s, int i)
 {
-	s->w[i / 64] &= ~(UINT64_C(1) << (i % 64));
+	__atomic_store_n(&s->w[i / 64], s->w[i / 64] & ~(UINT64_C(1) << (i % 64)),
+			 __ATOMIC_RELAXED);
 }
 
 static inline bool mset_meets(const struct mset *a, const struct mset *b)
@@ -83,8 +95,10 @@ struct rep {
 
 struct fsock {
 	pthread_mutex_t lock;      /* process-shared, robust; first: fs_fresh keeps it */
-	struct mset holders;       /* the member processes holding it */
-	uint8_t state;
+	uint8_t state;             /* fs_fresh clears from here on */
+	/* The stack closed it (EV_CLOSED: no living member held it); the
+	 * last holder's release posts no CLOSE. */
+	bool stack_closed;
 	bool nonblock, shut_rd, shut_wr, hup, dead, linger0, cork;
 	bool udp, udp_connected;   /* SOCK_DGRAM; default peer set */
 	bool err_reported;         /* the fatal error was returned once */
@@ -115,16 +129,22 @@ struct fsock {
 };
 
 /* A process of the application: pid 0 free, -1 reserved by a fork under
- * way, below -1 reserved for a spawned child (isosock_app_spawn_claim). */
+ * way, below -1 reserved for a spawned child (isosock_app_spawn_claim);
+ * start is its /proc starttime, which tells a reused pid apart.  In the
+ * base segment (app->members), changed under fshared.mlock. */
 struct member {
 	_Atomic int32_t pid;
-	uint64_t start;            /* /proc starttime: tells a reused pid apart */
+	uint32_t reserved;
+	_Atomic uint64_t start;
 };
+
+_Static_assert(sizeof(struct member) == sizeof(struct isostack_shm_member), "member entry");
+_Static_assert(offsetof(struct member, start) == offsetof(struct isostack_shm_member, start),
+	       "member.start");
 
 /* The shared part of an attachment (see core_members.c). */
 struct fshared {
-	pthread_mutex_t mlock;     /* members[]; process-shared, robust */
-	struct member members[MAX_MEMBERS];
+	pthread_mutex_t mlock;     /* the member table; process-shared, robust */
 	_Atomic uint32_t nmembers; /* entries in use, for the sweep's fast path */
 	_Atomic uint32_t spawn_seq; /* makes the pid marks of spawn reservations */
 	uint32_t nsocks;
@@ -156,6 +176,8 @@ struct isosock_app {
 	uint8_t *base;
 	struct isostack_shm_sock *socks;
 	struct isostack_shm_wait *wait;
+	struct member *members;    /* [MAX_MEMBERS], in the segment */
+	struct mset *holders;      /* [nsocks], in the segment */
 	struct fsock *fs;
 	_Atomic bool dead;
 	_Atomic int64_t alive_at;  /* when the control socket was last polled */
@@ -205,6 +227,12 @@ static inline void fs_unlock(struct fsock *f)
 }
 
 /* ---- Sockets ------------------------------------------------------------- */
+
+/* The member processes holding socket s (the segment's copy: the only one). */
+static inline struct mset *fs_holders(struct isosock_app *app, int s)
+{
+	return &app->holders[s];
+}
 
 static inline struct fsock *fs_get(struct isosock_app *app, int s)
 {

@@ -6,8 +6,9 @@
  * so fork children see the same pages and an exec'd image can map it
  * again), and the per-socket mutexes are process-shared and robust.  Every
  * process may then drive every socket it holds, as with the kernel.  A
- * socket is held by a set of member processes (fsock.holders, a bit per
- * entry of fshared.members, up to 1024): fork adds the child to every socket the
+ * socket is held by a set of member processes (its holder set, a bit
+ * per entry of the member table, up to 1024; both in the base segment,
+ * where the stack reads them when a member dies): fork adds the child to every socket the
  * parent holds, close() removes the caller, and the stack is told CLOSE
  * only when the last holder lets go.  A member that dies without closing
  * (exit runs isosock_app_exit; _exit and signals do not) is swept by the
@@ -85,28 +86,36 @@ static bool member_alive(const struct member *m)
 		return false;
 	if (pid < 0)
 		return true;           /* a fork under way */
-	return proc_start(pid) == m->start;
+	return proc_start(pid) == atomic_load_explicit(&m->start, memory_order_relaxed);
+}
+
+/* Under sh->mlock: entry i is process pid (start time `start`).  The
+ * stack reads the pair when a process dies (shm_abi.h): the release
+ * orders start before pid. */
+static void member_set(struct isosock_app *app, int i, int32_t pid, uint64_t start)
+{
+	atomic_store_explicit(&app->members[i].start, start, memory_order_relaxed);
+	atomic_store_explicit(&app->members[i].pid, pid, memory_order_release);
 }
 
 /* Under sh->mlock: a free member entry (dead ones are reused after
  * isosock__sweep() cleared their bits), or -1. */
-static int member_claim(struct fshared *sh, int32_t pid)
+static int member_claim(struct isosock_app *app, int32_t pid)
 {
 	for (int i = 0; i < MAX_MEMBERS; i++) {
-		if (atomic_load_explicit(&sh->members[i].pid, memory_order_relaxed) != 0)
+		if (atomic_load_explicit(&app->members[i].pid, memory_order_relaxed) != 0)
 			continue;
-		sh->members[i].start = pid > 0 ? proc_start(pid) : 0;
-		atomic_store_explicit(&sh->members[i].pid, pid, memory_order_release);
-		atomic_fetch_add_explicit(&sh->nmembers, 1, memory_order_relaxed);
+		member_set(app, i, pid, pid > 0 ? proc_start(pid) : 0);
+		atomic_fetch_add_explicit(&app->sh->nmembers, 1, memory_order_relaxed);
 		return i;
 	}
 	return -1;
 }
 
-static void member_free(struct fshared *sh, int i)
+static void member_free(struct isosock_app *app, int i)
 {
-	atomic_store_explicit(&sh->members[i].pid, 0, memory_order_release);
-	atomic_fetch_sub_explicit(&sh->nmembers, 1, memory_order_relaxed);
+	atomic_store_explicit(&app->members[i].pid, 0, memory_order_release);
+	atomic_fetch_sub_explicit(&app->sh->nmembers, 1, memory_order_relaxed);
 }
 
 static size_t fshared_size(uint32_t nsocks)
@@ -144,7 +153,7 @@ int isosock__fshared_create(struct isosock_app *app, uint32_t nsocks)
 	app->sh_fd = fd;
 	app->sh_size = size;
 	app->fs = sh->fs;
-	app->me = member_claim(sh, getpid());
+	app->me = member_claim(app, getpid());
 	return 0;
 }
 
@@ -175,6 +184,14 @@ static void close_locked(struct isosock_app *app, int s, struct fsock *f)
 	struct isostack_shm_cmd l = { .opcode = ISOSTACK_SHM_OP_SETSOCKOPT };
 
 	isosock__drain(app, s, f);
+	if (f->stack_closed) {
+		/* The stack closed it already (EV_CLOSED, which carried the
+		 * final rx_prod): the id may be another socket's soon, so no
+		 * CLOSE; reaped as if its reply had come. */
+		f->state = F_CLOSING;
+		f->closed_reply = true;
+		return;
+	}
 	if (f->state == F_CONNECTED && f->tx_since_send > 0) {
 		f->cork = false;
 		(void)isosock__maybe_post_send(app, s, f, false);
@@ -203,20 +220,23 @@ static void close_locked(struct isosock_app *app, int s, struct fsock *f)
 static void release_locked(struct isosock_app *app, int s, struct fsock *f,
 			   const struct mset *gone)
 {
+	struct mset *h = fs_holders(app, s);
+
 	if (f->state == F_FREE || f->state == F_CLOSING)
 		return;
 	for (int k = 0; k < MSET_WORDS; k++)
-		f->holders.w[k] &= ~gone->w[k];
+		if (h->w[k] & gone->w[k])
+			__atomic_store_n(&h->w[k], h->w[k] & ~gone->w[k], __ATOMIC_RELAXED);
 	for (int i = 0; i < MAX_MEMBERS; i++) {
-		if (f->holders.w[i / 64] == 0) {
+		if (h->w[i / 64] == 0) {
 			i |= 63;          /* the next word */
 			continue;
 		}
-		if (!mset_has(&f->holders, i))
+		if (!mset_has(h, i))
 			continue;
-		if (member_alive(&app->sh->members[i]))
+		if (member_alive(&app->members[i]))
 			return;
-		mset_del(&f->holders, i);
+		mset_del(h, i);
 	}
 	close_locked(app, s, f);
 }
@@ -238,7 +258,7 @@ int isosock_close(struct isosock_app *app, int s)
 		return -EBADF;
 	fs_lock(f);
 	if (f->state == F_FREE || f->state == F_CLOSING ||
-	    !mset_has(&f->holders, app->me)) {
+	    !mset_has(fs_holders(app, s), app->me)) {
 		fs_unlock(f);
 		return -EBADF;
 	}
@@ -363,11 +383,8 @@ int isosock_app_exec_import(struct isosock_app **out, const char *desc)
 	if (spawn) {
 		/* A new process (posix_spawn, system, popen): the entry the
 		 * parent reserved is ours now, and so is a wake fd. */
-		struct member *m = &app->sh->members[me];
-
 		robust_lock(&app->sh->mlock);
-		m->start = proc_start(getpid());
-		atomic_store_explicit(&m->pid, (int32_t)getpid(), memory_order_release);
+		member_set(app, me, (int32_t)getpid(), proc_start(getpid()));
 		pthread_mutex_unlock(&app->sh->mlock);
 		isosock__own_wake_fd(app, me);
 	}
@@ -394,7 +411,7 @@ int isosock_app_fork_prepare(struct isosock_app *app)
 	int k;
 
 	robust_lock(&app->sh->mlock);
-	k = member_claim(app->sh, -1);
+	k = member_claim(app, -1);
 	pthread_mutex_unlock(&app->sh->mlock);
 	if (k < 0) {
 		/* MAX_MEMBERS live processes on one attachment: the child
@@ -411,11 +428,13 @@ int isosock_app_fork_prepare(struct isosock_app *app)
 	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
-		if (!mset_has_relaxed(&f->holders, app->me))
+		struct mset *h = fs_holders(app, (int)i);
+
+		if (!mset_has_relaxed(h, app->me))
 			continue;
 		fs_lock(f);
-		if (mset_has(&f->holders, app->me))
-			mset_add(&f->holders, k);
+		if (mset_has(h, app->me))
+			mset_add(h, k);
 		fs_unlock(f);
 	}
 	return k;
@@ -428,32 +447,33 @@ void isosock_app_fork_parent(struct isosock_app *app, int child, bool failed)
 	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
-		if (!mset_has_relaxed(&f->holders, child))
+		struct mset *h = fs_holders(app, (int)i);
+
+		if (!mset_has_relaxed(h, child))
 			continue;
 		fs_lock(f);
-		mset_del(&f->holders, child);
+		mset_del(h, child);
 		fs_unlock(f);
 	}
 	robust_lock(&app->sh->mlock);
-	member_free(app->sh, child);
+	member_free(app, child);
 	pthread_mutex_unlock(&app->sh->mlock);
 }
 
 void isosock_app_fork_child(struct isosock_app *app, int child)
 {
-	struct member *m = &app->sh->members[child];
-
-	isosock__own_wake_fd(app, child);
 	if (app->marks != NULL)     /* the parent's sleepers are not ours */
 		memset((void *)app->marks, 0, isosock__hiwat(app) * sizeof(app->marks[0]));
 	atomic_store_explicit(&app->sleepers, 0, memory_order_relaxed);
 	isosock__sleep_any_reset();
-	if (child == app->me)
-		return;
-	app->me = child;
-	app->next_sweep = 0;
-	m->start = proc_start(getpid());
-	atomic_store_explicit(&m->pid, (int32_t)getpid(), memory_order_release);
+	if (child != app->me) {
+		app->me = child;
+		app->next_sweep = 0;
+		/* Before CTL_WAKEFD: the stack, told of our pid there,
+		 * checks it against this entry. */
+		member_set(app, child, (int32_t)getpid(), proc_start(getpid()));
+	}
+	isosock__own_wake_fd(app, child);
 }
 
 /*
@@ -475,7 +495,7 @@ int isosock_app_spawn_claim(struct isosock_app *app, int32_t *mark)
 							 memory_order_relaxed) & 0x3fffffff);
 	for (int tries = 0; tries < 2; tries++) {
 		robust_lock(&app->sh->mlock);
-		k = member_claim(app->sh, *mark);
+		k = member_claim(app, *mark);
 		pthread_mutex_unlock(&app->sh->mlock);
 		if (k >= 0 || tries > 0)
 			break;
@@ -501,22 +521,21 @@ void isosock_app_spawn_hold(struct isosock_app *app, int k, int s)
 		return;
 	fs_lock(f);
 	if (f->state != F_FREE && f->state != F_CLOSING &&
-	    mset_has(&f->holders, app->me))
-		mset_add(&f->holders, k);
+	    mset_has(fs_holders(app, s), app->me))
+		mset_add(fs_holders(app, s), k);
 	fs_unlock(f);
 }
 
 void isosock_app_spawn_done(struct isosock_app *app, int k, int32_t mark, pid_t pid)
 {
-	struct member *m = &app->sh->members[k];
+	struct member *m = &app->members[k];
 	uint64_t start = pid > 0 ? proc_start(pid) : 0;
 	bool drop;
 
 	robust_lock(&app->sh->mlock);
 	drop = atomic_load_explicit(&m->pid, memory_order_relaxed) == mark;
 	if (drop && start != 0) {
-		m->start = start;
-		atomic_store_explicit(&m->pid, (int32_t)pid, memory_order_release);
+		member_set(app, k, (int32_t)pid, start);
 		drop = false;
 	}
 	pthread_mutex_unlock(&app->sh->mlock);
@@ -528,15 +547,15 @@ void isosock_app_spawn_done(struct isosock_app *app, int k, int32_t mark, pid_t 
 	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
-		if (!mset_has_relaxed(&f->holders, k))
+		if (!mset_has_relaxed(fs_holders(app, (int)i), k))
 			continue;
 		fs_lock(f);
-		if (mset_has(&f->holders, k))
+		if (mset_has(fs_holders(app, (int)i), k))
 			release_one(app, (int)i, f, k);
 		fs_unlock(f);
 	}
 	robust_lock(&app->sh->mlock);
-	member_free(app->sh, k);
+	member_free(app, k);
 	pthread_mutex_unlock(&app->sh->mlock);
 }
 
@@ -560,14 +579,14 @@ void isosock__sweep(struct isosock_app *app)
 	app->next_sweep = now + SWEEP_NS;
 	robust_lock(&app->sh->mlock);
 	for (int i = 0; i < MAX_MEMBERS; i++) {
-		struct member *m = &app->sh->members[i];
+		struct member *m = &app->members[i];
 
 		if (i == app->me || atomic_load_explicit(&m->pid, memory_order_relaxed) == 0 ||
 		    member_alive(m))
 			continue;
 		mset_add(&gone, i);
 		any = true;
-		member_free(app->sh, i);
+		member_free(app, i);
 	}
 	pthread_mutex_unlock(&app->sh->mlock);
 	if (!any)
@@ -586,7 +605,7 @@ void isosock__sweep(struct isosock_app *app)
 					r->abandoned = true;
 			}
 		}
-		if (mset_meets(&f->holders, &gone))
+		if (mset_meets(fs_holders(app, (int)i), &gone))
 			release_locked(app, (int)i, f, &gone);
 		fs_unlock(f);
 	}
@@ -615,13 +634,13 @@ static void release_mine(struct isosock_app *app, const bool *keep, bool wait)
 	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
 		struct fsock *f = &app->fs[i];
 
-		if ((keep != NULL && keep[i]) || !mset_has_relaxed(&f->holders, app->me))
+		if ((keep != NULL && keep[i]) || !mset_has_relaxed(fs_holders(app, (int)i), app->me))
 			continue;
 		if (wait)
 			fs_lock(f);
 		else if (fs_trylock(f) != 0)
 			continue;
-		if (mset_has(&f->holders, app->me))
+		if (mset_has(fs_holders(app, (int)i), app->me))
 			release_one(app, (int)i, f, app->me);
 		fs_unlock(f);
 	}
@@ -631,6 +650,6 @@ void isosock_app_exit(struct isosock_app *app)
 {
 	release_mine(app, NULL, false);
 	robust_lock(&app->sh->mlock);
-	member_free(app->sh, app->me);
+	member_free(app, app->me);
 	pthread_mutex_unlock(&app->sh->mlock);
 }

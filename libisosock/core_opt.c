@@ -1,7 +1,9 @@
 /*
  * Socket names and options: getsockname/getpeername, and the options
  * kept in the front-end (timeouts, SO_LINGER, TCP_CORK, SO_ERROR and the
- * other SOL_SOCKET queries); the rest go to the stack.
+ * other SOL_SOCKET queries; SO_LINGER also reaches the stack, which uses
+ * it when it closes the socket of a dead process); the rest go to the
+ * stack.
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -84,6 +86,18 @@ int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
 		}
 		memcpy(&f->linger, val, sizeof(f->linger));
 		f->linger0 = f->linger.l_onoff && f->linger.l_linger == 0;
+		if (!f->udp) {
+			/* The stack learns it now too (fire and forget: the
+			 * reply is drained like any other), so a process that
+			 * dies without close() still resets, as on the kernel. */
+			struct isostack_shm_cmd l = { .opcode = ISOSTACK_SHM_OP_SETSOCKOPT };
+
+			l.arg[0] = SOL_SOCKET;
+			l.arg[1] = SO_LINGER;
+			l.arg[2] = sizeof(struct linger);
+			memcpy(&l.arg[3], &f->linger, sizeof(f->linger));
+			(void)isosock__post(app, s, &l);
+		}
 		fs_unlock(f);
 		return 0;
 	}

@@ -133,6 +133,11 @@ int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
 	off += (uint64_t)p->max_sockets * p->cmd_entries * sizeof(struct isostack_shm_cmd);
 	h->status_off = off;
 	off += (uint64_t)p->max_sockets * p->status_entries * sizeof(struct isostack_shm_status);
+	/* Added last, so the older areas keep their offsets. */
+	h->members_off = off;
+	off += (uint64_t)ISOSTACK_SHM_MEMBERS * sizeof(struct isostack_shm_member);
+	h->holders_off = off;
+	off += (uint64_t)p->max_sockets * sizeof(struct isostack_shm_holders);
 	h->segment_size = align_up(off, page_size);
 	if (h->segment_size > ISOSHM_MAX_SEGMENT)
 		return -EOVERFLOW;
@@ -429,6 +434,7 @@ int isoshm_validate_header(const struct isostack_shm_header *h, uint64_t file_si
 	    h->note_entries != want.note_entries || h->notes_off != want.notes_off ||
 	    h->socks_off != want.socks_off ||
 	    h->cmd_off != want.cmd_off || h->status_off != want.status_off ||
+	    h->members_off != want.members_off || h->holders_off != want.holders_off ||
 	    h->segment_size != want.segment_size || h->segment_size > file_size)
 		return -EPROTO;
 	return 0;

@@ -53,6 +53,8 @@
  *   socks_off    struct isostack_shm_sock[max_sockets]        2 lines each
  *   cmd_off      struct isostack_shm_cmd[max_sockets][cmd_entries]
  *   status_off   struct isostack_shm_status[max_sockets][status_entries]
+ *   members_off  struct isostack_shm_member[ISOSTACK_SHM_MEMBERS]  processes
+ *   holders_off  struct isostack_shm_holders[max_sockets]         who holds each id
  *   segment_size (multiple of page_size)
  *
  * Socket ids: 0 is the application's control channel; the stack hands out
@@ -129,7 +131,9 @@ struct isostack_shm_header {
 	uint32_t app_id;           /* daemon-assigned, for logs */
 	uint32_t note_entries;     /* notification ring entries, power of two */
 	uint64_t notes_off;        /* uint32_t[note_entries]: socket ids */
-	uint64_t reserved[13];
+	uint64_t members_off;      /* struct isostack_shm_member[ISOSTACK_SHM_MEMBERS] */
+	uint64_t holders_off;      /* struct isostack_shm_holders[max_sockets] */
+	uint64_t reserved[11];
 };
 
 /* ------------------------------------------------------------------------
@@ -231,6 +235,38 @@ struct isostack_shm_sock {
 };
 
 /* ------------------------------------------------------------------------
+ * The processes of the application and the sockets each holds
+ * (docs/sockets.md, "fork and exec").  The processes fork() and
+ * posix_spawn() make share the attachment; each has an entry in the
+ * member table, and each socket id a bit set of the entries that hold it
+ * (bit i of word i / 64 is member i).  The application keeps both for its
+ * own use: the last holder's close() sends CLOSE.  The stack reads them
+ * only when a process of the application has died (it watches each pid
+ * it was told of: ATTACH is member 0, CTL_WAKEFD names the others), to
+ * close, as the kernel does at a process's death, the sockets no living
+ * member holds any more (it posts ISOSTACK_SHM_EV_CLOSED on each).
+ * Hints: the stack trusts nothing here; a wrong entry can only close or
+ * keep open the application's own sockets.
+ * ---- written by the application ----
+ */
+#define ISOSTACK_SHM_MEMBERS 1024u
+
+struct isostack_shm_member {
+	/* 0: free; -1: a fork under way; below -1: reserved for a spawned
+	 * child (alive for both sides); else the process's pid.  Stored
+	 * (release) after start. */
+	_Atomic int32_t pid;
+	uint32_t reserved;
+	/* /proc/PID/stat start time (field 22), telling a reused pid apart;
+	 * 0 if unknown. */
+	_Atomic uint64_t start;
+};
+
+struct isostack_shm_holders {
+	_Atomic uint64_t w[ISOSTACK_SHM_MEMBERS / 64];
+};
+
+/* ------------------------------------------------------------------------
  * Per-core doorbell ring indices; the entries (uint32_t socket ids) are in
  * the db_slots_off array.
  */
@@ -308,6 +344,15 @@ struct isostack_shm_status {
 #define ISOSTACK_SHM_EV_INCOMING  0x103 /* a connection waits in accept */
 #define ISOSTACK_SHM_EV_HUP       0x104 /* peer closed (FIN) */
 #define ISOSTACK_SHM_EV_ERROR     0x105 /* result -errno; the socket is dead */
+/* The stack closed the socket itself, as the kernel closes the fds of a
+ * process that died: no living member held it (struct
+ * isostack_shm_holders), or the application is gone.  Like the CLOSE
+ * reply, it is the socket's last status (arg0 = the final rx_prod), its
+ * rings go back to the stack, and the id is reused only once the
+ * application has consumed it.  The application must not send CLOSE for
+ * it; one that crossed the event is answered -EBADF and changes nothing
+ * (the id waits until that reply is consumed too). */
+#define ISOSTACK_SHM_EV_CLOSED    0x106
 
 /*
  * Datagram sockets (SOCK_DGRAM): the TX and RX byte rings carry records,
@@ -354,7 +399,13 @@ _Static_assert(offsetof(struct isostack_shm_header, wait_off) == 72, "header.wai
 _Static_assert(offsetof(struct isostack_shm_header, status_off) == 120, "header.status_off");
 _Static_assert(offsetof(struct isostack_shm_header, numa_node) == 128, "header.numa_node");
 _Static_assert(offsetof(struct isostack_shm_header, notes_off) == 144, "header.notes_off");
-_Static_assert(offsetof(struct isostack_shm_header, reserved) == 152, "header.reserved");
+_Static_assert(offsetof(struct isostack_shm_header, members_off) == 152, "header.members_off");
+_Static_assert(offsetof(struct isostack_shm_header, holders_off) == 160, "header.holders_off");
+_Static_assert(offsetof(struct isostack_shm_header, reserved) == 168, "header.reserved");
+_Static_assert(sizeof(struct isostack_shm_member) == 16, "member entry size");
+_Static_assert(offsetof(struct isostack_shm_member, start) == 8, "member.start");
+_Static_assert(sizeof(struct isostack_shm_holders) == 128, "holder set size");
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 _Static_assert(sizeof(struct isostack_shm_sockdir) == 48, "directory entry size");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_start) == 32, "sockdir.tx_start");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_bytes) == 16, "sockdir.tx_bytes");
