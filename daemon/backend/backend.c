@@ -7,9 +7,13 @@
  * Attach: a client connects to the SEQPACKET control socket and sends
  * ATTACH with its wake fd; we create its segment and answer with the
  * segment fd and the stack wake fd.  The connection then stays open; its
- * hang-up (POLLHUP / read of 0) makes us reset every connection of that
- * application (RST), drop its slots and unmap its segment, within
- * ctl_interval_ms.
+ * hang-up (POLLHUP / read of 0) makes us close every socket of that
+ * application as the kernel closes a dead process's fds (FIN after the
+ * unsent data), then, once those are through, drop its slots and unmap
+ * its segment.  The application's processes themselves are watched with
+ * pidfds (procs.c), polled here with the control sockets: a process that
+ * dies while others live on has the sockets only it held closed the same
+ * way.  Both within ctl_interval_ms.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -73,11 +78,16 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	/* the first poll looks at the control socket */
 	be->last_ctl_ms = isod_backend_now(be) - be->conf.ctl_interval_ms;
 	be->own_wake_fd = -1;
+	be->proc_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (be->proc_ep < 0) {
+		ret = -errno;
+		goto err_free;
+	}
 	if (be->conf.stack_wake_fd < 0) {
 		be->own_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (be->own_wake_fd < 0) {
 			ret = -errno;
-			goto err_free;
+			goto err_ep;
 		}
 		be->conf.stack_wake_fd = be->own_wake_fd;
 	}
@@ -101,6 +111,8 @@ err_sock:
 err_wake:
 	if (be->own_wake_fd >= 0)
 		close(be->own_wake_fd);
+err_ep:
+	close(be->proc_ep);
 err_free:
 	free(be);
 	return ret;
@@ -113,6 +125,7 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 	struct isod_sock **pp;
 
 	isod_sock_reset_all(app);
+	isod_procs_fini(app);
 	/* drop its sockets from the event queue */
 	for (pp = &be->ready_head; *pp != NULL;) {
 		if ((*pp)->app == app)
@@ -135,6 +148,7 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 		close(app->more_wake_fd[i]);
 	free(app->socks);
 	free(app->free_ids);
+	free(app->procs);
 	free(app);
 	be->napps--;
 	be->st.apps_detached++;
@@ -226,6 +240,10 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 
 		app->shared_socks = (struct isostack_shm_sock *)(base + app->hdr.socks_off);
 		app->shared_wait = (struct isostack_shm_wait *)(base + app->hdr.wait_off);
+		app->shared_members = (const struct isostack_shm_member *)
+			(base + app->hdr.members_off);
+		app->shared_holders = (const struct isostack_shm_holders *)
+			(base + app->hdr.holders_off);
 	}
 	app->be = be;
 	app->ctl_fd = fd;
@@ -246,6 +264,8 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	be->apps = app;
 	be->napps++;
 	be->st.apps_attached++;
+	/* It waits for our reply: alive, and the pid is its own. */
+	isod_procs_watch(app, (int32_t)m->pid, 0);
 	return;
 
 fail_shm:
@@ -381,6 +401,7 @@ static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 	if (m.hdr.type == ISOSTACK_CTL_WAKEFD && attached != NULL) {
 		if (n == (ssize_t)sizeof(m.wake) && m.hdr.length == sizeof(m.wake) && nfds == 1) {
 			add_wake_fd(attached, fds[0], m.wake.pid, m.wake.member);
+			isod_procs_watch(attached, (int32_t)m.wake.pid, m.wake.member);
 			return 1;
 		}
 		for (int i = 0; i < nfds; i++)
@@ -431,9 +452,10 @@ static unsigned ctl_poll(struct isod_backend *be)
 		be->pending_fd[i] = be->pending_fd[--be->npending];
 		work++;
 	}
-	/* Hang-up of attached applications: one poll() over their sockets. */
+	/* Hang-up of attached applications and deaths of their processes:
+	 * one poll() over their sockets and the epoll of the pidfds. */
 	if (be->napps > 0) {
-		struct pollfd pfd[be->napps];
+		struct pollfd pfd[be->napps + 1];
 		struct isod_app *apps[be->napps];
 		unsigned n = 0;
 
@@ -441,16 +463,21 @@ static unsigned ctl_poll(struct isod_backend *be)
 			pfd[n] = (struct pollfd){ .fd = a->ctl_fd, .events = POLLIN };
 			apps[n++] = a;
 		}
-		if (poll(pfd, n, 0) > 0) {
-			for (unsigned i = 0; i < n; i++) {
-				bool gone = (pfd[i].revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
+		pfd[n] = (struct pollfd){ .fd = be->nwatched > 0 ? be->proc_ep : -1,
+					  .events = POLLIN };
+		if (poll(pfd, n + 1, 0) <= 0)
+			pfd[n].revents = 0;
+		/* Messages first: a CTL_WAKEFD read here names a process
+		 * before a death is weighed against the member table. */
+		for (unsigned i = 0; i < n; i++) {
+			bool gone = (pfd[i].revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
 
-				if (!gone && (pfd[i].revents & POLLIN))
-					gone = ctl_read(be, apps[i]->ctl_fd, apps[i]) == 0;
-				if (gone)
-					apps[i]->dead = true;
-			}
+			if (!gone && (pfd[i].revents & POLLIN))
+				gone = ctl_read(be, apps[i]->ctl_fd, apps[i]) == 0;
+			if (gone)
+				apps[i]->dead = true;
 		}
+		work += isod_procs_poll(be, (pfd[n].revents & POLLIN) != 0);
 	}
 	return work;
 }
@@ -461,12 +488,13 @@ static void reap_dead(struct isod_backend *be)
 		struct isod_app *a = *pp;
 
 		/*
-		 * A dead application's open connections are reset at once; the
-		 * ones it had closed keep their segment until their data is
-		 * acknowledged (bounded by close_timeout), as the kernel
+		 * A dead application's sockets are closed as the kernel closes
+		 * the fds of an exiting process; the application keeps its
+		 * segment until every parked close is through (its data
+		 * acknowledged, bounded by close_timeout), as the kernel
 		 * delivers what a process wrote before it exited.
 		 */
-		if (a->dead && !a->draining && isod_sock_reset_open(a) > 0)
+		if (a->dead && !a->draining && isod_sock_close_all(a) > 0)
 			a->draining = true;
 		if (a->dead && (!a->draining || isod_sock_closing(a) == 0)) {
 			*pp = a->next;
@@ -649,6 +677,7 @@ void isod_backend_fini(struct isod_backend *be)
 	unlink(be->path);
 	if (be->own_wake_fd >= 0)
 		close(be->own_wake_fd);
+	close(be->proc_ep);
 	free(be);
 }
 
@@ -687,6 +716,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n"
 		"backend.rx_held %llu\nbackend.rx_held_max %llu\n"
 		"backend.close_timeouts %llu\n"
+		"backend.procs_watched %llu\nbackend.procs_died %llu\n"
+		"backend.stack_closes %llu\nbackend.stack_close_crossed %llu\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
 		"mem.releases %llu\nmem.sync_extents %llu\nmem.enobufs %llu\n"
 		"mem.ctl_extents %llu\n",
@@ -706,6 +737,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped,
 		(unsigned long long)s->rx_held, (unsigned long long)s->rx_held_max,
 		(unsigned long long)s->close_timeouts,
+		(unsigned long long)s->procs_watched, (unsigned long long)s->procs_died,
+		(unsigned long long)s->stack_closes, (unsigned long long)s->stack_close_crossed,
 		(unsigned long long)be->conf.mem_budget, (unsigned long long)be->mem_backed,
 		(unsigned long long)be->mem_st.extents, (unsigned long long)be->mem_st.refills,
 		(unsigned long long)be->mem_st.releases,

@@ -82,7 +82,7 @@ struct isod_backend_stats {
 	uint64_t tx_bytes, rx_bytes;
 	uint64_t tx_writes;         /* tcp_write calls (zero-copy) */
 	uint64_t sends_seen;        /* SEND commands */
-	uint64_t resets;            /* connections reset on application hang-up */
+	uint64_t resets;            /* connections reset when freeing an application */
 	uint64_t app_kicks;         /* application wake fd writes */
 	uint64_t udp_tx_dgrams, udp_rx_dgrams;
 	uint64_t udp_tx_dropped;    /* no route / no memory / unconnected */
@@ -92,6 +92,11 @@ struct isod_backend_stats {
 	 * share within its ring's free space. */
 	uint64_t rx_held, rx_held_max;
 	uint64_t close_timeouts;    /* CLOSEs aborted after close_timeout_ms */
+	/* Processes of applications: watched (pidfd), seen to die, and the
+	 * sockets closed because no living process held them (or the whole
+	 * application was gone); CLOSEs that crossed such a close (-EBADF). */
+	uint64_t procs_watched, procs_died;
+	uint64_t stack_closes, stack_close_crossed;
 };
 
 struct isod_backend;

@@ -64,6 +64,8 @@ struct isod_sock {
 	bool tx_was_full;
 	bool pcb_closed;             /* lwIP finished the connection cleanly
 				      * (LAST_ACK done or TIME_WAIT): pcb NULL */
+	bool closed_by_stack;        /* closed for a dead process: EV_CLOSED, and
+				      * a CLOSE after it gets -EBADF */
 	int err;                     /* -errno once the connection failed */
 	struct tcp_pcb *pcb;
 	struct udp_pcb *upcb;        /* SOCK_DGRAM (then pcb is NULL) */
@@ -163,6 +165,32 @@ unsigned isod_sock_quarantine_poll(struct isod_app *app, unsigned max);
 
 #define ISOD_MAX_WAKE_FDS 63
 
+/* ---- procs.c: the processes of an application, watched with pidfds ---- */
+
+#define ISOD_MAX_PROCS  (2 * ISOSTACK_SHM_MEMBERS)
+#define ISOD_MSET_WORDS (ISOSTACK_SHM_MEMBERS / 64)
+
+struct isod_proc {
+	struct isod_app *app;
+	int pidfd;                   /* -1: dead (or a free entry if pid is 0) */
+	int32_t pid;
+	uint32_t member;             /* its entry in the member table */
+	uint64_t start;              /* /proc start time, 0 if unknown */
+};
+
+/* Starts watching process pid, member `member` of app (ATTACH: member 0;
+ * CTL_WAKEFD).  A process gone already counts as died at once.  No
+ * errors: one not watched (pidfd_open failed, table full) is taken for
+ * alive, so its sockets close only with the application. */
+void isod_procs_watch(struct isod_app *app, int32_t pid, uint32_t member);
+/* Takes the deaths the pidfds report (if `ready`: their epoll set polled
+ * readable) and, for each application with a death since the last call,
+ * closes the sockets no living member holds (reading its holder sets).
+ * Returns the work done. */
+unsigned isod_procs_poll(struct isod_backend *be, bool ready);
+/* Stops watching app's processes. */
+void isod_procs_fini(struct isod_app *app);
+
 struct isod_app {
 	struct isod_backend *be;
 	struct isod_app *next;
@@ -193,6 +221,13 @@ struct isod_app {
 	uint64_t kick_mask;          /* wake_mask of the sockets posted to this pass */
 	bool dead;
 	bool draining;               /* dead; closed sockets still sending */
+	/* Processes (procs.c); the tables are calloc'd at the first watch. */
+	struct isod_proc *procs;     /* [ISOD_MAX_PROCS], entries below nprocs used */
+	uint32_t nprocs;
+	uint64_t died[ISOD_MSET_WORDS];  /* members that died since the last look */
+	bool deaths;
+	const struct isostack_shm_member *shared_members;  /* hints */
+	const struct isostack_shm_holders *shared_holders; /* hints, [max_sockets] */
 };
 
 #define ISOD_MAX_PENDING_CTL 16
@@ -213,6 +248,8 @@ struct isod_backend {
 	 * appending keeps the order), oldest first. */
 	struct isod_sock *closing_head, *closing_tail;
 	bool napping;                /* stack_napping published in the segments */
+	int proc_ep;                 /* epoll over every watched pidfd (procs.c) */
+	unsigned nwatched;           /* pidfds in it */
 	uint64_t mem_backed;         /* extent bytes backed, all applications */
 	struct isod_mem_stats mem_st;
 	struct isod_backend_stats st;
@@ -242,12 +279,13 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id);
 void isod_sock_resume(struct isod_sock *sk, uint32_t bits);
 /* Queues sk for resumption with `bits` (once; bits accumulate). */
 void isod_sock_queue(struct isod_sock *sk, uint32_t bits);
-/* Application gone: abort every pcb (RST), free held pbufs. */
+/* Application freed: abort every pcb (RST), free held pbufs. */
 void isod_sock_reset_all(struct isod_app *app);
-/* A process exits right after close(): as the kernel does, its closed
- * connections still deliver their data.  reset_open resets every socket
- * but those (returns how many remain); closing counts the remaining ones. */
-unsigned isod_sock_reset_open(struct isod_app *app);
+/* Application gone (control socket hung up): every socket it still had
+ * open is closed as the kernel closes the fds of a process that exits
+ * (isod_sk_close_by_stack).  Returns how many closes are still parked,
+ * sending: the application stays until isod_sock_closing says 0. */
+unsigned isod_sock_close_all(struct isod_app *app);
 unsigned isod_sock_closing(const struct isod_app *app);
 /* Aborts the parked CLOSEs whose deadline is at or before `now` (lwIP's
  * sys_now()); returns how many. */
@@ -302,5 +340,9 @@ void isod_sk_close_finish(struct isod_sock *sk);
 void isod_sk_close_check(struct isod_sock *sk);
 void isod_sk_forget_timewait(struct isod_sock *sk);
 void isod_sk_cmd_close(struct isod_sock *sk, const struct isostack_shm_cmd *c);
+/* The stack closes an open socket itself, as if its last holder had sent
+ * CLOSE (FIN after the unsent data; RST with unread data or SO_LINGER 0);
+ * it ends with EV_CLOSED instead of the CLOSE reply. */
+void isod_sk_close_by_stack(struct isod_sock *sk);
 
 #endif /* ISOD_BACKEND_INTERNAL_H */

@@ -167,14 +167,23 @@ later:
  */
 static bool sk_drained(struct isod_app *app, struct isod_sock *sk)
 {
+	struct isostack_shm_sock *ss = &app->shared_socks[sk->id];
 	uint32_t cons;
 
 	if (sk->npend != 0)
 		return false;
-	/* Relaxed, untrusted: a lying application only hurts itself (its
-	 * view of the id goes out of step). */
-	cons = atomic_load_explicit(&app->shared_socks[sk->id].status_cons, memory_order_relaxed);
-	return cons == sk->st_posted;
+	/* Untrusted: a lying application only hurts itself (its view of
+	 * the id goes out of step).  Acquire: pairs with the application's
+	 * store-release of status_cons (ring point C2), which comes after
+	 * any command it posted before consuming our last status; so a
+	 * CLOSE that crossed EV_CLOSED shows in cmd_prod below, and the id
+	 * waits until we have read it (and answered -EBADF). */
+	cons = atomic_load_explicit(&ss->status_cons, memory_order_acquire);
+	if (cons != sk->st_posted)
+		return false;
+	/* cmd_cons is ours: relaxed reads our own last store. */
+	return atomic_load_explicit(&ss->cmd_prod, memory_order_relaxed) ==
+	       atomic_load_explicit(&ss->cmd_cons, memory_order_relaxed);
 }
 
 static void sk_release_id(struct isod_app *app, struct isod_sock *sk)
@@ -581,6 +590,13 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		cmd_socket(sk, c);   /* validation allows only SOCKET here */
 		return;
 	}
+	if (sk->closed_by_stack && c->opcode == ISOSTACK_SHM_OP_CLOSE) {
+		/* Posted before the application saw our EV_CLOSED: the id is
+		 * quarantined until this reply is consumed too (sk_drained). */
+		sk->app->be->st.stack_close_crossed++;
+		isod_sk_reply(sk, c, -EBADF);
+		return;
+	}
 	if (sk->state == ISOD_S_FREE || sk->state == ISOD_S_CHILD || sk->close_pending) {
 		sk->app->be->st.bad_slot++;
 		isod_sk_reply(sk, c, -EBADF);
@@ -718,22 +734,13 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
 	}
 }
 
-/* Resets the application's sockets; with keep_closing, a TCP socket the
- * application closed (CLOSE parked until its data is acknowledged) is
- * left to finish.  Returns how many were left. */
-static unsigned reset_sockets(struct isod_app *app, bool keep_closing)
+void isod_sock_reset_all(struct isod_app *app)
 {
-	unsigned left = 0;
-
 	for (uint32_t i = 1; i < app->hiwat; i++) {
 		struct isod_sock *sk = &app->socks[i];
 
 		if (!sk->in_use || sk->quarantined)
 			continue;
-		if (keep_closing && sk->close_pending && sk->pcb != NULL) {
-			left++;
-			continue;
-		}
 		if (sk->pcb != NULL && sk->pcb->state != LISTEN)
 			app->be->st.resets++;
 		isod_sk_abort(sk);
@@ -742,17 +749,20 @@ static unsigned reset_sockets(struct isod_app *app, bool keep_closing)
 		 * list entry left behind would point into freed memory. */
 		isod_sk_free(sk);
 	}
-	return left;
 }
 
-void isod_sock_reset_all(struct isod_app *app)
+unsigned isod_sock_close_all(struct isod_app *app)
 {
-	(void)reset_sockets(app, false);
-}
+	for (uint32_t i = 1; i < app->hiwat; i++) {
+		struct isod_sock *sk = &app->socks[i];
 
-unsigned isod_sock_reset_open(struct isod_app *app)
-{
-	return reset_sockets(app, true);
+		/* Children in a backlog go with their listener's close. */
+		if (!sk->in_use || sk->quarantined || sk->close_pending ||
+		    sk->state == ISOD_S_CHILD || sk->state == ISOD_S_FREE)
+			continue;
+		isod_sk_close_by_stack(sk);
+	}
+	return isod_sock_closing(app);
 }
 
 unsigned isod_sock_closing(const struct isod_app *app)

@@ -53,8 +53,8 @@ void isod_sk_close_finish(struct isod_sock *sk)
 	/* arg0: the final rx_prod, so the application drains exactly the old
 	 * socket's bytes and never those of the slot's next socket. */
 	struct isostack_shm_status st = {
-		.opcode = ISOSTACK_SHM_OP_CLOSE, .sock = sk->id, .cookie = sk->close_cookie,
-		.arg = { sk->rx_prod },
+		.opcode = sk->closed_by_stack ? ISOSTACK_SHM_EV_CLOSED : ISOSTACK_SHM_OP_CLOSE,
+		.sock = sk->id, .cookie = sk->close_cookie, .arg = { sk->rx_prod },
 	};
 
 	isod_sk_free(sk);
@@ -160,7 +160,10 @@ void isod_sk_cmd_close(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		isod_sk_close_finish(sk);
 		return;
 	case ISOD_S_CONNECTED:
-		if (sk->linger0) {
+		/* Received data nobody will read: the kernel resets at once,
+		 * dropping what was not sent (RFC 2525, 2.17); so do we. */
+		if (sk->linger0 || sk->rx_hold != NULL ||
+		    isoshm_stack_rx_space(app->shm, sk->id) != (int)sk->rx.bytes) {
 			isod_sk_abort(sk);
 			isod_sk_close_finish(sk);
 			return;
@@ -174,6 +177,26 @@ void isod_sk_cmd_close(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		isod_sk_close_finish(sk);
 		return;
 	}
+}
+
+/*
+ * No process holds the socket any more (a killed one held it last, or
+ * the application is gone): close it as the kernel closes the fds of a
+ * process that dies, through CLOSE's own path, so the unsent data goes
+ * out before the FIN (bounded by close_timeout) and unread data or
+ * SO_LINGER 0 make it a RST.  The id stays quarantined until the
+ * application consumed EV_CLOSED.
+ */
+void isod_sk_close_by_stack(struct isod_sock *sk)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_CLOSE, .sock = sk->id };
+
+	sk->closed_by_stack = true;
+	sk->app->be->st.stack_closes++;
+	if (sk->udp)
+		isod_sk_cmd_udp(sk, &c);
+	else
+		isod_sk_cmd_close(sk, &c);
 }
 
 /*
