@@ -33,6 +33,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -858,6 +859,27 @@ static bool apps_are(void *arg)
 	return atomic_load(&pub_apps) == (unsigned)(uintptr_t)arg;
 }
 
+/* What the peer reads until the end: 0 (EOF) or -errno; *got counts it. */
+static ssize_t read_to_end(struct isosock_app *app, int s, size_t *got)
+{
+	uint8_t buf[4096];
+
+	*got = 0;
+	for (;;) {
+		ssize_t k = isosock_recv(app, s, buf, sizeof(buf), 0);
+
+		if (k <= 0)
+			return k;
+		*got += (size_t)k;
+	}
+}
+
+/*
+ * The application dies (its control socket hangs up) with a connection
+ * open: the stack closes it as the kernel closes a dead process's fds.
+ * With data still to send: every byte, then a FIN.  With data received
+ * and not read: a RST.
+ */
 static void test_app_dies(void **state)
 {
 	struct apps *a = *state;
@@ -865,6 +887,7 @@ static void test_app_dies(void **state)
 	int l = listener(a->srv, PORT_BASE + 6);
 	int c, s;
 	uint8_t buf[4096] = { 0 };
+	size_t got;
 	unsigned apps0 = atomic_load(&pub_apps);
 	struct isod_backend_stats s0 = stats_now();
 
@@ -876,18 +899,91 @@ static void test_app_dies(void **state)
 	assert_int_equal(isosock_send(victim, c, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
 	isosock_app_detach(victim);     /* as if killed: the control socket hangs up */
 	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
-	/* the peer sees the data that made it, then the reset */
-	for (;;) {
-		ssize_t k = isosock_recv(a->srv, s, buf, sizeof(buf), 0);
+	assert_int_equal(read_to_end(a->srv, s, &got), 0);
+	assert_int_equal(got, sizeof(buf));
+	assert_true(stats_now().stack_closes > s0.stack_closes);
+	isosock_close(a->srv, s);
 
-		if (k <= 0) {
-			assert_int_equal(k, -ECONNRESET);
-			break;
-		}
-	}
-	assert_true(stats_now().resets > s0.resets);
+	/* The same with a byte it never read. */
+	assert_int_equal(isosock_app_attach(&victim, ctl_path), 0);
+	c = connector(victim, PORT_BASE + 6);
+	s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	assert_true(s > 0);
+	assert_int_equal(isosock_send(a->srv, s, buf, 1, 0), 1);
+	assert_int_equal(isosock_recv(victim, c, buf, 1, MSG_PEEK), 1);
+	isosock_app_detach(victim);
+	assert_int_equal(read_to_end(a->srv, s, &got), -ECONNRESET);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
 	isosock_close(a->srv, s);
 	isosock_close(a->srv, l);
+}
+
+static bool procs_watched_reach(void *arg)
+{
+	return stats_now().procs_watched >= (uint64_t)(uintptr_t)arg;
+}
+
+/*
+ * A process of the application dies holding the last claim on a
+ * connection while the others live on and make no call: the stack sees
+ * the death (pidfd) and closes it (every byte, then a FIN), and the
+ * application later finds it closed without sending CLOSE.
+ */
+static void test_member_dies(void **state)
+{
+	struct apps *a = *state;
+	struct isosock_app *app;
+	int l = listener(a->srv, PORT_BASE + 7);
+	int c, s, k, go[2];
+	uint8_t buf[4096] = { 0 };
+	size_t got;
+	struct timespec t0, t1;
+	struct isod_backend_stats s0 = stats_now();
+	pid_t pid;
+
+	assert_int_equal(isosock_app_attach(&app, ctl_path), 0);
+	c = connector(app, PORT_BASE + 7);
+	s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	assert_true(s > 0);
+	assert_int_equal(pipe(go), 0);
+	k = isosock_app_fork_prepare(app);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char b;
+
+		close(go[1]);
+		isosock_app_fork_child(app, k);   /* tells the stack its pid */
+		_exit(read(go[0], &b, 1) == 1 ? 0 : 1);   /* no close(): as if killed */
+	}
+	isosock_app_fork_parent(app, k, false);
+	assert_int_equal(isosock_send(app, c, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	assert_int_equal(isosock_close(app, c), 0);   /* the child holds it still */
+	/* ATTACH and the child's CTL_WAKEFD */
+	assert_true(eventually(procs_watched_reach, (void *)(uintptr_t)(s0.procs_watched + 2), 5));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(write(go[1], "x", 1), 1);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	/* The parent (this thread, on `app`) stays out of the shim. */
+	assert_int_equal(read_to_end(a->srv, s, &got), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(got, sizeof(buf));
+	assert_true(stats_now().stack_closes > s0.stack_closes);
+	print_message("member dies: FIN %.1f ms after the exit\n",
+		      (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	/* The id is reused only once the application took EV_CLOSED: a new
+	 * socket of the parent works. */
+	c = connector(app, PORT_BASE + 7);
+	assert_true(c > 0);
+	assert_int_equal(isosock_close(app, c), 0);
+	close(go[0]);
+	close(go[1]);
+	isosock_close(a->srv, s);
+	s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	isosock_close(a->srv, s);
+	isosock_close(a->srv, l);
+	isosock_app_detach(app);
+	assert_true(stats_now().stack_close_crossed == s0.stack_close_crossed);
 }
 
 static void test_emfile(void **state)
@@ -1589,6 +1685,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_backlog_count, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_rst_refused_eof, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_app_dies, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_member_dies, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_emfile, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_commands, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_udp, apps_setup, apps_teardown),
