@@ -18,7 +18,11 @@
  * count: how a check sees that the connection was closed by a process
  * that is gone), +9 nothing (refused), +10 eof probe (sends the port of a
  * UDP socket of its own; a datagram there asks whether the connection has
- * ended yet, and the answer comes back as a datagram: "eof", "open").
+ * ended yet, and the answer comes back as a datagram: "eof", "open"),
+ * +11 end timer (reads struct end_req, then, after the delay or the byte
+ * it asks for, counts bytes until EOF or an error, notes the time
+ * (CLOCK_MONOTONIC, one clock for the whole host), connects back to the
+ * port and writes struct end_res, then sends SIGUSR1 to the pid if not 0).
  *
  *   sockcheck stdioexec                (internal) exec'd with a connection
  *                                      to the echo service as stdin/stdout:
@@ -52,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -159,6 +164,28 @@ static int write_full(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The end timer (+11): what a check asks, what it answers. */
+enum { END_PLAIN, END_SLOW, END_UNREAD };
+struct end_req {
+	uint16_t port;      /* network order: where to connect back */
+	uint16_t mode;      /* END_SLOW: read only after 300 ms; END_UNREAD:
+			     * first send one byte the other side leaves unread */
+	int32_t pid;        /* SIGUSR1 to it once answered, if not 0 */
+};
+struct end_res {
+	uint64_t count;     /* bytes read */
+	int32_t err;        /* 0: EOF, else the errno that ended it */
+	uint32_t pad;
+	int64_t at_ns;      /* CLOCK_MONOTONIC when it ended */
+};
+
 /* ---- peer ---------------------------------------------------------------- */
 
 static void serve(int off, int c)
@@ -248,6 +275,31 @@ static void serve(int off, int c)
 		close(u);
 		break;
 	}
+	case 11: {
+		struct end_req q;
+		struct end_res r = { 0 };
+		struct sockaddr_in a;
+		socklen_t l = sizeof(a);
+		if (read_full(c, &q, sizeof(q)) < 0 ||
+		    getpeername(c, (struct sockaddr *)&a, &l) < 0)
+			break;
+		if (q.mode == END_SLOW)
+			usleep(300 * 1000);
+		if (q.mode == END_UNREAD && write_full(c, "u", 1) < 0)
+			break;
+		while ((n = read(c, buf, sizeof(buf))) > 0)
+			r.count += (uint64_t)n;
+		r.err = n < 0 ? errno : 0;
+		r.at_ns = mono_ns();
+		a.sin_port = q.port;
+		int o = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(o, (struct sockaddr *)&a, sizeof(a)) == 0)
+			write_full(o, &r, sizeof(r));
+		close(o);
+		if (q.pid != 0)
+			kill(q.pid, SIGUSR1);
+		break;
+	}
 	case 8: {
 		uint16_t port;
 		uint64_t cnt = 0;
@@ -273,8 +325,8 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10 };
-	struct pollfd p[10];
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11 };
+	struct pollfd p[16];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
@@ -1249,6 +1301,191 @@ static void check_fork_kill_waited(void)
 	close(sync[1]);
 }
 
+/* What the end timer (+11) answered on listener l. */
+static int end_result(int l, struct end_res *r)
+{
+	int c = accept(l, NULL, NULL);
+	int rc = c < 0 || read_full(c, r, sizeof(*r)) < 0 ? -1 : 0;
+	if (c >= 0)
+		close(c);
+	return rc;
+}
+
+static const char *end_verdict(const char *name, const struct end_res *r, uint64_t want,
+			       int64_t killed_at, int64_t limit_ns)
+{
+	double ms = (double)(r->at_ns - killed_at) / 1e6;
+	fprintf(stderr, "sockcheck: %s: %s %.1f ms after the kill (%llu of %llu bytes)\n",
+		name, r->err ? ename(r->err) : "EOF", ms, (unsigned long long)r->count,
+		(unsigned long long)want);
+	if (r->err)
+		return ename(r->err);
+	if (r->count != want)
+		return "wrong_count";
+	return r->at_ns - killed_at < limit_ns ? "ok" : "too_slow";
+}
+
+static int wake_pipe[2] = { -1, -1 };
+
+static void on_wake(int sig)
+{
+	char c = sig == SIGALRM ? 't' : 'w';
+	if (write(wake_pipe[1], &c, 1) < 0) {
+		/* the read below times out anyway */
+	}
+}
+
+/*
+ * As fork_kill_release, but the parent, after closing its copy, sits in
+ * read() on a pipe (no call into the shim, so no sweep of dead members)
+ * until the peer, having seen the end of the connection, signals it.  The
+ * kernel closes the child's socket at its death: every byte, then EOF,
+ * well within a second (fails beyond 2 s).
+ */
+static void check_fork_kill_idle(void)
+{
+	enum { N = 100000 };
+	static unsigned char data[N];
+	uint16_t port;
+	int l = listener(&port), fd = tcp_to(11);
+	struct end_req q = { .port = port, .mode = END_PLAIN, .pid = getpid() };
+	int64_t *killed_at = mmap(NULL, sizeof(int64_t), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct sigaction sa = { .sa_handler = on_wake }, old_usr, old_alrm;
+	struct end_res r;
+	char c = 0;
+	if (killed_at == MAP_FAILED || pipe(wake_pipe) < 0 || write_full(fd, &q, sizeof(q)) < 0)
+		die("fork_kill_idle setup");
+	for (size_t i = 0; i < N; i++)
+		data[i] = pattern(i);
+	sigaction(SIGUSR1, &sa, &old_usr);
+	sigaction(SIGALRM, &sa, &old_alrm);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (write_full(fd, data, N) < 0)
+			_exit(1);
+		*killed_at = mono_ns();
+		kill(getpid(), SIGKILL);  /* no close(), no exit() */
+		_exit(1);
+	}
+	close(fd);
+	alarm(5);
+	while (read(wake_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	alarm(0);
+	waitpid(pid, NULL, 0);
+	const char *res = c != 'w' ? "timeout" : end_result(l, &r) < 0 ? "no_answer" :
+			  end_verdict("fork_kill_idle", &r, N, *killed_at, 2000000000LL);
+	report("fork_kill_idle", res);
+	sigaction(SIGUSR1, &old_usr, NULL);
+	sigaction(SIGALRM, &old_alrm, NULL);
+	close(wake_pipe[0]);
+	close(wake_pipe[1]);
+	munmap(killed_at, sizeof(int64_t));
+	close(l);
+}
+
+/*
+ * A process alone (its own attachment under the shim) is killed with a
+ * connection open.  It is forked at the start, before this program makes
+ * any socket (so it shares nothing with us), and waits for its order on
+ * a pipe.  END_SLOW: it fills its send buffer while the peer does not
+ * read yet, then is killed: the peer reads every byte, then EOF (not a
+ * RST).  END_UNREAD: it leaves a received byte unread: the peer gets a
+ * RST, as from the kernel.
+ */
+struct lone {
+	pid_t pid;
+	int cmd, ans;          /* our ends of its pipes */
+};
+static struct lone lone[2];
+
+static void lone_main(int cmd, int ans)
+{
+	struct end_req q;
+	static unsigned char data[1 << 16];
+	uint64_t n = 0;
+	if (read_full(cmd, &q, sizeof(q)) < 0)
+		_exit(0);              /* the checks never ran */
+	int fd = tcp_to(11);
+	if (write_full(fd, &q, sizeof(q)) < 0)
+		_exit(1);
+	if (q.mode == END_UNREAD) {
+		char b;
+		if (recv(fd, &b, 1, MSG_PEEK) != 1 || write_full(fd, "abc", 3) < 0)
+			_exit(1);
+		n = 3;
+	} else {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		for (ssize_t k; n < (64u << 20); n += (uint64_t)k) {
+			for (size_t i = 0; i < sizeof(data); i++)
+				data[i] = pattern(n + i);
+			k = write(fd, data, sizeof(data));
+			if (k <= 0)
+				break;
+		}
+	}
+	if (write_full(ans, &n, sizeof(n)) < 0)
+		_exit(1);
+	for (;;)
+		pause();               /* until killed */
+}
+
+static void lone_start(void)
+{
+	for (int i = 0; i < 2; i++) {
+		int cmd[2], ans[2];
+		if (pipe(cmd) < 0 || pipe(ans) < 0)
+			die("lone pipes");
+		lone[i].pid = fork();
+		if (lone[i].pid < 0)
+			die("lone fork");
+		if (lone[i].pid == 0) {
+			close(cmd[1]);
+			close(ans[0]);
+			for (int j = 0; j < i; j++) {
+				close(lone[j].cmd);
+				close(lone[j].ans);
+			}
+			lone_main(cmd[0], ans[1]);
+		}
+		close(cmd[0]);
+		close(ans[1]);
+		lone[i].cmd = cmd[1];
+		lone[i].ans = ans[0];
+	}
+}
+
+static void check_kill_lone(void)
+{
+	static const char *const names[2] = { "kill_lone_unsent", "kill_lone_unread" };
+	for (int i = 0; i < 2; i++) {
+		uint16_t port;
+		int l = listener(&port);
+		struct end_req q = { .port = port, .mode = i == 0 ? END_SLOW : END_UNREAD };
+		struct end_res r;
+		uint64_t n = 0;
+		const char *res;
+		if (write_full(lone[i].cmd, &q, sizeof(q)) < 0 || read_full(lone[i].ans, &n, sizeof(n)) < 0) {
+			res = "lone_failed";
+		} else {
+			int64_t at = mono_ns();
+			kill(lone[i].pid, SIGKILL);
+			if (end_result(l, &r) < 0)
+				res = "no_answer";
+			else if (i == 0)     /* the peer starts reading 300 ms in */
+				res = end_verdict(names[i], &r, n, at, 2300000000LL);
+			else
+				res = r.err ? ename(r.err) : "EOF";
+		}
+		waitpid(lone[i].pid, NULL, 0);
+		close(lone[i].cmd);
+		close(lone[i].ans);
+		report(names[i], res);
+		close(l);
+	}
+}
+
 /*
  * exec: a socket without FD_CLOEXEC still works in the new image (here
  * this program again, `execchild FD`), and the parent's copy keeps
@@ -1560,6 +1797,7 @@ static void check_fork(void)
 	check_fork_release(false);
 	check_fork_release(true);
 	check_fork_kill_waited();
+	check_fork_kill_idle();
 	check_fork_many();
 	check_exec();
 	check_spawn();
@@ -1665,7 +1903,9 @@ int main(int argc, char **argv)
 	}
 	base = atoi(argv[3]);
 	signal(SIGPIPE, SIG_IGN);
+	lone_start();              /* before any socket: processes of their own */
 	check_connect();
+	check_kill_lone();         /* before closefrom() takes their pipes */
 	check_stream();
 	check_bulk();
 	check_threads();
