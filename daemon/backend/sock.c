@@ -590,11 +590,15 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		cmd_socket(sk, c);   /* validation allows only SOCKET here */
 		return;
 	}
-	if (sk->closed_by_stack && c->opcode == ISOSTACK_SHM_OP_CLOSE) {
-		/* Posted before the application saw our EV_CLOSED: the id is
-		 * quarantined until this reply is consumed too (sk_drained). */
-		sk->app->be->st.stack_close_crossed++;
-		isod_sk_reply(sk, c, -EBADF);
+	if (sk->closed_by_stack) {
+		/* Posted before the application saw our EV_CLOSED (the last
+		 * release's SEND and CLOSE): the id is quarantined until the
+		 * reply is consumed too (sk_drained).  SEND and RECV are
+		 * notifications: no reply. */
+		if (c->opcode == ISOSTACK_SHM_OP_CLOSE)
+			sk->app->be->st.stack_close_crossed++;
+		if (c->opcode != ISOSTACK_SHM_OP_SEND && c->opcode != ISOSTACK_SHM_OP_RECV)
+			isod_sk_reply(sk, c, -EBADF);
 		return;
 	}
 	if (sk->state == ISOD_S_FREE || sk->state == ISOD_S_CHILD || sk->close_pending) {

@@ -983,7 +983,10 @@ static void test_member_dies(void **state)
 	isosock_close(a->srv, s);
 	isosock_close(a->srv, l);
 	isosock_app_detach(app);
-	assert_true(stats_now().stack_close_crossed == s0.stack_close_crossed);
+	/* The parent's own sweep (socket() above) may have posted a CLOSE
+	 * before EV_CLOSED came (the FIN is out before the close completes):
+	 * answered -EBADF, never counted as a command on a bad slot. */
+	assert_true(stats_now().bad_slot == s0.bad_slot);
 }
 
 static void test_emfile(void **state)
