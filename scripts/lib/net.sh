@@ -259,7 +259,7 @@ only the daemon answers. The peer end is $NET_PEER_ADDR/$NET_PLEN.
 Hugepages: up wants ${ISOSTACK_UP_HUGEPAGES:-256} free 2 MiB pages, raising nr_hugepages if
 needed (down gives back what it added); otherwise it runs with --no-huge.
 --set passes a [daemon] key of isostackd.conf (e.g. app_sockets=255,
-rx_ring=1m, app_memory=64m). The diagnostic echo (port 7) and discard (port 9) services are on unless
+rx_ring=1m, stack_memory=2g). The diagnostic echo (port 7) and discard (port 9) services are on unless
 --no-echo. up returns once the daemon answers a ping from the peer (at
 most --timeout seconds, default 30); if it does not, up prints the
 daemon's log and removes everything it made. --no-daemon builds the
