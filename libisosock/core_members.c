@@ -42,42 +42,6 @@ static void mutex_init_shared(pthread_mutex_t *m)
 	pthread_mutexattr_destroy(&a);
 }
 
-/*
- * Field 22 of /proc/PID/stat (start time in clock ticks), or 0 if the
- * process is gone or a zombie (state Z/X: it holds nothing any more).
- * open/read only: also called in a fork child.
- */
-static uint64_t proc_start(pid_t pid)
-{
-	char path[48], buf[512];
-	uint64_t v = 0;
-	ssize_t n;
-	int fd, field = 2;
-	char *p;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');        /* comm may hold spaces and parens */
-	if (p == NULL || p[1] != ' ')
-		return 0;
-	p += 2;
-	if (*p == 'Z' || *p == 'X')
-		return 0;
-	for (field = 3; *p != '\0' && field < 22; p++)
-		if (*p == ' ')
-			field++;
-	while (*p >= '0' && *p <= '9')
-		v = v * 10 + (uint64_t)(*p++ - '0');
-	return v ? v : 1;
-}
-
 static bool member_alive(const struct member *m)
 {
 	int32_t pid = atomic_load_explicit(&m->pid, memory_order_acquire);
@@ -86,7 +50,7 @@ static bool member_alive(const struct member *m)
 		return false;
 	if (pid < 0)
 		return true;           /* a fork under way */
-	return proc_start(pid) == atomic_load_explicit(&m->start, memory_order_relaxed);
+	return isoshm_proc_start(pid) == atomic_load_explicit(&m->start, memory_order_relaxed);
 }
 
 /* Under sh->mlock: entry i is process pid (start time `start`).  The
@@ -105,7 +69,7 @@ static int member_claim(struct isosock_app *app, int32_t pid)
 	for (int i = 0; i < MAX_MEMBERS; i++) {
 		if (atomic_load_explicit(&app->members[i].pid, memory_order_relaxed) != 0)
 			continue;
-		member_set(app, i, pid, pid > 0 ? proc_start(pid) : 0);
+		member_set(app, i, pid, pid > 0 ? isoshm_proc_start(pid) : 0);
 		atomic_fetch_add_explicit(&app->sh->nmembers, 1, memory_order_relaxed);
 		return i;
 	}
@@ -384,7 +348,7 @@ int isosock_app_exec_import(struct isosock_app **out, const char *desc)
 		/* A new process (posix_spawn, system, popen): the entry the
 		 * parent reserved is ours now, and so is a wake fd. */
 		robust_lock(&app->sh->mlock);
-		member_set(app, me, (int32_t)getpid(), proc_start(getpid()));
+		member_set(app, me, (int32_t)getpid(), isoshm_proc_start(getpid()));
 		pthread_mutex_unlock(&app->sh->mlock);
 		isosock__own_wake_fd(app, me);
 	}
@@ -471,7 +435,7 @@ void isosock_app_fork_child(struct isosock_app *app, int child)
 		app->next_sweep = 0;
 		/* Before CTL_WAKEFD: the stack, told of our pid there,
 		 * checks it against this entry. */
-		member_set(app, child, (int32_t)getpid(), proc_start(getpid()));
+		member_set(app, child, (int32_t)getpid(), isoshm_proc_start(getpid()));
 	}
 	isosock__own_wake_fd(app, child);
 }
@@ -529,7 +493,7 @@ void isosock_app_spawn_hold(struct isosock_app *app, int k, int s)
 void isosock_app_spawn_done(struct isosock_app *app, int k, int32_t mark, pid_t pid)
 {
 	struct member *m = &app->members[k];
-	uint64_t start = pid > 0 ? proc_start(pid) : 0;
+	uint64_t start = pid > 0 ? isoshm_proc_start(pid) : 0;
 	bool drop;
 
 	robust_lock(&app->sh->mlock);

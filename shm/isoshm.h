@@ -334,6 +334,13 @@ struct isostack_shm_sock *isoshm_app_sock(struct isoshm_app *a, uint32_t sock);
 int isoshm_app_wait(struct isoshm_app *a, uint32_t sock, bool (*ready)(void *arg),
 		    void *arg, uint32_t spin, int64_t timeout_ns);
 
+/* ---- Processes ---------------------------------------------------------- */
+
+/* Field 22 of /proc/PID/stat (start time in clock ticks, never 0 for a
+ * live process), or 0 if the process is gone or a zombie (state Z/X: it
+ * holds nothing any more).  open/read only: safe in a fork child. */
+uint64_t isoshm_proc_start(int32_t pid);
+
 /* ---- Descriptor passing over the AF_UNIX control socket ------------- */
 
 /* Sends len bytes (>= 1) with fd attached (SCM_RIGHTS).  Returns 0 or

@@ -48,35 +48,6 @@ static int pidfd_open(int32_t pid)
 	return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0u);
 }
 
-/* Field 22 of /proc/PID/stat (start time in clock ticks), 0 if unknown. */
-static uint64_t proc_start(int32_t pid)
-{
-	char path[48], buf[512];
-	uint64_t v = 0;
-	ssize_t n;
-	int fd, field;
-	char *p;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');        /* comm may hold spaces and parens */
-	if (p == NULL || p[1] != ' ')
-		return 0;
-	for (p += 2, field = 3; *p != '\0' && field < 22; p++)
-		if (*p == ' ')
-			field++;
-	while (*p >= '0' && *p <= '9')
-		v = v * 10 + (uint64_t)(*p++ - '0');
-	return v;
-}
-
 static bool pidfd_exited(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -171,7 +142,7 @@ void isod_procs_watch(struct isod_app *app, int32_t pid, uint32_t member)
 			pr->pid = 0;     /* cannot watch: taken for alive */
 		return;
 	}
-	pr->start = proc_start(pid);
+	pr->start = isoshm_proc_start(pid);
 	be->nwatched++;
 	be->st.procs_watched++;
 	/* The pidfd is the process that had the pid when we opened it; if
