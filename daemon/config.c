@@ -45,6 +45,8 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->app_sockets = 65535;
 	cfg->tx_ring = 256u << 10;
 	cfg->rx_ring = 256u << 10;
+	cfg->tx_ring_start = 16u << 10;
+	cfg->rx_ring_start = 16u << 10;
 	cfg->stack_memory = 0;     /* 0: an eighth of the machine's memory (main.c) */
 	cfg->tso = true;
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
@@ -202,7 +204,9 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 		}
 		return 0;
 	}
-	if (strcmp(key, "tx_ring") == 0 || strcmp(key, "rx_ring") == 0) {
+	if (strcmp(key, "tx_ring") == 0 || strcmp(key, "rx_ring") == 0 ||
+	    strcmp(key, "tx_ring_start") == 0 || strcmp(key, "rx_ring_start") == 0) {
+		bool start = strchr(key + 3, '_') != NULL;
 		uint64_t v;
 
 		/* The shm rings index with a mask: a power of two. */
@@ -211,7 +215,10 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 				 key, val);
 			return -EINVAL;
 		}
-		*(key[0] == 't' ? &cfg->tx_ring : &cfg->rx_ring) = (uint32_t)v;
+		if (start)
+			*(key[0] == 't' ? &cfg->tx_ring_start : &cfg->rx_ring_start) = (uint32_t)v;
+		else
+			*(key[0] == 't' ? &cfg->tx_ring : &cfg->rx_ring) = (uint32_t)v;
 		return 0;
 	}
 	if (strcmp(key, "stack_memory") == 0) {

@@ -58,7 +58,9 @@ struct isod_config {
 	unsigned close_timeout;    /* s: a CLOSE facing a zero window, then RST */
 	unsigned app_sockets;      /* socket ids per application */
 	uint64_t stack_memory;     /* ring memory of all applications; 0: auto */
-	uint32_t tx_ring, rx_ring; /* bytes per socket, powers of two */
+	uint32_t tx_ring, rx_ring; /* most bytes a TCP socket's rings grow to (UDP: the
+				    * rings), powers of two */
+	uint32_t tx_ring_start, rx_ring_start; /* TCP rings of a new socket */
 	uint64_t app_memory;       /* TX+RX ring bytes of an application's open
 				    * sockets (ENOBUFS beyond); 0: no limit */
 	unsigned nports;

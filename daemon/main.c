@@ -233,6 +233,8 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 		bc.shm.max_ring_bytes = 256u << 10;
 	bc.tx_ring = cfg->tx_ring;
 	bc.rx_ring = cfg->rx_ring;
+	bc.tx_start = cfg->tx_ring_start;
+	bc.rx_start = cfg->rx_ring_start;
 	bc.mem_limit = cfg->app_memory;
 	bc.mem_budget = cfg->stack_memory != 0 ? cfg->stack_memory : default_stack_memory();
 	/* An application's arena: its memory limit, or all of the budget
@@ -268,10 +270,12 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	}
 	isod_loop.nap = backend_nap;
 	isod_loop.nap_arg = *out;
-	ISOD_LOG("control socket %s: serving applications (up to %u sockets each, rings "
-		 "%u KiB TX + %u KiB RX per socket, ring memory %llu MiB for the stack%s) "
-		 "and isostat",
-		 cfg->control, bc.shm.max_sockets - 1, bc.tx_ring >> 10, bc.rx_ring >> 10,
+	ISOD_LOG("control socket %s: serving applications (up to %u sockets each, TCP rings "
+		 "from %u KiB growing to %u KiB TX and %u KiB RX per socket, ring memory "
+		 "%llu MiB for the stack%s) and isostat",
+		 cfg->control, bc.shm.max_sockets - 1,
+		 (bc.tx_start < bc.rx_start ? bc.tx_start : bc.rx_start) >> 10,
+		 bc.tx_ring >> 10, bc.rx_ring >> 10,
 		 (unsigned long long)(bc.mem_budget >> 20),
 		 cfg->app_memory ? ", a per-application limit" : "");
 	return 0;

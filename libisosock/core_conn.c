@@ -129,7 +129,7 @@ int isosock_listen(struct isosock_app *app, int s, int backlog)
 	return rc;
 }
 
-static int adopt_child(struct isosock_app *app, int child, int flags)
+static int adopt_child(struct isosock_app *app, int s, int child, int flags)
 {
 	struct fsock *cf;
 
@@ -143,6 +143,9 @@ static int adopt_child(struct isosock_app *app, int child, int flags)
 			  atomic_load_explicit(&app->socks[child].tx_prod, memory_order_relaxed),
 			  atomic_load_explicit(&app->socks[child].rx_cons, memory_order_relaxed));
 	cf->nonblock = (flags & SOCK_NONBLOCK) != 0;
+	/* inherited from the listener, as the stack's ring pins are */
+	cf->sndbuf = __atomic_load_n(&app->fs[s].sndbuf, __ATOMIC_RELAXED);
+	cf->rcvbuf = __atomic_load_n(&app->fs[s].rcvbuf, __ATOMIC_RELAXED);
 	fs_unlock(cf);
 	return child;
 }
@@ -172,12 +175,12 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 		if (addr != NULL && len != NULL) {
 			struct isostack_shm_cmd g = { .opcode = ISOSTACK_SHM_OP_GETPEERNAME };
 
-			adopt_child(app, child, flags);
+			adopt_child(app, s, child, flags);
 			if (isosock__simple_call(app, child, &g, &st) == 0)
 				isosock__addr_out(&st, addr, len);
 			return child;
 		}
-		return adopt_child(app, child, flags);
+		return adopt_child(app, s, child, flags);
 	}
 	/*
 	 * Non-blocking: ask only for a connection the backlog holds and no
@@ -204,7 +207,7 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 	if (st.result < 0)
 		return (int)st.result;
 	isosock__addr_out(&st, addr, len);
-	return adopt_child(app, (int)st.result, flags);
+	return adopt_child(app, s, (int)st.result, flags);
 }
 
 /* UDP connect: sets (or with AF_UNSPEC clears) the default peer. */

@@ -116,6 +116,7 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 			ret = -EPIPE;
 			break;
 		}
+		f->tx_bytes = isoshm_app_tx_size(app->shm, (uint32_t)s);   /* it may have moved */
 		if (k > 0) {
 			done += (size_t)k;
 			f->tx_prod += (uint32_t)k;
@@ -269,14 +270,16 @@ ssize_t isosock_sendto(struct isosock_app *app, int s, const void *buf, size_t l
 	return isosock_send(app, s, buf, len, flags);
 }
 
-/* Under f->lock: bytes readable now. */
+/* Under f->lock: bytes readable now (following the stack to a new RX
+ * ring, whose size we keep). */
 uint32_t isosock__rx_avail(struct isosock_app *app, int s, struct fsock *f)
 {
-	/* Acquire: pairs with the stack's store-release of rx_prod. */
-	uint32_t prod = atomic_load_explicit(&app->socks[s].rx_prod, memory_order_acquire);
-	uint32_t n = prod - f->rx_cons;
+	int n = isoshm_app_rx_avail(app->shm, (uint32_t)s);
 
-	return n <= f->rx_bytes ? n : 0;
+	if (n <= 0)
+		return 0;
+	f->rx_bytes = isoshm_app_rx_size(app->shm, (uint32_t)s);
+	return (uint32_t)n;
 }
 
 static void rx_peek_at(struct isosock_app *app, int s, uint32_t pos, void *buf, uint32_t n)

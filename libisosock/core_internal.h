@@ -125,7 +125,10 @@ struct fsock {
 	struct rep rep[NREP];
 	uint64_t seq;
 	bool closed_reply;         /* CLOSING: the CLOSE reply came */
-	uint32_t tx_bytes, rx_bytes;  /* ring sizes of the socket in this id */
+	uint32_t tx_bytes, rx_bytes;  /* ring sizes of the socket in this id (they
+				       * change: refreshed by send and recv) */
+	int sndbuf, rcvbuf;        /* SO_SNDBUF/SO_RCVBUF as Linux reports a set
+				    * value (0: not set, the ring size is reported) */
 };
 
 /* A process of the application: pid 0 free, -1 reserved by a fork under

@@ -5,9 +5,13 @@
  * it when it closes the socket of a dead process); the rest go to the
  * stack.
  */
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "core_internal.h"
 
@@ -39,6 +43,45 @@ int isosock_getpeername(struct isosock_app *app, int s, struct sockaddr *addr, s
 	if (rc == 0)
 		isosock__addr_out(&st, addr, len);
 	return rc;
+}
+
+/* /proc/sys/net/core/{r,w}mem_max, or Linux's default. */
+static int core_mem_max(bool rx)
+{
+	static int cached[2];
+	int v = __atomic_load_n(&cached[rx], __ATOMIC_RELAXED);
+
+	if (v == 0) {
+		int fd = (int)syscall(SYS_openat, AT_FDCWD,
+				      rx ? "/proc/sys/net/core/rmem_max" : "/proc/sys/net/core/wmem_max",
+				      O_RDONLY | O_CLOEXEC);
+		char buf[32] = { 0 };
+
+		v = 212992;
+		if (fd >= 0) {
+			if (syscall(SYS_read, fd, buf, sizeof(buf) - 1) > 0 && atoi(buf) > 0)
+				v = atoi(buf);
+			syscall(SYS_close, fd);
+		}
+		__atomic_store_n(&cached[rx], v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
+/*
+ * What Linux's getsockopt reports after setsockopt(SO_SNDBUF/SO_RCVBUF, v)
+ * (net/core/sock.c): v taken as unsigned, capped at wmem_max/rmem_max,
+ * doubled for the kernel's bookkeeping, at least the minimum buffer.
+ */
+static int linux_buf(int v, bool rx)
+{
+	uint32_t u = (uint32_t)v, max = (uint32_t)core_mem_max(rx);
+	uint32_t min = rx ? 2304 : 4608;    /* SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF */
+
+	if (u > max)
+		u = max;
+	u *= 2;
+	return (int)(u < min ? min : u);
 }
 
 static int64_t tv_ns(const struct timeval *tv)
@@ -76,8 +119,29 @@ int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
 		return rc;
 	}
 	if (level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF)) {
+		int v;
+
+		if (len < sizeof(int)) {
+			fs_unlock(f);
+			return -EINVAL;
+		}
+		memcpy(&v, val, sizeof(v));
+		if (name == SO_SNDBUF)
+			f->sndbuf = linux_buf(v, false);
+		else
+			f->rcvbuf = linux_buf(v, true);
+		if (!f->udp) {
+			/* The stack pins the ring (fire and forget, as SO_LINGER) */
+			struct isostack_shm_cmd b = { .opcode = ISOSTACK_SHM_OP_SETSOCKOPT };
+
+			b.arg[0] = SOL_SOCKET;
+			b.arg[1] = (uint64_t)name;
+			b.arg[2] = sizeof(int);
+			memcpy(&b.arg[3], &v, sizeof(v));
+			(void)isosock__post(app, s, &b);
+		}
 		fs_unlock(f);
-		return len < sizeof(int) ? -EINVAL : 0;   /* the rings are fixed */
+		return 0;
 	}
 	if (level == SOL_SOCKET && name == SO_LINGER) {
 		if (len < sizeof(struct linger)) {
@@ -166,8 +230,12 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 		case SO_DOMAIN:    rc = put_int(val, len, AF_INET); break;
 		case SO_PROTOCOL:  rc = put_int(val, len, f->udp ? IPPROTO_UDP : IPPROTO_TCP); break;
 		case SO_ACCEPTCONN: rc = put_int(val, len, f->state == F_LISTEN); break;
-		case SO_RCVBUF:    rc = put_int(val, len, (int)f->rx_bytes); break;
-		case SO_SNDBUF:    rc = put_int(val, len, (int)f->tx_bytes); break;
+		case SO_RCVBUF:
+			rc = put_int(val, len, f->rcvbuf ? f->rcvbuf : (int)f->rx_bytes);
+			break;
+		case SO_SNDBUF:
+			rc = put_int(val, len, f->sndbuf ? f->sndbuf : (int)f->tx_bytes);
+			break;
 		case SO_LINGER:
 			if (*len < sizeof(struct linger)) {
 				rc = -EINVAL;

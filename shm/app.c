@@ -166,18 +166,133 @@ int isoshm_app_recv_status(struct isoshm_app *a, uint32_t sock,
 	return v ? isoshm_ring_dequeue_burst(&v->status, st, n) : -EBADF;
 }
 
+/* The directory entry's ring lies in arena bytes, power-of-two sized and
+ * aligned (the stack is trusted; this keeps a bug from mapping wild). */
+static bool ring_sane(const struct isoshm_app *a, uint64_t off, uint32_t bytes)
+{
+	return bytes >= 4096 && (bytes & (bytes - 1)) == 0 && bytes <= a->hdr.max_ring_bytes &&
+	       off % bytes == 0 && off < a->hdr.arena_size &&
+	       bytes <= a->hdr.arena_size - off;
+}
+
+/*
+ * TX, with the ring empty: takes the stack's open offer if there is one
+ * (shm_abi.h, struct isostack_shm_sockdir): binds the offered ring at our
+ * tx_prod and says so in sock.tx_gen (published by the next tx_prod).
+ * Returns 0 or the extent fetch's error.
+ */
+static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_view *v,
+			 uint32_t gen)
+{
+	const struct isostack_shm_sockdir *d = &a->dir[sock];
+	struct isostack_shm_sock *sk = &a->socks[sock];
+	uint64_t off;
+	uint32_t bytes, ext;
+	int rc;
+
+	/* Seqlock read: an odd generation or one that moved while we read
+	 * means the stack is writing a newer offer; take it next time. */
+	if (gen & 1u)
+		return 0;
+	off = d->tx_off;
+	bytes = d->tx_bytes;
+	ext = d->tx_extent;
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&d->tx_gen, memory_order_relaxed) != gen)
+		return 0;
+	if (!ring_sane(a, off, bytes))
+		return -EPROTO;
+	rc = isoshm__app_extent_ensure(a, ext);
+	if (rc < 0)
+		return rc;
+	isoshm_ring_bind(&v->tx, ISOSHM_RING_PRODUCER, &sk->tx_prod, &sk->tx_cons,
+			 a->arena + off, bytes, 1, v->tx.mine);
+	v->tx_off = off;
+	v->tx_ext = ext;
+	v->tx_gen = gen;
+	atomic_store_explicit(&sk->tx_gen, gen, memory_order_relaxed);
+	return 0;
+}
+
 int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, uint32_t len)
 {
 	struct isoshm_sock_view *v = data_view(a, sock);
+	struct isostack_shm_sock *sk;
+	uint32_t gen;
+	int k;
 
-	return v ? isoshm_ring_enqueue_burst(&v->tx, buf, len) : -EBADF;
+	if (v == NULL)
+		return -EBADF;
+	sk = &a->socks[sock];
+	atomic_store_explicit(&sk->tx_busy, 1, memory_order_relaxed);
+	/* T2: tx_busy before the load of tx_gen; pairs with the stack's fence
+	 * T1 in isoshm_stack_tx_take(): either it sees us writing, or we see
+	 * the offer it took for us. */
+	atomic_thread_fence(memory_order_seq_cst);
+	gen = atomic_load_explicit(&a->dir[sock].tx_gen, memory_order_acquire);
+	if (gen != v->tx_gen &&
+	    atomic_load_explicit(&sk->tx_cons, memory_order_acquire) == v->tx.mine) {
+		k = tx_take_offer(a, sock, v, gen);
+		if (k < 0) {
+			atomic_store_explicit(&sk->tx_busy, 0, memory_order_release);
+			return k;
+		}
+	}
+	k = isoshm_ring_enqueue_burst(&v->tx, buf, len);
+	atomic_store_explicit(&sk->tx_busy, 0, memory_order_release);
+	return k;
+}
+
+/*
+ * RX: follows the stack to a new ring once there are bytes to read (the
+ * ring cannot move while there are).  Before any check of rx_prod against
+ * the ring's size: the new ring may be larger.
+ */
+static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_view *v)
+{
+	const struct isostack_shm_sockdir *d = &a->dir[sock];
+	struct isostack_shm_sock *sk = &a->socks[sock];
+	uint32_t gen;
+	int rc;
+
+	/* C1: pairs with the stack's store-release of rx_prod, which
+	 * publishes the directory entry written before it. */
+	if (atomic_load_explicit(&sk->rx_prod, memory_order_acquire) == v->rx.mine)
+		return 0;
+	gen = atomic_load_explicit(&d->rx_gen, memory_order_relaxed);
+	if (gen == v->rx_gen)
+		return 0;
+	if (!ring_sane(a, d->rx_off, d->rx_bytes) || d->rx_start != v->rx.mine)
+		return -EPROTO;
+	rc = isoshm__app_extent_ensure(a, d->rx_extent);
+	if (rc < 0)
+		return rc;
+	isoshm_ring_bind(&v->rx, ISOSHM_RING_CONSUMER, &sk->rx_prod, &sk->rx_cons,
+			 a->arena + d->rx_off, d->rx_bytes, 1, v->rx.mine);
+	v->rx_ext = d->rx_extent;
+	v->rx_gen = gen;
+	return 0;
+}
+
+/* The RX view of an open socket, following a move; NULL if none. */
+static struct isoshm_sock_view *rx_view(struct isoshm_app *a, uint32_t sock, int *err)
+{
+	struct isoshm_sock_view *v = data_view(a, sock);
+
+	if (v == NULL) {
+		*err = -EBADF;
+		return NULL;
+	}
+	*err = rx_follow(a, sock, v);
+	return *err < 0 ? NULL : v;
 }
 
 int isoshm_app_rx_read(struct isoshm_app *a, uint32_t sock, void *buf, uint32_t len)
 {
-	struct isoshm_sock_view *v = data_view(a, sock);
+	int err;
+	struct isoshm_sock_view *v = rx_view(a, sock, &err);
 
-	return v ? isoshm_ring_dequeue_burst(&v->rx, buf, len) : -EBADF;
+	return v ? isoshm_ring_dequeue_burst(&v->rx, buf, len) : err;
 }
 
 int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock)
@@ -189,18 +304,10 @@ int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock)
 
 int isoshm_app_rx_avail(struct isoshm_app *a, uint32_t sock)
 {
-	struct isoshm_sock_view *v = data_view(a, sock);
+	int err;
+	struct isoshm_sock_view *v = rx_view(a, sock, &err);
 
-	return v ? (int)isoshm_ring_avail(&v->rx, UINT32_MAX) : -EBADF;
-}
-
-/* The directory entry's ring lies in arena bytes, power-of-two sized and
- * aligned (the stack is trusted; this keeps a bug from mapping wild). */
-static bool ring_sane(const struct isoshm_app *a, uint64_t off, uint32_t bytes)
-{
-	return bytes >= 4096 && (bytes & (bytes - 1)) == 0 && bytes <= a->hdr.max_ring_bytes &&
-	       off % bytes == 0 && off < a->hdr.arena_size &&
-	       bytes <= a->hdr.arena_size - off;
+	return v ? (int)isoshm_ring_avail(&v->rx, UINT32_MAX) : err;
 }
 
 int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
@@ -212,7 +319,23 @@ int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
 
 	if (sock == ISOSTACK_SHM_CTRL_SOCK || sock >= a->hdr.max_sockets)
 		return -EBADF;
-	memcpy(&d, &a->dir[sock], sizeof(d));   /* a private copy: checked = used */
+	/* A private copy (checked = used), read as a seqlock: the stack may
+	 * move an empty RX ring of a socket not opened yet (odd generation
+	 * while it writes). */
+	for (;;) {
+		const struct isostack_shm_sockdir *sd = &a->dir[sock];
+		uint32_t tg = atomic_load_explicit(&sd->tx_gen, memory_order_acquire);
+		uint32_t rg = atomic_load_explicit(&sd->rx_gen, memory_order_acquire);
+
+		if (((tg | rg) & 1u) == 0) {
+			memcpy(&d, sd, sizeof(d));
+			atomic_thread_fence(memory_order_acquire);
+			if (atomic_load_explicit(&sd->tx_gen, memory_order_relaxed) == tg &&
+			    atomic_load_explicit(&sd->rx_gen, memory_order_relaxed) == rg)
+				break;
+		}
+		cpu_relax();
+	}
 	if (!ring_sane(a, d.tx_off, d.tx_bytes) || !ring_sane(a, d.rx_off, d.rx_bytes))
 		return -EPROTO;
 	rc = isoshm__app_extent_ensure(a, d.tx_extent);
@@ -235,6 +358,10 @@ int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
 	v->tx_off = d.tx_off;
 	v->tx_ext = d.tx_extent;
 	v->rx_ext = d.rx_extent;
+	v->tx_gen = d.tx_gen;
+	v->rx_gen = d.rx_gen;
+	atomic_store_explicit(&sk->tx_gen, d.tx_gen, memory_order_relaxed);
+	atomic_store_explicit(&sk->tx_busy, 0, memory_order_relaxed);
 	v->open = true;
 	return 0;
 }
@@ -255,9 +382,12 @@ uint32_t isoshm_app_rx_size(struct isoshm_app *a, uint32_t sock)
 
 int isoshm_app_rx_peek(struct isoshm_app *a, uint32_t sock, uint32_t pos, void *buf, uint32_t n)
 {
-	struct isoshm_sock_view *v = data_view(a, sock);
+	int err;
+	struct isoshm_sock_view *v = rx_view(a, sock, &err);
 
-	if (v == NULL || n > v->rx.size)
+	if (v == NULL)
+		return err;
+	if (n > v->rx.size)
 		return -EBADF;
 	isoshm_ring__copy_out(&v->rx, pos, buf, n);
 	return 0;

@@ -23,6 +23,15 @@ struct isoshm_sock_view {
 	uint64_t tx_off;            /* arena offset of the TX ring (private copy) */
 	uint32_t tx_ext, rx_ext;    /* extents holding the rings */
 	uint32_t wake_seq;          /* stack: private copy of sock.wake_seq */
+	/* Ring moves (shm_abi.h, struct isostack_shm_sockdir).  tx_gen: the
+	 * offer whose ring the view uses; rx_gen: the RX move it is bound to.
+	 * Stack only: tx_offer (the newest offer: == tx_gen when none is
+	 * open), its ring, and tx_hold (hold tx_cons back until empty). */
+	uint32_t tx_gen, rx_gen;
+	uint32_t tx_offer;
+	uint64_t tx_offer_off;
+	uint32_t tx_offer_bytes, tx_offer_ext;
+	bool tx_hold;
 	bool bound;                 /* command/status views bound (id used once) */
 	bool open;                  /* TX/RX views bound to a socket's rings */
 	bool broken;                /* stack: an index was corrupt; never used again */

@@ -31,6 +31,7 @@
 #ifndef ISOSHM_H
 #define ISOSHM_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +82,9 @@ struct isoshm_stats {
 	uint64_t doorbells;      /* doorbell entries drained */
 	uint64_t cmds;           /* valid commands read */
 	uint64_t wakes;          /* FUTEX_WAKE calls made */
+	uint64_t tx_offers;      /* TX rings offered */
+	uint64_t tx_switches;    /* TX offers taken (by the application or for it) */
+	uint64_t rx_moves;       /* RX rings moved */
 };
 
 struct isoshm_span {
@@ -150,8 +154,38 @@ int isoshm_stack_post_status(struct isoshm_stack *s, uint32_t sock,
  * byte count, or -EPROTO/-EBADF. */
 int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_span span[2]);
 /* Releases n TX bytes (acked by the peer); n <= the last peek's total.
- * Returns 0 or -EINVAL/-EBADF. */
+ * While an offer holds tx_cons back (isoshm_stack_tx_offer) the release
+ * is published only once the ring is empty.  Returns 0 (published), 1
+ * (held back) or -EINVAL/-EBADF. */
 int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n);
+
+/*
+ * Ring moves (shm_abi.h, struct isostack_shm_sockdir).  The caller owns
+ * the ring memory: it allocates the new ring and frees the old one when
+ * a call says the socket left it.
+ *
+ * isoshm_stack_tx_peek() returns ISOSHM_TX_SWITCHED when the application
+ * took the open offer: the view now uses the offered ring (everything of
+ * the old one was released), the caller frees the old ring and peeks
+ * again.  An application that took it while the old ring held bytes
+ * breaks the socket (-EPROTO).
+ */
+#define ISOSHM_TX_SWITCHED (-EXDEV)
+/* Offers the ring at arena offset off (bytes, in extent ext) for TX.
+ * hold: publish tx_cons only when the ring is empty until it is taken (a
+ * larger ring for a writer that keeps the old one full).  Returns 0,
+ * -EBUSY (an offer is open), -EINVAL (ring outside its extent), -EBADF. */
+int isoshm_stack_tx_offer(struct isoshm_stack *s, uint32_t sock, uint64_t off,
+			  uint32_t bytes, uint32_t ext, bool hold);
+/* Takes the open offer for an idle application: only if the TX ring is
+ * empty and no write is under way (sock.tx_busy).  Returns 1 (switched:
+ * free the old ring), 0 (not now, or no offer) or -errno. */
+int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock);
+/* Moves RX to the ring at off (bytes, extent ext): only while the RX ring
+ * is empty.  Returns 0 (moved: free the old ring), -EBUSY (bytes unread),
+ * -EINVAL, -EBADF, -EPROTO. */
+int isoshm_stack_rx_move(struct isoshm_stack *s, uint32_t sock, uint64_t off,
+			 uint32_t bytes, uint32_t ext);
 
 /* RX: free space, validated.  Returns bytes or -EPROTO/-EBADF. */
 int isoshm_stack_rx_space(struct isoshm_stack *s, uint32_t sock);

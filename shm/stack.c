@@ -327,12 +327,25 @@ int isoshm_stack_post_status(struct isoshm_stack *s, uint32_t sock,
 
 /* ---- TX and RX bytes --------------------------------------------------------- */
 
+/* TX: the view moves to the open offer's ring at its consumer index. */
+static void tx_switch(struct isoshm_stack *s, uint32_t sock, struct isoshm_sock_view *v)
+{
+	struct isostack_shm_sock *sk = &s->socks[sock];
+
+	isoshm_ring_bind(&v->tx, ISOSHM_RING_CONSUMER, &sk->tx_prod, &sk->tx_cons,
+			 s->arena + v->tx_offer_off, v->tx_offer_bytes, 1, v->tx.mine);
+	v->tx_off = v->tx_offer_off;
+	v->tx_ext = v->tx_offer_ext;
+	v->tx_gen = v->tx_offer;
+	v->tx_hold = false;
+	s->stats.tx_switches++;
+}
+
 int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_span span[2])
 {
 	struct isoshm_sock_view *v;
 	uint64_t base_off;
-	uint32_t off, first;
-	int64_t avail;
+	uint32_t off, first, prod, avail;
 	int err;
 
 	v = live_view(s, sock, &err);
@@ -340,19 +353,31 @@ int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_sp
 		return err;
 	if (!v->open)       /* no TX ring bound: its view is all zeroes */
 		return -EBADF;
-	/* want = UINT32_MAX: always load the current tx_prod */
-	avail = isoshm_ring_avail(&v->tx, UINT32_MAX);
-	if (avail < 0)
+	/* C1: pairs with the application's store-release of tx_prod: the
+	 * bytes below it, and its sock.tx_gen, are visible. */
+	prod = atomic_load_explicit(v->tx.prod, memory_order_acquire);
+	if (v->tx_offer != v->tx_gen &&
+	    atomic_load_explicit(&s->socks[sock].tx_gen, memory_order_relaxed) == v->tx_offer) {
+		/* Taken: legal only at an empty ring, i.e. everything this
+		 * view ever saw was released (nothing peeked is pending). */
+		if (v->tx.other != v->tx.mine)
+			return sock_broken(s, v);
+		tx_switch(s, sock, v);
+		return ISOSHM_TX_SWITCHED;
+	}
+	if (isoshm_ring_validate_index(&v->tx, prod) < 0)
 		return sock_broken(s, v);
+	v->tx.other = prod;
+	avail = prod - v->tx.mine;
 	base_off = v->tx_off;
 	off = v->tx.mine & v->tx.mask;
-	first = (uint32_t)avail < v->tx.size - off ? (uint32_t)avail : v->tx.size - off;
+	first = avail < v->tx.size - off ? avail : v->tx.size - off;
 	span[0].off = base_off + off;
 	span[0].addr = s->arena + span[0].off;
 	span[0].len = first;
 	span[1].off = base_off;
 	span[1].addr = s->arena + base_off;
-	span[1].len = (uint32_t)avail - first;
+	span[1].len = avail - first;
 	return (int)avail;
 }
 
@@ -367,7 +392,118 @@ int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n)
 		s->stats.bad_arg++;
 		return -EINVAL;
 	}
+	if (v->tx_hold && v->tx.mine + n != v->tx.other) {
+		v->tx.mine += n;        /* held back: published once empty */
+		return 1;
+	}
 	isoshm_ring_consume(&v->tx, n);
+	return 0;
+}
+
+/* A ring of d lies inside extent id, aligned to its power-of-two size. */
+static bool ring_placed(struct isoshm_stack *s, uint32_t ext, uint64_t off, uint32_t bytes);
+
+int isoshm_stack_tx_offer(struct isoshm_stack *s, uint32_t sock, uint64_t off,
+			  uint32_t bytes, uint32_t ext, bool hold)
+{
+	struct isostack_shm_sockdir *d;
+	struct isoshm_sock_view *v;
+	int err;
+
+	v = live_view(s, sock, &err);
+	if (v == NULL)
+		return err;
+	if (!v->open)
+		return -EBADF;
+	if (v->tx_offer != v->tx_gen)
+		return -EBUSY;
+	if (!ring_placed(s, ext, off, bytes))
+		return -EINVAL;
+	d = &s->dir[sock];
+	/* A seqlock: odd while the fields change (the application retries),
+	 * even once the offer stands. */
+	atomic_store_explicit(&d->tx_gen, v->tx_offer + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	d->tx_off = off;
+	d->tx_bytes = bytes;
+	d->tx_extent = ext;
+	v->tx_offer += 2;
+	v->tx_offer_off = off;
+	v->tx_offer_bytes = bytes;
+	v->tx_offer_ext = ext;
+	v->tx_hold = hold;
+	/* Pairs with the application's load-acquire of tx_gen. */
+	atomic_store_explicit(&d->tx_gen, v->tx_offer, memory_order_release);
+	s->stats.tx_offers++;
+	return 0;
+}
+
+int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock)
+{
+	struct isostack_shm_sock *sk;
+	struct isoshm_sock_view *v;
+	int err;
+
+	v = live_view(s, sock, &err);
+	if (v == NULL)
+		return err;
+	if (!v->open || v->tx_offer == v->tx_gen)
+		return 0;
+	sk = &s->socks[sock];
+	if (atomic_load_explicit(&sk->tx_prod, memory_order_acquire) != v->tx.mine ||
+	    v->tx.other != v->tx.mine)
+		return 0;   /* bytes pending: the application will take it */
+	/* T1: the offer (tx_gen, stored earlier) before the load of tx_busy;
+	 * pairs with the application's fence after it stores tx_busy = 1:
+	 * either we see the write under way, or it sees the offer. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&sk->tx_busy, memory_order_relaxed) != 0 ||
+	    atomic_load_explicit(&sk->tx_prod, memory_order_relaxed) != v->tx.mine)
+		return 0;
+	if (v->tx.mine != atomic_load_explicit(&sk->tx_cons, memory_order_relaxed))
+		isoshm_ring_consume(&v->tx, 0);  /* publish what a hold kept back */
+	tx_switch(s, sock, v);
+	return 1;
+}
+
+int isoshm_stack_rx_move(struct isoshm_stack *s, uint32_t sock, uint64_t off,
+			 uint32_t bytes, uint32_t ext)
+{
+	struct isostack_shm_sock *sk;
+	struct isostack_shm_sockdir *d;
+	struct isoshm_sock_view *v;
+	int64_t free_n;
+	int err;
+
+	v = live_view(s, sock, &err);
+	if (v == NULL)
+		return err;
+	if (!v->open)
+		return -EBADF;
+	if (!ring_placed(s, ext, off, bytes))
+		return -EINVAL;
+	free_n = isoshm_ring_free(&v->rx, UINT32_MAX);
+	if (free_n < 0)
+		return sock_broken(s, v);
+	if ((uint32_t)free_n != v->rx.size)
+		return -EBUSY;
+	sk = &s->socks[sock];
+	d = &s->dir[sock];
+	isoshm_ring_bind(&v->rx, ISOSHM_RING_PRODUCER, &sk->rx_prod, &sk->rx_cons,
+			 s->arena + off, bytes, 1, v->rx.mine);
+	v->rx_ext = ext;
+	/* The next store-release of rx_prod publishes the entry to a reader
+	 * that found bytes; the seqlock (odd while it changes) is for one
+	 * that opens the socket meanwhile (isoshm_app_sock_open). */
+	atomic_store_explicit(&d->rx_gen, v->rx_gen + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	d->rx_off = off;
+	d->rx_bytes = bytes;
+	d->rx_extent = ext;
+	d->rx_start = v->rx.mine;
+	v->rx_gen += 2;
+	atomic_store_explicit(&d->rx_gen, v->rx_gen, memory_order_release);
+	s->stats.rx_moves++;
 	return 0;
 }
 
@@ -466,13 +602,21 @@ int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
 	v->tx_off = d->tx_off;
 	v->tx_ext = d->tx_extent;
 	v->rx_ext = d->rx_extent;
+	v->tx_hold = false;
+	/* Generations run on from socket to socket of the id; the ring this
+	 * socket starts on is a taken offer.  An odd value would be an offer
+	 * half written: the next even one. */
+	v->tx_gen = v->tx_offer = (v->tx_offer + 2) & ~1u;
+	v->rx_gen = (v->rx_gen + 2) & ~1u;
 	v->open = true;
 	/* Plain stores: the store-release of status_prod that announces the
 	 * id (the SOCKET or ACCEPT reply) publishes them with the indices. */
 	d->tx_start = tx_start;
 	d->rx_start = rx_start;
-	d->reserved[0] = d->reserved[1] = 0;
-	s->dir[sock] = *d;
+	atomic_store_explicit(&d->tx_gen, v->tx_gen, memory_order_relaxed);
+	atomic_store_explicit(&d->rx_gen, v->rx_gen, memory_order_relaxed);
+	memset(d->reserved, 0, sizeof(d->reserved));
+	memcpy(&s->dir[sock], d, sizeof(*d));
 	return 0;
 }
 

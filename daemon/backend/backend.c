@@ -39,6 +39,8 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	isoshm_params_default(&c->shm);
 	c->tx_ring = 256u << 10;
 	c->rx_ring = 256u << 10;
+	c->tx_start = 16u << 10;
+	c->rx_start = 16u << 10;
 	c->max_apps = 64;
 	c->stack_wake_fd = -1;
 	c->ctl_interval_ms = 1;
@@ -61,7 +63,10 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	if (conf == NULL || conf->control_path == NULL || conf->shm.max_sockets < 2 ||
 	    conf->rx_ring < TCP_MSS || conf->rx_ring < 4096 || conf->tx_ring < 4096 ||
 	    (conf->rx_ring & (conf->rx_ring - 1)) != 0 || (conf->tx_ring & (conf->tx_ring - 1)) != 0 ||
-	    conf->rx_ring > conf->shm.max_ring_bytes || conf->tx_ring > conf->shm.max_ring_bytes)
+	    conf->rx_ring > conf->shm.max_ring_bytes || conf->tx_ring > conf->shm.max_ring_bytes ||
+	    conf->tx_start < 4096 || conf->rx_start < 4096 ||
+	    (conf->tx_start & (conf->tx_start - 1)) != 0 ||
+	    (conf->rx_start & (conf->rx_start - 1)) != 0)
 		return -EINVAL;
 	if (strlen(conf->control_path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
@@ -69,6 +74,10 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	if (be == NULL)
 		return -ENOMEM;
 	be->conf = *conf;
+	if (be->conf.tx_start > be->conf.tx_ring)
+		be->conf.tx_start = be->conf.tx_ring;
+	if (be->conf.rx_start > be->conf.rx_ring)
+		be->conf.rx_start = be->conf.rx_ring;
 	if (be->conf.max_apps == 0)
 		be->conf.max_apps = 64;
 	snprintf(be->path, sizeof(be->path), "%s", conf->control_path);
@@ -718,6 +727,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.close_timeouts %llu\n"
 		"backend.procs_watched %llu\nbackend.procs_died %llu\n"
 		"backend.stack_closes %llu\nbackend.stack_close_crossed %llu\n"
+		"backend.rx_moves %llu\nbackend.tx_moves %llu\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
 		"mem.releases %llu\nmem.sync_extents %llu\nmem.enobufs %llu\n"
 		"mem.ctl_extents %llu\n",
@@ -739,6 +749,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->close_timeouts,
 		(unsigned long long)s->procs_watched, (unsigned long long)s->procs_died,
 		(unsigned long long)s->stack_closes, (unsigned long long)s->stack_close_crossed,
+		(unsigned long long)s->rx_moves, (unsigned long long)s->tx_moves,
 		(unsigned long long)be->conf.mem_budget, (unsigned long long)be->mem_backed,
 		(unsigned long long)be->mem_st.extents, (unsigned long long)be->mem_st.refills,
 		(unsigned long long)be->mem_st.releases,

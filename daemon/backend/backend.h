@@ -25,8 +25,10 @@ struct isod_backend_conf {
 	const char *control_path;   /* AF_UNIX SEQPACKET path; created, mode 0666 */
 	struct isoshm_params shm;   /* per-application segment; shm.max_sockets - 1
 				     * is the per-application socket limit (EMFILE) */
-	uint32_t tx_ring, rx_ring;  /* ring bytes of a new socket (powers of two,
-				     * <= shm.max_ring_bytes) */
+	uint32_t tx_ring, rx_ring;  /* largest TCP ring a socket grows to, and the
+				     * UDP rings (powers of two, <= shm.max_ring_bytes) */
+	uint32_t tx_start, rx_start; /* TCP rings a new socket starts with
+				     * (powers of two, 4k .. tx_ring / rx_ring) */
 	uint64_t mem_budget;        /* whole stack: bytes of ring memory backed;
 				     * beyond it a new socket gets ENOBUFS; 0: none */
 	uint64_t mem_limit;         /* per application: TX+RX ring bytes of open
@@ -97,6 +99,7 @@ struct isod_backend_stats {
 	 * application was gone); CLOSEs that crossed such a close (-EBADF). */
 	uint64_t procs_watched, procs_died;
 	uint64_t stack_closes, stack_close_crossed;
+	uint64_t rx_moves, tx_moves; /* TCP rings moved to another size (sock_ring.c) */
 };
 
 struct isod_backend;

@@ -42,6 +42,7 @@ enum {
 	ISOD_R_ACCEPT    = 1u << 4,  /* a child joined the backlog */
 	ISOD_R_FLUSH     = 1u << 5,  /* deferred statuses to post */
 	ISOD_R_CMDS      = 1u << 6,  /* commands left unread (budget/room) */
+	ISOD_R_IDLE      = 1u << 7,  /* lwIP's poll: idle rings may shrink */
 };
 
 struct isod_app;
@@ -111,6 +112,14 @@ struct isod_sock {
 	uint64_t mem;                /* bytes charged to the app's mem_limit */
 	/* memory: the rings, kept until the application drained them */
 	struct isod_ring tx, rx;
+	/* rings that size themselves (sock_ring.c) */
+	struct isod_ring tx_offer;   /* offered to the application, not taken yet */
+	uint32_t tx_pin, rx_pin;     /* SO_SNDBUF / SO_RCVBUF ring bytes; 0: auto */
+	uint32_t rx_peak;            /* most bytes unread + held since the last move */
+	uint32_t rx_rate_ms;         /* start of the current rate interval */
+	uint64_t rx_rate_bytes;      /* bytes received in it */
+	uint32_t activity, activity_seen;  /* bytes moved either way; at last poll */
+	bool idle_armed;             /* lwIP polls the pcb for idle shrinking */
 	bool in_use;                 /* id taken (open, or freed but not drained) */
 	bool quarantined;            /* freed; waits for the app to drain it */
 	uint32_t q_next;             /* quarantine list (ids), UINT32_MAX ends */
@@ -156,6 +165,9 @@ void isod_mem_init(struct isod_app *app);
 void isod_mem_fini(struct isod_app *app);
 /* A ring of `bytes` (power of two, >= 4 KiB).  0, -ENOBUFS or -ENOMEM. */
 int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out);
+/* The same, but -EAGAIN where it would have to make an extent now (for
+ * optional moves: the spare comes by the next pass). */
+int isod_mem_ring_try(struct isod_app *app, uint32_t bytes, struct isod_ring *out);
 void isod_mem_ring_put(struct isod_app *app, const struct isod_ring *r);
 /* Keeps a spare extent ready (at most one made per call); returns work. */
 unsigned isod_mem_poll(struct isod_app *app);
@@ -298,7 +310,8 @@ bool isod_sk_app_waits(const struct isod_sock *sk);
 void isod_sk_post(struct isod_sock *sk, const struct isostack_shm_status *st);
 void isod_sk_reply(struct isod_sock *sk, const struct isostack_shm_cmd *c, int64_t result);
 void isod_sk_event(struct isod_sock *sk, uint16_t ev);
-struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, int *err);
+struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct isod_sock *parent,
+				int *err);
 #define ISOD_UDP_RING(conf, r) \
 	((r) >= (256u << 10) || (conf)->shm.max_ring_bytes < (256u << 10) ? (r) : (256u << 10))
 void isod_sk_free(struct isod_sock *sk);
@@ -320,6 +333,27 @@ void isod_sk_accept_serve(struct isod_sock *lsk);
 /* sock_data.c: the TCP data path */
 void isod_sk_rx_hold_drop(struct isod_sock *sk);
 void isod_sk_rx_pump(struct isod_sock *sk);
+void isod_sk_wnd_update(struct isod_sock *sk);
+/* sock_tcp.c: lwIP's poll of sk's pcb every `interval` slow-timer ticks
+ * (ISOD_R_IDLE), 0: off. */
+void isod_sk_poll_set(struct isod_sock *sk, uint8_t interval);
+
+/* sock_ring.c: rings that size themselves */
+void isod_sk_ring_free(struct isod_sock *sk, struct isod_ring *r);
+/* RX: with `used` bytes unread (a move needs 0), grow or follow a pin. */
+void isod_sk_rx_resize(struct isod_sock *sk, uint32_t used);
+/* TX peek that follows the application onto an offered ring. */
+int isod_sk_tx_peek(struct isod_sock *sk, struct isoshm_span sp[2]);
+/* TX: the application filled the ring: offer a larger one if it helps. */
+void isod_sk_tx_full(struct isod_sock *sk);
+/* SO_RCVBUF (rx) or SO_SNDBUF of v bytes. */
+void isod_sk_ring_pin(struct isod_sock *sk, bool rx, int v);
+void isod_sk_ring_inherit(struct isod_sock *child, const struct isod_sock *parent);
+uint32_t isod_sk_rx_start(const struct isod_backend_conf *conf, const struct isod_sock *parent);
+uint32_t isod_sk_tx_start(const struct isod_backend_conf *conf, const struct isod_sock *parent);
+/* A pcb was attached: poll it while its rings may shrink. */
+void isod_sk_ring_armed(struct isod_sock *sk);
+void isod_sk_ring_idle(struct isod_sock *sk);
 void isod_sk_tx_push(struct isod_sock *sk);
 void isod_sk_tx_acked(struct isod_sock *sk);
 

@@ -141,7 +141,9 @@ static void ext_put(struct isod_app *app, uint32_t id)
 	app->be->mem_st.releases++;
 }
 
-int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out)
+/* A ring of `bytes`; wait: may make an extent on the spot (else -EAGAIN
+ * when that would be needed). */
+static int ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out, bool wait)
 {
 	struct isod_mem *m = &app->mem;
 	unsigned cls = ilog2(bytes);
@@ -150,7 +152,7 @@ int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *ou
 
 	if (bytes < 4096 || (bytes & (bytes - 1)) != 0)
 		return -EINVAL;
-	if (bytes > UNIT) {
+	if (bytes > UNIT) {     /* its own extent (rings of tx_ring/rx_ring > 2m) */
 		id = ext_get(app, bytes);
 		if (id < 0)
 			return (int)id;
@@ -169,6 +171,8 @@ int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *ou
 		e->on_partial = false;
 	}
 	if (m->partial[cls] == UINT32_MAX) {
+		if (m->nspare == 0 && !wait)
+			return -EAGAIN;
 		if (m->nspare == 0)
 			app->be->mem_st.sync_extents++;
 		id = ext_get(app, UNIT);
@@ -204,6 +208,16 @@ int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *ou
 		return 0;
 	}
 	return -EIO;   /* a partial slab without a free chunk: a bug */
+}
+
+int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out)
+{
+	return ring_get(app, bytes, out, true);
+}
+
+int isod_mem_ring_try(struct isod_app *app, uint32_t bytes, struct isod_ring *out)
+{
+	return ring_get(app, bytes, out, false);
 }
 
 void isod_mem_ring_put(struct isod_app *app, const struct isod_ring *r)

@@ -237,17 +237,20 @@ static int64_t id_get(struct isod_app *app)
 }
 
 /*
- * A new socket: an id, its rings (conf.tx_ring/rx_ring bytes), both
- * opened in the segment.  Returns NULL with -EMFILE (ids), -ENOBUFS (the
- * application's mem_limit or the stack's budget) or -ENOMEM in *err.
+ * A new socket: an id, its rings, both opened in the segment.  TCP rings
+ * start small and size themselves (sock_ring.c); an accepted child starts
+ * with its listener's SO_SNDBUF/SO_RCVBUF (parent).  Returns NULL with
+ * -EMFILE (ids), -ENOBUFS (the application's mem_limit or the stack's
+ * budget) or -ENOMEM in *err.
  */
-struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, int *err)
+struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct isod_sock *parent,
+				int *err)
 {
 	const struct isod_backend_conf *conf = &app->be->conf;
-	/* Datagram sockets: rings that hold a few of the largest datagrams,
-	 * as the kernel's 208 KiB UDP buffers do. */
-	uint32_t tx_bytes = udp ? ISOD_UDP_RING(conf, conf->tx_ring) : conf->tx_ring;
-	uint32_t rx_bytes = udp ? ISOD_UDP_RING(conf, conf->rx_ring) : conf->rx_ring;
+	/* Datagram sockets: fixed rings that hold a few of the largest
+	 * datagrams, as the kernel's 208 KiB UDP buffers do. */
+	uint32_t tx_bytes = udp ? ISOD_UDP_RING(conf, conf->tx_ring) : isod_sk_tx_start(conf, parent);
+	uint32_t rx_bytes = udp ? ISOD_UDP_RING(conf, conf->rx_ring) : isod_sk_rx_start(conf, parent);
 	uint64_t need = (uint64_t)tx_bytes + rx_bytes;
 	struct isostack_shm_sockdir d;
 	struct isod_ring tx, rx;
@@ -301,6 +304,8 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, int *err)
 	sk->id = (uint32_t)id;
 	sk->tx = tx;
 	sk->rx = rx;
+	if (parent != NULL)
+		isod_sk_ring_inherit(sk, parent);
 	sk->in_use = true;
 	sk->q_next = UINT32_MAX;
 	sk->mem = need;
@@ -323,7 +328,8 @@ void isod_sk_free(struct isod_sock *sk)
 	sk->close_pending = false;
 	isod_mem_ring_put(app, &sk->tx);
 	isod_mem_ring_put(app, &sk->rx);
-	sk->tx.bytes = sk->rx.bytes = 0;
+	isod_mem_ring_put(app, &sk->tx_offer);
+	sk->tx.bytes = sk->rx.bytes = sk->tx_offer.bytes = 0;
 	if (sk->in_use && !sk->quarantined) {
 		app->nopen--;
 		sk->quarantined = true;
@@ -354,6 +360,7 @@ void isod_sk_detach_pcb(struct isod_sock *sk)
 		tcp_recv(pcb, NULL);
 		tcp_sent(pcb, NULL);
 		tcp_err(pcb, NULL);
+		tcp_poll(pcb, NULL, 0);
 	} else {
 		tcp_accept(pcb, NULL);
 	}
@@ -504,6 +511,8 @@ void isod_sock_resume(struct isod_sock *sk, uint32_t bits)
 		isod_sk_tx_acked(sk);
 		isod_sk_tx_push(sk);
 	}
+	if ((bits & ISOD_R_IDLE) && sk->state != ISOD_S_FREE)
+		isod_sk_ring_idle(sk);
 	if (bits & ISOD_R_ACCEPT)
 		isod_sk_accept_serve(sk);
 	if (bits & ISOD_R_FLUSH)
@@ -537,7 +546,7 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		isod_sk_reply(ctl, c, -EPROTONOSUPPORT);
 		return;
 	}
-	sk = isod_sk_alloc(app, c->arg[1] == SOCK_DGRAM, &rc);
+	sk = isod_sk_alloc(app, c->arg[1] == SOCK_DGRAM, NULL, &rc);
 	if (sk == NULL) {
 		if (rc == -EMFILE)
 			app->be->st.emfile++;

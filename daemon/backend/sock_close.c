@@ -80,7 +80,7 @@ void isod_sk_close_check(struct isod_sock *sk)
 		isod_sk_close_finish(sk);
 		return;
 	}
-	total = isoshm_stack_tx_peek(sk->app->shm, sk->id, sp);
+	total = isod_sk_tx_peek(sk, sp);
 	if (total > 0 || sk->tx_handed > 0 || !sk->shut_wr_done)
 		return;           /* parked until tcp_sent */
 	/* Everything acknowledged.  Unread data still earns the peer a RST,

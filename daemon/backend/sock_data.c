@@ -39,7 +39,7 @@ void isod_sk_rx_hold_drop(struct isod_sock *sk)
  * a sender facing a full ring would wait for its persist timer.  Announce
  * once a quarter of the ring (at least one MSS) is free and unannounced.
  */
-static void wnd_update(struct isod_sock *sk)
+void isod_sk_wnd_update(struct isod_sock *sk)
 {
 	struct tcp_pcb *pcb = sk->pcb;
 	uint32_t step = sk->rx.bytes / 4;
@@ -80,7 +80,17 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 			tcp_recved(sk->pcb, n);
 			credit -= n;
 		}
-		wnd_update(sk);
+		isod_sk_wnd_update(sk);
+	}
+	if (used == 0 && sk->rx_hold != NULL) {
+		/* An empty ring may move (grow, or follow SO_RCVBUF) before
+		 * the new bytes go in. */
+		isod_sk_rx_resize(sk, used);
+		space = isoshm_stack_rx_space(app->shm, sk->id);
+		if (space < 0) {
+			isod_sk_kill(sk, -EPROTO);
+			return;
+		}
 	}
 	was_empty = used == 0;
 	while (sk->rx_hold != NULL && space > 0) {
@@ -97,6 +107,8 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 			return;
 		}
 		sk->rx_prod += (uint32_t)k;
+		sk->rx_rate_bytes += (uint64_t)k;
+		sk->activity += (uint32_t)k;
 		sk->rx_hold_off = (uint16_t)(sk->rx_hold_off + k);
 		sk->rx_held -= (uint32_t)k;
 		app->be->st.rx_held -= (uint64_t)k;
@@ -114,6 +126,8 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 			break;
 		}
 	}
+	if (sk->rx_prod - cons + sk->rx_held > sk->rx_peak)
+		sk->rx_peak = sk->rx_prod - cons + sk->rx_held;
 	if (was_empty && sk->rx_prod - cons != 0)
 		isod_sk_event(sk, ISOSTACK_SHM_EV_RX);
 	if (sk->fin_rcvd && sk->rx_hold == NULL && !sk->hup_posted) {
@@ -133,13 +147,15 @@ void isod_sk_tx_push(struct isod_sock *sk)
 
 	if (pcb == NULL || sk->state != ISOD_S_CONNECTED || sk->shut_wr_done)
 		return;
-	total = isoshm_stack_tx_peek(app->shm, sk->id, sp);
+	total = isod_sk_tx_peek(sk, sp);
 	if (total < 0) {
 		isod_sk_kill(sk, -EPROTO);
 		return;
 	}
-	if ((uint32_t)total == sk->tx.bytes)
+	if ((uint32_t)total == sk->tx.bytes) {
 		sk->tx_was_full = true;
+		isod_sk_tx_full(sk);
+	}
 	off = sk->tx_handed;
 	while (off < (uint32_t)total) {
 		uint32_t room = tcp_sndbuf(pcb);
@@ -174,6 +190,7 @@ void isod_sk_tx_push(struct isod_sock *sk)
 		written += n;
 	}
 	sk->tx_handed = off;
+	sk->activity += written;
 	if (sk->shut_wr && off == (uint32_t)total) {
 		tcp_shutdown(pcb, 0, 1);   /* FIN after the queued data */
 		sk->shut_wr_done = true;
@@ -187,16 +204,22 @@ void isod_sk_tx_push(struct isod_sock *sk)
 void isod_sk_tx_acked(struct isod_sock *sk)
 {
 	uint32_t n = sk->acked < sk->tx_handed ? sk->acked : sk->tx_handed;
+	int held;
 
 	sk->acked = 0;
 	if (n == 0)
 		return;
-	if (isoshm_stack_tx_release(sk->app->shm, sk->id, n) < 0) {
+	held = isoshm_stack_tx_release(sk->app->shm, sk->id, n);
+	if (held < 0) {
 		isod_sk_kill(sk, -EPROTO);
 		return;
 	}
 	sk->tx_handed -= n;
 	sk->app->be->st.tx_bytes += n;
+	/* Held back for an offered ring: the application sees the space (and
+	 * hears of it) once the ring is empty. */
+	if (held == 1)
+		return;
 	if (sk->tx_was_full || isod_sk_app_waits(sk)) {
 		sk->tx_was_full = false;
 		isod_sk_event(sk, ISOSTACK_SHM_EV_TX);

@@ -1,6 +1,7 @@
 /*
  * SETSOCKOPT and GETSOCKOPT on TCP sockets: SO_LINGER (used by CLOSE),
- * address reuse, keepalive and Nagle, applied to the lwIP pcb.  UDP
+ * SO_RCVBUF/SO_SNDBUF (ring sizes, sock_ring.c), address reuse,
+ * keepalive and Nagle, applied to the lwIP pcb.  UDP
  * sockets take theirs in sock_udp.c.
  */
 #include <errno.h>
@@ -53,6 +54,13 @@ void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		return;
 	}
 	rc = isod_sk_opt_int(c, &v);
+	if (rc == 0 && level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF)) {
+		/* pins the ring size (sock_ring.c); the application reports
+		 * what Linux would */
+		isod_sk_ring_pin(sk, name == SO_RCVBUF, v);
+		isod_sk_reply(sk, c, 0);
+		return;
+	}
 	if (rc == 0 && pcb == NULL)
 		rc = -EINVAL;
 	if (rc == 0) {

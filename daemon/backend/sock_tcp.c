@@ -53,7 +53,7 @@ static err_t wnd_passive_open(u8_t id, struct tcp_pcb_listen *lpcb, struct tcp_p
 
 	(void)id;
 	if (lsk != NULL)
-		wnd_clamp(npcb, lsk->app->be->conf.rx_ring);
+		wnd_clamp(npcb, isod_sk_rx_start(&lsk->app->be->conf, lsk));
 	return ERR_OK;
 }
 
@@ -169,6 +169,23 @@ static err_t cb_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 	return ERR_OK;
 }
 
+/* lwIP's slow timer polls pcbs whose rings may shrink (sock_ring.c). */
+static err_t cb_poll(void *arg, struct tcp_pcb *pcb)
+{
+	struct isod_sock *sk = arg;
+
+	(void)pcb;
+	if (sk != NULL)
+		isod_sock_queue(sk, ISOD_R_IDLE);
+	return ERR_OK;
+}
+
+void isod_sk_poll_set(struct isod_sock *sk, uint8_t interval)
+{
+	if (sk->pcb != NULL && sk->state != ISOD_S_LISTEN)
+		tcp_poll(sk->pcb, interval != 0 ? cb_poll : NULL, interval);
+}
+
 void isod_sk_attach_pcb(struct isod_sock *sk, struct tcp_pcb *pcb)
 {
 	sk->pcb = pcb;
@@ -176,6 +193,7 @@ void isod_sk_attach_pcb(struct isod_sock *sk, struct tcp_pcb *pcb)
 	tcp_recv(pcb, cb_recv);
 	tcp_sent(pcb, cb_sent);
 	tcp_err(pcb, cb_err);
+	isod_sk_ring_armed(sk);
 }
 
 static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
@@ -190,7 +208,7 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 		lsk->app->be->st.accept_dropped++;
 		return ERR_MEM;           /* lwIP aborts npcb */
 	}
-	child = isod_sk_alloc(lsk->app, false, &rc);
+	child = isod_sk_alloc(lsk->app, false, lsk, &rc);
 	if (child == NULL) {
 		lsk->app->be->st.accept_dropped++;
 		return ERR_MEM;

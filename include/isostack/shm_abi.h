@@ -49,7 +49,7 @@
  *   db_ctl_off   struct isostack_shm_doorbell[nr_doorbells]  2 lines each
  *   db_slots_off uint32_t[nr_doorbells][doorbell_entries]    socket ids
  *   notes_off    uint32_t[note_entries]   socket ids the stack posted to
- *   dir_off      struct isostack_shm_sockdir[max_sockets]     ring placement, 48 B
+ *   dir_off      struct isostack_shm_sockdir[max_sockets]     ring placement, 64 B
  *   socks_off    struct isostack_shm_sock[max_sockets]        2 lines each
  *   cmd_off      struct isostack_shm_cmd[max_sockets][cmd_entries]
  *   status_off   struct isostack_shm_status[max_sockets][status_entries]
@@ -72,7 +72,7 @@
 #include <stdint.h>
 
 #define ISOSTACK_SHM_MAGIC        UINT64_C(0x314d48534f534921) /* "!ISOSHM1" */
-#define ISOSTACK_SHM_ABI_VERSION  2u
+#define ISOSTACK_SHM_ABI_VERSION  3u
 #define ISOSTACK_SHM_CACHE_LINE   64u
 /* Extents are whole multiples of this, placed at multiples of it. */
 #define ISOSTACK_SHM_EXTENT_UNIT  (UINT64_C(2) << 20)
@@ -141,8 +141,40 @@ struct isostack_shm_header {
  * one extent (the application maps the extent by its id first).  Written
  * by the stack before it publishes the status that names the socket id
  * (the SOCKET or ACCEPT reply), so the application's load-acquire of
- * status_prod orders it; rewritten only after the id was freed and
- * drained.  A ring of size 0 is absent (the control socket).
+ * status_prod orders it.  A ring of size 0 is absent (the control socket).
+ *
+ * Rings size themselves (docs/shm.md, "Rings that size themselves"): the
+ * stack moves a socket to a larger or smaller ring while it is open.
+ *   RX: the stack changes the ring only while it is empty (rx_cons ==
+ *      rx_prod as it sees them).  It frees the old ring, writes the new
+ *      one here with rx_start = the index where it starts (= rx_prod) and
+ *      bumps rx_gen, all before the store-release of rx_prod that
+ *      publishes the first byte written to it.  So an application that
+ *      finds bytes to read (load-acquire of rx_prod) and then sees an
+ *      rx_gen it has not bound reads them from the new ring, from
+ *      rx_start on (= its rx_cons: the old ring was drained).  While
+ *      bytes are unread the stack cannot move the ring, so the entry is
+ *      stable for as long as the application reads.
+ *   TX: the stack never moves the ring under the writer; it *offers* one:
+ *      it writes tx_off/tx_bytes/tx_extent, then bumps tx_gen
+ *      (store-release).  The application adopts an offer at a moment its
+ *      TX ring is empty (tx_cons == tx_prod): it binds the new ring at its
+ *      tx_prod and stores the offer's generation in sock.tx_gen before
+ *      the store-release of tx_prod that publishes the first byte written
+ *      to it.  The stack, after each load-acquire of tx_prod, compares
+ *      sock.tx_gen with its offer and switches its view at its own
+ *      consumer index (everything before it was released: the ring was
+ *      empty).  An offer is never withdrawn or rewritten before it was
+ *      taken.  An idle socket's offer can be taken by the stack itself:
+ *      with the ring empty it bumps tx_gen, fences (seq_cst) and reads
+ *      sock.tx_busy; if zero (and tx_prod unmoved) no write is under way
+ *      and the next one will see the offer, because the application
+ *      stores tx_busy = 1, fences (seq_cst) and only then reads tx_gen.
+ *   While an offer of a larger ring is open the stack may hold back
+ *      tx_cons until the ring is empty, so that a writer that keeps it
+ *      full gets an empty ring to switch at.
+ * tx_start is where the TX ring started at open; the generations run on
+ * from socket to socket of an id.
  * ---- written by the stack ----
  */
 struct isostack_shm_sockdir {
@@ -152,14 +184,17 @@ struct isostack_shm_sockdir {
 	uint32_t rx_bytes;
 	uint32_t tx_extent;        /* id for ISOSTACK_CTL_EXTENT */
 	uint32_t rx_extent;
-	/* Where both empty rings start: the indices of an id run on from
-	 * socket to socket; the stack adopts the application's tx_prod and
-	 * rx_cons as they were when it opened the id, and the application
-	 * sets its words to these when it opens it (they agree unless it
-	 * wrote them meanwhile: then it only confuses itself). */
+	/* Where both empty rings start when the socket opens: the indices of
+	 * an id run on from socket to socket; the stack adopts the
+	 * application's tx_prod and rx_cons as they were when it opened the
+	 * id, and the application sets its words to these when it opens it
+	 * (they agree unless it wrote them meanwhile: then it only confuses
+	 * itself).  rx_start moves with each new RX ring. */
 	uint32_t tx_start;
 	uint32_t rx_start;
-	uint32_t reserved[2];
+	_Atomic uint32_t tx_gen;   /* TX ring offered (bumped per offer) */
+	_Atomic uint32_t rx_gen;   /* RX ring in use from rx_start (bumped per move) */
+	uint32_t reserved[4];
 };
 
 /* ------------------------------------------------------------------------
@@ -222,7 +257,12 @@ struct isostack_shm_sock {
 	 * process in the application (CTL_WAKEFD member; the attaching
 	 * process is 0).  A hint for which wake fds the stack writes. */
 	_Atomic uint64_t wake_mask;
-	uint32_t reserved_app[8];
+	/* TX ring offers (struct isostack_shm_sockdir): the generation of the
+	 * offer whose ring this socket writes, and nonzero while a write into
+	 * the TX ring is under way. */
+	_Atomic uint32_t tx_gen;
+	_Atomic uint32_t tx_busy;
+	uint32_t reserved_app[6];
 
 	/* ---- written by the stack ---- */
 	_Atomic uint32_t cmd_cons;     /* command entries consumed */
@@ -406,7 +446,10 @@ _Static_assert(sizeof(struct isostack_shm_member) == 16, "member entry size");
 _Static_assert(offsetof(struct isostack_shm_member, start) == 8, "member.start");
 _Static_assert(sizeof(struct isostack_shm_holders) == 128, "holder set size");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
-_Static_assert(sizeof(struct isostack_shm_sockdir) == 48, "directory entry size");
+_Static_assert(sizeof(struct isostack_shm_sockdir) == 64, "directory entry size");
+_Static_assert(offsetof(struct isostack_shm_sockdir, tx_gen) == 40, "sockdir.tx_gen");
+_Static_assert(offsetof(struct isostack_shm_sock, tx_gen) == 32, "sock.tx_gen");
+_Static_assert(offsetof(struct isostack_shm_sock, tx_busy) == 36, "sock.tx_busy");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_start) == 32, "sockdir.tx_start");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_bytes) == 16, "sockdir.tx_bytes");
 _Static_assert(sizeof(struct isostack_shm_wait) == 128, "wait point size");

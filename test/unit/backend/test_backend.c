@@ -768,7 +768,7 @@ static void test_nonblocking(void **state)
 	while ((k = isosock_send(a->cli, c, buf, sizeof(buf), 0)) > 0)
 		sent += (size_t)k;
 	assert_int_equal(k, -EAGAIN);
-	assert_true(sent >= 256 * 1024);     /* at least the TX ring (256 KiB default) */
+	assert_true(sent >= 16 * 1024);      /* at least the TX ring (16 KiB at the start) */
 	/* MSG_PEEK then read it all back */
 	pf = (struct isosock_pollfd){ .sock = s, .events = POLLIN };
 	assert_int_equal(isosock_wait(a->srv, &pf, 1, 5000000000LL), 1);

@@ -1,0 +1,308 @@
+/*
+ * Rings that size themselves (docs/shm.md, "Rings that size themselves";
+ * the protocol both sides follow is in shm_abi.h, struct
+ * isostack_shm_sockdir).
+ *
+ * A TCP socket opens on rings of conf.tx_start / conf.rx_start bytes and
+ * moves to larger ones (x4, up to conf.tx_ring / conf.rx_ring) as its
+ * traffic asks, as Linux's buffer autotuning does:
+ *   RX grows when, at a moment the ring is empty, the ring was at least
+ *      half full since the last move, or more than two rings' worth
+ *      arrived within RX_RATE_MS (a window-limited stream whose reader
+ *      keeps up never fills the ring, yet the window limits it);
+ *   TX grows when the application filled the ring while the connection
+ *      could carry at least half a ring more (cwnd and the peer's window).
+ * A socket idle for a poll interval (lwIP's tcp_poll, 2 s) goes back to
+ * RING_MIN each way.  SO_RCVBUF / SO_SNDBUF pin a size: no growing or
+ * idle shrinking then.  Every move is optional: a ring that cannot be had
+ * now (budget, no spare extent this pass) is tried again later.
+ *
+ * The receive window follows the RX ring: a move to a larger ring opens
+ * it by the difference (tcp_recved), a move to a smaller one closes it to
+ * what fits; lwIP never takes back a window it announced, so data the
+ * peer sends past the new edge is trimmed and sent again later.
+ */
+#include <errno.h>
+
+#include "lwip/priv/tcp_priv.h"
+#include "lwip/tcp.h"
+
+#include "internal.h"
+
+#define RING_MIN      4096u
+#define RING_GROW     4u
+#define RX_RATE_MS    200u
+#define IDLE_INTERVAL 4u       /* tcp_poll: 4 slow-timer ticks (2 s) */
+
+static uint32_t grown(uint32_t bytes, uint32_t max)
+{
+	uint64_t n = (uint64_t)bytes * RING_GROW;
+
+	return n > max ? max : (uint32_t)n;
+}
+
+/* A ring of bytes, charged to the socket (mem_limit); no extent made now. */
+static int ring_new(struct isod_sock *sk, uint32_t bytes, struct isod_ring *out)
+{
+	struct isod_app *app = sk->app;
+	uint64_t limit = app->be->conf.mem_limit;
+	int rc;
+
+	if (limit != 0 && app->mem_used + bytes > limit)
+		return -ENOBUFS;
+	rc = isod_mem_ring_try(app, bytes, out);
+	if (rc < 0)
+		return rc;
+	app->mem_used += bytes;
+	sk->mem += bytes;
+	return 0;
+}
+
+void isod_sk_ring_free(struct isod_sock *sk, struct isod_ring *r)
+{
+	if (r->bytes == 0)
+		return;
+	sk->app->mem_used -= r->bytes;
+	sk->mem -= r->bytes;
+	isod_mem_ring_put(sk->app, r);
+	r->bytes = 0;
+}
+
+/* Arms lwIP's poll for sk while a ring is above what idle leaves it. */
+static void idle_arm(struct isod_sock *sk)
+{
+	bool want = sk->pcb != NULL && !sk->udp && sk->state != ISOD_S_LISTEN &&
+		    ((sk->rx_pin == 0 && sk->rx.bytes > RING_MIN) ||
+		     (sk->tx_pin == 0 && sk->tx.bytes > RING_MIN) || sk->tx_offer.bytes != 0);
+
+	if (want == sk->idle_armed)
+		return;
+	sk->idle_armed = want;
+	if (want)
+		isod_sk_poll_set(sk, IDLE_INTERVAL);
+	else
+		isod_sk_poll_set(sk, 0);
+}
+
+/* ---- RX ----------------------------------------------------------------------- */
+
+static void wnd_resize(struct isod_sock *sk, uint32_t old, uint32_t now)
+{
+	struct tcp_pcb *pcb = sk->pcb;
+
+	if (pcb == NULL || sk->state != ISOD_S_CONNECTED)
+		return;   /* connect and accept clamp to the ring they find */
+	if (now > old) {
+		for (uint32_t d = now - old; d > 0;) {
+			uint16_t n = d > 0xffff ? 0xffff : (uint16_t)d;
+
+			tcp_recved(pcb, n);
+			d -= n;
+		}
+		isod_sk_wnd_update(sk);
+	} else if (pcb->rcv_wnd > now - sk->rx_held) {
+		pcb->rcv_wnd = (tcpwnd_size_t)(now - sk->rx_held);
+	}
+}
+
+/*
+ * Moves an empty RX ring to `want` bytes.  Returns true if it moved; a
+ * ring that cannot be had now is left for a later try.
+ */
+static bool rx_move(struct isod_sock *sk, uint32_t want)
+{
+	uint32_t old = sk->rx.bytes;
+	struct isod_ring nr;
+	int rc;
+
+	if (want == old || (want < old && sk->rx_held >= want))
+		return false;
+	if (ring_new(sk, want, &nr) < 0)
+		return false;
+	rc = isoshm_stack_rx_move(sk->app->shm, sk->id, nr.off, nr.bytes, nr.ext);
+	if (rc < 0) {
+		isod_sk_ring_free(sk, &nr);
+		if (rc == -EPROTO)
+			isod_sk_kill(sk, -EPROTO);
+		return false;
+	}
+	isod_sk_ring_free(sk, &sk->rx);
+	sk->rx = nr;
+	sk->rx_peak = 0;
+	sk->rx_rate_bytes = 0;
+	sk->app->be->st.rx_moves++;
+	wnd_resize(sk, old, want);
+	idle_arm(sk);
+	return true;
+}
+
+static bool tcp_open(const struct isod_sock *sk)
+{
+	return !sk->udp && sk->pcb != NULL &&
+	       (sk->state == ISOD_S_CONNECTED || sk->state == ISOD_S_CHILD ||
+		sk->state == ISOD_S_OPEN);
+}
+
+void isod_sk_rx_resize(struct isod_sock *sk, uint32_t used)
+{
+	const struct isod_backend_conf *conf = &sk->app->be->conf;
+	uint32_t now = isod_backend_now(sk->app->be);
+	uint32_t size = sk->rx.bytes, want = size;
+
+	if (used != 0 || !tcp_open(sk))
+		return;
+	if (sk->rx_pin != 0) {
+		want = sk->rx_pin;
+	} else if (size < conf->rx_ring) {
+		bool fast = false;
+
+		if (now - sk->rx_rate_ms > RX_RATE_MS) {
+			sk->rx_rate_ms = now;
+			sk->rx_rate_bytes = 0;
+		} else {
+			fast = sk->rx_rate_bytes > 2 * (uint64_t)size;
+		}
+		if (sk->rx_peak >= size / 2 || fast)
+			want = grown(size, conf->rx_ring);
+	}
+	if (want != size)
+		rx_move(sk, want);
+}
+
+/* ---- TX ----------------------------------------------------------------------- */
+
+/* The application took the open offer: its old ring is free. */
+static void tx_switched(struct isod_sock *sk)
+{
+	isod_sk_ring_free(sk, &sk->tx);
+	sk->tx = sk->tx_offer;
+	sk->tx_offer.bytes = 0;
+	sk->app->be->st.tx_moves++;
+	idle_arm(sk);
+}
+
+int isod_sk_tx_peek(struct isod_sock *sk, struct isoshm_span sp[2])
+{
+	int total = isoshm_stack_tx_peek(sk->app->shm, sk->id, sp);
+
+	if (total == ISOSHM_TX_SWITCHED) {
+		tx_switched(sk);
+		total = isoshm_stack_tx_peek(sk->app->shm, sk->id, sp);
+	}
+	return total;
+}
+
+/* Offers a TX ring of want bytes (hold: the writer keeps the old one
+ * full), and takes it at once if the application is not writing. */
+static void tx_offer(struct isod_sock *sk, uint32_t want, bool hold)
+{
+	struct isod_ring nr;
+	int rc;
+
+	if (sk->tx_offer.bytes != 0 || want == sk->tx.bytes)
+		return;
+	if (ring_new(sk, want, &nr) < 0)
+		return;
+	rc = isoshm_stack_tx_offer(sk->app->shm, sk->id, nr.off, nr.bytes, nr.ext, hold);
+	if (rc < 0) {
+		isod_sk_ring_free(sk, &nr);
+		return;
+	}
+	sk->tx_offer = nr;
+	idle_arm(sk);
+	if (!hold && isoshm_stack_tx_take(sk->app->shm, sk->id) == 1)
+		tx_switched(sk);
+}
+
+void isod_sk_tx_full(struct isod_sock *sk)
+{
+	const struct isod_backend_conf *conf = &sk->app->be->conf;
+	struct tcp_pcb *pcb = sk->pcb;
+	uint32_t room;
+
+	if (sk->tx_pin != 0 || sk->tx.bytes >= conf->tx_ring || sk->tx_offer.bytes != 0 ||
+	    pcb == NULL)
+		return;
+	/* Only a ring the connection could fill: what it may have in flight. */
+	room = pcb->cwnd < pcb->snd_wnd ? pcb->cwnd : pcb->snd_wnd;
+	if (room < sk->tx.bytes / 2)
+		return;
+	tx_offer(sk, grown(sk->tx.bytes, conf->tx_ring), true);
+}
+
+/* ---- Pins and idle ------------------------------------------------------------ */
+
+/* SO_RCVBUF / SO_SNDBUF of v bytes: the ring that holds v, within bounds. */
+static uint32_t pin_bytes(int v, uint32_t max)
+{
+	uint64_t want = v <= (int)RING_MIN ? RING_MIN : (uint64_t)v;
+	uint32_t b = RING_MIN;
+
+	while (b < want && b < max)
+		b *= 2;
+	return b > max ? max : b;
+}
+
+void isod_sk_ring_pin(struct isod_sock *sk, bool rx, int v)
+{
+	const struct isod_backend_conf *conf = &sk->app->be->conf;
+
+	if (sk->udp)
+		return;
+	if (rx) {
+		sk->rx_pin = pin_bytes(v, conf->rx_ring);
+		if (sk->rx.bytes != sk->rx_pin &&
+		    isoshm_stack_rx_space(sk->app->shm, sk->id) == (int)sk->rx.bytes)
+			rx_move(sk, sk->rx_pin);
+	} else {
+		sk->tx_pin = pin_bytes(v, conf->tx_ring);
+		tx_offer(sk, sk->tx_pin, sk->tx_pin > sk->tx.bytes);
+	}
+	idle_arm(sk);
+}
+
+void isod_sk_ring_inherit(struct isod_sock *child, const struct isod_sock *parent)
+{
+	child->rx_pin = parent->rx_pin;
+	child->tx_pin = parent->tx_pin;
+}
+
+uint32_t isod_sk_rx_start(const struct isod_backend_conf *conf, const struct isod_sock *parent)
+{
+	return parent != NULL && parent->rx_pin != 0 ? parent->rx_pin : conf->rx_start;
+}
+
+uint32_t isod_sk_tx_start(const struct isod_backend_conf *conf, const struct isod_sock *parent)
+{
+	return parent != NULL && parent->tx_pin != 0 ? parent->tx_pin : conf->tx_start;
+}
+
+void isod_sk_ring_armed(struct isod_sock *sk)
+{
+	sk->idle_armed = false;
+	idle_arm(sk);
+}
+
+/* lwIP's poll found sk (tcp_poll interval): idle since the last one? */
+void isod_sk_ring_idle(struct isod_sock *sk)
+{
+	int space;
+
+	if (sk->activity != sk->activity_seen) {
+		sk->activity_seen = sk->activity;
+		return;
+	}
+	if (!tcp_open(sk))
+		return;
+	space = isoshm_stack_rx_space(sk->app->shm, sk->id);
+	if (sk->rx_pin == 0 && sk->rx.bytes > RING_MIN && space == (int)sk->rx.bytes &&
+	    sk->rx_held == 0)
+		rx_move(sk, RING_MIN);
+	if (sk->tx_offer.bytes != 0) {
+		if (isoshm_stack_tx_take(sk->app->shm, sk->id) == 1)
+			tx_switched(sk);
+	} else if (sk->tx_pin == 0 && sk->tx.bytes > RING_MIN && sk->tx_handed == 0) {
+		tx_offer(sk, RING_MIN, false);
+	}
+	idle_arm(sk);
+}
