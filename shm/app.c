@@ -190,16 +190,23 @@ static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock
 	uint32_t bytes, ext;
 	int rc;
 
-	/* Seqlock read: an odd generation or one that moved while we read
-	 * means the stack is writing a newer offer; take it next time. */
-	if (gen & 1u)
-		return 0;
-	off = d->tx_off;
-	bytes = d->tx_bytes;
-	ext = d->tx_extent;
-	atomic_thread_fence(memory_order_acquire);
-	if (atomic_load_explicit(&d->tx_gen, memory_order_relaxed) != gen)
-		return 0;
+	/* Seqlock read of the newest offer.  Never skip one being written
+	 * (odd): the stack may have taken the last one for us already (an
+	 * idle take), so our old ring may be no longer its; it is a few
+	 * stores away. */
+	for (;;) {
+		while (gen & 1u) {
+			cpu_relax();
+			gen = atomic_load_explicit(&d->tx_gen, memory_order_acquire);
+		}
+		off = d->tx_off;
+		bytes = d->tx_bytes;
+		ext = d->tx_extent;
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&d->tx_gen, memory_order_relaxed) == gen)
+			break;
+		gen = atomic_load_explicit(&d->tx_gen, memory_order_acquire);
+	}
 	if (!ring_sane(a, off, bytes))
 		return -EPROTO;
 	rc = isoshm__app_extent_ensure(a, ext);

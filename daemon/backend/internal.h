@@ -120,6 +120,7 @@ struct isod_sock {
 	uint64_t rx_rate_bytes;      /* bytes received in it */
 	uint32_t activity, activity_seen;  /* bytes moved either way; at last poll */
 	bool idle_armed;             /* lwIP polls the pcb for idle shrinking */
+	uint32_t tx_max, rx_max;     /* largest ring sizes the socket had */
 	bool in_use;                 /* id taken (open, or freed but not drained) */
 	bool quarantined;            /* freed; waits for the app to drain it */
 	uint32_t q_next;             /* quarantine list (ids), UINT32_MAX ends */

@@ -304,6 +304,8 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct iso
 	sk->id = (uint32_t)id;
 	sk->tx = tx;
 	sk->rx = rx;
+	sk->tx_max = tx.bytes;
+	sk->rx_max = rx.bytes;
 	if (parent != NULL)
 		isod_sk_ring_inherit(sk, parent);
 	sk->in_use = true;

@@ -18,9 +18,12 @@
  * now (budget, no spare extent this pass) is tried again later.
  *
  * The receive window follows the RX ring: a move to a larger ring opens
- * it by the difference (tcp_recved), a move to a smaller one closes it to
- * what fits; lwIP never takes back a window it announced, so data the
- * peer sends past the new edge is trimmed and sent again later.
+ * it by the difference (tcp_recved); a move to a smaller one (an idle
+ * connection, or SO_RCVBUF) closes it to what fits and announces that at
+ * once.  lwIP itself never moves an announced right edge back; we do,
+ * which RFC 9293 allows (3.8.6: a receiver should not shrink the window,
+ * but a sender must cope): only an idle peer sees it, and a segment past
+ * the new edge is trimmed and sent again.
  */
 #include <errno.h>
 
@@ -102,6 +105,11 @@ static void wnd_resize(struct isod_sock *sk, uint32_t old, uint32_t now)
 		isod_sk_wnd_update(sk);
 	} else if (pcb->rcv_wnd > now - sk->rx_held) {
 		pcb->rcv_wnd = (tcpwnd_size_t)(now - sk->rx_held);
+		if (pcb->rcv_ann_wnd > pcb->rcv_wnd) {
+			pcb->rcv_ann_wnd = pcb->rcv_wnd;   /* the next ACK moves the edge */
+			tcp_ack_now(pcb);
+			tcp_output(pcb);
+		}
 	}
 }
 
@@ -128,6 +136,8 @@ static bool rx_move(struct isod_sock *sk, uint32_t want)
 	}
 	isod_sk_ring_free(sk, &sk->rx);
 	sk->rx = nr;
+	if (nr.bytes > sk->rx_max)
+		sk->rx_max = nr.bytes;
 	sk->rx_peak = 0;
 	sk->rx_rate_bytes = 0;
 	sk->app->be->st.rx_moves++;
@@ -177,6 +187,8 @@ static void tx_switched(struct isod_sock *sk)
 	isod_sk_ring_free(sk, &sk->tx);
 	sk->tx = sk->tx_offer;
 	sk->tx_offer.bytes = 0;
+	if (sk->tx.bytes > sk->tx_max)
+		sk->tx_max = sk->tx.bytes;
 	sk->app->be->st.tx_moves++;
 	idle_arm(sk);
 }
@@ -193,7 +205,8 @@ int isod_sk_tx_peek(struct isod_sock *sk, struct isoshm_span sp[2])
 }
 
 /* Offers a TX ring of want bytes (hold: the writer keeps the old one
- * full), and takes it at once if the application is not writing. */
+ * full), and takes it at once if the ring is empty and the application
+ * not writing. */
 static void tx_offer(struct isod_sock *sk, uint32_t want, bool hold)
 {
 	struct isod_ring nr;
@@ -210,7 +223,7 @@ static void tx_offer(struct isod_sock *sk, uint32_t want, bool hold)
 	}
 	sk->tx_offer = nr;
 	idle_arm(sk);
-	if (!hold && isoshm_stack_tx_take(sk->app->shm, sk->id) == 1)
+	if (isoshm_stack_tx_take(sk->app->shm, sk->id) == 1)
 		tx_switched(sk);
 }
 

@@ -9,7 +9,10 @@
  *   sock.<app>.<slot>.local_ip / local_port / remote_ip / remote_port
  *                                 (addresses as host-order integers)
  *   sock.<app>.<slot>.tx_inflight bytes handed to lwIP, not yet acknowledged
- *   sock.<app>.<slot>.rx_queued   bytes in the RX ring the app has not read
+ *   sock.<app>.<slot>.rx_queued   bytes in the RX ring the app had not read
+ *                                 when the stack last looked (a RECV or new data)
+ *   sock.<app>.<slot>.tx_ring / rx_ring  ring sizes now (they size themselves)
+ *   sock.<app>.<slot>.tx_ring_max / rx_ring_max  the largest they were
  *
  * O(applications x slots); isostat asks about once a second at most.
  */
@@ -56,6 +59,10 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 				   pcb ? (unsigned)pcb->state : TCP_STATE_NONE,
 				   app->id, i, sk->tx_handed,
 				   app->id, i, sk->rx_prod - sk->rx_cons_seen);
+			isod_strbuf_put(&sb, "sock.%u.%u.tx_ring %u\nsock.%u.%u.rx_ring %u\n"
+					"sock.%u.%u.tx_ring_max %u\nsock.%u.%u.rx_ring_max %u\n",
+					app->id, i, sk->tx.bytes, app->id, i, sk->rx.bytes,
+					app->id, i, sk->tx_max, app->id, i, sk->rx_max);
 			if (pcb != NULL) {
 				/* A listener is a struct tcp_pcb_listen: no remote
 				 * end, and no remote_port to read at all. */

@@ -148,7 +148,9 @@ struct isostack_shm_header {
  *   RX: the stack changes the ring only while it is empty (rx_cons ==
  *      rx_prod as it sees them).  It frees the old ring, writes the new
  *      one here with rx_start = the index where it starts (= rx_prod) and
- *      bumps rx_gen, all before the store-release of rx_prod that
+ *      bumps rx_gen (odd while it writes, as for TX, for an application
+ *      that opens the socket meanwhile), all before the store-release of
+ *      rx_prod that
  *      publishes the first byte written to it.  So an application that
  *      finds bytes to read (load-acquire of rx_prod) and then sees an
  *      rx_gen it has not bound reads them from the new ring, from
@@ -156,8 +158,9 @@ struct isostack_shm_header {
  *      bytes are unread the stack cannot move the ring, so the entry is
  *      stable for as long as the application reads.
  *   TX: the stack never moves the ring under the writer; it *offers* one:
- *      it writes tx_off/tx_bytes/tx_extent, then bumps tx_gen
- *      (store-release).  The application adopts an offer at a moment its
+ *      a seqlock: tx_gen odd, then tx_off/tx_bytes/tx_extent, then tx_gen
+ *      even (store-release).  A reader waits out an odd value (a few
+ *      stores) and re-reads if tx_gen moved, never skipping an offer.  The application adopts an offer at a moment its
  *      TX ring is empty (tx_cons == tx_prod): it binds the new ring at its
  *      tx_prod and stores the offer's generation in sock.tx_gen before
  *      the store-release of tx_prod that publishes the first byte written

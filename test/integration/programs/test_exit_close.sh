@@ -3,7 +3,8 @@
 # must reach the peer, followed by a FIN, as with the kernel (which keeps a
 # closed socket sending after its process is gone).  The Linux peer does
 # not read until the writer has exited, so at exit most of the data sits
-# unacknowledged in the writer's TX ring.  The writer is python3 under the
+# unacknowledged in the writer's TX ring (SO_SNDBUF makes room for all of
+# it, on the kernel as under the shim).  The writer is python3 under the
 # shim, the only process of its application: its exit is the daemon's
 # hang-up.  Then the peer reads: every byte (sha256) and a clean EOF.
 PROG_TAG=exc
@@ -44,6 +45,7 @@ wait_line "$tmp/peer.out" listening || fail "peer did not listen"
 "$CLI" run --require -- python3 -c '
 import socket, sys
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 262144)
 s.sendall(open(sys.argv[3], "rb").read())
 s.close()
 ' "$PEER_IP" $PORT "$tmp/data" || fail "writer"

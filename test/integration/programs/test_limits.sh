@@ -85,6 +85,8 @@ check() {
 }
 
 check app_sockets 5 EMFILE --set app_sockets=5
-# 3 sockets of 64 KiB + 64 KiB rings fit in 384 KiB, the fourth does not.
-check app_memory 3 ENOBUFS --set tx_ring=64k --set rx_ring=64k --set app_memory=384k
+# 3 sockets starting on 64 KiB + 64 KiB rings fit in 384 KiB, the fourth
+# does not (the rings of a new socket count at once).
+check app_memory 3 ENOBUFS --set tx_ring=64k --set rx_ring=64k --set tx_ring_start=64k \
+	--set rx_ring_start=64k --set app_memory=384k
 echo "PASS: EMFILE and ENOBUFS at the configured limits; nothing lost after them"

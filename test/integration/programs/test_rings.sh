@@ -1,0 +1,174 @@
+#!/bin/bash
+# Rings that size themselves (docs/shm.md): a TCP socket starts on 16 KiB
+# rings, grows them with its traffic, goes back to 4 KiB each way once
+# idle, and SO_RCVBUF/SO_SNDBUF pin the size, reported as the kernel does.
+# The program under the shim is python3 (plain sockets), its peer python3
+# on the kernel.  Checked, in order, on one connection:
+#   1. 8 MiB received (sha256 equal to what the peer sent): the RX ring
+#      grew past its start (isostat's rx_ring_max);
+#   2. 8 MiB sent (sha256 equal to what the peer read): the TX ring grew;
+#   3. idle: both rings go back to 4 KiB, and the peer's kernel sees our
+#      window no larger than that ring (ss: snd_wnd);
+#   4. 1 MiB more each way on the shrunk rings, bytes intact;
+# and on a second connection: SO_RCVBUF/SO_SNDBUF of 64 KiB give the same
+# getsockopt values as the kernel's for the same calls, rings of exactly
+# 64 KiB that do not grow with 8 MiB received.
+PROG_TAG=rng
+. "$(dirname "$0")/lib.sh"
+need python3 python3
+need ss iproute2
+
+PORT=9400
+N=$((8 << 20))
+N2=$((1 << 20))
+mkfifo "$tmp/ctl"
+stack_up
+isostat=$(dirname "$ISOSTACK_DAEMON")/isostat
+control=/run/isostack/$ISOSTACK_NS_PREFIX/control.sock
+
+# sock_field PORT FIELD: FIELD of the stack socket connected to peer port PORT.
+sock_field() {
+	"$isostat" -r -c "$control" >"$tmp/isostat.log" 2>&1 || fail "isostat"
+	awk -v port="$1" -v field="$2" '
+		{ split($1, k, "."); if (k[1] != "sock") next; id = k[2] "." k[3] }
+		k[4] == "remote_port" && $2 == port { hit[id] = 1 }
+		k[4] == field { val[id] = $2 }
+		END { for (id in hit) print val[id] }' "$tmp/isostat.log"
+}
+
+# The peer: per connection on PORT, sends $1 random bytes then reads as many,
+# printing both sha256s; a second listener on PORT+1 does the same with $3.
+cat >"$tmp/peer.py" <<'EOF'
+import hashlib, os, socket, sys, threading
+port, n, n2 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+
+def serve(port, tag, phases):
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("0.0.0.0", port)); l.listen(1); l.settimeout(60)
+    print("listening", tag, flush=True)
+    c, _ = l.accept(); c.settimeout(60)
+    for i, (what, size) in enumerate(phases):
+        if what == "send":
+            data = os.urandom(size)
+            print(tag, i, "sent", hashlib.sha256(data).hexdigest(), flush=True)
+            c.sendall(data)
+        else:
+            h, got = hashlib.sha256(), 0
+            while got < size:
+                b = c.recv(65536)
+                if not b:
+                    break
+                h.update(b); got += len(b)
+            print(tag, i, "read", got, h.hexdigest(), flush=True)
+    c.recv(1)                                   # until the other side closes
+
+threading.Thread(target=serve, args=(port + 1, "pin", [("send", n)])).start()
+serve(port, "auto", [("send", n), ("read", n), ("send", n2), ("read", n2)])
+EOF
+
+# The program under the shim, step by step on the test's word (ctl fifo).
+cat >"$tmp/sut.py" <<'EOF'
+import hashlib, os, socket, sys
+peer, port, n, n2, ctl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), open(sys.argv[5])
+
+def recv_n(s, size):
+    h, got = hashlib.sha256(), 0
+    while got < size:
+        b = s.recv(65536)
+        if not b:
+            break
+        h.update(b); got += len(b)
+    return got, h.hexdigest()
+
+def send_n(s, size):
+    data = os.urandom(size)
+    s.sendall(data)
+    return hashlib.sha256(data).hexdigest()
+
+s = socket.create_connection((peer, port))
+print("step 0 read", *recv_n(s, n), flush=True)
+ctl.readline()
+print("step 1 sent", send_n(s, n), flush=True)
+ctl.readline()                                  # idle, checked by the test
+print("step 2 read", *recv_n(s, n2), flush=True)
+print("step 3 sent", send_n(s, n2), flush=True)
+ctl.readline()
+p = socket.socket()
+p.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+p.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+print("pin", p.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+      p.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), flush=True)
+p.connect((peer, port + 1))
+print("pin read", *recv_n(p, n), flush=True)
+ctl.readline()
+EOF
+
+bg peer "$CLI" peer -- python3 "$tmp/peer.py" $PORT $N $N2
+wait_line "$tmp/peer.out" "listening auto" || fail "peer did not listen"
+exec 3<>"$tmp/ctl"          # keeps the fifo open both ways: writes never block
+bg sut "$CLI" run --require -- python3 "$tmp/sut.py" "$PEER_IP" $PORT $N $N2 "$tmp/ctl"
+sut_pid=$LAST_PID
+
+# expect_same STEP: the SUT's and the peer's sha256 of one transfer agree.
+expect_same() {
+	local step=$1 mine theirs
+	wait_line "$tmp/sut.out" "^step $step " 60 "$sut_pid" || fail "step $step did not finish"
+	mine=$(awk -v s="$step" '$1 == "step" && $2 == s { print $NF }' "$tmp/sut.out")
+	wait_line "$tmp/peer.out" "^auto $step " 60 "$sut_pid" || fail "peer: no step $step"
+	theirs=$(awk -v s="$step" '$1 == "auto" && $2 == s { print $NF }' "$tmp/peer.out")
+	[ -n "$mine" ] && [ "$mine" = "$theirs" ] ||
+		fail "step $step: sha256 $mine here, $theirs at the peer"
+}
+
+expect_same 0
+rx_max=$(sock_field $PORT rx_ring_max)
+echo "1. received $N bytes intact; RX ring grew from 16384 to $rx_max"
+[ "${rx_max:-0}" -gt 16384 ] || fail "the RX ring did not grow (rx_ring_max ${rx_max:-none})"
+
+echo >&3
+expect_same 1
+tx_max=$(sock_field $PORT tx_ring_max)
+echo "2. sent $N bytes intact; TX ring grew from 16384 to $tx_max"
+[ "${tx_max:-0}" -gt 16384 ] || fail "the TX ring did not grow (tx_ring_max ${tx_max:-none})"
+
+# 3. Idle: lwIP polls every 2 s; a connection idle for a whole interval
+# shrinks.  Bounded wait on the condition.
+for i in $(seq 100); do
+	tx=$(sock_field $PORT tx_ring); rx=$(sock_field $PORT rx_ring)
+	[ "$tx" = 4096 ] && [ "$rx" = 4096 ] && break
+	sleep 0.1
+done
+echo "3. idle: rings now TX $tx, RX $rx"
+[ "$tx" = 4096 ] && [ "$rx" = 4096 ] || fail "idle rings did not shrink to 4096 (TX $tx, RX $rx)"
+wnd=$("$CLI" peer -- ss -tin "dport = :$PORT or sport = :$PORT" |
+	grep -o 'snd_wnd:[0-9]*' | head -1 | cut -d: -f2)
+echo "   the peer's kernel may send us $wnd bytes (snd_wnd)"
+[ -n "$wnd" ] && [ "$wnd" -le 4096 ] || fail "peer's snd_wnd ${wnd:-none} > the 4096-byte RX ring"
+
+echo >&3
+expect_same 2
+expect_same 3
+echo "4. $N2 bytes each way after the shrink, intact"
+
+echo >&3
+wait_line "$tmp/sut.out" "^pin read" 60 "$sut_pid" || fail "pinned connection did not finish"
+read -r _ rcv snd < <(grep '^pin [0-9]' "$tmp/sut.out")
+read -r krcv ksnd < <("$CLI" peer -- python3 -c '
+import socket
+p = socket.socket()
+p.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+p.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+print(p.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), p.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))')
+echo "5. SO_RCVBUF/SO_SNDBUF 65536: getsockopt $rcv/$snd (kernel $krcv/$ksnd)"
+[ "$rcv" = "$krcv" ] && [ "$snd" = "$ksnd" ] || fail "getsockopt differs from the kernel's"
+mine=$(awk '$1 == "pin" && $2 == "read" { print $NF }' "$tmp/sut.out")
+theirs=$(awk '$1 == "pin" && $3 == "sent" { print $NF }' "$tmp/peer.out")
+[ "$mine" = "$theirs" ] || fail "pinned connection: sha256 $mine here, $theirs at the peer"
+rx_max=$(sock_field $((PORT + 1)) rx_ring_max); rx=$(sock_field $((PORT + 1)) rx_ring)
+tx=$(sock_field $((PORT + 1)) tx_ring)
+echo "   pinned rings: RX $rx (largest $rx_max), TX $tx, after $N bytes received intact"
+[ "$rx" = 65536 ] && [ "$rx_max" = 65536 ] && [ "$tx" = 65536 ] ||
+	fail "pinned rings should stay 65536 (RX $rx, largest $rx_max, TX $tx)"
+echo >&3
+wait "$sut_pid" || fail "the program under the shim failed"
+echo "PASS: rings grow with traffic, shrink when idle (window too), SO_RCVBUF/SO_SNDBUF pin them"
