@@ -179,6 +179,7 @@ static bool ring_sane(const struct isoshm_app *a, uint64_t off, uint32_t bytes)
  * TX, with the ring empty: takes the stack's open offer if there is one
  * (shm_abi.h, struct isostack_shm_sockdir): binds the offered ring at our
  * tx_prod and says so in sock.tx_gen (published by the next tx_prod).
+ * gen: the directory's tx_gen, loaded after our tx_busy fence (T2).
  * Returns 0 or the extent fetch's error.
  */
 static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_view *v,
@@ -190,16 +191,28 @@ static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock
 	uint32_t bytes, ext;
 	int rc;
 
-	/* Seqlock read: an odd generation or one that moved while we read
-	 * means the stack is writing a newer offer; take it next time. */
-	if (gen & 1u)
-		return 0;
-	off = d->tx_off;
-	bytes = d->tx_bytes;
-	ext = d->tx_extent;
-	atomic_thread_fence(memory_order_acquire);
-	if (atomic_load_explicit(&d->tx_gen, memory_order_relaxed) != gen)
-		return 0;
+	/*
+	 * Seqlock read.  An odd generation, or one that moved while we read,
+	 * means the stack is writing a newer offer.  We wait for it rather
+	 * than write on in our ring: the stack makes a new offer only once
+	 * the one before was taken, and since we did not take it, the stack
+	 * did for us (isoshm_stack_tx_take, while we were idle), so it no
+	 * longer reads our ring and may have freed it.  Its write is a few
+	 * stores.
+	 */
+	for (;; cpu_relax()) {
+		if ((gen & 1u) == 0) {
+			off = d->tx_off;
+			bytes = d->tx_bytes;
+			ext = d->tx_extent;
+			atomic_thread_fence(memory_order_acquire);
+			if (atomic_load_explicit(&d->tx_gen, memory_order_relaxed) == gen)
+				break;
+		}
+		/* Pairs with the stack's store-release of tx_gen that ends
+		 * isoshm_stack_tx_offer(): the fields above are its offer's. */
+		gen = atomic_load_explicit(&d->tx_gen, memory_order_acquire);
+	}
 	if (!ring_sane(a, off, bytes))
 		return -EPROTO;
 	rc = isoshm__app_extent_ensure(a, ext);
