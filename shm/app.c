@@ -259,7 +259,11 @@ int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, ui
 /*
  * RX: follows the stack to a new ring once there are bytes to read (the
  * ring cannot move while there are).  Before any check of rx_prod against
- * the ring's size: the new ring may be larger.
+ * the ring's size: the new ring may be larger.  Returns 1 (bytes to read,
+ * in the ring the view is bound to), 0 (none), or -errno.  After 0 the
+ * caller must not load rx_prod again through the view: the stack may
+ * move the empty ring right after our load and publish bytes in the new
+ * one, which a reload would take for bytes of the old ring.
  */
 static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_view *v)
 {
@@ -274,7 +278,7 @@ static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_vie
 		return 0;
 	gen = atomic_load_explicit(&d->rx_gen, memory_order_relaxed);
 	if (gen == v->rx_gen)
-		return 0;
+		return 1;
 	if (!ring_sane(a, d->rx_off, d->rx_bytes) || d->rx_start != v->rx.mine)
 		return -EPROTO;
 	rc = isoshm__app_extent_ensure(a, d->rx_extent);
@@ -284,10 +288,11 @@ static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_vie
 			 a->arena + d->rx_off, d->rx_bytes, 1, v->rx.mine);
 	v->rx_ext = d->rx_extent;
 	v->rx_gen = gen;
-	return 0;
+	return 1;
 }
 
-/* The RX view of an open socket, following a move; NULL if none. */
+/* The RX view of an open socket, following a move; NULL if none (*err
+ * -errno), else *err is rx_follow's 0 (empty: don't look) or 1. */
 static struct isoshm_sock_view *rx_view(struct isoshm_app *a, uint32_t sock, int *err)
 {
 	struct isoshm_sock_view *v = data_view(a, sock);
@@ -305,7 +310,9 @@ int isoshm_app_rx_read(struct isoshm_app *a, uint32_t sock, void *buf, uint32_t 
 	int err;
 	struct isoshm_sock_view *v = rx_view(a, sock, &err);
 
-	return v ? isoshm_ring_dequeue_burst(&v->rx, buf, len) : err;
+	if (v == NULL || err == 0)
+		return err;
+	return isoshm_ring_dequeue_burst(&v->rx, buf, len);
 }
 
 int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock)
@@ -320,7 +327,9 @@ int isoshm_app_rx_avail(struct isoshm_app *a, uint32_t sock)
 	int err;
 	struct isoshm_sock_view *v = rx_view(a, sock, &err);
 
-	return v ? (int)isoshm_ring_avail(&v->rx, UINT32_MAX) : err;
+	if (v == NULL || err == 0)
+		return err;
+	return (int)isoshm_ring_avail(&v->rx, UINT32_MAX);
 }
 
 int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
