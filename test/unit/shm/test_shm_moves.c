@@ -8,9 +8,10 @@
  * opened the socket), TX offers with and without hold, the stack's take
  * and its tx_busy handshake, an application that takes an offer it may
  * not, the errors of the move calls, and the generations across a
- * reopen.  Two tests run the sides on two threads: a stack that
- * re-offers while the application reads the directory, and a stress run
- * of both streams under constant moves.
+ * reopen.  Three tests run the sides on two threads: a stack that
+ * re-offers while the application reads the directory, a reader polling
+ * an empty RX ring the stack keeps moving, and a stress run of both
+ * streams under constant moves.
  *
  * Every test checks what a user would: bytes by checksum, indices, the
  * spans' place in the arena, return codes and the stack's counters.  A
@@ -842,6 +843,77 @@ static void tx_reoffer_during_write(void **state)
 	assert_int_equal(isoshm_stack_stats(g->s)->bad_index, 0);
 }
 
+struct reader {
+	struct seg *g;
+	uint32_t sock;
+	uint32_t pos;              /* stream position of the next byte */
+	uint32_t total;
+	_Atomic uint32_t bad;      /* first wrong position + 1, or -errno */
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	uint8_t buf[256];
+	uint32_t got = 0;
+
+	while (got < r->total) {
+		int k = isoshm_app_rx_read(r->g->a, r->sock, buf, sizeof(buf));
+
+		if (k < 0 || !matches(buf, r->pos + got, (uint32_t)k, 31)) {
+			atomic_store(&r->bad, k < 0 ? (uint32_t)k : got + 1);
+			return NULL;
+		}
+		got += (uint32_t)k;
+	}
+	return NULL;
+}
+
+/*
+ * The application polls an empty RX ring while the stack moves it and
+ * writes a few bytes into the new one, over and over, between two rings
+ * of different sizes (the larger one gets more than the smaller one
+ * holds).  A reader that found the ring empty, did not follow, and then
+ * counted the new bytes against its old ring reads poison, or gets
+ * -EPROTO.
+ */
+static void rx_move_during_read(void **state)
+{
+	struct seg *g = *state;
+	struct isostack_shm_sock *sk = &g->socks[2];
+	uint64_t ring[2] = { ring_new(g, 4096), ring_new(g, MAX_RING) };
+	uint32_t bytes[2] = { 4096, MAX_RING };
+	struct reader r = { .g = g, .sock = 2, .total = 0 };
+	uint32_t wpos, moves = 20000;
+	uint8_t buf[8192];
+	pthread_t t;
+
+	wpos = r.pos = atomic_load(&sk->rx_prod);
+	for (uint32_t i = 0; i < moves; i++)
+		r.total += i % 2 == 0 ? 1 + i % 97 : 4097 + i % 4000;
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
+	for (uint32_t i = 0; i < moves && atomic_load(&r.bad) == 0; i++) {
+		uint32_t n = i % 2 == 0 ? 1 + i % 97 : 4097 + i % 4000;
+		uint32_t old = (i + 1) % 2;
+
+		/* the reader drained the last chunk: the ring is empty */
+		while (atomic_load(&sk->rx_cons) != wpos && atomic_load(&r.bad) == 0)
+			sched_yield();
+		if (atomic_load(&r.bad) != 0)
+			break;
+		assert_int_equal(isoshm_stack_rx_move(g->s, 2, ring[i % 2], bytes[i % 2], g->ext),
+				 0);
+		memset((uint8_t *)isoshm_stack_arena(g->s) + ring[old], POISON, bytes[old]);
+		fill(buf, wpos, n, 31);
+		assert_int_equal(isoshm_stack_rx_write(g->s, 2, buf, n), (int)n);
+		wpos += n;
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(atomic_load(&r.bad), 0);
+	assert_int_equal(atomic_load(&sk->rx_cons), wpos);
+	assert_int_equal(isoshm_stack_stats(g->s)->rx_moves, moves);
+}
+
 /*
  * Stress: an application thread writes a TX stream and reads an RX
  * stream while the stack thread consumes and produces them and keeps
@@ -1110,6 +1182,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(move_errors, seg_setup, seg_teardown),
 		cmocka_unit_test_setup_teardown(generations_even, seg_setup, seg_teardown),
 		cmocka_unit_test_setup_teardown(tx_reoffer_during_write, seg_setup, seg_teardown),
+		cmocka_unit_test_setup_teardown(rx_move_during_read, seg_setup, seg_teardown),
 		cmocka_unit_test_setup_teardown(stress_moves, seg_setup, seg_teardown),
 	};
 
