@@ -179,6 +179,7 @@ static bool ring_sane(const struct isoshm_app *a, uint64_t off, uint32_t bytes)
  * TX, with the ring empty: takes the stack's open offer if there is one
  * (shm_abi.h, struct isostack_shm_sockdir): binds the offered ring at our
  * tx_prod and says so in sock.tx_gen (published by the next tx_prod).
+ * gen: the directory's tx_gen, loaded after our tx_busy fence (T2).
  * Returns 0 or the extent fetch's error.
  */
 static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_view *v,
@@ -190,21 +191,26 @@ static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock
 	uint32_t bytes, ext;
 	int rc;
 
-	/* Seqlock read of the newest offer.  Never skip one being written
-	 * (odd): the stack may have taken the last one for us already (an
-	 * idle take), so our old ring may be no longer its; it is a few
-	 * stores away. */
-	for (;;) {
-		while (gen & 1u) {
-			cpu_relax();
-			gen = atomic_load_explicit(&d->tx_gen, memory_order_acquire);
+	/*
+	 * Seqlock read.  An odd generation, or one that moved while we read,
+	 * means the stack is writing a newer offer.  We wait for it rather
+	 * than write on in our ring: the stack makes a new offer only once
+	 * the one before was taken, and since we did not take it, the stack
+	 * did for us (isoshm_stack_tx_take, while we were idle), so it no
+	 * longer reads our ring and may have freed it.  Its write is a few
+	 * stores.
+	 */
+	for (;; cpu_relax()) {
+		if ((gen & 1u) == 0) {
+			off = d->tx_off;
+			bytes = d->tx_bytes;
+			ext = d->tx_extent;
+			atomic_thread_fence(memory_order_acquire);
+			if (atomic_load_explicit(&d->tx_gen, memory_order_relaxed) == gen)
+				break;
 		}
-		off = d->tx_off;
-		bytes = d->tx_bytes;
-		ext = d->tx_extent;
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&d->tx_gen, memory_order_relaxed) == gen)
-			break;
+		/* Pairs with the stack's store-release of tx_gen that ends
+		 * isoshm_stack_tx_offer(): the fields above are its offer's. */
 		gen = atomic_load_explicit(&d->tx_gen, memory_order_acquire);
 	}
 	if (!ring_sane(a, off, bytes))
@@ -253,7 +259,11 @@ int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, ui
 /*
  * RX: follows the stack to a new ring once there are bytes to read (the
  * ring cannot move while there are).  Before any check of rx_prod against
- * the ring's size: the new ring may be larger.
+ * the ring's size: the new ring may be larger.  Returns 1 (bytes to read,
+ * in the ring the view is bound to), 0 (none), or -errno.  After 0 the
+ * caller must not load rx_prod again through the view: the stack may
+ * move the empty ring right after our load and publish bytes in the new
+ * one, which a reload would take for bytes of the old ring.
  */
 static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_view *v)
 {
@@ -268,7 +278,7 @@ static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_vie
 		return 0;
 	gen = atomic_load_explicit(&d->rx_gen, memory_order_relaxed);
 	if (gen == v->rx_gen)
-		return 0;
+		return 1;
 	if (!ring_sane(a, d->rx_off, d->rx_bytes) || d->rx_start != v->rx.mine)
 		return -EPROTO;
 	rc = isoshm__app_extent_ensure(a, d->rx_extent);
@@ -278,10 +288,11 @@ static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_vie
 			 a->arena + d->rx_off, d->rx_bytes, 1, v->rx.mine);
 	v->rx_ext = d->rx_extent;
 	v->rx_gen = gen;
-	return 0;
+	return 1;
 }
 
-/* The RX view of an open socket, following a move; NULL if none. */
+/* The RX view of an open socket, following a move; NULL if none (*err
+ * -errno), else *err is rx_follow's 0 (empty: don't look) or 1. */
 static struct isoshm_sock_view *rx_view(struct isoshm_app *a, uint32_t sock, int *err)
 {
 	struct isoshm_sock_view *v = data_view(a, sock);
@@ -299,7 +310,9 @@ int isoshm_app_rx_read(struct isoshm_app *a, uint32_t sock, void *buf, uint32_t 
 	int err;
 	struct isoshm_sock_view *v = rx_view(a, sock, &err);
 
-	return v ? isoshm_ring_dequeue_burst(&v->rx, buf, len) : err;
+	if (v == NULL || err == 0)
+		return err;
+	return isoshm_ring_dequeue_burst(&v->rx, buf, len);
 }
 
 int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock)
@@ -314,7 +327,9 @@ int isoshm_app_rx_avail(struct isoshm_app *a, uint32_t sock)
 	int err;
 	struct isoshm_sock_view *v = rx_view(a, sock, &err);
 
-	return v ? (int)isoshm_ring_avail(&v->rx, UINT32_MAX) : err;
+	if (v == NULL || err == 0)
+		return err;
+	return (int)isoshm_ring_avail(&v->rx, UINT32_MAX);
 }
 
 int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)

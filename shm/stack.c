@@ -455,9 +455,12 @@ int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock)
 		return 0;   /* bytes pending: the application will take it */
 	/* T1: the offer (tx_gen, stored earlier) before the load of tx_busy;
 	 * pairs with the application's fence after it stores tx_busy = 1:
-	 * either we see the write under way, or it sees the offer. */
+	 * either we see the write under way, or it sees the offer.  Acquire:
+	 * a 0 we read may be the store-release that ends a write that began
+	 * before the offer; it orders that write's tx_prod before our load
+	 * of tx_prod below, which then shows its bytes. */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&sk->tx_busy, memory_order_relaxed) != 0 ||
+	if (atomic_load_explicit(&sk->tx_busy, memory_order_acquire) != 0 ||
 	    atomic_load_explicit(&sk->tx_prod, memory_order_relaxed) != v->tx.mine)
 		return 0;
 	if (v->tx.mine != atomic_load_explicit(&sk->tx_cons, memory_order_relaxed))
