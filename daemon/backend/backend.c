@@ -730,7 +730,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.rx_moves %llu\nbackend.tx_moves %llu\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
 		"mem.releases %llu\nmem.sync_extents %llu\nmem.enobufs %llu\n"
-		"mem.ctl_extents %llu\n",
+		"mem.ctl_extents %llu\nmem.pressure %d\n",
 		be->napps, (unsigned long long)s->apps_attached,
 		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
 		isod_backend_open_sockets(be), (unsigned long long)s->cmds,
@@ -755,7 +755,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)be->mem_st.releases,
 		(unsigned long long)be->mem_st.sync_extents,
 		(unsigned long long)be->mem_st.enobufs,
-		(unsigned long long)be->mem_st.ctl_extents);
+		(unsigned long long)be->mem_st.ctl_extents, isod_mem_pressure(be) ? 1 : 0);
 
 	if (n < 0)
 		return 0;

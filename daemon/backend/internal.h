@@ -169,6 +169,9 @@ int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *ou
 /* The same, but -EAGAIN where it would have to make an extent now (for
  * optional moves: the spare comes by the next pass). */
 int isod_mem_ring_try(struct isod_app *app, uint32_t bytes, struct isod_ring *out);
+/* Memory pressure (the kernel's tcp_mem "pressure" mode): more than half
+ * the budget backed.  TCP rings then start and stay small (sock_ring.c). */
+bool isod_mem_pressure(const struct isod_backend *be);
 void isod_mem_ring_put(struct isod_app *app, const struct isod_ring *r);
 /* Keeps a spare extent ready (at most one made per call); returns work. */
 unsigned isod_mem_poll(struct isod_app *app);
@@ -312,7 +315,7 @@ void isod_sk_post(struct isod_sock *sk, const struct isostack_shm_status *st);
 void isod_sk_reply(struct isod_sock *sk, const struct isostack_shm_cmd *c, int64_t result);
 void isod_sk_event(struct isod_sock *sk, uint16_t ev);
 struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct isod_sock *parent,
-				int *err);
+				uint32_t rx_min, int *err);
 #define ISOD_UDP_RING(conf, r) \
 	((r) >= (256u << 10) || (conf)->shm.max_ring_bytes < (256u << 10) ? (r) : (256u << 10))
 void isod_sk_free(struct isod_sock *sk);
@@ -350,8 +353,8 @@ void isod_sk_tx_full(struct isod_sock *sk);
 /* SO_RCVBUF (rx) or SO_SNDBUF of v bytes. */
 void isod_sk_ring_pin(struct isod_sock *sk, bool rx, int v);
 void isod_sk_ring_inherit(struct isod_sock *child, const struct isod_sock *parent);
-uint32_t isod_sk_rx_start(const struct isod_backend_conf *conf, const struct isod_sock *parent);
-uint32_t isod_sk_tx_start(const struct isod_backend_conf *conf, const struct isod_sock *parent);
+uint32_t isod_sk_rx_start(const struct isod_backend *be, const struct isod_sock *parent);
+uint32_t isod_sk_tx_start(const struct isod_backend *be, const struct isod_sock *parent);
 /* A pcb was attached: poll it while its rings may shrink. */
 void isod_sk_ring_armed(struct isod_sock *sk);
 void isod_sk_ring_idle(struct isod_sock *sk);

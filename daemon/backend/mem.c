@@ -210,6 +210,11 @@ static int ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out,
 	return -EIO;   /* a partial slab without a free chunk: a bug */
 }
 
+bool isod_mem_pressure(const struct isod_backend *be)
+{
+	return be->conf.mem_budget != 0 && be->mem_backed > be->conf.mem_budget / 2;
+}
+
 int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out)
 {
 	return ring_get(app, bytes, out, true);

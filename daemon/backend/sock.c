@@ -239,19 +239,24 @@ static int64_t id_get(struct isod_app *app)
 /*
  * A new socket: an id, its rings, both opened in the segment.  TCP rings
  * start small and size themselves (sock_ring.c); an accepted child starts
- * with its listener's SO_SNDBUF/SO_RCVBUF (parent).  Returns NULL with
+ * with its listener's SO_SNDBUF/SO_RCVBUF (parent), and an RX ring of at
+ * least rx_min (the window its SYN-ACK announced).  Returns NULL with
  * -EMFILE (ids), -ENOBUFS (the application's mem_limit or the stack's
  * budget) or -ENOMEM in *err.
  */
 struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct isod_sock *parent,
-				int *err)
+				uint32_t rx_min, int *err)
 {
 	const struct isod_backend_conf *conf = &app->be->conf;
 	/* Datagram sockets: fixed rings that hold a few of the largest
 	 * datagrams, as the kernel's 208 KiB UDP buffers do. */
-	uint32_t tx_bytes = udp ? ISOD_UDP_RING(conf, conf->tx_ring) : isod_sk_tx_start(conf, parent);
-	uint32_t rx_bytes = udp ? ISOD_UDP_RING(conf, conf->rx_ring) : isod_sk_rx_start(conf, parent);
-	uint64_t need = (uint64_t)tx_bytes + rx_bytes;
+	uint32_t tx_bytes = udp ? ISOD_UDP_RING(conf, conf->tx_ring) : isod_sk_tx_start(app->be, parent);
+	uint32_t rx_bytes = udp ? ISOD_UDP_RING(conf, conf->rx_ring) : isod_sk_rx_start(app->be, parent);
+	uint64_t need;
+
+	while (rx_bytes < rx_min && rx_bytes < conf->rx_ring)
+		rx_bytes *= 2;
+	need = (uint64_t)tx_bytes + rx_bytes;
 	struct isostack_shm_sockdir d;
 	struct isod_ring tx, rx;
 	struct isod_sock *sk;
@@ -548,7 +553,7 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		isod_sk_reply(ctl, c, -EPROTONOSUPPORT);
 		return;
 	}
-	sk = isod_sk_alloc(app, c->arg[1] == SOCK_DGRAM, NULL, &rc);
+	sk = isod_sk_alloc(app, c->arg[1] == SOCK_DGRAM, NULL, 0, &rc);
 	if (sk == NULL) {
 		if (rc == -EMFILE)
 			app->be->st.emfile++;

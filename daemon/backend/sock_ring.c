@@ -13,7 +13,9 @@
  *   TX grows when the application filled the ring while the connection
  *      could carry at least half a ring more (cwnd and the peer's window).
  * A socket idle for a poll interval (lwIP's tcp_poll, 2 s) goes back to
- * RING_MIN each way.  SO_RCVBUF / SO_SNDBUF pin a size: no growing or
+ * RING_MIN each way.  Under memory pressure (more than half the stack's
+ * budget backed, as the kernel's tcp_mem pressure mode) new sockets start
+ * on RING_MIN, rings do not grow, and a socket idle at one poll shrinks.  SO_RCVBUF / SO_SNDBUF pin a size: no growing or
  * idle shrinking then.  Every move is optional: a ring that cannot be had
  * now (budget, no spare extent this pass) is tried again later.
  *
@@ -35,12 +37,17 @@
 #define RING_MIN      4096u
 #define RING_GROW     4u
 #define RX_RATE_MS    200u
-#define IDLE_INTERVAL 4u       /* tcp_poll: 4 slow-timer ticks (2 s) */
+/* tcp_poll's interval counts slow-timer ticks (TCP_SLOW_INTERVAL, 20 ms
+ * here: lwipopts.h), at most 255: 2 s. */
+#define IDLE_MS       2000u
+#define IDLE_INTERVAL (IDLE_MS / TCP_SLOW_INTERVAL > 255 ? 255u : IDLE_MS / TCP_SLOW_INTERVAL)
 
-static uint32_t grown(uint32_t bytes, uint32_t max)
+static uint32_t grown(const struct isod_sock *sk, uint32_t bytes, uint32_t max)
 {
 	uint64_t n = (uint64_t)bytes * RING_GROW;
 
+	if (isod_mem_pressure(sk->app->be))
+		return bytes;
 	return n > max ? max : (uint32_t)n;
 }
 
@@ -173,7 +180,7 @@ void isod_sk_rx_resize(struct isod_sock *sk, uint32_t used)
 			fast = sk->rx_rate_bytes > 2 * (uint64_t)size;
 		}
 		if (sk->rx_peak >= size / 2 || fast)
-			want = grown(size, conf->rx_ring);
+			want = grown(sk, size, conf->rx_ring);
 	}
 	if (want != size)
 		rx_move(sk, want);
@@ -240,7 +247,8 @@ void isod_sk_tx_full(struct isod_sock *sk)
 	room = pcb->cwnd < pcb->snd_wnd ? pcb->cwnd : pcb->snd_wnd;
 	if (room < sk->tx.bytes / 2)
 		return;
-	tx_offer(sk, grown(sk->tx.bytes, conf->tx_ring), true);
+	if (grown(sk, sk->tx.bytes, conf->tx_ring) != sk->tx.bytes)
+		tx_offer(sk, grown(sk, sk->tx.bytes, conf->tx_ring), true);
 }
 
 /* ---- Pins and idle ------------------------------------------------------------ */
@@ -280,14 +288,18 @@ void isod_sk_ring_inherit(struct isod_sock *child, const struct isod_sock *paren
 	child->tx_pin = parent->tx_pin;
 }
 
-uint32_t isod_sk_rx_start(const struct isod_backend_conf *conf, const struct isod_sock *parent)
+uint32_t isod_sk_rx_start(const struct isod_backend *be, const struct isod_sock *parent)
 {
-	return parent != NULL && parent->rx_pin != 0 ? parent->rx_pin : conf->rx_start;
+	if (parent != NULL && parent->rx_pin != 0)
+		return parent->rx_pin;
+	return isod_mem_pressure(be) ? RING_MIN : be->conf.rx_start;
 }
 
-uint32_t isod_sk_tx_start(const struct isod_backend_conf *conf, const struct isod_sock *parent)
+uint32_t isod_sk_tx_start(const struct isod_backend *be, const struct isod_sock *parent)
 {
-	return parent != NULL && parent->tx_pin != 0 ? parent->tx_pin : conf->tx_start;
+	if (parent != NULL && parent->tx_pin != 0)
+		return parent->tx_pin;
+	return isod_mem_pressure(be) ? RING_MIN : be->conf.tx_start;
 }
 
 void isod_sk_ring_armed(struct isod_sock *sk)
@@ -301,10 +313,11 @@ void isod_sk_ring_idle(struct isod_sock *sk)
 {
 	int space;
 
-	if (sk->activity != sk->activity_seen) {
+	if (sk->activity != sk->activity_seen && !isod_mem_pressure(sk->app->be)) {
 		sk->activity_seen = sk->activity;
 		return;
 	}
+	sk->activity_seen = sk->activity;
 	if (!tcp_open(sk))
 		return;
 	space = isoshm_stack_rx_space(sk->app->shm, sk->id);

@@ -53,7 +53,7 @@ static err_t wnd_passive_open(u8_t id, struct tcp_pcb_listen *lpcb, struct tcp_p
 
 	(void)id;
 	if (lsk != NULL)
-		wnd_clamp(npcb, isod_sk_rx_start(&lsk->app->be->conf, lsk));
+		wnd_clamp(npcb, isod_sk_rx_start(lsk->app->be, lsk));
 	return ERR_OK;
 }
 
@@ -208,7 +208,9 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 		lsk->app->be->st.accept_dropped++;
 		return ERR_MEM;           /* lwIP aborts npcb */
 	}
-	child = isod_sk_alloc(lsk->app, false, lsk, &rc);
+	/* The SYN-ACK announced the window clamped at the SYN (memory
+	 * pressure may have come since): the ring must hold it. */
+	child = isod_sk_alloc(lsk->app, false, lsk, npcb->rcv_wnd, &rc);
 	if (child == NULL) {
 		lsk->app->be->st.accept_dropped++;
 		return ERR_MEM;

@@ -183,9 +183,12 @@ help_build() {
 	cat <<EOF
 usage: isostack build [--builddir DIR] [--clang] [--sanitize] [-- MESON-OPTIONS]
 
-Configures DIR (default: build, or \$ISOSTACK_BUILD) with meson if needed and
-compiles it with ninja. --clang builds with clang; --sanitize adds
--Db_sanitize=address,undefined. Options after -- go to 'meson setup'.
+Configures DIR (default: build, or \$ISOSTACK_BUILD; with --sanitize
+build-asan, with --clang build-clang, as 'isostack test' uses them) with
+meson if needed and compiles it with ninja. --clang builds with clang;
+--sanitize adds -Db_sanitize=address,undefined. Options after -- go to
+'meson setup'. A directory configured before keeps its options: the
+flags only apply when it is configured.
 Needs the lwIP source: run 'isostack setup' first (build does it when root).
 EOF
 }
@@ -213,19 +216,22 @@ build_tree() {
 }
 
 cmd_build() {
-	local dir=$ISOSTACK_BUILD cc="" opts=()
+	local dir="" cc="" opts=() variant=""
 
 	need_source build
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--builddir) dir=$2; shift ;;
-		--clang) cc=clang ;;
-		--sanitize) opts+=(-Db_sanitize=address,undefined -Db_lundef=false) ;;
+		--clang) cc=clang; variant=${variant:-clang} ;;
+		--sanitize) opts+=(-Db_sanitize=address,undefined -Db_lundef=false); variant=asan ;;
 		--) shift; opts+=("$@"); break ;;
 		*) die "build: unknown option '$1' (see isostack build --help)" ;;
 		esac
 		shift
 	done
+	# A sanitizer or clang build in the gcc tree would silently keep the
+	# tree's old options: each has its own directory unless one is named.
+	[ -n "$dir" ] || dir=$ISOSTACK_BUILD${variant:+-$variant}
 	CC=${cc:-${CC:-cc}} build_tree "$dir" "${opts[@]}"
 	log "build: done ($dir)"
 }

@@ -36,11 +36,13 @@ sock_field() {
 		END { for (id in hit) print val[id] }' "$tmp/isostat.log"
 }
 
-# The peer: per connection on PORT, sends $1 random bytes then reads as many,
-# printing both sha256s; a second listener on PORT+1 does the same with $3.
+# The peer: on PORT, sends N random bytes, reads as many, then (on the
+# test's word: the connection must be idle in between) the same with N2;
+# printing each sha256.  A second listener on PORT+1 sends N.
+mkfifo "$tmp/peerctl"
 cat >"$tmp/peer.py" <<'EOF'
 import hashlib, os, socket, sys, threading
-port, n, n2 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+port, n, n2, ctl = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), open(sys.argv[4])
 
 def serve(port, tag, phases):
     l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -48,6 +50,9 @@ def serve(port, tag, phases):
     print("listening", tag, flush=True)
     c, _ = l.accept(); c.settimeout(60)
     for i, (what, size) in enumerate(phases):
+        if what == "wait":
+            ctl.readline()
+            continue
         if what == "send":
             data = os.urandom(size)
             print(tag, i, "sent", hashlib.sha256(data).hexdigest(), flush=True)
@@ -63,7 +68,7 @@ def serve(port, tag, phases):
     c.recv(1)                                   # until the other side closes
 
 threading.Thread(target=serve, args=(port + 1, "pin", [("send", n)])).start()
-serve(port, "auto", [("send", n), ("read", n), ("send", n2), ("read", n2)])
+serve(port, "auto", [("send", n), ("read", n), ("wait", 0), ("send", n2), ("read", n2)])
 EOF
 
 # The program under the shim, step by step on the test's word (ctl fifo).
@@ -103,19 +108,22 @@ print("pin read", *recv_n(p, n), flush=True)
 ctl.readline()
 EOF
 
-bg peer "$CLI" peer -- python3 "$tmp/peer.py" $PORT $N $N2
+exec 3<>"$tmp/ctl"          # keep the fifos open both ways: writes never block
+exec 4<>"$tmp/peerctl"
+bg peer "$CLI" peer -- python3 "$tmp/peer.py" $PORT $N $N2 "$tmp/peerctl"
 wait_line "$tmp/peer.out" "listening auto" || fail "peer did not listen"
-exec 3<>"$tmp/ctl"          # keeps the fifo open both ways: writes never block
 bg sut "$CLI" run --require -- python3 "$tmp/sut.py" "$PEER_IP" $PORT $N $N2 "$tmp/ctl"
 sut_pid=$LAST_PID
 
-# expect_same STEP: the SUT's and the peer's sha256 of one transfer agree.
+# expect_same STEP: the SUT's and the peer's sha256 of one transfer agree
+# (the SUT's step; the peer's numbering has its wait as step 2).
 expect_same() {
-	local step=$1 mine theirs
+	local step=$1 pstep=$1 mine theirs
+	[ "$step" -lt 2 ] || pstep=$((step + 1))
 	wait_line "$tmp/sut.out" "^step $step " 60 "$sut_pid" || fail "step $step did not finish"
 	mine=$(awk -v s="$step" '$1 == "step" && $2 == s { print $NF }' "$tmp/sut.out")
-	wait_line "$tmp/peer.out" "^auto $step " 60 "$sut_pid" || fail "peer: no step $step"
-	theirs=$(awk -v s="$step" '$1 == "auto" && $2 == s { print $NF }' "$tmp/peer.out")
+	wait_line "$tmp/peer.out" "^auto $pstep " 60 "$sut_pid" || fail "peer: no step $pstep"
+	theirs=$(awk -v s="$pstep" '$1 == "auto" && $2 == s { print $NF }' "$tmp/peer.out")
 	[ -n "$mine" ] && [ "$mine" = "$theirs" ] ||
 		fail "step $step: sha256 $mine here, $theirs at the peer"
 }
@@ -140,12 +148,15 @@ for i in $(seq 100); do
 done
 echo "3. idle: rings now TX $tx, RX $rx"
 [ "$tx" = 4096 ] && [ "$rx" = 4096 ] || fail "idle rings did not shrink to 4096 (TX $tx, RX $rx)"
-wnd=$("$CLI" peer -- ss -tin "dport = :$PORT or sport = :$PORT" |
-	grep -o 'snd_wnd:[0-9]*' | head -1 | cut -d: -f2)
-echo "   the peer's kernel may send us $wnd bytes (snd_wnd)"
-[ -n "$wnd" ] && [ "$wnd" -le 4096 ] || fail "peer's snd_wnd ${wnd:-none} > the 4096-byte RX ring"
+"$CLI" peer -- ss -tin "sport = :$PORT" >"$tmp/ss.out" || fail "ss"
+grep -q ESTAB "$tmp/ss.out" || fail "no connection in the peer's ss"
+# ss leaves out a zero snd_wnd
+wnd=$(grep -o 'snd_wnd:[0-9]*' "$tmp/ss.out" | head -1 | cut -d: -f2)
+echo "   the peer's kernel may send us ${wnd:-0} bytes (snd_wnd)"
+[ "${wnd:-0}" -le 4096 ] || fail "peer's snd_wnd $wnd > the 4096-byte RX ring"
 
 echo >&3
+echo >&4
 expect_same 2
 expect_same 3
 echo "4. $N2 bytes each way after the shrink, intact"
