@@ -18,10 +18,8 @@ hard=$(ulimit -Hn)
 [ "$hard" = unlimited ] || [ "$hard" -gt $((count + 100)) ] ||
 	{ echo "SKIP: hard RLIMIT_NOFILE $hard leaves no room for $count connections"; exit 77; }
 
-# Rings do not size themselves yet (docs/shm.md): at the default 256 KiB
-# each way, 19,000 sockets would need 9.5 GiB, past the stack's default
-# memory budget (an eighth of RAM).  Small rings, as a server with many
-# idle connections would configure.
-CONNS_UP=(--set tx_ring=16k --set rx_ring=16k)
+# The default configuration: rings start at 16 KiB each way and size
+# themselves (docs/shm.md), so 19,000 sockets fit the default budget.
+CONNS_UP=()
 echo_many conns_echo_server.py "$count" 9500
 echo "PASS: $count connections open at once, each echo verified, all closed and released"
