@@ -72,6 +72,7 @@ static pthread_once_t self_pid_once = PTHREAD_ONCE_INIT;
 
 static void self_pid_reset(void)
 {
+	(void)isoshm_membarrier_register();     /* a fork child is a new process */
 	atomic_store_explicit(&self_pid, (int32_t)getpid(), memory_order_relaxed);
 }
 
@@ -79,6 +80,11 @@ static void self_pid_init(void)
 {
 	self_pid_reset();
 	pthread_atfork(NULL, NULL, self_pid_reset);
+}
+
+void isoshm__app_process_init(void)
+{
+	pthread_once(&self_pid_once, self_pid_init);
 }
 
 static void db_lock(_Atomic int32_t *owner)
@@ -238,10 +244,15 @@ int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, ui
 		return -EBADF;
 	sk = &a->socks[sock];
 	atomic_store_explicit(&sk->tx_busy, 1, memory_order_relaxed);
-	/* T2: tx_busy before the load of tx_gen; pairs with the stack's fence
-	 * T1 in isoshm_stack_tx_take(): either it sees us writing, or we see
-	 * the offer it took for us. */
-	atomic_thread_fence(memory_order_seq_cst);
+	/* T2: tx_busy before the load of tx_gen; pairs with the stack's
+	 * barrier T1 in isoshm_stack_tx_take(): either it sees us writing, or
+	 * we see the offer it took for us.  Registered for membarrier, the
+	 * stack's barrier runs one on this thread for us (membarrier.c):
+	 * a send pays no fence. */
+	if (__builtin_expect(isoshm__membarrier_registered(), 1))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
 	gen = atomic_load_explicit(&a->dir[sock].tx_gen, memory_order_acquire);
 	if (gen != v->tx_gen &&
 	    atomic_load_explicit(&sk->tx_cons, memory_order_acquire) == v->tx.mine) {

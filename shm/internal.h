@@ -122,6 +122,13 @@ int isoshm__app_extent_ensure(struct isoshm_app *a, uint32_t id);
 void isoshm__app_extents_forget(const struct isoshm_app *a);
 bool isoshm__app_extent_mapped(const struct isoshm_app *a, uint32_t id);
 
+/* Once per process, at attach or exec adoption, before any socket is
+ * used: the cached pid and the membarrier registration, both renewed in
+ * fork children (app.c). */
+void isoshm__app_process_init(void);
+/* This process registered for the stack's asymmetric barrier (membarrier.c). */
+bool isoshm__membarrier_registered(void);
+
 /* FUTEX_WAIT on a shared (not PRIVATE) word; rel may be NULL.
  * Returns 0 (woken or value changed), -ETIMEDOUT or -EINTR. */
 int isoshm__futex_wait(_Atomic uint32_t *word, uint32_t val, const struct timespec *rel);

@@ -178,9 +178,19 @@ int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n);
 int isoshm_stack_tx_offer(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 			  uint32_t bytes, uint32_t ext, bool hold);
 /* Takes the open offer for an idle application: only if the TX ring is
- * empty and no write is under way (sock.tx_busy).  Returns 1 (switched:
- * free the old ring), 0 (not now, or no offer) or -errno. */
+ * empty and no write is under way (sock.tx_busy).  The caller must have
+ * issued isoshm_membarrier_global() (successfully) after the offer was
+ * made: applications order tx_busy and tx_gen with a compiler barrier
+ * only.  Returns 1 (switched: free the old ring), 0 (not now, or no
+ * offer) or -errno. */
 int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock);
+/* Asymmetric fences (membarrier.c).  The application side registers (at
+ * attach, after fork and exec): 0, or -ENOSYS (it keeps full fences).
+ * The stack side makes every running thread of every registered process
+ * execute a full barrier: 0 or -errno (then it must take no offer). */
+int isoshm_membarrier_register(void);
+int isoshm_membarrier_global(void);
+
 /* Moves RX to the ring at off (bytes, extent ext): only while the RX ring
  * is empty.  Returns 0 (moved: free the old ring), -EBUSY (bytes unread),
  * -EINVAL, -EBADF, -EPROTO. */

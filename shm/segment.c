@@ -543,6 +543,7 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 		info->numa_node = a->hdr.numa_node;
 		info->numa_node_actual = page_node(a->base + a->hdr.wait_off);
 	}
+	isoshm__app_process_init();
 	*out = a;
 	return 0;
 
@@ -600,6 +601,7 @@ int isoshm_app_adopt(struct isoshm_app **out, void *view, int view_fd, int fd)
 		munmap(view, (size_t)a->view_size);
 		return rc;
 	}
+	isoshm__app_process_init();
 	*out = a;
 	return 0;
 }

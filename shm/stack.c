@@ -454,8 +454,10 @@ int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock)
 	    v->tx.other != v->tx.mine)
 		return 0;   /* bytes pending: the application will take it */
 	/* T1: the offer (tx_gen, stored earlier) before the load of tx_busy;
-	 * pairs with the application's fence after it stores tx_busy = 1:
-	 * either we see the write under way, or it sees the offer.  Acquire:
+	 * pairs with the application's barrier T2 after it stores tx_busy = 1
+	 * (its fence, or the caller's isoshm_membarrier_global() since the
+	 * offer, which runs one on its threads): either we see the write
+	 * under way, or it sees the offer.  Acquire:
 	 * a 0 we read may be the store-release that ends a write that began
 	 * before the offer; it orders that write's tx_prod before our load
 	 * of tx_prod below, which then shows its bytes. */

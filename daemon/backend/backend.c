@@ -620,8 +620,11 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 			work += isod_mem_poll(a);
 		}
 	}
+	/* Before reap_dead: the queued takes point into applications. */
+	isod_sk_ring_takes(be);
 	reap_dead(be);
 	work += drain_events(be, budget);
+	isod_sk_ring_takes(be);
 	kick_apps(be);
 	return work;
 }
@@ -730,7 +733,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.rx_moves %llu\nbackend.tx_moves %llu\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
 		"mem.releases %llu\nmem.sync_extents %llu\nmem.enobufs %llu\n"
-		"mem.ctl_extents %llu\nmem.pressure %d\n",
+		"mem.ctl_extents %llu\nmem.pressure %d\nmem.membarrier %d\n",
 		be->napps, (unsigned long long)s->apps_attached,
 		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
 		isod_backend_open_sockets(be), (unsigned long long)s->cmds,
@@ -755,7 +758,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)be->mem_st.releases,
 		(unsigned long long)be->mem_st.sync_extents,
 		(unsigned long long)be->mem_st.enobufs,
-		(unsigned long long)be->mem_st.ctl_extents, isod_mem_pressure(be) ? 1 : 0);
+		(unsigned long long)be->mem_st.ctl_extents, isod_mem_pressure(be) ? 1 : 0, be->membar);
 
 	if (n < 0)
 		return 0;

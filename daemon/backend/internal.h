@@ -21,6 +21,7 @@
 #define ISOD_PEND_MAX     8    /* deferred replies per socket (status ring full) */
 #define ISOD_ACCEPT_PARK  8    /* ACCEPTs parked at once on one listener */
 #define ISOD_CMD_BURST    32
+#define ISOD_TAKE_BATCH   256  /* idle TX takes per pass (one membarrier) */
 
 enum isod_sock_state {
 	ISOD_S_FREE = 0,     /* no socket; reusable once the app drained it */
@@ -121,6 +122,7 @@ struct isod_sock {
 	uint32_t activity, activity_seen;  /* bytes moved either way; at last poll */
 	bool idle_armed;             /* lwIP polls the pcb for idle shrinking */
 	uint32_t tx_max, rx_max;     /* largest ring sizes the socket had */
+	bool take_queued;            /* on be->takes (sock_ring.c) */
 	bool in_use;                 /* id taken (open, or freed but not drained) */
 	bool quarantined;            /* freed; waits for the app to drain it */
 	uint32_t q_next;             /* quarantine list (ids), UINT32_MAX ends */
@@ -267,6 +269,11 @@ struct isod_backend {
 	int proc_ep;                 /* epoll over every watched pidfd (procs.c) */
 	unsigned nwatched;           /* pidfds in it */
 	uint64_t mem_backed;         /* extent bytes backed, all applications */
+	/* TX offers to take for idle applications after one asymmetric
+	 * barrier per pass (sock_ring.c); membar: 1 works, -1 does not. */
+	struct isod_sock *takes[ISOD_TAKE_BATCH];
+	unsigned ntakes;
+	int membar;
 	struct isod_mem_stats mem_st;
 	struct isod_backend_stats st;
 };
@@ -358,6 +365,8 @@ uint32_t isod_sk_tx_start(const struct isod_backend *be, const struct isod_sock 
 /* A pcb was attached: poll it while its rings may shrink. */
 void isod_sk_ring_armed(struct isod_sock *sk);
 void isod_sk_ring_idle(struct isod_sock *sk);
+/* End of a pass: the TX takes queued during it, behind one barrier. */
+void isod_sk_ring_takes(struct isod_backend *be);
 void isod_sk_tx_push(struct isod_sock *sk);
 void isod_sk_tx_acked(struct isod_sock *sk);
 

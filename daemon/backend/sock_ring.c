@@ -211,9 +211,44 @@ int isod_sk_tx_peek(struct isod_sock *sk, struct isoshm_span sp[2])
 	return total;
 }
 
+/*
+ * The stack takes an offer for an application that is not writing (an
+ * idle socket, a pin set while no write is under way) at the end of the
+ * pass, after one membarrier for all such takes: applications order their
+ * side of the Dekker pair with a compiler barrier only (shm/membarrier.c).
+ */
+static void take_later(struct isod_sock *sk)
+{
+	struct isod_backend *be = sk->app->be;
+
+	if (sk->take_queued || be->ntakes == ISOD_TAKE_BATCH || be->membar < 0)
+		return;     /* a full batch: the next idle poll tries again */
+	sk->take_queued = true;
+	be->takes[be->ntakes++] = sk;
+}
+
+void isod_sk_ring_takes(struct isod_backend *be)
+{
+	if (be->ntakes == 0)
+		return;
+	/* Once it failed (isostat's mem.membarrier -1), idle TX rings are
+	 * left to their applications to take at their next write. */
+	be->membar = isoshm_membarrier_global() == 0 ? 1 : -1;
+	for (unsigned i = 0; i < be->ntakes; i++) {
+		struct isod_sock *sk = be->takes[i];
+
+		sk->take_queued = false;
+		if (be->membar < 0 || sk->state == ISOD_S_FREE || sk->tx_offer.bytes == 0)
+			continue;
+		if (isoshm_stack_tx_take(sk->app->shm, sk->id) == 1)
+			tx_switched(sk);
+	}
+	be->ntakes = 0;
+}
+
 /* Offers a TX ring of want bytes (hold: the writer keeps the old one
- * full), and takes it at once if the ring is empty and the application
- * not writing. */
+ * full); taken by the application at its next write at an empty ring, or
+ * by us at the end of the pass if it is not writing. */
 static void tx_offer(struct isod_sock *sk, uint32_t want, bool hold)
 {
 	struct isod_ring nr;
@@ -230,8 +265,7 @@ static void tx_offer(struct isod_sock *sk, uint32_t want, bool hold)
 	}
 	sk->tx_offer = nr;
 	idle_arm(sk);
-	if (isoshm_stack_tx_take(sk->app->shm, sk->id) == 1)
-		tx_switched(sk);
+	take_later(sk);
 }
 
 void isod_sk_tx_full(struct isod_sock *sk)
@@ -325,8 +359,7 @@ void isod_sk_ring_idle(struct isod_sock *sk)
 	    sk->rx_held == 0)
 		rx_move(sk, RING_MIN);
 	if (sk->tx_offer.bytes != 0) {
-		if (isoshm_stack_tx_take(sk->app->shm, sk->id) == 1)
-			tx_switched(sk);
+		take_later(sk);
 	} else if (sk->tx_pin == 0 && sk->tx.bytes > RING_MIN && sk->tx_handed == 0) {
 		tx_offer(sk, RING_MIN, false);
 	}
