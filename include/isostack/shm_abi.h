@@ -173,6 +173,10 @@ struct isostack_shm_header {
  *      sock.tx_busy; if zero (and tx_prod unmoved) no write is under way
  *      and the next one will see the offer, because the application
  *      stores tx_busy = 1, fences (seq_cst) and only then reads tx_gen.
+ *      An application registered for membarrier(GLOBAL_EXPEDITED) may
+ *      use a compiler barrier instead of its fence: the stack then issues
+ *      membarrier(GLOBAL_EXPEDITED) between its tx_gen and tx_busy
+ *      accesses, which runs the fence on the application's threads.
  *   While an offer of a larger ring is open the stack may hold back
  *      tx_cons until the ring is empty, so that a writer that keeps it
  *      full gets an empty ring to switch at.
