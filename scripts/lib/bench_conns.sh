@@ -96,6 +96,31 @@ bc_snapshot() {
 	fi
 }
 
+# bc_settle: isostack only: until the stack's ring memory stops moving.
+# Rings of a connection idle for 2 s shrink to 4 KiB each way (docs/shm.md,
+# "Rings that size themselves"): the memory of an *idle* connection is
+# what is measured.  From 5 s on (two idle intervals: nothing shrinks
+# before), mem.backed unchanged over 3 reads 1 s apart, at most 40 s;
+# prints how long it took.
+bc_settle() {
+	local last="" same=0 t0=$SECONDS cur
+
+	[ ${#BC_ISOSTAT[@]} -gt 0 ] || return 0
+	sleep 5
+	while [ $((SECONDS - t0)) -lt 40 ]; do
+		cur=$("${BC_ISOSTAT[@]}" -r 2>/dev/null | awk '$1 == "mem.backed" { print $2 }')
+		if [ -n "$cur" ] && [ "$cur" = "$last" ]; then
+			same=$((same + 1))
+			[ $same -ge 2 ] && break
+		else
+			same=0
+		fi
+		last=$cur
+		sleep 1
+	done
+	log "bench conns: isostack: ring memory settled after $((SECONDS - t0)) s (mem.backed $last)"
+}
+
 # bc_add_sources NS IFACE PREFIX: S-1 more addresses PREFIX.10, PREFIX.11,
 # ... on the peer's veth end (in a namespace of our own, gone with it);
 # sets BC_SOURCES to the peer's address and these, comma-separated.
@@ -169,6 +194,7 @@ bc_run() {
 				warn "bench conns: $stack: server $i did not report what it holds: $(tail -1 "$BC_LOGS/serve-$i.out")"
 		done
 		grep -h '^isoconns serve \(status\|error\)' "$BC_LOGS"/serve-*.out | sed "s/^/  $stack server: /" >&2 || true
+		bc_settle
 		bc_snapshot held
 		# The connections idle for BC_IDLE seconds (a measuring interval):
 		# what the stack core spends per loop pass with them open.
