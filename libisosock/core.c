@@ -145,6 +145,7 @@ void isosock__fs_fresh(struct isosock_app *app, struct fsock *f, enum fstate sta
 		__atomic_store_n(&h->w[k], 0, __ATOMIC_RELAXED);
 	mset_add(h, app->me);
 	f->state = (uint8_t)state;
+	isosock__closing_mark(app, (int)(f - app->fs), false);
 	f->tx_prod = tx_prod;
 	f->rx_cons = rx_cons;
 	f->tx_bytes = isoshm_app_tx_size(app->shm, (uint32_t)(f - app->fs));
@@ -161,22 +162,31 @@ static void reap_one(struct isosock_app *app, int s, struct fsock *f)
 	 * not drained (the next socket of this id starts where the stack's
 	 * directory entry says). */
 	f->state = F_FREE;
+	isosock__closing_mark(app, s, false);
 }
 
 void isosock__reap_all(struct isosock_app *app)
 {
-	isosock__sweep(app);
-	for (uint32_t i = 1, n = isosock__hiwat(app); i < n; i++) {
-		struct fsock *f = &app->fs[i];
+	_Atomic uint64_t *closing = isosock__closing(app);
+	uint32_t n = isosock__hiwat(app);
 
-		/* Relaxed peek at the state: the locked re-check decides. */
-		if (__atomic_load_n(&f->state, __ATOMIC_RELAXED) != F_CLOSING)
-			continue;
-		if (fs_trylock(f) != 0)
-			continue;
-		if (f->state == F_CLOSING)
-			reap_one(app, (int)i, f);
-		fs_unlock(f);
+	isosock__sweep(app);
+	/* Only the ids marked closing (a relaxed peek: the locked re-check
+	 * decides). */
+	for (uint32_t w = 0; w < (n + 63) / 64; w++) {
+		uint64_t bits = atomic_load_explicit(&closing[w], memory_order_relaxed);
+
+		while (bits != 0) {
+			uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			struct fsock *f = &app->fs[i];
+
+			bits &= bits - 1;
+			if (i == 0 || i >= n || fs_trylock(f) != 0)
+				continue;
+			if (f->state == F_CLOSING)
+				reap_one(app, (int)i, f);
+			fs_unlock(f);
+		}
 	}
 }
 

@@ -160,7 +160,14 @@ struct fshared {
 	pthread_mutex_t ctl_lock;
 	_Atomic uint32_t ctl_busy;
 	struct fsock fs[];
+	/* then, after fs[nsocks]: _Atomic uint64_t closing[(nsocks + 63) / 64],
+	 * a bit per id in F_CLOSING (isosock__closing), so that reaping looks
+	 * at closing ids only, not at every id (an accept() per connection
+	 * was O(connections) with a walk of fs[]). */
 };
+
+/* The F_CLOSING bit set of the attachment (after fs[]). */
+static inline _Atomic uint64_t *isosock__closing(const struct isosock_app *app);
 
 /* Per process: the fds and where this process is in the member table. */
 struct isosock_app {
@@ -186,6 +193,23 @@ struct isosock_app {
 	_Atomic int64_t alive_at;  /* when the control socket was last polled */
 	struct isosock_stats st;   /* approximate under concurrency */
 };
+
+static inline _Atomic uint64_t *isosock__closing(const struct isosock_app *app)
+{
+	return (_Atomic uint64_t *)(void *)&app->sh->fs[app->sh->nsocks];
+}
+
+/* Under f->lock, with every change of f->state to or from F_CLOSING. */
+static inline void isosock__closing_mark(struct isosock_app *app, int s, bool on)
+{
+	_Atomic uint64_t *w = &isosock__closing(app)[(uint32_t)s / 64];
+	uint64_t bit = UINT64_C(1) << ((uint32_t)s % 64);
+
+	if (on)
+		atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+	else
+		atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
+}
 
 /* ---- Time --------------------------------------------------------------- */
 

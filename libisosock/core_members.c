@@ -85,7 +85,8 @@ static void member_free(struct isosock_app *app, int i)
 static size_t fshared_size(uint32_t nsocks)
 {
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-	size_t n = sizeof(struct fshared) + (size_t)nsocks * sizeof(struct fsock);
+	size_t n = sizeof(struct fshared) + (size_t)nsocks * sizeof(struct fsock) +
+		   ((size_t)nsocks + 63) / 64 * sizeof(uint64_t);    /* closing[] */
 
 	return (n + pg - 1) & ~(pg - 1);
 }
@@ -153,6 +154,7 @@ static void close_locked(struct isosock_app *app, int s, struct fsock *f)
 		 * final rx_prod): the id may be another socket's soon, so no
 		 * CLOSE; reaped as if its reply had come. */
 		f->state = F_CLOSING;
+		isosock__closing_mark(app, s, true);
 		f->closed_reply = true;
 		return;
 	}
@@ -171,10 +173,13 @@ static void close_locked(struct isosock_app *app, int s, struct fsock *f)
 	/* Replies to commands still in flight on this slot come before the
 	 * CLOSE reply; reaping drains them. */
 	f->state = F_CLOSING;
+	isosock__closing_mark(app, s, true);
 	f->closed_reply = false;
 	c.cookie = UINT64_MAX;
-	if (isosock__post(app, s, &c) < 0)
+	if (isosock__post(app, s, &c) < 0) {
 		f->state = F_FREE;   /* no daemon: nothing to reclaim */
+		isosock__closing_mark(app, s, false);
+	}
 }
 
 /* Under f->lock: drops the members in `gone` from the socket's holders,
