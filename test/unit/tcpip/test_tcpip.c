@@ -13,7 +13,9 @@
  * bytes; the server checks them by a running FNV-1a hash against the same
  * stream generated independently, both sides close, and after TIME_WAIT has
  * expired every lwIP pool and the heap must be back to zero in use. A second
- * case does the same over a link that drops 3% of the packets.
+ * case does the same over a link that drops 3% of the packets. A third
+ * checks that pcbs leave the list of active pcbs without a walk of it
+ * (patch 0005), by every path a connection ends on.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -364,6 +366,206 @@ static void test_transfer_1mb_lossy(void **state)
 	run_transfer(30);
 }
 
+/* ---- Many connections: leaving the list of active pcbs ---------------- */
+
+/*
+ * With 100,000 connections, taking a pcb off tcp_active_pcbs by walking
+ * that list from its head (lwIP's TCP_RMV) cost the stack core a
+ * millisecond per closed connection: the peers' FINs were dropped at the
+ * port while it walked, and peers gave up on them (docs/lwip.md, patch
+ * 0005).  Every way a pcb leaves the list must unlink it without a walk:
+ * here the list is cut after its head, so a walk cannot find the oldest
+ * connections, which sit at its tail, while a close, an abort and a reset
+ * take them off.
+ */
+
+#define MANY_CONNS 8
+#define MANY_PORT  (SERVER_PORT + 1)
+
+struct many {
+	struct tcp_pcb *client[MANY_CONNS], *server[MANY_CONNS];
+	u16_t client_port[MANY_CONNS];
+	int accepted, connected, errors;
+};
+
+static struct many mc;
+
+static int many_index(u16_t client_port)
+{
+	for (int i = 0; i < MANY_CONNS; i++)
+		if (mc.client_port[i] == client_port)
+			return i;
+	fail_msg("no client on port %u", client_port);
+	return -1;
+}
+
+/* The server closes its end when the client's FIN arrives, as isoconns. */
+static err_t many_server_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+	(void)err;
+	if (p != NULL) {
+		tcp_recved(pcb, p->tot_len);
+		pbuf_free(p);
+		return ERR_OK;
+	}
+	mc.server[(intptr_t)arg] = NULL;
+	assert_int_equal(tcp_close(pcb), ERR_OK);
+	return ERR_OK;
+}
+
+static void many_server_err(void *arg, err_t err)
+{
+	(void)err;
+	mc.server[(intptr_t)arg] = NULL;
+	mc.errors++;
+}
+
+static void many_client_err(void *arg, err_t err)
+{
+	(void)err;
+	mc.client[(intptr_t)arg] = NULL;
+	mc.errors++;
+}
+
+static err_t many_accept(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+	int i = many_index(pcb->remote_port);
+
+	(void)arg;
+	assert_int_equal(err, ERR_OK);
+	mc.server[i] = pcb;
+	tcp_arg(pcb, (void *)(intptr_t)i);
+	tcp_recv(pcb, many_server_recv);
+	tcp_err(pcb, many_server_err);
+	mc.accepted++;
+	return ERR_OK;
+}
+
+static err_t many_connected(void *arg, struct tcp_pcb *pcb, err_t err)
+{
+	(void)arg;
+	(void)pcb;
+	assert_int_equal(err, ERR_OK);
+	mc.connected++;
+	return ERR_OK;
+}
+
+static struct tcp_pcb *many_connect(int i)
+{
+	struct tcp_pcb *pcb = tcp_new();
+
+	assert_non_null(pcb);
+	tcp_arg(pcb, (void *)(intptr_t)i);
+	tcp_err(pcb, many_client_err);
+	assert_int_equal(tcp_bind(pcb, netif_ip4_addr(&vl.a.netif), 0), ERR_OK);
+	assert_int_equal(tcp_connect(pcb, netif_ip4_addr(&vl.b.netif), MANY_PORT,
+				     many_connected), ERR_OK);
+	return pcb;
+}
+
+static bool on_active_list(const struct tcp_pcb *pcb)
+{
+	for (const struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+		if (p == pcb)
+			return true;
+	return false;
+}
+
+static int active_count(void)
+{
+	int n = 0;
+
+	for (const struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
+		n++;
+	return n;
+}
+
+static void test_active_unlink(void **state)
+{
+	struct tcp_pcb *listener, *head, *rest, *closed[4];
+	long steps;
+
+	(void)state;
+	memset(&mc, 0, sizeof(mc));
+	link_up(0);
+	listener = tcp_new();
+	assert_non_null(listener);
+	assert_int_equal(tcp_bind(listener, netif_ip4_addr(&vl.b.netif), MANY_PORT), ERR_OK);
+	listener = tcp_listen(listener);
+	assert_non_null(listener);
+	tcp_accept(listener, many_accept);
+	for (int i = 0; i < MANY_CONNS; i++) {
+		mc.client[i] = many_connect(i);
+		mc.client_port[i] = mc.client[i]->local_port;
+	}
+	for (steps = 0; (mc.accepted < MANY_CONNS || mc.connected < MANY_CONNS) &&
+	     steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_int_equal(mc.accepted, MANY_CONNS);
+	assert_int_equal(mc.connected, MANY_CONNS);
+	assert_int_equal(active_count(), 2 * MANY_CONNS);
+
+	/* Connections 0 and 1 are the oldest: at the tail, well past the
+	 * head and its successor, whose link is cut (and put back below). */
+	closed[0] = mc.client[0];
+	closed[1] = mc.server[0];
+	closed[2] = mc.client[1];
+	closed[3] = mc.server[1];
+	head = tcp_active_pcbs;
+	rest = head->next;
+	for (int k = 0; k < 4; k++)
+		assert_true(closed[k] != head && closed[k] != rest);
+	head->next = NULL;
+
+	/* 0: the client closes, the server closes on its FIN: the client
+	 * goes to TIME-WAIT (TCP_RMV_ACTIVE), the server leaves with the
+	 * last ACK (tcp_pcb_remove from tcp_input).  1: the server aborts
+	 * (tcp_abandon), the client takes the RST (tcp_pcb_remove). */
+	assert_int_equal(tcp_close(mc.client[0]), ERR_OK);
+	mc.client[0] = NULL;
+	tcp_abort(mc.server[1]);
+	while (link_pump() > 0)
+		;
+	head->next = rest;
+	for (int k = 0; k < 4; k++)
+		assert_false(on_active_list(closed[k]));
+	assert_int_equal(active_count(), 2 * MANY_CONNS - 4);
+	assert_null(mc.server[0]);
+	assert_null(mc.client[1]);
+	assert_int_equal(mc.errors, 2);
+
+	/* tcp_slowtmr's own unlinking: two connects whose SYNs are all
+	 * lost time out, the older one from behind the newer one. */
+	vl.loss_permille = 1000;
+	mc.client[0] = many_connect(0);
+	for (steps = 0; steps < 8; steps++)
+		loop_step();
+	mc.client[1] = many_connect(1);
+	for (steps = 0; (mc.client[0] != NULL || mc.client[1] != NULL) && steps < MAX_STEPS;
+	     steps++)
+		loop_step();
+	assert_null(mc.client[0]);
+	assert_null(mc.client[1]);
+	assert_int_equal(mc.errors, 4);
+	assert_int_equal(active_count(), 2 * MANY_CONNS - 4);
+	vl.loss_permille = 0;
+
+	/* The rest close as in the bench: clients first. */
+	for (int i = 2; i < MANY_CONNS; i++) {
+		assert_int_equal(tcp_close(mc.client[i]), ERR_OK);
+		mc.client[i] = NULL;
+	}
+	assert_int_equal(tcp_close(listener), ERR_OK);
+	for (steps = 0; (tcp_active_pcbs || tcp_tw_pcbs) && steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_null(tcp_active_pcbs);
+	assert_null(tcp_tw_pcbs);
+	link_down();
+	assert_int_equal(mc.errors, 4);
+	assert_int_equal(isotcp_memp_in_use(), 0);
+	assert_int_equal(isotcp_heap_in_use(), 0);
+}
+
 /* Nothing leaked by a test shows up in the next one's pool counts. */
 static int check_pools_empty(void **state)
 {
@@ -384,6 +586,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_transfer_1mb, check_pools_empty),
 		cmocka_unit_test_teardown(test_transfer_1mb_lossy, check_pools_empty),
+		cmocka_unit_test_teardown(test_active_unlink, check_pools_empty),
 	};
 
 	return cmocka_run_group_tests_name("tcpip", tests, group_setup, NULL);
