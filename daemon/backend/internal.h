@@ -180,6 +180,9 @@ unsigned isod_mem_poll(struct isod_app *app);
 /* sock.c: frees the rings and ids of up to `max` quarantined sockets the
  * application has drained; returns how many. */
 unsigned isod_sock_quarantine_poll(struct isod_app *app, unsigned max);
+/* Quarantined ids the loop looks at per application and millisecond
+ * (backend.c): 64,000 ids a second each, past any close rate seen. */
+#define ISOD_QUARANTINE_PER_MS 64
 
 #define ISOD_MAX_WAKE_FDS 63
 
@@ -233,6 +236,7 @@ struct isod_app {
 	uint32_t *free_ids;          /* drained ids, reused lowest-recent first */
 	uint32_t nfree_ids;
 	uint32_t q_head, q_tail;     /* quarantine: freed, not yet drained */
+	uint32_t q_poll_ms;          /* when the loop last looked at it */
 	struct isod_mem mem;
 	uint64_t mem_used;
 	bool kick;                   /* something posted this pass: maybe write wake_fd */
