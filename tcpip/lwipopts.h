@@ -85,8 +85,16 @@
  * static buckets plus 16 B a pcb.
  */
 #define TCP_PCB_HASH_SIZE               65536
-#define TCP_LISTEN_BACKLOG              1
-#define TCP_DEFAULT_LISTEN_BACKLOG      0xff
+/*
+ * No half-open limit in lwIP: its backlog is a u8 counting connections in
+ * SYN_RCVD, so with it a burst of more than 255 SYNs on one listener lost
+ * the rest until the peers retransmitted a second later (a burst of 3,000
+ * nonblocking connects took 3.6 s: 837/s).  Half-open connections are
+ * bounded by the pcb pool (MEMP_NUM_TCP_PCB), as the kernel's are by
+ * memory with syncookies; the application's listen() backlog bounds the
+ * established ones waiting for accept() (daemon/backend/sock_tcp.c).
+ */
+#define TCP_LISTEN_BACKLOG              0
 #define TCP_MSS                         1460
 #define TCP_CALCULATE_EFF_SEND_MSS      1
 #define LWIP_WND_SCALE                  1
