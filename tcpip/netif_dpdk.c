@@ -52,7 +52,7 @@
 #include "lwip/prot/tcp.h"
 #include "netif/ethernet.h"
 
-#define NB_DESC_DEFAULT         1024
+#define NB_DESC_DEFAULT         4096
 
 /* Lives in the private area of every mbuf of our pools. */
 struct rx_pbuf {
