@@ -104,7 +104,20 @@ int isosock__fshared_create(struct isosock_app *app, uint32_t nsocks)
 		close(fd);
 		return -ENOMEM;
 	}
-	sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	/* At a placed address: an exec'd image maps it again there. */
+	{
+		void *at = isoshm_app_place(size);
+
+		sh = mmap(at, size, PROT_READ | PROT_WRITE,
+			  MAP_SHARED | MAP_NORESERVE | MAP_FIXED_NOREPLACE, fd, 0);
+		if (sh != MAP_FAILED && sh != at) {
+			munmap(sh, size);
+			sh = MAP_FAILED;
+		}
+		if (sh == MAP_FAILED)
+			sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+				  fd, 0);
+	}
 	if (sh == MAP_FAILED) {
 		close(fd);
 		return -ENOMEM;

@@ -275,6 +275,11 @@ struct isoshm_attach_info {
  * (version or unknown feature), -ENOMEM, or the errno of fstat/mmap.
  */
 int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info *info);
+/* An address range of size bytes for a mapping of the application's that
+ * an exec'd image must map again at the same address (the shim's shared
+ * state too): away from where the kernel places an image's libraries and
+ * heap.  A hint for mmap(MAP_FIXED_NOREPLACE); never reused. */
+void *isoshm_app_place(uint64_t size);
 /* Unmaps and closes this process's mapping and fds.  Other processes of
  * the application (fork) keep theirs: the view is shared, not freed. */
 void isoshm_app_detach(struct isoshm_app *a);

@@ -152,6 +152,47 @@ static uint64_t fixed_part(const struct isostack_shm_header *h)
 	return align_up(h->dir_off, h->page_size);
 }
 
+/* ---- Where the application maps (exec adoption) --------------------------- */
+
+/*
+ * An exec'd image maps the attachment again at the very addresses the
+ * process had (isoshm_app_adopt), before ld.so and the image's own
+ * allocations are done placing theirs.  Left to mmap(NULL), our mappings
+ * (the 16 GiB arena above all) sat in the area where the kernel randomises
+ * the new image's libraries and heap, and an exec now and then failed to
+ * adopt its sockets ("File exists").  So the application side maps at
+ * addresses of its own choosing, from 32 TiB up.  x86-64 Linux puts
+ * libraries and anonymous mappings under the mmap base (within ~1 TiB
+ * below 128 TiB), PIE images and their heap near 85 TiB (2/3 of the
+ * address space, plus up to ~1 TiB at random), non-PIE images at 4 MiB:
+ * nothing lands at 32 TiB unless asked.
+ */
+#define PLACE_BASE  (UINT64_C(0x2000) << 32)    /* 32 TiB */
+#define PLACE_ALIGN (UINT64_C(1) << 30)
+
+static _Atomic uint64_t place_next = PLACE_BASE;
+
+void *isoshm_app_place(uint64_t size)
+{
+	uint64_t len = align_up(size, PLACE_ALIGN);
+
+	return (void *)(uintptr_t)atomic_fetch_add_explicit(&place_next, len,
+							    memory_order_relaxed);
+}
+
+/* mmap at a placed address, else anywhere (a clash or an old kernel). */
+static void *map_placed(uint64_t size, int prot, int flags, int fd)
+{
+	void *at = isoshm_app_place(size);
+	void *p = mmap(at, size, prot, flags | MAP_FIXED_NOREPLACE, fd, 0);
+
+	if (p == at)
+		return p;
+	if (p != MAP_FAILED)
+		munmap(p, size);
+	return mmap(NULL, size, prot, flags, fd, 0);
+}
+
 /* ---- Arena reservation (both sides) -------------------------------------- */
 
 void *isoshm__arena_reserve(void *at, uint64_t size)
@@ -482,8 +523,8 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 		return -errno;
 	if (st.st_size < (off_t)sizeof(struct isostack_shm_header))
 		return -EPROTO;
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-		    fd, 0);
+	base = map_placed((uint64_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+			  fd);
 	if (base == MAP_FAILED)
 		return -errno;
 	/* Validate a private copy, so what was checked is what is used. */
@@ -493,7 +534,9 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 		isoshm__log(ISOSHM_LOG_ERR, "segment header rejected (%s)", strerror(-rc));
 		goto err_unmap;
 	}
-	arena = isoshm__arena_reserve(NULL, hdr.arena_size);
+	arena = isoshm__arena_reserve(isoshm_app_place(hdr.arena_size), hdr.arena_size);
+	if (arena == NULL)
+		arena = isoshm__arena_reserve(NULL, hdr.arena_size);
 	if (arena == NULL) {
 		rc = -ENOMEM;
 		goto err_unmap;
@@ -511,7 +554,7 @@ int isoshm_app_attach(struct isoshm_app **out, int fd, struct isoshm_attach_info
 		rc = -errno;
 		goto err_vfd;
 	}
-	a = mmap(NULL, l.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, vfd, 0);
+	a = map_placed(l.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, vfd);
 	if (a == MAP_FAILED) {
 		rc = -errno;
 		goto err_vfd;
