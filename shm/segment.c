@@ -68,8 +68,14 @@ void isoshm_params_default(struct isoshm_params *p)
 	memset(p, 0, sizeof(*p));
 	p->max_sockets = 65536;
 	p->nr_doorbells = ncpu > 0 && ncpu <= 1024 ? (uint32_t)ncpu : 1;
-	p->cmd_entries = 32;
-	p->status_entries = 64;
+	/* Per socket id: 1 KiB of commands and 2 KiB of statuses, 3 KiB of
+	 * every idle connection's memory.  A socket has few commands in
+	 * flight (SEND and RECV are posted only when the last one was read;
+	 * calls wait for their reply), and events coalesce (one pending bit
+	 * per kind): statuses >= commands + event kinds never overflow for an
+	 * application that drains its statuses. */
+	p->cmd_entries = 16;
+	p->status_entries = 32;
 	p->max_ring_bytes = 256u << 10;
 	p->arena_size = UINT64_C(16) << 30;
 	p->numa_node = -1;
