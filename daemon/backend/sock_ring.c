@@ -15,9 +15,10 @@
  * A socket idle for a poll interval (lwIP's tcp_poll, 2 s) goes back to
  * RING_MIN each way.  Under memory pressure (more than half the stack's
  * budget backed, as the kernel's tcp_mem pressure mode) new sockets start
- * on RING_MIN, rings do not grow, and a socket idle at one poll shrinks.  SO_RCVBUF / SO_SNDBUF pin a size: no growing or
- * idle shrinking then.  Every move is optional: a ring that cannot be had
- * now (budget, no spare extent this pass) is tried again later.
+ * on RING_MIN, rings do not grow, and a socket idle at one poll shrinks.
+ * SO_RCVBUF / SO_SNDBUF pin a size: no growing or idle shrinking then.
+ * Every move is optional: a ring that cannot be had now (budget, no spare
+ * extent this pass) is tried again later.
  *
  * The receive window follows the RX ring: a move to a larger ring opens
  * it by the difference (tcp_recved); a move to a smaller one (an idle
@@ -171,13 +172,14 @@ void isod_sk_rx_resize(struct isod_sock *sk, uint32_t used)
 	if (sk->rx_pin != 0) {
 		want = sk->rx_pin;
 	} else if (size < conf->rx_ring) {
-		bool fast = false;
+		/* more than two rings per RX_RATE_MS since the interval began */
+		uint64_t el = (uint32_t)(now - sk->rx_rate_ms);
+		bool fast = sk->rx_rate_bytes * RX_RATE_MS >
+			    2 * (uint64_t)size * (el > RX_RATE_MS ? el : RX_RATE_MS);
 
-		if (now - sk->rx_rate_ms > RX_RATE_MS) {
+		if (el > RX_RATE_MS) {
 			sk->rx_rate_ms = now;
 			sk->rx_rate_bytes = 0;
-		} else {
-			fast = sk->rx_rate_bytes > 2 * (uint64_t)size;
 		}
 		if (sk->rx_peak >= size / 2 || fast)
 			want = grown(sk, size, conf->rx_ring);
