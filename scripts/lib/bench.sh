@@ -69,6 +69,10 @@ EOF
 }
 
 bench_cleanup() {
+	# A second INT/TERM (pkill reaches every process of the run) must not
+	# cut the cleanup short and leave a polling daemon behind; the
+	# subshells below inherit the ignore.
+	trap '' INT TERM
 	[ -n "${BENCH_SERVER_PID:-}" ] && kill "$BENCH_SERVER_PID" 2>/dev/null
 	[ -n "${BENCH_DOWN:-}" ] && (ISOSTACK_NS_PREFIX=$BENCH_DOWN cmd_down >/dev/null 2>&1)
 	ip netns del "$BENCH_NS_SUT" 2>/dev/null || true
