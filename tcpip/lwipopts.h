@@ -86,6 +86,13 @@
  */
 #define TCP_PCB_HASH_SIZE               65536
 /*
+ * tcp_fasttmr() visits only the pcbs with a delayed ACK, a FIN to retry or
+ * refused data (our lwIP patch 0006), not every active pcb every
+ * TCP_TMR_INTERVAL: with 100,000 connections the walk was 17.7% of the
+ * stack core during their setup.
+ */
+#define TCP_FASTTMR_LIST                1
+/*
  * No half-open limit in lwIP: its backlog is a u8 counting connections in
  * SYN_RCVD, so with it a burst of more than 255 SYNs on one listener lost
  * the rest until the peers retransmitted a second later (a burst of 3,000
