@@ -252,8 +252,9 @@ int isosock_getpeername(struct isosock_app *app, int s, struct sockaddr *addr, s
 
 /*
  * Options.  Handled here: SO_ERROR (read and clear), SO_TYPE, SO_DOMAIN,
- * SO_ACCEPTCONN, SO_RCVTIMEO, SO_SNDTIMEO, SO_RCVBUF/SO_SNDBUF (report
- * the ring sizes; set is accepted and ignored), SO_LINGER.  Passed to the
+ * SO_ACCEPTCONN, SO_RCVTIMEO, SO_SNDTIMEO, SO_RCVBUF/SO_SNDBUF (a set
+ * value is reported as Linux reports it and, on TCP, pins the ring size
+ * in the stack; unset, the ring size now), SO_LINGER.  Passed to the
  * stack: SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, TCP_NODELAY,
  * TCP_KEEPIDLE/INTVL/CNT; TCP_CORK is accepted (front-end: like MSG_MORE).
  * Returns 0 or -ENOPROTOOPT, -EINVAL, -EFAULT, -EBADF.
