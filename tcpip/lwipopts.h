@@ -93,6 +93,13 @@
  */
 #define TCP_FASTTMR_LIST                1
 /*
+ * tcp_slowtmr() walks only the active pcbs that may have a timer running
+ * (patch 0007), not the quiet ones: idle connections cost the slow timer
+ * nothing.  It was 13.6% of the stack core while 100,000 connections were
+ * set up.
+ */
+#define TCP_SLOWTMR_LIST                1
+/*
  * No half-open limit in lwIP: its backlog is a u8 counting connections in
  * SYN_RCVD, so with it a burst of more than 255 SYNs on one listener lost
  * the rest until the peers retransmitted a second later (a burst of 3,000

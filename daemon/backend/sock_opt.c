@@ -74,6 +74,8 @@ void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 				ip_set_option(pcb, SOF_KEEPALIVE);
 			else
 				ip_reset_option(pcb, SOF_KEEPALIVE);
+			if (pcb->state != LISTEN)
+				tcp_slow_wake(pcb);   /* its keepalive timer runs from now */
 		} else if (level == IPPROTO_TCP && name == TCP_NODELAY && pcb->state != LISTEN) {
 			if (v)
 				tcp_nagle_disable(pcb);

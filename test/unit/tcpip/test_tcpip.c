@@ -17,7 +17,8 @@
  * checks that pcbs leave the list of active pcbs without a walk of it
  * (patch 0005), by every path a connection ends on; a fourth that delayed
  * ACKs still leave on time when the fast timer visits only the pcbs that
- * asked (patch 0006).
+ * asked (patch 0006); a fifth that idle pcbs leave the slow timer's walk
+ * and come back when they have something to time (patch 0007).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -643,6 +644,76 @@ static void test_delayed_ack_list(void **state)
 	assert_int_equal(isotcp_heap_in_use(), 0);
 }
 
+/*
+ * Patch 0007: tcp_slowtmr() walks only pcbs that are not quiet.  An idle
+ * connection leaves its walk; data written on it brings it back, so that
+ * a lost segment is still retransmitted by the timer; keepalive keeps a
+ * pcb on it.
+ */
+static void slow_ticks(int n)
+{
+	u32_t until = fake_now_ms + (u32_t)n * TCP_SLOW_INTERVAL;
+
+	for (long steps = 0; fake_now_ms < until && steps < MAX_STEPS; steps++)
+		loop_step();
+}
+
+static void test_slowtmr_quiet(void **state)
+{
+	struct tcp_pcb *listener, *c;
+	long steps;
+
+	(void)state;
+	memset(&mc, 0, sizeof(mc));
+	link_up(0);
+	listener = tcp_new();
+	assert_non_null(listener);
+	assert_int_equal(tcp_bind(listener, netif_ip4_addr(&vl.b.netif), MANY_PORT), ERR_OK);
+	listener = tcp_listen(listener);
+	assert_non_null(listener);
+	tcp_accept(listener, many_accept);
+	delayed_ack_pair(0);
+	c = mc.client[0];
+	slow_ticks(4);
+	assert_null(c->slow_pprev);                 /* idle: off the walk */
+	assert_null(mc.server[0]->slow_pprev);
+
+	/* Every segment lost: only the slow timer can retransmit it. */
+	vl.loss_permille = 1000;
+	assert_int_equal(tcp_write(c, "data", 4, TCP_WRITE_FLAG_COPY), ERR_OK);
+	assert_non_null(c->slow_pprev);
+	assert_int_equal(tcp_output(c), ERR_OK);
+	for (steps = 0; c->nrtx == 0 && steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_true(c->nrtx > 0);
+	vl.loss_permille = 0;
+	for (steps = 0; c->unacked != NULL && steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_null(c->unacked);
+	slow_ticks(4);
+	assert_null(c->slow_pprev);                 /* quiet again */
+
+	/* Keepalive keeps it on the walk. */
+	ip_set_option(c, SOF_KEEPALIVE);
+	tcp_slow_wake(c);
+	slow_ticks(4);
+	assert_non_null(c->slow_pprev);
+	ip_reset_option(c, SOF_KEEPALIVE);
+	slow_ticks(4);
+	assert_null(c->slow_pprev);
+
+	assert_int_equal(tcp_close(c), ERR_OK);
+	mc.client[0] = NULL;
+	assert_int_equal(tcp_close(listener), ERR_OK);
+	for (steps = 0; (tcp_active_pcbs || tcp_tw_pcbs) && steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_null(tcp_active_pcbs);
+	assert_null(tcp_tw_pcbs);
+	link_down();
+	assert_int_equal(isotcp_memp_in_use(), 0);
+	assert_int_equal(isotcp_heap_in_use(), 0);
+}
+
 /* Nothing leaked by a test shows up in the next one's pool counts. */
 static int check_pools_empty(void **state)
 {
@@ -665,6 +736,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_transfer_1mb_lossy, check_pools_empty),
 		cmocka_unit_test_teardown(test_active_unlink, check_pools_empty),
 		cmocka_unit_test_teardown(test_delayed_ack_list, check_pools_empty),
+		cmocka_unit_test_teardown(test_slowtmr_quiet, check_pools_empty),
 	};
 
 	return cmocka_run_group_tests_name("tcpip", tests, group_setup, NULL);
