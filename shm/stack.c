@@ -158,6 +158,19 @@ static struct isoshm_sock_view *live_view(struct isoshm_stack *s, uint32_t sock,
 	return v;
 }
 
+/* The view of an open socket (its TX/RX rings bound): as live_view, and
+ * -EBADF for an id with no socket open on it. */
+static struct isoshm_sock_view *open_view(struct isoshm_stack *s, uint32_t sock, int *err)
+{
+	struct isoshm_sock_view *v = live_view(s, sock, err);
+
+	if (v != NULL && !v->open) {
+		*err = -EBADF;      /* no rings bound: its ring views are all zeroes */
+		return NULL;
+	}
+	return v;
+}
+
 /* Enqueue into one of sock's stack-produced rings, then wake the app if it
  * sleeps; a corrupt index breaks the socket. Returns what was enqueued. */
 static int enqueue_notify(struct isoshm_stack *s, uint32_t sock,
@@ -348,11 +361,9 @@ int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_sp
 	uint32_t off, first, prod, avail;
 	int err;
 
-	v = live_view(s, sock, &err);
+	v = open_view(s, sock, &err);
 	if (v == NULL)
 		return err;
-	if (!v->open)       /* no TX ring bound: its view is all zeroes */
-		return -EBADF;
 	/* C1: pairs with the application's store-release of tx_prod: the
 	 * bytes below it, and its sock.tx_gen, are visible. */
 	prod = atomic_load_explicit(v->tx.prod, memory_order_acquire);
@@ -410,11 +421,9 @@ int isoshm_stack_tx_offer(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 	struct isoshm_sock_view *v;
 	int err;
 
-	v = live_view(s, sock, &err);
+	v = open_view(s, sock, &err);
 	if (v == NULL)
 		return err;
-	if (!v->open)
-		return -EBADF;
 	if (v->tx_offer != v->tx_gen)
 		return -EBUSY;
 	if (!ring_placed(s, ext, off, bytes))
@@ -480,11 +489,9 @@ int isoshm_stack_rx_move(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 	int64_t free_n;
 	int err;
 
-	v = live_view(s, sock, &err);
+	v = open_view(s, sock, &err);
 	if (v == NULL)
 		return err;
-	if (!v->open)
-		return -EBADF;
 	if (!ring_placed(s, ext, off, bytes))
 		return -EINVAL;
 	free_n = isoshm_ring_free(&v->rx, UINT32_MAX);
@@ -518,11 +525,9 @@ int isoshm_stack_rx_space(struct isoshm_stack *s, uint32_t sock)
 	int64_t free_n;
 	int err;
 
-	v = live_view(s, sock, &err);
+	v = open_view(s, sock, &err);
 	if (v == NULL)
 		return err;
-	if (!v->open)
-		return -EBADF;
 	free_n = isoshm_ring_free(&v->rx, UINT32_MAX);
 	if (free_n < 0)
 		return sock_broken(s, v);
@@ -534,11 +539,9 @@ int isoshm_stack_rx_write(struct isoshm_stack *s, uint32_t sock, const void *buf
 	struct isoshm_sock_view *v;
 	int err;
 
-	v = live_view(s, sock, &err);
+	v = open_view(s, sock, &err);
 	if (v == NULL)
 		return err;
-	if (!v->open)
-		return -EBADF;
 	return enqueue_notify(s, sock, v, &v->rx, buf, len);
 }
 
