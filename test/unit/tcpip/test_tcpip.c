@@ -466,6 +466,36 @@ static struct tcp_pcb *many_connect(int i)
 	return pcb;
 }
 
+/* The link up and a listener on MANY_PORT that accepts into mc. */
+static struct tcp_pcb *many_listen(void)
+{
+	struct tcp_pcb *listener;
+
+	memset(&mc, 0, sizeof(mc));
+	link_up(0);
+	listener = tcp_new();
+	assert_non_null(listener);
+	assert_int_equal(tcp_bind(listener, netif_ip4_addr(&vl.b.netif), MANY_PORT), ERR_OK);
+	listener = tcp_listen(listener);
+	assert_non_null(listener);
+	tcp_accept(listener, many_accept);
+	return listener;
+}
+
+/* Closes the listener once the test closed its clients, runs the loop
+ * until every pcb is gone (TIME-WAIT too), takes the link down. */
+static void many_finish(struct tcp_pcb *listener)
+{
+	long steps;
+
+	assert_int_equal(tcp_close(listener), ERR_OK);
+	for (steps = 0; (tcp_active_pcbs || tcp_tw_pcbs) && steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_null(tcp_active_pcbs);
+	assert_null(tcp_tw_pcbs);
+	link_down();
+}
+
 static bool on_active_list(const struct tcp_pcb *pcb)
 {
 	for (const struct tcp_pcb *p = tcp_active_pcbs; p != NULL; p = p->next)
@@ -489,14 +519,7 @@ static void test_active_unlink(void **state)
 	long steps;
 
 	(void)state;
-	memset(&mc, 0, sizeof(mc));
-	link_up(0);
-	listener = tcp_new();
-	assert_non_null(listener);
-	assert_int_equal(tcp_bind(listener, netif_ip4_addr(&vl.b.netif), MANY_PORT), ERR_OK);
-	listener = tcp_listen(listener);
-	assert_non_null(listener);
-	tcp_accept(listener, many_accept);
+	listener = many_listen();
 	for (int i = 0; i < MANY_CONNS; i++) {
 		mc.client[i] = many_connect(i);
 		mc.client_port[i] = mc.client[i]->local_port;
@@ -558,12 +581,7 @@ static void test_active_unlink(void **state)
 		assert_int_equal(tcp_close(mc.client[i]), ERR_OK);
 		mc.client[i] = NULL;
 	}
-	assert_int_equal(tcp_close(listener), ERR_OK);
-	for (steps = 0; (tcp_active_pcbs || tcp_tw_pcbs) && steps < MAX_STEPS; steps++)
-		loop_step();
-	assert_null(tcp_active_pcbs);
-	assert_null(tcp_tw_pcbs);
-	link_down();
+	many_finish(listener);
 	assert_int_equal(mc.errors, 4);
 	assert_int_equal(isotcp_memp_in_use(), 0);
 	assert_int_equal(isotcp_heap_in_use(), 0);
@@ -594,14 +612,7 @@ static void test_delayed_ack_list(void **state)
 	long steps;
 
 	(void)state;
-	memset(&mc, 0, sizeof(mc));
-	link_up(0);
-	listener = tcp_new();
-	assert_non_null(listener);
-	assert_int_equal(tcp_bind(listener, netif_ip4_addr(&vl.b.netif), MANY_PORT), ERR_OK);
-	listener = tcp_listen(listener);
-	assert_non_null(listener);
-	tcp_accept(listener, many_accept);
+	listener = many_listen();
 	delayed_ack_pair(0);
 	delayed_ack_pair(1);
 	for (steps = 0; mc.connected < 2 && steps < MAX_STEPS; steps++)
@@ -634,12 +645,7 @@ static void test_delayed_ack_list(void **state)
 
 	assert_int_equal(tcp_close(mc.client[0]), ERR_OK);
 	mc.client[0] = NULL;
-	assert_int_equal(tcp_close(listener), ERR_OK);
-	for (steps = 0; (tcp_active_pcbs || tcp_tw_pcbs) && steps < MAX_STEPS; steps++)
-		loop_step();
-	assert_null(tcp_active_pcbs);
-	assert_null(tcp_tw_pcbs);
-	link_down();
+	many_finish(listener);
 	assert_int_equal(isotcp_memp_in_use(), 0);
 	assert_int_equal(isotcp_heap_in_use(), 0);
 }
@@ -664,14 +670,7 @@ static void test_slowtmr_quiet(void **state)
 	long steps;
 
 	(void)state;
-	memset(&mc, 0, sizeof(mc));
-	link_up(0);
-	listener = tcp_new();
-	assert_non_null(listener);
-	assert_int_equal(tcp_bind(listener, netif_ip4_addr(&vl.b.netif), MANY_PORT), ERR_OK);
-	listener = tcp_listen(listener);
-	assert_non_null(listener);
-	tcp_accept(listener, many_accept);
+	listener = many_listen();
 	delayed_ack_pair(0);
 	c = mc.client[0];
 	slow_ticks(4);
@@ -704,12 +703,7 @@ static void test_slowtmr_quiet(void **state)
 
 	assert_int_equal(tcp_close(c), ERR_OK);
 	mc.client[0] = NULL;
-	assert_int_equal(tcp_close(listener), ERR_OK);
-	for (steps = 0; (tcp_active_pcbs || tcp_tw_pcbs) && steps < MAX_STEPS; steps++)
-		loop_step();
-	assert_null(tcp_active_pcbs);
-	assert_null(tcp_tw_pcbs);
-	link_down();
+	many_finish(listener);
 	assert_int_equal(isotcp_memp_in_use(), 0);
 	assert_int_equal(isotcp_heap_in_use(), 0);
 }
