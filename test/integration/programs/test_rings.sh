@@ -40,41 +40,9 @@ sock_field() {
 # test's word: the connection must be idle in between) the same with N2;
 # printing each sha256.  A second listener on PORT+1 sends N.
 mkfifo "$tmp/peerctl"
-cat >"$tmp/peer.py" <<'EOF'
-import hashlib, os, socket, sys, threading
-port, n, n2, ctl = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), open(sys.argv[4])
-
-def serve(port, tag, phases):
-    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    l.bind(("0.0.0.0", port)); l.listen(1); l.settimeout(60)
-    print("listening", tag, flush=True)
-    c, _ = l.accept(); c.settimeout(60)
-    for i, (what, size) in enumerate(phases):
-        if what == "wait":
-            ctl.readline()
-            continue
-        if what == "send":
-            data = os.urandom(size)
-            print(tag, i, "sent", hashlib.sha256(data).hexdigest(), flush=True)
-            c.sendall(data)
-        else:
-            h, got = hashlib.sha256(), 0
-            while got < size:
-                b = c.recv(65536)
-                if not b:
-                    break
-                h.update(b); got += len(b)
-            print(tag, i, "read", got, h.hexdigest(), flush=True)
-    c.recv(1)                                   # until the other side closes
-
-threading.Thread(target=serve, args=(port + 1, "pin", [("send", n)])).start()
-serve(port, "auto", [("send", n), ("read", n), ("wait", 0), ("send", n2), ("read", n2)])
-EOF
-
-# The program under the shim, step by step on the test's word (ctl fifo).
-cat >"$tmp/sut.py" <<'EOF'
-import hashlib, os, socket, sys
-peer, port, n, n2, ctl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), open(sys.argv[5])
+# What both ends do with a stream: read or send N bytes, with its sha256.
+cat >"$tmp/ringio.py" <<'EOF'
+import hashlib, os
 
 def recv_n(s, size):
     h, got = hashlib.sha256(), 0
@@ -89,6 +57,36 @@ def send_n(s, size):
     data = os.urandom(size)
     s.sendall(data)
     return hashlib.sha256(data).hexdigest()
+EOF
+cat >"$tmp/peer.py" <<'EOF'
+import socket, sys, threading
+from ringio import recv_n, send_n
+port, n, n2, ctl = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), open(sys.argv[4])
+
+def serve(port, tag, phases):
+    l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("0.0.0.0", port)); l.listen(1); l.settimeout(60)
+    print("listening", tag, flush=True)
+    c, _ = l.accept(); c.settimeout(60)
+    for i, (what, size) in enumerate(phases):
+        if what == "wait":
+            ctl.readline()
+            continue
+        if what == "send":
+            print(tag, i, "sent", send_n(c, size), flush=True)
+        else:
+            print(tag, i, "read", *recv_n(c, size), flush=True)
+    c.recv(1)                                   # until the other side closes
+
+threading.Thread(target=serve, args=(port + 1, "pin", [("send", n)])).start()
+serve(port, "auto", [("send", n), ("read", n), ("wait", 0), ("send", n2), ("read", n2)])
+EOF
+
+# The program under the shim, step by step on the test's word (ctl fifo).
+cat >"$tmp/sut.py" <<'EOF'
+import socket, sys
+from ringio import recv_n, send_n
+peer, port, n, n2, ctl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), open(sys.argv[5])
 
 s = socket.create_connection((peer, port))
 print("step 0 read", *recv_n(s, n), flush=True)
