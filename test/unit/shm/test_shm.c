@@ -37,6 +37,7 @@
 #include <numa.h>
 
 #include "isoshm.h"
+#include "shm_fixture.h"
 
 /* ---- The bare ring ------------------------------------------------------ */
 
@@ -221,30 +222,10 @@ static int fetch_cb(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
 	return fd < 0 ? -errno : fd;
 }
 
-static struct isostack_shm_sockdir place(uint32_t ext, uint64_t tx_off, uint32_t tx_bytes,
-					 uint64_t rx_off, uint32_t rx_bytes)
-{
-	struct isostack_shm_sockdir d;
-
-	memset(&d, 0, sizeof(d));
-	d.tx_off = tx_off;
-	d.rx_off = rx_off;
-	d.tx_bytes = tx_bytes;
-	d.rx_bytes = rx_bytes;
-	d.tx_extent = ext;
-	d.rx_extent = ext;
-	return d;
-}
-
-/* Opens id on both sides, as a SOCKET reply would make the shim do. */
+/* Opens id on both sides, as a SOCKET reply makes the shim do. */
 static void open_both(struct seg *g, uint32_t id, const struct isostack_shm_sockdir *d0)
 {
-	struct isostack_shm_sockdir dd = *d0, *d = &dd;
-
-	assert_int_equal(isoshm_stack_sock_open(g->s, id, d), 0);
-	assert_int_equal(isoshm_app_sock_open(g->a, id), 0);
-	assert_int_equal(isoshm_app_tx_size(g->a, id), d->tx_bytes);
-	assert_int_equal(isoshm_app_rx_size(g->a, id), d->rx_bytes);
+	open_id(g->s, g->a, id, d0);
 }
 
 /*
