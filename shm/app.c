@@ -280,25 +280,31 @@ static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_vie
 {
 	const struct isostack_shm_sockdir *d = &a->dir[sock];
 	struct isostack_shm_sock *sk = &a->socks[sock];
-	uint32_t gen;
+	uint32_t gen, prod;
 	int rc;
 
 	/* C1: pairs with the stack's store-release of rx_prod, which
 	 * publishes the directory entry written before it. */
-	if (atomic_load_explicit(&sk->rx_prod, memory_order_acquire) == v->rx.mine)
+	prod = atomic_load_explicit(&sk->rx_prod, memory_order_acquire);
+	if (prod == v->rx.mine)
 		return 0;
 	gen = atomic_load_explicit(&d->rx_gen, memory_order_relaxed);
-	if (gen == v->rx_gen)
-		return 1;
-	if (!ring_sane(a, d->rx_off, d->rx_bytes) || d->rx_start != v->rx.mine)
+	if (gen != v->rx_gen) {
+		if (!ring_sane(a, d->rx_off, d->rx_bytes) || d->rx_start != v->rx.mine)
+			return -EPROTO;
+		rc = isoshm__app_extent_ensure(a, d->rx_extent);
+		if (rc < 0)
+			return rc;
+		isoshm_ring_bind(&v->rx, ISOSHM_RING_CONSUMER, &sk->rx_prod, &sk->rx_cons,
+				 a->arena + d->rx_off, d->rx_bytes, 1, v->rx.mine);
+		v->rx_ext = d->rx_extent;
+		v->rx_gen = gen;
+	}
+	/* The index just loaded is the view's cached one: the ring calls
+	 * that follow reload it only if they need more. */
+	if (isoshm_ring_validate_index(&v->rx, prod) < 0)
 		return -EPROTO;
-	rc = isoshm__app_extent_ensure(a, d->rx_extent);
-	if (rc < 0)
-		return rc;
-	isoshm_ring_bind(&v->rx, ISOSHM_RING_CONSUMER, &sk->rx_prod, &sk->rx_cons,
-			 a->arena + d->rx_off, d->rx_bytes, 1, v->rx.mine);
-	v->rx_ext = d->rx_extent;
-	v->rx_gen = gen;
+	v->rx.other = prod;
 	return 1;
 }
 
@@ -340,7 +346,7 @@ int isoshm_app_rx_avail(struct isoshm_app *a, uint32_t sock)
 
 	if (v == NULL || err == 0)
 		return err;
-	return (int)isoshm_ring_avail(&v->rx, UINT32_MAX);
+	return (int)(v->rx.other - v->rx.mine);   /* rx_prod as rx_follow loaded it */
 }
 
 int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
