@@ -569,13 +569,11 @@ static void kick_apps(struct isod_backend *be)
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next) {
 		uint64_t mask = a->kick_mask;
 
-		/* Relaxed, a hint: processes asleep for any socket (big epoll
-		 * sets) want every kick. */
-		if (a->kick)
-			mask |= atomic_load_explicit(&a->shared_wait->wake_any, memory_order_relaxed);
-
 		if (!a->kick)
 			continue;
+		/* Relaxed, a hint: processes asleep for any socket (big epoll
+		 * sets) want every kick. */
+		mask |= atomic_load_explicit(&a->shared_wait->wake_any, memory_order_relaxed);
 		a->kick = false;
 		a->kick_mask = 0;
 		/* Relaxed: a hint; isoshm_stack_notify's fence ordered the
