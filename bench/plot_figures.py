@@ -334,6 +334,7 @@ def plot_dir(outdir):
     except ValueError as e:
         print(f"plot_figures: {e}", file=sys.stderr)
         return EXIT_USAGE
+    remove_stale(outdir)                        # also when nothing is drawn
     mpl = import_matplotlib()
     if mpl is None:
         print("plot_figures: matplotlib is not installed (apt-get install "
@@ -341,7 +342,6 @@ def plot_dir(outdir):
         return EXIT_NO_MATPLOTLIB
     plt, mods = mpl
     groups, skipped = group_records(recs)
-    remove_stale(outdir)
     if skipped:
         print(f"plot_figures: {skipped} record(s) without a known figure, "
               "variant or x value left out")
