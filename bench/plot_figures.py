@@ -148,7 +148,7 @@ def title_of(key):
     else:
         text = caption.format(size=size_text(fixed))
     where = TOPOLOGIES.get(topo, topo)
-    return f"Fig. {fig[3:]}: {text}", f"{where}; MTU {mtu}"
+    return f"Fig. {fig[3:]}: {text}", f"{where}; MTU {mtu or 'not recorded'}"
 
 
 def value_of(rec, metric):
@@ -159,19 +159,27 @@ def value_of(rec, metric):
     return float(v) if isinstance(v, (int, float)) else None
 
 
-def series_of(recs, axis, metric):
-    """xs (sorted) and {variant: {x: record}} (last record wins)."""
+def series_of(recs, axis):
+    """xs (sorted) and [(variant, {x: record})] in legend order. Of two
+    records for one point (a retry) the later one wins, unless it failed
+    and the earlier did not."""
     xs, by_var = set(), {}
     for r in recs:
         x = r["msg_bytes"] if axis == "bytes" else r["conns"]
         xs.add(x)
-        by_var.setdefault(r["variant"], {})[x] = r
+        pts = by_var.setdefault(r["variant"], {})
+        if x not in pts or r.get("ok") is not False or pts[x].get("ok") is False:
+            pts[x] = r
     order = [v for v in VARIANTS if v in by_var]
     return sorted(xs), [(v, by_var[v]) for v in order]
 
 
+def x_text(x, axis):
+    return size_label(x) + ("B" if axis == "bytes" else " conns")
+
+
 def failure_note(variant, x, axis, rec):
-    where = size_label(x) + ("B" if axis == "bytes" else " conns")
+    where = x_text(x, axis)
     err = (rec.get("error") or "no value recorded").strip().splitlines()
     err = err[0] if err else "no value recorded"
     if len(err) > 60:
@@ -182,19 +190,21 @@ def failure_note(variant, x, axis, rec):
 # ---- drawing ------------------------------------------------------------
 
 def ops_formatter(v, _pos):
+    """Operations/s ticks: 250k, 1.5M."""
     if v >= 1e6:
-        return f"{v / 1e6:.1f}M".replace(".0M", "M")
+        return f"{v / 1e6:g}M"
     if v >= 1e3:
-        return f"{v / 1e3:.0f}k"
-    return f"{v:.0f}"
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
 
 
 def draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects):
-    """Bars and CPU lines; returns the notes for missing points."""
+    """Bars and CPU lines; returns the notes for points not measured and
+    the points measured without a CPU figure."""
     halo = [patheffects.withStroke(linewidth=3.6, foreground="white")]
     n = len(series)
     width = 0.8 / max(n, 1)
-    notes = []
+    notes, no_cpu = [], []
     for i, (variant, pts) in enumerate(series):
         colour = VARIANTS[variant][1]
         offs = [j - 0.4 + width * (i + 0.5) for j in range(len(xs))]
@@ -214,6 +224,8 @@ def draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects):
             if isinstance(cpu, (int, float)):
                 cx.append(offs[j])
                 cy.append(float(cpu))
+            else:
+                no_cpu.append(f"{VARIANTS[variant][0]} at {x_text(x, axis)}")
         ax.bar(hx, hy, width * 0.92, color=colour, zorder=2)
         if fx:
             ax.plot(fx, [0] * len(fx), linestyle="none", marker="x", color=colour,
@@ -224,7 +236,7 @@ def draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects):
             ax_cpu.plot(cx, cy, color=colour, linewidth=1.6, linestyle="--",
                         marker="o", markersize=6, markeredgecolor="white",
                         markeredgewidth=1.2, zorder=5, path_effects=halo)
-    return notes
+    return notes, no_cpu
 
 
 def style_axes(ax, ax_cpu, xs, axis, metric, ticker):
@@ -254,7 +266,8 @@ def style_axes(ax, ax_cpu, xs, axis, metric, ticker):
 def legend_handles(series, failed, mpatches, mlines):
     handles = [mpatches.Patch(color=VARIANTS[v][1], label=VARIANTS[v][0])
                for v, _ in series]
-    handles.append(mpatches.Patch(facecolor="#bbbbbb", label="bars: throughput"))
+    handles.append(mpatches.Patch(facecolor="white", edgecolor="#333333",
+                                  label="bars: throughput"))
     handles.append(mlines.Line2D([], [], color="#333333", linestyle="--", marker="o",
                                  markeredgecolor="white", label="line: CPU % (right axis)"))
     if failed:
@@ -264,26 +277,32 @@ def legend_handles(series, failed, mpatches, mlines):
     return handles
 
 
-def notes_text(notes, iso):
+def note_line(head, items, limit):
+    shown = items[:limit]
+    more = f" (+{len(items) - len(shown)} more)" if len(items) > len(shown) else ""
+    return head + "; ".join(shown) + more
+
+
+def notes_text(notes, no_cpu, iso):
     lines = []
     if iso:
         lines.append("CPU: the isostack stack core counts as 100% busy, as in the paper.")
+    if no_cpu:
+        lines[-1:] = [" ".join(lines[-1:] + [note_line("No CPU figure: ", no_cpu, 3)])]
     if notes:
-        shown = notes[:4]
-        more = f" (+{len(notes) - len(shown)} more)" if len(notes) > len(shown) else ""
-        lines.append("Not measured: " + "; ".join(shown) + more)
+        lines.append(note_line("Not measured: ", notes, 3))
     return "\n".join(lines)
 
 
 def plot_group(plt, mods, key, recs, path):
     fig_id, _, axis, _, metric = FIGURES[key[0]]
     ticker, mpatches, mlines, patheffects = mods
-    xs, series = series_of(recs, axis, metric)
+    xs, series = series_of(recs, axis)
     fig, ax = plt.subplots(figsize=(10, 5.6), dpi=110)
     ax_cpu = ax.twinx()
     ax.set_zorder(ax_cpu.get_zorder() - 1)      # bars under the CPU lines
     ax.patch.set_visible(False)
-    notes = draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects)
+    notes, no_cpu = draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects)
     style_axes(ax, ax_cpu, xs, axis, metric, ticker)
     title, sub = title_of(key)
     fig.suptitle(title, fontsize=14, fontweight="bold", x=0.06, ha="left", y=0.975)
@@ -291,7 +310,7 @@ def plot_group(plt, mods, key, recs, path):
     handles = legend_handles(series, bool(notes), mpatches, mlines)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4),
                frameon=False, fontsize=9.5, bbox_to_anchor=(0.5, 0.07))
-    text = notes_text(notes, any(v != "native" for v, _ in series))
+    text = notes_text(notes, no_cpu, any(v != "native" for v, _ in series))
     if text:
         fig.text(0.06, 0.012, text, fontsize=8.5, color="#444444", va="bottom",
                  ha="left", wrap=True)
