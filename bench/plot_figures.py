@@ -33,6 +33,7 @@ import os
 import re
 import struct
 import sys
+import textwrap
 import zlib
 
 # figure: caption (after the paper's), mode, x axis ("bytes" or "conns"),
@@ -67,6 +68,11 @@ TOPOLOGIES = {
 
 PNG_NAME = re.compile(r"^fig(?:[4-9]|10)-[a-z0-9]+-[0-9]+(?:-[0-9]+[cb])?\.png$")
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+# The note under a plot: characters a line, lines at most, inches a line.
+NOTE_WIDTH = 150
+NOTE_LINES = 6
+NOTE_LINE_IN = 0.15
 
 EXIT_BAD_FILE = 1
 EXIT_USAGE = 2
@@ -174,17 +180,25 @@ def series_of(recs, axis):
     return sorted(xs), [(v, by_var[v]) for v in order]
 
 
-def x_text(x, axis):
-    return size_label(x) + ("B" if axis == "bytes" else " conns")
-
-
-def failure_note(variant, x, axis, rec):
-    where = x_text(x, axis)
-    err = (rec.get("error") or "no value recorded").strip().splitlines()
+def error_of(rec):
+    """The first line of a failed point's error, cut to fit a note."""
+    err = (rec.get("error") or "").strip().splitlines()
     err = err[0] if err else "no value recorded"
-    if len(err) > 60:
-        err = err[:57] + "..."
-    return f"{VARIANTS[variant][0]} at {where}: {err}"
+    return err if len(err) <= 90 else err[:87] + "..."
+
+
+def grouped(items, axis):
+    """[(variant, x, why)] -> ["Iso-Lock at 1, 2, 4 conns: why", ...]: one
+    entry per variant and reason, in the order first seen."""
+    groups = {}
+    for variant, x, why in items:
+        groups.setdefault((variant, why), []).append(x)
+    unit = "B" if axis == "bytes" else " conns"
+    out = []
+    for (variant, why), xs in groups.items():
+        where = ", ".join(size_label(x) if axis == "bytes" else str(x) for x in xs)
+        out.append(f"{VARIANTS[variant][0]} at {where}{unit}" + (f": {why}" if why else ""))
+    return out
 
 
 # ---- drawing ------------------------------------------------------------
@@ -199,8 +213,8 @@ def ops_formatter(v, _pos):
 
 
 def draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects):
-    """Bars and CPU lines; returns the notes for points not measured and
-    the points measured without a CPU figure."""
+    """Bars and CPU lines; returns the points not measured and the points
+    measured without a CPU figure, each as [(variant, x, why)]."""
     halo = [patheffects.withStroke(linewidth=3.6, foreground="white")]
     n = len(series)
     width = 0.8 / max(n, 1)
@@ -216,7 +230,7 @@ def draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects):
             v = value_of(rec, metric)
             if v is None:
                 fx.append(offs[j])
-                notes.append(failure_note(variant, x, axis, rec))
+                notes.append((variant, x, error_of(rec)))
                 continue
             hx.append(offs[j])
             hy.append(v)
@@ -225,7 +239,7 @@ def draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects):
                 cx.append(offs[j])
                 cy.append(float(cpu))
             else:
-                no_cpu.append(f"{VARIANTS[variant][0]} at {x_text(x, axis)}")
+                no_cpu.append((variant, x, ""))
         ax.bar(hx, hy, width * 0.92, color=colour, zorder=2)
         if fx:
             ax.plot(fx, [0] * len(fx), linestyle="none", marker="x", color=colour,
@@ -277,21 +291,21 @@ def legend_handles(series, failed, mpatches, mlines):
     return handles
 
 
-def note_line(head, items, limit):
-    shown = items[:limit]
-    more = f" (+{len(items) - len(shown)} more)" if len(items) > len(shown) else ""
-    return head + "; ".join(shown) + more
-
-
-def notes_text(notes, no_cpu, iso):
-    lines = []
+def notes_lines(notes, no_cpu, iso, axis):
+    """The note under the legend, wrapped to the figure's width and at most
+    NOTE_LINES lines (the count of the rest is in plot_figures' output)."""
+    paras = []
     if iso:
-        lines.append("CPU: the isostack stack core counts as 100% busy, as in the paper.")
+        paras.append("CPU: the isostack stack core counts as 100% busy, as in the paper.")
     if no_cpu:
-        lines[-1:] = [" ".join(lines[-1:] + [note_line("No CPU figure: ", no_cpu, 3)])]
+        paras.append("No CPU figure: " + "; ".join(grouped(no_cpu, axis)) + ".")
     if notes:
-        lines.append(note_line("Not measured: ", notes, 3))
-    return "\n".join(lines)
+        paras.append("Not measured: " + "; ".join(grouped(notes, axis)) + ".")
+    lines = [ln for p in paras for ln in textwrap.wrap(p, NOTE_WIDTH,
+                                                       subsequent_indent="    ")]
+    if len(lines) > NOTE_LINES:
+        lines = lines[:NOTE_LINES - 1] + [lines[NOTE_LINES - 1][:NOTE_WIDTH - 4] + " ..."]
+    return lines
 
 
 def plot_group(plt, mods, key, recs, path):
@@ -305,16 +319,23 @@ def plot_group(plt, mods, key, recs, path):
     notes, no_cpu = draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects)
     style_axes(ax, ax_cpu, xs, axis, metric, ticker)
     title, sub = title_of(key)
-    fig.suptitle(title, fontsize=14, fontweight="bold", x=0.06, ha="left", y=0.975)
-    ax.set_title(sub, fontsize=10, color="#444444", loc="left", pad=8)
+    lines = notes_lines(notes, no_cpu, any(v != "native" for v, _ in series), axis)
+    # Inches from the bottom: the note, the legend above it, then the x
+    # axis; the figure grows by the note lines past two, the plot does not.
+    note_h = 0.1 + NOTE_LINE_IN * max(len(lines), 2)
+    height = 5.6 + NOTE_LINE_IN * max(len(lines) - 2, 0)
+    fig.set_size_inches(10, height)
+    if lines:
+        fig.text(0.06, 0.1 / height, "\n".join(lines), fontsize=8.5, color="#444444",
+                 va="bottom", ha="left", linespacing=1.25)
     handles = legend_handles(series, bool(notes), mpatches, mlines)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4),
-               frameon=False, fontsize=9.5, bbox_to_anchor=(0.5, 0.07))
-    text = notes_text(notes, no_cpu, any(v != "native" for v, _ in series))
-    if text:
-        fig.text(0.06, 0.012, text, fontsize=8.5, color="#444444", va="bottom",
-                 ha="left", wrap=True)
-    fig.subplots_adjust(left=0.09, right=0.91, top=0.87, bottom=0.255)
+               frameon=False, fontsize=9.5, bbox_to_anchor=(0.5, (note_h + 0.02) / height))
+    fig.suptitle(title, fontsize=14, fontweight="bold", x=0.06, ha="left",
+                 y=1 - 0.14 / height)
+    ax.set_title(sub, fontsize=10, color="#444444", loc="left", pad=8)
+    fig.subplots_adjust(left=0.09, right=0.91, top=1 - 0.73 / height,
+                        bottom=(note_h + 1.05) / height)
     fig.savefig(path)
     plt.close(fig)
     return len(notes)
