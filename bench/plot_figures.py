@@ -217,11 +217,11 @@ def draw_bars(ax, ax_cpu, xs, series, axis, metric, patheffects):
     measured without a CPU figure, each as [(variant, x, why)]."""
     halo = [patheffects.withStroke(linewidth=3.6, foreground="white")]
     n = len(series)
-    width = 0.8 / max(n, 1)
+    width = 0.8 / max(n, 2)                     # a lone series stays narrow too
     notes, no_cpu = [], []
     for i, (variant, pts) in enumerate(series):
         colour = VARIANTS[variant][1]
-        offs = [j - 0.4 + width * (i + 0.5) for j in range(len(xs))]
+        offs = [j + width * (i - (n - 1) / 2) for j in range(len(xs))]
         hx, hy, cx, cy, fx = [], [], [], [], []
         for j, x in enumerate(xs):
             rec = pts.get(x)
