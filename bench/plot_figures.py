@@ -309,7 +309,7 @@ def notes_lines(notes, no_cpu, iso, axis):
 
 
 def plot_group(plt, mods, key, recs, path):
-    fig_id, _, axis, _, metric = FIGURES[key[0]]
+    _, _, axis, _, metric = FIGURES[key[0]]
     ticker, mpatches, mlines, patheffects = mods
     xs, series = series_of(recs, axis)
     fig, ax = plt.subplots(figsize=(10, 5.6), dpi=110)
