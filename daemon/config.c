@@ -9,6 +9,7 @@
  * validated here, once, and trusted afterwards. docs/daemon.md lists keys.
  */
 #include "internal.h"
+#include "isostack/shm_abi.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -27,6 +28,18 @@
 const char *isod_mode_name(enum isod_mode mode)
 {
 	return mode == ISOD_MODE_ADAPTIVE ? "adaptive" : "busy";
+}
+
+static const char *const variant_names[] = {
+	[ISOSTACK_SHM_VARIANT_CORE] = "core",
+	[ISOSTACK_SHM_VARIANT_AGGREGATE] = "aggregate",
+	[ISOSTACK_SHM_VARIANT_BASIC] = "basic",
+	[ISOSTACK_SHM_VARIANT_LOCK] = "lock",
+};
+
+const char *isod_variant_name(uint32_t variant)
+{
+	return variant <= ISOSTACK_SHM_VARIANT_MAX ? variant_names[variant] : "?";
 }
 
 static void config_defaults(struct isod_config *cfg)
@@ -48,6 +61,8 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->tx_ring_start = 16u << 10;
 	cfg->rx_ring_start = 16u << 10;
 	cfg->stack_memory = 0;     /* 0: an eighth of the machine's memory (main.c) */
+	cfg->variant = ISOSTACK_SHM_VARIANT_CORE;
+	cfg->variant_queues = 256;
 	cfg->tso = true;
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
 }
@@ -195,6 +210,8 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 		num = &cfg->close_timeout; max = 86400;   /* in ms it fits lwIP's u32 clock */
 	} else if (strcmp(key, "app_sockets") == 0) {
 		num = &cfg->app_sockets; min = 1; max = 1048575;  /* id 0 is the control channel */
+	} else if (strcmp(key, "variant_queues") == 0) {
+		num = &cfg->variant_queues; min = 1; max = 1024;
 	}
 	if (num != NULL) {
 		if (parse_uint(val, min, max, num) != 0) {
@@ -235,6 +252,15 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			return -EINVAL;
 		}
 		return 0;
+	}
+	if (strcmp(key, "variant") == 0) {
+		for (uint32_t v = 0; v <= ISOSTACK_SHM_VARIANT_MAX; v++)
+			if (strcmp(val, variant_names[v]) == 0) {
+				cfg->variant = v;
+				return 0;
+			}
+		CONF_ERR(where, "variant must be core, aggregate, basic or lock, not '%s'", val);
+		return -EINVAL;
 	}
 	if (strcmp(key, "mode") == 0) {
 		if (strcmp(val, "busy") == 0)

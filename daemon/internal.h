@@ -63,6 +63,8 @@ struct isod_config {
 	uint32_t tx_ring_start, rx_ring_start; /* TCP rings of a new socket */
 	uint64_t app_memory;       /* TX+RX ring bytes of an application's open
 				    * sockets (ENOBUFS beyond); 0: no limit */
+	uint32_t variant;          /* ISOSTACK_SHM_VARIANT_*: the paper's variants */
+	unsigned variant_queues;   /* Basic/Aggregate: doorbells (threads) per app */
 	unsigned nports;
 	struct isod_port_conf ports[ISOD_MAX_PORTS];
 	int eal_argc;              /* extra EAL arguments: "eal" key, then after -- */
@@ -77,6 +79,7 @@ struct isod_config {
 int isod_config_load(struct isod_config *cfg, int argc, char **argv);
 void isod_config_free(struct isod_config *cfg);
 const char *isod_mode_name(enum isod_mode mode);
+const char *isod_variant_name(uint32_t variant);
 
 /* ---- Dispatcher loop (loop.c) ------------------------------------------ */
 

@@ -231,6 +231,9 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	bc.shm.max_ring_bytes = cfg->tx_ring > cfg->rx_ring ? cfg->tx_ring : cfg->rx_ring;
 	if (bc.shm.max_ring_bytes < (256u << 10))
 		bc.shm.max_ring_bytes = 256u << 10;
+	bc.shm.variant = cfg->variant;
+	if (isoshm_variant_per_thread(cfg->variant))
+		bc.shm.nr_doorbells = cfg->variant_queues;
 	bc.tx_ring = cfg->tx_ring;
 	bc.rx_ring = cfg->rx_ring;
 	bc.tx_start = cfg->tx_ring_start;
@@ -311,6 +314,12 @@ int main(int argc, char **argv)
 		 cfg.lcore, isod_mode_name(cfg.mode),
 		 cfg.mode == ISOD_MODE_ADAPTIVE ? "" : " (busy polling)",
 		 cfg.mbufs, cfg.echo ? "on" : "off", cfg.control);
+	if (cfg.variant != ISOSTACK_SHM_VARIANT_CORE)
+		ISOD_LOG("variant %s (the paper's Iso-%s, for evaluation: docs/daemon.md)%s",
+			 isod_variant_name(cfg.variant),
+			 cfg.variant == ISOSTACK_SHM_VARIANT_BASIC ? "Basic" :
+			 cfg.variant == ISOSTACK_SHM_VARIANT_AGGREGATE ? "Aggregated" : "Lock",
+			 isoshm_variant_per_thread(cfg.variant) ? ", a doorbell per thread" : "");
 
 	eal_argc = eal_build_argv(&cfg, argv[0], eal_argv, lcore_buf, sizeof(lcore_buf));
 	ret = rte_eal_init(eal_argc, eal_argv);
@@ -340,6 +349,7 @@ int main(int argc, char **argv)
 	 * thread aborts (LWIP_ASSERT_CORE_LOCKED). */
 	isotcp_clock_init();
 	isotcp_owner_claim();
+	isotcp_lock_variant_set(cfg.variant == ISOSTACK_SHM_VARIANT_LOCK);
 	lwip_init();
 
 	for (unsigned i = 0; i < cfg.nports; i++) {

@@ -83,6 +83,7 @@ void isosock__bind_shm(struct isosock_app *app)
 	const struct isostack_shm_header *h = isoshm_app_header(app->shm);
 
 	app->nsocks = h->max_sockets;
+	app->no_tx_agg = h->variant == ISOSTACK_SHM_VARIANT_BASIC;
 	app->base = isoshm_app_base(app->shm);
 	app->socks = (struct isostack_shm_sock *)(app->base + h->socks_off);
 	app->wait = (struct isostack_shm_wait *)(app->base + h->wait_off);
@@ -140,7 +141,7 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
 			 .type = ISOSTACK_CTL_ATTACH, .length = sizeof(req) },
 		.pid = (uint32_t)getpid(), .abi_version = ISOSTACK_SHM_ABI_VERSION,
-		.features = ISOSTACK_SHM_FEATURES,
+		.features = ISOSTACK_SHM_FEATURES_KNOWN,
 	};
 	struct isostack_ctl_attach_reply rep;
 	struct isosock_app *app;

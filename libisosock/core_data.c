@@ -37,6 +37,16 @@ int isosock__maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bo
 
 	if (f->tx_since_send == 0)
 		return 0;
+	if (app->no_tx_agg) {
+		/* Basic variant: no front-end aggregation (MSG_MORE and
+		 * TCP_CORK still hold bytes back: they are the caller's
+		 * choice), and the stack hands TCP only the bytes a SEND
+		 * names (no back-end aggregation). */
+		if (more && f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
+			return 0;
+		c.arg[0] = f->tx_since_send;
+		goto post;
+	}
 	/* Acquire: pairs with the stack's store-release of cmd_cons. */
 	cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
 	if (f->send_posted && (int32_t)(cons - f->send_idx) < 0 &&
@@ -56,6 +66,7 @@ int isosock__maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bo
 	}
 	if (more && f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
 		return 0;
+post:
 	rc = isosock__post(app, s, &c);
 	if (rc < 0)
 		return rc;

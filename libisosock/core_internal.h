@@ -183,6 +183,7 @@ struct isosock_app {
 	int64_t next_sweep;
 	int ctl_fd, wake_fd, stack_wake_fd;
 	uint32_t id, nsocks;
+	bool no_tx_agg;            /* variant Basic: a SEND per send(), with its length */
 	uint8_t *base;
 	struct isostack_shm_sock *socks;
 	struct isostack_shm_wait *wait;

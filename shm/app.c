@@ -155,13 +155,42 @@ int isoshm_app_submit_db(struct isoshm_app *a, uint32_t sock, uint32_t db,
 	return rc < 0 ? rc : k;
 }
 
+/*
+ * The Basic and Aggregate variants' doorbell for the calling thread: the
+ * next one in doorbell 0's `threads` count the first time a thread rings
+ * this application's doorbells.  The stack scans as many as were handed
+ * out, so the scan grows with the threads, as the paper's per-thread
+ * queues did.
+ */
+static uint32_t thread_doorbell(struct isoshm_app *a)
+{
+	static __thread const struct isoshm_app *tl_app;
+	static __thread uint32_t tl_db;
+	struct isostack_shm_doorbell *dbc;
+
+	if (__builtin_expect(tl_app == a, 1))
+		return tl_db;
+	dbc = (struct isostack_shm_doorbell *)(a->base + a->hdr.db_ctl_off);
+	/* Relaxed: a count; the ring's own indices order what is in it. */
+	tl_db = atomic_fetch_add_explicit(&dbc[0].threads, 1, memory_order_relaxed) %
+		a->hdr.nr_doorbells;
+	tl_app = a;
+	return tl_db;
+}
+
 int isoshm_app_submit(struct isoshm_app *a, uint32_t sock,
 		      const struct isostack_shm_cmd *cmds, uint32_t n)
 {
-	int cpu = sched_getcpu();
+	uint32_t db;
 
-	return isoshm_app_submit_db(a, sock, cpu < 0 ? 0 : (uint32_t)cpu % a->hdr.nr_doorbells,
-				    cmds, n);
+	if (isoshm_variant_per_thread(a->hdr.variant)) {
+		db = thread_doorbell(a);
+	} else {
+		int cpu = sched_getcpu();
+
+		db = cpu < 0 ? 0 : (uint32_t)cpu % a->hdr.nr_doorbells;
+	}
+	return isoshm_app_submit_db(a, sock, db, cmds, n);
 }
 
 int isoshm_app_recv_status(struct isoshm_app *a, uint32_t sock,

@@ -66,6 +66,7 @@ struct isoshm_stack {
 	uint32_t notes_prod;             /* private copy of wait.notes_prod */
 	uint32_t *notes;                 /* [hdr.note_entries] */
 	bool db_broken;
+	uint32_t db_next;                /* per-thread variants: first doorbell of the next scan */
 	struct isoshm_stats stats;
 };
 

@@ -51,7 +51,15 @@ struct isoshm_params {
 	int numa_node;            /* bind here; -1: no binding */
 	bool hugetlb;             /* try 2 MiB hugepages for extents first */
 	uint32_t app_id;          /* recorded in the header, for logs */
+	uint32_t variant;         /* ISOSTACK_SHM_VARIANT_*; Basic and Aggregate
+				   * want nr_doorbells = threads to serve */
 };
+
+/* Basic and Aggregate: a doorbell per application thread. */
+static inline bool isoshm_variant_per_thread(uint32_t variant)
+{
+	return variant == ISOSTACK_SHM_VARIANT_BASIC || variant == ISOSTACK_SHM_VARIANT_AGGREGATE;
+}
 
 /* Defaults: 65536 ids, one doorbell per online CPU, 32-entry command and
  * 64-entry status rings, rings up to 256 KiB, a 16 GiB arena, no NUMA

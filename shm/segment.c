@@ -95,7 +95,8 @@ int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
 	    p->max_ring_bytes > (1u << 30) ||
 	    p->arena_size < ISOSTACK_SHM_EXTENT_UNIT || p->arena_size > ISOSHM_MAX_ARENA ||
 	    p->arena_size % ISOSTACK_SHM_EXTENT_UNIT != 0 ||
-	    !is_pow2(page_size) || page_size < 4096 || page_size > (1u << 30))
+	    !is_pow2(page_size) || page_size < 4096 || page_size > (1u << 30) ||
+	    p->variant > ISOSTACK_SHM_VARIANT_MAX)
 		return -EINVAL;
 
 	/* A socket is pending on at most one doorbell at a time (repeat
@@ -110,6 +111,9 @@ int isoshm_layout(const struct isoshm_params *p, uint32_t page_size,
 	h->abi_version = ISOSTACK_SHM_ABI_VERSION;
 	h->header_size = sizeof(*h);
 	h->features = ISOSTACK_SHM_FEATURES;
+	if (isoshm_variant_per_thread(p->variant))
+		h->features |= ISOSTACK_SHM_FEAT_THREAD_DOORBELLS;
+	h->variant = p->variant;
 	h->max_sockets = p->max_sockets;
 	h->nr_doorbells = p->nr_doorbells;
 	h->cmd_entries = p->cmd_entries;
@@ -461,12 +465,13 @@ int isoshm_validate_header(const struct isostack_shm_header *h, uint64_t file_si
 		return -EPROTONOSUPPORT;
 	if (h->header_size != sizeof(*h))
 		return -EPROTO;
-	if ((h->features & ~ISOSTACK_SHM_FEATURES) != 0)
+	if ((h->features & ~ISOSTACK_SHM_FEATURES_KNOWN) != 0)
 		return -EPROTONOSUPPORT;
 
 	memset(&p, 0, sizeof(p));
 	p.max_sockets = h->max_sockets;
 	p.nr_doorbells = h->nr_doorbells;
+	p.variant = h->variant;
 	p.cmd_entries = h->cmd_entries;
 	p.status_entries = h->status_entries;
 	p.max_ring_bytes = h->max_ring_bytes;

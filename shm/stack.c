@@ -31,7 +31,7 @@ static const uint8_t cmd_arg_mask[ISOSTACK_SHM_OP_MAX + 1] = {
 	[ISOSTACK_SHM_OP_LISTEN] = 0x01,
 	[ISOSTACK_SHM_OP_ACCEPT] = 0,
 	[ISOSTACK_SHM_OP_CONNECT] = 0x1f,
-	[ISOSTACK_SHM_OP_SEND] = 0,
+	[ISOSTACK_SHM_OP_SEND] = 1,     /* Basic: bytes of this send */
 	[ISOSTACK_SHM_OP_RECV] = 0,
 	[ISOSTACK_SHM_OP_SHUTDOWN] = 0x01,
 	[ISOSTACK_SHM_OP_CLOSE] = 0,
@@ -190,11 +190,22 @@ static int enqueue_notify(struct isoshm_stack *s, uint32_t sock,
 
 int isoshm_stack_poll(struct isoshm_stack *s, uint32_t *socks, uint32_t n)
 {
-	uint32_t got = 0;
+	uint32_t got = 0, ndb = s->hdr.nr_doorbells, d = 0;
 
 	if (s->db_broken)
 		return -EPROTO;
-	for (uint32_t d = 0; d < s->hdr.nr_doorbells && got < n; d++) {
+	if (isoshm_variant_per_thread(s->hdr.variant)) {
+		const struct isostack_shm_doorbell *dbc = (const void *)(s->base + s->hdr.db_ctl_off);
+		/* Relaxed: a hint bounding the scan, clamped; a ring past it is
+		 * looked at from the pass after its thread counted itself. */
+		uint32_t t = atomic_load_explicit(&dbc[0].threads, memory_order_relaxed);
+
+		ndb = t < ndb ? t : ndb;
+		/* Many rings and a full `socks`: start where the last pass
+		 * stopped, so no ring waits behind the others forever. */
+		d = s->db_next < ndb ? s->db_next : 0;
+	}
+	for (uint32_t i = 0; i < ndb && got < n; i++, d = d + 1 == ndb ? 0 : d + 1) {
 		uint32_t first = got;
 		int k = isoshm_ring_dequeue_burst(&s->db[d], socks + first, n - first);
 
@@ -219,6 +230,7 @@ int isoshm_stack_poll(struct isoshm_stack *s, uint32_t *socks, uint32_t n)
 		}
 		s->stats.doorbells += (uint64_t)k;
 	}
+	s->db_next = d;
 	if (got != 0) {
 		/* D1: orders the bell_drained stores above before the caller's
 		 * loads of cmd_prod; pairs with the application's fence F1 in

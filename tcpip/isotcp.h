@@ -5,6 +5,7 @@
 #ifndef ISOTCP_H
 #define ISOTCP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /*
@@ -23,5 +24,11 @@ void isotcp_owner_release(void);
  */
 uint32_t isotcp_memp_in_use(void);
 uint32_t isotcp_heap_in_use(void);
+
+/*
+ * The Iso-Lock evaluation variant (arch/isolock.h): from now on take the
+ * locks the design removed.  Call before the first packet.
+ */
+void isotcp_lock_variant_set(bool on);
 
 #endif /* ISOTCP_H */

@@ -135,15 +135,24 @@ static void rx_one(struct isotcp_dpdk_port *port, struct rte_mbuf *m, bool press
 		pbuf_free(p);
 }
 
+/* Iso-Lock (arch/isolock.h): the device handlers' locks. */
+static struct isotcp_lock dev_rx_lock, dev_tx_lock;
+
 unsigned isotcp_dpdk_poll(struct isotcp_dpdk_port *port, unsigned budget)
 {
 	struct rte_mbuf *pkts[ISOTCP_DPDK_BURST];
 	unsigned total = 0;
 
 	while (total < budget) {
-		uint16_t n = rte_eth_rx_burst(port->port_id, port->queue, pkts,
-					      ISOTCP_DPDK_BURST);
-		bool pressure = rx_held[port->port_id] >= port->pressure_held;
+		uint16_t n;
+		bool pressure;
+
+		if (__builtin_expect(isotcp_lock_variant, 0))
+			isotcp_lock_take(&dev_rx_lock);     /* Iso-Lock: the RX handler's lock */
+		n = rte_eth_rx_burst(port->port_id, port->queue, pkts, ISOTCP_DPDK_BURST);
+		if (__builtin_expect(isotcp_lock_variant, 0))
+			isotcp_lock_drop(&dev_rx_lock);
+		pressure = rx_held[port->port_id] >= port->pressure_held;
 
 		for (uint16_t i = 0; i < n; i++) {
 			if (i + 1 < n)
@@ -215,7 +224,22 @@ static void tx_cksum_offload(struct isotcp_dpdk_port *port, struct rte_mbuf *m)
 	}
 }
 
+static err_t dpdk_linkoutput_one(struct netif *netif, struct pbuf *p);
+
+/* lwIP's transmit handler: one frame. */
 static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
+{
+	err_t e;
+
+	if (__builtin_expect(!isotcp_lock_variant, 1))
+		return dpdk_linkoutput_one(netif, p);
+	isotcp_lock_take(&dev_tx_lock);         /* Iso-Lock: the TX handler's lock */
+	e = dpdk_linkoutput_one(netif, p);
+	isotcp_lock_drop(&dev_tx_lock);
+	return e;
+}
+
+static err_t dpdk_linkoutput_one(struct netif *netif, struct pbuf *p)
 {
 	struct isotcp_dpdk_port *port = netif->state;
 	struct rte_mbuf *m = NULL;

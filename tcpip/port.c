@@ -36,6 +36,14 @@ void isotcp_owner_release(void)
 	isotcp_owner = false;
 }
 
+bool isotcp_lock_variant;
+struct isotcp_lock isotcp_pool_lock;
+
+void isotcp_lock_variant_set(bool on)
+{
+	isotcp_lock_variant = on;
+}
+
 void isotcp_assert_owner(void)
 {
 	if (__builtin_expect(!isotcp_owner, 0))

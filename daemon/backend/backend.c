@@ -213,7 +213,9 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 		goto fail;
 	}
 	if (m->abi_version != ISOSTACK_SHM_ABI_VERSION ||
-	    (ISOSTACK_SHM_FEATURES & ~m->features) != 0) {
+	    (ISOSTACK_SHM_FEATURES & ~m->features) != 0 ||
+	    (isoshm_variant_per_thread(p.variant) &&
+	     (m->features & ISOSTACK_SHM_FEAT_THREAD_DOORBELLS) == 0)) {
 		ret = -EPROTONOSUPPORT;
 		goto fail;
 	}
@@ -232,6 +234,7 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	if (ret < 0)
 		goto fail;
 	app->hdr = *isoshm_stack_header(app->shm);
+	app->no_tx_agg = p.variant == ISOSTACK_SHM_VARIANT_BASIC;
 	/* Per-id state, calloc'd: its pages are touched as ids get used. */
 	app->socks = calloc(app->hdr.max_sockets, sizeof(*app->socks));
 	app->free_ids = malloc(app->hdr.max_sockets * sizeof(*app->free_ids));
@@ -747,6 +750,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.procs_watched %llu\nbackend.procs_died %llu\n"
 		"backend.stack_closes %llu\nbackend.stack_close_crossed %llu\n"
 		"backend.rx_moves %llu\nbackend.tx_moves %llu\n"
+		"backend.variant %u\nbackend.doorbells_per_app %u\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
 		"mem.releases %llu\nmem.sync_extents %llu\nmem.enobufs %llu\n"
 		"mem.ctl_extents %llu\nmem.pressure %d\nmem.membarrier %d\n",
@@ -769,6 +773,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->procs_watched, (unsigned long long)s->procs_died,
 		(unsigned long long)s->stack_closes, (unsigned long long)s->stack_close_crossed,
 		(unsigned long long)s->rx_moves, (unsigned long long)s->tx_moves,
+		be->conf.shm.variant, be->conf.shm.nr_doorbells,
 		(unsigned long long)be->conf.mem_budget, (unsigned long long)be->mem_backed,
 		(unsigned long long)be->mem_st.extents, (unsigned long long)be->mem_st.refills,
 		(unsigned long long)be->mem_st.releases,

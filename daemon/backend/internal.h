@@ -78,6 +78,7 @@ struct isod_sock {
 
 	/* TX: bytes of [tx_cons, tx_prod) already handed to lwIP */
 	uint32_t tx_handed;
+	uint32_t tx_named;           /* variant Basic: bytes SENDs named, not yet handed */
 	uint32_t acked;              /* acknowledged, not yet released */
 	/* RX */
 	uint32_t rx_prod;            /* bytes written into the ring (private) */
@@ -217,6 +218,7 @@ struct isod_app {
 	struct isod_app *next;
 	int ctl_fd;
 	int wake_fd;                 /* application wake fd (eventfd) */
+	bool no_tx_agg;              /* variant Basic (header.variant) */
 	/* Wake fds of the processes fork() made (CTL_WAKEFD), with their
 	 * pids: an entry whose process is gone is dropped to make room. */
 	int more_wake_fd[ISOD_MAX_WAKE_FDS];

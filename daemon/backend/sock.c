@@ -657,6 +657,12 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		break;
 	case ISOSTACK_SHM_OP_SEND:
 		sk->app->be->st.sends_seen++;
+		/* Basic: only what the SENDs named (tx_push clamps it to the
+		 * ring, so a lying count moves no byte that is not there). */
+		if (c->arg[0] > UINT32_MAX - sk->tx_named)
+			sk->tx_named = UINT32_MAX;
+		else
+			sk->tx_named += (uint32_t)c->arg[0];
 		isod_sk_tx_push(sk);
 		break;
 	case ISOSTACK_SHM_OP_RECV:

@@ -157,6 +157,11 @@ void isod_sk_tx_push(struct isod_sock *sk)
 		isod_sk_tx_full(sk);
 	}
 	off = sk->tx_handed;
+	/* Variant Basic: no back-end aggregation either; each SEND's bytes
+	 * go to TCP on their own, and out at once (tcp_output below).  The
+	 * FIN's last push takes everything. */
+	if (sk->app->no_tx_agg && !sk->shut_wr && (uint32_t)total - off > sk->tx_named)
+		total = (int)(off + sk->tx_named);
 	while (off < (uint32_t)total) {
 		uint32_t room = tcp_sndbuf(pcb);
 		uint32_t in0 = sp[0].len;
@@ -189,6 +194,7 @@ void isod_sk_tx_push(struct isod_sock *sk)
 		off += n;
 		written += n;
 	}
+	sk->tx_named = written < sk->tx_named ? sk->tx_named - written : 0;
 	sk->tx_handed = off;
 	sk->activity += written;
 	if (sk->shut_wr && off == (uint32_t)total) {

@@ -26,7 +26,10 @@
  *   - per CPU core, a doorbell ring carrying only socket ids, on which the
  *     application tells the stack "this socket has new commands" (the
  *     paper's per-CPU notification queues, Iso-Kernel variant).  The stack
- *     finds work by scanning doorbells, never by scanning sockets;
+ *     finds work by scanning doorbells, never by scanning sockets.  The
+ *     evaluation variants Basic and Aggregate (header field `variant`)
+ *     give each application thread a doorbell of its own instead, as the
+ *     paper's Iso-Basic and Iso-Aggregated did;
  *   - futex words through which the stack wakes application threads that
  *     announced they sleep.
  *
@@ -85,9 +88,32 @@
 #define ISOSTACK_SHM_FEAT_FUTEX_WAIT        (UINT64_C(1) << 1) /* wait points */
 #define ISOSTACK_SHM_FEAT_EXTENTS           (UINT64_C(1) << 2) /* rings in arena extents */
 #define ISOSTACK_SHM_FEAT_NOTES             (UINT64_C(1) << 3) /* notification ring */
+/* Set only in the Basic and Aggregate variants: one doorbell per thread
+ * (doorbell 0's `threads`), and in Basic a SEND per send() carrying its
+ * length.  An application that does not know it must not attach. */
+#define ISOSTACK_SHM_FEAT_THREAD_DOORBELLS  (UINT64_C(1) << 4)
 #define ISOSTACK_SHM_FEATURES \
 	(ISOSTACK_SHM_FEAT_DOORBELL_SUPPRESS | ISOSTACK_SHM_FEAT_FUTEX_WAIT | \
 	 ISOSTACK_SHM_FEAT_EXTENTS | ISOSTACK_SHM_FEAT_NOTES)
+#define ISOSTACK_SHM_FEATURES_KNOWN \
+	(ISOSTACK_SHM_FEATURES | ISOSTACK_SHM_FEAT_THREAD_DOORBELLS)
+
+/*
+ * header.variant: the paper's IsoStack variants (section 5.2), for its
+ * evaluation.  Core is the design (per-core doorbells, transmit
+ * aggregation at both ends); the others exist to measure what that design
+ * buys.  Basic: a doorbell per application thread, every send() posts a
+ * SEND carrying its length (arg[0]) and the stack hands exactly those
+ * bytes to TCP and transmits at once (no aggregation).  Aggregate: the
+ * per-thread doorbells with Core's aggregation.  Lock: Core with an
+ * uncontended lock (and its barrier) put back around the device handlers
+ * and lwIP's pools, as Iso-Lock did; invisible to the application.
+ */
+#define ISOSTACK_SHM_VARIANT_CORE       0u
+#define ISOSTACK_SHM_VARIANT_AGGREGATE  1u
+#define ISOSTACK_SHM_VARIANT_BASIC      2u
+#define ISOSTACK_SHM_VARIANT_LOCK       3u
+#define ISOSTACK_SHM_VARIANT_MAX        ISOSTACK_SHM_VARIANT_LOCK
 
 /* header.flags: informational, an application may ignore them. */
 #define ISOSTACK_SHM_FLAG_HUGETLB  (1u << 0) /* extents on 2 MiB hugepages (the first one) */
@@ -116,7 +142,7 @@ struct isostack_shm_header {
 	uint32_t max_ring_bytes;   /* largest TX or RX ring the stack places */
 	uint64_t arena_size;       /* bytes of address space to reserve for extents */
 	uint32_t page_size;        /* base segment page size */
-	uint32_t reserved1;
+	uint32_t variant;          /* ISOSTACK_SHM_VARIANT_*: how doorbells and SEND work */
 
 	uint64_t wait_off;         /* struct isostack_shm_wait */
 	uint64_t db_ctl_off;       /* struct isostack_shm_doorbell[nr_doorbells] */
@@ -320,7 +346,11 @@ struct isostack_shm_holders {
 struct isostack_shm_doorbell {
 	/* ---- written by the application ---- */
 	_Atomic uint32_t prod;
-	uint32_t reserved_app[15];
+	/* Doorbell 0 only, per-thread variants: doorbells handed to threads
+	 * so far (thread k rings doorbell k % nr_doorbells).  The stack scans
+	 * min(threads, nr_doorbells) of them. */
+	_Atomic uint32_t threads;
+	uint32_t reserved_app[14];
 	/* ---- written by the stack ---- */
 	_Atomic uint32_t cons;
 	uint32_t reserved_stack[15];
@@ -371,7 +401,7 @@ struct isostack_shm_status {
 #define ISOSTACK_SHM_OP_ACCEPT      4  /* no args; result = new socket id,
 					* status arg0 addrlen, arg1..4 peer sockaddr */
 #define ISOSTACK_SHM_OP_CONNECT     5  /* arg0 addrlen, arg1..4 sockaddr */
-#define ISOSTACK_SHM_OP_SEND        6  /* no args: tx_prod advanced, read it */
+#define ISOSTACK_SHM_OP_SEND        6  /* tx_prod advanced, read it; Basic: arg0 = bytes */
 #define ISOSTACK_SHM_OP_RECV        7  /* no args: rx_cons advanced (window credit) */
 #define ISOSTACK_SHM_OP_SHUTDOWN    8  /* arg0 how (SHUT_RD/WR/RDWR) */
 #define ISOSTACK_SHM_OP_CLOSE       9  /* no args; the id is free after the reply

@@ -20,6 +20,9 @@ void isotcp_assert_fail(const char *msg, const char *file, int line)
 #define LWIP_PLATFORM_DIAG(x)        do { isotcp_diag x; } while (0)
 #define LWIP_PLATFORM_ASSERT(x)      isotcp_assert_fail((x), __FILE__, __LINE__)
 
+/* lwIP's critical sections: empty unless the Iso-Lock variant runs. */
+#include "isolock.h"
+
 /* glibc's byte swapping compiles to bswap. */
 #define lwip_htons(x)                __builtin_bswap16(x)
 #define lwip_htonl(x)                __builtin_bswap32(x)
