@@ -140,8 +140,10 @@ class Group:
         with open(os.path.join(self.env.logs, f"up-{self.name()}.log"), "w") as f:
             f.write(p.stdout + p.stderr)
         if p.returncode != 0:
-            last = [ln for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
-            why = last[-1] if last else f"exit {p.returncode}"
+            lines = [ln.strip() for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
+            why = ([ln for ln in lines if "unknown" in ln.lower()] or
+                   [ln for ln in lines if "error" in ln.lower()] or lines[-1:] or
+                   [f"exit {p.returncode}"])[0]
             # An option today's daemon or `up` does not know is a
             # configuration this tree lacks, not a failure of the stack.
             unknown = any(w in (p.stderr + p.stdout).lower()
@@ -290,7 +292,7 @@ def run_groups(env, groups, secs, records, l2_snap):
     prog = Progress(sum(len(ms) for _, ms in groups), secs)
     for (stack, variant, topo), ms in groups:
         g = Group(env, stack, variant, topo)
-        log(f"up: {stack} {variant} on {topo} (MTU {g.mtu})")
+        log(f"up: {stack} {variant} on {topo}")
         try:
             g.up()
             for m in ms:
