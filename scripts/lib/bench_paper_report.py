@@ -309,11 +309,15 @@ def plot(env):
     if not script or not os.path.exists(script):
         print("isostack: bench: no bench/plot_figures.py here: plots skipped", file=sys.stderr)
         return
-    if subprocess.run(["python3", "-c", "import matplotlib"],
-                      capture_output=True).returncode != 0:
+    # Debian's python3-matplotlib lives in /usr/bin/python3's path, which
+    # need not be the python3 first on PATH.
+    py = next((p for p in (sys.executable, "/usr/bin/python3")
+               if os.path.exists(p) and subprocess.run(
+                   [p, "-c", "import matplotlib"], capture_output=True).returncode == 0), None)
+    if py is None:
         print("isostack: bench: python3-matplotlib is not installed (isostack setup): "
               "plots skipped", file=sys.stderr)
         return
-    p = subprocess.run(["python3", script, env.out], capture_output=True, text=True)
+    p = subprocess.run([py, script, env.out], capture_output=True, text=True)
     if p.returncode != 0:
         print(f"isostack: bench: plotting failed: {p.stderr.strip()[-300:]}", file=sys.stderr)

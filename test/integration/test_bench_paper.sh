@@ -25,14 +25,15 @@ else
 	echo "note: no dpdk-testpmd: the l2 point is left out"
 fi
 plots=0
-if [ -f "$here/../../bench/plot_figures.py" ] && python3 -c 'import matplotlib' 2>/dev/null; then
+if [ -f "$here/../../bench/plot_figures.py" ] &&
+   { python3 -c 'import matplotlib' || /usr/bin/python3 -c 'import matplotlib'; } 2>/dev/null; then
 	plots=1
 else
 	echo "note: no bench/plot_figures.py or python3-matplotlib: no PNG to check"
 fi
 
 # What this run leaves behind, compared with what was there before it.
-leftovers() { { ip netns list; ls /run/isostack 2>/dev/null; } | awk '{print $1}' | grep '^isob' | sort; }
+leftovers() { { ip netns list; ls /run/isostack 2>/dev/null; } | awk '{print $1}' | { grep '^isob' || true; } | sort; }
 before=$(leftovers)
 
 step "isostack bench --quick --only $only --seconds 1 --topology wire"
