@@ -63,6 +63,40 @@ def run(cmd, env=None, timeout=120):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def kill_group(proc, sig=signal.SIGKILL):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def run_session(cmd, env, timeout):
+    """cmd in a session of its own, so that a timeout or Ctrl-C kills all
+    of it (isoperf under a wrapper, too); returns (exit code, output)."""
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        stop_session(proc)
+        return -1, f"{cmd[0]}: timed out after {timeout} s"
+    except BaseException:
+        stop_session(proc)
+        raise
+
+
+def stop_session(proc):
+    """SIGTERM first (l2_testpmd.sh cleans up on it), SIGKILL after 30 s."""
+    kill_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_group(proc)
+    proc.wait()
+
+
 def load_state(prefix):
     s = {}
     path = f"{os.environ.get('ISOSTACK_STATE_DIR', '/run/isostack')}/{prefix}/state"
@@ -179,7 +213,8 @@ class Group:
         path = os.path.join(self.env.logs, f"server-{self.name()}.log")
         logf = open(path, "w")
         self.server = subprocess.Popen(cmd, env=self.iso_env, stdin=subprocess.DEVNULL,
-                                       stdout=logf, stderr=subprocess.STDOUT)
+                                       stdout=logf, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         logf.close()
         # Bounded wait for isoperf's own "listening" line (printed after listen()).
         deadline = time.monotonic() + 30
@@ -200,13 +235,15 @@ class Group:
         return self.stack == "kernel" or pid_alive(self.state.get("DAEMON_PID", 0))
 
     def down(self):
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
+        if self.server is not None:
+            # The whole session: the server and anything it left running.
+            kill_group(self.server, signal.SIGTERM)
             try:
                 self.server.wait(10)
             except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+                pass
+            kill_group(self.server)
+            self.server.wait()
         self.server = None
         if self.stack == "kernel":
             for ns in (self.env.ns_ks, self.env.ns_kp):
@@ -234,12 +271,7 @@ class Group:
                 os.unlink(f)
         if not self.env.has_window:      # the whole client run, a wider window
             subprocess.run([self.env.window_cmd, "start"], env=wenv)
-        try:
-            p = run(cmd, env=wenv, timeout=secs * 3 + 90)
-            out = p.stdout + p.stderr
-            rc = p.returncode
-        except subprocess.TimeoutExpired:
-            out, rc = "isoperf client: timed out", -1
+        rc, out = run_session(cmd, wenv, secs * 3 + 90)
         if not self.env.has_window:
             subprocess.run([self.env.window_cmd, "end"], env=wenv)
         with open(os.path.join(self.env.logs, f"{tag}.log"), "w") as f:
@@ -330,14 +362,14 @@ def run_l2(env, secs, l2_snap, records):
         err = "bench/l2_testpmd.sh is not in this copy (source checkout only)"
     else:
         log(f"l2: dpdk-testpmd io forwarding on {pmd}")
-        p = run(cmd, timeout=secs * 4 + 120)
+        rc, out = run_session(cmd, None, secs * 4 + 120)
         with open(os.path.join(env.logs, "l2_testpmd.log"), "w") as f:
-            f.write(shlex.join(cmd) + "\n" + p.stdout + p.stderr)
-        if p.returncode == 77:
-            err = "skipped: " + (p.stdout + p.stderr).strip().splitlines()[-1]
-        elif p.returncode != 0 or not os.path.exists(js):
-            lines = (p.stdout + p.stderr).strip().splitlines()
-            err = f"l2_testpmd.sh exit {p.returncode}: {lines[-1] if lines else ''}"
+            f.write(shlex.join(cmd) + "\n" + out)
+        lines = out.strip().splitlines() or [""]
+        if rc == 77:
+            err = "skipped: " + lines[-1]
+        elif rc != 0 or not os.path.exists(js):
+            err = f"l2_testpmd.sh exit {rc}: {lines[-1]}"
         else:
             with open(js) as f:
                 rows = [r for r in json.load(f)["results"] if r["dut"] == "testpmd io"]
