@@ -283,7 +283,10 @@ class Group:
         err = ""
         if rc != 0 or result is None:
             lines = [ln for ln in out.splitlines() if ln.strip()]
-            err = f"isoperf client exit {rc}: {lines[-1] if lines else 'no output'}"
+            own = [ln for ln in lines if ln.startswith(("isoperf:", "isostack:"))]
+            why = own[0] if own else (lines[-1] if lines else "no output")
+            more = f" (and {len(own) - 1} more such lines)" if len(own) > 1 else ""
+            err = f"isoperf client exit {rc}: {why}{more}"
         snaps = None
         if os.path.exists(win + "-start.txt") and os.path.exists(win + "-end.txt"):
             snaps = (read_snap(win + "-start.txt"), read_snap(win + "-end.txt"))
@@ -389,7 +392,7 @@ def main():
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--command", default="")
     args = ap.parse_args()
-    secs = args.seconds or (1 if args.quick else 4)
+    secs = args.seconds or (1 if args.quick else 5)
     stacks = ["kernel", "isostack"] if args.stack == "both" else [args.stack]
     topos = None
     if args.topology:

@@ -28,7 +28,7 @@ on a veth to a Linux peer namespace; the kernel over a veth pair of its
 own), wire9000 (the same at MTU 9000) and nokernel (both ends on isostack,
 the client connecting to the daemon's own address; the kernel over
 loopback). The full run puts every figure on wire and figs 4-7 also on
-wire9000 and nokernel, 4 s per point; --quick runs a few points per figure
+wire9000 and nokernel, 5 s per point; --quick runs a few points per figure
 on wire and fig6's 1 KB point on nokernel, 1 s each (a few minutes).
 isostackd polls core 1; isoperf and the Linux peer run on core 0.
 
@@ -36,7 +36,7 @@ isostackd polls core 1; isoperf and the Linux peer run on core 0.
                    figures' points), fig4:64x1024 (one point, CONNSxBYTES),
                    l2; a point runs on each chosen topology that runs its
                    figure (on all of them with --topology)
-  --seconds N      seconds per point (default 4, --quick 1)
+  --seconds N      seconds per point (default 5, --quick 1)
   --stack S        kernel, isostack or both (default)
   --topology LIST  wire, wire9000, nokernel
   --out DIR        default ./bench-results
