@@ -3,7 +3,7 @@
 # same veth, the same core and the same traffic, in one run.
 #
 #   bench/l2_testpmd.sh [--duration S] [--json PATH] [--pmd af_xdp|af_packet]
-#                       [--streams N]
+#                       [--streams N] [--modes io,macswap,udp,tcp]
 #
 # Topology: `isostack up --no-daemon` (namespaces, veth, hugepages); the
 # device under test (DUT) runs on the stack end pinned to core 1, the
@@ -28,13 +28,16 @@
 # includes the kernel's veth/XDP work done there) times its clock, divided
 # by the DUT's packet rate. With busy polling the core is always busy, so
 # this is an upper bound unless the DUT is saturated (rx_dropped > 0).
+# --modes picks the rows (default all four): io, macswap (testpmd), udp
+# (isostackd udp->icmp), tcp (isostackd echo); `isostack bench` runs io only,
+# beside its own isostackd rates.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ISOSTACK_CLI=${ISOSTACK_CLI:-$here/../scripts/isostack}
 ISOSTACK_DAEMON=${ISOSTACK_DAEMON:-${ISOSTACK_BUILD:-$here/../build}/daemon/isostackd}
 PEER_TOOL=$here/../test/integration/peer_tool.py
-duration=5 json= pmd=af_xdp streams=4
+duration=5 json= pmd=af_xdp streams=4 modes=io,macswap,udp,tcp
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
 	--json)     json=$2; shift ;;
 	--pmd)      pmd=$2; shift ;;
 	--streams)  streams=$2; shift ;;
+	--modes)    modes=$2; shift ;;
 	-h|--help)  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*)          echo "l2_testpmd: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -49,8 +53,10 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "l2_testpmd: needs root"; exit 77; }
 command -v dpdk-testpmd >/dev/null || { echo "l2_testpmd: needs dpdk-testpmd"; exit 77; }
+want() { case ",$modes," in *",$1,"*) return 0 ;; esac; return 1; }
 have_daemon=1
-[ -x "$ISOSTACK_DAEMON" ] || { have_daemon=0; echo "l2_testpmd: no isostackd at $ISOSTACK_DAEMON: testpmd rows only"; }
+want udp || want tcp || have_daemon=0
+[ $have_daemon = 0 ] || [ -x "$ISOSTACK_DAEMON" ] || { have_daemon=0; echo "l2_testpmd: no isostackd at $ISOSTACK_DAEMON: testpmd rows only"; }
 
 export ISOSTACK_NS_PREFIX=l2b$$
 pids=()
@@ -127,6 +133,7 @@ results=$state/results.jsonl
 : >"$results"
 
 for mode in io macswap; do
+	want $mode || continue
 	echo "== testpmd $mode on $pmd (core 1)"
 	ip netns exec "$S_NS_STACK" taskset -c 1 dpdk-testpmd --file-prefix "${ISOSTACK_NS_PREFIX}t" \
 		"${mem[@]}" --no-pci --vdev "$(vdev "$S_IF_STACK")" --lcores 0@1,1@1 -- \
@@ -149,10 +156,14 @@ if [ $have_daemon = 1 ]; then
 	for _ in $(seq 20); do   # up, and ARP resolved both ways
 		ip netns exec "$S_NS_PEER" ping -c 1 -W 1 -q "$S_ADDR" >/dev/null 2>&1 && break
 	done
-	generator
-	measure "isostackd udp->icmp"
-	stop "$gen"
+	if want udp; then
+		generator
+		measure "isostackd udp->icmp"
+		stop "$gen"
+	fi
+fi
 
+if [ $have_daemon = 1 ] && want tcp; then
 	echo "== isostackd TCP echo: $streams Linux clients in the peer namespace (core 0)"
 	rx0=$(sx rx_packets) tx0=$(sx tx_packets)
 	read -r b0 i0 < <(cpu1)
@@ -179,8 +190,8 @@ print(json.dumps({"dut": "isostackd tcp echo", "streams": streams, "seconds": ro
                   "out_pps": round(sps), "goodput_mbit_each_way": round(streams * 100e6 * 8 / secs / 1e6),
                   "core_busy": round(share, 3), "cycles_per_pkt": round(share * mhz * 1e6 / sps)}))
 PY
-	stop "$dut"
 fi
+[ $have_daemon = 0 ] || stop "$dut"
 
 echo
 printf '%-22s %12s %12s %12s %6s %12s\n' DUT offered/s out/s dropped/s core cycles/pkt
