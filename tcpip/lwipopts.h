@@ -69,6 +69,21 @@
 #define LWIP_NETIF_LINK_CALLBACK        0
 #define LWIP_NETIF_STATUS_CALLBACK      0
 #define SO_REUSE                        1
+/*
+ * Loopback: a packet to a netif's own address (one application on isostack
+ * connecting to another through the daemon's address) is copied by
+ * netif_loop_output() into one PBUF_RAM pbuf, so a zero-copy TX pbuf that
+ * points into an application's ring is never referenced past the call, and
+ * queued on the netif; the dispatcher's "loopback" source feeds the queue
+ * to ip_input() (isotcp_dpdk_loop_poll). No limit on queued pbufs: each
+ * connection's window bounds what it has in flight. lwIP's own loop netif
+ * takes 127.0.0.0/8, so a frame from the wire to 127.0.0.1 is dropped as
+ * on any host (the shim keeps 127/8 on the kernel anyway).
+ */
+#define LWIP_NETIF_LOOPBACK             1
+#define LWIP_HAVE_LOOPIF                1
+#define LWIP_LOOPBACK_MAX_PBUFS         0
+#define LWIP_NETIF_LOOPBACK_MULTITHREADING 0
 
 /* ---- TCP --------------------------------------------------------------- */
 #define LWIP_TCP                        1

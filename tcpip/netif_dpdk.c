@@ -45,8 +45,10 @@
 #include <rte_mempool.h>
 
 #include "lwip/etharp.h"
+#include "lwip/ip.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
+#include "lwip/stats.h"
 #include "lwip/prot/ip.h"
 #include "lwip/prot/ip4.h"
 #include "lwip/prot/tcp.h"
@@ -155,6 +157,69 @@ unsigned isotcp_dpdk_poll(struct isotcp_dpdk_port *port, unsigned budget)
 			break;
 	}
 	return total;
+}
+
+/*
+ * Loopback (see isotcp_dpdk_loop_poll in netif_dpdk.h). The packets are
+ * lwIP's own copies, made in memory: their checksums are neither checked
+ * (as Linux's loopback, nothing can have corrupted them) nor, with TX
+ * offload, ever filled in; the netif's checking flags, which rx_cksum_flags
+ * sets per wire frame, are switched off for them and put back after.
+ */
+static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p);
+
+static unsigned loop_drain(struct netif *netif)
+{
+	struct isotcp_dpdk_port *port = netif->linkoutput == dpdk_linkoutput ?
+					netif->state : NULL;
+	struct pbuf *p = netif->loop_first, *end, *next;
+	u16_t chk = netif->chksum_flags;
+	unsigned n = 0;
+
+	if (p == NULL)
+		return 0;
+	netif->loop_first = netif->loop_last = NULL;
+	NETIF_SET_CHECKSUM_CTRL(netif, chk & (u16_t)~(NETIF_CHECKSUM_CHECK_IP |
+		NETIF_CHECKSUM_CHECK_TCP | NETIF_CHECKSUM_CHECK_UDP |
+		NETIF_CHECKSUM_CHECK_ICMP));
+	for (; p != NULL; p = next) {
+		/* One packet is one pbuf chain: its last pbuf has len == tot_len. */
+		for (end = p; end->len != end->tot_len; end = end->next)
+			;
+		next = end->next;
+		end->next = NULL;
+		p->if_idx = netif_get_index(netif);
+		if (port != NULL) {
+			port->stats.lo_pkts++;
+			port->stats.lo_bytes += p->tot_len;
+		}
+		LINK_STATS_INC(link.recv);
+		if (ip_input(p, netif) != ERR_OK)
+			pbuf_free(p);
+		n++;
+	}
+	NETIF_SET_CHECKSUM_CTRL(netif, chk);
+	return n;
+}
+
+unsigned isotcp_dpdk_loop_poll(void)
+{
+	struct netif *netif;
+	unsigned n = 0;
+
+	NETIF_FOREACH(netif)
+		n += loop_drain(netif);
+	return n;
+}
+
+bool isotcp_dpdk_loop_pending(void)
+{
+	struct netif *netif;
+
+	NETIF_FOREACH(netif)
+		if (netif->loop_first != NULL)
+			return true;
+	return false;
 }
 
 /*

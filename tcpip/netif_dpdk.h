@@ -67,6 +67,8 @@ struct isotcp_dpdk_stats {
 	uint64_t tx_copied_frames; /* frames copied into one mbuf */
 	uint64_t tx_tso_frames;    /* frames the device segments (TSO) */
 	uint64_t tx_tso_bytes;     /* TCP payload bytes in those frames */
+	uint64_t lo_pkts;          /* packets to our own address, looped back */
+	uint64_t lo_bytes;         /* their IP bytes */
 };
 
 /* What the port offers, as found by isotcp_dpdk_port_open(). */
@@ -162,6 +164,18 @@ unsigned isotcp_dpdk_flush(struct isotcp_dpdk_port *port);
 uint32_t isotcp_dpdk_rx_held(const struct isotcp_dpdk_port *port);
 
 /* Frames still waiting in the TX queue. */
+/*
+ * Loopback: hand every packet that lwIP queued for its own addresses
+ * (netif_loop_output, see lwipopts.h) since the last call to ip_input(),
+ * on every netif, the ports' and lwIP's 127.0.0.1 one. Packets looped
+ * while this runs (the ACK of a looped segment) wait for the next call, so
+ * one connection cannot keep the dispatcher here. Returns the number of
+ * packets handled; the port's lo_pkts/lo_bytes count them.
+ */
+unsigned isotcp_dpdk_loop_poll(void);
+/* Is a looped packet waiting (power saving must not sleep on it)? */
+bool isotcp_dpdk_loop_pending(void);
+
 static inline unsigned isotcp_dpdk_tx_pending(const struct isotcp_dpdk_port *port)
 {
 	return port->txq_len;
