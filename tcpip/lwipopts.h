@@ -124,16 +124,25 @@
  * established ones waiting for accept() (daemon/backend/sock_tcp.c).
  */
 #define TCP_LISTEN_BACKLOG              0
-#define TCP_MSS                         1460
+/*
+ * The largest MSS we announce or accept: a 9000-byte MTU's. What a SYN
+ * announces and what a connection uses is TCP_MSS capped by the route's
+ * netif MTU less 40 (TCP_CALCULATE_EFF_SEND_MSS), so a 1500-byte port
+ * still says 1460. Queue sizes are counted in segments of the smallest
+ * usual MSS, ISOTCP_ETH_MSS, as before jumbo frames.
+ */
+#define TCP_MSS                         8960
+#define ISOTCP_ETH_MSS                  1460
 #define TCP_CALCULATE_EFF_SEND_MSS      1
 #define LWIP_WND_SCALE                  1
 #define TCP_RCV_SCALE                   3         /* 0xffff << 3 = 512 KB max */
 #define TCP_WND                         (256 * 1024)
 #define TCP_SND_BUF                     (256 * 1024)
 /* lwIP insists on at least 2 * SND_BUF / MSS queued segments. */
-#define TCP_SND_QUEUELEN                (4 * TCP_SND_BUF / TCP_MSS)
-/* tcp_sent() fires when this much send space is free again; a u16 in lwIP. */
-#define TCP_SNDLOWAT                    (32 * 1024)
+#define TCP_SND_QUEUELEN                (4 * TCP_SND_BUF / ISOTCP_ETH_MSS)
+/* Writable-space mark of lwIP's socket API (unused here); a u16 that lwIP
+ * wants 4 MSS below 65535. */
+#define TCP_SNDLOWAT                    (28 * 1024)
 #define TCP_SNDQUEUELOWAT               (TCP_SND_QUEUELEN / 2)
 /* Shared by all connections: segments in flight or queued, system-wide. */
 #define MEMP_NUM_TCP_SEG                65535

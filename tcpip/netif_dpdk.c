@@ -301,7 +301,8 @@ static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p)
 	} else {
 		/* A frame merged for TSO takes one large mbuf. */
 		bool big = port->tso_pool != NULL &&
-			   p->tot_len > RTE_MBUF_DEFAULT_BUF_SIZE - RTE_PKTMBUF_HEADROOM;
+			   p->tot_len > rte_pktmbuf_data_room_size(port->pool) -
+					RTE_PKTMBUF_HEADROOM;
 
 		m = rte_pktmbuf_alloc(big ? port->tso_pool : port->pool);
 		if (m == NULL) {
@@ -402,6 +403,8 @@ static err_t dpdk_netif_init(struct netif *netif)
 	if (rte_eth_macaddr_get(port->port_id, &mac) != 0)
 		return ERR_IF;
 	rte_eth_dev_get_mtu(port->port_id, &mtu);
+	if (port->mtu != 0)
+		mtu = port->mtu;
 	netif->name[0] = 'd';
 	netif->name[1] = 'p';
 	netif->hwaddr_len = ETH_HWADDR_LEN;
@@ -434,6 +437,20 @@ static uint32_t tso_payload(const struct netif *netif)
 #define RX_CKSUM_OFFLOADS (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | \
 			   RTE_ETH_RX_OFFLOAD_TCP_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM)
 #define TX_CKSUM_OFFLOADS (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM)
+
+/*
+ * MTU: one frame per mbuf, always (rx_one drops chains), so a jumbo MTU
+ * takes mbufs that hold a whole frame rather than RX scatter; 16383 of
+ * them for 9000 bytes are ~150 MB of the daemon's memory.
+ */
+static uint16_t rx_buf_size(uint16_t mtu)
+{
+	uint32_t frame = (uint32_t)mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN + 8;
+
+	if (mtu == 0 || frame <= RTE_MBUF_DEFAULT_DATAROOM)
+		return RTE_MBUF_DEFAULT_BUF_SIZE;
+	return (uint16_t)(RTE_PKTMBUF_HEADROOM + RTE_ALIGN_CEIL(frame, 1024));
+}
 
 static int port_configure(struct isotcp_dpdk_port *port, bool rx_intr)
 {
@@ -495,7 +512,7 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 	snprintf(pool_name, sizeof(pool_name), "isotcp_mp%u", conf->port_id);
 	cache = RTE_MIN(256u, conf->mbufs / 8);
 	port->pool = rte_pktmbuf_pool_create(pool_name, conf->mbufs, cache, priv,
-					     RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+					     rx_buf_size(conf->mtu), socket);
 	if (port->pool == NULL)
 		return -rte_errno ? -rte_errno : -ENOMEM;
 	if (port->tso_on) {
@@ -515,6 +532,18 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 	}
 	if (ret != 0)
 		goto err_pool;
+	/* A device that cannot carry the MTU fails here (af_xdp's frames are
+	 * 4 KB in DPDK 22.11): the caller says so, `isostack up` falls back.
+	 * DPDK 22.11's af_packet reports 1518 bytes whatever its ring frames
+	 * hold: its frames are sized by the vdev's framesz (up passes it), its
+	 * RX queue setup checks they fit our mbufs, so its refusal is ignored. */
+	if (conf->mtu != 0) {
+		ret = rte_eth_dev_set_mtu(conf->port_id, conf->mtu);
+		if (ret != 0 && (info.driver_name == NULL ||
+				 strcmp(info.driver_name, "net_af_packet") != 0))
+			goto err_close;
+		port->mtu = conf->mtu;
+	}
 	port->nb_rxd = NB_DESC_DEFAULT;
 	port->nb_txd = NB_DESC_DEFAULT;
 	ret = rte_eth_dev_adjust_nb_rx_tx_desc(conf->port_id, &port->nb_rxd, &port->nb_txd);

@@ -117,6 +117,7 @@ struct isotcp_dpdk_port {
 	uint32_t pressure_held;    /* copy RX frames once lwIP holds this many */
 	bool rx_intr_armed;
 	bool tso_on;               /* TSO in use: caps.tso and conf.want_tso */
+	uint16_t mtu;              /* conf.mtu, set on the device; 0: its own */
 	struct rte_mempool *tso_pool; /* large mbufs for copied TSO frames */
 	isotcp_dpdk_txattach_fn txattach;
 	void *txattach_arg;
@@ -129,6 +130,7 @@ struct isotcp_dpdk_port {
 struct isotcp_dpdk_port_conf {
 	uint16_t port_id;
 	uint32_t mbufs;            /* mempool size (mbufs) for this port */
+	uint16_t mtu;              /* set the device's MTU (mbufs sized for it); 0: keep */
 	bool want_rx_intr;         /* configure RX interrupts if the PMD has them */
 	bool want_tso;             /* use TSO if the port offers it */
 	ip4_addr_t ip, netmask, gw;
