@@ -70,20 +70,11 @@
 #define LWIP_NETIF_STATUS_CALLBACK      0
 #define SO_REUSE                        1
 /*
- * Loopback: a packet to a netif's own address (one application on isostack
- * connecting to another through the daemon's address) is copied by
- * netif_loop_output() into one PBUF_RAM pbuf, so a zero-copy TX pbuf that
- * points into an application's ring is never referenced past the call, and
- * queued on the netif; the dispatcher's "loopback" source feeds the queue
- * to ip_input() (isotcp_dpdk_loop_poll). No limit on queued pbufs: each
- * connection's window bounds what it has in flight. lwIP's own loop netif
- * takes 127.0.0.0/8, so a frame from the wire to 127.0.0.1 is dropped as
- * on any host (the shim keeps 127/8 on the kernel anyway).
+ * No lwIP loopback (LWIP_NETIF_LOOPBACK): a packet to the daemon's own
+ * address is looped by the DPDK netif's IP output instead (netif_dpdk.c,
+ * "Loopback"), so no extra netif joins the list and netifs of other kinds
+ * (the unit tests' links) keep sending through their linkoutput.
  */
-#define LWIP_NETIF_LOOPBACK             1
-#define LWIP_HAVE_LOOPIF                1
-#define LWIP_LOOPBACK_MAX_PBUFS         0
-#define LWIP_NETIF_LOOPBACK_MULTITHREADING 0
 
 /* ---- TCP --------------------------------------------------------------- */
 #define LWIP_TCP                        1
@@ -176,7 +167,9 @@
  */
 #define LWIP_TCP_TSO                    1
 #define LWIP_HOOK_TCP_TSO_MAX(pcb, netif) isotcp_tso_max((pcb), (netif))
-#define LWIP_HOOK_IP4_TSO(netif)        (isotcp_tso_max(NULL, (netif)) != 0)
+/* `dest` is ip4_output_if_opt_src()'s: a segment merged for one of our own
+ * addresses is looped whole, never cut (tcpip/port.c). */
+#define LWIP_HOOK_IP4_TSO(netif)        isotcp_ip4_tso((netif), dest)
 
 /* ---- Checksums: per netif, so a port with offload turns software off --- */
 #define LWIP_CHECKSUM_CTRL_PER_NETIF    1
@@ -202,6 +195,9 @@ struct tcp_pcb;
 struct netif;
 uint32_t isotcp_tso_max(const struct tcp_pcb *pcb, const struct netif *netif);
 void isotcp_tso_set(const struct netif *netif, uint32_t max_payload);
+struct ip4_addr;
+int isotcp_ip4_tso(const struct netif *netif, const struct ip4_addr *dest);
+void isotcp_loop_set(const struct netif *netif, _Bool on);
 #endif
 
 #endif /* ISOSTACK_LWIPOPTS_H */

@@ -45,10 +45,9 @@
 #include <rte_mempool.h>
 
 #include "lwip/etharp.h"
-#include "lwip/ip.h"
+#include "lwip/ip4.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
-#include "lwip/stats.h"
 #include "lwip/prot/ip.h"
 #include "lwip/prot/ip4.h"
 #include "lwip/prot/tcp.h"
@@ -160,41 +159,68 @@ unsigned isotcp_dpdk_poll(struct isotcp_dpdk_port *port, unsigned budget)
 }
 
 /*
- * Loopback (see isotcp_dpdk_loop_poll in netif_dpdk.h). The packets are
- * lwIP's own copies, made in memory: their checksums are neither checked
- * (as Linux's loopback, nothing can have corrupted them) nor, with TX
- * offload, ever filled in; the netif's checking flags, which rx_cksum_flags
- * sets per wire frame, are switched off for them and put back after.
+ * Loopback (see isotcp_dpdk_loop_poll in netif_dpdk.h). The netif's IP
+ * output sends a packet for its own address (an application on isostack
+ * connecting to another through the daemon's address) to a queue instead
+ * of ARP and the device: copied into one PBUF_RAM pbuf, so a zero-copy TX
+ * pbuf pointing into an application's ring is not referenced past the
+ * call. ip4_output has no fragment for it: a TCP segment to ourselves is
+ * merged up to 64 KB and not cut (LWIP_HOOK_IP4_TSO, tcpip/port.c).
+ * The copies were made in memory: their checksums are neither checked (as
+ * Linux's loopback) nor, with TX offload, ever filled in; the netif's
+ * checking flags, which rx_cksum_flags sets per wire frame, are switched
+ * off for them and put back after. No bound on the queue: every
+ * connection's window bounds what it has in flight.
  */
-static err_t dpdk_linkoutput(struct netif *netif, struct pbuf *p);
-
-static unsigned loop_drain(struct netif *netif)
+static err_t loop_output(struct isotcp_dpdk_port *port, struct pbuf *p)
 {
-	struct isotcp_dpdk_port *port = netif->linkoutput == dpdk_linkoutput ?
-					netif->state : NULL;
-	struct pbuf *p = netif->loop_first, *end, *next;
+	struct pbuf *r = pbuf_alloc(PBUF_RAW, p->tot_len, PBUF_RAM);
+
+	if (r == NULL) {
+		port->stats.lo_drop_nomem++;
+		return ERR_MEM;
+	}
+	if (pbuf_copy(r, p) != ERR_OK) {
+		pbuf_free(r);
+		port->stats.lo_drop_nomem++;
+		return ERR_MEM;
+	}
+	/* One pbuf per packet: r->next links the queue. */
+	if (port->lo_last != NULL)
+		port->lo_last->next = r;
+	else
+		port->lo_first = r;
+	port->lo_last = r;
+	return ERR_OK;
+}
+
+static err_t dpdk_output(struct netif *netif, struct pbuf *p, const ip4_addr_t *dst)
+{
+	if (ip4_addr_cmp(dst, netif_ip4_addr(netif)))
+		return loop_output(netif->state, p);
+	return etharp_output(netif, p, dst);
+}
+
+static unsigned loop_drain(struct isotcp_dpdk_port *port)
+{
+	struct netif *netif = &port->netif;
+	struct pbuf *p = port->lo_first, *next;
 	u16_t chk = netif->chksum_flags;
 	unsigned n = 0;
 
 	if (p == NULL)
 		return 0;
-	netif->loop_first = netif->loop_last = NULL;
+	port->lo_first = port->lo_last = NULL;
 	NETIF_SET_CHECKSUM_CTRL(netif, chk & (u16_t)~(NETIF_CHECKSUM_CHECK_IP |
 		NETIF_CHECKSUM_CHECK_TCP | NETIF_CHECKSUM_CHECK_UDP |
 		NETIF_CHECKSUM_CHECK_ICMP));
 	for (; p != NULL; p = next) {
-		/* One packet is one pbuf chain: its last pbuf has len == tot_len. */
-		for (end = p; end->len != end->tot_len; end = end->next)
-			;
-		next = end->next;
-		end->next = NULL;
+		next = p->next;
+		p->next = NULL;
 		p->if_idx = netif_get_index(netif);
-		if (port != NULL) {
-			port->stats.lo_pkts++;
-			port->stats.lo_bytes += p->tot_len;
-		}
-		LINK_STATS_INC(link.recv);
-		if (ip_input(p, netif) != ERR_OK)
+		port->stats.lo_pkts++;
+		port->stats.lo_bytes += p->tot_len;
+		if (ip4_input(p, netif) != ERR_OK)
 			pbuf_free(p);
 		n++;
 	}
@@ -202,22 +228,19 @@ static unsigned loop_drain(struct netif *netif)
 	return n;
 }
 
-unsigned isotcp_dpdk_loop_poll(void)
+unsigned isotcp_dpdk_loop_poll(struct isotcp_dpdk_port *ports, unsigned nports)
 {
-	struct netif *netif;
 	unsigned n = 0;
 
-	NETIF_FOREACH(netif)
-		n += loop_drain(netif);
+	for (unsigned i = 0; i < nports; i++)
+		n += loop_drain(&ports[i]);
 	return n;
 }
 
-bool isotcp_dpdk_loop_pending(void)
+bool isotcp_dpdk_loop_pending(const struct isotcp_dpdk_port *ports, unsigned nports)
 {
-	struct netif *netif;
-
-	NETIF_FOREACH(netif)
-		if (netif->loop_first != NULL)
+	for (unsigned i = 0; i < nports; i++)
+		if (ports[i].lo_first != NULL)
 			return true;
 	return false;
 }
@@ -411,7 +434,7 @@ static err_t dpdk_netif_init(struct netif *netif)
 	memcpy(netif->hwaddr, mac.addr_bytes, ETH_HWADDR_LEN);
 	netif->mtu = mtu;
 	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET;
-	netif->output = etharp_output;
+	netif->output = dpdk_output;
 	netif->linkoutput = dpdk_linkoutput;
 	if (port->caps.rx_cksum)
 		chk &= (u16_t)~(NETIF_CHECKSUM_CHECK_IP | NETIF_CHECKSUM_CHECK_TCP |
@@ -579,6 +602,7 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 		goto err_stop;
 	}
 	isotcp_tso_set(&port->netif, port->tso_on ? tso_payload(&port->netif) : 0);
+	isotcp_loop_set(&port->netif, true);
 	if (make_default)
 		netif_set_default(&port->netif);
 	netif_set_up(&port->netif);
@@ -602,7 +626,16 @@ void isotcp_dpdk_port_close(struct isotcp_dpdk_port *port)
 	if (port->pool == NULL)
 		return;
 	isotcp_tso_set(&port->netif, 0);
+	isotcp_loop_set(&port->netif, false);
 	netif_remove(&port->netif);
+	while (port->lo_first != NULL) {
+		struct pbuf *p = port->lo_first;
+
+		port->lo_first = p->next;
+		p->next = NULL;
+		pbuf_free(p);
+	}
+	port->lo_last = NULL;
 	while (port->txq_len > 0) {
 		rte_pktmbuf_free(port->txq[port->txq_head]);
 		port->txq_head = (uint16_t)((port->txq_head + 1) % ISOTCP_DPDK_TXQ_MAX);

@@ -69,6 +69,7 @@ struct isotcp_dpdk_stats {
 	uint64_t tx_tso_bytes;     /* TCP payload bytes in those frames */
 	uint64_t lo_pkts;          /* packets to our own address, looped back */
 	uint64_t lo_bytes;         /* their IP bytes */
+	uint64_t lo_drop_nomem;    /* no heap for the copy (TCP retransmits) */
 };
 
 /* What the port offers, as found by isotcp_dpdk_port_open(). */
@@ -124,6 +125,7 @@ struct isotcp_dpdk_port {
 	uint16_t txq_head, txq_len; /* ring of frames waiting for the device */
 	uint64_t tx_stall_since;   /* TSC of the first flush that sent nothing; 0 */
 	struct rte_mbuf *txq[ISOTCP_DPDK_TXQ_MAX];
+	struct pbuf *lo_first, *lo_last; /* looped packets, linked by ->next */
 	struct isotcp_dpdk_stats stats;
 };
 
@@ -167,16 +169,15 @@ uint32_t isotcp_dpdk_rx_held(const struct isotcp_dpdk_port *port);
 
 /* Frames still waiting in the TX queue. */
 /*
- * Loopback: hand every packet that lwIP queued for its own addresses
- * (netif_loop_output, see lwipopts.h) since the last call to ip_input(),
- * on every netif, the ports' and lwIP's 127.0.0.1 one. Packets looped
+ * Loopback: hand every packet that the ports' netifs queued for their own
+ * addresses since the last call to ip4_input() (netif_dpdk.c). Packets looped
  * while this runs (the ACK of a looped segment) wait for the next call, so
  * one connection cannot keep the dispatcher here. Returns the number of
  * packets handled; the port's lo_pkts/lo_bytes count them.
  */
-unsigned isotcp_dpdk_loop_poll(void);
+unsigned isotcp_dpdk_loop_poll(struct isotcp_dpdk_port *ports, unsigned nports);
 /* Is a looped packet waiting (power saving must not sleep on it)? */
-bool isotcp_dpdk_loop_pending(void);
+bool isotcp_dpdk_loop_pending(const struct isotcp_dpdk_port *ports, unsigned nports);
 
 static inline unsigned isotcp_dpdk_tx_pending(const struct isotcp_dpdk_port *port)
 {

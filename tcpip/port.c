@@ -84,10 +84,24 @@ void isotcp_tso_set(const struct netif *netif, uint32_t max_payload)
  */
 #define ISOTCP_LOOP_TSO_PAYLOAD (0xffffu - IP_HLEN - TCP_HLEN - 40u)
 
+/* Per netif: does its output loop packets to its own address back? */
+static bool isotcp_looped[256];
+
+void isotcp_loop_set(const struct netif *netif, bool on)
+{
+	isotcp_looped[netif->num] = on;
+}
+
 static bool isotcp_pcb_is_looped(const struct tcp_pcb *pcb, const struct netif *netif)
 {
-	return ip4_addr_isloopback(ip_2_ip4(&pcb->remote_ip)) ||
+	return isotcp_looped[netif->num] &&
 	       ip4_addr_cmp(ip_2_ip4(&pcb->remote_ip), netif_ip4_addr(netif));
+}
+
+int isotcp_ip4_tso(const struct netif *netif, const struct ip4_addr *dest)
+{
+	return isotcp_tso_payload[netif->num] != 0 ||
+	       (isotcp_looped[netif->num] && ip4_addr_cmp(dest, netif_ip4_addr(netif)));
 }
 
 uint32_t isotcp_tso_max(const struct tcp_pcb *pcb, const struct netif *netif)
