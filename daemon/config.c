@@ -194,6 +194,9 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 		num = &cfg->lcore; max = RTE_MAX_LCORE - 1;
 	} else if (strcmp(key, "mbufs") == 0) {
 		num = &cfg->mbufs; min = 4096; max = 1u << 24;
+	} else if (strcmp(key, "mtu") == 0) {
+		/* 9000 (jumbo) and a little more; lwIP's MSS stops at 8960. */
+		num = &cfg->mtu; min = 576; max = 9216;
 	} else if (strcmp(key, "idle_us") == 0) {
 		num = &cfg->idle_us; max = 10000000;
 	} else if (strcmp(key, "sleep_us") == 0) {

@@ -45,6 +45,7 @@ struct isod_config {
 	char path[PATH_MAX];       /* the file read, "" if none */
 	unsigned lcore;
 	unsigned mbufs;            /* per port */
+	unsigned mtu;              /* every port's MTU; 0: the device's own */
 	enum isod_mode mode;
 	unsigned idle_us;          /* idle time before sleeping (adaptive) */
 	unsigned sleep_us;         /* longest timed sleep without RX interrupts */

@@ -116,6 +116,15 @@ static unsigned port_poll(void *arg, unsigned budget)
 	return isotcp_dpdk_poll(arg, budget);
 }
 
+/* Packets to our own addresses: what was looped before this pass. */
+static unsigned loopback_poll(void *arg, unsigned budget)
+{
+	struct isod_loop *loop = arg;
+
+	(void)budget;
+	return isotcp_dpdk_loop_poll(loop->ports, loop->nports);
+}
+
 int isod_loop_add_source(struct isod_loop *loop, const char *name,
 			 unsigned weight, isod_poll_fn poll, void *arg)
 {
@@ -167,6 +176,9 @@ int isod_loop_init(struct isod_loop *loop, const struct isod_config *cfg,
 		if (ret != 0)
 			goto err_epoll;
 	}
+	ret = isod_loop_add_source(loop, "loopback", cfg->weight_rx, loopback_poll, loop);
+	if (ret != 0)
+		goto err_epoll;
 	ret = isod_loop_add_source(loop, "events", cfg->weight_events, events_poll, loop);
 	if (ret != 0)
 		goto err_epoll;
@@ -327,7 +339,7 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 		}
 		loop->stats.idle_tsc += t1 - t0;
 		if (loop->mode != ISOD_MODE_ADAPTIVE || t1 - last_work < loop->idle_tsc ||
-		    loop->ready_head != NULL)
+		    loop->ready_head != NULL || isotcp_dpdk_loop_pending(loop->ports, loop->nports))
 			continue;
 		/* Announce the nap first, then look once more: a doorbell rung
 		 * before the announcement is seen here, one rung after it also

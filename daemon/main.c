@@ -355,6 +355,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < cfg.nports; i++) {
 		struct isotcp_dpdk_port_conf pc = {
 			.mbufs = cfg.mbufs,
+			.mtu = cfg.mtu,
 			.want_rx_intr = cfg.mode == ISOD_MODE_ADAPTIVE,
 			.want_tso = cfg.tso,
 		};

@@ -39,6 +39,9 @@ static void put_port(struct isod_strbuf *o, unsigned i, const struct isotcp_dpdk
 	    i, s->tx_zc_frames, i, s->tx_zc_bytes, i, s->tx_copied_frames);
 	isod_strbuf_put(o, "port.%u.tx_tso_frames %" PRIu64 "\nport.%u.tx_tso_bytes %" PRIu64 "\n",
 	    i, s->tx_tso_frames, i, s->tx_tso_bytes);
+	isod_strbuf_put(o, "port.%u.lo_pkts %" PRIu64 "\nport.%u.lo_bytes %" PRIu64 "\n"
+	    "port.%u.lo_drop_nomem %" PRIu64 "\n",
+	    i, s->lo_pkts, i, s->lo_bytes, i, s->lo_drop_nomem);
 	if (rte_eth_stats_get(p->port_id, &hw) == 0)
 		isod_strbuf_put(o, "port.%u.dev_imissed %" PRIu64 "\nport.%u.dev_ierrors %" PRIu64 "\n"
 		    "port.%u.dev_oerrors %" PRIu64 "\nport.%u.dev_rx_nombuf %" PRIu64 "\n",

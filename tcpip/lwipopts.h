@@ -69,6 +69,12 @@
 #define LWIP_NETIF_LINK_CALLBACK        0
 #define LWIP_NETIF_STATUS_CALLBACK      0
 #define SO_REUSE                        1
+/*
+ * No lwIP loopback (LWIP_NETIF_LOOPBACK): a packet to the daemon's own
+ * address is looped by the DPDK netif's IP output instead (netif_dpdk.c,
+ * "Loopback"), so no extra netif joins the list and netifs of other kinds
+ * (the unit tests' links) keep sending through their linkoutput.
+ */
 
 /* ---- TCP --------------------------------------------------------------- */
 #define LWIP_TCP                        1
@@ -109,16 +115,25 @@
  * established ones waiting for accept() (daemon/backend/sock_tcp.c).
  */
 #define TCP_LISTEN_BACKLOG              0
-#define TCP_MSS                         1460
+/*
+ * The largest MSS we announce or accept: a 9000-byte MTU's. What a SYN
+ * announces and what a connection uses is TCP_MSS capped by the route's
+ * netif MTU less 40 (TCP_CALCULATE_EFF_SEND_MSS), so a 1500-byte port
+ * still says 1460. Queue sizes are counted in segments of the smallest
+ * usual MSS, ISOTCP_ETH_MSS, as before jumbo frames.
+ */
+#define TCP_MSS                         8960
+#define ISOTCP_ETH_MSS                  1460
 #define TCP_CALCULATE_EFF_SEND_MSS      1
 #define LWIP_WND_SCALE                  1
 #define TCP_RCV_SCALE                   3         /* 0xffff << 3 = 512 KB max */
 #define TCP_WND                         (256 * 1024)
 #define TCP_SND_BUF                     (256 * 1024)
 /* lwIP insists on at least 2 * SND_BUF / MSS queued segments. */
-#define TCP_SND_QUEUELEN                (4 * TCP_SND_BUF / TCP_MSS)
-/* tcp_sent() fires when this much send space is free again; a u16 in lwIP. */
-#define TCP_SNDLOWAT                    (32 * 1024)
+#define TCP_SND_QUEUELEN                (4 * TCP_SND_BUF / ISOTCP_ETH_MSS)
+/* Writable-space mark of lwIP's socket API (unused here); a u16 that lwIP
+ * wants 4 MSS below 65535. */
+#define TCP_SNDLOWAT                    (28 * 1024)
 #define TCP_SNDQUEUELOWAT               (TCP_SND_QUEUELEN / 2)
 /* Shared by all connections: segments in flight or queued, system-wide. */
 #define MEMP_NUM_TCP_SEG                65535
@@ -152,7 +167,9 @@
  */
 #define LWIP_TCP_TSO                    1
 #define LWIP_HOOK_TCP_TSO_MAX(pcb, netif) isotcp_tso_max((pcb), (netif))
-#define LWIP_HOOK_IP4_TSO(netif)        (isotcp_tso_max(NULL, (netif)) != 0)
+/* `dest` is ip4_output_if_opt_src()'s: a segment merged for one of our own
+ * addresses is looped whole, never cut (tcpip/port.c). */
+#define LWIP_HOOK_IP4_TSO(netif)        isotcp_ip4_tso((netif), dest)
 
 /* ---- Checksums: per netif, so a port with offload turns software off --- */
 #define LWIP_CHECKSUM_CTRL_PER_NETIF    1
@@ -178,6 +195,9 @@ struct tcp_pcb;
 struct netif;
 uint32_t isotcp_tso_max(const struct tcp_pcb *pcb, const struct netif *netif);
 void isotcp_tso_set(const struct netif *netif, uint32_t max_payload);
+struct ip4_addr;
+int isotcp_ip4_tso(const struct netif *netif, const struct ip4_addr *dest);
+void isotcp_loop_set(const struct netif *netif, _Bool on);
 #endif
 
 #endif /* ISOSTACK_LWIPOPTS_H */

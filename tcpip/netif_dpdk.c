@@ -45,6 +45,7 @@
 #include <rte_mempool.h>
 
 #include "lwip/etharp.h"
+#include "lwip/ip4.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
 #include "lwip/prot/ip.h"
@@ -167,6 +168,93 @@ unsigned isotcp_dpdk_poll(struct isotcp_dpdk_port *port, unsigned budget)
 }
 
 /*
+ * Loopback (see isotcp_dpdk_loop_poll in netif_dpdk.h). The netif's IP
+ * output sends a packet for its own address (an application on isostack
+ * connecting to another through the daemon's address) to a queue instead
+ * of ARP and the device: copied into one PBUF_RAM pbuf, so a zero-copy TX
+ * pbuf pointing into an application's ring is not referenced past the
+ * call. ip4_output has no fragment for it: a TCP segment to ourselves is
+ * merged up to 64 KB and not cut (LWIP_HOOK_IP4_TSO, tcpip/port.c).
+ * The copies were made in memory: their checksums are neither checked (as
+ * Linux's loopback) nor, with TX offload, ever filled in; the netif's
+ * checking flags, which rx_cksum_flags sets per wire frame, are switched
+ * off for them and put back after. No bound on the queue: every
+ * connection's window bounds what it has in flight.
+ */
+static err_t loop_output(struct isotcp_dpdk_port *port, struct pbuf *p)
+{
+	struct pbuf *r = pbuf_alloc(PBUF_RAW, p->tot_len, PBUF_RAM);
+
+	if (r == NULL) {
+		port->stats.lo_drop_nomem++;
+		return ERR_MEM;
+	}
+	if (pbuf_copy(r, p) != ERR_OK) {
+		pbuf_free(r);
+		port->stats.lo_drop_nomem++;
+		return ERR_MEM;
+	}
+	/* One pbuf per packet: r->next links the queue. */
+	if (port->lo_last != NULL)
+		port->lo_last->next = r;
+	else
+		port->lo_first = r;
+	port->lo_last = r;
+	return ERR_OK;
+}
+
+static err_t dpdk_output(struct netif *netif, struct pbuf *p, const ip4_addr_t *dst)
+{
+	if (ip4_addr_cmp(dst, netif_ip4_addr(netif)))
+		return loop_output(netif->state, p);
+	return etharp_output(netif, p, dst);
+}
+
+static unsigned loop_drain(struct isotcp_dpdk_port *port)
+{
+	struct netif *netif = &port->netif;
+	struct pbuf *p = port->lo_first, *next;
+	u16_t chk = netif->chksum_flags;
+	unsigned n = 0;
+
+	if (p == NULL)
+		return 0;
+	port->lo_first = port->lo_last = NULL;
+	NETIF_SET_CHECKSUM_CTRL(netif, chk & (u16_t)~(NETIF_CHECKSUM_CHECK_IP |
+		NETIF_CHECKSUM_CHECK_TCP | NETIF_CHECKSUM_CHECK_UDP |
+		NETIF_CHECKSUM_CHECK_ICMP));
+	for (; p != NULL; p = next) {
+		next = p->next;
+		p->next = NULL;
+		p->if_idx = netif_get_index(netif);
+		port->stats.lo_pkts++;
+		port->stats.lo_bytes += p->tot_len;
+		if (ip4_input(p, netif) != ERR_OK)
+			pbuf_free(p);
+		n++;
+	}
+	NETIF_SET_CHECKSUM_CTRL(netif, chk);
+	return n;
+}
+
+unsigned isotcp_dpdk_loop_poll(struct isotcp_dpdk_port *ports, unsigned nports)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < nports; i++)
+		n += loop_drain(&ports[i]);
+	return n;
+}
+
+bool isotcp_dpdk_loop_pending(const struct isotcp_dpdk_port *ports, unsigned nports)
+{
+	for (unsigned i = 0; i < nports; i++)
+		if (ports[i].lo_first != NULL)
+			return true;
+	return false;
+}
+
+/*
  * Mark an IPv4 frame for checksum offload: the NIC fills the IPv4 header
  * checksum and, for an unfragmented TCP segment, the TCP checksum, which
  * must hold the pseudo-header sum on entry (the usual ethdev contract).
@@ -260,7 +348,8 @@ static err_t dpdk_linkoutput_one(struct netif *netif, struct pbuf *p)
 	} else {
 		/* A frame merged for TSO takes one large mbuf. */
 		bool big = port->tso_pool != NULL &&
-			   p->tot_len > RTE_MBUF_DEFAULT_BUF_SIZE - RTE_PKTMBUF_HEADROOM;
+			   p->tot_len > rte_pktmbuf_data_room_size(port->pool) -
+					RTE_PKTMBUF_HEADROOM;
 
 		m = rte_pktmbuf_alloc(big ? port->tso_pool : port->pool);
 		if (m == NULL) {
@@ -361,13 +450,15 @@ static err_t dpdk_netif_init(struct netif *netif)
 	if (rte_eth_macaddr_get(port->port_id, &mac) != 0)
 		return ERR_IF;
 	rte_eth_dev_get_mtu(port->port_id, &mtu);
+	if (port->mtu != 0)
+		mtu = port->mtu;
 	netif->name[0] = 'd';
 	netif->name[1] = 'p';
 	netif->hwaddr_len = ETH_HWADDR_LEN;
 	memcpy(netif->hwaddr, mac.addr_bytes, ETH_HWADDR_LEN);
 	netif->mtu = mtu;
 	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET;
-	netif->output = etharp_output;
+	netif->output = dpdk_output;
 	netif->linkoutput = dpdk_linkoutput;
 	if (port->caps.rx_cksum)
 		chk &= (u16_t)~(NETIF_CHECKSUM_CHECK_IP | NETIF_CHECKSUM_CHECK_TCP |
@@ -393,6 +484,20 @@ static uint32_t tso_payload(const struct netif *netif)
 #define RX_CKSUM_OFFLOADS (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | \
 			   RTE_ETH_RX_OFFLOAD_TCP_CKSUM | RTE_ETH_RX_OFFLOAD_UDP_CKSUM)
 #define TX_CKSUM_OFFLOADS (RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_TX_OFFLOAD_TCP_CKSUM)
+
+/*
+ * MTU: one frame per mbuf, always (rx_one drops chains), so a jumbo MTU
+ * takes mbufs that hold a whole frame rather than RX scatter; 16383 of
+ * them for 9000 bytes are ~150 MB of the daemon's memory.
+ */
+static uint16_t rx_buf_size(uint16_t mtu)
+{
+	uint32_t frame = (uint32_t)mtu + RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN + 8;
+
+	if (mtu == 0 || frame <= RTE_MBUF_DEFAULT_DATAROOM)
+		return RTE_MBUF_DEFAULT_BUF_SIZE;
+	return (uint16_t)(RTE_PKTMBUF_HEADROOM + RTE_ALIGN_CEIL(frame, 1024));
+}
 
 static int port_configure(struct isotcp_dpdk_port *port, bool rx_intr)
 {
@@ -454,7 +559,7 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 	snprintf(pool_name, sizeof(pool_name), "isotcp_mp%u", conf->port_id);
 	cache = RTE_MIN(256u, conf->mbufs / 8);
 	port->pool = rte_pktmbuf_pool_create(pool_name, conf->mbufs, cache, priv,
-					     RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+					     rx_buf_size(conf->mtu), socket);
 	if (port->pool == NULL)
 		return -rte_errno ? -rte_errno : -ENOMEM;
 	if (port->tso_on) {
@@ -474,6 +579,18 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 	}
 	if (ret != 0)
 		goto err_pool;
+	/* A device that cannot carry the MTU fails here (af_xdp's frames are
+	 * 4 KB in DPDK 22.11): the caller says so, `isostack up` falls back.
+	 * DPDK 22.11's af_packet reports 1518 bytes whatever its ring frames
+	 * hold: its frames are sized by the vdev's framesz (up passes it), its
+	 * RX queue setup checks they fit our mbufs, so its refusal is ignored. */
+	if (conf->mtu != 0) {
+		ret = rte_eth_dev_set_mtu(conf->port_id, conf->mtu);
+		if (ret != 0 && (info.driver_name == NULL ||
+				 strcmp(info.driver_name, "net_af_packet") != 0))
+			goto err_close;
+		port->mtu = conf->mtu;
+	}
 	port->nb_rxd = NB_DESC_DEFAULT;
 	port->nb_txd = NB_DESC_DEFAULT;
 	ret = rte_eth_dev_adjust_nb_rx_tx_desc(conf->port_id, &port->nb_rxd, &port->nb_txd);
@@ -509,6 +626,7 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 		goto err_stop;
 	}
 	isotcp_tso_set(&port->netif, port->tso_on ? tso_payload(&port->netif) : 0);
+	isotcp_loop_set(&port->netif, true);
 	if (make_default)
 		netif_set_default(&port->netif);
 	netif_set_up(&port->netif);
@@ -532,7 +650,16 @@ void isotcp_dpdk_port_close(struct isotcp_dpdk_port *port)
 	if (port->pool == NULL)
 		return;
 	isotcp_tso_set(&port->netif, 0);
+	isotcp_loop_set(&port->netif, false);
 	netif_remove(&port->netif);
+	while (port->lo_first != NULL) {
+		struct pbuf *p = port->lo_first;
+
+		port->lo_first = p->next;
+		p->next = NULL;
+		pbuf_free(p);
+	}
+	port->lo_last = NULL;
 	while (port->txq_len > 0) {
 		rte_pktmbuf_free(port->txq[port->txq_head]);
 		port->txq_head = (uint16_t)((port->txq_head + 1) % ISOTCP_DPDK_TXQ_MAX);

@@ -67,6 +67,9 @@ struct isotcp_dpdk_stats {
 	uint64_t tx_copied_frames; /* frames copied into one mbuf */
 	uint64_t tx_tso_frames;    /* frames the device segments (TSO) */
 	uint64_t tx_tso_bytes;     /* TCP payload bytes in those frames */
+	uint64_t lo_pkts;          /* packets to our own address, looped back */
+	uint64_t lo_bytes;         /* their IP bytes */
+	uint64_t lo_drop_nomem;    /* no heap for the copy (TCP retransmits) */
 };
 
 /* What the port offers, as found by isotcp_dpdk_port_open(). */
@@ -115,18 +118,21 @@ struct isotcp_dpdk_port {
 	uint32_t pressure_held;    /* copy RX frames once lwIP holds this many */
 	bool rx_intr_armed;
 	bool tso_on;               /* TSO in use: caps.tso and conf.want_tso */
+	uint16_t mtu;              /* conf.mtu, set on the device; 0: its own */
 	struct rte_mempool *tso_pool; /* large mbufs for copied TSO frames */
 	isotcp_dpdk_txattach_fn txattach;
 	void *txattach_arg;
 	uint16_t txq_head, txq_len; /* ring of frames waiting for the device */
 	uint64_t tx_stall_since;   /* TSC of the first flush that sent nothing; 0 */
 	struct rte_mbuf *txq[ISOTCP_DPDK_TXQ_MAX];
+	struct pbuf *lo_first, *lo_last; /* looped packets, linked by ->next */
 	struct isotcp_dpdk_stats stats;
 };
 
 struct isotcp_dpdk_port_conf {
 	uint16_t port_id;
 	uint32_t mbufs;            /* mempool size (mbufs) for this port */
+	uint16_t mtu;              /* set the device's MTU (mbufs sized for it); 0: keep */
 	bool want_rx_intr;         /* configure RX interrupts if the PMD has them */
 	bool want_tso;             /* use TSO if the port offers it */
 	ip4_addr_t ip, netmask, gw;
@@ -162,6 +168,17 @@ unsigned isotcp_dpdk_flush(struct isotcp_dpdk_port *port);
 uint32_t isotcp_dpdk_rx_held(const struct isotcp_dpdk_port *port);
 
 /* Frames still waiting in the TX queue. */
+/*
+ * Loopback: hand every packet that the ports' netifs queued for their own
+ * addresses since the last call to ip4_input() (netif_dpdk.c). Packets looped
+ * while this runs (the ACK of a looped segment) wait for the next call, so
+ * one connection cannot keep the dispatcher here. Returns the number of
+ * packets handled; the port's lo_pkts/lo_bytes count them.
+ */
+unsigned isotcp_dpdk_loop_poll(struct isotcp_dpdk_port *ports, unsigned nports);
+/* Is a looped packet waiting (power saving must not sleep on it)? */
+bool isotcp_dpdk_loop_pending(const struct isotcp_dpdk_port *ports, unsigned nports);
+
 static inline unsigned isotcp_dpdk_tx_pending(const struct isotcp_dpdk_port *port)
 {
 	return port->txq_len;

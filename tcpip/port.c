@@ -83,10 +83,41 @@ void isotcp_tso_set(const struct netif *netif, uint32_t max_payload)
 	isotcp_tso_payload[netif->num] = max_payload;
 }
 
+/*
+ * A connection to one of our own addresses never reaches a device: its
+ * segments are looped back whole (lwipopts.h, LWIP_NETIF_LOOPBACK), so
+ * nothing cuts them and lwIP may merge up to what an IPv4 packet holds
+ * (less the largest TCP options). One copy and one ip_input() per 64 KB
+ * instead of per MSS, as Linux's 64 KB loopback MTU does.
+ */
+#define ISOTCP_LOOP_TSO_PAYLOAD (0xffffu - IP_HLEN - TCP_HLEN - 40u)
+
+/* Per netif: does its output loop packets to its own address back? */
+static bool isotcp_looped[256];
+
+void isotcp_loop_set(const struct netif *netif, bool on)
+{
+	isotcp_looped[netif->num] = on;
+}
+
+static bool isotcp_pcb_is_looped(const struct tcp_pcb *pcb, const struct netif *netif)
+{
+	return isotcp_looped[netif->num] &&
+	       ip4_addr_cmp(ip_2_ip4(&pcb->remote_ip), netif_ip4_addr(netif));
+}
+
+int isotcp_ip4_tso(const struct netif *netif, const struct ip4_addr *dest)
+{
+	return isotcp_tso_payload[netif->num] != 0 ||
+	       (isotcp_looped[netif->num] && ip4_addr_cmp(dest, netif_ip4_addr(netif)));
+}
+
 uint32_t isotcp_tso_max(const struct tcp_pcb *pcb, const struct netif *netif)
 {
 	uint32_t max = isotcp_tso_payload[netif->num];
 
+	if (pcb != NULL && isotcp_pcb_is_looped(pcb, netif))
+		return ISOTCP_LOOP_TSO_PAYLOAD;
 	if (max == 0 || pcb == NULL)
 		return max;
 	if (netif->mtu <= IP_HLEN + TCP_HLEN ||

@@ -61,7 +61,7 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	/* The receive window is at most the RX ring (sock.c): less than one
 	 * segment would stall every connection. */
 	if (conf == NULL || conf->control_path == NULL || conf->shm.max_sockets < 2 ||
-	    conf->rx_ring < TCP_MSS || conf->rx_ring < 4096 || conf->tx_ring < 4096 ||
+	    conf->rx_ring < ISOTCP_ETH_MSS || conf->rx_ring < 4096 || conf->tx_ring < 4096 ||
 	    (conf->rx_ring & (conf->rx_ring - 1)) != 0 || (conf->tx_ring & (conf->tx_ring - 1)) != 0 ||
 	    conf->rx_ring > conf->shm.max_ring_bytes || conf->tx_ring > conf->shm.max_ring_bytes ||
 	    conf->tx_start < 4096 || conf->rx_start < 4096 ||

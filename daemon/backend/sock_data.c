@@ -45,8 +45,12 @@ void isod_sk_wnd_update(struct isod_sock *sk)
 	uint32_t step = sk->rx.bytes / 4;
 	int32_t unannounced = (int32_t)(pcb->rcv_nxt + pcb->rcv_wnd - pcb->rcv_ann_right_edge);
 
-	if (step < TCP_MSS)
-		step = TCP_MSS;
+	/* At least a segment, but never more than half the ring: a jumbo
+	 * MSS exceeds a shrunk (4 KiB) ring. */
+	if (step < pcb->mss)
+		step = pcb->mss;
+	if (step > sk->rx.bytes / 2)
+		step = sk->rx.bytes / 2;
 	if (unannounced >= (int32_t)step) {
 		tcp_ack_now(pcb);
 		tcp_output(pcb);

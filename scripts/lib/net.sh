@@ -55,7 +55,7 @@ net_state_load() {
 	local line key val
 	S_NS_STACK= S_NS_PEER= S_IF_STACK= S_IF_PEER= S_DAEMON_PID= S_DAEMON_START=
 	S_DAEMON_LOG= S_CONTROL= S_FILE_PREFIX= S_PMD= S_MEM= S_HUGE_ADDED=
-	S_HUGE_DIR= S_STACK_MAC= S_ADDR= S_PEER_ADDR= S_MODE= S_RUNTIME_DIR=
+	S_HUGE_DIR= S_STACK_MAC= S_ADDR= S_PEER_ADDR= S_MODE= S_RUNTIME_DIR= S_MTU=
 	[ -r "$NET_STATE/state" ] || return 1
 	while IFS= read -r line; do
 		key=${line%%=*}
@@ -187,7 +187,14 @@ net_start_daemon() {
 
 	case $pmd in
 	af_xdp)    vdev="net_af_xdp0,iface=$NET_IF_STACK,start_queue=0,queue_count=1" ;;
-	af_packet) vdev="net_af_packet0,iface=$NET_IF_STACK,qpairs=1" ;;
+	af_packet) vdev="net_af_packet0,iface=$NET_IF_STACK,qpairs=1"
+		# Its ring frames are 2 KB by default: one jumbo frame each, no
+		# larger than the daemon's mbufs (MTU + 26 rounded up to 1 KB;
+		# a frame also holds 32 bytes of header), four to a block.
+		if [ "${NET_MTU:-1500}" -gt 1500 ]; then
+			local fs=$(( (NET_MTU + 26 + 1023) / 1024 * 1024 ))
+			vdev="$vdev,framesz=$fs,blocksz=$((fs * 4))"
+		fi ;;
 	*)         die "unknown --pmd '$pmd' (af_xdp or af_packet)" ;;
 	esac
 	eal=(--file-prefix "$NET_PREFIX")
@@ -247,7 +254,7 @@ summary_up() { echo "start isostackd on a veth between two namespaces"; }
 help_up() {
 	cat <<EOF
 usage: isostack up [--pmd auto|af_xdp|af_packet] [--mode busy|adaptive]
-                   [--idle-us N] [--mbufs N] [--set KEY=VALUE]... [--no-echo]
+                   [--idle-us N] [--mbufs N] [--mtu N] [--set KEY=VALUE]... [--no-echo]
                    [--timeout SEC] [--no-daemon] [-- MORE ISOSTACKD OPTIONS]
 
 Builds the default topology without a NIC: namespaces $(ISOSTACK_NS_PREFIX=${ISOSTACK_NS_PREFIX:-iso} net_names; echo "$NET_NS_STACK and $NET_NS_PEER")
@@ -255,6 +262,11 @@ joined by a veth pair. isostackd drives its end through DPDK's net_af_xdp
 vdev (net_af_packet when AF_XDP is unavailable or fails) with address
 $NET_ADDR/$NET_PLEN, pinned to core ${ISOSTACK_STACK_CORE:-1}; that end has no kernel address, so
 only the daemon answers. The peer end is $NET_PEER_ADDR/$NET_PLEN.
+
+--mtu N (default 1500) sets the MTU of both veth ends and of the daemon's
+port (its mbufs hold a whole frame; lwIP announces an MSS of N-40, at most
+8960). If af_xdp cannot carry that MTU (DPDK 22.11's frames are 4 KB), --pmd auto
+says so and falls back to af_packet.
 
 Hugepages: up wants ${ISOSTACK_UP_HUGEPAGES:-256} free 2 MiB pages, raising nr_hugepages if
 needed (down gives back what it added); otherwise it runs with --no-huge.
@@ -276,6 +288,7 @@ EOF
 cmd_up() {
 	local pmd=auto echo=1 mac daemon=1
 	NET_TIMEOUT=30
+	NET_MTU=1500
 	NET_UP_ARGS=()
 
 	while [ $# -gt 0 ]; do
@@ -284,6 +297,12 @@ cmd_up() {
 		--mode)    NET_UP_ARGS+=(--mode "${2:?--mode needs a value}"); shift ;;
 		--idle-us) NET_UP_ARGS+=(--idle-us "${2:?--idle-us needs a value}"); shift ;;
 		--mbufs)   NET_UP_ARGS+=(--mbufs "${2:?--mbufs needs a value}"); shift ;;
+		--mtu)     NET_MTU=${2:?--mtu needs a value}; shift
+			   case $NET_MTU in
+			   *[!0-9]*|"") die "--mtu '$NET_MTU': a number of bytes" ;;
+			   esac
+			   [ "$NET_MTU" -ge 576 ] && [ "$NET_MTU" -le 9216 ] ||
+				die "--mtu $NET_MTU: from 576 to 9216" ;;
 		--set)     NET_UP_ARGS+=(--set "${2:?--set needs KEY=VALUE}"); shift ;;
 		--no-echo) echo=0 ;;
 		--no-daemon) daemon=0 ;;
@@ -294,6 +313,7 @@ cmd_up() {
 		shift
 	done
 	[ $echo = 1 ] && NET_UP_ARGS+=(--echo "$NET_ADDR")
+	[ "$NET_MTU" = 1500 ] || NET_UP_ARGS+=(--set "mtu=$NET_MTU")
 
 	need_root up
 	net_names
@@ -314,6 +334,7 @@ cmd_up() {
 	: >"$NET_STATE/state"
 	net_record ADDR "$NET_ADDR"
 	net_record PEER_ADDR "$NET_PEER_ADDR"
+	net_record MTU "$NET_MTU"
 	trap 'net_fail "interrupted"; trap - INT TERM; exit 130' INT TERM
 
 	if ! net_build_links; then
@@ -348,6 +369,8 @@ cmd_up() {
 			# It exited: most likely the vdev could not open.
 			echo "isostackd did not start on net_af_xdp; its log:" >&2
 			tail -n 10 "$NET_STATE/isostackd.log" | sed 's/^/    /' >&2
+			[ "$NET_MTU" = 1500 ] ||
+				echo "(with --mtu $NET_MTU: af_xdp cannot carry frames that large here)" >&2
 			echo "retrying with net_af_packet" >&2
 			mv "$NET_STATE/isostackd.log" "$NET_STATE/isostackd-af_xdp.log"
 			rm -rf "/var/run/dpdk/$NET_PREFIX"
@@ -391,11 +414,13 @@ net_build_links() {
 		sysctl -qw net.ipv6.conf.$NET_IF_STACK.disable_ipv6=1
 		ethtool -K $NET_IF_STACK tx off tso off gso off gro off >/dev/null 2>&1 || true
 		ip link set lo up
+		ip link set $NET_IF_STACK mtu ${NET_MTU:-1500}
 		ip link set $NET_IF_STACK up" || return 1
 	ip netns exec "$NET_NS_PEER" sh -e -c "
 		sysctl -qw net.ipv6.conf.$NET_IF_PEER.disable_ipv6=1
 		ethtool -K $NET_IF_PEER tx off tso off gso off gro off >/dev/null 2>&1 || true
 		ip link set lo up
+		ip link set $NET_IF_PEER mtu ${NET_MTU:-1500}
 		ip addr add $NET_PEER_ADDR/$NET_PLEN dev $NET_IF_PEER
 		ip link set $NET_IF_PEER up" || return 1
 }
