@@ -67,6 +67,9 @@ struct isotcp_dpdk_stats {
 	uint64_t tx_copied_frames; /* frames copied into one mbuf */
 	uint64_t tx_tso_frames;    /* frames the device segments (TSO) */
 	uint64_t tx_tso_bytes;     /* TCP payload bytes in those frames */
+	uint64_t dev_tsc;          /* TSC cycles inside rte_eth_rx_burst and
+				    * rte_eth_tx_burst (two rdtsc per call);
+				    * the loop splits its busy cycles with it */
 };
 
 /* What the port offers, as found by isotcp_dpdk_port_open(). */
