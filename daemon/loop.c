@@ -9,7 +9,10 @@
  * the others, nor the applications, nor the timers. After the sources, the
  * lwIP timers run (at most once per millisecond, from the TSC clock) and
  * every port's TX queue is flushed with one rte_eth_tx_burst() per port:
- * all frames produced during the pass leave together.
+ * all frames produced during the pass leave together. Each pass is timed
+ * as busy (it did work) or idle; of the busy cycles, those inside the
+ * ports' burst calls (the netif's dev_tsc) are device I/O, the rest stack
+ * work (docs/daemon.md, the loop's cycles).
  *
  * Internal events: lwIP callbacks (data arrived, window opened, accepted,
  * error) never run application work themselves; they post an event to the
