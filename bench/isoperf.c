@@ -6,6 +6,7 @@
  *   isoperf server [-p PORT] [-B ADDR]
  *   isoperf client ADDR [-p PORT] [-m send|recv|rr] [-c CONNS] [-l BYTES]
  *                  [-d SECONDS] [--nodelay] [--verify] [--json PATH]
+ *                  [--window-cmd PATH]
  *
  * One thread per connection on both sides, as the paper's "multi-threaded
  * TTCP-like application, where each thread sends or receives data over a
@@ -20,10 +21,18 @@
  * --verify the payload is a per-connection pseudo-random stream that the
  * receiver checks byte by byte.
  *
- * Reported: messages/s, Gbit/s, round trips/s and latency percentiles, and
- * CPU use: this process (getrusage) and the whole machine (/proc/stat), in
- * the paper's terms (100% = every core busy). A table on stdout, JSON with
- * --json.
+ * The measuring window: once every connection is up and its thread runs,
+ * `PATH start` runs (--window-cmd, synchronously, without the shim in its
+ * environment, so a caller can snapshot the daemon's counters), then the
+ * window opens: CPU counters and every connection's message count are
+ * sampled, the test sleeps its duration, and they are sampled again before
+ * `PATH end` runs. Traffic flows throughout, so the hook's snapshots see
+ * the same steady state. Everything reported is over that window: the
+ * operations (messages, or round trips) counted in it, Gbit/s, latency
+ * percentiles of the round trips that ended in it, the CPU use of this
+ * process (getrusage) and of every core (/proc/stat; 100% = every core
+ * busy, as in the paper), and this process's TSC cycles per operation
+ * (isoperf_acct.c). A table on stdout, JSON with --json.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -39,15 +48,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "isoperf_acct.h"
+
 #define ISOPERF_MAGIC     0x69736f70u    /* "isop" */
 #define ISOPERF_MAX_MSG   (1u << 20)
 #define ISOPERF_MAX_CONNS 1024
-#define LAT_SAMPLES_MAX   (1u << 20)
+#define LAT_SAMPLES_MAX   (1u << 22)     /* round trips timed, all connections */
+/* Per-connection threads do little on their stacks: 1 MB keeps 1024 of
+ * them (ISOPERF_MAX_CONNS) at 1 GB of address space, not 8 GB. */
+#define ISOPERF_STACK     (1u << 20)
 
 enum isoperf_mode { MODE_SEND = 1, MODE_RECV = 2, MODE_RR = 3 };
 
@@ -69,22 +82,13 @@ struct opts {
 	bool nodelay;
 	bool verify;
 	const char *json;
+	const char *window_cmd;
 };
 
 static struct opts opt = {
 	.port = 5201 + 100, .mode = MODE_SEND, .conns = 1, .msg_len = 64,
 	.seconds = 5.0,
 };
-
-static atomic_bool stop_flag;
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void die(const char *what)
 {
@@ -162,35 +166,18 @@ static ssize_t read_all(int fd, void *buf, size_t n)
 	return (ssize_t)got;
 }
 
-/* ---- CPU accounting -------------------------------------------------- */
-
-struct cpu_sample {
-	double wall;
-	double proc;                /* user + system seconds of this process */
-	unsigned long long busy, total;  /* /proc/stat jiffies, all cores */
-};
-
-static void cpu_sample(struct cpu_sample *s)
+static void thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-	struct rusage ru;
-	unsigned long long v[10] = { 0 };
-	FILE *f;
+	pthread_attr_t attr;
+	int rc;
 
-	s->wall = now_s();
-	getrusage(RUSAGE_SELF, &ru);
-	s->proc = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-		  ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-	s->busy = s->total = 0;
-	f = fopen("/proc/stat", "r");
-	if (f != NULL) {
-		if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
-			   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
-			   &v[7], &v[8], &v[9]) >= 8) {
-			for (int i = 0; i < 8; i++)
-				s->total += v[i];
-			s->busy = s->total - v[3] - v[4];   /* less idle, iowait */
-		}
-		fclose(f);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, ISOPERF_STACK);
+	rc = pthread_create(t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		errno = rc;
+		die("pthread_create");
 	}
 }
 
@@ -305,27 +292,111 @@ static int run_server(void)
 		if (sc == NULL)
 			die("malloc");
 		sc->fd = fd;
-		if (pthread_create(&t, NULL, server_conn_main, sc) != 0)
-			die("pthread_create");
+		thread_start(&t, server_conn_main, sc);
 		pthread_detach(t);
 	}
 }
 
 /* ---- Client ----------------------------------------------------------- */
 
+/* The run's phases; the main thread moves them forward, the connections'
+ * threads read them (relaxed: a message more or less at an edge is fine,
+ * the counts the main thread samples are what it reports). */
+enum { PHASE_WARM, PHASE_WINDOW, PHASE_AFTER, PHASE_STOP };
+static atomic_int phase;
+
 struct client_conn {
 	pthread_t thread;
 	int fd;
 	unsigned int id;
-	uint64_t bytes;             /* payload moved by this connection */
-	uint64_t msgs;
+	/* Written by the connection's thread only, read by the main thread at
+	 * the window's edges. */
+	_Atomic uint64_t bytes;     /* payload moved by this connection */
+	_Atomic uint64_t msgs;
+	uint64_t bytes0, msgs0;     /* main thread: at the window's start */
 	uint64_t server_bytes;      /* send mode: what the server counted */
-	uint32_t *lat_ns;           /* rr mode: round-trip samples */
-	uint32_t nlat;
+	uint32_t *lat_ns;           /* rr mode: round trips ended in the window */
+	uint32_t nlat, maxlat;
 	const char *error;
 };
 
 static pthread_barrier_t start_barrier;
+
+static bool running(void)
+{
+	return atomic_load_explicit(&phase, memory_order_relaxed) != PHASE_STOP;
+}
+
+/* One message or round trip done: publish the counts (plain stores). */
+static void conn_count(struct client_conn *c, uint64_t bytes)
+{
+	atomic_store_explicit(&c->bytes, atomic_load_explicit(&c->bytes,
+			      memory_order_relaxed) + bytes, memory_order_relaxed);
+	atomic_store_explicit(&c->msgs, atomic_load_explicit(&c->msgs,
+			      memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static void client_send(struct client_conn *c, struct pattern *pt, uint8_t *buf)
+{
+	while (running()) {
+		if (opt.verify)
+			pattern_fill(pt, buf, opt.msg_len);
+		if (write_all(c->fd, buf, opt.msg_len) < 0) {
+			c->error = "send failed";
+			break;
+		}
+		conn_count(c, opt.msg_len);
+	}
+	shutdown(c->fd, SHUT_WR);
+	if (read_all(c->fd, &c->server_bytes, sizeof(c->server_bytes)) == sizeof(c->server_bytes))
+		c->server_bytes = be64toh(c->server_bytes);
+	else if (c->error == NULL)
+		c->error = "no byte count from the server";
+}
+
+static void client_recv(struct client_conn *c, struct pattern *pt, uint8_t *buf)
+{
+	while (running()) {
+		ssize_t r = recv(c->fd, buf, opt.msg_len, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			c->error = "server closed early";
+			break;
+		}
+		if (opt.verify && pattern_check(pt, buf, (size_t)r) >= 0) {
+			c->error = "payload mismatch";
+			break;
+		}
+		conn_count(c, (uint64_t)r);
+	}
+}
+
+static void client_rr(struct client_conn *c, struct pattern *pt, uint8_t *buf,
+		      uint8_t *sent)
+{
+	while (running()) {
+		double t0 = isoperf_now(), t1;
+
+		if (opt.verify)
+			pattern_fill(pt, sent, opt.msg_len);
+		if (write_all(c->fd, sent, opt.msg_len) < 0 ||
+		    read_all(c->fd, buf, opt.msg_len) != (ssize_t)opt.msg_len) {
+			c->error = "round trip failed";
+			break;
+		}
+		t1 = isoperf_now();
+		if (opt.verify && memcmp(buf, sent, opt.msg_len) != 0) {
+			c->error = "echo differs from the request";
+			break;
+		}
+		if (atomic_load_explicit(&phase, memory_order_relaxed) == PHASE_WINDOW &&
+		    c->nlat < c->maxlat)
+			c->lat_ns[c->nlat++] = (uint32_t)((t1 - t0) * 1e9);
+		conn_count(c, opt.msg_len);
+	}
+}
 
 static void *client_conn_main(void *arg)
 {
@@ -339,65 +410,12 @@ static void *client_conn_main(void *arg)
 	memset(buf, 0xa5, opt.msg_len);
 	memset(sent, 0x5a, opt.msg_len);
 	pthread_barrier_wait(&start_barrier);
-
-	switch (opt.mode) {
-	case MODE_SEND:
-		while (!atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
-			if (opt.verify)
-				pattern_fill(&pt, buf, opt.msg_len);
-			if (write_all(c->fd, buf, opt.msg_len) < 0) {
-				c->error = "send failed";
-				break;
-			}
-			c->bytes += opt.msg_len;
-			c->msgs++;
-		}
-		shutdown(c->fd, SHUT_WR);
-		if (read_all(c->fd, &c->server_bytes, sizeof(c->server_bytes)) == sizeof(c->server_bytes))
-			c->server_bytes = be64toh(c->server_bytes);
-		else if (c->error == NULL)
-			c->error = "no byte count from the server";
-		break;
-	case MODE_RECV:
-		while (!atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
-			ssize_t r = recv(c->fd, buf, opt.msg_len, 0);
-
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				c->error = "server closed early";
-				break;
-			}
-			if (opt.verify && pattern_check(&pt, buf, (size_t)r) >= 0) {
-				c->error = "payload mismatch";
-				break;
-			}
-			c->bytes += (uint64_t)r;
-			c->msgs++;
-		}
-		break;
-	case MODE_RR:
-		while (!atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
-			double t0 = now_s();
-
-			if (opt.verify)
-				pattern_fill(&pt, sent, opt.msg_len);
-			if (write_all(c->fd, sent, opt.msg_len) < 0 ||
-			    read_all(c->fd, buf, opt.msg_len) != (ssize_t)opt.msg_len) {
-				c->error = "round trip failed";
-				break;
-			}
-			if (opt.verify && memcmp(buf, sent, opt.msg_len) != 0) {
-				c->error = "echo differs from the request";
-				break;
-			}
-			if (c->nlat < LAT_SAMPLES_MAX / opt.conns)
-				c->lat_ns[c->nlat++] = (uint32_t)((now_s() - t0) * 1e9);
-			c->bytes += opt.msg_len;
-			c->msgs++;
-		}
-		break;
-	}
+	if (opt.mode == MODE_SEND)
+		client_send(c, &pt, buf);
+	else if (opt.mode == MODE_RECV)
+		client_recv(c, &pt, buf);
+	else
+		client_rr(c, &pt, buf, sent);
 	free(sent);
 	free(buf);
 	return NULL;
@@ -437,16 +455,161 @@ static const char *mode_name(enum isoperf_mode m)
 	return m == MODE_SEND ? "send" : m == MODE_RECV ? "recv" : "rr";
 }
 
+/* What the window measured. */
+struct result {
+	struct isoperf_cpu c0, c1;
+	double secs;
+	uint64_t bytes, ops;
+	double p50, p99, p999;      /* us */
+	double tsc_hz;
+	int failures;
+};
+
+/* Nearest-rank percentile q of n sorted samples, in microseconds. */
+static double percentile(const uint32_t *v, uint32_t n, double q)
+{
+	uint32_t k = (uint32_t)(q * n + 0.999999);
+
+	if (n == 0)
+		return 0;
+	return v[k == 0 ? 0 : (k > n ? n : k) - 1] / 1000.0;
+}
+
+/* The round trips of every connection, in one sorted run, percentiles. */
+static void latency_sum(struct result *r, struct client_conn *conns, uint32_t *lat)
+{
+	uint32_t n = 0;
+
+	for (unsigned int i = 0; i < opt.conns; i++) {
+		memmove(lat + n, conns[i].lat_ns, conns[i].nlat * sizeof(uint32_t));
+		n += conns[i].nlat;
+	}
+	qsort(lat, n, sizeof(uint32_t), cmp_u32);
+	r->p50 = percentile(lat, n, 0.50);
+	r->p99 = percentile(lat, n, 0.99);
+	r->p999 = percentile(lat, n, 0.999);
+}
+
+/*
+ * The window: hook, samples, the duration, samples, hook (header comment).
+ * The connections' threads are running when this is called.
+ */
+static void window_measure(struct result *r, struct client_conn *conns)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)opt.seconds,
+		.tv_nsec = (long)((opt.seconds - (time_t)opt.seconds) * 1e9),
+	};
+
+	if (isoperf_window_hook(opt.window_cmd, "start") != 0)
+		r->failures++;
+	isoperf_cpu_sample(&r->c0);
+	for (unsigned int i = 0; i < opt.conns; i++) {
+		conns[i].bytes0 = atomic_load_explicit(&conns[i].bytes, memory_order_relaxed);
+		conns[i].msgs0 = atomic_load_explicit(&conns[i].msgs, memory_order_relaxed);
+	}
+	atomic_store(&phase, PHASE_WINDOW);
+	/* The test's own clock: sleeping here is its duration, not a sync. */
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	atomic_store(&phase, PHASE_AFTER);
+	isoperf_cpu_sample(&r->c1);
+	for (unsigned int i = 0; i < opt.conns; i++) {
+		r->bytes += atomic_load_explicit(&conns[i].bytes, memory_order_relaxed) -
+			    conns[i].bytes0;
+		r->ops += atomic_load_explicit(&conns[i].msgs, memory_order_relaxed) -
+			  conns[i].msgs0;
+	}
+	if (isoperf_window_hook(opt.window_cmd, "end") != 0)
+		r->failures++;
+	r->secs = r->c1.wall - r->c0.wall;
+}
+
+/* Stop and join every connection; count what went wrong. */
+static void client_stop(struct result *r, struct client_conn *conns)
+{
+	atomic_store(&phase, PHASE_STOP);
+	for (unsigned int i = 0; i < opt.conns; i++) {
+		struct client_conn *c = &conns[i];
+
+		if (opt.mode == MODE_RECV)
+			shutdown(c->fd, SHUT_RDWR);     /* unblock recv */
+		pthread_join(c->thread, NULL);
+		close(c->fd);
+		if (c->error && opt.mode != MODE_RECV) {
+			fprintf(stderr, "isoperf: connection %u: %s\n", i, c->error);
+			r->failures++;
+		}
+		if (opt.mode == MODE_SEND && c->server_bytes != c->bytes) {
+			fprintf(stderr, "isoperf: connection %u: sent %llu bytes, server received %llu\n",
+				i, (unsigned long long)c->bytes,
+				(unsigned long long)c->server_bytes);
+			r->failures++;
+		}
+	}
+}
+
+static void report_json(const struct result *r, FILE *f)
+{
+	double app_s = r->c1.proc - r->c0.proc;
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+
+	fprintf(f, "{\"tool\": \"isoperf\", \"mode\": \"%s\", \"conns\": %u, "
+		"\"msg_bytes\": %u, \"seconds\": %.3f, \"window_s\": %.6f, "
+		"\"bytes\": %llu, \"msgs\": %llu, \"ops\": %llu, "
+		"\"msgs_per_s\": %.1f, \"gbit_per_s\": %.4f, ",
+		mode_name(opt.mode), opt.conns, opt.msg_len, r->secs, r->secs,
+		(unsigned long long)r->bytes, (unsigned long long)r->ops,
+		(unsigned long long)r->ops, r->ops / r->secs,
+		r->bytes * 8 / r->secs / 1e9);
+	fprintf(f, "\"rtt_p50_us\": %.2f, \"rtt_p99_us\": %.2f, \"rtt_p999_us\": %.2f, ",
+		r->p50, r->p99, r->p999);
+	fprintf(f, "\"app_cpu_pct\": %.2f, \"sys_cpu_pct\": %.2f, "
+		"\"cpu_total_pct\": %.2f, \"cpu_core_pct\": [",
+		100.0 * app_s / r->secs / ncpu, isoperf_cpu_pct(&r->c0, &r->c1, 0),
+		isoperf_cpu_pct(&r->c0, &r->c1, 0));
+	for (int i = 0; i < r->c1.ncores; i++)
+		fprintf(f, "%s%.2f", i ? ", " : "", isoperf_cpu_pct(&r->c0, &r->c1, i + 1));
+	fprintf(f, "], \"app_cpu_s\": %.6f, \"tsc_hz\": %.0f, \"app_cycles_per_op\": ",
+		app_s, r->tsc_hz);
+	if (r->tsc_hz > 0 && r->ops > 0)
+		fprintf(f, "%.1f", app_s * r->tsc_hz / (double)r->ops);
+	else
+		fprintf(f, "null");
+	fprintf(f, ", \"cores\": %d, \"verified\": %s, \"failures\": %d}\n",
+		ncpu, opt.verify ? "true" : "false", r->failures);
+}
+
+static void report(const struct result *r)
+{
+	double app_s = r->c1.proc - r->c0.proc;
+	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+
+	printf("%-5s %6s %8s %12s %10s %9s %9s %8s %8s %9s %10s\n", "mode", "conns",
+	       "msg_B", "msgs/s", "Gbit/s", "p50_us", "p99_us", "app_cpu%", "sys_cpu%",
+	       "p99.9_us", "app_cyc/op");
+	printf("%-5s %6u %8u %12.0f %10.3f %9.1f %9.1f %8.1f %8.1f %9.1f %10.0f\n",
+	       mode_name(opt.mode), opt.conns, opt.msg_len, r->ops / r->secs,
+	       r->bytes * 8 / r->secs / 1e9, r->p50, r->p99,
+	       100.0 * app_s / r->secs / ncpu, isoperf_cpu_pct(&r->c0, &r->c1, 0), r->p999,
+	       r->ops > 0 ? app_s * r->tsc_hz / (double)r->ops : 0);
+	if (opt.json) {
+		FILE *f = fopen(opt.json, "w");
+
+		if (f == NULL)
+			die(opt.json);
+		report_json(r, f);
+		if (fclose(f) != 0)
+			die(opt.json);
+	}
+}
+
 static int run_client(void)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(opt.port) };
+	struct result r = { .tsc_hz = isoperf_tsc_hz() };
 	struct client_conn *conns;
-	struct cpu_sample c0, c1;
-	uint64_t bytes = 0, msgs = 0;
-	uint32_t *lat = NULL, nlat = 0;
-	double secs, p50 = 0, p99 = 0, proc_pct, sys_pct;
-	int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
-	int failures = 0;
+	uint32_t *lat = NULL;
 
 	if (inet_pton(AF_INET, opt.addr, &sa.sin_addr) != 1) {
 		fprintf(stderr, "isoperf: bad address '%s'\n", opt.addr);
@@ -464,86 +627,22 @@ static int run_client(void)
 	for (unsigned int i = 0; i < opt.conns; i++) {
 		conns[i].id = i;
 		conns[i].fd = connect_one(&sa, i);
-		conns[i].lat_ns = lat ? lat + (size_t)i * (LAT_SAMPLES_MAX / opt.conns) : NULL;
-		if (pthread_create(&conns[i].thread, NULL, client_conn_main, &conns[i]) != 0)
-			die("pthread_create");
+		if (lat != NULL) {
+			conns[i].maxlat = LAT_SAMPLES_MAX / opt.conns;
+			conns[i].lat_ns = lat + (size_t)i * conns[i].maxlat;
+		}
+		thread_start(&conns[i].thread, client_conn_main, &conns[i]);
 	}
-	cpu_sample(&c0);
+	isoperf_window_clock();
 	pthread_barrier_wait(&start_barrier);
-	{
-		struct timespec ts = {
-			.tv_sec = (time_t)opt.seconds,
-			.tv_nsec = (long)((opt.seconds - (time_t)opt.seconds) * 1e9),
-		};
-
-		/* The test's own clock: sleeping here is its duration, not a sync. */
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
-	atomic_store(&stop_flag, true);
-	cpu_sample(&c1);
-	for (unsigned int i = 0; i < opt.conns; i++) {
-		if (opt.mode == MODE_RECV)
-			shutdown(conns[i].fd, SHUT_RDWR);     /* unblock recv */
-		pthread_join(conns[i].thread, NULL);
-		close(conns[i].fd);
-		bytes += conns[i].bytes;
-		msgs += conns[i].msgs;
-		if (conns[i].error && !(opt.mode == MODE_RECV)) {
-			fprintf(stderr, "isoperf: connection %u: %s\n", i, conns[i].error);
-			failures++;
-		}
-		if (opt.mode == MODE_SEND && conns[i].server_bytes != conns[i].bytes) {
-			fprintf(stderr, "isoperf: connection %u: sent %llu bytes, server received %llu\n",
-				i, (unsigned long long)conns[i].bytes,
-				(unsigned long long)conns[i].server_bytes);
-			failures++;
-		}
-	}
-	secs = c1.wall - c0.wall;
-	if (lat) {
-		uint32_t *all = malloc(sizeof(uint32_t) * LAT_SAMPLES_MAX);
-
-		for (unsigned int i = 0; i < opt.conns; i++) {
-			memcpy(all + nlat, conns[i].lat_ns, conns[i].nlat * sizeof(uint32_t));
-			nlat += conns[i].nlat;
-		}
-		if (nlat > 0) {
-			qsort(all, nlat, sizeof(uint32_t), cmp_u32);
-			p50 = all[nlat / 2] / 1000.0;
-			p99 = all[(uint32_t)(nlat * 0.99)] / 1000.0;
-		}
-		free(all);
-	}
-	proc_pct = 100.0 * (c1.proc - c0.proc) / secs / ncpu;
-	sys_pct = c1.total > c0.total ?
-		100.0 * (double)(c1.busy - c0.busy) / (double)(c1.total - c0.total) : 0;
-
-	printf("%-5s %6s %8s %12s %10s %9s %9s %8s %8s\n", "mode", "conns", "msg_B",
-	       "msgs/s", "Gbit/s", "p50_us", "p99_us", "app_cpu%", "sys_cpu%");
-	printf("%-5s %6u %8u %12.0f %10.3f %9.1f %9.1f %8.1f %8.1f\n",
-	       mode_name(opt.mode), opt.conns, opt.msg_len, msgs / secs,
-	       bytes * 8 / secs / 1e9, p50, p99, proc_pct, sys_pct);
-	if (opt.json) {
-		FILE *f = fopen(opt.json, "w");
-
-		if (f == NULL)
-			die(opt.json);
-		fprintf(f, "{\"tool\": \"isoperf\", \"mode\": \"%s\", \"conns\": %u, "
-			"\"msg_bytes\": %u, \"seconds\": %.3f, \"bytes\": %llu, "
-			"\"msgs\": %llu, \"msgs_per_s\": %.1f, \"gbit_per_s\": %.4f, "
-			"\"rtt_p50_us\": %.2f, \"rtt_p99_us\": %.2f, "
-			"\"app_cpu_pct\": %.2f, \"sys_cpu_pct\": %.2f, \"cores\": %d, "
-			"\"verified\": %s, \"failures\": %d}\n",
-			mode_name(opt.mode), opt.conns, opt.msg_len, secs,
-			(unsigned long long)bytes, (unsigned long long)msgs,
-			msgs / secs, bytes * 8 / secs / 1e9, p50, p99, proc_pct,
-			sys_pct, ncpu, opt.verify ? "true" : "false", failures);
-		fclose(f);
-	}
+	window_measure(&r, conns);
+	client_stop(&r, conns);
+	if (lat != NULL)
+		latency_sum(&r, conns, lat);
+	report(&r);
 	free(lat);
 	free(conns);
-	return failures ? 1 : 0;
+	return r.failures ? 1 : 0;
 }
 
 static void usage(FILE *f)
@@ -552,9 +651,12 @@ static void usage(FILE *f)
 		"usage: isoperf server [-p PORT] [-B ADDR] [--nodelay]\n"
 		"       isoperf client ADDR [-p PORT] [-m send|recv|rr] [-c CONNS]\n"
 		"                      [-l BYTES] [-d SECONDS] [--nodelay] [--verify]\n"
-		"                      [--json PATH]\n"
+		"                      [--json PATH] [--window-cmd PATH]\n"
 		"The paper's TTCP-like streaming (send, recv) and request/response (rr)\n"
-		"tests over plain BSD sockets; one thread per connection.\n");
+		"tests over plain BSD sockets; one thread per connection.\n"
+		"--window-cmd PATH: run 'PATH start' just before the measuring window\n"
+		"and 'PATH end' just after it (waited for; without LD_PRELOAD and the\n"
+		"shim's ISOSTACK_CONTROL/REQUIRE/DISABLE/INHERIT, ISOSOCK_* variables).\n");
 }
 
 int main(int argc, char **argv)
@@ -569,6 +671,7 @@ int main(int argc, char **argv)
 		{ "nodelay", no_argument, NULL, 'N' },
 		{ "verify", no_argument, NULL, 'V' },
 		{ "json", required_argument, NULL, 'j' },
+		{ "window-cmd", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -604,6 +707,7 @@ int main(int argc, char **argv)
 		case 'N': opt.nodelay = true; break;
 		case 'V': opt.verify = true; break;
 		case 'j': opt.json = optarg; break;
+		case 'W': opt.window_cmd = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -612,6 +716,11 @@ int main(int argc, char **argv)
 	    opt.msg_len == 0 || opt.msg_len > ISOPERF_MAX_MSG || opt.seconds <= 0) {
 		fprintf(stderr, "isoperf: bad option value (mode send|recv|rr, 1..%u conns, "
 			"1..%u bytes, seconds > 0)\n", ISOPERF_MAX_CONNS, ISOPERF_MAX_MSG);
+		return 2;
+	}
+	if (opt.window_cmd != NULL && access(opt.window_cmd, X_OK) != 0) {
+		fprintf(stderr, "isoperf: --window-cmd %s: %s\n", opt.window_cmd,
+			strerror(errno));
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -132,6 +132,8 @@ struct isod_source {
 struct isod_loop_stats {
 	uint64_t iterations;
 	uint64_t busy_tsc, idle_tsc;  /* loop passes that did work / did none */
+	uint64_t dev_tsc;             /* of busy_tsc: inside the ports' RX/TX
+				       * burst calls (the rest is stack work) */
 	uint64_t sleeps, sleep_tsc;   /* power saving: times and time asleep */
 	uint64_t wakeups_intr, wakeups_fd, wakeups_timeout;
 	uint64_t events;              /* parked work resumed */
@@ -150,6 +152,8 @@ struct isod_loop {
 	int wake_fd;                  /* eventfd: applications and signals ring it */
 	bool sleeping;                /* doorbells must ring wake_fd now */
 	struct isod_park *ready_head, **ready_tail;
+	uint64_t dev_seen;            /* sum of the ports' stats.dev_tsc at the
+				       * end of the last pass (or sleep) */
 	uint64_t timer_due;           /* next sys_check_timeouts(), TSC */
 	uint32_t now_ms;              /* sys_now() read at the start of the
 				       * pass in which timer_due last passed:

@@ -5,10 +5,11 @@
  *
  * It sends STATS on the daemon's control socket (include/isostack/
  * ctl_proto.h) and formats the "name value" reply: per port packets,
- * bytes, drops and errors; the loop's busy share; lwIP's protocol
- * counters; then everything else the daemon reported (applications,
- * sockets) grouped by name. With -i, port and protocol figures are per
- * second over the interval. -r prints the reply as it came.
+ * bytes, drops and errors; the loop's busy share, split into device I/O
+ * and stack work; lwIP's protocol counters; then everything else the
+ * daemon reported (applications, sockets) grouped by name. With -i, port
+ * and protocol figures are per second over the interval. -r prints the
+ * reply as it came.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -187,12 +188,19 @@ static void print_loop(const struct snapshot *cur, const struct snapshot *prev)
 	double busy = rate(cur, prev, "loop.busy_cycles");
 	double idle = rate(cur, prev, "loop.idle_cycles");
 	double sleep = rate(cur, prev, "loop.sleep_cycles");
+	double dev = rate(cur, prev, "loop.dev_cycles");
 	double all = busy + idle + sleep;
+	char split[64] = "";
 
-	printf("\nloop: %.0f iterations%s, busy %.1f%%, idle polling %.1f%%, asleep %.1f%%\n",
+	if (all <= 0)
+		all = 1;
+	/* A daemon without the split reports no loop.dev_cycles: leave it out. */
+	if (has(cur, "loop.dev_cycles"))
+		snprintf(split, sizeof(split), " (device I/O %.1f%%, stack %.1f%%)",
+			 100 * dev / all, 100 * (busy - dev) / all);
+	printf("\nloop: %.0f iterations%s, busy %.1f%%%s, idle polling %.1f%%, asleep %.1f%%\n",
 	       rate(cur, prev, "loop.iterations"), prev ? "/s" : "",
-	       all > 0 ? 100 * busy / all : 0, all > 0 ? 100 * idle / all : 0,
-	       all > 0 ? 100 * sleep / all : 0);
+	       100 * busy / all, split, 100 * idle / all, 100 * sleep / all);
 }
 
 static void print_lwip(const struct snapshot *cur, const struct snapshot *prev)

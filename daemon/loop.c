@@ -9,7 +9,10 @@
  * the others, nor the applications, nor the timers. After the sources, the
  * lwIP timers run (at most once per millisecond, from the TSC clock) and
  * every port's TX queue is flushed with one rte_eth_tx_burst() per port:
- * all frames produced during the pass leave together.
+ * all frames produced during the pass leave together. Each pass is timed
+ * as busy (it did work) or idle; of the busy cycles, those inside the
+ * ports' burst calls (the netif's dev_tsc) are device I/O, the rest stack
+ * work (docs/daemon.md, the loop's cycles).
  *
  * Internal events: lwIP callbacks (data arrived, window opened, accepted,
  * error) never run application work themselves; they post an event to the
@@ -285,6 +288,16 @@ static void sleep_timed(struct isod_loop *loop, unsigned us)
 	}
 }
 
+/* The ports' device cycles so far; the loop keeps the busy passes' share. */
+static uint64_t ports_dev_tsc(const struct isod_loop *loop)
+{
+	uint64_t dev = 0;
+
+	for (unsigned i = 0; i < loop->nports; i++)
+		dev += loop->ports[i].stats.dev_tsc;
+	return dev;
+}
+
 /* Called once per millisecond of TSC time (see isod_loop_run). */
 static void timers_run(struct isod_loop *loop, uint64_t now)
 {
@@ -304,7 +317,7 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 		 loop->rx_intr ? " (sleeps on RX interrupts + eventfd)" :
 		 " (no RX interrupts on every port: timed sleeps on the eventfd)");
 	while (!*stop) {
-		uint64_t t0 = rte_get_tsc_cycles(), t1;
+		uint64_t t0 = rte_get_tsc_cycles(), t1, dev = 0, dev_pass;
 		/* lwIP's timers have millisecond resolution: they run, and the
 		 * cached clock is read, at most once per millisecond. */
 		bool tick = t0 >= loop->timer_due;
@@ -323,16 +336,21 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 		}
 		if (tick)
 			timers_run(loop, t0);
-		for (unsigned i = 0; i < loop->nports; i++)
+		for (unsigned i = 0; i < loop->nports; i++) {
 			if (isotcp_dpdk_tx_pending(&loop->ports[i]) > 0) {
 				isotcp_dpdk_flush(&loop->ports[i]);
 				work++;
 			}
+			dev += loop->ports[i].stats.dev_tsc;
+		}
 
 		t1 = rte_get_tsc_cycles();
 		loop->stats.iterations++;
+		dev_pass = dev - loop->dev_seen;
+		loop->dev_seen = dev;
 		if (work > 0) {
 			loop->stats.busy_tsc += t1 - t0;
+			loop->stats.dev_tsc += dev_pass;
 			last_work = t1;
 			backoff_us = SLEEP_MIN_US;
 			continue;
@@ -358,6 +376,7 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 		}
 		if (loop->nap != NULL)
 			loop->nap(loop->nap_arg, false);
+		loop->dev_seen = ports_dev_tsc(loop);   /* sleep_intr's polls */
 		loop->stats.sleep_tsc += rte_get_tsc_cycles() - t1;
 	}
 }
@@ -367,10 +386,11 @@ void isod_loop_log_stats(const struct isod_loop *loop)
 	const struct isod_loop_stats *s = &loop->stats;
 	uint64_t hz = rte_get_tsc_hz();
 
-	ISOD_LOG("loop: %" PRIu64 " iterations, busy %.3f s, idle %.3f s, "
+	ISOD_LOG("loop: %" PRIu64 " iterations, busy %.3f s (device %.3f s), idle %.3f s, "
 		 "asleep %.3f s in %" PRIu64 " sleeps (woken: %" PRIu64 " rx-intr, %"
 		 PRIu64 " eventfd, %" PRIu64 " timeout), %" PRIu64 " events",
 		 s->iterations, (double)s->busy_tsc / (double)hz,
+		 (double)s->dev_tsc / (double)hz,
 		 (double)s->idle_tsc / (double)hz, (double)s->sleep_tsc / (double)hz,
 		 s->sleeps, s->wakeups_intr, s->wakeups_fd, s->wakeups_timeout, s->events);
 	for (unsigned i = 0; i < loop->nsrc; i++)

@@ -1,8 +1,9 @@
 /*
  * The daemon's half of the STATS reply (include/isostack/ctl_proto.h): per
- * port packet, byte, drop and error counters; the loop's iterations and its
- * busy versus idle cycles; lwIP's protocol counters. The back-end appends
- * its per-application and per-socket lines to the same body.
+ * port packet, byte, drop and error counters; the loop's iterations, its
+ * busy versus idle cycles and the busy ones split into device I/O (the
+ * burst calls) and stack work; lwIP's protocol counters. The back-end
+ * appends its per-application and per-socket lines to the same body.
  *
  * Format: "name value\n", value a decimal integer; names are dotted paths
  * (port.0.rx_pkts), so isostat and scripts can group them.
@@ -71,6 +72,9 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	    "loop.tsc_hz %" PRIu64 "\n",
 	    ls->iterations, ls->busy_tsc, ls->idle_tsc, ls->sleeps,
 	    ls->sleep_tsc, ls->events, rte_get_tsc_hz());
+	/* dev <= busy: both are summed over the same busy passes. */
+	isod_strbuf_put(&o, "loop.dev_cycles %" PRIu64 "\nloop.stack_cycles %" PRIu64 "\n",
+	    ls->dev_tsc, ls->busy_tsc - ls->dev_tsc);
 	for (unsigned i = 0; i < loop->nports; i++)
 		put_port(&o, i, &loop->ports[i]);
 	put_proto(&o, "link", &lwip_stats.link);

@@ -36,6 +36,7 @@
 
 #include <rte_byteorder.h>
 #include <rte_common.h>
+#include <rte_cycles.h>
 #include <rte_epoll.h>
 #include <rte_ethdev.h>
 #include <rte_ether.h>
@@ -145,12 +146,15 @@ unsigned isotcp_dpdk_poll(struct isotcp_dpdk_port *port, unsigned budget)
 	unsigned total = 0;
 
 	while (total < budget) {
+		uint64_t t0;
 		uint16_t n;
 		bool pressure;
 
 		if (__builtin_expect(isotcp_lock_variant, 0))
 			isotcp_lock_take(&dev_rx_lock);     /* Iso-Lock: the RX handler's lock */
+		t0 = rte_get_tsc_cycles();
 		n = rte_eth_rx_burst(port->port_id, port->queue, pkts, ISOTCP_DPDK_BURST);
+		port->stats.dev_tsc += rte_get_tsc_cycles() - t0;
 		if (__builtin_expect(isotcp_lock_variant, 0))
 			isotcp_lock_drop(&dev_rx_lock);
 		pressure = rx_held[port->port_id] >= port->pressure_held;
@@ -413,12 +417,14 @@ unsigned isotcp_dpdk_flush(struct isotcp_dpdk_port *port)
 		uint16_t chunk = RTE_MIN(port->txq_len,
 					 (uint16_t)(ISOTCP_DPDK_TXQ_MAX - port->txq_head));
 		struct rte_mbuf **pkts = &port->txq[port->txq_head];
-		uint64_t bytes = 0;
+		uint64_t bytes = 0, t0;
 		uint16_t n;
 
 		for (uint16_t i = 0; i < chunk; i++)
 			bytes += rte_pktmbuf_pkt_len(pkts[i]);
+		t0 = rte_get_tsc_cycles();
 		n = rte_eth_tx_burst(port->port_id, port->queue, pkts, chunk);
+		port->stats.dev_tsc += rte_get_tsc_cycles() - t0;
 		/* The first n now belong to the driver; the rest are still ours
 		 * and stay at the head of the queue, in order. */
 		for (uint16_t i = n; i < chunk; i++)

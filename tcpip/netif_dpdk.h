@@ -70,6 +70,9 @@ struct isotcp_dpdk_stats {
 	uint64_t lo_pkts;          /* packets to our own address, looped back */
 	uint64_t lo_bytes;         /* their IP bytes */
 	uint64_t lo_drop_nomem;    /* no heap for the copy (TCP retransmits) */
+	uint64_t dev_tsc;          /* TSC cycles inside rte_eth_rx_burst and
+				    * rte_eth_tx_burst (two rdtsc per call);
+				    * the loop splits its busy cycles with it */
 };
 
 /* What the port offers, as found by isotcp_dpdk_port_open(). */
