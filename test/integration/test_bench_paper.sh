@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
 # `isostack bench --quick` end to end, one point per figure for a second
-# each, kernel and isostack: every record well formed and run (ok,
-# messages/s > 0; a variant this tree does not have yet is reported as
-# "unavailable" and accepted), report.md written, every PNG valid when
+# each, kernel and isostack, every variant: every record well formed and
+# run (ok, messages/s > 0), report.md written, every PNG valid when
 # plotting is available; l2 (dpdk-testpmd beside isostackd) when
-# dpdk-testpmd is installed. The wire topology only: the no-kernel one
-# needs the daemon to accept connections from its own applications to its
-# own address, which this tree does not do yet (add nokernel to --topology
-# when it does). Never checks a speed.
+# dpdk-testpmd is installed. Then Fig. 6's 1 KB point on the no-kernel
+# topology (both ends on isostack; the kernel on loopback). Never checks a
+# speed.
 . "$(dirname "$0")/lib.sh"
 ISOPERF=${ISOSTACK_BUILD:-$here/../../build}/bench/isoperf
 [ -x "$ISOPERF" ] || skip "no isoperf at $ISOPERF (build bench/ first)"
 [ -f "${ISOSTACK_BUILD:-$here/../../build}/libisosock/libisosock.so" ] || skip "no libisosock.so built"
 
 out=$(mktemp -d /tmp/isob-test.XXXXXX)
-cleanup() { rm -rf -- "$out"; }
+out2=$(mktemp -d /tmp/isob-test.XXXXXX)
+cleanup() { rm -rf -- "$out" "$out2"; }
 trap cleanup EXIT
 
 figs=(fig4 fig5 fig6 fig7 fig8 fig9 fig10)
@@ -41,6 +40,17 @@ step "isostack bench --quick --only $only --seconds 1 --topology wire"
 	fail "isostack bench exited $?"
 step "records, report and plots"
 python3 "$here/bench_check.py" "$out" "$(nproc)" "$plots" "${figs[@]}" || fail "bad output"
+step "isostack bench --quick --only fig6:1x1024 --seconds 1 --topology nokernel"
+"$ISOSTACK_CLI" bench --quick --only fig6:1x1024 --seconds 1 --topology nokernel --out "$out2" ||
+	fail "isostack bench (nokernel) exited $?"
+python3 "$here/bench_check.py" "$out2" "$(nproc)" "$plots" fig6 || fail "bad output (nokernel)"
+python3 -c '
+import json, sys
+recs = json.load(open(sys.argv[1]))["records"]
+got = {(r["stack"], r["topology"]) for r in recs}
+want = {("kernel", "nokernel"), ("isostack", "nokernel")}
+sys.exit(0 if got == want else "want %s, got %s" % (want, got))
+' "$out2/records.json" || fail "nokernel records"
 step "nothing left behind"
 [ "$(leftovers)" = "$before" ] || fail "left behind: $(comm -13 <(echo "$before") <(leftovers) | tr '\n' ' ')"
 echo "PASS"
