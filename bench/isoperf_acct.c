@@ -186,15 +186,17 @@ int isoperf_window_hook(const char *cmd, const char *what)
  * ones (and on one core with the server's too): a plain nanosleep then
  * wakes late by up to a second, which stretches the window. As root, the
  * main thread (only this thread: it sleeps nearly all the time) gets a
- * real-time priority so the window's edges are on time; children it forks
- * (the hook) start with the normal policy again. Not permitted: no change,
- * the window is still measured, only longer than asked.
+ * real-time priority so the window's edges are on time.  The hook it forks
+ * inherits that priority: with the normal policy it got 1/CONNS of the
+ * core and took seconds to start (python), so the daemon's counters it
+ * snapshots lagged the window's edges by that much.  Not permitted: no
+ * change, the window is still measured, only longer than asked.
  */
 void isoperf_window_clock(void)
 {
 	struct sched_param sp = { .sched_priority = 1 };
 
-	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) != 0 &&
+	if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0 &&
 	    errno != EPERM)
 		fprintf(stderr, "isoperf: sched_setscheduler: %s\n", strerror(errno));
 }

@@ -410,7 +410,7 @@ def main():
     report.clear_old(env.out)
     os.makedirs(env.logs, exist_ok=True)
     with open(env.window_cmd, "w") as f:
-        f.write(f"#!/bin/sh\nexec python3 {shlex.quote(os.path.join(env.lib, 'bench_window.py'))} \"$@\"\n")
+        f.write(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S {shlex.quote(os.path.join(env.lib, 'bench_window.py'))} \"$@\"\n")
     os.chmod(env.window_cmd, 0o755)
     if not env.has_window:
         log("isoperf has no --window-cmd yet: the stack's counters cover the whole client run")

@@ -118,25 +118,31 @@ def make_record(fig, g, m, secs, res, snaps, err, commands):
         app = app_s * hz / ops if app_s is not None else None
     r["app_cycles_per_op"] = round(app, 1) if app is not None else None
     if g.stack == "isostack" and snaps:
-        stack_fields(r, snaps, ops)
+        stack_fields(r, snaps, ops, window)
     r["ok"] = not err and bool(r["msgs_per_s"])
     if not err and not r["msgs_per_s"]:
         r["error"] = "no messages in the window"
     return r
 
 
-def stack_fields(r, snaps, ops):
+def stack_fields(r, snaps, ops, window):
     busy = delta(snaps, "loop.busy_cycles")
     idle = delta(snaps, "loop.idle_cycles") or 0
     sleep = delta(snaps, "loop.sleep_cycles") or 0
     dev = delta(snaps, "loop.dev_cycles")
-    if busy is not None and ops:
-        r["stack_cycles_per_op"] = round(busy / ops, 1)
+    ns = delta(snaps, "time.ns")
+    # The snapshots bracket isoperf's window from just outside it (the
+    # hook runs before it opens and after it closes): per operation is
+    # the daemon's cycles per second over the snapshots' interval divided
+    # by the operations per second over the window.
+    span = ns / 1e9 if ns else window
+    if busy is not None and ops and span and window:
+        per_s = ops / window
+        r["stack_cycles_per_op"] = round(busy / span / per_s, 1)
         if dev is not None:
-            r["stack_dev_cycles_per_op"] = round(dev / ops, 1)
+            r["stack_dev_cycles_per_op"] = round(dev / span / per_s, 1)
     if busy is not None and busy + idle + sleep > 0:
         r["stack_busy_pct"] = round(100.0 * busy / (busy + idle + sleep), 2)
-    ns = delta(snaps, "time.ns")
     if ns:
         pkts = sum(delta(snaps, k) or 0 for k in snaps[0]
                    if k.startswith("port.") and k.endswith(("rx_pkts", "tx_pkts")))
