@@ -121,7 +121,11 @@ def group_key(rec):
     x = rec.get("msg_bytes") if axis == "bytes" else rec.get("conns")
     if not isinstance(fixed, int) or not isinstance(x, int):
         return None
-    return (fig, str(rec.get("topology") or "wire"), int(rec.get("mtu") or 0), fixed)
+    topo = str(rec.get("topology") or "wire")
+    # No kernel on the path: each stack's own loopback MTU (the kernel's lo
+    # 65536, isostack's port), one plot for both: mtu -1.
+    mtu = -1 if topo == "nokernel" else int(rec.get("mtu") or 0)
+    return (fig, topo, mtu, fixed)
 
 
 def group_records(recs):
@@ -140,7 +144,7 @@ def group_records(recs):
 def png_name(key):
     fig, topo, mtu, fixed = key
     topo = re.sub(r"[^a-z0-9]", "", topo.lower()) or "topo"
-    name = f"{fig}-{topo}-{mtu}"
+    name = f"{fig}-{topo}" if mtu < 0 else f"{fig}-{topo}-{mtu}"
     if fixed != FIGURES[fig][3]:
         name += f"-{fixed}{'c' if FIGURES[fig][2] == 'bytes' else 'b'}"
     return name + ".png"
@@ -154,7 +158,8 @@ def title_of(key):
     else:
         text = caption.format(size=size_text(fixed))
     where = TOPOLOGIES.get(topo, topo)
-    return f"Fig. {fig[3:]}: {text}", f"{where}; MTU {mtu or 'not recorded'}"
+    mtu_text = "each stack's loopback MTU" if mtu < 0 else f"MTU {mtu or 'not recorded'}"
+    return f"Fig. {fig[3:]}: {text}", f"{where}; {mtu_text}"
 
 
 def value_of(rec, metric):

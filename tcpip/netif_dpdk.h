@@ -128,7 +128,7 @@ struct isotcp_dpdk_port {
 	uint16_t txq_head, txq_len; /* ring of frames waiting for the device */
 	uint64_t tx_stall_since;   /* TSC of the first flush that sent nothing; 0 */
 	struct rte_mbuf *txq[ISOTCP_DPDK_TXQ_MAX];
-	struct pbuf *lo_first, *lo_last; /* looped packets, linked by ->next */
+	struct pbuf *lo_first, *lo_last; /* looped packets (chains), linked by rx_pbuf.lo_next */
 	struct isotcp_dpdk_stats stats;
 };
 
