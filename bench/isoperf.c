@@ -318,6 +318,7 @@ struct client_conn {
 	uint32_t *lat_ns;           /* rr mode: round trips ended in the window */
 	uint32_t nlat, maxlat;
 	const char *error;
+	int err;                    /* errno of a failed call, 0 if none */
 };
 
 static pthread_barrier_t start_barrier;
@@ -343,6 +344,7 @@ static void client_send(struct client_conn *c, struct pattern *pt, uint8_t *buf)
 			pattern_fill(pt, buf, opt.msg_len);
 		if (write_all(c->fd, buf, opt.msg_len) < 0) {
 			c->error = "send failed";
+			c->err = errno;
 			break;
 		}
 		conn_count(c, opt.msg_len);
@@ -537,7 +539,8 @@ static void client_stop(struct result *r, struct client_conn *conns)
 		pthread_join(c->thread, NULL);
 		close(c->fd);
 		if (c->error && opt.mode != MODE_RECV) {
-			fprintf(stderr, "isoperf: connection %u: %s\n", i, c->error);
+			fprintf(stderr, "isoperf: connection %u: %s%s%s\n", i, c->error,
+				c->err ? ": " : "", c->err ? strerror(c->err) : "");
 			r->failures++;
 		}
 		if (opt.mode == MODE_SEND && c->server_bytes != c->bytes) {
