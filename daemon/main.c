@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -349,6 +350,11 @@ int main(int argc, char **argv)
 	 * thread aborts (LWIP_ASSERT_CORE_LOCKED). */
 	isotcp_clock_init();
 	isotcp_owner_claim();
+	/* lwIP's heap is glibc's (tcpip/lwipopts.h, MEM_LIBC_MALLOC): keep
+	 * what it frees instead of trimming the top of the heap back to the
+	 * kernel and growing it again, a system call each, on the stack core. */
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	isotcp_lock_variant_set(cfg.variant == ISOSTACK_SHM_VARIANT_LOCK);
 	lwip_init();
 

@@ -30,9 +30,17 @@
 
 /* ---- Memory ------------------------------------------------------------ */
 #define MEM_ALIGNMENT                   8
-/* Heap for PBUF_RAM (headers, copied data, ARP). Static, lazily paged. */
+/* Heap for PBUF_RAM (headers, copied data, ARP): glibc's malloc, not
+ * lwIP's own heap. lwIP's is first fit from its lowest free block: every
+ * zero-copy segment's header pbuf stays allocated until acknowledged, so
+ * with many connections the walk passed thousands of held blocks and
+ * mem_malloc took 43-92% of the stack core (perf, no-kernel receive at
+ * 64 connections, docs/performance.md). glibc serves these small sizes
+ * from per-thread caches; lwIP keeps its usage statistics (mem.used, the
+ * tests' leak check) in a word before each block. MEM_SIZE no longer
+ * bounds it: the connections' windows and send buffers do. */
 #define MEM_SIZE                        (64 * 1024 * 1024)
-#define MEM_LIBC_MALLOC                 0
+#define MEM_LIBC_MALLOC                 1
 #define MEMP_MEM_MALLOC                 0
 #define MEM_USE_POOLS                   0
 /* PBUF_REF/ROM headers: every zero-copy TX chunk needs one. */
