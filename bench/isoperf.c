@@ -13,7 +13,9 @@
  * single socket". Each connection opens with a 16-byte hello naming the mode
  * and message size; then
  *   send: the client writes messages for the duration (server receives);
- *   recv: the server writes, the client receives (the client's receive path);
+ *   recv: the server writes, the client receives (the client's receive path;
+ *         its messages are the bytes received in whole messages: a recv()
+ *         returns what is there, not one message);
  *   rr:   the client sends one message and waits for the server to echo it
  *         (request/response, section 5.4), timing each round trip.
  * The client ends the test by shutting down its write side; in send mode the
@@ -522,6 +524,10 @@ static void window_measure(struct result *r, struct client_conn *conns)
 		r->ops += atomic_load_explicit(&conns[i].msgs, memory_order_relaxed) -
 			  conns[i].msgs0;
 	}
+	/* A recv() returns what is there, not a message: the receiver's
+	 * messages are its bytes in whole messages, as the sender counts. */
+	if (opt.mode == MODE_RECV)
+		r->ops = r->bytes / opt.msg_len;
 	if (isoperf_window_hook(opt.window_cmd, "end") != 0)
 		r->failures++;
 	r->secs = r->c1.wall - r->c0.wall;
