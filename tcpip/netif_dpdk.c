@@ -75,6 +75,21 @@ static void rx_pbuf_free(struct pbuf *p)
 	rte_pktmbuf_free(rp->m);
 }
 
+/* The first len bytes of m as a pbuf that gives m back when freed; held
+ * (rx_held) until then.  Received frames and looped copies alike. */
+static struct pbuf *mbuf_pbuf(struct isotcp_dpdk_port *port, struct rte_mbuf *m, u16_t len)
+{
+	struct rx_pbuf *rp = rte_mbuf_to_priv(m);
+
+	rp->pc.custom_free_function = rx_pbuf_free;
+	rp->m = m;
+	rp->port = port;
+	rp->lo_next = NULL;
+	rx_held[port->port_id]++;
+	return pbuf_alloced_custom(PBUF_RAW, len, PBUF_REF, &rp->pc,
+				   rte_pktmbuf_mtod(m, void *), len);
+}
+
 /*
  * Per-frame checksum flags from the NIC's verdict. Returns false when the
  * NIC found a bad checksum (the frame is dropped and counted).
@@ -124,14 +139,7 @@ static void rx_one(struct isotcp_dpdk_port *port, struct rte_mbuf *m, bool press
 		}
 		port->stats.rx_copied++;
 	} else {
-		struct rx_pbuf *rp = rte_mbuf_to_priv(m);
-
-		rp->pc.custom_free_function = rx_pbuf_free;
-		rp->m = m;
-		rp->port = port;
-		p = pbuf_alloced_custom(PBUF_RAW, (u16_t)len, PBUF_REF, &rp->pc,
-					rte_pktmbuf_mtod(m, void *), (u16_t)len);
-		rx_held[port->port_id]++;
+		p = mbuf_pbuf(port, m, (u16_t)len);
 	}
 	/* On error the input function leaves the pbuf to us. */
 	if (port->netif.input(p, &port->netif) != ERR_OK)
@@ -200,7 +208,6 @@ static struct pbuf *loop_copy(struct isotcp_dpdk_port *port, struct pbuf *p)
 
 	while (off < p->tot_len) {
 		struct rte_mbuf *m = rte_pktmbuf_alloc(port->pool);
-		struct rx_pbuf *rp;
 		struct pbuf *q;
 		u16_t n;
 
@@ -211,14 +218,7 @@ static struct pbuf *loop_copy(struct isotcp_dpdk_port *port, struct pbuf *p)
 		}
 		n = (u16_t)RTE_MIN((uint32_t)(p->tot_len - off), (uint32_t)rte_pktmbuf_tailroom(m));
 		pbuf_copy_partial(p, rte_pktmbuf_mtod(m, void *), n, off);
-		rp = rte_mbuf_to_priv(m);
-		rp->pc.custom_free_function = rx_pbuf_free;
-		rp->m = m;
-		rp->port = port;
-		rp->lo_next = NULL;
-		q = pbuf_alloced_custom(PBUF_RAW, n, PBUF_REF, &rp->pc,
-					rte_pktmbuf_mtod(m, void *), n);
-		rx_held[port->port_id]++;
+		q = mbuf_pbuf(port, m, n);
 		/* Linked by hand, not pbuf_cat (a walk from the head each
 		 * time): each piece's tot_len is what is left from it on. */
 		q->tot_len = (u16_t)(p->tot_len - off);
