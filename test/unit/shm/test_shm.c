@@ -212,14 +212,11 @@ static void quiet_log(int level, const char *msg)
 static int fetch_cb(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
 {
 	struct seg *g = arg;
-	int fd, rc;
+	int fd = extent_fd_dup(g->s, id, off, size);
 
-	rc = isoshm_stack_extent_get(g->s, id, &fd, off, size);
-	if (rc < 0)
-		return rc;
-	g->fetches++;
-	fd = dup(fd);
-	return fd < 0 ? -errno : fd;
+	if (fd >= 0)
+		g->fetches++;
+	return fd;
 }
 
 /* Opens id on both sides, as a SOCKET reply makes the shim do. */
@@ -256,19 +253,7 @@ static struct seg *seg_open(const struct isoshm_params *p, bool open)
 	g->dir = (void *)((uint8_t *)isoshm_stack_base(g->s) +
 			  isoshm_stack_header(g->s)->dir_off);
 	if (open) {
-		uint64_t size;
-		int efd;
-
-		assert_int_equal(isoshm_stack_extent_new(g->s, UNIT, &g->ext), 0);
-		assert_true(isoshm_stack_extent_get(g->s, g->ext, &efd, &g->ext_off, &size) >= 0);
-		assert_int_equal(size, UNIT);
-		for (uint32_t id = 1; id < p->max_sockets; id++) {
-			struct isostack_shm_sockdir d =
-				place(g->ext, g->ext_off + id * 2 * RING, RING,
-				      g->ext_off + id * 2 * RING + RING, RING);
-
-			open_both(g, id, &d);
-		}
+		g->ext = open_ids_in_new_extent(g->s, g->a, p->max_sockets, RING, &g->ext_off);
 		assert_int_equal(g->fetches, 1); /* one extent, mapped once */
 	}
 	return g;

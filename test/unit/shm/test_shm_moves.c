@@ -81,14 +81,11 @@ static void params(struct isoshm_params *p)
 static int fetch_cb(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
 {
 	struct seg *g = arg;
-	int fd, rc;
+	int fd = extent_fd_dup(g->s, id, off, size);
 
-	rc = isoshm_stack_extent_get(g->s, id, &fd, off, size);
-	if (rc < 0)
-		return rc;
-	g->fetches++;
-	fd = dup(fd);
-	return fd < 0 ? -errno : fd;
+	if (fd >= 0)
+		g->fetches++;
+	return fd;
 }
 
 /* The initial rings of id: TX at ext_off + id * 8 KiB, RX after it. */

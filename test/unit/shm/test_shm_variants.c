@@ -31,13 +31,8 @@ struct seg {
 static int fetch_cb(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
 {
 	struct seg *g = arg;
-	int fd, rc;
 
-	rc = isoshm_stack_extent_get(g->s, id, &fd, off, size);
-	if (rc < 0)
-		return rc;
-	fd = dup(fd);
-	return fd < 0 ? -errno : fd;
+	return extent_fd_dup(g->s, id, off, size);
 }
 
 /* A Basic segment with NDB doorbells and ids 1..15 open on 4 KiB rings. */
@@ -46,9 +41,7 @@ static int setup(void **state)
 	struct seg *g = calloc(1, sizeof(*g));
 	struct isoshm_params p;
 	struct isoshm_attach_info info;
-	uint64_t off, size;
-	uint32_t ext;
-	int efd;
+	uint64_t off;
 
 	assert_non_null(g);
 	isoshm_params_default(&p);
@@ -63,14 +56,7 @@ static int setup(void **state)
 	assert_int_equal(isoshm_stack_create(&g->s, &p), 0);
 	assert_int_equal(isoshm_app_attach(&g->a, dup(isoshm_stack_fd(g->s)), &info), 0);
 	isoshm_app_set_fetch(g->a, fetch_cb, g);
-	assert_int_equal(isoshm_stack_extent_new(g->s, UNIT, &ext), 0);
-	assert_true(isoshm_stack_extent_get(g->s, ext, &efd, &off, &size) >= 0);
-	for (uint32_t id = 1; id < p.max_sockets; id++) {
-		struct isostack_shm_sockdir d = place(ext, off + id * 2 * RING, RING,
-						      off + id * 2 * RING + RING, RING);
-
-		open_id(g->s, g->a, id, &d);
-	}
+	open_ids_in_new_extent(g->s, g->a, p.max_sockets, RING, &off);
 	*state = g;
 	return 0;
 }
