@@ -29,22 +29,10 @@ stat() {
 	awk -v k="$1" '$1 == k { print $2 }' "$tmp/isostat.log"
 }
 
+cp "$(dirname "$0")/ringio.py" "$tmp/"
 cat >"$tmp/xfer.py" <<'EOF'
-import hashlib, os, socket, sys
-
-def recv_n(s, size):
-    h, got = hashlib.sha256(), 0
-    while got < size:
-        b = s.recv(65536)
-        if not b:
-            break
-        h.update(b); got += len(b)
-    return got, h.hexdigest()
-
-def send_n(s, size):
-    data = os.urandom(size)
-    s.sendall(data)
-    return hashlib.sha256(data).hexdigest()
+import socket, sys
+from ringio import recv_n, send_n
 
 role, addr, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if role == "server":

@@ -40,24 +40,8 @@ sock_field() {
 # test's word: the connection must be idle in between) the same with N2;
 # printing each sha256.  A second listener on PORT+1 sends N.
 mkfifo "$tmp/peerctl"
-# What both ends do with a stream: read or send N bytes, with its sha256.
-cat >"$tmp/ringio.py" <<'EOF'
-import hashlib, os
-
-def recv_n(s, size):
-    h, got = hashlib.sha256(), 0
-    while got < size:
-        b = s.recv(65536)
-        if not b:
-            break
-        h.update(b); got += len(b)
-    return got, h.hexdigest()
-
-def send_n(s, size):
-    data = os.urandom(size)
-    s.sendall(data)
-    return hashlib.sha256(data).hexdigest()
-EOF
+# What both ends do with a stream (read or send N bytes, with its sha256).
+cp "$(dirname "$0")/ringio.py" "$tmp/"
 cat >"$tmp/peer.py" <<'EOF'
 import socket, sys, threading
 from ringio import recv_n, send_n
