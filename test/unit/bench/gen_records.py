@@ -18,19 +18,10 @@ import os
 import random
 import sys
 
-SIZES = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
-CONNS = [1, 2, 4, 8, 16, 32, 64, 128]
-
-# figure: mode, x axis, fixed value, isostack variants (as the bench plans them)
-FIGURES = {
-    "fig4": ("recv", "bytes", 64, ["core"]),
-    "fig5": ("send", "bytes", 128, ["core"]),
-    "fig6": ("rr", "bytes", 1, ["core"]),
-    "fig7": ("rr", "conns", 1024, ["core"]),
-    "fig8": ("send", "conns", 64, ["core", "lock"]),
-    "fig9": ("send", "conns", 64, ["basic", "aggregate", "core"]),
-    "fig10": ("rr", "conns", 1024, ["basic", "aggregate", "core"]),
-}
+# The paper's axes and figures as the bench plans them (one definition).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "..", "scripts", "lib"))
+from bench_paper_plan import CONNS, FIGURES, SIZES  # noqa: E402
 
 SPEED = {"native": 1.0, "core": 2.6, "lock": 2.1, "basic": 1.4, "aggregate": 2.4}
 
