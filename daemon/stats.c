@@ -75,6 +75,8 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	/* dev <= busy: both are summed over the same busy passes. */
 	isod_strbuf_put(&o, "loop.dev_cycles %" PRIu64 "\nloop.stack_cycles %" PRIu64 "\n",
 	    ls->dev_tsc, ls->busy_tsc - ls->dev_tsc);
+	/* Variant lock only: the locks it put back, taken (0 otherwise). */
+	isod_strbuf_put(&o, "loop.lock_takes %" PRIu64 "\n", isotcp_lock_takes);
 	for (unsigned i = 0; i < loop->nports; i++)
 		put_port(&o, i, &loop->ports[i]);
 	put_proto(&o, "link", &lwip_stats.link);

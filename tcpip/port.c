@@ -38,6 +38,7 @@ void isotcp_owner_release(void)
 
 bool isotcp_lock_variant;
 struct isotcp_lock isotcp_pool_lock;
+uint64_t isotcp_lock_takes;
 
 void isotcp_lock_variant_set(bool on)
 {

@@ -13,6 +13,7 @@
 #define ISOSTACK_ARCH_ISOLOCK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 extern bool isotcp_lock_variant;    /* set once at start (isotcp_lock_variant_set) */
 
@@ -22,11 +23,13 @@ struct isotcp_lock {
 };
 
 extern struct isotcp_lock isotcp_pool_lock;
+extern uint64_t isotcp_lock_takes;  /* acquisitions, all locks (isostat loop.lock_takes) */
 
 static inline void isotcp_lock_take(struct isotcp_lock *l)
 {
 	if (l->depth++ != 0)
 		return;
+	isotcp_lock_takes++;
 	while (__atomic_exchange_n(&l->held, 1, __ATOMIC_ACQUIRE) != 0) {
 #if defined(__x86_64__) || defined(__i386__)
 		__builtin_ia32_pause();

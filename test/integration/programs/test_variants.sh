@@ -4,8 +4,9 @@
 # under the shim with 4 threads, one connection each, sends 2,000 messages
 # of 1,000 bytes to a Linux echo peer and reads them back; every
 # connection's echo must equal what it sent (sha256).  isostat must report
-# the variant, a doorbell per thread for Basic and Aggregate, and for
-# Basic a SEND command per send() call (no front-end aggregation).
+# the variant, a doorbell per thread for Basic and Aggregate, for Basic a
+# SEND command per send() call (no front-end aggregation), and lock
+# acquisitions (loop.lock_takes) for Lock only.
 PROG_TAG=var
 . "$(dirname "$0")/lib.sh"
 need python3 python3
@@ -84,11 +85,17 @@ for v in basic aggregate lock; do
 	basic|aggregate) [ "$dbs" -eq 256 ] || fail "$v: $dbs doorbells per app, want 256 (per thread)" ;;
 	lock) [ "$dbs" -eq "$(nproc --all)" ] || fail "$v: $dbs doorbells per app, want one per core" ;;
 	esac
+	locks=$(stat_of loop.lock_takes)
+	if [ $v = lock ]; then
+		[ "$locks" -gt "$sends" ] || fail "lock: $locks lock acquisitions for $sends send() calls"
+	else
+		[ "$locks" -eq 0 ] || fail "$v: $locks lock acquisitions (only variant lock takes locks)"
+	fi
 	seen=$(stat_of backend.sends_seen)
 	if [ $v = basic ] && [ "$seen" -lt "$sends" ]; then
 		fail "basic: $seen SEND commands for $sends send() calls (want one each)"
 	fi
-	echo "ok: $v: $THREADS x $MSGS echoes equal; $sends send() calls, $seen SENDs, $dbs doorbells"
+	echo "ok: $v: $THREADS x $MSGS echoes equal; $sends send() calls, $seen SENDs, $dbs doorbells, $locks lock takes"
 	kill "$LAST_PID" 2>/dev/null; wait "$LAST_PID" 2>/dev/null || true
 	PIDS=()
 	"$CLI" down >/dev/null 2>&1
