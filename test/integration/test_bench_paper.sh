@@ -17,7 +17,11 @@ cleanup() { rm -rf -- "$out" "$out2"; }
 trap cleanup EXIT
 
 figs=(fig4 fig5 fig6 fig7 fig8 fig9 fig10)
-only=fig4:64x1024,fig5:128x64,fig6:1x1024,fig7:16x1024,fig8:128x64,fig9:128x64,fig10:16x1024
+# 16 connections, not the paper's 128, where a connection count is free:
+# at 128 one send in a few dozen runs ends short (a byte count missing or
+# 112 bytes lost: a stack bug, open in issue 14, docs/performance.md), and
+# this test is about the runner's output, not that bug.
+only=fig4:16x1024,fig5:16x64,fig6:1x1024,fig7:16x1024,fig8:16x64,fig9:16x64,fig10:16x1024
 if command -v dpdk-testpmd >/dev/null; then
 	only+=,l2 figs+=(l2)
 else
