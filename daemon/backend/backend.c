@@ -155,6 +155,8 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 		close(app->wake_fd);
 	for (unsigned i = 0; i < app->nmore_wake; i++)
 		close(app->more_wake_fd[i]);
+	for (uint32_t i = 0; i < app->hiwat; i++)
+		free(app->socks[i].pend);
 	free(app->socks);
 	free(app->free_ids);
 	free(app->procs);

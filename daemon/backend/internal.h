@@ -101,8 +101,10 @@ struct isod_sock {
 	uint32_t bl_next;
 	uint32_t parent;             /* child: its listener */
 
-	/* status ring back-pressure */
-	struct isostack_shm_status pend[ISOD_PEND_MAX];
+	/* status ring back-pressure: replies kept while the status ring is
+	 * full, in [ISOD_PEND_MAX] allocated only then (rare: 512 bytes per
+	 * socket otherwise, for every idle connection) */
+	struct isostack_shm_status *pend;
 	uint8_t npend;
 	uint32_t ev_pending;         /* EV_* bits (1 << (ev - 0x100)) not yet posted */
 	uint32_t st_posted;          /* status entries posted over the slot's life */
@@ -304,6 +306,7 @@ static inline void isod_app_kick(struct isod_app *app, uint32_t id)
 
 /* Runs the commands the doorbell of `id` announced; returns the number. */
 unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id);
+void isod_sk_pend_free(struct isod_sock *sk);
 /* Resumes one socket from the event queue with its accumulated bits. */
 void isod_sock_resume(struct isod_sock *sk, uint32_t bits);
 /* Queues sk for resumption with `bits` (once; bits accumulate). */

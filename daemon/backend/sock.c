@@ -19,6 +19,7 @@
  * (CLOSE, linger, parked-close expiry, TIME_WAIT).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -87,6 +88,13 @@ void isod_sk_post(struct isod_sock *sk, const struct isostack_shm_status *st)
 		be->st.status_deferred++;
 		return;
 	}
+	if (sk->pend == NULL) {
+		sk->pend = malloc(ISOD_PEND_MAX * sizeof(*sk->pend));
+		if (sk->pend == NULL) {
+			isod_sk_kill(sk, -ENOMEM);   /* posts EV_ERROR: no reply lost in silence */
+			return;
+		}
+	}
 	sk->pend[sk->npend++] = *st;
 	be->st.status_deferred++;
 	isod_sock_queue(sk, ISOD_R_FLUSH);
@@ -107,6 +115,15 @@ void isod_sk_event(struct isod_sock *sk, uint16_t ev)
 	sk_flush(sk);
 }
 
+/* The deferred replies' array goes once they are all posted. */
+void isod_sk_pend_free(struct isod_sock *sk)
+{
+	if (sk->npend == 0 && sk->pend != NULL) {
+		free(sk->pend);
+		sk->pend = NULL;
+	}
+}
+
 static void sk_flush(struct isod_sock *sk)
 {
 	struct isod_app *app = sk->app;
@@ -116,6 +133,7 @@ static void sk_flush(struct isod_sock *sk)
 
 		if (k < 0) {
 			sk->npend = 0;
+			isod_sk_pend_free(sk);
 			isod_sk_kill(sk, -EPROTO);
 			return;
 		}
@@ -126,6 +144,7 @@ static void sk_flush(struct isod_sock *sk)
 		memmove(sk->pend, sk->pend + k, (size_t)(sk->npend - k) * sizeof(sk->pend[0]));
 		sk->npend = (uint8_t)(sk->npend - k);
 	}
+	isod_sk_pend_free(sk);
 	while (sk->ev_pending != 0) {
 		unsigned b = (unsigned)__builtin_ctz(sk->ev_pending);
 		struct isostack_shm_status st = {

@@ -1129,27 +1129,23 @@ static void test_udp(void **state)
 }
 
 /* A hand-made application that speaks the protocol badly. */
-static void test_bad_commands(void **state)
+/* Attaches to the back-end by hand, as the shim would, without its core:
+ * tests that post raw commands.  Returns the control socket; *shm the
+ * segment. */
+static int raw_attach(struct isoshm_app **shm)
 {
-	struct apps *a = *state;
 	struct sockaddr_un { sa_family_t f; char p[108]; } un = { AF_UNIX, { 0 } };
 	struct isostack_ctl_attach req = {
 		.hdr = { ISOSTACK_CTL_MAGIC, ISOSTACK_CTL_VERSION, ISOSTACK_CTL_ATTACH, sizeof(req), 0 },
 		.abi_version = ISOSTACK_SHM_ABI_VERSION, .features = ISOSTACK_SHM_FEATURES,
 	};
 	struct isostack_ctl_attach_reply rep;
-	struct isoshm_app *shm;
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
 	struct iovec iov = { &rep, sizeof(rep) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			      .msg_controllen = sizeof(cbuf) };
-	struct isostack_shm_cmd cmd;
-	struct isostack_shm_status st;
-	struct isod_backend_stats s0 = stats_now();
 	int fd, efd, fds[2];
-	unsigned apps0 = atomic_load(&pub_apps);
 
-	(void)a;
 	strcpy(un.p, ctl_path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&un, sizeof(un)), 0);
@@ -1159,8 +1155,23 @@ static void test_bad_commands(void **state)
 	assert_int_equal(recvmsg(fd, &msg, 0), (ssize_t)sizeof(rep));
 	assert_int_equal(rep.status, 0);
 	memcpy(fds, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(fds));
-	assert_int_equal(isoshm_app_attach(&shm, fds[0], NULL), 0);
+	assert_int_equal(isoshm_app_attach(shm, fds[0], NULL), 0);
 	close(fds[1]);
+	return fd;
+}
+
+static void test_bad_commands(void **state)
+{
+	struct apps *a = *state;
+	struct isoshm_app *shm;
+	struct isostack_shm_cmd cmd;
+	struct isostack_shm_status st;
+	struct isod_backend_stats s0 = stats_now();
+	unsigned apps0 = atomic_load(&pub_apps);
+	int fd;
+
+	(void)a;
+	fd = raw_attach(&shm);
 
 #define ROUNDTRIP(sock_) do { \
 		assert_int_equal(isoshm_app_submit(shm, (sock_), &cmd, 1), 1); \
@@ -1203,6 +1214,67 @@ static void test_bad_commands(void **state)
 	close(fd);
 	if (!eventually(apps_are, (void *)(uintptr_t)apps0, 2))
 		print_message("apps now %u, expected %u\n", atomic_load(&pub_apps), apps0);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
+}
+
+/*
+ * An application that does not read its statuses fills its status ring:
+ * the stack keeps the replies back (a deferred-reply array it allocates
+ * only then) and stops reading that socket's commands, and every reply
+ * arrives, in order, once the application reads again.
+ */
+static bool deferred_past(void *arg)
+{
+	return stats_now().status_deferred > *(uint64_t *)arg;
+}
+
+static void test_status_ring_full(void **state)
+{
+	enum { NCMDS = 64 };
+	struct isoshm_app *shm;
+	struct isostack_shm_cmd cmd;
+	struct isostack_shm_status st;
+	uint64_t d0 = stats_now().status_deferred;
+	unsigned apps0 = atomic_load(&pub_apps), posted = 0, got = 0;
+	int fd;
+
+	(void)state;
+	fd = raw_attach(&shm);
+	/* Post until the stack holds replies back: the status ring (16)
+	 * filled, then the command ring (8) while the stack stopped reading. */
+	while (posted < NCMDS) {
+		cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_NOP, .sock = 0,
+						 .cookie = 1000 + posted };
+		if (isoshm_app_submit(shm, 0, &cmd, 1) == 1)
+			posted++;
+		else if (deferred_past(&d0))
+			break;
+		else
+			usleep(100);
+	}
+	assert_true(eventually(deferred_past, &d0, 5));
+	print_message("status ring full after %u commands; %llu replies held back\n", posted,
+		      (unsigned long long)(stats_now().status_deferred - d0));
+	/* Read everything, posting the rest as room appears. */
+	for (long spins = 0; got < NCMDS && spins < 50000; spins++) {
+		while (isoshm_app_recv_status(shm, 0, &st, 1) == 1) {
+			assert_int_equal(st.opcode, ISOSTACK_SHM_OP_NOP);
+			assert_int_equal(st.cookie, 1000 + got);
+			assert_int_equal(st.result, 0);
+			got++;
+			spins = 0;
+		}
+		if (posted < NCMDS) {
+			cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_NOP, .sock = 0,
+							 .cookie = 1000 + posted };
+			if (isoshm_app_submit(shm, 0, &cmd, 1) == 1)
+				posted++;
+		}
+		usleep(100);
+	}
+	assert_int_equal(got, NCMDS);
+	isoshm_app_detach(shm);
+	close(fd);
 	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
 }
 
@@ -1691,6 +1763,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_member_dies, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_emfile, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_commands, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_status_ring_full, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_udp, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_napping, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_enobufs, apps_setup, apps_teardown),

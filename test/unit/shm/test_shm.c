@@ -375,7 +375,7 @@ static void segment_create_attach(void **state)
 		p.hugetlb = false;
 		assert_int_equal(isoshm_stack_create(&s, &p), 0);
 		h = isoshm_stack_header(s);
-		assert_true(h->segment_size > (UINT64_C(128) << 20));
+		assert_true(h->segment_size > (UINT64_C(64) << 20));
 		assert_int_equal(isoshm_stack_extent_new(s, UNIT, &ext), 0);
 		{
 			struct isostack_shm_sockdir d = place(ext, 0, 65536, 65536, 65536);
