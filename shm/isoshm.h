@@ -61,8 +61,8 @@ static inline bool isoshm_variant_per_thread(uint32_t variant)
 	return variant == ISOSTACK_SHM_VARIANT_BASIC || variant == ISOSTACK_SHM_VARIANT_AGGREGATE;
 }
 
-/* Defaults: 65536 ids, one doorbell per online CPU, 32-entry command and
- * 64-entry status rings, rings up to 256 KiB, a 16 GiB arena, no NUMA
+/* Defaults: 65536 ids, one doorbell per online CPU, 4-entry command and
+ * 8-entry status rings, rings up to 256 KiB, a 16 GiB arena, no NUMA
  * binding, hugepages on. */
 void isoshm_params_default(struct isoshm_params *p);
 

@@ -68,18 +68,17 @@ void isoshm_params_default(struct isoshm_params *p)
 	memset(p, 0, sizeof(*p));
 	p->max_sockets = 65536;
 	p->nr_doorbells = ncpu > 0 && ncpu <= 1024 ? (uint32_t)ncpu : 1;
-	/* Per socket id: 512 B of commands and 1 KiB of statuses, part of
+	/* Per socket id: 256 B of commands and 512 B of statuses, part of
 	 * every idle connection's memory.  A socket has few commands in
 	 * flight (SEND and RECV are posted only when the last one was read;
-	 * calls wait for their reply, at most 8 per socket: the shim's reply
-	 * slots), and events coalesce (one pending bit per kind, 7 kinds):
-	 * 16 statuses >= 8 replies + the event kinds never overflow for an
-	 * application that drains its statuses.  A full command ring makes
-	 * the application wait for the stack (it drains without it); a full
-	 * status ring makes the stack keep replies and events back (pend[],
-	 * ev_pending in daemon/backend/sock.c), never drop them. */
-	p->cmd_entries = 8;
-	p->status_entries = 16;
+	 * calls wait for their reply), and events coalesce (one pending bit
+	 * per kind).  A full command ring makes the application wait for the
+	 * stack (it drains without it); a full status ring makes the stack
+	 * keep replies and events back (pend[], ev_pending in
+	 * daemon/backend/sock.c), never drop them.  The Basic variant, a SEND
+	 * per send(), gets deeper command rings (daemon/backend/backend.c). */
+	p->cmd_entries = 4;
+	p->status_entries = 8;
 	p->max_ring_bytes = 256u << 10;
 	p->arena_size = UINT64_C(16) << 30;
 	p->numa_node = -1;

@@ -201,6 +201,8 @@ static void reply_attach(int fd, int status, uint32_t app_id, uint64_t size,
 	(void)send_fds(fd, &r, sizeof(r), fds, nfds);
 }
 
+#define BASIC_CMD_ENTRIES 32
+
 /* Validates an ATTACH and creates the application.  Takes ownership of
  * fd and wake_fd in every case. */
 static void app_attach(struct isod_backend *be, int fd, const struct isostack_ctl_attach *m,
@@ -225,6 +227,9 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 		ret = -EUSERS;
 		goto fail;
 	}
+	/* Basic posts a SEND per send(): room for a burst of them. */
+	if (p.variant == ISOSTACK_SHM_VARIANT_BASIC && p.cmd_entries < BASIC_CMD_ENTRIES)
+		p.cmd_entries = BASIC_CMD_ENTRIES;
 	app = calloc(1, sizeof(*app));
 	if (app == NULL) {
 		ret = -ENOMEM;

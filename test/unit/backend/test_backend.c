@@ -1240,8 +1240,8 @@ static void test_status_ring_full(void **state)
 
 	(void)state;
 	fd = raw_attach(&shm);
-	/* Post until the stack holds replies back: the status ring (16)
-	 * filled, then the command ring (8) while the stack stopped reading. */
+	/* Post until the stack holds replies back: the status ring (8)
+	 * filled, then the command ring (4) while the stack stopped reading. */
 	while (posted < NCMDS) {
 		cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_NOP, .sock = 0,
 						 .cookie = 1000 + posted };
