@@ -1,6 +1,7 @@
 /*
  * fd -> isostack socket.  An isostack socket's fd number is a real kernel
- * fd the shim reserved (a kernel socket of the same type), so the table
+ * fd the shim reserved (a kernel socket of the same type, or for an
+ * established TCP connection an eventfd: shadow.c), so the table
  * only says which stack serves it; dup/dup2/dup3/F_DUPFD make more kernel
  * fds that share one struct isosock_file, counted.  Reads are lock-free
  * (two-level array of atomic pointers, chunks never freed); writers

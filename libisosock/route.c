@@ -15,7 +15,16 @@
  *     DUAL; the shadow is then always O_NONBLOCK, the application's mode
  *     lives in the file object);
  *   - UDP sockets are DUAL from the start: datagrams to loopback go out of
- *     the shadow, replies come back on it.
+ *     the shadow, replies come back on it;
+ *   - an established isostack TCP connection needs none of that, and a
+ *     kernel socket costs ~4.3 KB: an accepted connection's fd is an
+ *     eventfd from the start, and a connect() that went to isostack (0 or
+ *     EINPROGRESS) swaps the shadow for one (dup3, same number, FD_CLOEXEC
+ *     kept).  Such a "light" shadow (ISOSOCK_F_LIGHT) gets from shadow.c
+ *     what its kernel socket used to answer: options the stack does not
+ *     model, socket ioctls, fstat/statx (interpose_file.c), and the key exec
+ *     adoption needs (eventfd id with dev/ino).  /proc/PID/fd shows
+ *     anon_inode:[eventfd] for these (known limit, docs/shim.md).
  *
  * Every stack call is made non-blocking; blocking, SO_RCVTIMEO/SNDTIMEO
  * and EINTR-versus-SA_RESTART are handled here (route_block), so a socket
@@ -1324,14 +1333,16 @@ bool isosock_r_private_fd(int fd)
 /*
  * exec.  The new image gets ISOSTACK_INHERIT = the back-end's description
  * of the attachments, '#', then one "fd,type,flags,rcvtimeo,sndtimeo,
- * att,slot,dev,ino" entry per isostack socket fd without FD_CLOEXEC,
+ * att,slot,dev,ino,eid" entry per isostack socket fd without FD_CLOEXEC,
  * ';'-separated.  Its constructor (interpose.c) calls isosock_r_exec_adopt:
  * fds that were dup()s of one socket share one file again.  A socket whose
  * every fd was close-on-exec is released there, as the kernel closes it at
  * exec.
  *
- * dev/ino are the shadow socket's (fstat): what the fd is, whatever its
- * number.  A spawned child (posix_spawn file actions) may have it at
+ * dev/ino are the shadow's (the kernel's fstat): what the fd is, whatever
+ * its number; a light shadow's eventfd shares them with every eventfd, so
+ * its eventfd id (/proc/self/fdinfo) follows as a tenth field, 0 for a
+ * kernel socket.  A spawned child (posix_spawn file actions) may have it at
  * another fd (dup2 to stdout), at several, or nowhere; the new image
  * adopts the fds that hold that kernel socket, not the numbers listed.
  */
