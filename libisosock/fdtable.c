@@ -151,6 +151,8 @@ struct isosock_file *isosock_file_new(int type, void *h)
 	f->gen++;
 	f->rcvtimeo_ns = -1;
 	f->sndtimeo_ns = -1;
+	atomic_store_explicit(&f->light_ino, 0, memory_order_relaxed);
+	f->opts = NULL; /* freed by isosock_file_release */
 	f->next_free = NULL;
 	atomic_store_explicit(&f->refs, 1, memory_order_release);
 	atomic_fetch_add_explicit(&live, 1, memory_order_relaxed);

@@ -1,6 +1,7 @@
 /*
  * fd -> isostack socket.  An isostack socket's fd number is a real kernel
- * fd the shim reserved (a kernel socket of the same type), so the table
+ * fd the shim reserved (a kernel socket of the same type, or for an
+ * established TCP connection an eventfd: shadow.c), so the table
  * only says which stack serves it; dup/dup2/dup3/F_DUPFD make more kernel
  * fds that share one struct isosock_file, counted.  Reads are lock-free
  * (two-level array of atomic pointers, chunks never freed); writers
@@ -26,6 +27,7 @@
 #define ISOSOCK_F_CONNECTING (1u << 3)
 #define ISOSOCK_F_SHUT_WR   (1u << 4)
 #define ISOSOCK_F_MIGRATED  (1u << 5) /* now a plain kernel socket */
+#define ISOSOCK_F_LIGHT     (1u << 6) /* shadow is an eventfd (shadow.c) */
 #define ISOSOCK_F_ET        (1u << 7) /* in an edge-triggered epoll set */
 
 struct isosock_file {
@@ -41,6 +43,10 @@ struct isosock_file {
 	void *h;                    /* stack handle */
 	int64_t rcvtimeo_ns;        /* -1: none */
 	int64_t sndtimeo_ns;
+	/* Light shadows (shadow.c): the st_ino fstat reports (0: not read
+	 * yet) and the options only the kernel would have kept. */
+	_Atomic uint64_t light_ino;
+	void *opts;
 	struct isosock_file *next_free;
 };
 

@@ -15,7 +15,16 @@
  *     DUAL; the shadow is then always O_NONBLOCK, the application's mode
  *     lives in the file object);
  *   - UDP sockets are DUAL from the start: datagrams to loopback go out of
- *     the shadow, replies come back on it.
+ *     the shadow, replies come back on it;
+ *   - an established isostack TCP connection needs none of that, and a
+ *     kernel socket costs ~4.3 KB: an accepted connection's fd is an
+ *     eventfd from the start, and a connect() that went to isostack (0 or
+ *     EINPROGRESS) swaps the shadow for one (dup3, same number, FD_CLOEXEC
+ *     kept).  Such a "light" shadow (ISOSOCK_F_LIGHT) gets from shadow.c
+ *     what its kernel socket used to answer: options the stack does not
+ *     model, socket ioctls, fstat/statx (interpose_file.c), and the key exec
+ *     adoption needs (eventfd id with dev/ino).  /proc/PID/fd shows
+ *     anon_inode:[eventfd] for these (known limit, docs/shim.md).
  *
  * Every stack call is made non-blocking; blocking, SO_RCVTIMEO/SNDTIMEO
  * and EINTR-versus-SA_RESTART are handled here (route_block), so a socket
@@ -38,6 +47,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "shadow.h"
 #include "shim.h"
 
 struct isosock_libc isosock_libc;
@@ -262,8 +272,11 @@ static void sync_kernel_nonblock(struct isosock_file *f, int fd)
 
 /* The fd becomes the plain kernel socket it shadows.  The caller still
  * holds its reference to f, whose stack socket is closed here. */
-static void migrate_to_kernel(struct isosock_file *f, int fd)
+static int migrate_to_kernel(struct isosock_file *f, int fd)
 {
+	int r = isosock_sh_unlighten(f, fd);
+	if (r < 0)
+		return r;
 	isosock_fd_lock();
 	void *h = f->h;
 	f->h = NULL;
@@ -274,12 +287,14 @@ static void migrate_to_kernel(struct isosock_file *f, int fd)
 	if (h && isosock_be)
 		isosock_be->close(h);
 	sync_kernel_nonblock(f, fd);
+	return 0;
 }
 
 static void release_file(struct isosock_file *f)
 {
 	void *h = f->h;
 	f->h = NULL;
+	isosock_sh_release(f);
 	/* After fork the back-end decides whether the stack socket is closed
 	 * (only when no other process holds it any more). */
 	if (h && isosock_be)
@@ -347,8 +362,8 @@ int isosock_r_bind(struct isosock_file *f, int fd, const struct sockaddr *sa, so
 	if (rt == ISOSOCK_ROUTE_KERNEL) {
 		if (sa && len >= sizeof(sa_family_t) && sa->sa_family != AF_INET)
 			return -EAFNOSUPPORT; /* as AF_INET would say */
-		migrate_to_kernel(f, fd);
-		return neg(L.bind(fd, sa, len));
+		int m = migrate_to_kernel(f, fd);
+		return m < 0 ? m : neg(L.bind(fd, sa, len));
 	}
 	int r = isosock_be->bind(f->h, sa, len);
 	if (r < 0 || rt != ISOSOCK_ROUTE_BOTH)
@@ -401,11 +416,11 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 		void *nh = NULL;
 		int r = isosock_be->accept(f->h, &nh, sa, len);
 		if (r >= 0) {
-			int kfd = L.socket(AF_INET, SOCK_STREAM | (flags & (SOCK_CLOEXEC | SOCK_NONBLOCK)), 0);
+			/* Its fd is an eventfd: a light shadow (shadow.c). */
+			int kfd = isosock_sh_accept_fd(flags);
 			if (kfd < 0) {
-				r = -errno;
 				isosock_be->close(nh);
-				return r;
+				return kfd;
 			}
 			struct isosock_file *nf = isosock_file_new(SOCK_STREAM, nh);
 			if (!nf) {
@@ -413,6 +428,7 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 				L.close(kfd);
 				return -ENOMEM;
 			}
+			set_flag(nf, ISOSOCK_F_LIGHT, true);
 			if (flags & SOCK_NONBLOCK)
 				set_flag(nf, ISOSOCK_F_NONBLOCK, true);
 			r = isosock_fd_install(kfd, nf);
@@ -441,7 +457,7 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 	}
 }
 
-int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa, socklen_t len)
+static int connect1(struct isosock_file *f, int fd, const struct sockaddr *sa, socklen_t len)
 {
 	if (!sa || len < sizeof(sa_family_t))
 		return -EINVAL;
@@ -450,8 +466,8 @@ int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa,
 	if (isosock_route_addr(sa, len, false) == ISOSOCK_ROUTE_KERNEL) {
 		if (sa->sa_family != AF_INET)
 			return -EAFNOSUPPORT;
-		migrate_to_kernel(f, fd);
-		return neg(L.connect(fd, sa, len));
+		int m = migrate_to_kernel(f, fd);
+		return m < 0 ? m : neg(L.connect(fd, sa, len));
 	}
 	int r = isosock_be->connect(f->h, sa, len);
 	if (r == -EISCONN && has_flag(f, ISOSOCK_F_CONNECTING)) {
@@ -495,6 +511,17 @@ int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa,
 	}
 	set_flag(f, ISOSOCK_F_CONNECTING, false); /* the kernel's SS_CONNECTED */
 	return isosock_be->so_error(f->h);
+}
+
+int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	int r = connect1(f, fd, sa, len);
+	/* A stream that went to isostack needs its kernel socket no more:
+	 * the fd becomes a light shadow (shadow.c). */
+	if ((r == 0 || r == -EINPROGRESS) && f->type == SOCK_STREAM && f->h &&
+	    !has_flag(f, ISOSOCK_F_MIGRATED))
+		isosock_sh_lighten(f, fd);
+	return r;
 }
 
 /* ---- data ---------------------------------------------------------------- */
@@ -1128,11 +1155,21 @@ int isosock_r_setsockopt(struct isosock_file *f, int fd, int level, int name,
 			 const void *v, socklen_t len)
 {
 	/* Mirrored onto the shadow first: it must carry SO_REUSEADDR before
-	 * it binds, and keeps every option across a loopback migration. */
-	int k = neg(L.setsockopt(fd, level, name, v, len));
-	if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+	 * it binds, and keeps every option across a loopback migration.  A
+	 * light shadow has no kernel socket: the kernel's verdict comes from
+	 * shadow.c, where needed (the timeouts, options the stack lacks). */
+	bool light = isosock_sh_light(f);
+	bool timeo = level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO);
+	int k = 0;
+	if (!light)
+		k = neg(L.setsockopt(fd, level, name, v, len));
+	else if (timeo)
+		k = isosock_sh_opt_verdict(level, name, v, len);
+	if (timeo) {
 		if (k < 0)
 			return k;
+		/* Kept for a light shadow, now or after a connect. */
+		isosock_sh_opt_keep(f, level, name, v, len);
 		int64_t ns = tv_to_ns(v, len);
 		if (ns == -2)
 			return -EINVAL;
@@ -1144,8 +1181,14 @@ int isosock_r_setsockopt(struct isosock_file *f, int fd, int level, int name,
 	int r = isosock_be->setsockopt(f->h, level, name, v, len);
 	/* Options the stack does not model (IP_TOS, SO_PRIORITY...) keep
 	 * the kernel's verdict on the shadow. */
-	if (r == -ENOPROTOOPT && k == 0)
-		return 0;
+	if (r == -ENOPROTOOPT) {
+		if (light)
+			k = isosock_sh_opt_verdict(level, name, v, len);
+		if (k == 0 && !has_flag(f, ISOSOCK_F_LISTEN))
+			isosock_sh_opt_keep(f, level, name, v, len);
+		if (k == 0)
+			return 0;
+	}
 	return r;
 }
 
@@ -1156,6 +1199,8 @@ int isosock_r_getsockopt(struct isosock_file *f, int fd, int level, int name,
 		switch (name) {
 		case SO_TYPE: case SO_DOMAIN: case SO_PROTOCOL:
 		case SO_RCVTIMEO: case SO_SNDTIMEO:
+			if (isosock_sh_light(f))
+				return isosock_sh_getsockopt(f, level, name, v, len);
 			return neg(L.getsockopt(fd, level, name, v, len));
 		case SO_ERROR:
 			if (!v || !len || *len < sizeof(int))
@@ -1170,6 +1215,8 @@ int isosock_r_getsockopt(struct isosock_file *f, int fd, int level, int name,
 		}
 	}
 	int r = isosock_be->getsockopt(f->h, level, name, v, len);
+	if (r == -ENOPROTOOPT && isosock_sh_light(f))
+		return isosock_sh_getsockopt(f, level, name, v, len);
 	if (r == -ENOPROTOOPT)
 		return neg(L.getsockopt(fd, level, name, v, len));
 	return r;
@@ -1225,6 +1272,8 @@ int isosock_r_ioctl(struct isosock_file *f, int fd, unsigned long req, void *arg
 		return 0;
 	}
 	default:
+		if (isosock_sh_light(f))
+			return isosock_sh_ioctl(f, fd, req, arg);
 		return neg(L.ioctl(fd, req, arg));
 	}
 }
@@ -1241,6 +1290,7 @@ int isosock_r_ioctl(struct isosock_file *f, int fd, unsigned long req, void *arg
 void isosock_r_atfork_prepare(void)
 {
 	isosock_fd_atfork(0);
+	isosock_sh_atfork(0);
 	if (isosock_be && isosock_be->atfork_prepare)
 		isosock_be->atfork_prepare();
 }
@@ -1250,11 +1300,13 @@ void isosock_r_atfork_parent(bool failed)
 	(void)failed;
 	if (isosock_be && isosock_be->atfork_parent)
 		isosock_be->atfork_parent();
+	isosock_sh_atfork(1);
 	isosock_fd_atfork(1);
 }
 
 void isosock_r_atfork_child(void)
 {
+	isosock_sh_atfork(2);
 	isosock_fd_atfork(2);
 	isosock_e_atfork_child();
 	if (isosock_be && isosock_be->atfork_child)
@@ -1281,20 +1333,28 @@ bool isosock_r_private_fd(int fd)
 /*
  * exec.  The new image gets ISOSTACK_INHERIT = the back-end's description
  * of the attachments, '#', then one "fd,type,flags,rcvtimeo,sndtimeo,
- * att,slot,dev,ino" entry per isostack socket fd without FD_CLOEXEC,
+ * att,slot,dev,ino,eid" entry per isostack socket fd without FD_CLOEXEC,
  * ';'-separated.  Its constructor (interpose.c) calls isosock_r_exec_adopt:
  * fds that were dup()s of one socket share one file again.  A socket whose
  * every fd was close-on-exec is released there, as the kernel closes it at
  * exec.
  *
- * dev/ino are the shadow socket's (fstat): what the fd is, whatever its
- * number.  A spawned child (posix_spawn file actions) may have it at
+ * dev/ino are the shadow's (the kernel's fstat): what the fd is, whatever
+ * its number; a light shadow's eventfd shares them with every eventfd, so
+ * its eventfd id (/proc/self/fdinfo) follows as a tenth field, 0 for a
+ * kernel socket.  A spawned child (posix_spawn file actions) may have it at
  * another fd (dup2 to stdout), at several, or nowhere; the new image
  * adopts the fds that hold that kernel socket, not the numbers listed.
  */
 #define INHERIT_VAR "ISOSTACK_INHERIT="
 #define INHERIT_FLAGS (ISOSOCK_F_NONBLOCK | ISOSOCK_F_DUAL | ISOSOCK_F_LISTEN | \
-		       ISOSOCK_F_CONNECTING | ISOSOCK_F_SHUT_WR)
+		       ISOSOCK_F_CONNECTING | ISOSOCK_F_SHUT_WR | ISOSOCK_F_LIGHT)
+
+/* The kernel's fstat of fd, not ours (a light shadow's is made up). */
+static int raw_fstat(int fd, struct stat *st)
+{
+	return syscall(SYS_fstat, fd, st) == 0 ? 0 : -errno;
+}
 
 /* sp NULL: exec of this process; else a spawn (isosock_r_spawn_prepare). */
 static char *inherit_desc(void *sp)
@@ -1323,12 +1383,16 @@ static char *inherit_desc(void *sp)
 		uint32_t fl = atomic_load(&f->flags);
 		struct stat st;
 		if (cl >= 0 && !(cl & FD_CLOEXEC) && f->h && !(fl & ISOSOCK_F_MIGRATED) &&
-		    fstat(fd, &st) == 0 && isosock_be->handle_slot(f->h, &att, &slot) == 0) {
-			off += (size_t)snprintf(s + off, cap - off, "%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu;",
+		    raw_fstat(fd, &st) == 0 && isosock_be->handle_slot(f->h, &att, &slot) == 0) {
+			/* Every eventfd has one dev/ino: a light shadow is
+			 * told apart by its eventfd id too. */
+			unsigned long long eid = (fl & ISOSOCK_F_LIGHT) ? isosock_sh_eventfd_id(fd) : 0;
+			off += (size_t)snprintf(s + off, cap - off,
+						"%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu,%llu;",
 						fd, f->type, fl & INHERIT_FLAGS,
 						(long long)f->rcvtimeo_ns, (long long)f->sndtimeo_ns,
 						att, slot, (unsigned long long)st.st_dev,
-						(unsigned long long)st.st_ino);
+						(unsigned long long)st.st_ino, eid);
 			if (sp)
 				isosock_be->spawn_hold(sp, f->h);
 		}
@@ -1383,18 +1447,28 @@ struct inh {
 	int fd, type, att, slot;
 	unsigned fl;
 	long long rto, sto;
-	unsigned long long dev, ino;
+	unsigned long long dev, ino, eid;   /* eid: light shadows' eventfd id */
 	struct isosock_file *f;   /* its file once an fd was found */
 	bool made;                /* f was made for this entry: our reference */
 };
 
-/* The entry for kernel socket dev/ino, with the file of an earlier entry
- * of the same stack socket (a dup) if one was made. */
-static struct inh *inh_find(struct inh *e, int n, unsigned long long dev, unsigned long long ino)
+/* The entry for the shadow fd holds (its dev/ino, and for an eventfd its
+ * id, read only if some light entry has that dev/ino), with the file of
+ * an earlier entry of the same stack socket (a dup) if one was made. */
+static struct inh *inh_find(struct inh *e, int n, int fd, const struct stat *st)
 {
-	for (int i = 0; i < n; i++)
-		if (e[i].dev == dev && e[i].ino == ino)
+	unsigned long long eid = 0;
+	bool eid_read = S_ISSOCK(st->st_mode);
+	for (int i = 0; i < n; i++) {
+		if (e[i].dev != st->st_dev || e[i].ino != st->st_ino)
+			continue;
+		if (!eid_read) {
+			eid = isosock_sh_eventfd_id(fd);
+			eid_read = true;
+		}
+		if (e[i].eid == eid)
 			return &e[i];
+	}
 	return NULL;
 }
 
@@ -1412,6 +1486,7 @@ static void inh_install(struct inh *e, int n, struct inh *x, int fd)
 			atomic_store(&x->f->flags, x->fl & INHERIT_FLAGS);
 			x->f->rcvtimeo_ns = x->rto;
 			x->f->sndtimeo_ns = x->sto;
+			isosock_sh_set_ino(x->f, x->eid);
 		}
 	}
 	(void)isosock_fd_install(fd, x->f);
@@ -1439,8 +1514,9 @@ void isosock_r_exec_adopt(const char *desc)
 	int ne = 0;
 	for (const char *p = socks + 1; *p && ne < cap;) {
 		struct inh *x = &e[ne];
-		if (sscanf(p, "%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu;", &x->fd, &x->type, &x->fl,
-			   &x->rto, &x->sto, &x->att, &x->slot, &x->dev, &x->ino) != 9)
+		if (sscanf(p, "%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu,%llu;", &x->fd, &x->type,
+			   &x->fl, &x->rto, &x->sto, &x->att, &x->slot, &x->dev, &x->ino,
+			   &x->eid) != 10)
 			break;
 		ne++;
 		p = strchr(p, ';');
@@ -1458,16 +1534,18 @@ void isosock_r_exec_adopt(const char *desc)
 			char *end;
 			long fd = strtol(de->d_name, &end, 10);
 			if (*end || end == de->d_name || fd == dfd || fd < 0 || fd > INT_MAX ||
-			    fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+			    raw_fstat((int)fd, &st) != 0)
 				continue;
-			struct inh *x = inh_find(e, ne, st.st_dev, st.st_ino);
+			struct inh *x = inh_find(e, ne, (int)fd, &st);
 			if (x)
 				inh_install(e, ne, x, (int)fd);
 		}
 		closedir(d);
 	} else {
 		for (int i = 0; i < ne; i++)
-			if (fstat(e[i].fd, &st) == 0 && st.st_dev == e[i].dev && st.st_ino == e[i].ino)
+			if (raw_fstat(e[i].fd, &st) == 0 && st.st_dev == e[i].dev &&
+			    st.st_ino == e[i].ino &&
+			    e[i].eid == (S_ISSOCK(st.st_mode) ? 0 : isosock_sh_eventfd_id(e[i].fd)))
 				inh_install(e, ne, &e[i], e[i].fd);
 	}
 	for (int i = 0; i < ne; i++)

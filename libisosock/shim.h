@@ -5,11 +5,16 @@
  *   interpose.c  the exported libc symbols: resolve libc with
  *                dlsym(RTLD_NEXT), look the fd up, call one isosock_r_*
  *                function or libc, turn -errno into errno.  Nothing else.
+ *                interpose_file.c: the fstat family, statx, lseek and
+ *                pread/pwrite, for light shadows.
  *   route.c      the socket calls proper (isosock_r_*): which stack serves
  *                a socket or an address, the reserved kernel fd, loopback
  *                migration, blocking/timeouts/EINTR.  Returns 0, a count or
  *                -errno; calls libc and the stack only through the two
  *                tables below, so unit tests substitute both.
+ *   shadow.c     light shadows: an established TCP connection's fd is an
+ *                eventfd, and what its kernel socket would have answered
+ *                (options, ioctls, fstat, exec keys) comes from there.
  *   poll.c       poll/ppoll/select/pselect, epoll.c the epoll family, over
  *                a mix of kernel fds and isostack sockets.
  *   fdtable.c    fd -> struct isosock_file.

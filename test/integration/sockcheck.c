@@ -56,9 +56,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <limits.h>
@@ -690,6 +694,133 @@ static void check_accept(void)
 		close(ctl);
 		close(l);
 	}
+}
+
+/* ---- what an established connection's fd is ------------------------------ */
+/*
+ * fstat, statx, seeking, options and ioctls on a connected and an accepted
+ * socket (under the shim their fds are eventfds standing in for sockets:
+ * libisosock/shadow.c): a socket of sockfs, an inode of its own that dup
+ * keeps, the kernel's answers.  Printed as facts, never numbers that vary.
+ */
+static const char *is_socket_stat(const struct stat *st, const struct stat *ref)
+{
+	if (!S_ISSOCK(st->st_mode))
+		return "not_sock";
+	if ((st->st_mode & 07777) != 0777)
+		return "mode";
+	if (st->st_dev != ref->st_dev)
+		return "dev";
+	if (st->st_size != 0 || st->st_blksize != 4096 || st->st_nlink != 1)
+		return "fields";
+	return "ok";
+}
+
+static void identity_of(const char *what, int fd, const struct stat *ref)
+{
+	char name[64];
+	struct stat st, st2;
+#define R(n, v) (snprintf(name, sizeof(name), "%s_%s", what, n), report(name, v))
+	R("fstat", fstat(fd, &st) ? ename(errno) : is_socket_stat(&st, ref));
+	R("fstat_other_ino", st.st_ino != ref->st_ino ? "ok" : "same");
+	R("fstatat_empty", fstatat(fd, "", &st2, AT_EMPTY_PATH) ? ename(errno) :
+	  st2.st_ino == st.st_ino && st2.st_dev == st.st_dev && S_ISSOCK(st2.st_mode) ? "ok" : "bad");
+	struct statx sx;
+	R("statx", statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx) ? ename(errno) :
+	  S_ISSOCK(sx.stx_mode) && sx.stx_ino == st.st_ino && sx.stx_blksize == 4096 &&
+	  (dev_t)makedev(sx.stx_dev_major, sx.stx_dev_minor) == st.st_dev ? "ok" : "bad");
+	int d = dup(fd);
+	R("dup_same_ino", fstat(d, &st2) ? ename(errno) : st2.st_ino == st.st_ino ? "ok" : "bad");
+	close(d);
+	errno = 0;
+	R("lseek", ename(lseek(fd, 0, SEEK_CUR) < 0 ? errno : 0));
+	char c;
+	R("pread", ename(pread(fd, &c, 1, 0) < 0 ? errno : 0));
+	int fl = fcntl(fd, F_GETFL);
+	R("getfl", fl < 0 ? ename(errno) : (fl & O_ACCMODE) == O_RDWR ? "ok" : "bad");
+	int v = 0;
+	socklen_t l = sizeof(v);
+	R("so_type", getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l) ? ename(errno) :
+	  v == SOCK_STREAM ? "ok" : "bad");
+	l = sizeof(v);
+	R("so_domain", getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &l) ? ename(errno) :
+	  v == AF_INET ? "ok" : "bad");
+	v = 0x10;
+	R("ip_tos_set", ename(setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v)) ? errno : 0));
+	v = 0;
+	l = sizeof(v);
+	R("ip_tos_get", getsockopt(fd, IPPROTO_IP, IP_TOS, &v, &l) ? ename(errno) :
+	  v == 0x10 ? "ok" : "bad");
+	struct timeval tv = { 0, 1 };
+	R("rcvtimeo_set", ename(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ? errno : 0));
+	l = sizeof(tv);
+	/* The kernel rounds up to its tick: whatever it is, above 1 us. */
+	R("rcvtimeo_get", getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) ? ename(errno) :
+	  tv.tv_sec == 0 && tv.tv_usec > 1 ? "ok" : "bad");
+	tv = (struct timeval){ 0, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	tv.tv_usec = 2000000;
+	R("rcvtimeo_edom", ename(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ? errno : 0));
+	struct ifreq ifr = { 0 };
+	strcpy(ifr.ifr_name, "lo");
+	R("siocgifindex", ioctl(fd, SIOCGIFINDEX, &ifr) ? ename(errno) :
+	  ifr.ifr_ifindex == 1 ? "ok" : "bad");
+	R("tcgets", ename(isatty(fd) ? 0 : errno));
+#undef R
+}
+
+static int listener_any(uint16_t *port);
+
+static void check_identity(void)
+{
+	struct stat ref;
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	if (u < 0 || fstat(u, &ref) < 0)
+		die("identity setup");
+	close(u);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = addr(peer_ip, base + 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("identity connect");
+	report("connected_cloexec", (fcntl(fd, F_GETFD) & FD_CLOEXEC) ? "ok" : "no");
+	identity_of("connected", fd, &ref);
+	char b[4];
+	report("connected_after", send(fd, "abcd", 4, 0) == 4 && read_full(fd, b, 4) == 0 &&
+				  !memcmp(b, "abcd", 4) ? "ok" : "bad");
+
+	/* A dup made before connect: both fds stay one socket. */
+	int g = socket(AF_INET, SOCK_STREAM, 0), g2 = dup(g);
+	struct stat s1, s2;
+	if (g < 0 || g2 < 0 || connect(g, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("identity dup connect");
+	report("dup_then_connect_ino", fstat(g, &s1) == 0 && fstat(g2, &s2) == 0 &&
+				       s1.st_ino == s2.st_ino && S_ISSOCK(s2.st_mode) ? "ok" : "bad");
+	report("dup_then_connect_io", send(g2, "efgh", 4, 0) == 4 && read_full(g, b, 4) == 0 &&
+				      !memcmp(b, "efgh", 4) ? "ok" : "bad");
+	close(g);
+	close(g2);
+
+	uint16_t port;
+	int l = listener_any(&port);
+	int ctl = tcp_to(5);
+	write_full(ctl, &port, sizeof(port));
+	int c = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+	if (c < 0)
+		die("identity accept");
+	struct stat cs;
+	report("accepted_vs_connected_ino", fstat(c, &cs) == 0 && fstat(fd, &s1) == 0 &&
+					    cs.st_ino != s1.st_ino ? "ok" : "same");
+	identity_of("accepted", c, &ref);
+	int fl = fcntl(c, F_GETFL);
+	report("accepted_nonblock", fl >= 0 && (fl & O_NONBLOCK) ? "ok" : "no");
+	fcntl(c, F_SETFL, fl & ~O_NONBLOCK);
+	char h[5];
+	report("accepted_after", read_full(c, h, 5) == 0 && !memcmp(h, "hello", 5) ? "ok" : "bad");
+	read_full(ctl, h, 1);
+	close(c);
+	close(ctl);
+	close(l);
+	close(fd);
 }
 
 /* ---- signals ---------------------------------------------------------- */
@@ -1498,6 +1629,9 @@ static int exec_child(int fd)
 	int flags = fcntl(fd, F_GETFD);
 	if (flags < 0)
 		return errno == EBADF ? 3 : 2;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return 1; /* still a socket in the new image */
 	if (send(fd, "exec", 4, 0) != 4 || read_full(fd, b, 4) < 0 || memcmp(b, "exec", 4))
 		return 1;
 	return 0;
@@ -1912,6 +2046,7 @@ int main(int argc, char **argv)
 	check_readiness();
 	check_epoll_thread_add();
 	check_accept();
+	check_identity();
 	check_et_arrivals();
 	check_signals();
 	check_splice();

@@ -22,11 +22,13 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "shadow.h"
 #include "shim.h"
 
 /* ---- fake stack ----------------------------------------------------- */
@@ -1351,6 +1353,112 @@ static void test_spawn_adopt(void **state)
 	isosock_r_close(c);
 }
 
+/* ---- light shadows ---------------------------------------------------------- */
+
+/* In a forked child standing for the new image: the light fd is adopted
+ * by its eventfd id, light again, with its inode. */
+static int light_child(const char *desc, int fd, uint64_t ino)
+{
+	for (int i = 0; i < isosock_fd_limit(); i++)
+		(void)isosock_fd_remove(i);
+	isosock_r_exec_adopt(desc);
+	/* Every eventfd has the same dev/ino: the id tells them apart (the
+	 * wake fd is one too). */
+	if (isosock_fd_get(wake_efd))
+		return 4;
+	struct isosock_file *f = isosock_fd_get(fd);
+	if (!f)
+		return 1;
+	struct stat st;
+	int r = !isosock_sh_light(f) ? 2 :
+		isosock_sh_fstat(f, fd, &st) != 0 || st.st_ino != ino ? 3 : 0;
+	isosock_file_put(f);
+	return r;
+}
+
+static void test_light_shadow(void **state)
+{
+	(void)state;
+	/* A blocking connect (the fake stack connects at once): the kernel
+	 * socket becomes an eventfd at the same number,
+	 * FD_CLOEXEC kept, options set before connect still answered. */
+	int fd = isosock_r_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct isosock_file *f = isosock_fd_get(fd);
+	int tos = 0x10, v = 0;
+	socklen_t l = sizeof(v);
+	assert_int_equal(isosock_r_setsockopt(f, fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos)), 0);
+	struct sockaddr_in dst = sin4("198.18.0.2", 80);
+	assert_int_equal(isosock_r_connect(f, fd, (struct sockaddr *)&dst, sizeof(dst)), 0);
+	assert_true(isosock_sh_light(f));
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_false(S_ISSOCK(st.st_mode));        /* the kernel's view: an eventfd */
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(isosock_r_getsockopt(f, fd, IPPROTO_IP, IP_TOS, &v, &l), 0);
+	assert_int_equal(v, 0x10);
+	assert_int_equal(isosock_r_getsockopt(f, fd, SOL_SOCKET, SO_TYPE, &v, &l), 0);
+	assert_int_equal(v, SOCK_STREAM);
+	assert_int_equal(isosock_r_setsockopt(f, fd, SOL_SOCKET, 9999, &v, sizeof(v)),
+			 -ENOPROTOOPT);
+	struct timeval tv = { 0, 2000000 };
+	assert_int_equal(isosock_r_setsockopt(f, fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)),
+			 -EDOM);
+	int q = -1;
+	assert_int_equal(isosock_r_ioctl(f, fd, TIOCOUTQ, &q), 0);
+	assert_int_equal(q, 0);
+	/* What fstat reports: a socket with an inode of its own. */
+	struct stat ss;
+	assert_int_equal(isosock_sh_fstat(f, fd, &ss), 0);
+	assert_true(S_ISSOCK(ss.st_mode));
+	assert_true(ss.st_ino > 0xffffffffull);
+	assert_int_equal(ss.st_blksize, 4096);
+	isosock_file_put(f);
+
+	/* accept: an eventfd from the start, with accept4's flags. */
+	int lfd = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	struct isosock_file *lf = isosock_fd_get(lfd);
+	assert_int_equal(isosock_r_listen(lf, lfd, 4), 0);
+	((struct fsock *)lf->h)->pending = 1;
+	int a = isosock_r_accept(lf, lfd, NULL, NULL, SOCK_NONBLOCK);
+	assert_true(a >= 0);
+	struct isosock_file *af = isosock_fd_get(a);
+	assert_true(isosock_sh_light(af));
+	assert_false(fcntl(a, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(isosock_r_fcntl(af, a, F_GETFL, 0) & O_NONBLOCK, O_NONBLOCK);
+	struct stat as;
+	assert_int_equal(isosock_sh_fstat(af, a, &as), 0);
+	assert_true(as.st_ino != ss.st_ino && as.st_dev == ss.st_dev);
+	isosock_file_put(af);
+	isosock_file_put(lf);
+
+	/* A dup made before connect: the kernel socket stays. */
+	int g = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int g2 = isosock_r_dup(g, -1, 0, 0);
+	struct isosock_file *gf = isosock_fd_get(g);
+	assert_int_equal(isosock_r_connect(gf, g, (struct sockaddr *)&dst, sizeof(dst)), 0);
+	assert_false(isosock_sh_light(gf));
+	isosock_file_put(gf);
+
+	/* exec: the accepted fd (no FD_CLOEXEC) goes with its eventfd id. */
+	char *var = isosock_r_exec_prepare();
+	assert_non_null(var);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(light_child(var + 17, a, as.st_ino));
+	int wst = -1;
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+	isosock_r_exec_failed();
+	free(var);
+	isosock_r_close(a);
+	isosock_r_close(lfd);
+	isosock_r_close(g);
+	isosock_r_close(g2);
+	isosock_r_close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1375,6 +1483,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_splice_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_splice_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spawn_adopt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_light_shadow, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("isosock", tests, NULL, NULL);
 }
