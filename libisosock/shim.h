@@ -274,6 +274,9 @@ int isosock_r_getsockopt(struct isosock_file *f, int fd, int level, int name,
 int isosock_r_fcntl(struct isosock_file *f, int fd, int cmd, long arg);
 int isosock_r_ioctl(struct isosock_file *f, int fd, unsigned long req, void *arg);
 int isosock_r_dup(int oldfd, int newfd, int flags, int how);
+/* route.c: a file's last reference went: its stack socket is let go. */
+void isosock_r_release_file(struct isosock_file *f);
+/* route_fork.c */
 void isosock_r_atfork_prepare(void);
 void isosock_r_atfork_parent(bool failed);
 void isosock_r_atfork_child(void);
