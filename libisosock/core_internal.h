@@ -24,7 +24,7 @@
 #include "isostack/shm_abi.h"
 
 #define WAIT_SLICE_NS   (20 * 1000 * 1000)
-#define NREP            8
+#define NREP            4
 #define NSTASH          8
 #define SPIN_POLLS      2000
 /* Longest wait of a non-blocking accept for its (due) reply. */
