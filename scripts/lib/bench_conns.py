@@ -14,15 +14,18 @@ connections held (verified by echo):
   held: every server and client up, all connections established, echoed
         and idle
 Counted:
-  kernel     /proc/meminfo Slab + KernelStack + PageTables + Percpu, less
-             the growth of slab cache proc_inode_cache: socket, inode,
-             dentry, file, epoll item... of every kernel socket (the peer's
-             on both runs; on the kernel run the SUT's sockets, on the
-             isostack run the shim's shadow sockets). proc_inode_cache is
-             left out: /proc/PID/fd entries that something reading /proc
-             made (a monitor on this machine scans every process's fds
-             within seconds), not a cost of the connections; its growth is
-             in the JSON (proc_inode_cache_excluded).
+  kernel     /proc/meminfo Slab + KernelStack + PageTables + Percpu: the
+             socket, inode, dentry, file, epoll item... of every kernel
+             socket (the peer's on both runs; on the kernel run the SUT's
+             sockets, on the isostack run the shim's shadows).  Left out:
+             the growth of slab cache proc_inode_cache and one dentry per
+             /proc inode in it, /proc/PID/fd entries that something
+             reading /proc made (a monitor on this machine scans every
+             process's fds within seconds), not a cost of the connections;
+             both are in the JSON (proc_inode_cache_excluded,
+             proc_dentries_excluded).  The monitor may scan one run and not
+             the other (the isostack run waits for its rings to settle):
+             with its dentries counted, isostack looked ~190 B/conn dearer.
   hugepages  isostack run only: HugePages_Total - Free + Rsvd, in bytes:
              isostackd's DPDK heap and the applications' shared-memory
              segments (reserved at mmap time, so a segment sized for N
@@ -86,16 +89,31 @@ def meminfo(snap):
     return m
 
 
-def slabinfo(snap):
+def slabinfo(snap, field=None):
+    """{cache: bytes} (num_objs x objsize) of a snapshot's slabinfo;
+    field="objs": {cache: num_objs}, field="size": {cache: objsize}."""
     s = {}
     try:
         for line in open(os.path.join(snap, "slabinfo")):
             f = line.split()
             if len(f) > 4 and not line.startswith(("slabinfo", "#")):
-                s[f[0]] = int(f[2]) * int(f[3])        # num_objs x objsize
+                n, size = int(f[2]), int(f[3])
+                s[f[0]] = n if field == "objs" else size if field == "size" else n * size
     except OSError:
         pass
     return s
+
+
+def procfs_excluded(base, top):
+    """Bytes of /proc entries made between two snapshots by whatever read
+    /proc/PID/fd meanwhile: the growth of proc_inode_cache, and as many
+    dentries (each /proc inode comes with one), at most dentry's growth."""
+    o0, o1 = slabinfo(base, "objs"), slabinfo(top, "objs")
+    size = slabinfo(top, "size")
+    inodes = max(0, o1.get("proc_inode_cache", 0) - o0.get("proc_inode_cache", 0))
+    dentries = min(inodes, max(0, o1.get("dentry", 0) - o0.get("dentry", 0)))
+    return (inodes * size.get("proc_inode_cache", 0),
+            dentries * size.get("dentry", 0))
 
 
 def rss_anon(snap):
@@ -123,9 +141,9 @@ def memory(logdir, stack, held):
                       + m.get("HugePages_Rsvd", 0))
     a0, a1 = rss_anon(base), rss_anon(top)
     s0, s1 = slabinfo(base), slabinfo(top)
-    procfs = s1.get("proc_inode_cache", 0) - s0.get("proc_inode_cache", 0)
+    procfs, procfs_dentries = procfs_excluded(base, top)
     comp = {
-        "kernel": d("Slab", "KernelStack", "PageTables", "Percpu") - procfs,
+        "kernel": d("Slab", "KernelStack", "PageTables", "Percpu") - procfs - procfs_dentries,
         "hugepages": (used(m1) - used(m0)) * hp if stack == "isostack" else 0,
         "shmem": d("Shmem") if stack == "isostack" else 0,
         "sut_anon": sum(a1.get(r, 0) - a0.get(r, 0) for r in ("daemon", "serve")),
@@ -136,6 +154,7 @@ def memory(logdir, stack, held):
         "total_bytes": sum(comp.values()),
         "slab_bytes": d("Slab"),
         "proc_inode_cache_excluded": procfs,
+        "proc_dentries_excluded": procfs_dentries,
         "hugepages_machine_bytes": (used(m1) - used(m0)) * hp,
         "slab_top_growth": {k: v for v, k in growth if v > 0},
         "rss_anon_base": a0,
