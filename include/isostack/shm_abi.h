@@ -75,7 +75,7 @@
 #include <stdint.h>
 
 #define ISOSTACK_SHM_MAGIC        UINT64_C(0x314d48534f534921) /* "!ISOSHM1" */
-#define ISOSTACK_SHM_ABI_VERSION  3u
+#define ISOSTACK_SHM_ABI_VERSION  4u
 #define ISOSTACK_SHM_CACHE_LINE   64u
 /* Extents are whole multiples of this, placed at multiples of it. */
 #define ISOSTACK_SHM_EXTENT_UNIT  (UINT64_C(2) << 20)
