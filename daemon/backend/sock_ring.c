@@ -441,6 +441,12 @@ void isod_sk_ring_idle(struct isod_sock *sk)
 	sk->activity_seen = sk->activity;
 	if (!tcp_open(sk))
 		return;
+	/* Credit what the application read and has not reported yet (a
+	 * RECV comes only per half ring): the window then shrinks from the
+	 * whole ring, and no late credit opens it past RING_MIN. */
+	isod_sk_rx_pump(sk);
+	if (!tcp_open(sk))
+		return;
 	space = isoshm_stack_rx_space(sk->app->shm, sk->id);
 	if (sk->rx_pin == 0 && sk->rx.bytes != 0 && space == (int)sk->rx.bytes &&
 	    sk->rx_held == 0)
