@@ -203,6 +203,18 @@ static bool rx_move(struct isod_sock *sk, uint32_t want)
 	sk->rx_rate_bytes = 0;
 	sk->app->be->st.rx_moves++;
 	wnd_resize(sk, old != 0 ? old : RING_MIN, want != 0 ? want : RING_MIN);
+	if (want == 0 && sk->pcb != NULL && sk->state == ISOD_S_CONNECTED) {
+		/*
+		 * Empty, nothing held: the window is all of what none backs.
+		 * What the application read and has not reported yet (a RECV
+		 * comes per half ring) is folded in here, so no late credit
+		 * opens the window past RING_MIN.  Not credited with an ACK:
+		 * Linux takes a smaller window from an ACK only if its
+		 * sequence moved, so the shrink's ACK above must be the first.
+		 */
+		sk->rx_cons_seen = sk->rx_prod;
+		sk->pcb->rcv_wnd = RING_MIN;
+	}
 	idle_arm(sk);
 	return true;
 }
@@ -439,12 +451,6 @@ void isod_sk_ring_idle(struct isod_sock *sk)
 		return;
 	}
 	sk->activity_seen = sk->activity;
-	if (!tcp_open(sk))
-		return;
-	/* Credit what the application read and has not reported yet (a
-	 * RECV comes only per half ring): the window then shrinks from the
-	 * whole ring, and no late credit opens it past RING_MIN. */
-	isod_sk_rx_pump(sk);
 	if (!tcp_open(sk))
 		return;
 	space = isoshm_stack_rx_space(sk->app->shm, sk->id);
