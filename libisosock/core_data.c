@@ -77,6 +77,36 @@ post:
 	return 0;
 }
 
+/*
+ * Under f->lock, the TX ring none (an idle socket's, shm_abi.h): asks the
+ * stack for a ring with a SEND that carries no new bytes; it offers one
+ * and posts EV_TX.  Then waits for that as for room in a full ring, a
+ * nonblocking caller only briefly: the stack answers within a pass or
+ * two unless memory is short (then -EAGAIN, and POLLOUT once the offer
+ * is there).  Returns 0 or -errno.
+ */
+#define TX_ASK_NONBLOCK_NS 2000000
+
+static int tx_ask(struct isosock_app *app, int s, struct fsock *f, bool nonblock,
+		  int64_t deadline)
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SEND };
+	int rc;
+
+	if (!isoshm_app_tx_offered(app->shm, (uint32_t)s)) {
+		rc = isosock__post(app, s, &c);
+		if (rc < 0)
+			return rc;
+		app->st.send_posts++;
+	}
+	if (nonblock)
+		deadline = isosock__deadline_of(TX_ASK_NONBLOCK_NS);
+	rc = isosock__wait_moved(app, s, f, NULL, deadline, (struct want){ .tx_need = 1 });
+	if (rc == -ETIMEDOUT)
+		return -EAGAIN;
+	return rc == -ENETDOWN ? 0 : rc;   /* the loop finds the socket dead */
+}
+
 static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const void *buf,
 			  size_t len, int flags, const struct sockaddr *to, socklen_t tolen);
 
@@ -135,6 +165,15 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 			rc = isosock__maybe_post_send(app, s, f, (flags & MSG_MORE) || f->cork);
 			if (rc < 0) {
 				ret = rc;
+				break;
+			}
+			continue;
+		}
+		if (f->tx_bytes == 0) {
+			/* none (idle): ask for a ring, then write again */
+			rc = tx_ask(app, s, f, f->nonblock || (flags & MSG_DONTWAIT), deadline);
+			if (rc < 0) {
+				ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
 				break;
 			}
 			continue;

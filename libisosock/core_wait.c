@@ -53,7 +53,9 @@ static int mask_of(struct isosock_app *app, int s, struct fsock *f)
 			m |= POLLIN;
 		if (f->hup)
 			m |= POLLRDHUP;
-		if (!f->shut_wr && f->tx_bytes - (f->tx_prod - cons) > 0)
+		/* An idle socket's ring of none is writable: a send asks for
+		 * a ring and waits for it (core_data.c, tx_ask). */
+		if (!f->shut_wr && (f->tx_bytes == 0 || f->tx_bytes - (f->tx_prod - cons) > 0))
 			m |= POLLOUT;
 		if (f->hup && f->shut_wr)
 			m |= POLLHUP;

@@ -29,10 +29,11 @@ static struct isoshm_sock_view *app_view(struct isoshm_app *a, uint32_t sock)
 	v = &a->views[sock];
 	if (!v->bound)      /* commands before the id's first open: ours to bind */
 		isoshm__ctl_views_bind(a->base, &a->hdr, false, sock, v);
-	if (v->open && (!isoshm__app_extent_mapped(a, v->tx_ext) ||
-			!isoshm__app_extent_mapped(a, v->rx_ext))) {
-		if (isoshm__app_extent_ensure(a, v->tx_ext) < 0 ||
-		    isoshm__app_extent_ensure(a, v->rx_ext) < 0)
+	/* A ring of none (size 0) lies in no extent. */
+	if (v->open && ((v->tx.size != 0 && !isoshm__app_extent_mapped(a, v->tx_ext)) ||
+			(v->rx.size != 0 && !isoshm__app_extent_mapped(a, v->rx_ext)))) {
+		if ((v->tx.size != 0 && isoshm__app_extent_ensure(a, v->tx_ext) < 0) ||
+		    (v->rx.size != 0 && isoshm__app_extent_ensure(a, v->rx_ext) < 0))
 			return NULL;
 	}
 	return v;
@@ -210,6 +211,18 @@ static bool ring_sane(const struct isoshm_app *a, uint64_t off, uint32_t bytes)
 	       bytes <= a->hdr.arena_size - off;
 }
 
+/* ... or none: an idle socket's ring of 0 bytes (no extent to map). */
+static bool ring_sane_or_none(const struct isoshm_app *a, uint64_t off, uint32_t bytes)
+{
+	return bytes == 0 ? off == 0 : ring_sane(a, off, bytes);
+}
+
+/* Maps the extent of a ring, unless it is none. */
+static int ring_ensure(struct isoshm_app *a, uint32_t ext, uint32_t bytes)
+{
+	return bytes == 0 ? 0 : isoshm__app_extent_ensure(a, ext);
+}
+
 /*
  * TX, with the ring empty: takes the stack's open offer if there is one
  * (shm_abi.h, struct isostack_shm_sockdir): binds the offered ring at our
@@ -248,11 +261,14 @@ static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock
 		 * isoshm_stack_tx_offer(): the fields above are its offer's. */
 		gen = atomic_load_explicit(&d->tx_gen, memory_order_acquire);
 	}
-	if (!ring_sane(a, off, bytes))
+	if (!ring_sane_or_none(a, off, bytes))
 		return -EPROTO;
-	rc = isoshm__app_extent_ensure(a, ext);
+	rc = ring_ensure(a, ext, bytes);
 	if (rc < 0)
 		return rc;
+	/* A ring of none takes no byte: the caller's write returns 0 and it
+	 * asks the stack for a ring (a SEND: shm_abi.h, struct
+	 * isostack_shm_sockdir). */
 	isoshm_ring_bind(&v->tx, ISOSHM_RING_PRODUCER, &sk->tx_prod, &sk->tx_cons,
 			 a->arena + off, bytes, 1, v->tx.mine);
 	v->tx_off = off;
@@ -404,11 +420,14 @@ int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
 		}
 		cpu_relax();
 	}
-	if (!ring_sane(a, d.tx_off, d.tx_bytes) || !ring_sane(a, d.rx_off, d.rx_bytes))
+	/* An accepted child may have gone idle before we open it: none.
+	 * Generation 0: the stack never opened a socket on the id. */
+	if (d.tx_gen == 0 || !ring_sane_or_none(a, d.tx_off, d.tx_bytes) ||
+	    !ring_sane_or_none(a, d.rx_off, d.rx_bytes))
 		return -EPROTO;
-	rc = isoshm__app_extent_ensure(a, d.tx_extent);
+	rc = ring_ensure(a, d.tx_extent, d.tx_bytes);
 	if (rc == 0)
-		rc = isoshm__app_extent_ensure(a, d.rx_extent);
+		rc = ring_ensure(a, d.rx_extent, d.rx_bytes);
 	if (rc < 0)
 		return rc;
 	v = &a->views[sock];
@@ -439,6 +458,16 @@ uint32_t isoshm_app_tx_size(struct isoshm_app *a, uint32_t sock)
 	struct isoshm_sock_view *v = data_view(a, sock);
 
 	return v ? v->tx.size : 0;
+}
+
+bool isoshm_app_tx_offered(struct isoshm_app *a, uint32_t sock)
+{
+	struct isoshm_sock_view *v = data_view(a, sock);
+
+	/* Acquire: pairs with the stack's store-release of tx_gen that ends
+	 * isoshm_stack_tx_offer(); a hint: the write that takes it re-reads. */
+	return v != NULL && atomic_load_explicit(&a->dir[sock].tx_gen, memory_order_acquire) !=
+				    v->tx_gen;
 }
 
 uint32_t isoshm_app_rx_size(struct isoshm_app *a, uint32_t sock)

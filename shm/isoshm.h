@@ -179,7 +179,8 @@ int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n);
  * breaks the socket (-EPROTO).
  */
 #define ISOSHM_TX_SWITCHED (-EXDEV)
-/* Offers the ring at arena offset off (bytes, in extent ext) for TX.
+/* Offers the ring at arena offset off (bytes, in extent ext) for TX, or
+ * none (bytes 0: off and ext are ignored; an idle socket's).
  * hold: publish tx_cons only when the ring is empty until it is taken (a
  * larger ring for a writer that keeps the old one full).  Returns 0,
  * -EBUSY (an offer is open), -EINVAL (ring outside its extent), -EBADF. */
@@ -199,9 +200,10 @@ int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock);
 int isoshm_membarrier_register(void);
 int isoshm_membarrier_global(void);
 
-/* Moves RX to the ring at off (bytes, extent ext): only while the RX ring
- * is empty.  Returns 0 (moved: free the old ring), -EBUSY (bytes unread),
- * -EINVAL, -EBADF, -EPROTO. */
+/* Moves RX to the ring at off (bytes, extent ext), or to none (bytes 0:
+ * an idle socket's; nothing can be written until the next move): only
+ * while the RX ring is empty.  Returns 0 (moved: free the old ring),
+ * -EBUSY (bytes unread), -EINVAL, -EBADF, -EPROTO. */
 int isoshm_stack_rx_move(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 			 uint32_t bytes, uint32_t ext);
 
@@ -360,9 +362,13 @@ void isoshm_app_set_fetch(struct isoshm_app *a, isoshm_extent_fetch_fn fn, void 
  * or the fetch's error.
  */
 int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock);
-/* Ring sizes of an open socket (0 if not open). */
+/* Ring sizes of an open socket (0 if not open, or the ring is none: an
+ * idle socket's, shm_abi.h). */
 uint32_t isoshm_app_tx_size(struct isoshm_app *a, uint32_t sock);
 uint32_t isoshm_app_rx_size(struct isoshm_app *a, uint32_t sock);
+/* True while the stack offers a TX ring this socket has not taken (its
+ * next write takes it): a socket whose ring is none is writable then. */
+bool isoshm_app_tx_offered(struct isoshm_app *a, uint32_t sock);
 /* Copies n RX bytes at free-running position pos without consuming them.
  * Returns 0 or -EBADF. */
 int isoshm_app_rx_peek(struct isoshm_app *a, uint32_t sock, uint32_t pos, void *buf, uint32_t n);

@@ -392,6 +392,11 @@ int isoshm_stack_tx_peek(struct isoshm_stack *s, uint32_t sock, struct isoshm_sp
 		return sock_broken(s, v);
 	v->tx.other = prod;
 	avail = prod - v->tx.mine;
+	if (v->tx.size == 0) {
+		/* none: the check above let nothing past tx.mine */
+		memset(span, 0, 2 * sizeof(*span));
+		return 0;
+	}
 	base_off = v->tx_off;
 	off = v->tx.mine & v->tx.mask;
 	first = avail < v->tx.size - off ? avail : v->tx.size - off;
@@ -425,6 +430,9 @@ int isoshm_stack_tx_release(struct isoshm_stack *s, uint32_t sock, uint32_t n)
 
 /* A ring of d lies inside extent id, aligned to its power-of-two size. */
 static bool ring_placed(struct isoshm_stack *s, uint32_t ext, uint64_t off, uint32_t bytes);
+/* ... or is none: 0 bytes, written as offset 0 in extent 0. */
+static bool ring_placed_or_none(struct isoshm_stack *s, uint32_t *ext, uint64_t *off,
+				uint32_t bytes);
 
 int isoshm_stack_tx_offer(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 			  uint32_t bytes, uint32_t ext, bool hold)
@@ -438,7 +446,7 @@ int isoshm_stack_tx_offer(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 		return err;
 	if (v->tx_offer != v->tx_gen)
 		return -EBUSY;
-	if (!ring_placed(s, ext, off, bytes))
+	if (!ring_placed_or_none(s, &ext, &off, bytes))
 		return -EINVAL;
 	d = &s->dir[sock];
 	/* A seqlock: odd while the fields change (the application retries),
@@ -504,7 +512,7 @@ int isoshm_stack_rx_move(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 	v = open_view(s, sock, &err);
 	if (v == NULL)
 		return err;
-	if (!ring_placed(s, ext, off, bytes))
+	if (!ring_placed_or_none(s, &ext, &off, bytes))
 		return -EINVAL;
 	free_n = isoshm_ring_free(&v->rx, UINT32_MAX);
 	if (free_n < 0)
@@ -568,6 +576,21 @@ static bool ring_placed(struct isoshm_stack *s, uint32_t ext, uint64_t off, uint
 		return false;
 	/* no off + bytes: it wraps for an offset near 2^64 */
 	return off >= eoff && bytes <= esize && off - eoff <= esize - bytes;
+}
+
+/*
+ * A ring of 0 bytes is none (an idle socket's): a view bound to it has
+ * no room and holds nothing, so a peer index that moves past ours is
+ * -EPROTO at its first check, and no slot is ever addressed.
+ */
+static bool ring_placed_or_none(struct isoshm_stack *s, uint32_t *ext, uint64_t *off,
+				uint32_t bytes)
+{
+	if (bytes != 0)
+		return ring_placed(s, *ext, *off, bytes);
+	*ext = 0;
+	*off = 0;
+	return true;
 }
 
 /* Faults in the stack-written pages of a never-used id: its block's stack

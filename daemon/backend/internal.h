@@ -22,6 +22,9 @@
 #define ISOD_ACCEPT_PARK  8    /* ACCEPTs parked at once on one listener */
 #define ISOD_CMD_BURST    32
 #define ISOD_TAKE_BATCH   256  /* idle TX takes per pass (one membarrier) */
+/* The smallest TCP ring, and the receive window an idle socket (RX ring
+ * none) keeps announcing (sock_ring.c). */
+#define ISOD_RING_MIN     4096u
 
 enum isod_sock_state {
 	ISOD_S_FREE = 0,     /* no socket; reusable once the app drained it */
@@ -118,6 +121,10 @@ struct isod_sock {
 	struct isod_ring tx, rx;
 	/* rings that size themselves (sock_ring.c) */
 	struct isod_ring tx_offer;   /* offered to the application, not taken yet */
+	bool tx_offered;             /* tx_offer is open (it may be none: 0 bytes) */
+	/* RX ring none (idle): ISOD_RING_MIN reserved for the window it still
+	 * announces, charged to mem_used and be->mem_reserved; 0 otherwise */
+	uint32_t rx_resv;
 	uint32_t tx_pin, rx_pin;     /* SO_SNDBUF / SO_RCVBUF ring bytes; 0: auto */
 	uint32_t rx_peak;            /* most bytes unread + held since the last move */
 	uint32_t rx_rate_ms;         /* start of the current rate interval */
@@ -277,6 +284,7 @@ struct isod_backend {
 	int proc_ep;                 /* epoll over every watched pidfd (procs.c) */
 	unsigned nwatched;           /* pidfds in it */
 	uint64_t mem_backed;         /* extent bytes backed, all applications */
+	uint64_t mem_reserved;       /* idle sockets' RX reservations (rx_resv) */
 	/* TX offers to take for idle applications after one asymmetric
 	 * barrier per pass (sock_ring.c); membar: 1 works, -1 does not. */
 	struct isod_sock *takes[ISOD_TAKE_BATCH];
@@ -366,6 +374,18 @@ void isod_sk_rx_resize(struct isod_sock *sk, uint32_t used);
 int isod_sk_tx_peek(struct isod_sock *sk, struct isoshm_span sp[2]);
 /* TX: the application filled the ring: offer a larger one if it helps. */
 void isod_sk_tx_full(struct isod_sock *sk);
+/* TX ring none and the application looked at it (a SEND): offer a ring. */
+void isod_sk_tx_want(struct isod_sock *sk);
+/* RX ring none and bytes held: get a ring for them.  False if none can
+ * be had this pass (the bytes wait with lwIP's pbufs; retried). */
+bool isod_sk_rx_want(struct isod_sock *sk);
+/* The socket's RX reservation goes (it will receive nothing more). */
+void isod_sk_rx_unreserve(struct isod_sock *sk);
+/* The receive window the RX ring backs: its size, ISOD_RING_MIN if none. */
+static inline uint32_t isod_sk_rx_wnd(const struct isod_sock *sk)
+{
+	return sk->rx.bytes != 0 ? sk->rx.bytes : ISOD_RING_MIN;
+}
 /* SO_RCVBUF (rx) or SO_SNDBUF of v bytes. */
 void isod_sk_ring_pin(struct isod_sock *sk, bool rx, int v);
 void isod_sk_ring_inherit(struct isod_sock *child, const struct isod_sock *parent);

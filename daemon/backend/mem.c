@@ -55,7 +55,9 @@ static bool budget_allows(struct isod_app *app, uint64_t size)
 {
 	struct isod_backend *be = app->be;
 
-	return be->conf.mem_budget == 0 || be->mem_backed + size <= be->conf.mem_budget;
+	/* Idle sockets' RX reservations count: their window is a promise. */
+	return be->conf.mem_budget == 0 ||
+	       be->mem_backed + be->mem_reserved + size <= be->conf.mem_budget;
 }
 
 static void account(struct isod_app *app, int64_t delta)

@@ -11,7 +11,9 @@
  * set before the first segment that announces it (sock_tcp.c), so the
  * window is never larger than the ring's free space and what lwIP
  * accepted always fits in the ring: pbufs are held only until the next
- * pass copies them.
+ * pass copies them.  An idle socket has no RX ring (none, sock_ring.c)
+ * and a window of ISOD_RING_MIN: what arrives waits in the pbufs until a
+ * ring is moved in for it, at the latest a few passes later.
  */
 #include "lwip/pbuf.h"
 #include "lwip/priv/tcp_priv.h"
@@ -19,9 +21,11 @@
 
 #include "internal.h"
 
-/* Frees what is still held of the received data (connection gone). */
+/* Frees what is still held of the received data (connection gone), and
+ * the RX reservation of an idle socket: nothing more will be placed. */
 void isod_sk_rx_hold_drop(struct isod_sock *sk)
 {
+	isod_sk_rx_unreserve(sk);
 	if (sk->rx_hold != NULL) {
 		pbuf_free(sk->rx_hold);
 		sk->rx_hold = NULL;
@@ -42,15 +46,16 @@ void isod_sk_rx_hold_drop(struct isod_sock *sk)
 void isod_sk_wnd_update(struct isod_sock *sk)
 {
 	struct tcp_pcb *pcb = sk->pcb;
-	uint32_t step = sk->rx.bytes / 4;
+	uint32_t wnd = isod_sk_rx_wnd(sk);
+	uint32_t step = wnd / 4;
 	int32_t unannounced = (int32_t)(pcb->rcv_nxt + pcb->rcv_wnd - pcb->rcv_ann_right_edge);
 
 	/* At least a segment, but never more than half the ring: a jumbo
 	 * MSS exceeds a shrunk (4 KiB) ring. */
 	if (step < pcb->mss)
 		step = pcb->mss;
-	if (step > sk->rx.bytes / 2)
-		step = sk->rx.bytes / 2;
+	if (step > wnd / 2)
+		step = wnd / 2;
 	if (unannounced >= (int32_t)step) {
 		tcp_ack_now(pcb);
 		tcp_output(pcb);
@@ -88,8 +93,12 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 	}
 	if (used == 0 && sk->rx_hold != NULL) {
 		/* An empty ring may move (grow, or follow SO_RCVBUF) before
-		 * the new bytes go in. */
-		isod_sk_rx_resize(sk, used);
+		 * the new bytes go in; none (idle) gets a ring, or the bytes
+		 * wait in their pbufs for the next pass. */
+		if (sk->rx.bytes != 0)
+			isod_sk_rx_resize(sk, used);
+		else if (!isod_sk_rx_want(sk) && sk->rx_resv != 0)
+			isod_sock_queue(sk, ISOD_R_RX);
 		space = isoshm_stack_rx_space(app->shm, sk->id);
 		if (space < 0) {
 			isod_sk_kill(sk, -EPROTO);
@@ -156,7 +165,11 @@ void isod_sk_tx_push(struct isod_sock *sk)
 		isod_sk_kill(sk, -EPROTO);
 		return;
 	}
-	if ((uint32_t)total == sk->tx.bytes) {
+	if (sk->tx.bytes == 0) {
+		/* none (idle): a SEND on it asks for a ring */
+		if (!sk->shut_wr)
+			isod_sk_tx_want(sk);
+	} else if ((uint32_t)total == sk->tx.bytes) {
 		sk->tx_was_full = true;
 		isod_sk_tx_full(sk);
 	}

@@ -12,21 +12,37 @@
  *      keeps up never fills the ring, yet the window limits it);
  *   TX grows when the application filled the ring while the connection
  *      could carry at least half a ring more (cwnd and the peer's window).
- * A socket idle for a poll interval (lwIP's tcp_poll, 2 s) goes back to
- * RING_MIN each way.  Under memory pressure (more than half the stack's
- * budget backed, as the kernel's tcp_mem pressure mode) new sockets start
- * on RING_MIN, rings do not grow, and a socket idle at one poll shrinks.
+ * A socket idle for a poll interval (lwIP's tcp_poll, 2 s) holds no ring
+ * at all (0 bytes, "none") either way, as Linux holds no buffer for an
+ * idle socket.  Under memory pressure (more than half the stack's budget
+ * backed, as the kernel's tcp_mem pressure mode) new sockets start on
+ * RING_MIN, rings do not grow, and a socket idle at one poll lets go.
  * SO_RCVBUF / SO_SNDBUF pin a size: no growing or idle shrinking then.
  * Every move is optional: a ring that cannot be had now (budget, no spare
  * extent this pass) is tried again later.
  *
+ * Back from none:
+ *   RX: the first bytes lwIP delivers get a ring (rx_start, RING_MIN
+ *      if that cannot be had, the pin if pinned) moved in right before
+ *      they are copied (isod_sk_rx_want, from the pump).  Until then they
+ *      stay in lwIP's pbufs (rx_hold) and the pump tries again next pass:
+ *      nothing is dropped.  An idle socket keeps announcing a window of
+ *      RING_MIN, and keeps RING_MIN reserved for it (rx_resv: charged to
+ *      the application's mem_limit and to the stack's budget as
+ *      mem_reserved) so that what the peer may send always finds room.
+ *   TX: the application that finds its ring none asks with a SEND (no
+ *      new bytes); we offer tx_start (RING_MIN under pressure, the pin if
+ *      pinned) and post EV_TX (isod_sk_tx_want); no ring this pass: again
+ *      at the next.
+ *
  * The receive window follows the RX ring: a move to a larger ring opens
- * it by the difference (tcp_recved); a move to a smaller one (an idle
- * connection, or SO_RCVBUF) closes it to what fits and announces that at
- * once.  lwIP itself never moves an announced right edge back; we do,
- * which RFC 9293 allows (3.8.6: a receiver should not shrink the window,
- * but a sender must cope): only an idle peer sees it, and a segment past
- * the new edge is trimmed and sent again.
+ * it by the difference (tcp_recved); a move to a smaller one (SO_RCVBUF,
+ * or an idle connection's none, which backs RING_MIN) closes it to what
+ * fits and announces that at once.  lwIP itself never moves an announced
+ * right edge back; we do, which RFC 9293 allows (3.8.6: a receiver
+ * should not shrink the window, but a sender must cope): only an idle
+ * peer sees it, and a segment past the new edge is trimmed and sent
+ * again.
  */
 #include <errno.h>
 
@@ -35,7 +51,7 @@
 
 #include "internal.h"
 
-#define RING_MIN      4096u
+#define RING_MIN      ISOD_RING_MIN
 #define RING_GROW     4u
 #define RX_RATE_MS    200u
 /* tcp_poll's interval counts slow-timer ticks (TCP_SLOW_INTERVAL, 20 ms
@@ -52,13 +68,18 @@ static uint32_t grown(const struct isod_sock *sk, uint32_t bytes, uint32_t max)
 	return n > max ? max : (uint32_t)n;
 }
 
-/* A ring of bytes, charged to the socket (mem_limit); no extent made now. */
+/* A ring of bytes, charged to the socket (mem_limit); no extent made now.
+ * 0 bytes: none, which costs nothing. */
 static int ring_new(struct isod_sock *sk, uint32_t bytes, struct isod_ring *out)
 {
 	struct isod_app *app = sk->app;
 	uint64_t limit = app->be->conf.mem_limit;
 	int rc;
 
+	if (bytes == 0) {
+		*out = (struct isod_ring){ .bytes = 0 };
+		return 0;
+	}
 	if (limit != 0 && app->mem_used + bytes > limit)
 		return -ENOBUFS;
 	rc = isod_mem_ring_try(app, bytes, out);
@@ -79,12 +100,13 @@ void isod_sk_ring_free(struct isod_sock *sk, struct isod_ring *r)
 	r->bytes = 0;
 }
 
-/* Arms lwIP's poll for sk while a ring is above what idle leaves it. */
+/* Arms lwIP's poll for sk while it holds a ring idle would take, so that
+ * idle sockets cost the loop nothing. */
 static void idle_arm(struct isod_sock *sk)
 {
 	bool want = sk->pcb != NULL && !sk->udp && sk->state != ISOD_S_LISTEN &&
-		    ((sk->rx_pin == 0 && sk->rx.bytes > RING_MIN) ||
-		     (sk->tx_pin == 0 && sk->tx.bytes > RING_MIN) || sk->tx_offer.bytes != 0);
+		    ((sk->rx_pin == 0 && sk->rx.bytes != 0) ||
+		     (sk->tx_pin == 0 && sk->tx.bytes != 0) || sk->tx_offered);
 
 	if (want == sk->idle_armed)
 		return;
@@ -96,6 +118,26 @@ static void idle_arm(struct isod_sock *sk)
 }
 
 /* ---- RX ----------------------------------------------------------------------- */
+
+/* RX ring none: RING_MIN stays reserved for the window it announces.
+ * Never refused: the ring it replaces was at least as large. */
+static void rx_reserve(struct isod_sock *sk)
+{
+	sk->rx_resv = RING_MIN;
+	sk->mem += RING_MIN;
+	sk->app->mem_used += RING_MIN;
+	sk->app->be->mem_reserved += RING_MIN;
+}
+
+void isod_sk_rx_unreserve(struct isod_sock *sk)
+{
+	if (sk->rx_resv == 0)
+		return;
+	sk->mem -= sk->rx_resv;
+	sk->app->mem_used -= sk->rx_resv;
+	sk->app->be->mem_reserved -= sk->rx_resv;
+	sk->rx_resv = 0;
+}
 
 static void wnd_resize(struct isod_sock *sk, uint32_t old, uint32_t now)
 {
@@ -122,36 +164,70 @@ static void wnd_resize(struct isod_sock *sk, uint32_t old, uint32_t now)
 }
 
 /*
- * Moves an empty RX ring to `want` bytes.  Returns true if it moved; a
- * ring that cannot be had now is left for a later try.
+ * Moves an empty RX ring to `want` bytes (0: none, with nothing held).
+ * Returns true if it moved; a ring that cannot be had now is left for a
+ * later try.
  */
 static bool rx_move(struct isod_sock *sk, uint32_t want)
 {
 	uint32_t old = sk->rx.bytes;
+	bool reserved = sk->rx_resv != 0;
 	struct isod_ring nr;
 	int rc;
 
-	if (want == old || (want < old && sk->rx_held >= want))
+	if (want == old || (want == 0 && sk->rx_held != 0) ||
+	    (want != 0 && want < old && sk->rx_held >= want))
 		return false;
-	if (ring_new(sk, want, &nr) < 0)
+	isod_sk_rx_unreserve(sk);      /* makes room for the ring it becomes */
+	if (ring_new(sk, want, &nr) < 0) {
+		if (reserved)
+			rx_reserve(sk);
 		return false;
+	}
 	rc = isoshm_stack_rx_move(sk->app->shm, sk->id, nr.off, nr.bytes, nr.ext);
 	if (rc < 0) {
 		isod_sk_ring_free(sk, &nr);
+		if (reserved)
+			rx_reserve(sk);
 		if (rc == -EPROTO)
 			isod_sk_kill(sk, -EPROTO);
 		return false;
 	}
 	isod_sk_ring_free(sk, &sk->rx);
 	sk->rx = nr;
+	if (want == 0)
+		rx_reserve(sk);
 	if (nr.bytes > sk->rx_max)
 		sk->rx_max = nr.bytes;
 	sk->rx_peak = 0;
 	sk->rx_rate_bytes = 0;
 	sk->app->be->st.rx_moves++;
-	wnd_resize(sk, old, want);
+	wnd_resize(sk, old != 0 ? old : RING_MIN, want != 0 ? want : RING_MIN);
+	if (want == 0 && sk->pcb != NULL && sk->state == ISOD_S_CONNECTED) {
+		/*
+		 * Empty, nothing held: the window is all of what none backs.
+		 * What the application read and has not reported yet (a RECV
+		 * comes per half ring) is folded in here, so no late credit
+		 * opens the window past RING_MIN.  Not credited with an ACK:
+		 * Linux takes a smaller window from an ACK only if its
+		 * sequence moved, so the shrink's ACK above must be the first.
+		 */
+		sk->rx_cons_seen = sk->rx_prod;
+		sk->pcb->rcv_wnd = RING_MIN;
+	}
 	idle_arm(sk);
 	return true;
+}
+
+bool isod_sk_rx_want(struct isod_sock *sk)
+{
+	uint32_t want = sk->rx_pin != 0 ? sk->rx_pin : isod_sk_rx_start(sk->app->be, NULL);
+
+	if (sk->rx.bytes != 0)
+		return true;
+	if (sk->rx_resv == 0)
+		return false;      /* killed: nothing more is placed */
+	return rx_move(sk, want) || (want > RING_MIN && rx_move(sk, RING_MIN));
 }
 
 static bool tcp_open(const struct isod_sock *sk)
@@ -167,8 +243,8 @@ void isod_sk_rx_resize(struct isod_sock *sk, uint32_t used)
 	uint32_t now = isod_backend_now(sk->app->be);
 	uint32_t size = sk->rx.bytes, want = size;
 
-	if (used != 0 || !tcp_open(sk))
-		return;
+	if (used != 0 || size == 0 || !tcp_open(sk))
+		return;         /* none: isod_sk_rx_want */
 	if (sk->rx_pin != 0) {
 		want = sk->rx_pin;
 	} else if (size < conf->rx_ring) {
@@ -196,6 +272,7 @@ static void tx_switched(struct isod_sock *sk)
 	isod_sk_ring_free(sk, &sk->tx);
 	sk->tx = sk->tx_offer;
 	sk->tx_offer.bytes = 0;
+	sk->tx_offered = false;
 	if (sk->tx.bytes > sk->tx_max)
 		sk->tx_max = sk->tx.bytes;
 	sk->app->be->st.tx_moves++;
@@ -240,7 +317,7 @@ void isod_sk_ring_takes(struct isod_backend *be)
 		struct isod_sock *sk = be->takes[i];
 
 		sk->take_queued = false;
-		if (be->membar < 0 || sk->state == ISOD_S_FREE || sk->tx_offer.bytes == 0)
+		if (be->membar < 0 || sk->state == ISOD_S_FREE || !sk->tx_offered)
 			continue;
 		if (isoshm_stack_tx_take(sk->app->shm, sk->id) == 1)
 			tx_switched(sk);
@@ -248,26 +325,29 @@ void isod_sk_ring_takes(struct isod_backend *be)
 	be->ntakes = 0;
 }
 
-/* Offers a TX ring of want bytes (hold: the writer keeps the old one
- * full); taken by the application at its next write at an empty ring, or
- * by us at the end of the pass if it is not writing. */
-static void tx_offer(struct isod_sock *sk, uint32_t want, bool hold)
+/* Offers a TX ring of want bytes (0: none; hold: the writer keeps the old
+ * one full); taken by the application at its next write at an empty ring,
+ * or by us at the end of the pass if it is not writing.  Returns true if
+ * the offer stands. */
+static bool tx_offer(struct isod_sock *sk, uint32_t want, bool hold)
 {
 	struct isod_ring nr;
 	int rc;
 
-	if (sk->tx_offer.bytes != 0 || want == sk->tx.bytes)
-		return;
+	if (sk->tx_offered || want == sk->tx.bytes)
+		return false;
 	if (ring_new(sk, want, &nr) < 0)
-		return;
+		return false;
 	rc = isoshm_stack_tx_offer(sk->app->shm, sk->id, nr.off, nr.bytes, nr.ext, hold);
 	if (rc < 0) {
 		isod_sk_ring_free(sk, &nr);
-		return;
+		return false;
 	}
 	sk->tx_offer = nr;
+	sk->tx_offered = true;
 	idle_arm(sk);
 	take_later(sk);
+	return true;
 }
 
 void isod_sk_tx_full(struct isod_sock *sk)
@@ -276,8 +356,8 @@ void isod_sk_tx_full(struct isod_sock *sk)
 	struct tcp_pcb *pcb = sk->pcb;
 	uint32_t room;
 
-	if (sk->tx_pin != 0 || sk->tx.bytes >= conf->tx_ring || sk->tx_offer.bytes != 0 ||
-	    pcb == NULL)
+	if (sk->tx_pin != 0 || sk->tx.bytes == 0 || sk->tx.bytes >= conf->tx_ring ||
+	    sk->tx_offered || pcb == NULL)
 		return;
 	/* Only a ring the connection could fill: what it may have in flight. */
 	room = pcb->cwnd < pcb->snd_wnd ? pcb->cwnd : pcb->snd_wnd;
@@ -285,6 +365,21 @@ void isod_sk_tx_full(struct isod_sock *sk)
 		return;
 	if (grown(sk, sk->tx.bytes, conf->tx_ring) != sk->tx.bytes)
 		tx_offer(sk, grown(sk, sk->tx.bytes, conf->tx_ring), true);
+}
+
+void isod_sk_tx_want(struct isod_sock *sk)
+{
+	uint32_t want = sk->tx_pin != 0 ? sk->tx_pin : isod_sk_tx_start(sk->app->be, NULL);
+
+	if (sk->tx.bytes != 0)
+		return;
+	/* An open offer is a ring already (never none: our view is none). */
+	if (!sk->tx_offered && !tx_offer(sk, want, false) &&
+	    (want == RING_MIN || !tx_offer(sk, RING_MIN, false))) {
+		isod_sock_queue(sk, ISOD_R_SENT);   /* no ring this pass: the next */
+		return;
+	}
+	isod_sk_event(sk, ISOSTACK_SHM_EV_TX);
 }
 
 /* ---- Pins and idle ------------------------------------------------------------ */
@@ -313,7 +408,9 @@ void isod_sk_ring_pin(struct isod_sock *sk, bool rx, int v)
 			rx_move(sk, sk->rx_pin);
 	} else {
 		sk->tx_pin = pin_bytes(v, conf->tx_ring);
-		tx_offer(sk, sk->tx_pin, sk->tx_pin > sk->tx.bytes);
+		/* none stays none (the next write asks, and gets the pin) */
+		if (sk->tx.bytes != 0)
+			tx_offer(sk, sk->tx_pin, sk->tx_pin > sk->tx.bytes);
 	}
 	idle_arm(sk);
 }
@@ -357,13 +454,13 @@ void isod_sk_ring_idle(struct isod_sock *sk)
 	if (!tcp_open(sk))
 		return;
 	space = isoshm_stack_rx_space(sk->app->shm, sk->id);
-	if (sk->rx_pin == 0 && sk->rx.bytes > RING_MIN && space == (int)sk->rx.bytes &&
+	if (sk->rx_pin == 0 && sk->rx.bytes != 0 && space == (int)sk->rx.bytes &&
 	    sk->rx_held == 0)
-		rx_move(sk, RING_MIN);
-	if (sk->tx_offer.bytes != 0) {
+		rx_move(sk, 0);
+	if (sk->tx_offered) {
 		take_later(sk);
-	} else if (sk->tx_pin == 0 && sk->tx.bytes > RING_MIN && sk->tx_handed == 0) {
-		tx_offer(sk, RING_MIN, false);
+	} else if (sk->tx_pin == 0 && sk->tx.bytes != 0 && sk->tx_handed == 0) {
+		tx_offer(sk, 0, false);
 	}
 	idle_arm(sk);
 }

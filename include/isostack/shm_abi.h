@@ -75,7 +75,7 @@
 #include <stdint.h>
 
 #define ISOSTACK_SHM_MAGIC        UINT64_C(0x314d48534f534921) /* "!ISOSHM1" */
-#define ISOSTACK_SHM_ABI_VERSION  3u
+#define ISOSTACK_SHM_ABI_VERSION  4u
 #define ISOSTACK_SHM_CACHE_LINE   64u
 /* Extents are whole multiples of this, placed at multiples of it. */
 #define ISOSTACK_SHM_EXTENT_UNIT  (UINT64_C(2) << 20)
@@ -206,14 +206,26 @@ struct isostack_shm_header {
  *   While an offer of a larger ring is open the stack may hold back
  *      tx_cons until the ring is empty, so that a writer that keeps it
  *      full gets an empty ring to switch at.
+ * None (ABI 4): a ring of 0 bytes (offset 0, extent 0) is no ring, an
+ *      idle socket's.  A view of none has no room and nothing to read;
+ *      moving tx_prod or rx_cons on it breaks the socket.  RX moves to
+ *      none and away like any empty ring (the stack publishes no byte in
+ *      none, so a reader that finds bytes reads them from the ring that
+ *      followed), and keeps announcing a window of 4 KiB meanwhile.  TX:
+ *      the stack offers none to an idle socket (taken as any offer).  An
+ *      application whose write finds none asks for a ring with a SEND that
+ *      names no new byte; the stack answers with an offer and EV_TX (the
+ *      application waits as for TX space), or retries at its next pass
+ *      while no memory can be had.  A socket may open on none either way
+ *      (accepted, and idle before the application opened it).
  * tx_start is where the TX ring started at open; the generations run on
- * from socket to socket of an id.
+ * from socket to socket of an id (0 only before the first open).
  * ---- written by the stack ----
  */
 struct isostack_shm_sockdir {
 	uint64_t tx_off;           /* arena offset, aligned to tx_bytes */
 	uint64_t rx_off;           /* arena offset, aligned to rx_bytes */
-	uint32_t tx_bytes;         /* power of two, <= max_ring_bytes */
+	uint32_t tx_bytes;         /* power of two, <= max_ring_bytes; 0: none */
 	uint32_t rx_bytes;
 	uint32_t tx_extent;        /* id for ISOSTACK_CTL_EXTENT */
 	uint32_t rx_extent;
@@ -401,7 +413,9 @@ struct isostack_shm_status {
 #define ISOSTACK_SHM_OP_ACCEPT      4  /* no args; result = new socket id,
 					* status arg0 addrlen, arg1..4 peer sockaddr */
 #define ISOSTACK_SHM_OP_CONNECT     5  /* arg0 addrlen, arg1..4 sockaddr */
-#define ISOSTACK_SHM_OP_SEND        6  /* tx_prod advanced, read it; Basic: arg0 = bytes */
+#define ISOSTACK_SHM_OP_SEND        6  /* tx_prod advanced, read it; Basic: arg0 = bytes.
+					* On a TX ring of none: asks for a ring
+					* (offer + EV_TX, struct isostack_shm_sockdir) */
 #define ISOSTACK_SHM_OP_RECV        7  /* no args: rx_cons advanced (window credit) */
 #define ISOSTACK_SHM_OP_SHUTDOWN    8  /* arg0 how (SHUT_RD/WR/RDWR) */
 #define ISOSTACK_SHM_OP_CLOSE       9  /* no args; the id is free after the reply

@@ -97,7 +97,7 @@ bc_snapshot() {
 }
 
 # bc_settle: isostack only: until the stack's ring memory stops moving.
-# Rings of a connection idle for 2 s shrink to 4 KiB each way (docs/shm.md,
+# A connection idle for 2 s holds no ring either way (docs/shm.md,
 # "Rings that size themselves"): the memory of an *idle* connection is
 # what is measured.  From 5 s on (two idle intervals: nothing shrinks
 # before), mem.backed unchanged over 3 reads 1 s apart, at most 40 s;

@@ -1,15 +1,19 @@
 #!/bin/bash
 # Rings that size themselves (docs/shm.md): a TCP socket starts on 16 KiB
-# rings, grows them with its traffic, goes back to 4 KiB each way once
-# idle, and SO_RCVBUF/SO_SNDBUF pin the size, reported as the kernel does.
+# rings, grows them with its traffic, holds no ring at all (0 bytes) each
+# way once idle, and SO_RCVBUF/SO_SNDBUF pin the size, reported as the
+# kernel does.
 # The program under the shim is python3 (plain sockets), its peer python3
 # on the kernel.  Checked, in order, on one connection:
 #   1. 8 MiB received (sha256 equal to what the peer sent): the RX ring
 #      grew past its start (isostat's rx_ring_max);
 #   2. 8 MiB sent (sha256 equal to what the peer read): the TX ring grew;
-#   3. idle: both rings go back to 4 KiB, and the peer's kernel sees our
-#      window no larger than that ring (ss: snd_wnd);
-#   4. 1 MiB more each way on the shrunk rings, bytes intact;
+#   3. idle: both rings go to none (isostat: 0 bytes), and the peer's
+#      kernel still sees a window of 4096 (ss: snd_wnd), the ring the
+#      first bytes get;
+#   4. 1 MiB more each way after the idle (rings got back on demand: RX
+#      when the bytes arrive, TX when the send asks), bytes intact; the
+#      sends nonblocking, waiting in poll() for POLLOUT after EAGAIN;
 # and on a second connection: SO_RCVBUF/SO_SNDBUF of 64 KiB give the same
 # getsockopt values as the kernel's for the same calls, rings of exactly
 # 64 KiB that do not grow with 8 MiB received.
@@ -68,9 +72,25 @@ EOF
 
 # The program under the shim, step by step on the test's word (ctl fifo).
 cat >"$tmp/sut.py" <<'EOF'
-import socket, sys
+import hashlib, os, select, socket, sys
 from ringio import recv_n, send_n
 peer, port, n, n2, ctl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), open(sys.argv[5])
+
+def send_nonblock(s, size):
+    """send_n on a nonblocking socket: poll() for POLLOUT after EAGAIN."""
+    data, done, waits = os.urandom(size), 0, 0
+    s.setblocking(False)
+    p = select.poll(); p.register(s, select.POLLOUT)
+    while done < size:
+        try:
+            done += s.send(data[done:])
+        except BlockingIOError:
+            waits += 1
+            if not p.poll(10000):
+                sys.exit("no POLLOUT within 10 s after EAGAIN")
+    s.setblocking(True)
+    print("eagain", waits, flush=True)
+    return hashlib.sha256(data).hexdigest()
 
 s = socket.create_connection((peer, port))
 print("step 0 read", *recv_n(s, n), flush=True)
@@ -78,7 +98,7 @@ ctl.readline()
 print("step 1 sent", send_n(s, n), flush=True)
 ctl.readline()                                  # idle, checked by the test
 print("step 2 read", *recv_n(s, n2), flush=True)
-print("step 3 sent", send_n(s, n2), flush=True)
+print("step 3 sent", send_nonblock(s, n2), flush=True)
 ctl.readline()
 p = socket.socket()
 p.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -125,23 +145,24 @@ echo "2. sent $N bytes intact; TX ring grew from 16384 to $tx_max"
 # shrinks.  Bounded wait on the condition.
 for i in $(seq 100); do
 	tx=$(sock_field $PORT tx_ring); rx=$(sock_field $PORT rx_ring)
-	[ "$tx" = 4096 ] && [ "$rx" = 4096 ] && break
+	[ "$tx" = 0 ] && [ "$rx" = 0 ] && break
 	sleep 0.1
 done
 echo "3. idle: rings now TX $tx, RX $rx"
-[ "$tx" = 4096 ] && [ "$rx" = 4096 ] || fail "idle rings did not shrink to 4096 (TX $tx, RX $rx)"
+[ "$tx" = 0 ] && [ "$rx" = 0 ] || fail "idle rings did not go to none (TX $tx, RX $rx)"
 "$CLI" peer -- ss -tin "sport = :$PORT" >"$tmp/ss.out" || fail "ss"
 grep -q ESTAB "$tmp/ss.out" || fail "no connection in the peer's ss"
 # ss leaves out a zero snd_wnd
 wnd=$(grep -o 'snd_wnd:[0-9]*' "$tmp/ss.out" | head -1 | cut -d: -f2)
 echo "   the peer's kernel may send us ${wnd:-0} bytes (snd_wnd)"
-[ "${wnd:-0}" -le 4096 ] || fail "peer's snd_wnd $wnd > the 4096-byte RX ring"
+[ "${wnd:-0}" = 4096 ] || fail "peer's snd_wnd ${wnd:-0}: the idle window should stay 4096"
 
 echo >&3
 echo >&4
 expect_same 2
 expect_same 3
-echo "4. $N2 bytes each way after the shrink, intact"
+echo "4. $N2 bytes each way after the idle, intact" \
+	"(nonblocking sends met EAGAIN $(awk '$1 == "eagain" { print $2 }' "$tmp/sut.out") times)"
 
 echo >&3
 wait_line "$tmp/sut.out" "^pin read" 60 "$sut_pid" || fail "pinned connection did not finish"
@@ -164,4 +185,4 @@ echo "   pinned rings: RX $rx (largest $rx_max), TX $tx, after $N bytes received
 	fail "pinned rings should stay 65536 (RX $rx, largest $rx_max, TX $tx)"
 echo >&3
 wait "$sut_pid" || fail "the program under the shim failed"
-echo "PASS: rings grow with traffic, shrink when idle (window too), SO_RCVBUF/SO_SNDBUF pin them"
+echo "PASS: rings grow with traffic, idle sockets hold none (window 4096), SO_RCVBUF/SO_SNDBUF pin them"

@@ -26,6 +26,9 @@ static inline struct isostack_shm_sockdir place(uint32_t ext, uint64_t tx_off, u
 	d.rx_bytes = rx_bytes;
 	d.tx_extent = ext;
 	d.rx_extent = ext;
+	/* as after the stack's open (0: no socket was ever opened on the id) */
+	atomic_store_explicit(&d.tx_gen, 2, memory_order_relaxed);
+	atomic_store_explicit(&d.rx_gen, 2, memory_order_relaxed);
 	return d;
 }
 

@@ -1162,7 +1162,8 @@ static void sockdir_rejected(void **state)
 		assert_int_equal(isoshm_app_sock_open(g->a, 2), err); } while (0)
 	IMPOSSIBLE(live->tx_bytes = 3000, -EPROTO);            /* not a power of two */
 	IMPOSSIBLE(live->rx_bytes = 2048, -EPROTO);            /* below 4 KiB */
-	IMPOSSIBLE(live->tx_bytes = 0, -EPROTO);
+	IMPOSSIBLE(live->tx_bytes = 0; live->tx_off = RING, -EPROTO);  /* none lies nowhere */
+	IMPOSSIBLE(live->tx_gen = 0, -EPROTO);                 /* never opened */
 	IMPOSSIBLE(live->rx_bytes = 32768, -EPROTO);           /* above max_ring_bytes */
 	IMPOSSIBLE(live->tx_off = eoff + 100, -EPROTO);        /* misaligned */
 	IMPOSSIBLE(live->rx_off = arena, -EPROTO);             /* outside the arena */

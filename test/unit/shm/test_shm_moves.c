@@ -11,7 +11,9 @@
  * reopen.  Three tests run the sides on two threads: a stack that
  * re-offers while the application reads the directory, a reader polling
  * an empty RX ring the stack keeps moving, and a stress run of both
- * streams under constant moves.
+ * streams under constant moves.  Last, rings of none (an idle socket's):
+ * RX to none and back when bytes arrive, TX none that the application
+ * asks to leave, and an application that uses none anyway.
  *
  * Every test checks what a user would: bytes by checksum, indices, the
  * spans' place in the arena, return codes and the stack's counters.  A
@@ -1157,6 +1159,154 @@ static void stress_moves(void **state)
 	assert_int_equal(isoshm_stack_stats(g->s)->bad_index, 0);
 }
 
+/* ---- None: an idle socket's rings of 0 bytes ------------------------------ */
+
+/*
+ * RX moves to none (idle) and back when bytes arrive: none holds nothing
+ * and takes nothing, the directory says 0 bytes, the application (which
+ * never sees bytes in none) binds the ring that follows and reads every
+ * byte intact.  While bytes are unread the ring cannot go.
+ */
+static void rx_none_and_back(void **state)
+{
+	struct seg *g = *state;
+	uint32_t wpos = 0, rpos = 0;
+	uint64_t back;
+
+	for (int i = 0; i < 3; i++) {
+		rx_put(g, 1, 3000, &wpos, 11);
+		rx_get(g, 1, 3000, 1000, &rpos, 11);
+	}
+	rx_put(g, 1, 10, &wpos, 11);
+	assert_int_equal(isoshm_stack_rx_move(g->s, 1, 0, 0, 0), -EBUSY);
+	rx_get(g, 1, 10, 10, &rpos, 11);
+	/* off and ext of none are ignored: written as 0 */
+	assert_int_equal(isoshm_stack_rx_move(g->s, 1, 12345, 0, 77), 0);
+	memset((uint8_t *)isoshm_stack_arena(g->s) + first_rings(g, 1).rx_off, POISON, RING);
+	assert_int_equal(g->dir[1].rx_bytes, 0);
+	assert_int_equal(g->dir[1].rx_off, 0);
+	assert_int_equal(g->dir[1].rx_start, wpos);
+	assert_int_equal(isoshm_stack_rx_space(g->s, 1), 0);
+	assert_int_equal(isoshm_stack_rx_write(g->s, 1, "abc", 3), 0);
+	assert_int_equal(isoshm_app_rx_avail(g->a, 1), 0);
+	assert_int_equal(isoshm_app_rx_read(g->a, 1, &(uint8_t){ 0 }, 1), 0);
+	/* none to none: nothing to do, but legal */
+	assert_int_equal(isoshm_stack_rx_move(g->s, 1, 0, 0, 0), 0);
+	/* bytes arrive: a ring right before they are written */
+	back = ring_new(g, 16384);
+	assert_int_equal(isoshm_stack_rx_move(g->s, 1, back, 16384, g->ext), 0);
+	assert_int_equal(isoshm_stack_rx_space(g->s, 1), 16384);
+	rx_put(g, 1, 12000, &wpos, 11);
+	assert_int_equal(isoshm_app_rx_avail(g->a, 1), 12000);
+	assert_int_equal(isoshm_app_rx_size(g->a, 1), 16384);
+	rx_get(g, 1, 12000, 4096, &rpos, 11);
+	for (int i = 0; i < 3; i++) {
+		rx_put(g, 1, 9000, &wpos, 11);
+		rx_get(g, 1, 9000, 3000, &rpos, 11);
+	}
+	assert_int_equal(rpos, wpos);
+	assert_int_equal(isoshm_stack_stats(g->s)->rx_moves, 3);
+	assert_int_equal(isoshm_stack_stats(g->s)->bad_index, 0);
+}
+
+/*
+ * TX none: offered (bytes 0) and taken, by the stack for an idle
+ * application or by the application at its write.  A write on none takes
+ * no byte; the application asks (a SEND with nothing new), the stack
+ * offers a ring, the application sees the offer, takes it at its next
+ * write, and the stack follows: every byte intact.
+ */
+static void tx_none_ask(void **state)
+{
+	struct seg *g = *state;
+	struct isostack_shm_sock *sk = &g->socks[2];
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SEND, .sock = 2 }, got;
+	struct isoshm_span span[2];
+	uint32_t wpos = 0, rpos = 0, gen;
+	uint64_t r1, r2;
+
+	tx_put(g, 2, 3000, &wpos, 12);
+	tx_expect(g, 2, first_rings(g, 2).tx_off, RING, 3000, &rpos, 12, 0);
+	/* idle: the stack offers none and takes it for the application */
+	assert_int_equal(isoshm_stack_tx_offer(g->s, 2, 999, 0, 5, false), 0);
+	assert_int_equal(g->dir[2].tx_bytes, 0);
+	assert_int_equal(take_idle(g->s, 2), 1);
+	memset((uint8_t *)isoshm_stack_arena(g->s) + first_rings(g, 2).tx_off, POISON, RING);
+	assert_int_equal(isoshm_stack_tx_peek(g->s, 2, span), 0);
+	assert_int_equal(span[0].len + span[1].len, 0);
+	/* the application's write finds none: nothing taken */
+	gen = atomic_load(&g->dir[2].tx_gen);
+	assert_true(isoshm_app_tx_offered(g->a, 2));
+	assert_int_equal(isoshm_app_tx_write(g->a, 2, "xyz", 3), 0);
+	assert_int_equal(isoshm_app_tx_size(g->a, 2), 0);
+	assert_int_equal(atomic_load(&sk->tx_gen), gen);
+	assert_false(isoshm_app_tx_offered(g->a, 2));
+	assert_int_equal(atomic_load(&sk->tx_prod), wpos);
+	/* it asks: a SEND the stack reads like any other */
+	assert_int_equal(isoshm_app_submit_db(g->a, 2, 0, &c, 1), 1);
+	assert_int_equal(isoshm_stack_recv_cmds(g->s, 2, &got, 1), 1);
+	assert_int_equal(got.opcode, ISOSTACK_SHM_OP_SEND);
+	assert_int_equal(isoshm_stack_tx_peek(g->s, 2, span), 0);
+	/* the stack offers a ring: the application takes it and writes */
+	r1 = ring_new(g, 8192);
+	assert_int_equal(isoshm_stack_tx_offer(g->s, 2, r1, 8192, g->ext, false), 0);
+	assert_true(isoshm_app_tx_offered(g->a, 2));
+	tx_put(g, 2, 6000, &wpos, 12);
+	assert_int_equal(isoshm_app_tx_size(g->a, 2), 8192);
+	assert_int_equal(isoshm_stack_tx_peek(g->s, 2, span), ISOSHM_TX_SWITCHED);
+	tx_expect(g, 2, r1, 8192, 6000, &rpos, 12, 0);
+	for (int i = 0; i < 3; i++) {
+		tx_put(g, 2, 7000, &wpos, 12);
+		tx_expect(g, 2, r1, 8192, 7000, &rpos, 12, 0);
+	}
+
+	/* none again, taken by the application itself at its write */
+	assert_int_equal(isoshm_stack_tx_offer(g->s, 2, 0, 0, 0, false), 0);
+	assert_int_equal(isoshm_app_tx_write(g->a, 2, "xyz", 3), 0);
+	assert_int_equal(isoshm_stack_tx_peek(g->s, 2, span), ISOSHM_TX_SWITCHED);
+	assert_int_equal(isoshm_stack_tx_peek(g->s, 2, span), 0);
+	memset((uint8_t *)isoshm_stack_arena(g->s) + r1, POISON, 8192);
+	r2 = ring_new(g, 4096);
+	assert_int_equal(isoshm_stack_tx_offer(g->s, 2, r2, 4096, g->ext, false), 0);
+	tx_put(g, 2, 4000, &wpos, 12);
+	assert_int_equal(isoshm_stack_tx_peek(g->s, 2, span), ISOSHM_TX_SWITCHED);
+	tx_expect(g, 2, r2, 4096, 4000, &rpos, 12, 0);
+	assert_int_equal(atomic_load(&sk->tx_cons), wpos);
+	assert_int_equal(isoshm_stack_stats(g->s)->bad_index, 0);
+}
+
+/*
+ * A hostile application writes into a TX ring of none (moves tx_prod on)
+ * and reads from an RX ring of none (moves rx_cons on): the stack's next
+ * look fails with -EPROTO and only that socket breaks.
+ */
+static void none_hostile(void **state)
+{
+	struct seg *g = *state;
+	struct isostack_shm_sock *sk = &g->socks[3];
+	struct isoshm_span span[2];
+	uint64_t bad = isoshm_stack_stats(g->s)->bad_index;
+
+	assert_int_equal(isoshm_stack_tx_offer(g->s, 3, 0, 0, 0, false), 0);
+	assert_int_equal(take_idle(g->s, 3), 1);
+	atomic_fetch_add(&sk->tx_prod, 100);
+	assert_int_equal(isoshm_stack_tx_peek(g->s, 3, span), -EPROTO);
+	assert_true(isoshm_stack_sock_broken(g->s, 3));
+	assert_int_equal(isoshm_stack_stats(g->s)->bad_index, bad + 1);
+
+	assert_int_equal(isoshm_stack_rx_move(g->s, 4, 0, 0, 0), 0);
+	atomic_fetch_add(&g->socks[4].rx_cons, 1);
+	assert_int_equal(isoshm_stack_rx_space(g->s, 4), -EPROTO);
+	assert_true(isoshm_stack_sock_broken(g->s, 4));
+	assert_int_equal(isoshm_stack_stats(g->s)->bad_index, bad + 2);
+	/* the others are not disturbed */
+	assert_false(isoshm_stack_sock_broken(g->s, 5));
+	tx_put(g, 5, 100, &(uint32_t){ 0 }, 13);
+	tx_expect(g, 5, first_rings(g, 5).tx_off, RING, 100, &(uint32_t){ 0 }, 13, 0);
+	rx_put(g, 5, 100, &(uint32_t){ 0 }, 13);
+	rx_get(g, 5, 100, 100, &(uint32_t){ 0 }, 13);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1172,6 +1322,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(tx_reoffer_during_write, seg_setup, seg_teardown),
 		cmocka_unit_test_setup_teardown(rx_move_during_read, seg_setup, seg_teardown),
 		cmocka_unit_test_setup_teardown(stress_moves, seg_setup, seg_teardown),
+		cmocka_unit_test_setup_teardown(rx_none_and_back, seg_setup, seg_teardown),
+		cmocka_unit_test_setup_teardown(tx_none_ask, seg_setup, seg_teardown),
+		cmocka_unit_test_setup_teardown(none_hostile, seg_setup, seg_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
