@@ -141,7 +141,9 @@ struct isod_sock {
 /* ---- mem.c: ring memory over extents ---- */
 
 #define ISOD_MEM_CLASSES      22     /* chunk sizes 2^12 .. 2^21 by log2 */
-#define ISOD_MEM_SPARE        1      /* empty unit extents kept backed */
+#define ISOD_MEM_SPARE        2      /* empty unit extents kept backed at most */
+#define ISOD_MEM_SPARE_AHEAD  1      /* of which made ahead of need */
+#define ISOD_MEM_SPARE_KEEP_MS 10000 /* the others, kept this long unused */
 #define ISOD_MEM_RELEASED_MAX 4096
 
 struct isod_ext {
@@ -161,6 +163,7 @@ struct isod_mem {
 	uint32_t partial[ISOD_MEM_CLASSES];   /* slabs with a free chunk */
 	uint32_t spare[ISOD_MEM_SPARE];
 	uint32_t nspare;
+	uint32_t spare_kept_ms;       /* when a spare beyond the ahead one was kept */
 	uint32_t released[ISOD_MEM_RELEASED_MAX];  /* punched, reusable */
 	uint32_t nreleased;
 	uint64_t backed;             /* bytes of backed extents */

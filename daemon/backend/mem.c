@@ -9,6 +9,12 @@
  * larger ring gets an extent of its own.  An extent whose chunks are all
  * free goes back to the application's spare list, and beyond
  * ISOD_MEM_SPARE spares its pages go back to the system (punched).
+ * Two spares, one of them only ever an extent that emptied: a connection
+ * that goes idle (its rings go to none, sock_ring.c) and wakes again
+ * takes its rings from the extent it left, instead of the stack core
+ * refilling a spare in the middle of its next request (350 us with one
+ * connection: fallocate of a 2 MiB page and its prefault).  That second
+ * spare goes back to the system after ISOD_MEM_SPARE_KEEP_MS unused.
  *
  * The budget is the whole stack's: the bytes of backed extents of every
  * application together may not pass conf.mem_budget (a new socket then
@@ -123,6 +129,23 @@ static int64_t ext_get(struct isod_app *app, uint64_t size)
 	return id;
 }
 
+/* Gives the pages of an empty extent back to the system (punched).
+ * False if it stays backed. */
+static bool ext_release(struct isod_app *app, uint32_t id)
+{
+	struct isod_mem *m = &app->mem;
+	struct isod_ext *e = &m->ext[id];
+
+	if (m->nreleased == ISOD_MEM_RELEASED_MAX ||
+	    isoshm_stack_extent_release(app->shm, id) < 0)
+		return false;
+	e->backed = false;
+	account(app, -(int64_t)e->size);
+	m->released[m->nreleased++] = id;
+	app->be->mem_st.releases++;
+	return true;
+}
+
 /* An extent that holds nothing any more: a spare, or released. */
 static void ext_put(struct isod_app *app, uint32_t id)
 {
@@ -132,15 +155,10 @@ static void ext_put(struct isod_app *app, uint32_t id)
 	e->cls = 0;
 	if (e->size == UNIT && m->nspare < ISOD_MEM_SPARE) {
 		m->spare[m->nspare++] = id;
+		m->spare_kept_ms = isod_backend_now(app->be);
 		return;
 	}
-	if (isoshm_stack_extent_release(app->shm, id) < 0 ||
-	    m->nreleased == ISOD_MEM_RELEASED_MAX)
-		return;                 /* stays backed and leaks into nothing */
-	e->backed = false;
-	account(app, -(int64_t)e->size);
-	m->released[m->nreleased++] = id;
-	app->be->mem_st.releases++;
+	ext_release(app, id);   /* if not: stays backed and leaks into nothing */
 }
 
 /* A ring of `bytes`; wait: may make an extent on the spot (else -EAGAIN
@@ -295,18 +313,22 @@ unsigned isod_mem_poll(struct isod_app *app)
 		if (m->nspare == 0)
 			return 0;
 		id = m->spare[--m->nspare];
-		if (isoshm_stack_extent_release(app->shm, (uint32_t)id) < 0 ||
-		    m->nreleased == ISOD_MEM_RELEASED_MAX) {
+		if (!ext_release(app, (uint32_t)id)) {
 			m->spare[m->nspare++] = (uint32_t)id;
 			return 0;
 		}
-		m->ext[id].backed = false;
-		account(app, -(int64_t)m->ext[id].size);
-		m->released[m->nreleased++] = (uint32_t)id;
-		app->be->mem_st.releases++;
 		return 1;
 	}
-	if (m->nspare > 0)
+	if (m->nspare > ISOD_MEM_SPARE_AHEAD &&
+	    (uint32_t)(isod_backend_now(app->be) - m->spare_kept_ms) >= ISOD_MEM_SPARE_KEEP_MS) {
+		/* a kept spare nobody wanted: back to the system */
+		id = m->spare[--m->nspare];
+		if (!ext_release(app, (uint32_t)id))
+			m->spare[m->nspare++] = (uint32_t)id;
+		m->spare_kept_ms = isod_backend_now(app->be);
+		return 1;
+	}
+	if (m->nspare >= ISOD_MEM_SPARE_AHEAD)
 		return 0;
 	id = ext_get(app, UNIT);
 	if (id < 0)

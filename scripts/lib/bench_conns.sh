@@ -99,15 +99,16 @@ bc_snapshot() {
 # bc_settle: isostack only: until the stack's ring memory stops moving.
 # A connection idle for 2 s holds no ring either way (docs/shm.md,
 # "Rings that size themselves"): the memory of an *idle* connection is
-# what is measured.  From 5 s on (two idle intervals: nothing shrinks
-# before), mem.backed unchanged over 3 reads 1 s apart, at most 40 s;
-# prints how long it took.
+# what is measured.  From 15 s on (two idle intervals, 4 s, for the rings
+# to go, then the 10 s an extent that emptied is kept as a second spare:
+# daemon/backend/mem.c), mem.backed unchanged over 3 reads 1 s apart, at
+# most 50 s; prints how long it took.
 bc_settle() {
 	local last="" same=0 t0=$SECONDS cur
 
 	[ ${#BC_ISOSTAT[@]} -gt 0 ] || return 0
-	sleep 5
-	while [ $((SECONDS - t0)) -lt 40 ]; do
+	sleep 15
+	while [ $((SECONDS - t0)) -lt 50 ]; do
 		cur=$("${BC_ISOSTAT[@]}" -r 2>/dev/null | awk '$1 == "mem.backed" { print $2 }')
 		if [ -n "$cur" ] && [ "$cur" = "$last" ]; then
 			same=$((same + 1))
