@@ -201,6 +201,15 @@ static int put_int(void *val, socklen_t *len, int v)
 	return 0;
 }
 
+/* SO_SNDBUF/SO_RCVBUF of a socket without a pin: its ring's size; an idle
+ * socket has no ring (docs/shm.md) but keeps announcing RING_IDLE_WINDOW
+ * bytes of window, and reports that, never 0 (a program may divide by it). */
+#define RING_IDLE_WINDOW 4096
+static int ring_report(uint32_t bytes)
+{
+	return bytes != 0 ? (int)bytes : RING_IDLE_WINDOW;
+}
+
 int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 		       void *val, socklen_t *len)
 {
@@ -231,10 +240,10 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 		case SO_PROTOCOL:  rc = put_int(val, len, f->udp ? IPPROTO_UDP : IPPROTO_TCP); break;
 		case SO_ACCEPTCONN: rc = put_int(val, len, f->state == F_LISTEN); break;
 		case SO_RCVBUF:
-			rc = put_int(val, len, f->rcvbuf ? f->rcvbuf : (int)f->rx_bytes);
+			rc = put_int(val, len, f->rcvbuf ? f->rcvbuf : ring_report(f->rx_bytes));
 			break;
 		case SO_SNDBUF:
-			rc = put_int(val, len, f->sndbuf ? f->sndbuf : (int)f->tx_bytes);
+			rc = put_int(val, len, f->sndbuf ? f->sndbuf : ring_report(f->tx_bytes));
 			break;
 		case SO_LINGER:
 			if (*len < sizeof(struct linger)) {
