@@ -169,12 +169,22 @@ struct server {
 	int ep;
 	long open, accepted, peak;
 	bool accept_failed;
+	/* connections closed before their client's close: a recv or send
+	 * error (the first errno seen of each), a short send */
+	long recv_failed, send_failed, send_short;
+	int recv_errno, send_errno;
 };
 
 static void server_status(const struct server *s, const char *stage)
 {
-	printf("isoconns serve %s open=%ld accepted=%ld peak=%ld t=%.6f\n",
+	printf("isoconns serve %s open=%ld accepted=%ld peak=%ld t=%.6f",
 	       stage, s->open, s->accepted, s->peak, now_s());
+	if (s->recv_failed || s->send_failed || s->send_short)
+		printf(" recv_failed=%ld(%s) send_failed=%ld(%s) send_short=%ld",
+		       s->recv_failed, s->recv_errno ? strerrorname_np(s->recv_errno) : "-",
+		       s->send_failed, s->send_errno ? strerrorname_np(s->send_errno) : "-",
+		       s->send_short);
+	printf("\n");
 	fflush(stdout);
 }
 
@@ -220,12 +230,25 @@ static void server_echo(struct server *s, int fd)
 	char buf[512];
 	ssize_t r = recv(fd, buf, sizeof(buf), 0);
 
+	ssize_t w;
+
 	if (r < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	/* The payloads are a few bytes on an idle connection: a short send
-	 * means something is wrong with it, and the client sees no echo. */
-	if (r > 0 && send(fd, buf, (size_t)r, MSG_NOSIGNAL) == r)
-		return;
+	if (r < 0) {
+		if (s->recv_failed++ == 0)
+			s->recv_errno = errno;
+	} else if (r > 0) {
+		/* The payloads are a few bytes on an idle connection: a short
+		 * send means something is wrong with it, and the client sees no
+		 * echo (the kernel never refuses them). */
+		w = send(fd, buf, (size_t)r, MSG_NOSIGNAL);
+		if (w == r)
+			return;
+		if (w >= 0)
+			s->send_short++;
+		else if (s->send_failed++ == 0)
+			s->send_errno = errno;
+	}
 	close(fd);              /* also leaves the epoll set */
 	if (--s->open == 0)
 		server_status(s, "drained");

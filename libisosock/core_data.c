@@ -82,10 +82,13 @@ post:
  * stack for a ring with a SEND that carries no new bytes; it offers one
  * and posts EV_TX.  Then waits for that as for room in a full ring, a
  * nonblocking caller only briefly: the stack answers within a pass or
- * two unless memory is short (then -EAGAIN, and POLLOUT once the offer
- * is there).  Returns 0 or -errno.
+ * two unless memory is short or the core is swamped (then -EAGAIN, and
+ * POLLOUT once the offer is there; the kernel would not refuse a few
+ * bytes on an idle socket, so the bound is generous: a process preempted
+ * for a few ms on a busy core must not find it passed for nothing, and
+ * the caller writes once more after it).  Returns 0 or -errno.
  */
-#define TX_ASK_NONBLOCK_NS 2000000
+#define TX_ASK_NONBLOCK_NS 20000000
 
 static int tx_ask(struct isosock_app *app, int s, struct fsock *f, bool nonblock,
 		  int64_t deadline)
@@ -116,6 +119,7 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 	const uint8_t *p = buf;
 	size_t done = 0;
 	int64_t deadline;
+	bool asked_out = false;    /* a wait for a TX ring ran out */
 	ssize_t ret;
 
 	if (f == NULL)
@@ -170,10 +174,20 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 			continue;
 		}
 		if (f->tx_bytes == 0) {
-			/* none (idle): ask for a ring, then write again */
+			/* none (idle): ask for a ring, then write again (once
+			 * more after a wait that ran out: the offer may have
+			 * come meanwhile) */
+			if (asked_out) {
+				ret = done > 0 ? (ssize_t)done : -EAGAIN;
+				break;
+			}
 			rc = tx_ask(app, s, f, f->nonblock || (flags & MSG_DONTWAIT), deadline);
+			if (rc == -EAGAIN || rc == -ETIMEDOUT) {
+				asked_out = true;
+				continue;
+			}
 			if (rc < 0) {
-				ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
+				ret = done > 0 ? (ssize_t)done : rc;
 				break;
 			}
 			continue;

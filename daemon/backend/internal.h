@@ -141,9 +141,9 @@ struct isod_sock {
 /* ---- mem.c: ring memory over extents ---- */
 
 #define ISOD_MEM_CLASSES      22     /* chunk sizes 2^12 .. 2^21 by log2 */
-#define ISOD_MEM_SPARE        2      /* empty unit extents kept backed at most */
+#define ISOD_MEM_SPARE        1024   /* empty unit extents kept backed at most */
 #define ISOD_MEM_SPARE_AHEAD  1      /* of which made ahead of need */
-#define ISOD_MEM_SPARE_KEEP_MS 10000 /* the others, kept this long unused */
+#define ISOD_MEM_SPARE_KEEP_MS 10000 /* the others: kept until none emptied for this long */
 #define ISOD_MEM_RELEASED_MAX 4096
 
 struct isod_ext {

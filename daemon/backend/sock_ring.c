@@ -219,6 +219,8 @@ static bool rx_move(struct isod_sock *sk, uint32_t want)
 	return true;
 }
 
+static void tx_prepare(struct isod_sock *sk);
+
 bool isod_sk_rx_want(struct isod_sock *sk)
 {
 	uint32_t want = sk->rx_pin != 0 ? sk->rx_pin : isod_sk_rx_start(sk->app->be, NULL);
@@ -227,7 +229,10 @@ bool isod_sk_rx_want(struct isod_sock *sk)
 		return true;
 	if (sk->rx_resv == 0)
 		return false;      /* killed: nothing more is placed */
-	return rx_move(sk, want) || (want > RING_MIN && rx_move(sk, RING_MIN));
+	if (!rx_move(sk, want) && !(want > RING_MIN && rx_move(sk, RING_MIN)))
+		return false;
+	tx_prepare(sk);
+	return true;
 }
 
 static bool tcp_open(const struct isod_sock *sk)
@@ -365,6 +370,24 @@ void isod_sk_tx_full(struct isod_sock *sk)
 		return;
 	if (grown(sk, sk->tx.bytes, conf->tx_ring) != sk->tx.bytes)
 		tx_offer(sk, grown(sk, sk->tx.bytes, conf->tx_ring), true);
+}
+
+/*
+ * An idle connection woken by the peer (a request, most often): a TX ring
+ * offered with the RX one, so that the answer finds it there.  Without it
+ * the application's first send() would ask and wait for a pass of ours:
+ * a non-blocking one may then return EAGAIN, which the kernel never does
+ * for a few bytes on an idle socket (isoconns' echo server closed 1,185
+ * of 100,000 connections on it).  Best effort: a send still asks.
+ */
+static void tx_prepare(struct isod_sock *sk)
+{
+	uint32_t want = sk->tx_pin != 0 ? sk->tx_pin : isod_sk_tx_start(sk->app->be, NULL);
+
+	if (sk->tx.bytes != 0 || sk->tx_offered)
+		return;
+	if (!tx_offer(sk, want, false) && want != RING_MIN)
+		tx_offer(sk, RING_MIN, false);
 }
 
 void isod_sk_tx_want(struct isod_sock *sk)

@@ -85,6 +85,9 @@ def send_nonblock(s, size):
         try:
             done += s.send(data[done:])
         except BlockingIOError:
+            if done == 0:
+                # the kernel takes the first bytes on an idle socket
+                sys.exit("the first send after the idle said EAGAIN")
             waits += 1
             if not p.poll(10000):
                 sys.exit("no POLLOUT within 10 s after EAGAIN")
