@@ -221,8 +221,9 @@ int isoshm_stack_rx_write(struct isoshm_stack *s, uint32_t sock, const void *buf
  * indices (tx_prod, rx_cons: unsent TX of an earlier socket of the id is
  * dropped), returned in d->tx_start and d->rx_start.  Then publishes d in
  * the directory; the caller posts the status that names the id afterwards.
- * Returns 0, -EBADF (id out of range), -EINVAL (d outside its extent or
- * not a power of two), -EPROTO (the id's rings were found corrupt).
+ * A ring of 0 bytes is none (as an idle socket's).  Returns 0, -EBADF
+ * (id out of range), -EINVAL (d outside its extent or not a power of
+ * two), -EPROTO (the id's rings were found corrupt).
  */
 int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
 			   struct isostack_shm_sockdir *d);

@@ -617,8 +617,10 @@ int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
 
 	if (sock == ISOSTACK_SHM_CTRL_SOCK || sock >= s->hdr.max_sockets)
 		return -EBADF;
-	if (!ring_placed(s, d->tx_extent, d->tx_off, d->tx_bytes) ||
-	    !ring_placed(s, d->rx_extent, d->rx_off, d->rx_bytes))
+	/* A TCP socket may open with none either way (no memory this pass:
+	 * it gets its rings as for an idle one). */
+	if (!ring_placed_or_none(s, &d->tx_extent, &d->tx_off, d->tx_bytes) ||
+	    !ring_placed_or_none(s, &d->rx_extent, &d->rx_off, d->rx_bytes))
 		return -EINVAL;
 	v = &s->views[sock];
 	sk = &s->socks[sock];

@@ -652,6 +652,9 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 	work += drain_events(be, budget);
 	isod_sk_ring_takes(be);
 	kick_apps(be);
+	/* One extent per loop pass (docs/shm.md): lwIP's input, which opens
+	 * accepted sockets, runs between two calls of ours. */
+	isod_mem_pass_end(be);
 	return work;
 }
 
@@ -759,7 +762,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.rx_moves %llu\nbackend.tx_moves %llu\n"
 		"backend.variant %u\nbackend.doorbells_per_app %u\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
-		"mem.releases %llu\nmem.sync_extents %llu\nmem.enobufs %llu\n"
+		"mem.releases %llu\nmem.sync_extents %llu\nmem.opened_none %llu\nmem.enobufs %llu\n"
 		"mem.ctl_extents %llu\nmem.pressure %d\nmem.membarrier %d\n",
 		be->napps, (unsigned long long)s->apps_attached,
 		(unsigned long long)s->apps_detached, (unsigned long long)s->apps_rejected,
@@ -785,6 +788,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)be->mem_st.extents, (unsigned long long)be->mem_st.refills,
 		(unsigned long long)be->mem_st.releases,
 		(unsigned long long)be->mem_st.sync_extents,
+		(unsigned long long)be->mem_st.opened_none,
 		(unsigned long long)be->mem_st.enobufs,
 		(unsigned long long)be->mem_st.ctl_extents, isod_mem_pressure(be) ? 1 : 0, be->membar);
 

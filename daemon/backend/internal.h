@@ -173,17 +173,22 @@ struct isod_mem_stats {
 	uint64_t extents;            /* extents made */
 	uint64_t refills, releases;  /* pages given back / taken again */
 	uint64_t sync_extents;       /* made inside an allocation, not ahead */
+	uint64_t opened_none;        /* TCP rings a new socket opened without */
 	uint64_t enobufs;            /* refused: the budget */
 	uint64_t ctl_extents;        /* extent fds handed to applications */
 };
 
 void isod_mem_init(struct isod_app *app);
 void isod_mem_fini(struct isod_app *app);
-/* A ring of `bytes` (power of two, >= 4 KiB).  0, -ENOBUFS or -ENOMEM. */
-int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out);
-/* The same, but -EAGAIN where it would have to make an extent now (for
- * optional moves: the spare comes by the next pass). */
+/* A ring of `bytes` (power of two, >= 4 KiB).  0, -ENOBUFS or -ENOMEM;
+ * -EAGAIN where it would have to make an extent and one was made this
+ * pass already (at most one per pass: docs/shm.md), unless force. */
+int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out, bool force);
+/* The same, but -EAGAIN where it would have to make a unit extent now
+ * (for optional moves: the spare comes by the next pass). */
 int isod_mem_ring_try(struct isod_app *app, uint32_t bytes, struct isod_ring *out);
+/* The end of a loop pass: the next may make an extent again. */
+void isod_mem_pass_end(struct isod_backend *be);
 /* Memory pressure (the kernel's tcp_mem "pressure" mode): more than half
  * the budget backed.  TCP rings then start and stay small (sock_ring.c). */
 bool isod_mem_pressure(const struct isod_backend *be);
@@ -288,6 +293,7 @@ struct isod_backend {
 	unsigned nwatched;           /* pidfds in it */
 	uint64_t mem_backed;         /* extent bytes backed, all applications */
 	uint64_t mem_reserved;       /* idle sockets' RX reservations (rx_resv) */
+	bool ext_made;               /* an extent was made or refilled this pass */
 	/* TX offers to take for idle applications after one asymmetric
 	 * barrier per pass (sock_ring.c); membar: 1 works, -1 does not. */
 	struct isod_sock *takes[ISOD_TAKE_BATCH];
@@ -383,6 +389,7 @@ void isod_sk_tx_want(struct isod_sock *sk);
  * be had this pass (the bytes wait with lwIP's pbufs; retried). */
 bool isod_sk_rx_want(struct isod_sock *sk);
 /* The socket's RX reservation goes (it will receive nothing more). */
+void isod_sk_rx_reserve(struct isod_sock *sk);
 void isod_sk_rx_unreserve(struct isod_sock *sk);
 /* The receive window the RX ring backs: its size, ISOD_RING_MIN if none. */
 static inline uint32_t isod_sk_rx_wnd(const struct isod_sock *sk)

@@ -25,8 +25,10 @@
  * costs the stack core a memfd, fallocate and a prefault, so
  * isod_mem_poll keeps one spare ready per application with a socket open,
  * made at most one per pass (and gives it back once none is open); an
- * allocation that finds none makes one itself and is counted in
- * mem.sync_extents.
+ * allocation that finds none makes one itself if none was made this pass
+ * (counted in mem.sync_extents; a TCP socket opens with no ring that way
+ * otherwise, mem.opened_none, and gets it as an idle one does).  Only a
+ * UDP socket's fixed rings may make a second extent in a pass (force).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -78,9 +80,10 @@ static void account(struct isod_app *app, int64_t delta)
 /*
  * A backed extent of `size` bytes with no chunks: a spare (unit size), a
  * released one refilled, or a new one.  Returns its id or -ENOBUFS
- * (budget), -ENOMEM (no memory, arena full).
+ * (budget), -ENOMEM (no memory, arena full), -EAGAIN (one was made this
+ * pass already, and not force).
  */
-static int64_t ext_get(struct isod_app *app, uint64_t size)
+static int64_t ext_get(struct isod_app *app, uint64_t size, bool force)
 {
 	struct isod_mem *m = &app->mem;
 	uint32_t id;
@@ -88,6 +91,8 @@ static int64_t ext_get(struct isod_app *app, uint64_t size)
 
 	if (size == UNIT && m->nspare > 0)
 		return m->spare[--m->nspare];
+	if (app->be->ext_made && !force)
+		return -EAGAIN;
 	if (!budget_allows(app, size)) {
 		app->be->mem_st.enobufs++;
 		return -ENOBUFS;
@@ -106,11 +111,13 @@ static int64_t ext_get(struct isod_app *app, uint64_t size)
 		e->backed = true;
 		account(app, (int64_t)size);
 		app->be->mem_st.refills++;
+		app->be->ext_made = true;
 		return id;
 	}
 	rc = isoshm_stack_extent_new(app->shm, size, &id);
 	if (rc < 0)
 		return rc == -ENOSPC ? -ENOMEM : rc;
+	app->be->ext_made = true;
 	{
 		struct isod_ext *e = ext_rec(m, id);
 		uint64_t off;
@@ -164,9 +171,11 @@ static void ext_put(struct isod_app *app, uint32_t id)
 	ext_release(app, id);   /* if not: stays backed and leaks into nothing */
 }
 
-/* A ring of `bytes`; wait: may make an extent on the spot (else -EAGAIN
- * when that would be needed). */
-static int ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out, bool wait)
+/* A ring of `bytes`; wait: may make a unit extent on the spot if none
+ * was made this pass, force: even then (else -EAGAIN when that would be
+ * needed).  Rings above a unit always need an extent of their own. */
+static int ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out, bool wait,
+		    bool force)
 {
 	struct isod_mem *m = &app->mem;
 	unsigned cls = ilog2(bytes);
@@ -176,7 +185,7 @@ static int ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out,
 	if (bytes < 4096 || (bytes & (bytes - 1)) != 0)
 		return -EINVAL;
 	if (bytes > UNIT) {     /* its own extent (rings of tx_ring/rx_ring > 2m) */
-		id = ext_get(app, bytes);
+		id = ext_get(app, bytes, force);
 		if (id < 0)
 			return (int)id;
 		e = &m->ext[id];
@@ -196,11 +205,11 @@ static int ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out,
 	if (m->partial[cls] == UINT32_MAX) {
 		if (m->nspare == 0 && !wait)
 			return -EAGAIN;
-		if (m->nspare == 0)
-			app->be->mem_st.sync_extents++;
-		id = ext_get(app, UNIT);
+		id = ext_get(app, UNIT, force);
 		if (id < 0)
 			return (int)id;
+		if (m->nspare == 0)      /* made or refilled here, not ahead */
+			app->be->mem_st.sync_extents++;
 		e = &m->ext[id];
 		memset(e->freemap, 0xff, sizeof(e->freemap));
 		e->cls = (uint8_t)cls;
@@ -238,14 +247,14 @@ bool isod_mem_pressure(const struct isod_backend *be)
 	return be->conf.mem_budget != 0 && be->mem_backed > be->conf.mem_budget / 2;
 }
 
-int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out)
+int isod_mem_ring_get(struct isod_app *app, uint32_t bytes, struct isod_ring *out, bool force)
 {
-	return ring_get(app, bytes, out, true);
+	return ring_get(app, bytes, out, true, force);
 }
 
 int isod_mem_ring_try(struct isod_app *app, uint32_t bytes, struct isod_ring *out)
 {
-	return ring_get(app, bytes, out, false);
+	return ring_get(app, bytes, out, false, false);
 }
 
 void isod_mem_ring_put(struct isod_app *app, const struct isod_ring *r)
@@ -285,6 +294,11 @@ void isod_mem_ring_put(struct isod_app *app, const struct isod_ring *r)
 		e->on_partial = true;
 		m->partial[e->cls] = r->ext;
 	}
+}
+
+void isod_mem_pass_end(struct isod_backend *be)
+{
+	be->ext_made = false;
 }
 
 void isod_mem_init(struct isod_app *app)
@@ -333,7 +347,7 @@ unsigned isod_mem_poll(struct isod_app *app)
 	}
 	if (m->nspare >= ISOD_MEM_SPARE_AHEAD)
 		return 0;
-	id = ext_get(app, UNIT);
+	id = ext_get(app, UNIT, false);
 	if (id < 0)
 		return 0;
 	m->spare[m->nspare++] = (uint32_t)id;

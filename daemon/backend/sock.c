@@ -256,6 +256,27 @@ static int64_t id_get(struct isod_app *app)
 }
 
 /*
+ * A ring for a new socket.  TCP: at most the one extent a pass may make
+ * (docs/shm.md); past that the socket opens with none that way, as an
+ * idle one, and gets its ring when traffic comes (sock_ring.c).  UDP
+ * rings are fixed: made now if need be.
+ */
+static int sk_ring_get(struct isod_app *app, bool udp, uint32_t bytes, struct isod_ring *out)
+{
+	int rc;
+
+	if (udp)
+		return isod_mem_ring_get(app, bytes, out, true);
+	rc = isod_mem_ring_get(app, bytes, out, false);
+	if (rc == -EAGAIN) {
+		*out = (struct isod_ring){ 0 };
+		app->be->mem_st.opened_none++;
+		return 0;
+	}
+	return rc;
+}
+
+/*
  * A new socket: an id, its rings, both opened in the segment.  TCP rings
  * start small and size themselves (sock_ring.c); an accepted child starts
  * with its listener's SO_SNDBUF/SO_RCVBUF (parent), and an RX ring of at
@@ -286,17 +307,18 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct iso
 		*err = -ENOBUFS;
 		return NULL;
 	}
-	rc = isod_mem_ring_get(app, tx_bytes, &tx);
+	rc = sk_ring_get(app, udp, tx_bytes, &tx);
 	if (rc < 0) {
 		*err = rc == -ENOMEM ? -ENOBUFS : rc;
 		return NULL;
 	}
-	rc = isod_mem_ring_get(app, rx_bytes, &rx);
+	rc = sk_ring_get(app, udp, rx_bytes, &rx);
 	if (rc < 0) {
 		isod_mem_ring_put(app, &tx);
 		*err = rc == -ENOMEM ? -ENOBUFS : rc;
 		return NULL;
 	}
+	need = (uint64_t)tx.bytes + rx.bytes;
 	id = id_get(app);
 	if (id < 0) {
 		isod_mem_ring_put(app, &tx);
@@ -337,6 +359,8 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct iso
 	sk->mem = need;
 	app->mem_used += need;
 	app->nopen++;
+	if (rx.bytes == 0)
+		isod_sk_rx_reserve(sk);
 	return sk;
 }
 

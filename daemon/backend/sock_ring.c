@@ -120,8 +120,9 @@ static void idle_arm(struct isod_sock *sk)
 /* ---- RX ----------------------------------------------------------------------- */
 
 /* RX ring none: RING_MIN stays reserved for the window it announces.
- * Never refused: the ring it replaces was at least as large. */
-static void rx_reserve(struct isod_sock *sk)
+ * Never refused: the ring it replaces was at least as large (or, for a
+ * socket that opens with none, the budget check of the rings it asked). */
+void isod_sk_rx_reserve(struct isod_sock *sk)
 {
 	sk->rx_resv = RING_MIN;
 	sk->mem += RING_MIN;
@@ -181,14 +182,14 @@ static bool rx_move(struct isod_sock *sk, uint32_t want)
 	isod_sk_rx_unreserve(sk);      /* makes room for the ring it becomes */
 	if (ring_new(sk, want, &nr) < 0) {
 		if (reserved)
-			rx_reserve(sk);
+			isod_sk_rx_reserve(sk);
 		return false;
 	}
 	rc = isoshm_stack_rx_move(sk->app->shm, sk->id, nr.off, nr.bytes, nr.ext);
 	if (rc < 0) {
 		isod_sk_ring_free(sk, &nr);
 		if (reserved)
-			rx_reserve(sk);
+			isod_sk_rx_reserve(sk);
 		if (rc == -EPROTO)
 			isod_sk_kill(sk, -EPROTO);
 		return false;
@@ -196,7 +197,7 @@ static bool rx_move(struct isod_sock *sk, uint32_t want)
 	isod_sk_ring_free(sk, &sk->rx);
 	sk->rx = nr;
 	if (want == 0)
-		rx_reserve(sk);
+		isod_sk_rx_reserve(sk);
 	if (nr.bytes > sk->rx_max)
 		sk->rx_max = nr.bytes;
 	sk->rx_peak = 0;

@@ -163,7 +163,7 @@ static err_t cb_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 		/* lwIP acknowledges the SYN-ACK right after this returns: that
 		 * ACK is the first segment whose window the peer may use (our
 		 * SYN's is never scaled, and no data can come before). */
-		wnd_clamp(pcb, sk->rx.bytes);
+		wnd_clamp(pcb, sk->rx.bytes != 0 ? sk->rx.bytes : sk->rx_resv);  /* none: the reserve */
 		isod_sock_queue(sk, ISOD_R_CONNECTED);
 	}
 	return ERR_OK;

@@ -975,7 +975,6 @@ static void sock_open_required(void **state)
 		assert_int_equal(isoshm_stack_sock_open(g->s, 1, &d), -EINVAL); } while (0)
 	REFUSED(d.tx_bytes = 2048);                     /* below 4 KiB */
 	REFUSED(d.rx_bytes = 6000);                     /* not a power of two */
-	REFUSED(d.rx_bytes = 0);
 	REFUSED(d.tx_bytes = 32768);                    /* above max_ring_bytes */
 	REFUSED(d.tx_off = eoff + 2048);                /* not aligned to its size */
 	REFUSED((d.rx_bytes = 8192, d.rx_off = eoff + RING)); /* ditto */
@@ -983,6 +982,13 @@ static void sock_open_required(void **state)
 	REFUSED(d.rx_off = eoff + esize - RING / 2);    /* runs past the end */
 	REFUSED(d.rx_off = UINT64_MAX - RING + 1);
 	REFUSED(d.tx_extent = ext + 1);                 /* no such extent */
+	/* 0 bytes is none (a TCP socket opened without memory ready): it
+	 * opens, whatever offset and extent it names (written as 0, 0). */
+	d = place(ext, eoff, 0, eoff + RING, RING);
+	d.tx_off = 12345;
+	assert_int_equal(isoshm_stack_sock_open(g->s, 2, &d), 0);
+	assert_int_equal(d.tx_off, 0);
+	assert_int_equal(d.tx_extent, 0);
 #undef REFUSED
 	assert_int_equal(isoshm_stack_tx_peek(g->s, 1, span), -EBADF); /* still closed */
 	assert_int_equal(g->fetches, 0);
