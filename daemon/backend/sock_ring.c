@@ -21,19 +21,21 @@
  * Every move is optional: a ring that cannot be had now (budget, no spare
  * extent this pass) is tried again later.
  *
- * Back from none:
- *   RX: the first bytes lwIP delivers get a ring (rx_start, RING_MIN
- *      if that cannot be had, the pin if pinned) moved in right before
+ * Back from none, rings start at RING_MIN (grown with traffic as any),
+ * not rx_start/tx_start: 100,000 idle connections woken at once need a
+ * quarter of the memory, from the extents they left (docs/shm.md):
+ *   RX: the first bytes lwIP delivers get a ring (RING_MIN, the pin if
+ *      pinned) moved in right before
  *      they are copied (isod_sk_rx_want, from the pump).  Until then they
  *      stay in lwIP's pbufs (rx_hold) and the pump tries again next pass:
  *      nothing is dropped.  An idle socket keeps announcing a window of
  *      RING_MIN, and keeps RING_MIN reserved for it (rx_resv: charged to
  *      the application's mem_limit and to the stack's budget as
  *      mem_reserved) so that what the peer may send always finds room.
- *   TX: the application that finds its ring none asks with a SEND (no
- *      new bytes); we offer tx_start (RING_MIN under pressure, the pin if
- *      pinned) and post EV_TX (isod_sk_tx_want); no ring this pass: again
- *      at the next.
+ *   TX: offered with the RX ring (tx_prepare), or when the application
+ *      that finds its ring none asks with a SEND (no new bytes): we offer
+ *      RING_MIN (the pin if pinned) and post EV_TX (isod_sk_tx_want); no
+ *      ring this pass: again at the next.
  *
  * The receive window follows the RX ring: a move to a larger ring opens
  * it by the difference (tcp_recved); a move to a smaller one (SO_RCVBUF,
@@ -224,7 +226,7 @@ static void tx_prepare(struct isod_sock *sk);
 
 bool isod_sk_rx_want(struct isod_sock *sk)
 {
-	uint32_t want = sk->rx_pin != 0 ? sk->rx_pin : isod_sk_rx_start(sk->app->be, NULL);
+	uint32_t want = sk->rx_pin != 0 ? sk->rx_pin : RING_MIN;
 
 	if (sk->rx.bytes != 0)
 		return true;
@@ -383,7 +385,7 @@ void isod_sk_tx_full(struct isod_sock *sk)
  */
 static void tx_prepare(struct isod_sock *sk)
 {
-	uint32_t want = sk->tx_pin != 0 ? sk->tx_pin : isod_sk_tx_start(sk->app->be, NULL);
+	uint32_t want = sk->tx_pin != 0 ? sk->tx_pin : RING_MIN;
 
 	if (sk->tx.bytes != 0 || sk->tx_offered)
 		return;
@@ -393,7 +395,7 @@ static void tx_prepare(struct isod_sock *sk)
 
 void isod_sk_tx_want(struct isod_sock *sk)
 {
-	uint32_t want = sk->tx_pin != 0 ? sk->tx_pin : isod_sk_tx_start(sk->app->be, NULL);
+	uint32_t want = sk->tx_pin != 0 ? sk->tx_pin : RING_MIN;
 
 	if (sk->tx.bytes != 0)
 		return;
