@@ -30,6 +30,18 @@ stack_up
 isostat=$(dirname "$ISOSTACK_DAEMON")/isostat
 control=/run/isostack/$ISOSTACK_NS_PREFIX/control.sock
 
+# local_field PORT FIELD: FIELD of the stack sockets on local port PORT
+# that are connected (an accepted one; not the listener).
+local_field() {
+	"$isostat" -r -c "$control" >"$tmp/isostat.log" 2>&1 || fail "isostat"
+	awk -v port="$1" -v field="$2" '
+		{ split($1, k, "."); if (k[1] != "sock") next; id = k[2] "." k[3] }
+		k[4] == "local_port" && $2 == port { hit[id] = 1 }
+		k[4] == "remote_port" && $2 != 0 { conn[id] = 1 }
+		k[4] == field { val[id] = $2 }
+		END { for (id in hit) if (conn[id]) print val[id] }' "$tmp/isostat.log"
+}
+
 # sock_field PORT FIELD: FIELD of the stack socket connected to peer port PORT.
 sock_field() {
 	"$isostat" -r -c "$control" >"$tmp/isostat.log" 2>&1 || fail "isostat"
@@ -95,11 +107,18 @@ def send_nonblock(s, size):
     print("eagain", waits, flush=True)
     return hashlib.sha256(data).hexdigest()
 
+# A listener whose connection waits in the backlog while it idles.
+lsn = socket.socket(); lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lsn.bind(("0.0.0.0", port + 10)); lsn.listen(1)
+print("listening", flush=True)
 s = socket.create_connection((peer, port))
 print("step 0 read", *recv_n(s, n), flush=True)
 ctl.readline()
 print("step 1 sent", send_n(s, n), flush=True)
 ctl.readline()                                  # idle, checked by the test
+c2, _ = lsn.accept()
+print("idlebuf", c2.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+      c2.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), flush=True)
 print("step 2 read", *recv_n(s, n2), flush=True)
 print("step 3 sent", send_nonblock(s, n2), flush=True)
 ctl.readline()
@@ -119,6 +138,12 @@ bg peer "$CLI" peer -- python3 "$tmp/peer.py" $PORT $N $N2 "$tmp/peerctl"
 wait_line "$tmp/peer.out" "listening auto" || fail "peer did not listen"
 bg sut "$CLI" run --require -- python3 "$tmp/sut.py" "$PEER_IP" $PORT $N $N2 "$tmp/ctl"
 sut_pid=$LAST_PID
+wait_line "$tmp/sut.out" "^listening" 30 "$sut_pid" || fail "the program did not listen"
+# A client that connects and waits (its connection idles in the backlog).
+bg waiter "$CLI" peer -- python3 -c '
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2]))); time.sleep(60)' \
+	"$STACK_IP" $((PORT + 10))
 
 # expect_same STEP: the SUT's and the peer's sha256 of one transfer agree
 # (the SUT's step; the peer's numbering has its wait as step 2).
@@ -151,7 +176,12 @@ for i in $(seq 100); do
 	[ "$tx" = 0 ] && [ "$rx" = 0 ] && break
 	sleep 0.1
 done
-echo "3. idle: rings now TX $tx, RX $rx"
+for i in $(seq 100); do
+	ctx=$(local_field $((PORT + 10)) tx_ring); crx=$(local_field $((PORT + 10)) rx_ring)
+	[ "$ctx" = 0 ] && [ "$crx" = 0 ] && break
+	sleep 0.1
+done
+echo "3. idle: rings now TX $tx, RX $rx; the connection waiting in the backlog TX $ctx, RX $crx"
 [ "$tx" = 0 ] && [ "$rx" = 0 ] || fail "idle rings did not go to none (TX $tx, RX $rx)"
 "$CLI" peer -- ss -tin "sport = :$PORT" >"$tmp/ss.out" || fail "ss"
 grep -q ESTAB "$tmp/ss.out" || fail "no connection in the peer's ss"
@@ -162,6 +192,16 @@ echo "   the peer's kernel may send us ${wnd:-0} bytes (snd_wnd)"
 
 echo >&3
 echo >&4
+wait_line "$tmp/sut.out" "^idlebuf" 60 "$sut_pid" || fail "no accept after the idle"
+read -r _ isnd ircv < <(grep '^idlebuf' "$tmp/sut.out")
+echo "   accepted after the idle: SO_SNDBUF $isnd, SO_RCVBUF $ircv"
+if [ "$ctx" = 0 ]; then
+	[ "$isnd" = 4096 ] || fail "SO_SNDBUF of a socket without a ring: $isnd, want 4096"
+fi
+if [ "$crx" = 0 ]; then
+	[ "$ircv" = 4096 ] || fail "SO_RCVBUF of a socket without a ring: $ircv, want 4096"
+fi
+[ "$isnd" -gt 0 ] && [ "$ircv" -gt 0 ] || fail "SO_SNDBUF/SO_RCVBUF 0"
 expect_same 2
 expect_same 3
 echo "4. $N2 bytes each way after the idle, intact" \
