@@ -66,12 +66,13 @@ static int fetch_extent(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
 	int rc;
 
 	robust_lock(&app->sh->ctl_lock);
-	atomic_fetch_add_explicit(&app->sh->ctl_busy, 1, memory_order_relaxed);
+	/* odd while the request is out: see isosock_app_alive */
+	atomic_fetch_add_explicit(&app->sh->ctl_seq, 1, memory_order_seq_cst);
 	if (send(app->ctl_fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
 		rc = -errno;
 	else
 		rc = extent_reply(app->ctl_fd, id, off, size);
-	atomic_fetch_sub_explicit(&app->sh->ctl_busy, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&app->sh->ctl_seq, 1, memory_order_seq_cst);
 	pthread_mutex_unlock(&app->sh->ctl_lock);
 	app->st.extents_mapped++;
 	return rc;
@@ -252,6 +253,7 @@ void isosock_app_detach(struct isosock_app *app)
 bool isosock_app_alive(struct isosock_app *app)
 {
 	struct pollfd p = { .fd = app->ctl_fd, .events = POLLIN };
+	uint32_t seq;
 	int64_t now;
 
 	if (atomic_load_explicit(&app->dead, memory_order_relaxed))
@@ -260,11 +262,17 @@ bool isosock_app_alive(struct isosock_app *app)
 	if (now - atomic_load_explicit(&app->alive_at, memory_order_relaxed) < ALIVE_CHECK_NS)
 		return true;
 	atomic_store_explicit(&app->alive_at, now, memory_order_relaxed);
+	/* The daemon sends only replies to EXTENT requests: readable with
+	 * none out means hung up.  "None out" is ctl_seq even and unchanged
+	 * across the poll: a request that began or ended meanwhile (its
+	 * reply read by another thread between our poll and our look at
+	 * the counter) moved it.  A plain busy flag read after the poll
+	 * took a reply for a hang-up, and every socket of the application
+	 * reset at once (seen with 16 threads sending while rings moved). */
+	seq = atomic_load_explicit(&app->sh->ctl_seq, memory_order_seq_cst);
 	if (poll(&p, 1, 0) > 0 && ((p.revents & (POLLHUP | POLLERR)) ||
-				   ((p.revents & POLLIN) &&
-				    atomic_load_explicit(&app->sh->ctl_busy, memory_order_relaxed) == 0))) {
-		/* the daemon sends only replies to EXTENT requests: readable
-		 * with none in flight means hung up */
+				   ((p.revents & POLLIN) && (seq & 1) == 0 &&
+				    atomic_load_explicit(&app->sh->ctl_seq, memory_order_seq_cst) == seq))) {
 		atomic_store_explicit(&app->dead, true, memory_order_relaxed);
 		return false;
 	}

@@ -155,10 +155,11 @@ struct fshared {
 	 * the rest of the array is sparse: never touched. */
 	_Atomic uint32_t hiwat;
 	/* Requests with a reply on the shared control socket (EXTENT) take
-	 * turns; ctl_busy tells the liveness check that a reply may be
-	 * waiting to be read (readable is not hung up then). */
+	 * turns; ctl_seq, bumped when one goes out and when its reply was
+	 * read (odd in between), tells the liveness check that a reply may
+	 * be or have been waiting (readable is not hung up then). */
 	pthread_mutex_t ctl_lock;
-	_Atomic uint32_t ctl_busy;
+	_Atomic uint32_t ctl_seq;
 	struct fsock fs[];
 	/* then, after fs[nsocks]: _Atomic uint64_t closing[(nsocks + 63) / 64],
 	 * a bit per id in F_CLOSING (isosock__closing), so that reaping looks
