@@ -759,7 +759,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.close_timeouts %llu\n"
 		"backend.procs_watched %llu\nbackend.procs_died %llu\n"
 		"backend.stack_closes %llu\nbackend.stack_close_crossed %llu\n"
-		"backend.rx_moves %llu\nbackend.tx_moves %llu\n"
+		"backend.rx_moves %llu\nbackend.tx_moves %llu\nbackend.tx_asks %llu\nbackend.tx_ask_waits %llu\nbackend.rx_waits %llu\n"
 		"backend.variant %u\nbackend.doorbells_per_app %u\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
 		"mem.releases %llu\nmem.sync_extents %llu\nmem.opened_none %llu\nmem.enobufs %llu\n"
@@ -783,6 +783,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->procs_watched, (unsigned long long)s->procs_died,
 		(unsigned long long)s->stack_closes, (unsigned long long)s->stack_close_crossed,
 		(unsigned long long)s->rx_moves, (unsigned long long)s->tx_moves,
+		(unsigned long long)s->tx_asks, (unsigned long long)s->tx_ask_waits,
+		(unsigned long long)s->rx_waits,
 		be->conf.shm.variant, be->conf.shm.nr_doorbells,
 		(unsigned long long)be->conf.mem_budget, (unsigned long long)be->mem_backed,
 		(unsigned long long)be->mem_st.extents, (unsigned long long)be->mem_st.refills,

@@ -100,6 +100,9 @@ struct isod_backend_stats {
 	uint64_t procs_watched, procs_died;
 	uint64_t stack_closes, stack_close_crossed;
 	uint64_t rx_moves, tx_moves; /* TCP rings moved to another size (sock_ring.c) */
+	uint64_t tx_asks;            /* a send found its TX ring none and asked */
+	uint64_t tx_ask_waits;       /* ... and no ring was to be had that pass */
+	uint64_t rx_waits;           /* bytes for a none RX ring with no ring that pass */
 };
 
 struct isod_backend;

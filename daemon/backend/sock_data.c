@@ -97,8 +97,10 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 		 * wait in their pbufs for the next pass. */
 		if (sk->rx.bytes != 0)
 			isod_sk_rx_resize(sk, used);
-		else if (!isod_sk_rx_want(sk) && sk->rx_resv != 0)
+		else if (!isod_sk_rx_want(sk) && sk->rx_resv != 0) {
+			app->be->st.rx_waits++;
 			isod_sock_queue(sk, ISOD_R_RX);
+		}
 		space = isoshm_stack_rx_space(app->shm, sk->id);
 		if (space < 0) {
 			isod_sk_kill(sk, -EPROTO);

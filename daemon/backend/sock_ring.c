@@ -399,9 +399,13 @@ void isod_sk_tx_want(struct isod_sock *sk)
 
 	if (sk->tx.bytes != 0)
 		return;
-	/* An open offer is a ring already (never none: our view is none). */
+	sk->app->be->st.tx_asks++;
+	/* An open offer is taken at the application's next write (one of
+	 * none, the idle shrink's, leaves it asking again, and then we see
+	 * the switch and offer a ring). */
 	if (!sk->tx_offered && !tx_offer(sk, want, false) &&
 	    (want == RING_MIN || !tx_offer(sk, RING_MIN, false))) {
+		sk->app->be->st.tx_ask_waits++;
 		isod_sock_queue(sk, ISOD_R_SENT);   /* no ring this pass: the next */
 		return;
 	}
@@ -485,7 +489,13 @@ void isod_sk_ring_idle(struct isod_sock *sk)
 		rx_move(sk, 0);
 	if (sk->tx_offered) {
 		take_later(sk);
-	} else if (sk->tx_pin == 0 && sk->tx.bytes != 0 && sk->tx_handed == 0) {
+	} else if (sk->tx_pin == 0 && sk->tx.bytes != 0 && sk->tx_handed == 0 &&
+		   sk->app->be->ntakes < ISOD_TAKE_BATCH) {
+		/* Only an offer of none we take this pass: one left open (the
+		 * batch full) would be what the application's next write takes
+		 * when the connection wakes, and it would then ask for a ring
+		 * (a round trip) instead of finding the one offered with the
+		 * RX ring (tx_prepare).  A full batch: the next idle poll. */
 		tx_offer(sk, 0, false);
 	}
 	idle_arm(sk);
