@@ -14,6 +14,17 @@
 
 #include "internal.h"
 
+/* A ring of none (0 bytes) lies in no extent: nothing to map. */
+static bool ring_mapped(struct isoshm_app *a, uint32_t ext, uint32_t bytes)
+{
+	return bytes == 0 || isoshm__app_extent_mapped(a, ext);
+}
+
+static int ring_ensure(struct isoshm_app *a, uint32_t ext, uint32_t bytes)
+{
+	return bytes == 0 ? 0 : isoshm__app_extent_ensure(a, ext);
+}
+
 /*
  * The view of an opened socket id, with its extents mapped in this
  * process: a fork child may touch (reap) a socket its parent opened after
@@ -29,11 +40,10 @@ static struct isoshm_sock_view *app_view(struct isoshm_app *a, uint32_t sock)
 	v = &a->views[sock];
 	if (!v->bound)      /* commands before the id's first open: ours to bind */
 		isoshm__ctl_views_bind(a->base, &a->hdr, false, sock, v);
-	/* A ring of none (size 0) lies in no extent. */
-	if (v->open && ((v->tx.size != 0 && !isoshm__app_extent_mapped(a, v->tx_ext)) ||
-			(v->rx.size != 0 && !isoshm__app_extent_mapped(a, v->rx_ext)))) {
-		if ((v->tx.size != 0 && isoshm__app_extent_ensure(a, v->tx_ext) < 0) ||
-		    (v->rx.size != 0 && isoshm__app_extent_ensure(a, v->rx_ext) < 0))
+	if (v->open && (!ring_mapped(a, v->tx_ext, v->tx.size) ||
+			!ring_mapped(a, v->rx_ext, v->rx.size))) {
+		if (ring_ensure(a, v->tx_ext, v->tx.size) < 0 ||
+		    ring_ensure(a, v->rx_ext, v->rx.size) < 0)
 			return NULL;
 	}
 	return v;
@@ -218,11 +228,6 @@ static bool ring_sane_or_none(const struct isoshm_app *a, uint64_t off, uint32_t
 }
 
 /* Maps the extent of a ring, unless it is none. */
-static int ring_ensure(struct isoshm_app *a, uint32_t ext, uint32_t bytes)
-{
-	return bytes == 0 ? 0 : isoshm__app_extent_ensure(a, ext);
-}
-
 /*
  * TX, with the ring empty: takes the stack's open offer if there is one
  * (shm_abi.h, struct isostack_shm_sockdir): binds the offered ring at our

@@ -383,28 +383,30 @@ void isod_sk_tx_full(struct isod_sock *sk)
  * for a few bytes on an idle socket (isoconns' echo server closed 1,185
  * of 100,000 connections on it).  Best effort: a send still asks.
  */
-static void tx_prepare(struct isod_sock *sk)
+/* Offers the ring a TX side back from none starts on (the pin, else
+ * RING_MIN; RING_MIN if the pin cannot be had).  True if one stands. */
+static bool tx_back(struct isod_sock *sk)
 {
 	uint32_t want = sk->tx_pin != 0 ? sk->tx_pin : RING_MIN;
 
-	if (sk->tx.bytes != 0 || sk->tx_offered)
-		return;
-	if (!tx_offer(sk, want, false) && want != RING_MIN)
-		tx_offer(sk, RING_MIN, false);
+	return tx_offer(sk, want, false) || (want != RING_MIN && tx_offer(sk, RING_MIN, false));
+}
+
+static void tx_prepare(struct isod_sock *sk)
+{
+	if (sk->tx.bytes == 0 && !sk->tx_offered)
+		tx_back(sk);
 }
 
 void isod_sk_tx_want(struct isod_sock *sk)
 {
-	uint32_t want = sk->tx_pin != 0 ? sk->tx_pin : RING_MIN;
-
 	if (sk->tx.bytes != 0)
 		return;
 	sk->app->be->st.tx_asks++;
 	/* An open offer is taken at the application's next write (one of
 	 * none, the idle shrink's, leaves it asking again, and then we see
 	 * the switch and offer a ring). */
-	if (!sk->tx_offered && !tx_offer(sk, want, false) &&
-	    (want == RING_MIN || !tx_offer(sk, RING_MIN, false))) {
+	if (!sk->tx_offered && !tx_back(sk)) {
 		sk->app->be->st.tx_ask_waits++;
 		isod_sock_queue(sk, ISOD_R_SENT);   /* no ring this pass: the next */
 		return;
