@@ -18,7 +18,8 @@
  * address gives 28,000-odd ports per target), at most INFLIGHT connecting at
  * once (non-blocking connect + epoll). Then, stage by stage:
  *   established  time from the first connect() to the last completion;
- *   verified     8 bytes (magic + index) sent on each, the echo compared;
+ *   verified     8 bytes (magic + index) sent on each, the echo compared
+ *                (when the echoes came: p50, p99, last);
  *   holding      the connections stay open, idle, until a line arrives on
  *                stdin (pipe or tty) or SIGUSR1, SIGTERM or SIGINT;
  *   held         each connection checked still open (a peek, no traffic);
@@ -552,13 +553,31 @@ static int conn_echo(struct client *c, long i)
 	return 1;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The q-quantile of the n sorted times t (0 when there are none). */
+static double quantile(const double *t, long n, double q)
+{
+	return n == 0 ? 0.0 : t[(long)(q * (double)(n - 1))];
+}
+
 /* Stage 2: 8 bytes out on each connection, the echo checked. Returns how
- * many echoed. */
+ * many echoed; reports when the echoes came (seconds from the first send:
+ * p50, p99, last), which tells a slow tail from a slow whole. */
 static long client_verify(struct client *c, long up)
 {
 	struct epoll_event evs[ISOCONNS_EVENTS];
 	long ok = 0, failed = 0;
 	double t0 = now_s(), progress = t0;
+	double *when = malloc(sizeof(*when) * (size_t)(up > 0 ? up : 1));
+
+	if (when == NULL)
+		fail("malloc");
 
 	for (long i = 0; i < c->n; i++) {
 		struct conn *k = &c->conns[i];
@@ -594,7 +613,7 @@ static long client_verify(struct client *c, long up)
 					struct epoll_event ev = { .events = 0, .data.u32 = (uint32_t)idx };
 
 					epoll_ctl(c->ep, EPOLL_CTL_MOD, c->conns[idx].fd, &ev);
-					ok++;
+					when[ok++] = progress - t0;
 				} else {
 					failed++;
 				}
@@ -609,9 +628,12 @@ static long client_verify(struct client *c, long up)
 			failed++;
 		}
 	}
-	printf("isoconns connect verified ok=%ld failed=%ld seconds=%.6f errors=%s\n",
-	       ok, failed, now_s() - t0, client_errors(c));
+	qsort(when, (size_t)ok, sizeof(*when), cmp_double);
+	printf("isoconns connect verified ok=%ld failed=%ld seconds=%.6f p50=%.6f p99=%.6f "
+	       "last=%.6f errors=%s\n", ok, failed, now_s() - t0, quantile(when, ok, 0.5),
+	       quantile(when, ok, 0.99), quantile(when, ok, 1.0), client_errors(c));
 	fflush(stdout);
+	free(when);
 	return ok;
 }
 
