@@ -124,6 +124,14 @@
  */
 #define TCP_LISTEN_BACKLOG              0
 /*
+ * A connection that completes its handshake while the listener's queue
+ * is full waits half open (our lwIP patch 0008: the accept callback
+ * returns ERR_INPROGRESS, the ACK is dropped, the peer's next segment or
+ * our SYN-ACK's retransmission tries again), as on Linux; without it lwIP
+ * reset it.
+ */
+#define LWIP_TCP_ACCEPT_DEFER           1
+/*
  * The largest MSS we announce or accept: a 9000-byte MTU's. What a SYN
  * announces and what a connection uses is TCP_MSS capped by the route's
  * netif MTU less 40 (TCP_CALCULATE_EFF_SEND_MSS), so a 1500-byte port

@@ -749,7 +749,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.apps_rejected %llu\nbackend.open_sockets %u\nbackend.cmds %llu\n"
 		"backend.bad_cmds %llu\nbackend.bad_slot %llu\nbackend.broken_socks %llu\n"
 		"backend.broken_apps %llu\nbackend.emfile %llu\nbackend.enobufs %llu\n"
-		"backend.accept_dropped %llu\nbackend.parked %llu\nbackend.resumed %llu\n"
+		"backend.accept_dropped %llu\nbackend.accept_deferred %llu\n"
+		"backend.parked %llu\nbackend.resumed %llu\n"
 		"backend.status_deferred %llu\nbackend.events %llu\nbackend.tx_bytes %llu\n"
 		"backend.rx_bytes %llu\nbackend.tx_writes %llu\nbackend.sends_seen %llu\n"
 		"backend.resets %llu\nbackend.app_kicks %llu\n"
@@ -759,7 +760,9 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.close_timeouts %llu\n"
 		"backend.procs_watched %llu\nbackend.procs_died %llu\n"
 		"backend.stack_closes %llu\nbackend.stack_close_crossed %llu\n"
-		"backend.rx_moves %llu\nbackend.tx_moves %llu\nbackend.tx_asks %llu\nbackend.tx_ask_waits %llu\nbackend.rx_waits %llu\n"
+		"backend.rx_moves %llu\nbackend.tx_moves %llu\nbackend.tx_asks %llu\n"
+		"backend.tx_ask_waits %llu\nbackend.tx_readied %llu\nbackend.tx_unready %llu\n"
+		"backend.rx_waits %llu\n"
 		"backend.variant %u\nbackend.doorbells_per_app %u\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
 		"mem.releases %llu\nmem.sync_extents %llu\nmem.opened_none %llu\nmem.enobufs %llu\n"
@@ -770,7 +773,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->bad_cmds, (unsigned long long)s->bad_slot,
 		(unsigned long long)s->broken_socks, (unsigned long long)s->broken_apps,
 		(unsigned long long)s->emfile, (unsigned long long)s->enobufs,
-		(unsigned long long)s->accept_dropped, (unsigned long long)s->parked,
+		(unsigned long long)s->accept_dropped, (unsigned long long)s->accept_deferred,
+		(unsigned long long)s->parked,
 		(unsigned long long)s->resumed, (unsigned long long)s->status_deferred,
 		(unsigned long long)s->events, (unsigned long long)s->tx_bytes,
 		(unsigned long long)s->rx_bytes, (unsigned long long)s->tx_writes,
@@ -784,6 +788,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->stack_closes, (unsigned long long)s->stack_close_crossed,
 		(unsigned long long)s->rx_moves, (unsigned long long)s->tx_moves,
 		(unsigned long long)s->tx_asks, (unsigned long long)s->tx_ask_waits,
+		(unsigned long long)s->tx_readied, (unsigned long long)s->tx_unready,
 		(unsigned long long)s->rx_waits,
 		be->conf.shm.variant, be->conf.shm.nr_doorbells,
 		(unsigned long long)be->conf.mem_budget, (unsigned long long)be->mem_backed,

@@ -76,7 +76,8 @@ struct isod_backend_stats {
 	uint64_t broken_socks;      /* ring index corrupt: socket killed (-EPROTO) */
 	uint64_t broken_apps;       /* doorbell corrupt: application dropped */
 	uint64_t emfile, enobufs;   /* SOCKET refused by the limits */
-	uint64_t accept_dropped;    /* incoming connection aborted: no slot/backlog full */
+	uint64_t accept_dropped;    /* incoming connection aborted: no memory for it */
+	uint64_t accept_deferred;   /* handshake ACK dropped: listen queue full */
 	uint64_t parked;            /* commands that had to wait */
 	uint64_t resumed;           /* socket resumptions from the event queue */
 	uint64_t status_deferred;   /* status ring full: posted later */
@@ -102,6 +103,8 @@ struct isod_backend_stats {
 	uint64_t rx_moves, tx_moves; /* TCP rings moved to another size (sock_ring.c) */
 	uint64_t tx_asks;            /* a send found its TX ring none and asked */
 	uint64_t tx_ask_waits;       /* ... and no ring was to be had that pass */
+	uint64_t tx_readied;         /* TX ring offered as bytes woke the reader */
+	uint64_t tx_unready;         /* ... none to be had that pass */
 	uint64_t rx_waits;           /* bytes for a none RX ring with no ring that pass */
 };
 

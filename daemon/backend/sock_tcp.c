@@ -204,9 +204,12 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 
 	if (lsk == NULL || err != ERR_OK || npcb == NULL)
 		return ERR_VAL;
-	if (lsk->bl_count >= lsk->bl_max) {
-		lsk->app->be->st.accept_dropped++;
-		return ERR_MEM;           /* lwIP aborts npcb */
+	if (lsk->bl_count > lsk->bl_max) {
+		/* Full (Linux's test: the queue may hold one more than the
+		 * backlog): npcb waits half open, its ACK dropped (lwIP patch
+		 * 0008); the next segment of the peer tries again. */
+		lsk->app->be->st.accept_deferred++;
+		return ERR_INPROGRESS;
 	}
 	/* The SYN-ACK announced the window clamped at the SYN (memory
 	 * pressure may have come since): the ring must hold it. */

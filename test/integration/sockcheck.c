@@ -175,6 +175,9 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* check_backlog (+12): connections at once to a listener of backlog 2. */
+#define BACKLOG_CONNS 12
+
 /* The end timer (+11): what a check asks, what it answers. */
 enum { END_PLAIN, END_SLOW, END_UNREAD };
 struct end_req {
@@ -248,6 +251,58 @@ static void serve(int off, int c)
 			write_full(o, "hello", 5);
 		close(o);
 		write_full(c, "k", 1);
+		break;
+	}
+	case 12: {
+		/* check_backlog: BACKLOG_CONNS connects at once to a listener
+		 * of backlog 2 that accepts only once told; each sends its
+		 * index.  Answers how many failed (and the first errno). */
+		uint16_t port;
+		struct sockaddr_in a;
+		socklen_t l = sizeof(a);
+		int o[BACKLOG_CONNS], up = 0, failed = 0, err = 0;
+		struct pollfd p[BACKLOG_CONNS];
+		int64_t end;
+		if (read_full(c, &port, sizeof(port)) < 0 ||
+		    getpeername(c, (struct sockaddr *)&a, &l) < 0)
+			break;
+		a.sin_port = port;
+		for (int i = 0; i < BACKLOG_CONNS; i++) {
+			o[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+			connect(o[i], (struct sockaddr *)&a, sizeof(a));
+			p[i] = (struct pollfd){ o[i], POLLOUT, 0 };
+		}
+		/* The listener's queue holds 3 (backlog + 1, on Linux): once
+		 * that many handshakes are through, it may accept. */
+		end = mono_ns() + 10 * 1000000000LL;
+		while (up < 3 && mono_ns() < end) {
+			poll(p, BACKLOG_CONNS, 100);
+			up = 0;
+			for (int i = 0; i < BACKLOG_CONNS; i++)
+				up += (p[i].revents & (POLLOUT | POLLERR | POLLHUP)) != 0;
+		}
+		write_full(c, "g", 1);
+		for (int i = 0; i < BACKLOG_CONNS; i++) {
+			unsigned char idx = (unsigned char)i;
+			struct pollfd q = { o[i], POLLOUT, 0 };
+			int e = 0;
+			socklen_t el = sizeof(e);
+			poll(&q, 1, 20000);
+			getsockopt(o[i], SOL_SOCKET, SO_ERROR, &e, &el);
+			if (e == 0 && !(q.revents & POLLOUT))
+				e = ETIMEDOUT;
+			if (e == 0 && send(o[i], &idx, 1, MSG_NOSIGNAL) != 1)
+				e = errno;
+			if (e != 0 && failed++ == 0)
+				err = e;
+		}
+		/* each kept open until the listener's side has read its byte */
+		int32_t res[2] = { failed, err };
+		char k;
+		read_full(c, &k, 1);
+		write_full(c, res, sizeof(res));
+		for (int i = 0; i < BACKLOG_CONNS; i++)
+			close(o[i]);
 		break;
 	}
 	case 7: {
@@ -329,7 +384,7 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11 };
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12 };
 	struct pollfd p[16];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
@@ -694,6 +749,54 @@ static void check_accept(void)
 		close(ctl);
 		close(l);
 	}
+}
+
+/*
+ * More connections at once than the listen() backlog: the kernel keeps
+ * those past it waiting (it drops their SYN or the ACK that ends the
+ * handshake) until the application accepts, and every one gets through;
+ * none is reset.
+ */
+static void check_backlog(void)
+{
+	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1, got = 0, bad = 0;
+	struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0);
+	socklen_t al = sizeof(a);
+	bool seen[BACKLOG_CONNS] = { false };
+	int32_t res[2] = { -1, 0 };
+	char k;
+
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	bind(l, (struct sockaddr *)&a, sizeof(a));
+	listen(l, 2);
+	getsockname(l, (struct sockaddr *)&a, &al);
+	int ctl = tcp_to(12);
+	write_full(ctl, &a.sin_port, sizeof(a.sin_port));
+	read_full(ctl, &k, 1);          /* the queue is full: accept now */
+	struct timeval tv = { .tv_sec = 20 };
+	setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	for (int i = 0; i < BACKLOG_CONNS; i++) {
+		int c = accept(l, NULL, NULL);
+		unsigned char idx;
+		if (c < 0)
+			break;
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		if (read_full(c, &idx, 1) == 0 && idx < BACKLOG_CONNS && !seen[idx]) {
+			seen[idx] = true;
+			got++;
+		} else {
+			bad++;
+		}
+		close(c);
+	}
+	write_full(ctl, "k", 1);
+	read_full(ctl, res, sizeof(res));
+	char line[64];
+	snprintf(line, sizeof(line), "accepted %d/%d bad %d peer_failed %d %s", got,
+		 BACKLOG_CONNS, bad, res[0], res[0] > 0 ? ename(res[1]) : "-");
+	report("backlog_overflow", line);
+	close(ctl);
+	close(l);
 }
 
 /* ---- what an established connection's fd is ------------------------------ */
@@ -2046,6 +2149,7 @@ int main(int argc, char **argv)
 	check_readiness();
 	check_epoll_thread_add();
 	check_accept();
+	check_backlog();
 	check_identity();
 	check_et_arrivals();
 	check_signals();
