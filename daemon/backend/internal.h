@@ -385,6 +385,8 @@ int isod_sk_tx_peek(struct isod_sock *sk, struct isoshm_span sp[2]);
 void isod_sk_tx_full(struct isod_sock *sk);
 /* TX ring none and the application looked at it (a SEND): offer a ring. */
 void isod_sk_tx_want(struct isod_sock *sk);
+/* TX ring none and new bytes for the reader: offer one before it wakes. */
+void isod_sk_tx_prepare(struct isod_sock *sk);
 /* RX ring none and bytes held: get a ring for them.  False if none can
  * be had this pass (the bytes wait with lwIP's pbufs; retried). */
 bool isod_sk_rx_want(struct isod_sock *sk);

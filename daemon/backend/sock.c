@@ -707,6 +707,8 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		else
 			sk->tx_named += (uint32_t)c->arg[0];
 		isod_sk_tx_push(sk);
+		if (sk->tx.bytes == 0)      /* it had no ring: an ask */
+			sk->app->be->st.tx_asks++;
 		break;
 	case ISOSTACK_SHM_OP_RECV:
 		isod_sk_rx_pump(sk);

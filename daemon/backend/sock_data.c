@@ -143,8 +143,10 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 	}
 	if (sk->rx_prod - cons + sk->rx_held > sk->rx_peak)
 		sk->rx_peak = sk->rx_prod - cons + sk->rx_held;
-	if (was_empty && sk->rx_prod - cons != 0)
+	if (was_empty && sk->rx_prod - cons != 0) {
+		isod_sk_tx_prepare(sk);     /* before the reader wakes */
 		isod_sk_event(sk, ISOSTACK_SHM_EV_RX);
+	}
 	if (sk->fin_rcvd && sk->rx_hold == NULL && !sk->hup_posted) {
 		sk->hup_posted = true;
 		isod_sk_event(sk, ISOSTACK_SHM_EV_HUP);

@@ -32,10 +32,10 @@
  *      RING_MIN, and keeps RING_MIN reserved for it (rx_resv: charged to
  *      the application's mem_limit and to the stack's budget as
  *      mem_reserved) so that what the peer may send always finds room.
- *   TX: offered with the RX ring (tx_prepare), or when the application
- *      that finds its ring none asks with a SEND (no new bytes): we offer
- *      RING_MIN (the pin if pinned) and post EV_TX (isod_sk_tx_want); no
- *      ring this pass: again at the next.
+ *   TX: offered when new bytes wake the reader (isod_sk_tx_prepare), or
+ *      when the application that finds its ring none asks with a SEND (no
+ *      new bytes): we offer RING_MIN (the pin if pinned) and post EV_TX
+ *      (isod_sk_tx_want); no ring this pass: again at the next.
  *
  * The receive window follows the RX ring: a move to a larger ring opens
  * it by the difference (tcp_recved); a move to a smaller one (SO_RCVBUF,
@@ -222,8 +222,6 @@ static bool rx_move(struct isod_sock *sk, uint32_t want)
 	return true;
 }
 
-static void tx_prepare(struct isod_sock *sk);
-
 bool isod_sk_rx_want(struct isod_sock *sk)
 {
 	uint32_t want = sk->rx_pin != 0 ? sk->rx_pin : RING_MIN;
@@ -232,10 +230,7 @@ bool isod_sk_rx_want(struct isod_sock *sk)
 		return true;
 	if (sk->rx_resv == 0)
 		return false;      /* killed: nothing more is placed */
-	if (!rx_move(sk, want) && !(want > RING_MIN && rx_move(sk, RING_MIN)))
-		return false;
-	tx_prepare(sk);
-	return true;
+	return rx_move(sk, want) || (want > RING_MIN && rx_move(sk, RING_MIN));
 }
 
 static bool tcp_open(const struct isod_sock *sk)
@@ -375,14 +370,6 @@ void isod_sk_tx_full(struct isod_sock *sk)
 		tx_offer(sk, grown(sk, sk->tx.bytes, conf->tx_ring), true);
 }
 
-/*
- * An idle connection woken by the peer (a request, most often): a TX ring
- * offered with the RX one, so that the answer finds it there.  Without it
- * the application's first send() would ask and wait for a pass of ours:
- * a non-blocking one may then return EAGAIN, which the kernel never does
- * for a few bytes on an idle socket (isoconns' echo server closed 1,185
- * of 100,000 connections on it).  Best effort: a send still asks.
- */
 /* Offers the ring a TX side back from none starts on (the pin, else
  * RING_MIN; RING_MIN if the pin cannot be had).  True if one stands. */
 static bool tx_back(struct isod_sock *sk)
@@ -392,17 +379,29 @@ static bool tx_back(struct isod_sock *sk)
 	return tx_offer(sk, want, false) || (want != RING_MIN && tx_offer(sk, RING_MIN, false));
 }
 
-static void tx_prepare(struct isod_sock *sk)
+/*
+ * New bytes for the reader of a socket whose TX ring is none (idle, or
+ * gone idle while the RX ring kept bytes): a TX ring offered before the
+ * reader wakes, so that the answer finds it there.  Without it the
+ * application's first send() would ask and wait for a pass of ours: a
+ * non-blocking one may then return EAGAIN, which the kernel never does
+ * for a few bytes on an idle socket (isoconns' echo server closed 1,185
+ * of 100,000 connections on it).  Best effort: a send still asks.
+ */
+void isod_sk_tx_prepare(struct isod_sock *sk)
 {
-	if (sk->tx.bytes == 0 && !sk->tx_offered)
-		tx_back(sk);
+	if (sk->tx.bytes == 0 && !sk->tx_offered && !sk->shut_wr) {
+		if (tx_back(sk))
+			sk->app->be->st.tx_readied++;
+		else
+			sk->app->be->st.tx_unready++;
+	}
 }
 
 void isod_sk_tx_want(struct isod_sock *sk)
 {
 	if (sk->tx.bytes != 0)
 		return;
-	sk->app->be->st.tx_asks++;
 	/* An open offer is taken at the application's next write (one of
 	 * none, the idle shrink's, leaves it asking again, and then we see
 	 * the switch and offer a ring). */
@@ -486,8 +485,14 @@ void isod_sk_ring_idle(struct isod_sock *sk)
 	if (!tcp_open(sk))
 		return;
 	space = isoshm_stack_rx_space(sk->app->shm, sk->id);
-	if (sk->rx_pin == 0 && sk->rx.bytes != 0 && space == (int)sk->rx.bytes &&
-	    sk->rx_held == 0)
+	if (sk->rx_held != 0 || (sk->rx.bytes != 0 && space != (int)sk->rx.bytes)) {
+		/* Bytes the application has not read yet: it is behind, not
+		 * idle (a server working through many requests), and its
+		 * answer should find the TX ring where it is. */
+		idle_arm(sk);
+		return;
+	}
+	if (sk->rx_pin == 0 && sk->rx.bytes != 0)
 		rx_move(sk, 0);
 	if (sk->tx_offered) {
 		take_later(sk);
@@ -497,7 +502,8 @@ void isod_sk_ring_idle(struct isod_sock *sk)
 		 * batch full) would be what the application's next write takes
 		 * when the connection wakes, and it would then ask for a ring
 		 * (a round trip) instead of finding the one offered with the
-		 * RX ring (tx_prepare).  A full batch: the next idle poll. */
+		 * reader's new bytes (isod_sk_tx_prepare).  A full batch: the
+		 * next idle poll. */
 		tx_offer(sk, 0, false);
 	}
 	idle_arm(sk);
