@@ -18,7 +18,7 @@ die() { printf 'isostack: error: %s\n' "$*" >&2; exit 1; }
 # The synopsis of command NAME ("bench conns" for a subcommand): the
 # opening paragraph of its help.
 usage_of() {
-	"help_${1// /_}" | sed -n '/^$/q;p'
+	"help_${1// /_}" | sed '/^$/,$d'    # reads it all: no SIGPIPE
 }
 
 # usage_error NAME MESSAGE: a mistake on NAME's command line: one line and

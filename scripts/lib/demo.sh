@@ -19,7 +19,10 @@ The main job, end to end, as root:
      side;
   7. isostat: the daemon's statistics;
   8. 'isostack down'.
-Takes about a minute. Nothing is left running.
+Takes about a minute. Nothing is left running. No options.
+
+example:
+  sudo isostack demo
 EOF2
 }
 
@@ -39,6 +42,11 @@ cmd_demo() {
 	local isoperf=$ISOSTACK_BUILD/bench/isoperf
 	local want got
 
+	case ${1:-} in
+	"") ;;
+	-*) usage_error demo "unknown option '$1'" ;;
+	*) usage_error demo "unexpected argument '$1'" ;;
+	esac
 	need_source demo
 	need_root demo
 	cmd_setup
