@@ -174,7 +174,8 @@ cmd_setup() {
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--no-hugepages) huge=0 ;;
-		*) usage_error setup "unknown option '$1'" ;;
+		-*) usage_error setup "unknown option '$1'" ;;
+		*) usage_error setup "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
@@ -240,7 +241,8 @@ cmd_build() {
 		--clang) cc=clang; variant=${variant:-clang} ;;
 		--sanitize) opts+=(-Db_sanitize=address,undefined -Db_lundef=false); variant=asan ;;
 		--) shift; opts+=("$@"); break ;;
-		*) usage_error build "unknown option '$1'" ;;
+		-*) usage_error build "unknown option '$1'" ;;
+		*) usage_error build "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
@@ -323,7 +325,8 @@ cmd_test() {
 		--quick) quick=1 ;;
 		--suite) need_value test "$@"; suites+=("$2"); shift ;;
 		--) shift; extra=("$@"); break ;;
-		*) usage_error test "unknown option '$1'" ;;
+		-*) usage_error test "unknown option '$1'" ;;
+		*) usage_error test "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
