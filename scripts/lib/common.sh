@@ -34,7 +34,9 @@ usage_error() {
 # need_value NAME OPTION ARGS...: OPTION (ARGS are the words after it) has
 # its value, or NAME's command line is wrong.
 need_value() {
-	[ $# -ge 3 ] && [ -n "$3" ] || usage_error "$1" "option '$2' needs a value"
+	if [ $# -lt 3 ] || [ -z "$3" ]; then
+		usage_error "$1" "option '$2' needs a value"
+	fi
 }
 
 need_root() {

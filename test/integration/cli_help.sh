@@ -95,13 +95,13 @@ synopsis_forms() {
 
 # check_command NAME...: help, an unknown option and every option's value.
 check_command() {
-	local name="$*" form opt
+	local label="$*" form opt
 
 	check_help "$@"
 	check_mistake "unknown option '--no-such-option'" "$@" -- --no-such-option
 	synopsis_forms | while read -r form; do
 		# Only NAME's own forms: "isostack NAME" then an option or nothing.
-		case ${form#isostack $name} in
+		case ${form#isostack "$label"} in
 		"$form") continue ;;
 		""|" ["*|" -"*) ;;
 		*) continue ;;
@@ -110,11 +110,11 @@ check_command() {
 			sort -u >"$tmp/valued"
 		while read -r opt; do
 			check_mistake "option '$opt' needs a value" "$@" -- "$opt"
-			echo "$name $opt" >>"$tmp/checked"
+			echo "$label $opt" >>"$tmp/checked"
 		done <"$tmp/valued"
 	done
 	# Subcommands: "isostack NAME SUB" forms with SUB a lower-case word.
-	synopsis_forms | sed -n "s/^isostack $name \([a-z][a-z0-9-]*\)\( .*\)\?\$/\1/p" | sort -u
+	synopsis_forms | sed -n "s/^isostack $label \([a-z][a-z0-9-]*\)\( .*\)\?\$/\1/p" | sort -u
 }
 
 echo "== isostack --help"
@@ -126,8 +126,9 @@ cp "$tmp/out" "$tmp/top"
 cat "$tmp/top"
 for args in -h help ""; do
 	cli $args
-	[ "$rc" -eq 0 ] && cmp -s "$tmp/out" "$tmp/top" && [ ! -s "$tmp/err" ] ||
+	if [ "$rc" -ne 0 ] || ! cmp -s "$tmp/out" "$tmp/top" || [ -s "$tmp/err" ]; then
 		fail "isostack ${args:-(no arguments)}: not the same as isostack --help (exit $rc)"
+	fi
 done
 
 # The command list: "  NAME  SUMMARY" lines after "commands:". Each must
