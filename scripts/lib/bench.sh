@@ -21,18 +21,52 @@ BENCH_PEER_IP=198.18.1.2
 summary_bench() { echo "run the paper's benchmarks: kernel stack vs isostack (root)"; }
 help_bench() {
 	help_bench_paper
+	echo
+	bench_shm_about
+	echo
+	bench_programs_about
 	cat <<EOF
 
-       isostack bench shm [--quick] [--out DIR]
-       isostack bench programs [--stack kernel|isostack|both] [--quick]
-                      [--seconds N] [--only nginx,redis,iperf3] [--out DIR]
-       isostack bench conns [--stack kernel|isostack|both] [--conns N]
-                      [--quick] [--out DIR] ...  (isostack bench conns --help)
+'isostack bench conns' holds N concurrent idle connections (default
+100,000) to isoconns servers in the SUT from clients in the peer namespace,
+kernel and isostack in one table: connections established per second,
+memory per idle connection, teardown time, failures (DIR/conns.json; its
+own --help lists its options).
+Figures depend on this machine; they are never checked by the tests.
 
+examples:
+  sudo isostack bench --quick
+  sudo isostack bench --only fig6,fig7 --seconds 2 --out /tmp/paper
+  sudo isostack bench programs --only nginx --quick
+EOF
+}
+
+bench_shm_about() {
+	cat <<EOF
 'isostack bench shm' runs bench/shm_bench instead: the shared-memory rings,
 ring + doorbell and futex wake round trip against DPDK's rte_ring, a pipe,
 an eventfd and an AF_UNIX socketpair (docs/shm.md); DIR/shm_bench.json.
+EOF
+}
 
+help_bench_shm() {
+	cat <<EOF
+usage: isostack bench shm [--quick] [--out DIR]
+
+EOF
+	bench_shm_about
+	cat <<EOF
+
+  --quick          fewer messages, one run per figure
+  --out DIR        default ./bench-results
+
+example:
+  isostack bench shm --quick --out /tmp/shm
+EOF
+}
+
+bench_programs_about() {
+	cat <<EOF
 'isostack bench programs' measures unmodified Debian programs served by the
 SUT, each driven by its own load generator in the peer namespace, once on
 the kernel stack and once under 'isostack run --require', in one table:
@@ -49,13 +83,27 @@ both stacks. 5 s per point (--quick 2 s, or --seconds N). Writes
 DIR/programs-<stack>-<program>.json (every figure with the exact server
 and load commands), DIR/programs.json (the table) and the tools' raw output
 in DIR/programs-logs/<stack>/.
+EOF
+}
 
-'isostack bench conns' holds N concurrent idle connections (default
-100,000) to isoconns servers in the SUT from clients in the peer namespace,
-kernel and isostack in one table: connections established per second,
-memory per idle connection, teardown time, failures (DIR/conns.json; its
-own --help lists its options).
-Figures depend on this machine; they are never checked by the tests.
+help_bench_programs() {
+	cat <<EOF
+usage: isostack bench programs [--stack kernel|isostack|both] [--quick]
+                               [--seconds N] [--only nginx,redis,iperf3] [--out DIR]
+
+EOF
+	bench_programs_about
+	cat <<EOF
+
+  --stack S        kernel, isostack or both (default)
+  --quick          2 s per point
+  --seconds N      seconds per point (default 5)
+  --only LIST      programs, comma-separated (default nginx,redis,iperf3)
+  --out DIR        default ./bench-results
+
+examples:
+  sudo isostack bench programs
+  sudo isostack bench programs --stack isostack --only redis --seconds 2
 EOF
 }
 
@@ -85,28 +133,36 @@ bench_kernel_up() {
 
 cmd_bench() {
 	local stack=both secs='' quick=0 out=$PWD/bench-results shm=0 programs=0
-	local only='' topo='' words=("$@")
+	local only='' topo='' words=("$@") name=bench
 
 	# conns parses its own options (scripts/lib/bench_conns.sh).
 	[ "${1:-}" = conns ] && { shift; bench_conns "$@"; return; }
 	while [ $# -gt 0 ]; do
+		case $1 in      # the options that take a value
+		--stack|--seconds|--out|--only|--topology) need_value "$name" "$@" ;;
+		esac
 		case $1 in
-		--stack) stack=${2:?--stack needs a value}; shift ;;
+		-h|--help) "help_${name// /_}"; return 0 ;;
+		--stack) stack=$2; shift ;;
 		--quick) quick=1 ;;
-		--seconds) secs=${2:?--seconds needs a value}; shift ;;
-		--out) out=${2:?--out needs a value}; shift ;;
-		--only) only=${2:?--only needs a value}; shift ;;
-		--topology) topo=${2:?--topology needs a value}; shift ;;
-		shm) shm=1 ;;
-		programs) programs=1 ;;
-		*) die "bench: unknown option '$1' (see isostack bench --help)" ;;
+		--seconds) secs=$2; shift ;;
+		--out) out=$2; shift ;;
+		--only) only=$2; shift ;;
+		--topology) topo=$2; shift ;;
+		shm) shm=1; name="bench shm" ;;
+		programs) programs=1; name="bench programs" ;;
+		-*) usage_error "$name" "unknown option '$1'" ;;
+		*) usage_error "$name" "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
-	case $stack in kernel|isostack|both) ;; *) die "bench: --stack kernel|isostack|both" ;; esac
+	case $stack in
+	kernel|isostack|both) ;;
+	*) usage_error "$name" "--stack '$stack': kernel, isostack or both" ;;
+	esac
 	case $secs in
 	"") ;;
-	*[!0-9]*|0) die "bench: --seconds takes a whole number of seconds > 0" ;;
+	*[!0-9]*|0) usage_error "$name" "--seconds takes a whole number of seconds > 0" ;;
 	esac
 	[ $shm -eq 1 ] && { bench_shm "$out" "$quick"; return; }
 	need_root bench

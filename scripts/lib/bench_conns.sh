@@ -54,6 +54,10 @@ Writes DIR/conns-<stack>.json, DIR/conns.json (the table and both runs) and
 the raw logs and memory snapshots in DIR/conns-logs/<stack>/ (DIR defaults
 to ./bench-results). A failing stage on one stack is reported (which stage,
 how many connections made it) and the run goes on.
+
+examples:
+  sudo isostack bench conns --quick
+  sudo isostack bench conns --stack isostack --conns 50000 --set tx_ring=4k --set rx_ring=4k
 EOF
 }
 
@@ -291,32 +295,43 @@ bench_conns() {
 	BC_ISOSTAT=()
 	BC_SET=()
 	while [ $# -gt 0 ]; do
+		case $1 in      # the options that take a value
+		--stack|--conns|--procs|--sources|--inflight|--timeout|--set|--out)
+			need_value "bench conns" "$@" ;;
+		esac
 		case $1 in
 		-h|--help) help_bench_conns; return 0 ;;
-		--stack)    stack=${2:?--stack needs a value}; shift ;;
-		--conns)    conns=${2:?--conns needs a value}; shift ;;
+		--stack)    stack=$2; shift ;;
+		--conns)    conns=$2; shift ;;
 		--quick)    quick=1 ;;
-		--procs)    BC_PROCS=${2:?--procs needs a value}; shift ;;
-		--sources)  BC_NSOURCES=${2:?--sources needs a value}; shift ;;
-		--inflight) BC_INFLIGHT=${2:?--inflight needs a value}; shift ;;
-		--timeout)  BC_TIMEOUT=${2:?--timeout needs a value}; shift ;;
-		--set)      BC_SET+=(--set "${2:?--set needs KEY=VALUE}"); shift ;;
-		--out)      out=${2:?--out needs a directory}; shift ;;
-		*) die "bench conns: unknown option '$1' (see isostack bench conns --help)" ;;
+		--procs)    BC_PROCS=$2; shift ;;
+		--sources)  BC_NSOURCES=$2; shift ;;
+		--inflight) BC_INFLIGHT=$2; shift ;;
+		--timeout)  BC_TIMEOUT=$2; shift ;;
+		--set)      BC_SET+=(--set "$2"); shift ;;
+		--out)      out=$2; shift ;;
+		-*) usage_error "bench conns" "unknown option '$1'" ;;
+		*) usage_error "bench conns" "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
-	case $stack in kernel|isostack|both) ;; *) die "bench conns: --stack kernel|isostack|both" ;; esac
+	case $stack in
+	kernel|isostack|both) ;;
+	*) usage_error "bench conns" "--stack '$stack': kernel, isostack or both" ;;
+	esac
 	[ -n "$conns" ] || conns=$([ $quick -eq 1 ] && echo $BC_QUICK_CONNS || echo 100000)
 	for v in "$conns" "${BC_PROCS:-1}" "$BC_NSOURCES" "$BC_INFLIGHT" "$BC_TIMEOUT"; do
-		case $v in *[!0-9]*|""|0) die "bench conns: counts and seconds are whole numbers > 0 (got '$v')" ;; esac
+		case $v in
+		*[!0-9]*|""|0)
+			usage_error "bench conns" "counts and seconds are whole numbers > 0 (got '$v')" ;;
+		esac
 	done
-	[ "$BC_NSOURCES" -le 50 ] || die "bench conns: --sources at most 50"
+	[ "$BC_NSOURCES" -le 50 ] || usage_error "bench conns" "--sources at most 50"
 	BC_CONNS=$conns
 	[ -n "$BC_PROCS" ] || BC_PROCS=$(((conns + BC_PER_PROC - 1) / BC_PER_PROC))
 	[ $((conns / BC_PROCS + 1 + 16)) -le "$(ulimit -Hn)" ] ||
 		die "bench conns: $((conns / BC_PROCS + 1)) connections per process exceed RLIMIT_NOFILE ($(ulimit -Hn)): more --procs"
-	[ "$BC_PROCS" -le 64 ] || die "bench conns: --procs at most 64"
+	[ "$BC_PROCS" -le 64 ] || usage_error "bench conns" "--procs at most 64"
 	need_root bench
 	BC_BIN=${ISOSTACK_ISOCONNS:-$ISOSTACK_BUILD/bench/isoconns}
 	[ "$ISOSTACK_MODE" = installed ] && BC_BIN=${ISOSTACK_ISOCONNS:-$ISOSTACK_BINDIR/isoconns}

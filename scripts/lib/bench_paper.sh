@@ -5,12 +5,18 @@
 # cleanup: whatever the runner was doing when it died, no daemon, namespace
 # or veth of this run stays behind.
 
-# The paper run's part of `isostack bench --help` (help_bench prints it).
+# The opening of `isostack bench --help`: the synopsis of every bench, then
+# the paper run's part (help_bench prints the rest).
 help_bench_paper() {
 	cat <<EOF
 usage: isostack bench [--quick] [--only LIST] [--seconds N]
                       [--stack kernel|isostack|both]
                       [--topology wire,wire9000,nokernel] [--out DIR]
+       isostack bench shm [--quick] [--out DIR]
+       isostack bench programs [--stack kernel|isostack|both] [--quick]
+                      [--seconds N] [--only nginx,redis,iperf3] [--out DIR]
+       isostack bench conns [--stack kernel|isostack|both] [--conns N]
+                      [--quick] [--out DIR] ...  (isostack bench conns --help)
 
 Runs the paper's figures with isoperf (bench/isoperf.c), the kernel stack
 and isostack in the same run, one record per point:

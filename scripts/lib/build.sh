@@ -34,6 +34,12 @@ Prepares this machine for building and running isostack; safe to run again.
   3. Reserves ISOSTACK_HUGEPAGES (now $ISOSTACK_HUGEPAGES) 2 MiB hugepages
      through sysfs and mounts hugetlbfs on /dev/hugepages when missing; when
      none can be had, DPDK programs run with --no-huge and say so.
+
+  --no-hugepages   skip step 3
+
+examples:
+  sudo isostack setup
+  sudo ISOSTACK_HUGEPAGES=512 isostack setup
 EOF
 }
 
@@ -168,7 +174,8 @@ cmd_setup() {
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--no-hugepages) huge=0 ;;
-		*) die "setup: unknown option '$1' (see isostack setup --help)" ;;
+		-*) usage_error setup "unknown option '$1'" ;;
+		*) usage_error setup "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
@@ -191,6 +198,15 @@ meson if needed and compiles it with ninja. --clang builds with clang;
 'meson setup'. A directory configured before keeps its options: the
 flags only apply when it is configured.
 Needs the lwIP source: run 'isostack setup' first (build does it when root).
+
+  --builddir DIR   the build directory
+  --clang          compile with clang (default directory build-clang)
+  --sanitize       ASan and UBSan (default directory build-asan)
+
+examples:
+  isostack build
+  isostack build --sanitize
+  isostack build --builddir /tmp/b -- -Dtests=false
 EOF
 }
 
@@ -219,17 +235,18 @@ build_tree() {
 cmd_build() {
 	local dir="" cc="" opts=() variant=""
 
-	need_source build
 	while [ $# -gt 0 ]; do
 		case $1 in
-		--builddir) dir=$2; shift ;;
+		--builddir) need_value build "$@"; dir=$2; shift ;;
 		--clang) cc=clang; variant=${variant:-clang} ;;
 		--sanitize) opts+=(-Db_sanitize=address,undefined -Db_lundef=false); variant=asan ;;
 		--) shift; opts+=("$@"); break ;;
-		*) die "build: unknown option '$1' (see isostack build --help)" ;;
+		-*) usage_error build "unknown option '$1'" ;;
+		*) usage_error build "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
+	need_source build
 	# A sanitizer or clang build in the gcc tree would silently keep the
 	# tree's old options: each has its own directory unless one is named.
 	[ -n "$dir" ] || dir=$ISOSTACK_BUILD${variant:+-$variant}
@@ -251,6 +268,14 @@ and prints 'N passed, N failed, N skipped' over all of them. Integration
 tests need root; without it they report SKIPPED with the reason.
 --quick runs step 1 with the unit suite only. --suite picks the suites of
 step 1. The perf suite (benchmarks) never runs here: see 'isostack bench'.
+
+  --quick          step 1 only, suite unit
+  --suite NAME     a suite of step 1 (unit, integration, wip); repeatable
+  -- OPTIONS       passed to every 'meson test'
+
+examples:
+  sudo isostack test
+  isostack test --quick -- --repeat 3
 EOF2
 }
 
@@ -295,16 +320,17 @@ run_suites() {
 cmd_test() {
 	local quick=0 suites=() extra=() src=$ISOSTACK_SRC
 
-	need_source test
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--quick) quick=1 ;;
-		--suite) suites+=("$2"); shift ;;
+		--suite) need_value test "$@"; suites+=("$2"); shift ;;
 		--) shift; extra=("$@"); break ;;
-		*) die "test: unknown option '$1' (see isostack test --help)" ;;
+		-*) usage_error test "unknown option '$1'" ;;
+		*) usage_error test "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
+	need_source test
 	if [ "$(id -u)" -eq 0 ]; then
 		cmd_setup
 	else

@@ -19,7 +19,10 @@ The main job, end to end, as root:
      side;
   7. isostat: the daemon's statistics;
   8. 'isostack down'.
-Takes about a minute. Nothing is left running.
+Takes about a minute. Nothing is left running. No options.
+
+example:
+  sudo isostack demo
 EOF2
 }
 
@@ -39,6 +42,11 @@ cmd_demo() {
 	local isoperf=$ISOSTACK_BUILD/bench/isoperf
 	local want got
 
+	case ${1:-} in
+	"") ;;
+	-*) usage_error demo "unknown option '$1'" ;;
+	*) usage_error demo "unexpected argument '$1'" ;;
+	esac
 	need_source demo
 	need_root demo
 	cmd_setup
@@ -65,7 +73,7 @@ cmd_demo() {
 		--bind "$S_PEER_ADDR" --directory "$DEMO_TMP" >/dev/null 2>&1 &
 	DEMO_HTTP_PID=$!
 	bench_wait_port "$S_NS_PEER" 8080
-	cmd_run_sub --require -- curl -sS -o "$DEMO_TMP/got" "http://$S_PEER_ADDR:8080/blob"
+	demo_run --require -- curl -sS -o "$DEMO_TMP/got" "http://$S_PEER_ADDR:8080/blob"
 	want=$(sha256sum < "$DEMO_TMP/blob" | cut -c1-16)
 	got=$(sha256sum < "$DEMO_TMP/got" | cut -c1-16)
 	echo "sha256 sent $want, received $got"
@@ -87,7 +95,7 @@ cmd_demo() {
 }
 
 # `isostack run` in a subshell (run execs the program).
-cmd_run_sub() { (cmd_run "$@"); }
+demo_run() { (cmd_run "$@"); }
 
 demo_isoperf() {
 	local isoperf=$1 port=5401
@@ -97,7 +105,7 @@ demo_isoperf() {
 	DEMO_HTTP_PID=$!
 	bench_wait_port "$S_NS_PEER" $port
 	printf 'isostack: '
-	cmd_run_sub --require -- "$isoperf" client "$S_PEER_ADDR" -p $port -m send \
+	demo_run --require -- "$isoperf" client "$S_PEER_ADDR" -p $port -m send \
 		-l 64 -d 2 --nodelay --verify | tail -1
 	kill "$DEMO_HTTP_PID"; wait "$DEMO_HTTP_PID" 2>/dev/null || true
 	DEMO_HTTP_PID=

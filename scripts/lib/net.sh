@@ -282,6 +282,19 @@ Environment: ISOSTACK_NS_PREFIX (names; default iso), ISOSTACK_STATE_DIR
 (default /run/isostack), ISOSTACK_DAEMON (binary), ISOSTACK_EAL_ARGS,
 ISOSTACK_UP_HUGEPAGES, ISOSTACK_NOHUGE_MB, ISOSTACK_STACK_CORE,
 ISOSTACK_PEER_CORE.
+
+  --pmd P          af_xdp, af_packet, or auto (default: af_xdp, falling
+                   back to af_packet)
+  --mode M         isostackd's loop: busy (polling) or adaptive (sleeps
+                   when idle)
+  --idle-us N      adaptive: idle time before it sleeps (isostackd: 1000)
+  --mbufs N        mbufs in the port's mempool (isostackd: 16383)
+  -- OPTIONS       passed to isostackd as they are (isostackd --help)
+
+examples:
+  sudo isostack up
+  sudo isostack up --mode adaptive --set stack_memory=2g --set tx_ring=16k
+  sudo ISOSTACK_NS_PREFIX=iso2 isostack up --mtu 9000 --pmd af_packet
 EOF
 }
 
@@ -292,23 +305,32 @@ cmd_up() {
 	NET_UP_ARGS=()
 
 	while [ $# -gt 0 ]; do
+		case $1 in      # the options that take a value
+		--pmd|--mode|--idle-us|--mbufs|--mtu|--set|--timeout)
+			   need_value up "$@" ;;
+		esac
 		case $1 in
-		--pmd)     pmd=${2:?--pmd needs a value}; shift ;;
-		--mode)    NET_UP_ARGS+=(--mode "${2:?--mode needs a value}"); shift ;;
-		--idle-us) NET_UP_ARGS+=(--idle-us "${2:?--idle-us needs a value}"); shift ;;
-		--mbufs)   NET_UP_ARGS+=(--mbufs "${2:?--mbufs needs a value}"); shift ;;
-		--mtu)     NET_MTU=${2:?--mtu needs a value}; shift
+		--pmd)     pmd=$2; shift
+			   case $pmd in
+			   auto|af_xdp|af_packet) ;;
+			   *) usage_error up "--pmd '$pmd': auto, af_xdp or af_packet" ;;
+			   esac ;;
+		--mode)    NET_UP_ARGS+=(--mode "$2"); shift ;;
+		--idle-us) NET_UP_ARGS+=(--idle-us "$2"); shift ;;
+		--mbufs)   NET_UP_ARGS+=(--mbufs "$2"); shift ;;
+		--mtu)     NET_MTU=$2; shift
 			   case $NET_MTU in
-			   *[!0-9]*|"") die "--mtu '$NET_MTU': a number of bytes" ;;
+			   *[!0-9]*) usage_error up "--mtu '$NET_MTU': a number of bytes" ;;
 			   esac
 			   [ "$NET_MTU" -ge 576 ] && [ "$NET_MTU" -le 9216 ] ||
-				die "--mtu $NET_MTU: from 576 to 9216" ;;
-		--set)     NET_UP_ARGS+=(--set "${2:?--set needs KEY=VALUE}"); shift ;;
+				usage_error up "--mtu $NET_MTU: from 576 to 9216" ;;
+		--set)     NET_UP_ARGS+=(--set "$2"); shift ;;
 		--no-echo) echo=0 ;;
 		--no-daemon) daemon=0 ;;
-		--timeout) NET_TIMEOUT=${2:?--timeout needs a value}; shift ;;
+		--timeout) NET_TIMEOUT=$2; shift ;;
 		--)        shift; NET_UP_ARGS+=("$@"); break ;;
-		*)         die "up: unknown option '$1' (see isostack up --help)" ;;
+		-*)        usage_error up "unknown option '$1'" ;;
+		*)         usage_error up "unexpected argument '$1'" ;;
 		esac
 		shift
 	done
@@ -435,11 +457,20 @@ Stops the isostackd that 'isostack up' started (SIGTERM, then SIGKILL after
 them the veth pair), unmounts its hugetlbfs, gives back the hugepages up
 reserved and removes its state. Only what up recorded is touched; running
 it again does nothing. Honors ISOSTACK_NS_PREFIX and ISOSTACK_STATE_DIR.
+No options.
+
+examples:
+  sudo isostack down
+  sudo ISOSTACK_NS_PREFIX=iso2 isostack down
 EOF
 }
 
 cmd_down() {
-	[ $# -eq 0 ] || die "down takes no arguments"
+	case ${1:-} in
+	"") ;;
+	-*) usage_error down "unknown option '$1'" ;;
+	*) usage_error down "unexpected argument '$1'" ;;
+	esac
 	need_root down
 	net_names
 	if ! net_state_load; then
@@ -456,13 +487,21 @@ help_peer() {
 usage: isostack peer [--] [CMD [ARGS...]]
 
 Runs CMD (default: \$SHELL) in the peer namespace of the instance 'isostack
-up' made, pinned to core ${ISOSTACK_PEER_CORE:-0}. The daemon is $NET_ADDR there, e.g.
-  isostack peer -- ping -c 3 $NET_ADDR
+up' made, pinned to core ${ISOSTACK_PEER_CORE:-0}. The daemon is $NET_ADDR there. peer has no
+options of its own: everything after -- (or from CMD on) is CMD's.
+
+examples:
+  sudo isostack peer -- ping -c 3 $NET_ADDR
+  sudo isostack peer -- python3 -m http.server 8080 --bind $NET_PEER_ADDR
+  sudo isostack peer
 EOF
 }
 
 cmd_peer() {
-	[ "${1:-}" = -- ] && shift
+	case ${1:-} in
+	--) shift ;;
+	-*) usage_error peer "unknown option '$1'" ;;
+	esac
 	need_root peer
 	net_names
 	net_state_load ||

@@ -14,7 +14,12 @@ the kernel. Nothing in CMD changes.
               kernel when the daemon cannot be reached (ISOSTACK_REQUIRE=1)
 
 The shim reads ISOSTACK_CONTROL (set here to this instance's control
-socket) and logs with the prefix 'isostack:' on stderr.
+socket) and logs with the prefix 'isostack:' on stderr. Options end at
+CMD or at --: everything after is CMD's own.
+
+examples:
+  sudo isostack run -- curl -s http://198.18.0.2:8080/
+  sudo isostack run --require -- iperf3 -c 198.18.0.2
 EOF2
 }
 
@@ -26,12 +31,12 @@ cmd_run() {
 		case $1 in
 		--require) require=1 ;;
 		--) shift; break ;;
-		-*) die "run: unknown option '$1' (see isostack run --help)" ;;
+		-*) usage_error run "unknown option '$1'" ;;
 		*) break ;;
 		esac
 		shift
 	done
-	[ $# -gt 0 ] || die "run: which program? (isostack run -- CMD ARGS)"
+	[ $# -gt 0 ] || usage_error run "which program? (isostack run -- CMD ARGS)"
 	need_root run
 	net_names
 	net_state_load ||
