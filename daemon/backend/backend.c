@@ -638,6 +638,8 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 	}
 	if (be->closing_head != NULL)
 		work += isod_sock_expire_closes(be, isod_backend_now(be));
+	if (be->idle_head != NULL)
+		work += isod_sk_idle_expire(be);
 	work += drain_events(be, budget);
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next) {
 		if (!a->draining) {  /* commands of a dead process: ignored */

@@ -46,7 +46,7 @@ enum {
 	ISOD_R_ACCEPT    = 1u << 4,  /* a child joined the backlog */
 	ISOD_R_FLUSH     = 1u << 5,  /* deferred statuses to post */
 	ISOD_R_CMDS      = 1u << 6,  /* commands left unread (budget/room) */
-	ISOD_R_IDLE      = 1u << 7,  /* lwIP's poll: idle rings may shrink */
+	ISOD_R_IDLE      = 1u << 7,  /* idle check due: rings may shrink */
 };
 
 struct isod_app;
@@ -130,7 +130,9 @@ struct isod_sock {
 	uint32_t rx_rate_ms;         /* start of the current rate interval */
 	uint64_t rx_rate_bytes;      /* bytes received in it */
 	uint32_t activity, activity_seen;  /* bytes moved either way; at last poll */
-	bool idle_armed;             /* lwIP polls the pcb for idle shrinking */
+	bool idle_armed;             /* on be's idle list (sock_ring.c) */
+	uint32_t idle_due;           /* when the idle list looks at it next */
+	struct isod_sock *idle_prev, *idle_next;
 	uint32_t tx_max, rx_max;     /* largest ring sizes the socket had */
 	bool take_queued;            /* on be->takes (sock_ring.c) */
 	bool in_use;                 /* id taken (open, or freed but not drained) */
@@ -288,6 +290,9 @@ struct isod_backend {
 	/* Parked CLOSEs in deadline order (the timeout is the same for all:
 	 * appending keeps the order), oldest first. */
 	struct isod_sock *closing_head, *closing_tail;
+	/* Sockets that hold a ring idleness would take, by when to look
+	 * (the interval is the same for all: appending keeps the order). */
+	struct isod_sock *idle_head, *idle_tail;
 	bool napping;                /* stack_napping published in the segments */
 	int proc_ep;                 /* epoll over every watched pidfd (procs.c) */
 	unsigned nwatched;           /* pidfds in it */
@@ -371,9 +376,6 @@ void isod_sk_accept_serve(struct isod_sock *lsk);
 void isod_sk_rx_hold_drop(struct isod_sock *sk);
 void isod_sk_rx_pump(struct isod_sock *sk);
 void isod_sk_wnd_update(struct isod_sock *sk);
-/* sock_tcp.c: lwIP's poll of sk's pcb every `interval` slow-timer ticks
- * (ISOD_R_IDLE), 0: off. */
-void isod_sk_poll_set(struct isod_sock *sk, uint8_t interval);
 
 /* sock_ring.c: rings that size themselves */
 void isod_sk_ring_free(struct isod_sock *sk, struct isod_ring *r);
@@ -406,6 +408,10 @@ uint32_t isod_sk_tx_start(const struct isod_backend *be, const struct isod_sock 
 /* A pcb was attached: poll it while its rings may shrink. */
 void isod_sk_ring_armed(struct isod_sock *sk);
 void isod_sk_ring_idle(struct isod_sock *sk);
+/* Off the idle list (the socket is freed). */
+void isod_sk_idle_unlink(struct isod_sock *sk);
+/* Looks at the sockets whose idle check is due.  Returns how many. */
+unsigned isod_sk_idle_expire(struct isod_backend *be);
 /* End of a pass: the TX takes queued during it, behind one barrier. */
 void isod_sk_ring_takes(struct isod_backend *be);
 void isod_sk_tx_push(struct isod_sock *sk);

@@ -369,6 +369,7 @@ void isod_sk_free(struct isod_sock *sk)
 	struct isod_app *app = sk->app;
 
 	isod_sk_closing_unlink(sk);
+	isod_sk_idle_unlink(sk);
 	isod_sk_detach_pcb(sk);
 	isod_sk_rx_hold_drop(sk);
 	app->mem_used -= sk->mem;
@@ -410,7 +411,6 @@ void isod_sk_detach_pcb(struct isod_sock *sk)
 		tcp_recv(pcb, NULL);
 		tcp_sent(pcb, NULL);
 		tcp_err(pcb, NULL);
-		tcp_poll(pcb, NULL, 0);
 	} else {
 		tcp_accept(pcb, NULL);
 	}

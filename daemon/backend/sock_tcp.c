@@ -170,22 +170,6 @@ static err_t cb_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 }
 
 /* lwIP's slow timer polls pcbs whose rings may shrink (sock_ring.c). */
-static err_t cb_poll(void *arg, struct tcp_pcb *pcb)
-{
-	struct isod_sock *sk = arg;
-
-	(void)pcb;
-	if (sk != NULL)
-		isod_sock_queue(sk, ISOD_R_IDLE);
-	return ERR_OK;
-}
-
-void isod_sk_poll_set(struct isod_sock *sk, uint8_t interval)
-{
-	if (sk->pcb != NULL && sk->state != ISOD_S_LISTEN)
-		tcp_poll(sk->pcb, interval != 0 ? cb_poll : NULL, interval);
-}
-
 void isod_sk_attach_pcb(struct isod_sock *sk, struct tcp_pcb *pcb)
 {
 	sk->pcb = pcb;
