@@ -137,6 +137,11 @@ struct isod_loop_stats {
 	uint64_t sleeps, sleep_tsc;   /* power saving: times and time asleep */
 	uint64_t wakeups_intr, wakeups_fd, wakeups_timeout;
 	uint64_t events;              /* parked work resumed */
+	/* Long passes: while one runs, nobody drains the device's RX ring
+	 * (af_xdp: 2,048 fill buffers, a ms or two of frames). */
+	uint64_t max_pass_tsc;
+	uint64_t passes_100us, passes_1ms, passes_10ms;  /* at least this long */
+	uint64_t max_timers_tsc;      /* lwIP's timers, the longest run */
 };
 
 struct isod_loop {
@@ -147,6 +152,7 @@ struct isod_loop {
 	unsigned burst;
 	enum isod_mode mode;
 	uint64_t idle_tsc;            /* adaptive: idle this long, then sleep */
+	uint64_t tsc_100us;
 	unsigned sleep_us;
 	bool rx_intr;                 /* every port has RX interrupts */
 	int wake_fd;                  /* eventfd: applications and signals ring it */

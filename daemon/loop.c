@@ -156,6 +156,7 @@ int isod_loop_init(struct isod_loop *loop, const struct isod_config *cfg,
 	loop->burst = cfg->burst;
 	loop->mode = cfg->mode;
 	loop->idle_tsc = (uint64_t)cfg->idle_us * isotcp_clock_tsc_per_us();
+	loop->tsc_100us = 100 * isotcp_clock_tsc_per_us();
 	loop->sleep_us = cfg->sleep_us;
 	loop->rx_intr = nports > 0;
 	for (unsigned i = 0; i < nports; i++)
@@ -298,10 +299,24 @@ static uint64_t ports_dev_tsc(const struct isod_loop *loop)
 	return dev;
 }
 
+static void pass_long(struct isod_loop_stats *s, uint64_t tsc, uint64_t tsc_100us)
+{
+	s->passes_100us++;
+	s->passes_1ms += tsc >= 10 * tsc_100us;
+	s->passes_10ms += tsc >= 100 * tsc_100us;
+	if (tsc > s->max_pass_tsc)
+		s->max_pass_tsc = tsc;
+}
+
 /* Called once per millisecond of TSC time (see isod_loop_run). */
 static void timers_run(struct isod_loop *loop, uint64_t now)
 {
+	uint64_t took;
+
 	sys_check_timeouts();
+	took = rte_get_tsc_cycles() - now;
+	if (took > loop->stats.max_timers_tsc)
+		loop->stats.max_timers_tsc = took;
 	/* lwIP's timers have millisecond resolution: look again in 1 ms. */
 	loop->timer_due = now + isotcp_clock_tsc_per_ms();
 }
@@ -335,7 +350,7 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 			work += n;
 		}
 		if (tick)
-			timers_run(loop, t0);
+			timers_run(loop, rte_get_tsc_cycles());
 		for (unsigned i = 0; i < loop->nports; i++) {
 			if (isotcp_dpdk_tx_pending(&loop->ports[i]) > 0) {
 				isotcp_dpdk_flush(&loop->ports[i]);
@@ -346,6 +361,8 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 
 		t1 = rte_get_tsc_cycles();
 		loop->stats.iterations++;
+		if (t1 - t0 >= loop->tsc_100us)
+			pass_long(&loop->stats, t1 - t0, loop->tsc_100us);
 		dev_pass = dev - loop->dev_seen;
 		loop->dev_seen = dev;
 		if (work > 0) {

@@ -75,6 +75,11 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	/* dev <= busy: both are summed over the same busy passes. */
 	isod_strbuf_put(&o, "loop.dev_cycles %" PRIu64 "\nloop.stack_cycles %" PRIu64 "\n",
 	    ls->dev_tsc, ls->busy_tsc - ls->dev_tsc);
+	isod_strbuf_put(&o, "loop.max_pass_cycles %" PRIu64 "\nloop.passes_100us %" PRIu64 "\n"
+	    "loop.passes_1ms %" PRIu64 "\nloop.passes_10ms %" PRIu64 "\n"
+	    "loop.max_timers_cycles %" PRIu64 "\n",
+	    ls->max_pass_tsc, ls->passes_100us, ls->passes_1ms, ls->passes_10ms,
+	    ls->max_timers_tsc);
 	/* Variant lock only: the locks it put back, taken (0 otherwise). */
 	isod_strbuf_put(&o, "loop.lock_takes %" PRIu64 "\n", isotcp_lock_takes);
 	for (unsigned i = 0; i < loop->nports; i++)
