@@ -56,6 +56,7 @@ net_state_load() {
 	S_NS_STACK= S_NS_PEER= S_IF_STACK= S_IF_PEER= S_DAEMON_PID= S_DAEMON_START=
 	S_DAEMON_LOG= S_CONTROL= S_FILE_PREFIX= S_PMD= S_MEM= S_HUGE_ADDED=
 	S_HUGE_DIR= S_STACK_MAC= S_ADDR= S_PEER_ADDR= S_MODE= S_RUNTIME_DIR= S_MTU=
+	S_PEER_RPS=
 	[ -r "$NET_STATE/state" ] || return 1
 	while IFS= read -r line; do
 		key=${line%%=*}
@@ -255,7 +256,8 @@ help_up() {
 	cat <<EOF
 usage: isostack up [--pmd auto|af_xdp|af_packet] [--mode busy|adaptive]
                    [--idle-us N] [--mbufs N] [--mtu N] [--set KEY=VALUE]... [--no-echo]
-                   [--timeout SEC] [--no-daemon] [-- MORE ISOSTACKD OPTIONS]
+                   [--timeout SEC] [--no-daemon] [--peer-rps CPUS|off]
+                   [-- MORE ISOSTACKD OPTIONS]
 
 Builds the default topology without a NIC: namespaces $(ISOSTACK_NS_PREFIX=${ISOSTACK_NS_PREFIX:-iso} net_names; echo "$NET_NS_STACK and $NET_NS_PEER")
 joined by a veth pair. isostackd drives its end through DPDK's net_af_xdp
@@ -281,7 +283,8 @@ program on the stack end (state: \$ISOSTACK_STATE_DIR/PREFIX/state).
 Environment: ISOSTACK_NS_PREFIX (names; default iso), ISOSTACK_STATE_DIR
 (default /run/isostack), ISOSTACK_DAEMON (binary), ISOSTACK_EAL_ARGS,
 ISOSTACK_UP_HUGEPAGES, ISOSTACK_NOHUGE_MB, ISOSTACK_STACK_CORE,
-ISOSTACK_PEER_CORE.
+ISOSTACK_PEER_CORE, ISOSTACK_PEER_RPS (the default of --peer-rps: what
+benchmarks that call up pass on).
 
   --pmd P          af_xdp, af_packet, or auto (default: af_xdp, falling
                    back to af_packet)
@@ -289,6 +292,11 @@ ISOSTACK_PEER_CORE.
                    when idle)
   --idle-us N      adaptive: idle time before it sleeps (isostackd: 1000)
   --mbufs N        mbufs in the port's mempool (isostackd: 16383)
+  --peer-rps CPUS  the CPUs (a list: 0,2-3) where the peer's kernel
+                   receives what the daemon sends (RPS on its veth);
+                   default every CPU but the stack core, 'off' for the
+                   kernel's default (it then runs on the stack core, in
+                   the daemon's transmit calls)
   -- OPTIONS       passed to isostackd as they are (isostackd --help)
 
 examples:
@@ -302,11 +310,12 @@ cmd_up() {
 	local pmd=auto echo=1 mac daemon=1
 	NET_TIMEOUT=30
 	NET_MTU=1500
+	NET_PEER_RPS=${ISOSTACK_PEER_RPS:-}
 	NET_UP_ARGS=()
 
 	while [ $# -gt 0 ]; do
 		case $1 in      # the options that take a value
-		--pmd|--mode|--idle-us|--mbufs|--mtu|--set|--timeout)
+		--pmd|--mode|--idle-us|--mbufs|--mtu|--set|--timeout|--peer-rps)
 			   need_value up "$@" ;;
 		esac
 		case $1 in
@@ -325,6 +334,11 @@ cmd_up() {
 			   [ "$NET_MTU" -ge 576 ] && [ "$NET_MTU" -le 9216 ] ||
 				usage_error up "--mtu $NET_MTU: from 576 to 9216" ;;
 		--set)     NET_UP_ARGS+=(--set "$2"); shift ;;
+		--peer-rps) NET_PEER_RPS=$2; shift
+			   case $NET_PEER_RPS in
+			   off) ;;
+			   *[!0-9,-]*|"") usage_error up "--peer-rps '$NET_PEER_RPS': a CPU list (0,2-3) or off" ;;
+			   esac ;;
 		--no-echo) echo=0 ;;
 		--no-daemon) daemon=0 ;;
 		--timeout) NET_TIMEOUT=$2; shift ;;
@@ -415,6 +429,7 @@ cmd_up() {
 	cat <<EOF
 isostackd is up: pid $S_DAEMON_PID on core $NET_STACK_CORE, $S_PMD on $NET_IF_STACK ($S_STACK_MAC), $NET_ADDR/$NET_PLEN
 peer: namespace $NET_NS_PEER, $NET_IF_PEER $NET_PEER_ADDR/$NET_PLEN   (isostack peer -- CMD)
+peer receives on CPU ${S_PEER_RPS:-of the sender (no RPS)}
 log: $S_DAEMON_LOG   state: $NET_STATE
 EOF
 }
@@ -445,6 +460,50 @@ net_build_links() {
 		ip link set $NET_IF_PEER mtu ${NET_MTU:-1500}
 		ip addr add $NET_PEER_ADDR/$NET_PLEN dev $NET_IF_PEER
 		ip link set $NET_IF_PEER up" || return 1
+	net_peer_rps
+}
+
+# CPU list (taskset -c syntax: 0,2-3) -> hex mask for sysfs; empty if none.
+net_cpu_mask() {
+	local part lo hi mask=0 c
+	for part in ${1//,/ }; do
+		lo=${part%-*} hi=${part#*-}
+		for ((c = lo; c <= hi; c++)); do
+			mask=$((mask | (1 << c)))
+		done
+	done
+	[ $mask = 0 ] || printf '%x\n' $mask
+}
+
+# Every online CPU but the stack core, as a CPU list.
+net_cpus_but_stack() {
+	local online part lo hi c out=
+	online=$(cat /sys/devices/system/cpu/online)
+	for part in ${online//,/ }; do
+		lo=${part%-*} hi=${part#*-}
+		for ((c = lo; c <= hi; c++)); do
+			[ $c = "$NET_STACK_CORE" ] || out=${out:+$out,}$c
+		done
+	done
+	echo "$out"
+}
+
+# Where the peer's kernel receives what the daemon sends (RPS on its veth).
+# Without it the peer's whole receive path (its TCP included) runs in
+# softirq on the core that sent: the stack core, inside the daemon's
+# AF_XDP transmit call, for up to 2 ms at a time, while nobody drains the
+# device's RX ring. A real peer is another machine; here it is steered to
+# NET_PEER_RPS (a CPU list, default every CPU but the stack core; "off":
+# the kernel's default, no RPS).
+net_peer_rps() {
+	local cpus=${NET_PEER_RPS:-} mask
+	[ "$cpus" = off ] && return 0
+	[ -n "$cpus" ] || cpus=$(net_cpus_but_stack)
+	mask=$(net_cpu_mask "$cpus")
+	[ -n "$mask" ] || return 0
+	ip netns exec "$NET_NS_PEER" sh -e -c \
+		"echo $mask > /sys/class/net/$NET_IF_PEER/queues/rx-0/rps_cpus" || return 1
+	net_record PEER_RPS "$cpus"
 }
 
 summary_down() { echo "stop isostackd and remove what 'up' made"; }
