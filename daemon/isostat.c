@@ -201,6 +201,23 @@ static void print_loop(const struct snapshot *cur, const struct snapshot *prev)
 	printf("\nloop: %.0f iterations%s, busy %.1f%%%s, idle polling %.1f%%, asleep %.1f%%\n",
 	       rate(cur, prev, "loop.iterations"), prev ? "/s" : "",
 	       100 * busy / all, split, 100 * idle / all, 100 * sleep / all);
+	if (has(cur, "core.cpu")) {
+		/* The stack core as the kernel accounts it: the loop thread's
+		 * user and system time, and kernel work on the core that is
+		 * not the thread's own (softirq, irq). */
+		double u = rate(cur, prev, "core.user_ms"), s = rate(cur, prev, "core.system_ms");
+		double si = rate(cur, prev, "core.softirq_ms"), irq = rate(cur, prev, "core.irq_ms");
+		double id = rate(cur, prev, "core.idle_ms"), stl = rate(cur, prev, "core.steal_ms");
+		double tot = u + s + si + irq + id + stl;
+
+		if (tot <= 0)
+			tot = 1;
+		printf("core %.0f: user %.1f%%, system %.1f%% (the loop thread's %.1f%%), "
+		       "softirq %.1f%%, irq %.1f%%, idle %.1f%%, steal %.1f%%\n",
+		       (double)get(cur, "core.cpu"), 100 * u / tot, 100 * s / tot,
+		       100 * rate(cur, prev, "core.thread_system_ms") / tot, 100 * si / tot,
+		       100 * irq / tot, 100 * id / tot, 100 * stl / tot);
+	}
 }
 
 static void print_lwip(const struct snapshot *cur, const struct snapshot *prev)

@@ -9,7 +9,10 @@
  * (port.0.rx_pkts), so isostat and scripts can group them.
  */
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -61,6 +64,59 @@ static void put_proto(struct isod_strbuf *o, const char *name, const struct stat
 	    name, (unsigned)s->err);
 }
 
+/*
+ * The kernel's account of the stack core (we run on it: stats are formatted
+ * by the loop): the loop thread's own user and system time, and the whole
+ * core's, softirq and irq apart.  The difference between the core's system
+ * + softirq time and the thread's system time is kernel work that is not
+ * the daemon's own (a peer's receive path run in softirq under our
+ * transmit call, for instance): time taken from the stack.  Milliseconds.
+ */
+static void put_core_time(struct isod_strbuf *o)
+{
+	unsigned long long v[8] = { 0 }, ut = 0, st = 0;
+	long hz = sysconf(_SC_CLK_TCK);
+	int cpu = sched_getcpu();
+	char line[512], want[16];
+	FILE *f;
+
+	if (hz <= 0 || cpu < 0)
+		return;
+	f = fopen("/proc/thread-self/stat", "r");
+	if (f != NULL) {
+		if (fgets(line, sizeof(line), f) != NULL) {
+			const char *p = strrchr(line, ')');
+
+			/* after "(comm) ": state is field 3, utime 14, stime 15 */
+			if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+						&ut, &st) != 2)
+				ut = st = 0;
+		}
+		fclose(f);
+	}
+	snprintf(want, sizeof(want), "cpu%d ", cpu);
+	f = fopen("/proc/stat", "r");
+	if (f != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL) {
+			if (strncmp(line, want, strlen(want)) != 0)
+				continue;
+			/* user nice system idle iowait irq softirq steal */
+			if (sscanf(line + strlen(want), "%llu %llu %llu %llu %llu %llu %llu %llu",
+				   &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+				memset(v, 0, sizeof(v));
+			break;
+		}
+		fclose(f);
+	}
+#define MS(t) ((t) * 1000ULL / (unsigned long long)hz)
+	isod_strbuf_put(o, "core.cpu %d\ncore.thread_user_ms %llu\ncore.thread_system_ms %llu\n"
+	    "core.user_ms %llu\ncore.system_ms %llu\ncore.irq_ms %llu\ncore.softirq_ms %llu\n"
+	    "core.idle_ms %llu\ncore.steal_ms %llu\n",
+	    cpu, MS(ut), MS(st), MS(v[0] + v[1]), MS(v[2]), MS(v[5]), MS(v[6]),
+	    MS(v[3] + v[4]), MS(v[7]));
+#undef MS
+}
+
 size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 {
 	const struct isod_loop_stats *ls = &loop->stats;
@@ -82,6 +138,7 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	    ls->max_timers_tsc);
 	/* Variant lock only: the locks it put back, taken (0 otherwise). */
 	isod_strbuf_put(&o, "loop.lock_takes %" PRIu64 "\n", isotcp_lock_takes);
+	put_core_time(&o);
 	for (unsigned i = 0; i < loop->nports; i++)
 		put_port(&o, i, &loop->ports[i]);
 	put_proto(&o, "link", &lwip_stats.link);
