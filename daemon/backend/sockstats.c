@@ -13,6 +13,9 @@
  *                                 when the stack last looked (a RECV or new data)
  *   sock.<app>.<slot>.tx_ring / rx_ring  ring sizes now (they size themselves)
  *   sock.<app>.<slot>.tx_ring_max / rx_ring_max  the largest they were
+ *   sock.<app>.<slot>.rcv_nxt / rcv_wnd / rcv_ann_wnd / snd_nxt / lastack
+ *                                 lwIP's sequence state (connections only)
+ *   sock.<app>.<slot>.flags       1 FIN received, 2 HUP posted, 4 bytes held
  *
  * O(applications x slots); isostat asks about once a second at most.
  */
@@ -75,7 +78,17 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 					   app->id, i, listen ? 0u :
 					   lwip_ntohl(ip4_addr_get_u32(&pcb->remote_ip)),
 					   app->id, i, listen ? 0u : pcb->remote_port);
+				if (!listen)
+					isod_strbuf_put(&sb, "sock.%u.%u.rcv_nxt %u\nsock.%u.%u.rcv_wnd %u\n"
+						"sock.%u.%u.rcv_ann_wnd %u\nsock.%u.%u.snd_nxt %u\n"
+						"sock.%u.%u.lastack %u\n",
+						app->id, i, pcb->rcv_nxt, app->id, i, (unsigned)pcb->rcv_wnd,
+						app->id, i, (unsigned)pcb->rcv_ann_wnd, app->id, i, pcb->snd_nxt,
+						app->id, i, pcb->lastack);
 			}
+			isod_strbuf_put(&sb, "sock.%u.%u.flags %u\n", app->id, i,
+					(sk->fin_rcvd ? 1u : 0u) | (sk->hup_posted ? 2u : 0u) |
+					(sk->rx_hold != NULL ? 4u : 0u));
 		}
 	}
 	return sb.used;

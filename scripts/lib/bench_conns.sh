@@ -224,6 +224,10 @@ bc_run() {
 			done
 		done
 		bc_snapshot closed
+		# What the peer still holds (a connection whose close the SUT
+		# never saw shows here, with its timers): for the logs.
+		"${BC_PEER[@]}" ss -tanoi state fin-wait-1 state fin-wait-2 state last-ack \
+			state closing state established >"$BC_LOGS/peer-ss-closed" 2>&1 || true
 	fi
 	for i in "${BP_PIDS[@]}"; do
 		bench_prog_stop "$i"
