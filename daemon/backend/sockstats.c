@@ -15,13 +15,16 @@
  *   sock.<app>.<slot>.tx_ring_max / rx_ring_max  the largest they were
  *   sock.<app>.<slot>.rcv_nxt / rcv_wnd / rcv_ann_wnd / snd_nxt / lastack
  *                                 lwIP's sequence state (connections only)
- *   sock.<app>.<slot>.flags       1 FIN received, 2 HUP posted, 4 bytes held
+ *   sock.<app>.<slot>.flags       1 FIN received, 2 HUP posted, 4 bytes held,
+ *                                 8 lwIP's demux would not find the pcb
  *
  * O(applications x slots); isostat asks about once a second at most.
  */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+
+#include "lwip/priv/tcp_priv.h"
 
 #include "internal.h"
 
@@ -39,6 +42,16 @@ void isod_strbuf_put(struct isod_strbuf *sb, const char *fmt, ...)
 	va_end(ap);
 	if (n > 0)
 		sb->used = (size_t)n < sb->len - sb->used ? sb->used + (size_t)n : sb->len;
+}
+
+/* An active pcb that a segment for its 4-tuple would not reach. */
+static bool lost(const struct tcp_pcb *pcb)
+{
+	if (pcb == NULL || pcb->state == LISTEN || pcb->state == CLOSED ||
+	    pcb->state == TIME_WAIT)
+		return false;
+	return tcp_pcb_hash_lookup(&pcb->local_ip, pcb->local_port, &pcb->remote_ip,
+				   pcb->remote_port, pcb->netif_idx) != pcb;
 }
 
 size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, size_t len)
@@ -88,7 +101,7 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 			}
 			isod_strbuf_put(&sb, "sock.%u.%u.flags %u\n", app->id, i,
 					(sk->fin_rcvd ? 1u : 0u) | (sk->hup_posted ? 2u : 0u) |
-					(sk->rx_hold != NULL ? 4u : 0u));
+					(sk->rx_hold != NULL ? 4u : 0u) | (lost(pcb) ? 8u : 0u));
 		}
 	}
 	return sb.used;
