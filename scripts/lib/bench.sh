@@ -131,10 +131,24 @@ bench_kernel_up() {
 	ip -n "$BENCH_NS_PEER" link set lo up
 }
 
+# The benchmark's own processes (this shell, isostat snapshots, parsers,
+# everything started without a taskset of its own) stay off the stack core:
+# the daemon busy-polls it, and a process the scheduler puts there
+# preempts it for a time slice (passes of 10-60 ms seen in isostat's
+# loop.passes_10ms, frames missed meanwhile).
+bench_off_stack_core() {
+	local cpus
+
+	net_names
+	cpus=$(net_cpus_but_stack)
+	[ -n "$cpus" ] && taskset -acp "$cpus" $$ >/dev/null 2>&1 || true
+}
+
 cmd_bench() {
 	local stack=both secs='' quick=0 out=$PWD/bench-results shm=0 programs=0
 	local only='' topo='' words=("$@") name=bench
 
+	bench_off_stack_core
 	# conns parses its own options (scripts/lib/bench_conns.sh).
 	[ "${1:-}" = conns ] && { shift; bench_conns "$@"; return; }
 	while [ $# -gt 0 ]; do
