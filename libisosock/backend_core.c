@@ -29,8 +29,8 @@
  * it becomes a holder of every socket of ours, and a socket reaches the
  * stack's CLOSE only when its last holder closes it, exits or dies.
  *
- * Every call into the core holds `quiesce` for reading; fork's prepare
- * handler takes it for writing, so no thread is inside the core (holding
+ * Every call into the core is a reader of the quiesce (quiesce.c); fork's
+ * prepare handler is its writer, so no thread is inside the core (holding
  * one of its locks) when the process is copied.  Waits are sliced so that
  * fork never waits for more than a slice.
  */
@@ -49,46 +49,19 @@ struct handle {
 };
 
 static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_rwlock_t quiesce;
-static pthread_once_t quiesce_once = PTHREAD_ONCE_INIT;
 static struct att atts[MAX_ATT];
 static _Atomic int natt;
 static struct att *_Atomic cur;   /* the attachment for new sockets */
 static _Atomic int state; /* 0 untried, 1 attached, < 0 -errno of the try */
 
-static void quiesce_init(void)
-{
-	pthread_rwlockattr_t a;
-	pthread_rwlockattr_init(&a);
-	/* A waiting fork must not starve behind a stream of readers. */
-	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&quiesce, &a);
-	pthread_rwlockattr_destroy(&a);
-}
-
-/* glibc >= 2.32: nonzero until the process makes its second thread. */
-extern char __libc_single_threaded;
-
-/*
- * The read side, skipped while the process has one thread: then no fork
- * can start while this thread is in the core (a signal handler that
- * forked meanwhile would have deadlocked on the write side anyway).  A
- * thread made later sees the flag clear before it can call in.  An
- * uncontended rdlock/unlock pair was 4% of a 64 B send().  Returns
- * whether the lock was taken, for q_leave().
- */
 static inline bool q_enter(void)
 {
-	if (__atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED))
-		return false;
-	pthread_rwlock_rdlock(&quiesce);
-	return true;
+	return isosock_quiesce_enter();
 }
 
-static inline void q_leave(bool held)
+static inline void q_leave(bool entered)
 {
-	if (held)
-		pthread_rwlock_unlock(&quiesce);
+	isosock_quiesce_leave(entered);
 }
 
 static int attach_new(void)
@@ -110,7 +83,6 @@ static int attach_new(void)
 
 static int be_attach(void)
 {
-	pthread_once(&quiesce_once, quiesce_init);
 	int st = atomic_load_explicit(&state, memory_order_acquire);
 	if (st == 1)
 		return 0;
@@ -159,7 +131,7 @@ static int be_socket(int type, void **out)
 	return 0;
 }
 
-/* A call on h, in the core under the read side of `quiesce`. */
+/* A call on h, in the core as a reader of the quiesce. */
 #define CORE(h, expr)                                        \
 	do {                                                 \
 		bool q_ = q_enter();                         \
@@ -486,9 +458,8 @@ static int be_wake_fd(void)
 
 static void be_atfork_prepare(void)
 {
-	pthread_once(&quiesce_once, quiesce_init);
 	pthread_mutex_lock(&attach_lock);
-	pthread_rwlock_wrlock(&quiesce);
+	isosock_quiesce_fork_prepare();
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
 	for (int i = 0; i < n; i++)
 		atts[i].fork_child = isosock_app_fork_prepare(atts[i].app);
@@ -496,7 +467,7 @@ static void be_atfork_prepare(void)
 
 static void be_atfork_parent(void)
 {
-	pthread_rwlock_unlock(&quiesce);
+	isosock_quiesce_fork_parent();
 	pthread_mutex_unlock(&attach_lock);
 }
 
@@ -519,7 +490,7 @@ static void be_atfork_child(void)
 {
 	/* One thread now; the locks may have been taken by threads the child
 	 * does not have (prepare held them all, but start clean anyway). */
-	quiesce_init();
+	isosock_quiesce_fork_child();
 	pthread_mutex_init(&attach_lock, NULL);
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
 	for (int i = 0; i < n; i++)
@@ -577,7 +548,6 @@ static int be_handle_slot(void *h, int *att, int *slot)
  * mapped: the sockets of the ones that failed are simply not ours). */
 static int be_exec_import(const char *desc)
 {
-	pthread_once(&quiesce_once, quiesce_init);
 	int n = 0;
 	while (desc && *desc && n < MAX_ATT) {
 		struct isosock_app *ap;
