@@ -116,22 +116,23 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
 /*
  * A call that runs without f->lock (fs_alone) says on which socket, so
  * that a signal handler's call on that same socket, which would race it,
- * answers -EAGAIN instead (while the interrupted call held the lock, it
- * hung).  One slot: the process has one thread; a handler's call on
- * another socket just takes that socket's lock.
+ * does not: send and recv answer -EAGAIN, the other calls wait in
+ * fs_lock() (as every call did on the lock the interrupted one held).
+ * One slot: the process has one thread; a handler's call on another
+ * socket just takes that socket's lock.
  */
-static _Atomic int alone_on;
+struct fsock *_Atomic isosock__alone;
 
-/* 1: runs alone on s; 0: takes the lock; -EAGAIN: nested on s. */
+/* 1: runs alone on f; 0: takes the lock; -EAGAIN: nested on f. */
 static int alone_begin(struct isosock_app *app, int s, struct fsock *f)
 {
-	int cur = atomic_load_explicit(&alone_on, memory_order_relaxed);
+	struct fsock *cur = atomic_load_explicit(&isosock__alone, memory_order_relaxed);
 
-	if (cur == s)
+	if (cur == f)
 		return -EAGAIN;
-	if (cur != 0 || !fs_alone(app, s, f))
+	if (cur != NULL || !fs_alone(app, s, f))
 		return 0;
-	atomic_store_explicit(&alone_on, s, memory_order_relaxed);
+	atomic_store_explicit(&isosock__alone, f, memory_order_relaxed);
 	/* a handler that runs from here on sees it */
 	atomic_signal_fence(memory_order_seq_cst);
 	return 1;
@@ -140,7 +141,7 @@ static int alone_begin(struct isosock_app *app, int s, struct fsock *f)
 static void alone_end(void)
 {
 	atomic_signal_fence(memory_order_seq_cst);
-	atomic_store_explicit(&alone_on, 0, memory_order_relaxed);
+	atomic_store_explicit(&isosock__alone, NULL, memory_order_relaxed);
 }
 
 /* Runs alone no more: takes the lock (before a wait). */

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "isosock.h"
 #include "isoshm.h"
@@ -244,8 +245,18 @@ static inline void robust_lock(pthread_mutex_t *m)
 		pthread_mutex_consistent(m);
 }
 
+/* The socket this process's one thread is using without its lock, if
+ * any (core_data.c, alone_begin). */
+extern struct fsock *_Atomic isosock__alone;
+
 static inline void fs_lock(struct fsock *f)
 {
+	/* A signal handler's call on that socket: the interrupted call holds
+	 * no lock to wait for, and must not be raced.  It hangs, sleeping,
+	 * as it hung on the lock before the lone path. */
+	while (__builtin_expect(atomic_load_explicit(&isosock__alone,
+						     memory_order_relaxed) == f, 0))
+		pause();
 	robust_lock(&f->lock);
 }
 
