@@ -29,8 +29,8 @@
  * it becomes a holder of every socket of ours, and a socket reaches the
  * stack's CLOSE only when its last holder closes it, exits or dies.
  *
- * Every call into the core holds `quiesce` for reading; fork's prepare
- * handler takes it for writing, so no thread is inside the core (holding
+ * Every call into the core is a reader of the quiesce (quiesce.c); fork's
+ * prepare handler is its writer, so no thread is inside the core (holding
  * one of its locks) when the process is copied.  Waits are sliced so that
  * fork never waits for more than a slice.
  */
@@ -49,31 +49,19 @@ struct handle {
 };
 
 static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_rwlock_t quiesce;
-static pthread_once_t quiesce_once = PTHREAD_ONCE_INIT;
 static struct att atts[MAX_ATT];
 static _Atomic int natt;
 static struct att *_Atomic cur;   /* the attachment for new sockets */
 static _Atomic int state; /* 0 untried, 1 attached, < 0 -errno of the try */
 
-static void quiesce_init(void)
+static inline bool q_enter(void)
 {
-	pthread_rwlockattr_t a;
-	pthread_rwlockattr_init(&a);
-	/* A waiting fork must not starve behind a stream of readers. */
-	pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&quiesce, &a);
-	pthread_rwlockattr_destroy(&a);
+	return isosock_quiesce_enter();
 }
 
-static inline void q_enter(void)
+static inline void q_leave(bool entered)
 {
-	pthread_rwlock_rdlock(&quiesce);
-}
-
-static inline void q_leave(void)
-{
-	pthread_rwlock_unlock(&quiesce);
+	isosock_quiesce_leave(entered);
 }
 
 static int attach_new(void)
@@ -81,9 +69,9 @@ static int attach_new(void)
 	if (atomic_load_explicit(&natt, memory_order_relaxed) >= MAX_ATT)
 		return -EMFILE;
 	struct isosock_app *ap = NULL;
-	q_enter();
+	bool q_ = q_enter();
 	int r = isosock_app_attach(&ap, NULL);
-	q_leave();
+	q_leave(q_);
 	if (r < 0)
 		return r;
 	int i = atomic_load_explicit(&natt, memory_order_relaxed);
@@ -95,7 +83,6 @@ static int attach_new(void)
 
 static int be_attach(void)
 {
-	pthread_once(&quiesce_once, quiesce_init);
 	int st = atomic_load_explicit(&state, memory_order_acquire);
 	if (st == 1)
 		return 0;
@@ -132,9 +119,9 @@ static int be_socket(int type, void **out)
 		return -ENETDOWN;
 	}
 	h->app = h->att->app;
-	q_enter();
+	bool q_ = q_enter();
 	h->s = isosock_socket(h->app, AF_INET, type | SOCK_NONBLOCK, 0);
-	q_leave();
+	q_leave(q_);
 	if (h->s < 0) {
 		int r = h->s;
 		free(h);
@@ -144,12 +131,12 @@ static int be_socket(int type, void **out)
 	return 0;
 }
 
-/* A call on h, in the core under the read side of `quiesce`. */
+/* A call on h, in the core as a reader of the quiesce. */
 #define CORE(h, expr)                                        \
 	do {                                                 \
-		q_enter();                                   \
+		bool q_ = q_enter();                         \
 		__typeof__(expr) r_ = (expr);                \
-		q_leave();                                   \
+		q_leave(q_);                                 \
 		return r_;                                   \
 	} while (0)
 
@@ -169,9 +156,9 @@ static int be_accept(void *h, void **out_h, struct sockaddr *sa, socklen_t *len)
 	if (!n)
 		return -ENOMEM;
 	*n = *H(h);
-	q_enter();
+	bool q_ = q_enter();
 	n->s = isosock_accept(n->app, H(h)->s, sa, len, SOCK_NONBLOCK);
-	q_leave();
+	q_leave(q_);
 	if (n->s < 0) {
 		int r = n->s;
 		free(n);
@@ -299,9 +286,9 @@ static int be_close(void *h)
 	struct handle *x = H(h);
 	/* After fork the core decides whether the stack hears of it: only
 	 * the last process holding the socket closes it there. */
-	q_enter();
+	bool q_ = q_enter();
 	int r = isosock_close(x->app, x->s);
-	q_leave();
+	q_leave(q_);
 	free(h);
 	return r;
 }
@@ -360,9 +347,9 @@ static int be_wait(void *h, uint32_t events, int64_t timeout_ns)
 				slice = left;
 		}
 		struct isosock_pollfd p = { .sock = H(h)->s, .events = (short)events };
-		q_enter();
+		bool q_ = q_enter();
 		int r = isosock_wait(H(h)->app, &p, 1, slice);
-		q_leave();
+		q_leave(q_);
 		if (r < 0)
 			return r;
 		if (r > 0)
@@ -381,25 +368,25 @@ static _Thread_local uint64_t armed;
 static void be_wait_begin(void)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
-	q_enter();
+	bool q_ = q_enter();
 	for (int i = 0; i < n; i++) {
 		if (armed & (UINT64_C(1) << i))
 			continue;
 		isosock_wait_arm(atts[i].app);
 		armed |= UINT64_C(1) << i;
 	}
-	q_leave();
+	q_leave(q_);
 }
 
 static void be_wait_end(void)
 {
 	if (!armed)
 		return;
-	q_enter();
+	bool q_ = q_enter();
 	for (int i = 0; i < MAX_ATT; i++)
 		if (armed & (UINT64_C(1) << i))
 			isosock_wait_disarm(atts[i].app);
-	q_leave();
+	q_leave(q_);
 	armed = 0;
 }
 
@@ -471,9 +458,8 @@ static int be_wake_fd(void)
 
 static void be_atfork_prepare(void)
 {
-	pthread_once(&quiesce_once, quiesce_init);
 	pthread_mutex_lock(&attach_lock);
-	pthread_rwlock_wrlock(&quiesce);
+	isosock_quiesce_fork_prepare();
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
 	for (int i = 0; i < n; i++)
 		atts[i].fork_child = isosock_app_fork_prepare(atts[i].app);
@@ -481,7 +467,7 @@ static void be_atfork_prepare(void)
 
 static void be_atfork_parent(void)
 {
-	pthread_rwlock_unlock(&quiesce);
+	isosock_quiesce_fork_parent();
 	pthread_mutex_unlock(&attach_lock);
 }
 
@@ -504,7 +490,7 @@ static void be_atfork_child(void)
 {
 	/* One thread now; the locks may have been taken by threads the child
 	 * does not have (prepare held them all, but start clean anyway). */
-	quiesce_init();
+	isosock_quiesce_fork_child();
 	pthread_mutex_init(&attach_lock, NULL);
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
 	for (int i = 0; i < n; i++)
@@ -562,7 +548,6 @@ static int be_handle_slot(void *h, int *att, int *slot)
  * mapped: the sockets of the ones that failed are simply not ours). */
 static int be_exec_import(const char *desc)
 {
-	pthread_once(&quiesce_once, quiesce_init);
 	int n = 0;
 	while (desc && *desc && n < MAX_ATT) {
 		struct isosock_app *ap;
@@ -645,7 +630,7 @@ static void *be_spawn_begin(void)
 	struct spawn *sp = calloc(1, sizeof(*sp));
 	if (!sp)
 		return NULL;
-	q_enter();
+	bool q_ = q_enter();
 	for (; sp->n < na; sp->n++) {
 		int i = sp->n;
 		sp->k[i] = isosock_app_spawn_claim(atts[i].app, &sp->mark[i]);
@@ -656,13 +641,13 @@ static void *be_spawn_begin(void)
 		/* No entry left (64 live processes): the child gets plain
 		 * kernel sockets, as before spawn was covered. */
 		spawn_undo(sp, -1);
-		q_leave();
+		q_leave(q_);
 		free(sp);
 		isosock_log("spawn: no member entry left; the child does not inherit isostack "
 			    "sockets");
 		return NULL;
 	}
-	q_leave();
+	q_leave(q_);
 	return sp;
 }
 
@@ -698,9 +683,9 @@ static void be_spawn_hold(void *p, void *h)
 	int a = (int)(H(h)->att - atts);
 	if (a < 0 || a >= sp->n)
 		return;
-	q_enter();
+	bool q_ = q_enter();
 	isosock_app_spawn_hold(atts[a].app, sp->k[a], H(h)->s);
-	q_leave();
+	q_leave(q_);
 }
 
 static void be_spawn_started(void *p)
@@ -721,9 +706,9 @@ static void be_spawn_end(void *p, pid_t pid)
 	if (!sp)
 		return;
 	be_spawn_started(sp);
-	q_enter();
+	bool q_ = q_enter();
 	spawn_undo(sp, pid);
-	q_leave();
+	q_leave(q_);
 	free(sp);
 }
 

@@ -113,21 +113,76 @@ static int tx_ask(struct isosock_app *app, int s, struct fsock *f, bool nonblock
 static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const void *buf,
 			  size_t len, int flags, const struct sockaddr *to, socklen_t tolen);
 
+/*
+ * A call that runs without f->lock (fs_alone) says on which socket, so
+ * that a signal handler's call on that same socket, which would race it,
+ * does not: send and recv answer -EAGAIN, the other calls wait in
+ * fs_lock() (as every call did on the lock the interrupted one held).
+ * One slot: the process has one thread; a handler's call on another
+ * socket just takes that socket's lock.
+ */
+struct fsock *_Atomic isosock__alone;
+
+/* 1: runs alone on f; 0: takes the lock; -EAGAIN: nested on f. */
+static int alone_begin(struct isosock_app *app, int s, struct fsock *f)
+{
+	struct fsock *cur = atomic_load_explicit(&isosock__alone, memory_order_relaxed);
+
+	if (cur == f)
+		return -EAGAIN;
+	if (cur != NULL || !fs_alone(app, s, f))
+		return 0;
+	atomic_store_explicit(&isosock__alone, f, memory_order_relaxed);
+	/* a handler that runs from here on sees it */
+	atomic_signal_fence(memory_order_seq_cst);
+	return 1;
+}
+
+static void alone_end(void)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	atomic_store_explicit(&isosock__alone, NULL, memory_order_relaxed);
+}
+
+/* Runs alone no more: takes the lock (before a wait). */
+static void alone_lock(struct fsock *f)
+{
+	alone_end();
+	fs_lock(f);
+}
+
+/* The call's deadline, read from the clock only when it first has to
+ * wait: a call that finds room or data pays no clock_gettime(). */
+#define DEADLINE_UNSET INT64_MIN
+
+static int64_t deadline_at(int64_t *deadline, int64_t timeo_ns)
+{
+	if (*deadline == DEADLINE_UNSET)
+		*deadline = isosock__deadline_of(timeo_ns);
+	return *deadline;
+}
+
 ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len, int flags)
 {
 	struct fsock *f = fs_get(app, s);
 	const uint8_t *p = buf;
 	size_t done = 0;
-	int64_t deadline;
+	int64_t deadline = DEADLINE_UNSET;
 	bool asked_out = false;    /* a wait for a TX ring ran out */
+	bool locked;               /* f->lock held (else fs_alone) */
+	int alone;
 	ssize_t ret;
 
 	if (f == NULL)
 		return -EBADF;
 	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
 		return udp_sendto(app, s, f, buf, len, flags, NULL, 0);
-	fs_lock(f);
-	deadline = isosock__deadline_of(f->sndtimeo_ns);
+	alone = alone_begin(app, s, f);
+	if (alone < 0)
+		return alone;
+	locked = alone == 0;
+	if (locked)
+		fs_lock(f);
 	for (;;) {
 		int rc, k;
 
@@ -171,6 +226,19 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 				ret = rc;
 				break;
 			}
+			if (done == len) {
+				/* all of it: the checks above held when it was
+				 * written; a status that came since is news for
+				 * the next call (the kernel also returns the count) */
+				ret = (ssize_t)done;
+				break;
+			}
+			continue;
+		}
+		if (!locked) {
+			/* waits drop and retake the lock: take it, look again */
+			alone_lock(f);
+			locked = true;
 			continue;
 		}
 		if (f->tx_bytes == 0) {
@@ -181,7 +249,8 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 				ret = done > 0 ? (ssize_t)done : -EAGAIN;
 				break;
 			}
-			rc = tx_ask(app, s, f, f->nonblock || (flags & MSG_DONTWAIT), deadline);
+			rc = tx_ask(app, s, f, f->nonblock || (flags & MSG_DONTWAIT),
+				    deadline_at(&deadline, f->sndtimeo_ns));
 			if (rc == -EAGAIN || rc == -ETIMEDOUT) {
 				asked_out = true;
 				continue;
@@ -202,7 +271,8 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 			ret = done > 0 ? (ssize_t)done : -EAGAIN;
 			break;
 		}
-		rc = isosock__wait_moved(app, s, f, NULL, deadline, (struct want){ .tx_need = 1 });
+		rc = isosock__wait_moved(app, s, f, NULL, deadline_at(&deadline, f->sndtimeo_ns),
+					 (struct want){ .tx_need = 1 });
 		if (rc < 0 && rc != -ENETDOWN) {
 			ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
 			break;
@@ -210,7 +280,10 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 	}
 	if (ret > 0)
 		app->st.send_calls++;
-	fs_unlock(f);
+	if (locked)
+		fs_unlock(f);
+	else
+		alone_end();
 	return ret;
 }
 
@@ -233,7 +306,7 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
 	static const uint8_t zeros[ISOSTACK_SHM_DGRAM_ALIGN];
 	struct isostack_shm_dgram h = { 0 };
 	uint32_t rec;
-	int64_t deadline;
+	int64_t deadline = DEADLINE_UNSET;
 	ssize_t ret;
 
 	if (len > ISOSTACK_SHM_DGRAM_MAX)
@@ -260,7 +333,6 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
 	}
 	h.len = (uint32_t)len;
 	fs_lock(f);
-	deadline = isosock__deadline_of(f->sndtimeo_ns);
 	for (;;) {
 		int rc;
 
@@ -311,7 +383,8 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
 			ret = -EAGAIN;
 			break;
 		}
-		rc = isosock__wait_moved(app, s, f, NULL, deadline, (struct want){ .tx_need = rec });
+		rc = isosock__wait_moved(app, s, f, NULL, deadline_at(&deadline, f->sndtimeo_ns),
+					 (struct want){ .tx_need = rec });
 		if (rc < 0 && rc != -ENETDOWN) {
 			ret = rc == -ETIMEDOUT ? -EAGAIN : rc;
 			break;
@@ -399,11 +472,10 @@ static ssize_t udp_recvfrom(struct isosock_app *app, int s, struct fsock *f, voi
 			    size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
 {
 	struct isostack_shm_dgram h;
-	int64_t deadline;
+	int64_t deadline = DEADLINE_UNSET;
 	ssize_t ret;
 
 	fs_lock(f);
-	deadline = isosock__deadline_of(f->rcvtimeo_ns);
 	for (;;) {
 		int rec, rc;
 
@@ -450,7 +522,7 @@ static ssize_t udp_recvfrom(struct isosock_app *app, int s, struct fsock *f, voi
 			break;
 		}
 		/* a record is at least its header: wake when one may be whole */
-		rc = isosock__wait_moved(app, s, f, NULL, deadline,
+		rc = isosock__wait_moved(app, s, f, NULL, deadline_at(&deadline, f->rcvtimeo_ns),
 					 (struct want){ .rx_need = isosock__rx_avail(app, s, f) + 1 });
 		if (rc < 0 && rc != -ENETDOWN) {
 			ret = rc == -ETIMEDOUT ? -EAGAIN : rc;
@@ -482,15 +554,21 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 	struct fsock *f = fs_get(app, s);
 	uint8_t *p = buf;
 	size_t done = 0;
-	int64_t deadline;
+	int64_t deadline = DEADLINE_UNSET;
+	bool locked;               /* f->lock held (else fs_alone) */
+	int alone;
 	ssize_t ret;
 
 	if (f == NULL)
 		return -EBADF;
 	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
 		return udp_recvfrom(app, s, f, buf, len, flags, NULL, NULL);
-	fs_lock(f);
-	deadline = isosock__deadline_of(f->rcvtimeo_ns);
+	alone = alone_begin(app, s, f);
+	if (alone < 0)
+		return alone;
+	locked = alone == 0;
+	if (locked)
+		fs_lock(f);
 	for (;;) {
 		uint32_t avail, n;
 		int rc;
@@ -550,7 +628,14 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 			ret = done > 0 ? (ssize_t)done : -EAGAIN;
 			break;
 		}
-		rc = isosock__wait_moved(app, s, f, NULL, deadline, (struct want){ .rx_need = 1 });
+		if (!locked) {
+			/* waits drop and retake the lock: take it, look again */
+			alone_lock(f);
+			locked = true;
+			continue;
+		}
+		rc = isosock__wait_moved(app, s, f, NULL, deadline_at(&deadline, f->rcvtimeo_ns),
+					 (struct want){ .rx_need = 1 });
 		if (rc < 0 && rc != -ENETDOWN) {
 			ret = done > 0 ? (ssize_t)done : rc == -ETIMEDOUT ? -EAGAIN : rc;
 			break;
@@ -558,7 +643,10 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 	}
 	if (ret > 0)
 		app->st.recv_calls++;
-	fs_unlock(f);
+	if (locked)
+		fs_unlock(f);
+	else
+		alone_end();
 	return ret;
 }
 

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "isosock.h"
 #include "isoshm.h"
@@ -223,6 +224,16 @@ static inline int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The kernel's last tick (1-4 ms old): a load from the vDSO page, no TSC
+ * read, for throttles on the data path that need no finer time. */
+static inline int64_t now_coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* ---- Process-shared locks ------------------------------------------------- */
 
 /* A member died holding the lock: what it guarded may be half updated,
@@ -234,8 +245,18 @@ static inline void robust_lock(pthread_mutex_t *m)
 		pthread_mutex_consistent(m);
 }
 
+/* The socket this process's one thread is using without its lock, if
+ * any (core_data.c, alone_begin). */
+extern struct fsock *_Atomic isosock__alone;
+
 static inline void fs_lock(struct fsock *f)
 {
+	/* A signal handler's call on that socket: the interrupted call holds
+	 * no lock to wait for, and must not be raced.  It hangs, sleeping,
+	 * as it hung on the lock before the lone path. */
+	while (__builtin_expect(atomic_load_explicit(&isosock__alone,
+						     memory_order_relaxed) == f, 0))
+		pause();
 	robust_lock(&f->lock);
 }
 
@@ -255,6 +276,9 @@ static inline void fs_unlock(struct fsock *f)
 	pthread_mutex_unlock(&f->lock);
 }
 
+/* glibc >= 2.32: nonzero until the process makes its second thread. */
+extern char __libc_single_threaded;
+
 /* ---- Sockets ------------------------------------------------------------- */
 
 /* The member processes holding socket s (the segment's copy: the only one). */
@@ -268,6 +292,35 @@ static inline struct fsock *fs_get(struct isosock_app *app, int s)
 	if (s <= 0 || (uint32_t)s >= app->nsocks)
 		return NULL;
 	return &app->fs[s];
+}
+
+/*
+ * Whether a data call on s may run without f->lock until it has to wait
+ * (then it takes the lock and looks again): this process has one thread
+ * and holds s alone, and no process holds f->lock.  Nobody else then
+ * touches f: other processes act under the lock, and only on sockets
+ * they hold (sweeps of dead members only read the sockets those never
+ * held); this process adds holders itself (fork, spawn) and not while in
+ * a call.  A holder that just left the set may still hold the lock:
+ * hence the lock word's check, whose acquire pairs with the release of
+ * that holder's unlock.  A signal handler's call on s meanwhile: see
+ * alone_begin() in core_data.c.  The robust lock/unlock pair was 5% of a
+ * 64 B send().
+ */
+static inline bool fs_alone(struct isosock_app *app, int s, struct fsock *f)
+{
+	const struct mset *h = fs_holders(app, s);
+
+	if (!__atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED))
+		return false;
+	for (int k = 0; k < MSET_WORDS; k++) {
+		uint64_t mine = k == app->me / 64 ? UINT64_C(1) << (app->me % 64) : 0;
+
+		/* Relaxed: written only under the lock, whose word is read below. */
+		if (__atomic_load_n(&h->w[k], __ATOMIC_RELAXED) != mine)
+			return false;
+	}
+	return __atomic_load_n(&f->lock.__data.__lock, __ATOMIC_ACQUIRE) == 0;
 }
 
 /*

@@ -225,6 +225,16 @@ extern struct isosock_config isosock_cfg;
 void isosock_config_load(void);
 void isosock_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- quiesce.c: no thread in the front-end core across fork ------------ */
+/* Around every call into the core; returns whether leave must undo it. */
+bool isosock_quiesce_enter(void);
+void isosock_quiesce_leave(bool entered);
+/* fork: prepare waits until no thread is in the core and keeps new ones
+ * out until parent or child. */
+void isosock_quiesce_fork_prepare(void);
+void isosock_quiesce_fork_parent(void);
+void isosock_quiesce_fork_child(void);
+
 int isosock_r_socket(int domain, int type, int protocol);
 int isosock_r_bind(struct isosock_file *f, int fd, const struct sockaddr *sa, socklen_t len);
 int isosock_r_listen(struct isosock_file *f, int fd, int backlog);
