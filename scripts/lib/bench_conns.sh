@@ -228,6 +228,8 @@ bc_run() {
 		# never saw shows here, with its timers): for the logs.
 		"${BC_PEER[@]}" ss -tanoi state fin-wait-1 state fin-wait-2 state last-ack \
 			state closing state established >"$BC_LOGS/peer-ss-closed" 2>&1 || true
+		# and its TCP counters (aborts: orphans reset for memory, ...)
+		"${BC_PEER[@]}" nstat -az >"$BC_LOGS/peer-nstat-closed" 2>&1 || true
 	fi
 	for i in "${BP_PIDS[@]}"; do
 		bench_prog_stop "$i"
