@@ -144,6 +144,20 @@ static void alone_end(void)
 	atomic_store_explicit(&isosock__alone, NULL, memory_order_relaxed);
 }
 
+/* Starts send/recv on f: alone (no lock) or with f->lock taken (*locked).
+ * Returns alone_begin()'s answer. */
+static int call_begin(struct isosock_app *app, int s, struct fsock *f, bool *locked)
+{
+	int alone = alone_begin(app, s, f);
+
+	if (alone < 0)
+		return alone;
+	*locked = alone == 0;
+	if (*locked)
+		fs_lock(f);
+	return alone;
+}
+
 /* Runs alone no more: takes the lock (before a wait). */
 static void alone_lock(struct fsock *f)
 {
@@ -177,12 +191,9 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 		return -EBADF;
 	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
 		return udp_sendto(app, s, f, buf, len, flags, NULL, 0);
-	alone = alone_begin(app, s, f);
+	alone = call_begin(app, s, f, &locked);
 	if (alone < 0)
 		return alone;
-	locked = alone == 0;
-	if (locked)
-		fs_lock(f);
 	for (;;) {
 		int rc, k;
 
@@ -563,12 +574,9 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 		return -EBADF;
 	if (__atomic_load_n(&f->udp, __ATOMIC_RELAXED))
 		return udp_recvfrom(app, s, f, buf, len, flags, NULL, NULL);
-	alone = alone_begin(app, s, f);
+	alone = call_begin(app, s, f, &locked);
 	if (alone < 0)
 		return alone;
-	locked = alone == 0;
-	if (locked)
-		fs_lock(f);
 	for (;;) {
 		uint32_t avail, n;
 		int rc;
