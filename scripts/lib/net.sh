@@ -463,27 +463,30 @@ net_build_links() {
 	net_peer_rps
 }
 
-# CPU list (taskset -c syntax: 0,2-3) -> hex mask for sysfs; empty if none.
-net_cpu_mask() {
-	local part lo hi mask=0 c
+# The CPUs of a CPU list (taskset -c syntax: 0,2-3), one word each.
+net_cpus_of() {
+	local part c
 	for part in ${1//,/ }; do
-		lo=${part%-*} hi=${part#*-}
-		for ((c = lo; c <= hi; c++)); do
-			mask=$((mask | (1 << c)))
+		for ((c = ${part%-*}; c <= ${part#*-}; c++)); do
+			echo $c
 		done
+	done
+}
+
+# CPU list -> hex mask for sysfs; empty if none.
+net_cpu_mask() {
+	local mask=0 c
+	for c in $(net_cpus_of "$1"); do
+		mask=$((mask | (1 << c)))
 	done
 	[ $mask = 0 ] || printf '%x\n' $mask
 }
 
 # Every online CPU but the stack core, as a CPU list.
 net_cpus_but_stack() {
-	local online part lo hi c out=
-	online=$(cat /sys/devices/system/cpu/online)
-	for part in ${online//,/ }; do
-		lo=${part%-*} hi=${part#*-}
-		for ((c = lo; c <= hi; c++)); do
-			[ $c = "$NET_STACK_CORE" ] || out=${out:+$out,}$c
-		done
+	local c out=
+	for c in $(net_cpus_of "$(cat /sys/devices/system/cpu/online)"); do
+		[ "$c" = "$NET_STACK_CORE" ] || out=${out:+$out,}$c
 	done
 	echo "$out"
 }
