@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "isostack/shm_abi.h"
 #include "isoshm_ring.h"
@@ -407,12 +408,35 @@ uint64_t isoshm_proc_start(int32_t pid);
 
 /* ---- Descriptor passing over the AF_UNIX control socket ------------- */
 
-/* Sends len bytes (>= 1) with fd attached (SCM_RIGHTS).  Returns 0 or
- * -errno of sendmsg (-EPIPE when the peer is gone; no SIGPIPE). */
+/* Most fds one control message carries (ctl_proto.h: 2 at most today). */
+#define ISOSHM_FDPASS_MAX 4
+
+/*
+ * Sends one message of len bytes (>= 1) with nfds fds (0..ISOSHM_FDPASS_MAX)
+ * attached (SCM_RIGHTS).  flags: 0 or MSG_DONTWAIT; never SIGPIPE.
+ * Returns 0, -EINVAL (len 0, too many fds, a negative fd), -EMSGSIZE (sent
+ * in part: a stream socket), or -errno of sendmsg (-EPIPE: peer gone).
+ * The caller keeps its fds.
+ */
+int isoshm_send_fds(int sock, const void *buf, size_t len, const int *fds, unsigned nfds,
+		    int flags);
+/*
+ * Receives one message: up to len bytes into buf and up to max_fds
+ * (<= ISOSHM_FDPASS_MAX) fds into fds[], O_CLOEXEC, *nfds of them.  flags:
+ * 0 or MSG_DONTWAIT.  Returns the bytes (> 0; the caller owns the fds),
+ *   0       peer hung up (or an empty record): no fds (any that came are closed),
+ *   -EPROTO control data truncated (MSG_CTRUNC) or more than max_fds fds,
+ *   -EMSGSIZE the message was longer than len (MSG_TRUNC),
+ *   -EINVAL max_fds too large, or -errno of recvmsg (-EAGAIN ...).
+ * On every failure *nfds is 0 and every fd that arrived is closed.
+ * Control messages other than SCM_RIGHTS (credentials) are ignored.
+ */
+ssize_t isoshm_recv_fds(int sock, void *buf, size_t len, int *fds, unsigned max_fds,
+			unsigned *nfds, int flags);
+/* One fd, blocking: isoshm_send_fds(sock, buf, len, &fd, 1, 0). */
 int isoshm_send_fd(int sock, int fd, const void *buf, size_t len);
-/* Receives up to len bytes and one fd (O_CLOEXEC).  *fd = -1 if none came;
- * extra fds are closed.  Returns bytes (0: peer hung up), -EPROTO
- * (control data truncated), or -errno of recvmsg. */
+/* isoshm_recv_fds(sock, buf, len, fd, 1, ..., 0); *fd = -1 if none came
+ * (a message with two fds fails, -EPROTO, both closed). */
 int isoshm_recv_fd(int sock, int *fd, void *buf, size_t len);
 
 #endif /* ISOSHM_H */
