@@ -155,8 +155,10 @@ struct isod_loop {
 	uint64_t tsc_100us;
 	unsigned sleep_us;
 	bool rx_intr;                 /* every port has RX interrupts */
-	int wake_fd;                  /* eventfd: applications and signals ring it */
-	bool sleeping;                /* doorbells must ring wake_fd now */
+	int wake_fd;                  /* eventfd: signals ring it */
+	int doorbell_fd;              /* the applications' doorbell fds (an epoll
+				       * set, isod_backend_wake_fd); -1: none */
+	bool sleeping;                /* doorbells must ring their fds now */
 	struct isod_park *ready_head, **ready_tail;
 	uint64_t dev_seen;            /* sum of the ports' stats.dev_tsc at the
 				       * end of the last pass (or sleep) */
@@ -182,6 +184,10 @@ int isod_loop_init(struct isod_loop *loop, const struct isod_config *cfg,
 void isod_loop_fini(struct isod_loop *loop);
 int isod_loop_add_source(struct isod_loop *loop, const char *name,
 			 unsigned weight, isod_poll_fn poll, void *arg);
+/* The one more fd whose readability ends a sleep (the back-end's
+ * doorbell set), never read by the loop; -1: none any more (before it is
+ * closed).  Returns 0 or -errno. */
+int isod_loop_set_wake_fd(struct isod_loop *loop, int fd);
 /* Run until *stop becomes non-zero (set from a signal handler). */
 void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop);
 /* Ring the loop awake from anywhere (async-signal-safe). */

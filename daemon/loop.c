@@ -22,10 +22,11 @@
  *
  * Power saving (mode adaptive): after idle_us without work the loop arms
  * the ports' RX interrupts and sleeps in rte_epoll_wait() on the thread's
- * DPDK epoll instance, where the eventfd that applications (and signals)
- * ring is registered too; the next lwIP timer bounds the sleep. PMDs
- * without RX interrupts (af_xdp, af_packet in DPDK 22.11) get a timed
- * sleep on the eventfd instead, backing off from 50 us to sleep_us.
+ * DPDK epoll instance, where the loop's eventfd (signals ring it) and the
+ * back-end's set of application doorbell fds are registered too; the
+ * next lwIP timer bounds the sleep. PMDs without RX interrupts (af_xdp,
+ * af_packet in DPDK 22.11) get a timed sleep on those two fds instead,
+ * backing off from 50 us to sleep_us.
  */
 #include "internal.h"
 
@@ -49,7 +50,7 @@
 /* Longest interrupt-mode sleep: a bound, in case a wakeup is ever lost. */
 #define SLEEP_MAX_MS            100
 
-static struct rte_epoll_event wake_ev;
+static struct rte_epoll_event wake_ev, doorbell_ev;
 
 void isod_park_init(struct isod_park *park, isod_resume_fn resume)
 {
@@ -159,6 +160,7 @@ int isod_loop_init(struct isod_loop *loop, const struct isod_config *cfg,
 	loop->tsc_100us = 100 * isotcp_clock_tsc_per_us();
 	loop->sleep_us = cfg->sleep_us;
 	loop->rx_intr = nports > 0;
+	loop->doorbell_fd = -1;
 	for (unsigned i = 0; i < nports; i++)
 		loop->rx_intr = loop->rx_intr && ports[i].caps.rx_intr;
 
@@ -196,9 +198,31 @@ err_fd:
 	return ret;
 }
 
+int isod_loop_set_wake_fd(struct isod_loop *loop, int fd)
+{
+	int ret;
+
+	if (loop->doorbell_fd >= 0) {
+		rte_epoll_ctl(RTE_EPOLL_PER_THREAD, EPOLL_CTL_DEL, loop->doorbell_fd,
+			      &doorbell_ev);
+		loop->doorbell_fd = -1;
+	}
+	if (fd < 0)
+		return 0;
+	memset(&doorbell_ev, 0, sizeof(doorbell_ev));
+	doorbell_ev.epdata.event = EPOLLIN;
+	doorbell_ev.epdata.data = loop;
+	ret = rte_epoll_ctl(RTE_EPOLL_PER_THREAD, EPOLL_CTL_ADD, fd, &doorbell_ev);
+	if (ret != 0)
+		return ret < 0 ? ret : -EIO;
+	loop->doorbell_fd = fd;
+	return 0;
+}
+
 void isod_loop_fini(struct isod_loop *loop)
 {
 	isod_loop_drop_ready(loop);
+	isod_loop_set_wake_fd(loop, -1);
 	if (loop->wake_fd >= 0) {
 		rte_epoll_ctl(RTE_EPOLL_PER_THREAD, EPOLL_CTL_DEL, loop->wake_fd, &wake_ev);
 		close(loop->wake_fd);
@@ -254,7 +278,7 @@ static void sleep_intr(struct isod_loop *loop)
 			loop->stats.wakeups_timeout++;
 		} else {
 			for (int i = 0; i < n; i++) {
-				if (ev[i].fd == loop->wake_fd)
+				if (ev[i].fd == loop->wake_fd || ev[i].fd == loop->doorbell_fd)
 					loop->stats.wakeups_fd++;
 				else
 					loop->stats.wakeups_intr++;
@@ -266,10 +290,14 @@ static void sleep_intr(struct isod_loop *loop)
 	wake_fd_drain(loop);
 }
 
-/* Timed mode: no RX interrupts, so sleep a little on the eventfd only. */
+/* Timed mode: no RX interrupts, so sleep a little on the wake fds only
+ * (a negative doorbell_fd is skipped by ppoll). */
 static void sleep_timed(struct isod_loop *loop, unsigned us)
 {
-	struct pollfd pfd = { .fd = loop->wake_fd, .events = POLLIN };
+	struct pollfd pfd[2] = {
+		{ .fd = loop->wake_fd, .events = POLLIN },
+		{ .fd = loop->doorbell_fd, .events = POLLIN },
+	};
 	uint64_t timer_us = (uint64_t)next_timer_ms(1000) * 1000;
 	struct timespec ts;
 	int n;
@@ -279,11 +307,12 @@ static void sleep_timed(struct isod_loop *loop, unsigned us)
 	ts.tv_sec = us / 1000000;
 	ts.tv_nsec = (long)(us % 1000000) * 1000;
 	loop->sleeping = true;
-	n = ppoll(&pfd, 1, &ts, NULL);
+	n = ppoll(pfd, 2, &ts, NULL);
 	loop->sleeping = false;
 	if (n > 0) {
 		loop->stats.wakeups_fd++;
-		wake_fd_drain(loop);
+		if (pfd[0].revents & POLLIN)
+			wake_fd_drain(loop);
 	} else {
 		loop->stats.wakeups_timeout++;
 	}

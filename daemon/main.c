@@ -226,7 +226,6 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	}
 	isod_backend_conf_default(&bc);
 	bc.control_path = cfg->control;
-	bc.stack_wake_fd = isod_loop.wake_fd;
 	bc.close_timeout_ms = cfg->close_timeout * 1000u;
 	bc.shm.max_sockets = cfg->app_sockets + 1;
 	bc.shm.max_ring_bytes = cfg->tx_ring > cfg->rx_ring ? cfg->tx_ring : cfg->rx_ring;
@@ -268,6 +267,15 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 				   isod_backend_poll_source, *out);
 	if (ret != 0) {
 		ISOD_LOG("apps source: %s", strerror(-ret));
+		isod_backend_fini(*out);
+		*out = NULL;
+		return ret;
+	}
+	/* Each application rings its own doorbell fd; the loop sleeps on
+	 * the set of them beside its own wake fd. */
+	ret = isod_loop_set_wake_fd(&isod_loop, isod_backend_wake_fd(*out));
+	if (ret != 0) {
+		ISOD_LOG("apps doorbell fds: %s", strerror(-ret));
 		isod_backend_fini(*out);
 		*out = NULL;
 		return ret;
@@ -425,6 +433,7 @@ int main(int argc, char **argv)
 
 	ISOD_LOG("stopping");
 	backend_log_stats(backend);
+	isod_loop_set_wake_fd(&isod_loop, -1);
 	isod_backend_fini(backend);
 	isod_echo_stop(echo);
 	isod_loop_log_stats(&isod_loop);

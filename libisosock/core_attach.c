@@ -1,6 +1,7 @@
 /*
  * Attaching to the stack and the control socket: the ATTACH handshake
- * (segment and stack wake fd received over SCM_RIGHTS), detach, the
+ * (our wake eventfd sent, the segment and our own doorbell eventfd
+ * received, over SCM_RIGHTS: shm/fdpass.c), detach, the
  * throttled liveness check on the control socket, a wake fd of a
  * process's own (WAKEFD) and the accessors of the handle.
  */
@@ -95,44 +96,24 @@ void isosock__bind_shm(struct isosock_app *app)
 	isoshm_app_set_fetch(app->shm, fetch_extent, app);
 }
 
+/* The ATTACH_REPLY: on success its two fds (segment, our doorbell fd).
+ * Returns the number of fds (the caller owns them) or -errno. */
 static int recv_reply(int fd, struct isostack_ctl_attach_reply *r, int fds[2])
 {
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
-	} u;
-	struct iovec iov = { .iov_base = r, .iov_len = sizeof(*r) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	int got = 0;
-	ssize_t n;
+	unsigned nfds;
+	ssize_t n = isoshm_recv_fds(fd, r, sizeof(*r), fds, 2, &nfds, 0);
 
-	fds[0] = fds[1] = -1;
-	do
-		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		for (int i = 0; i < k; i++) {
-			int f;
-
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (got < 2)
-				fds[got++] = f;
-			else
-				close(f);
-		}
-	}
 	if (n == 0)
 		return -ECONNRESET;
+	if (n < 0)
+		return (int)n;
 	if ((size_t)n != sizeof(*r) || r->hdr.magic != ISOSTACK_CTL_MAGIC ||
-	    r->hdr.version != ISOSTACK_CTL_VERSION || r->hdr.type != ISOSTACK_CTL_ATTACH_REPLY)
+	    r->hdr.version != ISOSTACK_CTL_VERSION || r->hdr.type != ISOSTACK_CTL_ATTACH_REPLY) {
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
 		return -EPROTO;
-	return got;
+	}
+	return (int)nfds;
 }
 
 int isosock_app_attach(struct isosock_app **out, const char *path)
@@ -188,14 +169,11 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 		goto err_wake;
 	ret = recv_reply(app->ctl_fd, &rep, fds);
 	if (ret < 0)
-		goto err_fds;
-	if (rep.status < 0) {
-		ret = rep.status;
-		goto err_fds;
-	}
-	if (ret != 2) {
-		ret = -EPROTO;
-		goto err_fds;
+		goto err_fds;           /* fds still -1: nothing came */
+	if (rep.status < 0 || ret != 2) {
+		/* -EBADF: the daemon refused our wake fd (not an eventfd) */
+		ret = rep.status < 0 ? rep.status : -EPROTO;
+		goto err_fds;           /* what came is in fds[0..ret) */
 	}
 	ret = isoshm_app_attach(&app->shm, fds[0], NULL);
 	if (ret < 0)

@@ -5,8 +5,13 @@
  * independent of the number of sockets).
  *
  * Attach: a client connects to the SEQPACKET control socket and sends
- * ATTACH with its wake fd; we create its segment and answer with the
- * segment fd and the stack wake fd.  The connection then stays open; its
+ * ATTACH with its wake fd, which must be an eventfd (a pipe or socket
+ * would block the stack core once full: refused, -EBADF); we create its
+ * segment and its doorbell fd and answer with both.  The doorbell fd is
+ * an eventfd of that application's own, in the epoll set the loop sleeps
+ * on: one shared by all would let an application that reads it swallow
+ * the others' wake-ups.  Every fd crosses through shm/fdpass.c.  The
+ * connection then stays open; its
  * hang-up (POLLHUP / read of 0) makes us close every socket of that
  * application as the kernel closes a dead process's fds (FIN after the
  * unsent data), then, once those are through, drop its slots and unmap
@@ -42,7 +47,6 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	c->tx_start = 16u << 10;
 	c->rx_start = 16u << 10;
 	c->max_apps = 64;
-	c->stack_wake_fd = -1;
 	c->ctl_interval_ms = 1;
 	c->close_timeout_ms = 60000;
 }
@@ -86,19 +90,15 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	be->next_app_id = 1;
 	/* the first poll looks at the control socket */
 	be->last_ctl_ms = isod_backend_now(be) - be->conf.ctl_interval_ms;
-	be->own_wake_fd = -1;
 	be->proc_ep = epoll_create1(EPOLL_CLOEXEC);
 	if (be->proc_ep < 0) {
 		ret = -errno;
 		goto err_free;
 	}
-	if (be->conf.stack_wake_fd < 0) {
-		be->own_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (be->own_wake_fd < 0) {
-			ret = -errno;
-			goto err_ep;
-		}
-		be->conf.stack_wake_fd = be->own_wake_fd;
+	be->doorbell_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (be->doorbell_ep < 0) {
+		ret = -errno;
+		goto err_ep;
 	}
 	be->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (be->listen_fd < 0) {
@@ -118,8 +118,7 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 err_sock:
 	close(be->listen_fd);
 err_wake:
-	if (be->own_wake_fd >= 0)
-		close(be->own_wake_fd);
+	close(be->doorbell_ep);
 err_ep:
 	close(be->proc_ep);
 err_free:
@@ -153,6 +152,9 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 	close(app->ctl_fd);
 	if (app->wake_fd >= 0)
 		close(app->wake_fd);
+	/* Out of the set first: the application's copy would keep it there. */
+	(void)epoll_ctl(be->doorbell_ep, EPOLL_CTL_DEL, app->doorbell_fd, NULL);
+	close(app->doorbell_fd);
 	for (unsigned i = 0; i < app->nmore_wake; i++)
 		close(app->more_wake_fd[i]);
 	for (uint32_t i = 0; i < app->hiwat; i++)
@@ -165,30 +167,6 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 	be->st.apps_detached++;
 }
 
-static int send_fds(int sock, const void *buf, size_t len, const int *fds, unsigned nfds)
-{
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-	} u;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds > 0) {
-		memset(&u, 0, sizeof(u));
-		msg.msg_control = u.buf;
-		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
-	if (sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		return -errno;
-	return 0;
-}
-
 static void reply_attach(int fd, int status, uint32_t app_id, uint64_t size,
 			 const int *fds, unsigned nfds)
 {
@@ -198,10 +176,55 @@ static void reply_attach(int fd, int status, uint32_t app_id, uint64_t size,
 		.status = status, .app_id = app_id, .segment_size = size,
 	};
 
-	(void)send_fds(fd, &r, sizeof(r), fds, nfds);
+	(void)isoshm_send_fds(fd, &r, sizeof(r), fds, nfds, MSG_DONTWAIT);
 }
 
 #define BASIC_CMD_ENTRIES 32
+
+/*
+ * Validates a wake fd an application handed over (ATTACH, WAKEFD): the
+ * stack core writes it, so it must be an eventfd, whose write never
+ * blocks once O_NONBLOCK is set (a full counter: EAGAIN, harmless: the
+ * reader is due to wake anyway).  A pipe or a socket would block the
+ * loop once full.  Sets O_NONBLOCK (on the open file, which the
+ * application shares: the shim makes its eventfds non-blocking anyway).
+ * Returns 0 or -EBADF.
+ */
+static int wake_fd_validate(int fd)
+{
+	static const char want[] = "anon_inode:[eventfd]";
+	char path[32], link[sizeof(want) + 1];
+	ssize_t n;
+	int fl;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link));
+	if (n != (ssize_t)sizeof(want) - 1 || memcmp(link, want, sizeof(want) - 1) != 0)
+		return -EBADF;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || ((fl & O_NONBLOCK) == 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+		return -EBADF;
+	return 0;
+}
+
+/* The application's own doorbell fd, in the set the loop sleeps on. */
+static int doorbell_open(struct isod_backend *be, struct isod_app *app)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	app->doorbell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (app->doorbell_fd < 0)
+		return -errno;
+	ev.data.fd = app->doorbell_fd;
+	if (epoll_ctl(be->doorbell_ep, EPOLL_CTL_ADD, app->doorbell_fd, &ev) < 0) {
+		int ret = -errno;
+
+		close(app->doorbell_fd);
+		app->doorbell_fd = -1;
+		return ret;
+	}
+	return 0;
+}
 
 /* Validates an ATTACH and creates the application.  Takes ownership of
  * fd and wake_fd in every case. */
@@ -214,6 +237,11 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 
 	if (len != (ssize_t)sizeof(*m) || m->hdr.length != sizeof(*m) || wake_fd < 0) {
 		ret = -EPROTO;
+		goto fail;
+	}
+	if (wake_fd_validate(wake_fd) < 0) {
+		be->st.bad_wake_fds++;
+		ret = -EBADF;
 		goto fail;
 	}
 	if (m->abi_version != ISOSTACK_SHM_ABI_VERSION ||
@@ -237,6 +265,7 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	}
 	app->id = be->next_app_id++;
 	p.app_id = app->id;
+	app->doorbell_fd = -1;
 	ret = isoshm_stack_create(&app->shm, &p);
 	if (ret < 0)
 		goto fail;
@@ -249,6 +278,9 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 		ret = -ENOMEM;
 		goto fail_shm;
 	}
+	ret = doorbell_open(be, app);
+	if (ret < 0)
+		goto fail_shm;
 	app->socks[0].app = app;
 	app->socks[0].state = ISOD_S_CTRL;
 	app->hiwat = 1;
@@ -273,7 +305,7 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	if (be->conf.seg_attach != NULL)    /* zero-copy TX registration */
 		be->conf.seg_attach(be->conf.seg_arg, app->shm);
 	{
-		int fds[2] = { isoshm_stack_fd(app->shm), be->conf.stack_wake_fd };
+		int fds[2] = { isoshm_stack_fd(app->shm), app->doorbell_fd };
 
 		reply_attach(fd, 0, app->id, app->hdr.segment_size, fds, 2);
 	}
@@ -338,11 +370,11 @@ static void reply_extent(struct isod_app *app, uint32_t id)
 	if (isoshm_stack_extent_get(app->shm, id, &fd, &r.arena_off, &r.size) < 0) {
 		r.status = -ENOENT;
 		r.arena_off = r.size = 0;
-		(void)send_fds(app->ctl_fd, &r, sizeof(r), NULL, 0);
+		(void)isoshm_send_fds(app->ctl_fd, &r, sizeof(r), NULL, 0, MSG_DONTWAIT);
 		return;
 	}
 	app->be->mem_st.ctl_extents++;
-	(void)send_fds(app->ctl_fd, &r, sizeof(r), &fd, 1);
+	(void)isoshm_send_fds(app->ctl_fd, &r, sizeof(r), &fd, 1, MSG_DONTWAIT);
 }
 
 /* CTL_WAKEFD: one more wake fd for the application (a fork child's). */
@@ -369,10 +401,18 @@ static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid, uint32_t mem
 	app->more_wake_pid[app->nmore_wake++] = pid;
 }
 
+static void close_fds(const int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		close(fds[i]);
+}
+
 /*
  * Reads one message from a control connection.  Returns 1 if the
  * connection became an application or stays a stats client, 0 if it was
- * closed (hang-up or garbage), -EAGAIN if nothing was there.
+ * closed (hang-up or garbage), -EAGAIN if nothing was there.  Every fd
+ * that came with the message is closed here unless taken over: a
+ * message with more than one, or fds where none belong, is garbage.
  */
 static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 {
@@ -384,69 +424,46 @@ static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 		struct isostack_ctl_extent ext;
 		uint8_t raw[256];
 	} m;
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
-	} u;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	int fds[4], nfds = 0;
+	int fds[1];
+	unsigned nfds;
 	ssize_t n;
 
-	n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	n = isoshm_recv_fds(fd, &m, sizeof(m), fds, 1, &nfds, MSG_DONTWAIT);
+	if (n == -EAGAIN)
 		return -EAGAIN;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-
-			for (int i = 0; i < k && nfds < 4; i++)
-				memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-		}
-	}
-	if (n <= 0 || (size_t)n < sizeof(m.hdr) || m.hdr.magic != ISOSTACK_CTL_MAGIC ||
-	    m.hdr.version != ISOSTACK_CTL_VERSION || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
+	if (n < (ssize_t)sizeof(m.hdr) || m.hdr.magic != ISOSTACK_CTL_MAGIC ||
+	    m.hdr.version != ISOSTACK_CTL_VERSION) {
+		close_fds(fds, nfds);    /* none if n <= 0 */
 		return 0;
 	}
-	if (m.hdr.type == ISOSTACK_CTL_STATS) {
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
+	if (m.hdr.type == ISOSTACK_CTL_STATS && nfds == 0) {
 		reply_stats(be, fd);
 		return 1;
 	}
-	if (m.hdr.type == ISOSTACK_CTL_WAKEFD && attached != NULL) {
-		if (n == (ssize_t)sizeof(m.wake) && m.hdr.length == sizeof(m.wake) && nfds == 1) {
-			add_wake_fd(attached, fds[0], m.wake.pid, m.wake.member);
-			isod_procs_watch(attached, (int32_t)m.wake.pid, m.wake.member);
+	if (m.hdr.type == ISOSTACK_CTL_WAKEFD && attached != NULL && nfds == 1 &&
+	    n == (ssize_t)sizeof(m.wake) && m.hdr.length == sizeof(m.wake)) {
+		if (wake_fd_validate(fds[0]) < 0) {
+			/* that process falls back on its wait slices */
+			attached->be->st.bad_wake_fds++;
+			close(fds[0]);
 			return 1;
 		}
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		return 0;       /* garbage from an application: as a hang-up */
+		add_wake_fd(attached, fds[0], m.wake.pid, m.wake.member);
+		isod_procs_watch(attached, (int32_t)m.wake.pid, m.wake.member);
+		return 1;
 	}
-	if (m.hdr.type == ISOSTACK_CTL_EXTENT && attached != NULL) {
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		if (n != (ssize_t)sizeof(m.ext) || m.hdr.length != sizeof(m.ext) ||
-		    m.ext.reserved != 0)
-			return 0;       /* garbage from an application: as a hang-up */
+	if (m.hdr.type == ISOSTACK_CTL_EXTENT && attached != NULL && nfds == 0 &&
+	    n == (ssize_t)sizeof(m.ext) && m.hdr.length == sizeof(m.ext) && m.ext.reserved == 0) {
 		reply_extent(attached, m.ext.id);
 		return 1;
 	}
-	if (m.hdr.type == ISOSTACK_CTL_ATTACH && !attached) {
-		for (int i = 1; i < nfds; i++)
-			close(fds[i]);
+	if (m.hdr.type == ISOSTACK_CTL_ATTACH && attached == NULL) {
+		/* takes fd and the wake fd; replies -EPROTO without one */
 		app_attach(be, fd, &m.att, n, nfds == 1 ? fds[0] : -1);
-		if (nfds > 1)
-			close(fds[0]);
 		return 2;   /* fd now owned by the app (or closed) */
 	}
-	for (int i = 0; i < nfds; i++)
-		close(fds[i]);
-	return 0;
+	close_fds(fds, nfds);
+	return 0;       /* garbage (from an application: as a hang-up) */
 }
 
 static unsigned ctl_poll(struct isod_backend *be)
@@ -674,10 +691,41 @@ static bool doorbells_rung(const struct isod_app *app)
 	return false;
 }
 
+/*
+ * Empties the doorbell fds that applications wrote since the last nap:
+ * readable ones would end the coming sleep at once.  Before the napping
+ * flag is published, so a write after it is never drained unseen.  A
+ * few rounds at most: one that keeps writing only ends our sleeps early.
+ */
+static void doorbells_drain(struct isod_backend *be)
+{
+	struct epoll_event ev[64];
+	int n;
+
+	for (unsigned round = 0; round < 4; round++) {
+		n = epoll_wait(be->doorbell_ep, ev, 64, 0);
+		for (int i = 0; i < n; i++) {
+			uint64_t v;
+			ssize_t r = read(ev[i].data.fd, &v, sizeof(v));
+
+			(void)r;    /* EAGAIN: its application read it first */
+		}
+		if (n < 64)
+			break;
+	}
+}
+
+int isod_backend_wake_fd(const struct isod_backend *be)
+{
+	return be->doorbell_ep;
+}
+
 unsigned isod_backend_set_napping(struct isod_backend *be, bool napping)
 {
 	unsigned busy = 0;
 
+	if (napping)
+		doorbells_drain(be);
 	be->napping = napping;
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
 		atomic_store_explicit(&a->shared_wait->stack_napping, napping ? 1u : 0u,
@@ -718,8 +766,7 @@ void isod_backend_fini(struct isod_backend *be)
 		close(be->pending_fd[i]);
 	close(be->listen_fd);
 	unlink(be->path);
-	if (be->own_wake_fd >= 0)
-		close(be->own_wake_fd);
+	close(be->doorbell_ep);
 	close(be->proc_ep);
 	free(be);
 }
@@ -755,7 +802,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.parked %llu\nbackend.resumed %llu\n"
 		"backend.status_deferred %llu\nbackend.events %llu\nbackend.tx_bytes %llu\n"
 		"backend.rx_bytes %llu\nbackend.tx_writes %llu\nbackend.sends_seen %llu\n"
-		"backend.resets %llu\nbackend.app_kicks %llu\n"
+		"backend.resets %llu\nbackend.app_kicks %llu\nbackend.bad_wake_fds %llu\n"
 		"backend.udp_tx_dgrams %llu\nbackend.udp_rx_dgrams %llu\n"
 		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n"
 		"backend.rx_held %llu\nbackend.rx_held_max %llu\n"
@@ -781,7 +828,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->events, (unsigned long long)s->tx_bytes,
 		(unsigned long long)s->rx_bytes, (unsigned long long)s->tx_writes,
 		(unsigned long long)s->sends_seen, (unsigned long long)s->resets,
-		(unsigned long long)s->app_kicks,
+		(unsigned long long)s->app_kicks, (unsigned long long)s->bad_wake_fds,
 		(unsigned long long)s->udp_tx_dgrams, (unsigned long long)s->udp_rx_dgrams,
 		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped,
 		(unsigned long long)s->rx_held, (unsigned long long)s->rx_held_max,

@@ -34,8 +34,6 @@ struct isod_backend_conf {
 	uint64_t mem_limit;         /* per application: TX+RX ring bytes of open
 				     * sockets; beyond it SOCKET gets -ENOBUFS; 0: none */
 	uint32_t max_apps;          /* attached applications at once; 0: 64 */
-	int stack_wake_fd;          /* eventfd passed to applications; -1: the
-				     * back-end makes one (nobody reads it) */
 	uint32_t ctl_interval_ms;   /* control socket checked at most this often
 				     * (hang-up detection latency); 0: every poll */
 	uint32_t close_timeout_ms;  /* a CLOSE still waiting for the peer to take
@@ -87,6 +85,7 @@ struct isod_backend_stats {
 	uint64_t sends_seen;        /* SEND commands */
 	uint64_t resets;            /* connections reset when freeing an application */
 	uint64_t app_kicks;         /* application wake fd writes */
+	uint64_t bad_wake_fds;      /* wake fds refused (ATTACH, WAKEFD): not an eventfd */
 	uint64_t udp_tx_dgrams, udp_rx_dgrams;
 	uint64_t udp_tx_dropped;    /* no route / no memory / unconnected */
 	uint64_t udp_rx_dropped;    /* RX ring full */
@@ -130,15 +129,23 @@ unsigned isod_backend_poll_source(void *be, unsigned budget);
 
 /*
  * Power-saving mode (docs/sockets.md, "Blocking and waking").  The
- * daemon's loop calls this with true right before it sleeps on the stack
- * wake fd, and with false as soon as it is awake again.  true publishes
+ * daemon's loop calls this with true right before it sleeps (on
+ * isod_backend_wake_fd among others), and with false as soon as it is
+ * awake again.  true drains the applications' doorbell fds, publishes
  * stack_napping in every application's segment, fences, then re-checks
  * the doorbells and the internal event queue: it returns non-zero if
  * work is already there, and then the caller must not sleep (clear with
  * false and poll).  Applications that ring a doorbell while the flag is
- * set write the stack wake fd.  false clears the flags and returns 0.
+ * set write their own doorbell fd (each has one: an application that
+ * reads its own swallows no other's wake-up).  false clears the flags
+ * and returns 0.
  */
 unsigned isod_backend_set_napping(struct isod_backend *be, bool napping);
+
+/* An fd (epoll) that becomes readable when an application rings its
+ * doorbell fd: the loop sleeps on it.  Never read it; the back-end
+ * drains what is behind it in isod_backend_set_napping(true). */
+int isod_backend_wake_fd(const struct isod_backend *be);
 
 /* Changes conf.mem_limit (0: none) for later SOCKETs and accepts. */
 void isod_backend_set_mem_limit(struct isod_backend *be, uint64_t bytes);

@@ -236,7 +236,10 @@ struct isod_app {
 	struct isod_backend *be;
 	struct isod_app *next;
 	int ctl_fd;
-	int wake_fd;                 /* application wake fd (eventfd) */
+	int wake_fd;                 /* application wake fd: an eventfd, O_NONBLOCK
+				      * (validated at attach: wake_fd_validate) */
+	int doorbell_fd;             /* its own stack wake fd: an eventfd we made,
+				      * in be->doorbell_ep; it writes it while we nap */
 	bool no_tx_agg;              /* variant Basic (header.variant) */
 	/* Wake fds of the processes fork() made (CTL_WAKEFD), with their
 	 * pids: an entry whose process is gone is dropped to make room. */
@@ -279,7 +282,9 @@ struct isod_backend {
 	struct isod_backend_conf conf;
 	char path[108];
 	int listen_fd;
-	int own_wake_fd;
+	/* epoll over every application's doorbell_fd: the loop sleeps on it
+	 * (isod_backend_wake_fd); drained before each nap. */
+	int doorbell_ep;
 	int pending_fd[ISOD_MAX_PENDING_CTL];   /* connected, no ATTACH yet */
 	unsigned npending;
 	struct isod_app *apps;

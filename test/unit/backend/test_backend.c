@@ -154,7 +154,6 @@ static _Atomic bool nap_mode, kill_backend;
 static _Atomic int64_t want_mem_limit = -1;
 static _Atomic unsigned pub_napping;               /* 1 while asleep on the wake fd */
 static _Atomic unsigned nap_fd_wakes, nap_timeouts, nap_refused;
-static int stack_wake_fd = -1;
 
 static void watch_pass(void)
 {
@@ -202,9 +201,7 @@ static void *stack_main(void *arg)
 	conf.shm.nr_doorbells = 2;
 	conf.shm.hugetlb = false;
 	conf.ctl_interval_ms = 0;
-	stack_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	conf.stack_wake_fd = stack_wake_fd;
-	rc = stack_wake_fd < 0 ? -errno : isod_backend_init(&be, &conf);
+	rc = isod_backend_init(&be, &conf);
 	if (rc == 0) {
 		conf.control_path = ctl_path_small;
 		conf.rx_ring = SMALL_RING;
@@ -263,13 +260,13 @@ static void *stack_main(void *arg)
 			atomic_store(&pub_lastack, n);
 		}
 		/* power-saving mode as the daemon does it: publish "napping",
-		 * re-check, sleep on the stack wake fd until an application
-		 * rings it.  The 10 s bound only keeps a broken kick from
+		 * re-check, sleep on the doorbell fds until an application
+		 * rings its own.  The 10 s bound only keeps a broken kick from
 		 * hanging the test; the napping test counts timeouts. */
 		if (work == 0 && atomic_load(&nap_mode) && ++idle > 1000) {
 			if (isod_backend_set_napping(be, true) == 0) {
-				struct pollfd pfd = { .fd = stack_wake_fd, .events = POLLIN };
-				uint64_t v;
+				struct pollfd pfd = { .fd = isod_backend_wake_fd(be),
+						      .events = POLLIN };
 				int r;
 
 				u32_t ms = sys_timeouts_sleeptime();
@@ -279,7 +276,8 @@ static void *stack_main(void *arg)
 				atomic_store(&pub_napping, 1);
 				r = poll(&pfd, 1, ms > 10000 ? 10000 : (int)ms);
 				atomic_store(&pub_napping, 0);
-				if (r > 0 && read(stack_wake_fd, &v, sizeof(v)) == sizeof(v))
+				/* the next nap drains the application's fd */
+				if (r > 0)
 					atomic_fetch_add(&nap_fd_wakes, 1);
 				else
 					atomic_fetch_add(&nap_timeouts, 1);
@@ -301,7 +299,6 @@ static void *stack_main(void *arg)
 	}
 	isod_backend_fini(be);
 	isod_backend_fini(be_small);
-	close(stack_wake_fd);
 	/*
 	 * TIME_WAIT and friends: move the clock on until lwIP holds nothing.
 	 * lwIP's TCP timer re-arms relative to "now", so it fires once per
@@ -1149,7 +1146,7 @@ static int raw_attach(struct isoshm_app **shm)
 	strcpy(un.p, ctl_path);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&un, sizeof(un)), 0);
-	efd = dup(0);
+	efd = eventfd(0, EFD_NONBLOCK);   /* the only kind of wake fd accepted */
 	assert_int_equal(isoshm_send_fd(fd, efd, &req, sizeof(req)), 0);
 	close(efd);
 	assert_int_equal(recvmsg(fd, &msg, 0), (ssize_t)sizeof(rep));
