@@ -8,10 +8,12 @@
  * Every message starts with struct isostack_ctl_hdr; one message is one
  * SEQPACKET record, so lengths are exact.  File descriptors travel as
  * SCM_RIGHTS ancillary data of the record they belong to:
- *   ATTACH        app -> daemon   1 fd: the application wake fd (eventfd)
+ *   ATTACH        app -> daemon   1 fd: the application wake fd (an eventfd;
+ *                                 anything else is refused, -EBADF)
  *   ATTACH_REPLY  daemon -> app   2 fds on success: [0] the segment memfd,
- *                                 [1] the daemon's stack wake fd (eventfd);
- *                                 none on failure (status < 0)
+ *                                 [1] the application's doorbell fd (an
+ *                                 eventfd of its own it writes while the
+ *                                 stack naps); none on failure (status < 0)
  *   WAKEFD        app -> daemon   1 fd: another application wake fd, of a
  *                                 process fork() made (no reply)
  *   EXTENT        app -> daemon   no fd: "give me extent N" (a socket's
@@ -64,7 +66,8 @@ struct isostack_ctl_attach {
 struct isostack_ctl_attach_reply {
 	struct isostack_ctl_hdr hdr;
 	int32_t  status;        /* 0, or -errno: -EPROTONOSUPPORT (ABI),
-				 * -EUSERS (too many applications), -ENOMEM */
+				 * -EUSERS (too many applications), -ENOMEM,
+				 * -EBADF (the wake fd is not an eventfd) */
 	uint32_t app_id;
 	uint64_t segment_size;  /* bytes of the segment fd */
 	uint64_t reserved[4];
