@@ -103,7 +103,7 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	be->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (be->listen_fd < 0) {
 		ret = -errno;
-		goto err_wake;
+		goto err_doorbell;
 	}
 	strcpy(sun.sun_path, be->path);
 	unlink(be->path);
@@ -117,7 +117,7 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 
 err_sock:
 	close(be->listen_fd);
-err_wake:
+err_doorbell:
 	close(be->doorbell_ep);
 err_ep:
 	close(be->proc_ep);
