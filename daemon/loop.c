@@ -43,6 +43,7 @@
 #include <rte_epoll.h>
 #include <rte_interrupts.h>
 
+#include "isotcp.h"
 #include "lwip/sys.h"
 #include "lwip/timeouts.h"
 
@@ -380,6 +381,8 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 		}
 		if (tick)
 			timers_run(loop, rte_get_tsc_cycles());
+		else if (isotcp_timers_continue())
+			work++;
 		for (unsigned i = 0; i < loop->nports; i++) {
 			if (isotcp_dpdk_tx_pending(&loop->ports[i]) > 0) {
 				isotcp_dpdk_flush(&loop->ports[i]);

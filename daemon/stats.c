@@ -20,6 +20,7 @@
 #include "lwip/stats.h"
 
 #include "backend.h"
+#include "isotcp.h"
 #include "internal.h"
 
 static void put_port(struct isod_strbuf *o, unsigned i, const struct isotcp_dpdk_port *p)
@@ -133,9 +134,9 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	    ls->dev_tsc, ls->busy_tsc - ls->dev_tsc);
 	isod_strbuf_put(&o, "loop.max_pass_cycles %" PRIu64 "\nloop.passes_100us %" PRIu64 "\n"
 	    "loop.passes_1ms %" PRIu64 "\nloop.passes_10ms %" PRIu64 "\n"
-	    "loop.max_timers_cycles %" PRIu64 "\n",
+	    "loop.max_timers_cycles %" PRIu64 "\nloop.timers_late %" PRIu32 "\n",
 	    ls->max_pass_tsc, ls->passes_100us, ls->passes_1ms, ls->passes_10ms,
-	    ls->max_timers_tsc);
+	    ls->max_timers_tsc, isotcp_timers_late());
 	/* Variant lock only: the locks it put back, taken (0 otherwise). */
 	isod_strbuf_put(&o, "loop.lock_takes %" PRIu64 "\n", isotcp_lock_takes);
 	put_core_time(&o);

@@ -19,6 +19,7 @@
 #include "lwip/prot/ip4.h"
 #include "lwip/prot/tcp.h"
 #include "lwip/tcp.h"
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/stats.h"
 #include "lwip/timeouts.h"
 #include "isotcp.h"
@@ -160,6 +161,19 @@ uint32_t isotcp_memp_in_use(void)
 	for (int i = 0; i < MEMP_MAX; i++)
 		used += memp_pools[i]->stats->used;
 	return used - permanent;
+}
+
+bool isotcp_timers_continue(void)
+{
+	if (!tcp_tmr_pending())
+		return false;
+	tcp_tmr_continue();
+	return true;
+}
+
+uint32_t isotcp_timers_late(void)
+{
+	return tcp_tmr_late;
 }
 
 uint32_t isotcp_heap_in_use(void)

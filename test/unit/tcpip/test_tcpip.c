@@ -2,13 +2,8 @@
  * Proves the lwIP build: lwIP compiled from Debian's source with our
  * lwipopts.h (NO_SYS, no locks) carries a TCP stream correctly.
  *
- * Two netifs in one lwIP instance are joined by an in-process virtual link:
- * each netif's output clones the IP packet onto the other side's inbox, and
- * the test loop delivers the inboxes, runs lwIP's NO_SYS timers and moves a
- * fake clock (sys_now) forward, jumping straight to the next timeout when the
- * link is idle. The netifs are point-to-point (no broadcast flag, the peer as
- * gateway), so each one routes to the other.
- *
+ * Over the virtual link of vlink.c (two netifs in one lwIP instance, a fake
+ * clock):
  * A client pcb connects to a listening pcb, sends 1 MB of pseudo-random
  * bytes; the server checks them by a running FNV-1a hash against the same
  * stream generated independently, both sides close, and after TIME_WAIT has
@@ -39,20 +34,10 @@
 #include "lwip/priv/tcp_priv.h"
 
 #include "isotcp.h"
+#include "vlink.h"
 
 #define TRANSFER_BYTES   (1024u * 1024u)
-#define SERVER_PORT      5001
-#define INBOX_SLOTS      4096
-#define MAX_STEPS        2000000
 
-/* ---- Fake clock: lwIP's only time source under NO_SYS ---------------- */
-
-static u32_t fake_now_ms;
-
-u32_t sys_now(void)
-{
-	return fake_now_ms;
-}
 
 /* ---- Deterministic byte stream and its hash ------------------------- */
 
@@ -80,124 +65,6 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define STREAM_SEED 0x1234abcd5678ef01ull
 
-/* ---- The virtual link ------------------------------------------------ */
-
-struct side {
-	struct netif netif;
-	struct side *peer;
-	struct pbuf *inbox[INBOX_SLOTS];
-	unsigned int head, tail;        /* tail - head = frames waiting */
-};
-
-struct link {
-	struct side a, b;
-	unsigned int loss_permille;
-	uint64_t loss_state;
-	unsigned long sent, dropped;
-};
-
-static struct link vl;
-
-static bool link_drops(void)
-{
-	if (vl.loss_permille == 0)
-		return false;
-	vl.loss_state = vl.loss_state * 6364136223846793005ull + 1442695040888963407ull;
-	return (vl.loss_state >> 33) % 1000 < vl.loss_permille;
-}
-
-static err_t vlink_output(struct netif *netif, struct pbuf *p,
-			  const ip4_addr_t *dst)
-{
-	struct side *self = netif->state;
-	struct side *peer = self->peer;
-	struct pbuf *copy;
-
-	(void)dst;
-	vl.sent++;
-	if (link_drops() || peer->tail - peer->head == INBOX_SLOTS) {
-		vl.dropped++;
-		return ERR_OK;          /* lost on the wire: TCP recovers */
-	}
-	copy = pbuf_clone(PBUF_RAW, PBUF_RAM, p);
-	if (copy == NULL)
-		return ERR_MEM;
-	peer->inbox[peer->tail++ % INBOX_SLOTS] = copy;
-	return ERR_OK;
-}
-
-static err_t vlink_netif_init(struct netif *netif)
-{
-	netif->name[0] = 'v';
-	netif->name[1] = 'l';
-	netif->output = vlink_output;
-	netif->mtu = 1500;
-	netif->flags = NETIF_FLAG_LINK_UP;      /* point-to-point: no broadcast */
-	return ERR_OK;
-}
-
-/* Deliver everything queued on both sides; returns the number delivered. */
-static unsigned int link_pump(void)
-{
-	unsigned int n = 0;
-	struct side *sides[2] = { &vl.a, &vl.b };
-
-	for (int i = 0; i < 2; i++) {
-		struct side *s = sides[i];
-
-		while (s->head != s->tail) {
-			struct pbuf *p = s->inbox[s->head++ % INBOX_SLOTS];
-
-			if (s->netif.input(p, &s->netif) != ERR_OK)
-				pbuf_free(p);
-			n++;
-		}
-	}
-	return n;
-}
-
-static void link_up(unsigned int loss_permille)
-{
-	ip4_addr_t a, b, mask;
-
-	memset(&vl, 0, sizeof(vl));
-	vl.loss_permille = loss_permille;
-	vl.loss_state = 42;
-	vl.a.peer = &vl.b;
-	vl.b.peer = &vl.a;
-	IP4_ADDR(&a, 198, 18, 0, 1);
-	IP4_ADDR(&b, 198, 18, 0, 2);
-	IP4_ADDR(&mask, 255, 255, 255, 255);
-	assert_non_null(netif_add(&vl.a.netif, &a, &mask, &b, &vl.a,
-				  vlink_netif_init, ip4_input));
-	assert_non_null(netif_add(&vl.b.netif, &b, &mask, &a, &vl.b,
-				  vlink_netif_init, ip4_input));
-	netif_set_up(&vl.a.netif);
-	netif_set_up(&vl.b.netif);
-}
-
-static void link_down(void)
-{
-	link_pump();
-	netif_remove(&vl.a.netif);
-	netif_remove(&vl.b.netif);
-}
-
-/*
- * One step of the event loop: deliver frames, run due timers; when the link
- * was idle, jump the clock to the next timeout (at least 1 ms).
- */
-static void loop_step(void)
-{
-	unsigned int moved = link_pump();
-	u32_t sleep;
-
-	sys_check_timeouts();
-	if (moved == 0) {
-		sleep = sys_timeouts_sleeptime();
-		fake_now_ms += (sleep == SYS_TIMEOUTS_SLEEPTIME_INFINITE || sleep == 0) ? 1 : sleep;
-	}
-}
 
 /* ---- The two applications ------------------------------------------- */
 
@@ -382,119 +249,6 @@ static void test_transfer_1mb_lossy(void **state)
  * take them off.
  */
 
-#define MANY_CONNS 8
-#define MANY_PORT  (SERVER_PORT + 1)
-
-struct many {
-	struct tcp_pcb *client[MANY_CONNS], *server[MANY_CONNS];
-	u16_t client_port[MANY_CONNS];
-	int accepted, connected, errors;
-};
-
-static struct many mc;
-
-static int many_index(u16_t client_port)
-{
-	for (int i = 0; i < MANY_CONNS; i++)
-		if (mc.client_port[i] == client_port)
-			return i;
-	fail_msg("no client on port %u", client_port);
-	return -1;
-}
-
-/* The server closes its end when the client's FIN arrives, as isoconns. */
-static err_t many_server_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
-{
-	(void)err;
-	if (p != NULL) {
-		tcp_recved(pcb, p->tot_len);
-		pbuf_free(p);
-		return ERR_OK;
-	}
-	mc.server[(intptr_t)arg] = NULL;
-	assert_int_equal(tcp_close(pcb), ERR_OK);
-	return ERR_OK;
-}
-
-static void many_server_err(void *arg, err_t err)
-{
-	(void)err;
-	mc.server[(intptr_t)arg] = NULL;
-	mc.errors++;
-}
-
-static void many_client_err(void *arg, err_t err)
-{
-	(void)err;
-	mc.client[(intptr_t)arg] = NULL;
-	mc.errors++;
-}
-
-static err_t many_accept(void *arg, struct tcp_pcb *pcb, err_t err)
-{
-	int i = many_index(pcb->remote_port);
-
-	(void)arg;
-	assert_int_equal(err, ERR_OK);
-	mc.server[i] = pcb;
-	tcp_arg(pcb, (void *)(intptr_t)i);
-	tcp_recv(pcb, many_server_recv);
-	tcp_err(pcb, many_server_err);
-	mc.accepted++;
-	return ERR_OK;
-}
-
-static err_t many_connected(void *arg, struct tcp_pcb *pcb, err_t err)
-{
-	(void)arg;
-	(void)pcb;
-	assert_int_equal(err, ERR_OK);
-	mc.connected++;
-	return ERR_OK;
-}
-
-static struct tcp_pcb *many_connect(int i)
-{
-	struct tcp_pcb *pcb = tcp_new();
-
-	assert_non_null(pcb);
-	tcp_arg(pcb, (void *)(intptr_t)i);
-	tcp_err(pcb, many_client_err);
-	assert_int_equal(tcp_bind(pcb, netif_ip4_addr(&vl.a.netif), 0), ERR_OK);
-	assert_int_equal(tcp_connect(pcb, netif_ip4_addr(&vl.b.netif), MANY_PORT,
-				     many_connected), ERR_OK);
-	return pcb;
-}
-
-/* The link up and a listener on MANY_PORT that accepts into mc. */
-static struct tcp_pcb *many_listen(void)
-{
-	struct tcp_pcb *listener;
-
-	memset(&mc, 0, sizeof(mc));
-	link_up(0);
-	listener = tcp_new();
-	assert_non_null(listener);
-	assert_int_equal(tcp_bind(listener, netif_ip4_addr(&vl.b.netif), MANY_PORT), ERR_OK);
-	listener = tcp_listen(listener);
-	assert_non_null(listener);
-	tcp_accept(listener, many_accept);
-	return listener;
-}
-
-/* Closes the listener once the test closed its clients, runs the loop
- * until every pcb is gone (TIME-WAIT too), takes the link down. */
-static void many_finish(struct tcp_pcb *listener)
-{
-	long steps;
-
-	assert_int_equal(tcp_close(listener), ERR_OK);
-	for (steps = 0; (tcp_active_pcbs || tcp_tw_pcbs) && steps < MAX_STEPS; steps++)
-		loop_step();
-	assert_null(tcp_active_pcbs);
-	assert_null(tcp_tw_pcbs);
-	link_down();
-}
 
 static bool on_active_list(const struct tcp_pcb *pcb)
 {
@@ -594,17 +348,6 @@ static void test_active_unlink(void **state)
  * retransmission.  And a pcb freed while its delayed ACK waits must leave
  * the list (ASan sees a freed pcb visited; the pool count a leak).
  */
-static void delayed_ack_pair(int i)
-{
-	long steps;
-
-	mc.client[i] = many_connect(i);
-	mc.client_port[i] = mc.client[i]->local_port;
-	for (steps = 0; mc.server[i] == NULL && steps < MAX_STEPS; steps++)
-		loop_step();
-	assert_non_null(mc.server[i]);
-}
-
 static void test_delayed_ack_list(void **state)
 {
 	struct tcp_pcb *listener;
@@ -656,14 +399,6 @@ static void test_delayed_ack_list(void **state)
  * a lost segment is still retransmitted by the timer; keepalive keeps a
  * pcb on it.
  */
-static void slow_ticks(int n)
-{
-	u32_t until = fake_now_ms + (u32_t)n * TCP_SLOW_INTERVAL;
-
-	for (long steps = 0; fake_now_ms < until && steps < MAX_STEPS; steps++)
-		loop_step();
-}
-
 static void test_slowtmr_quiet(void **state)
 {
 	struct tcp_pcb *listener, *c;
@@ -708,20 +443,6 @@ static void test_slowtmr_quiet(void **state)
 	assert_int_equal(isotcp_heap_in_use(), 0);
 }
 
-/* Nothing leaked by a test shows up in the next one's pool counts. */
-static int check_pools_empty(void **state)
-{
-	(void)state;
-	return isotcp_memp_in_use() == 0 && isotcp_heap_in_use() == 0 ? 0 : -1;
-}
-
-static int group_setup(void **state)
-{
-	(void)state;
-	isotcp_owner_claim();
-	lwip_init();
-	return 0;
-}
 
 int main(void)
 {
