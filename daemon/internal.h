@@ -125,9 +125,17 @@ struct isod_source {
 	void *arg;
 	unsigned weight;
 	uint64_t calls, work;
+	uint64_t busy_tsc;            /* TSC cycles of the calls that did work */
+	uint64_t busy_dev_tsc;        /* of busy_tsc: inside the ports' bursts */
 };
 
 #define ISOD_MAX_SOURCES        32
+
+/* isod_loop_paths(): busy stack cycles (device time apart) by path. */
+struct isod_loop_paths {
+	uint64_t rx_tsc, rx_frames;   /* receiving, frames received (looped too) */
+	uint64_t tx_tsc, tx_frames;   /* commands + timers, frames sent */
+};
 
 struct isod_loop_stats {
 	uint64_t iterations;
@@ -142,6 +150,7 @@ struct isod_loop_stats {
 	uint64_t max_pass_tsc;
 	uint64_t passes_100us, passes_1ms, passes_10ms;  /* at least this long */
 	uint64_t max_timers_tsc;      /* lwIP's timers, the longest run */
+	uint64_t timers_tsc;          /* lwIP's timers, all runs */
 };
 
 struct isod_loop {
@@ -193,6 +202,7 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop);
 /* Ring the loop awake from anywhere (async-signal-safe). */
 void isod_loop_wake(struct isod_loop *loop);
 void isod_loop_log_stats(const struct isod_loop *loop);
+void isod_loop_paths(const struct isod_loop *loop, struct isod_loop_paths *p);
 
 void isod_park_init(struct isod_park *park, isod_resume_fn resume);
 /* Record `events` for `park` and queue it for resumption (once). */

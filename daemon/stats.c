@@ -23,6 +23,27 @@
 #include "isotcp.h"
 #include "internal.h"
 
+/* Each source's share, and the stack's cycles per frame by path. */
+static void put_paths(struct isod_strbuf *o, const struct isod_loop *loop)
+{
+	struct isod_loop_paths p;
+
+	for (unsigned i = 0; i < loop->nsrc; i++) {
+		const struct isod_source *s = &loop->src[i];
+
+		isod_strbuf_put(o, "loop.src.%s.calls %" PRIu64 "\nloop.src.%s.work %" PRIu64 "\n"
+		    "loop.src.%s.busy_cycles %" PRIu64 "\n",
+		    s->name, s->calls, s->name, s->work, s->name, s->busy_tsc);
+	}
+	isod_loop_paths(loop, &p);
+	isod_strbuf_put(o, "loop.timers_cycles %" PRIu64 "\n"
+	    "loop.rx_path_cycles %" PRIu64 "\nloop.rx_path_cycles_per_frame %" PRIu64 "\n"
+	    "loop.tx_path_cycles %" PRIu64 "\nloop.tx_path_cycles_per_frame %" PRIu64 "\n",
+	    loop->stats.timers_tsc,
+	    p.rx_tsc, p.rx_frames ? p.rx_tsc / p.rx_frames : 0,
+	    p.tx_tsc, p.tx_frames ? p.tx_tsc / p.tx_frames : 0);
+}
+
 static void put_port(struct isod_strbuf *o, unsigned i, const struct isotcp_dpdk_port *p)
 {
 	const struct isotcp_dpdk_stats *s = &p->stats;
@@ -44,6 +65,8 @@ static void put_port(struct isod_strbuf *o, unsigned i, const struct isotcp_dpdk
 	    i, s->tx_zc_frames, i, s->tx_zc_bytes, i, s->tx_copied_frames);
 	isod_strbuf_put(o, "port.%u.tx_tso_frames %" PRIu64 "\nport.%u.tx_tso_bytes %" PRIu64 "\n",
 	    i, s->tx_tso_frames, i, s->tx_tso_bytes);
+	isod_strbuf_put(o, "port.%u.dev_cycles %" PRIu64 "\nport.%u.dev_tx_cycles %" PRIu64 "\n",
+	    i, s->dev_tsc, i, s->dev_tx_tsc);
 	isod_strbuf_put(o, "port.%u.lo_pkts %" PRIu64 "\nport.%u.lo_bytes %" PRIu64 "\n"
 	    "port.%u.lo_drop_nomem %" PRIu64 "\n",
 	    i, s->lo_pkts, i, s->lo_bytes, i, s->lo_drop_nomem);
@@ -137,6 +160,7 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	    "loop.max_timers_cycles %" PRIu64 "\nloop.timers_late %" PRIu32 "\n",
 	    ls->max_pass_tsc, ls->passes_100us, ls->passes_1ms, ls->passes_10ms,
 	    ls->max_timers_tsc, isotcp_timers_late());
+	put_paths(&o, loop);
 	/* Variant lock only: the locks it put back, taken (0 otherwise). */
 	isod_strbuf_put(&o, "loop.lock_takes %" PRIu64 "\n", isotcp_lock_takes);
 	put_core_time(&o);

@@ -465,7 +465,9 @@ unsigned isotcp_dpdk_flush(struct isotcp_dpdk_port *port)
 			bytes += rte_pktmbuf_pkt_len(pkts[i]);
 		t0 = rte_get_tsc_cycles();
 		n = rte_eth_tx_burst(port->port_id, port->queue, pkts, chunk);
-		port->stats.dev_tsc += rte_get_tsc_cycles() - t0;
+		t0 = rte_get_tsc_cycles() - t0;
+		port->stats.dev_tsc += t0;
+		port->stats.dev_tx_tsc += t0;
 		/* The first n now belong to the driver; the rest are still ours
 		 * and stay at the head of the queue, in order. */
 		for (uint16_t i = n; i < chunk; i++)

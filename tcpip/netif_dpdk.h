@@ -73,6 +73,7 @@ struct isotcp_dpdk_stats {
 	uint64_t dev_tsc;          /* TSC cycles inside rte_eth_rx_burst and
 				    * rte_eth_tx_burst (two rdtsc per call);
 				    * the loop splits its busy cycles with it */
+	uint64_t dev_tx_tsc;       /* of dev_tsc: inside rte_eth_tx_burst */
 };
 
 /* What the port offers, as found by isotcp_dpdk_port_open(). */
