@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include "isostat.h"
 
 #define ISOSTAT_DEFAULT_PATH "/run/isostack/isostackd.sock"
+#define ISOSTAT_REPLY_TIMEOUT_S 5   /* the loop answers within a pass */
 
 static char reply[ISOSTACK_CTL_STATS_MAX + 1];
 
@@ -42,6 +44,7 @@ static double now_s(void)
 static int ctl_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval timeout = { .tv_sec = ISOSTAT_REPLY_TIMEOUT_S };
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -50,7 +53,10 @@ static int ctl_connect(const char *path)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* A stopped or wedged daemon still has its socket accept (the
+	 * kernel queues the connection): bound the wait for the reply. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = -errno;
 
 		close(fd);
@@ -59,7 +65,8 @@ static int ctl_connect(const char *path)
 	return fd;
 }
 
-/* One STATS round trip; returns the body length or -errno. */
+/* One STATS round trip; returns the body length or -errno (-ETIMEDOUT: no
+ * reply within ISOSTAT_REPLY_TIMEOUT_S). */
 static ssize_t ctl_stats(int fd)
 {
 	struct isostack_ctl_stats req = {
@@ -75,7 +82,7 @@ static ssize_t ctl_stats(int fd)
 		return -errno;
 	n = recv(fd, reply, ISOSTACK_CTL_STATS_MAX, 0);
 	if (n < 0)
-		return -errno;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
 	if (n == 0)
 		return -ECONNRESET;
 	if ((size_t)n < sizeof(*h) || h->magic != ISOSTACK_CTL_MAGIC ||
