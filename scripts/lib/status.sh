@@ -139,7 +139,7 @@ status_apps() {
 		status_line applications "none attached"
 		return 0
 	fi
-	status_line applications "$n attached, ${s[backend.open_sockets]:-?} sockets open"
+	status_line applications "$n attached, sockets open: ${s[backend.open_sockets]:-?}"
 	printf '%14s%8s %8s  %s\n' "" PID SOCKETS COMMAND
 	while read -r _ pid socks _ cmd; do
 		printf '%14s%8s %8s  %s\n' "" "$pid" "$socks" "$cmd"
