@@ -58,7 +58,7 @@ status_delta() {
 
 # status_pct PART WHOLE: PART as a percentage of WHOLE, one decimal.
 status_pct() {
-	awk -v p="$1" -v w="$2" 'BEGIN { printf "%.1f%%", w > 0 ? 100 * p / w : 0 }'
+	awk -v p="$1" -v w="$2" 'BEGIN { printf "%.1f%%", (w > 0 ? 100 * p / w : 0) }'
 }
 
 # status_age SECONDS: "2 h 5 min", "3 min 12 s", "40 s".
@@ -71,8 +71,10 @@ status_age() {
 	fi
 }
 
-# One "label: text" line of the screen.
-status_line() { printf '%12s: %s\n' "$1" "$2"; }
+# One "label: text" line of the screen; without a label, a continuation.
+status_line() {
+	if [ -n "$1" ]; then printf '%12s: %s\n' "$1" "$2"; else printf '%14s%s\n' "" "$2"; fi
+}
 
 # The instance is not up: why, then exit 3.
 status_down() {
@@ -96,7 +98,7 @@ status_core() {
 	sleep=$(status_delta loop.sleep_cycles) dev=$(status_delta loop.dev_cycles)
 	all=$((busy + idle + sleep))
 	secs=$(awk -v c="$all" -v hz="${STATUS_B[loop.tsc_hz]:-0}" \
-		'BEGIN { printf "%.1f", hz > 0 ? c / hz : 0 }')
+		'BEGIN { printf "%.1f", (hz > 0 ? c / hz : 0) }')
 	status_line "stack core" "${STATUS_B[core.cpu]:-?}: loop busy $(status_pct "$busy" "$all") over $secs s (device I/O $(status_pct "$dev" "$all"), stack $(status_pct $((busy - dev)) "$all")), idle polling $(status_pct "$idle" "$all"), asleep $(status_pct "$sleep" "$all")"
 	[ -n "${STATUS_B[core.cpu]:-}" ] || return 0
 	# Kernel work on the core that is not the daemon's own: the core's
