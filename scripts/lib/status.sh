@@ -196,7 +196,7 @@ cmd_status() {
 		esac
 		status_down "isostackd (pid $S_DAEMON_PID) runs but its control socket does not answer: ${STATUS_ERR#isostat: }"
 	fi
-	if [ "$STATUS_INTERVAL" != 0 ] && [ "$STATUS_INTERVAL" != 0.0 ]; then
+	if ! [[ $STATUS_INTERVAL =~ ^0+(\.0*)?$ ]]; then
 		sleep "$STATUS_INTERVAL"     # the measuring interval itself
 		status_sample STATUS_B ||
 			status_down "isostackd (pid $S_DAEMON_PID) stopped answering: ${STATUS_ERR#isostat: }"
