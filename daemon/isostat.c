@@ -1,7 +1,7 @@
 /*
  * isostat: print isostackd's statistics, once or every N seconds.
  *
- *   isostat [-c PATH] [-i SECONDS] [-n COUNT] [-r]
+ *   isostat [-c PATH] [-i SECONDS] [-n COUNT] [-r | -a | --prometheus]
  *
  * It sends STATS on the daemon's control socket (include/isostack/
  * ctl_proto.h) and formats the "name value" reply: per port packets,
@@ -9,7 +9,8 @@
  * and stack work; lwIP's protocol counters; then everything else the
  * daemon reported (applications, sockets) grouped by name. With -i, port
  * and protocol figures are per second over the interval. -r prints the
- * reply as it came.
+ * reply as it came, -a one line per application (what `isostack status`
+ * shows), --prometheus the Prometheus exposition (isostat_prom.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,25 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "isostack/ctl_proto.h"
+#include "isostat.h"
 
 #define ISOSTAT_DEFAULT_PATH "/run/isostack/isostackd.sock"
-#define MAX_KEYS 4096
-
-struct kv {
-	char name[96];
-	uint64_t value;
-};
-
-struct snapshot {
-	struct kv kv[MAX_KEYS];
-	unsigned n;
-	double when;
-};
+#define ISOSTAT_REPLY_TIMEOUT_S 5   /* the loop answers within a pass */
 
 static char reply[ISOSTACK_CTL_STATS_MAX + 1];
 
@@ -52,6 +44,7 @@ static double now_s(void)
 static int ctl_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval timeout = { .tv_sec = ISOSTAT_REPLY_TIMEOUT_S };
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -60,7 +53,10 @@ static int ctl_connect(const char *path)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* A stopped or wedged daemon still has its socket accept (the
+	 * kernel queues the connection): bound the wait for the reply. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = -errno;
 
 		close(fd);
@@ -69,7 +65,8 @@ static int ctl_connect(const char *path)
 	return fd;
 }
 
-/* One STATS round trip; returns the body length or -errno. */
+/* One STATS round trip; returns the body length or -errno (-ETIMEDOUT: no
+ * reply within ISOSTAT_REPLY_TIMEOUT_S). */
 static ssize_t ctl_stats(int fd)
 {
 	struct isostack_ctl_stats req = {
@@ -85,7 +82,7 @@ static ssize_t ctl_stats(int fd)
 		return -errno;
 	n = recv(fd, reply, ISOSTACK_CTL_STATS_MAX, 0);
 	if (n < 0)
-		return -errno;
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
 	if (n == 0)
 		return -ECONNRESET;
 	if ((size_t)n < sizeof(*h) || h->magic != ISOSTACK_CTL_MAGIC ||
@@ -94,32 +91,39 @@ static ssize_t ctl_stats(int fd)
 	return n - (ssize_t)sizeof(*h);
 }
 
-static void parse(struct snapshot *s, const char *body, size_t len)
+/*
+ * Only whole lines count: a reply that filled ISOSTACK_CTL_STATS_MAX ends
+ * in a cut one, whose number may be cut short too.
+ */
+static void parse(struct isostat_snapshot *s, const char *body, size_t len)
 {
 	const char *p = body, *end = body + len;
 
 	s->n = 0;
 	s->when = now_s();
-	while (p < end && s->n < MAX_KEYS) {
+	while (p < end && s->n < ISOSTAT_MAX_KEYS) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *sp;
 		size_t nlen;
 
 		if (nl == NULL)
-			nl = end;
+			break;
 		sp = memchr(p, ' ', (size_t)(nl - p));
 		if (sp != NULL && (nlen = (size_t)(sp - p)) < sizeof(s->kv[0].name)) {
-			memcpy(s->kv[s->n].name, p, nlen);
-			s->kv[s->n].name[nlen] = '\0';
-			s->kv[s->n].value = strtoull(sp + 1, NULL, 10);
-			s->n++;
+			struct isostat_kv *kv = &s->kv[s->n++];
+
+			memcpy(kv->name, p, nlen);
+			kv->name[nlen] = '\0';
+			kv->neg = sp[1] == '-';
+			kv->value = kv->neg ? (uint64_t)strtoll(sp + 1, NULL, 10) :
+				    strtoull(sp + 1, NULL, 10);
 		}
 		p = nl + 1;
 	}
 }
 
 /* The value of `name`, or 0 when absent. O(n): a few hundred keys. */
-static uint64_t get(const struct snapshot *s, const char *name)
+static uint64_t get(const struct isostat_snapshot *s, const char *name)
 {
 	for (unsigned i = 0; i < s->n; i++)
 		if (strcmp(s->kv[i].name, name) == 0)
@@ -127,7 +131,7 @@ static uint64_t get(const struct snapshot *s, const char *name)
 	return 0;
 }
 
-static bool has(const struct snapshot *s, const char *name)
+static bool has(const struct isostat_snapshot *s, const char *name)
 {
 	for (unsigned i = 0; i < s->n; i++)
 		if (strcmp(s->kv[i].name, name) == 0)
@@ -136,7 +140,7 @@ static bool has(const struct snapshot *s, const char *name)
 }
 
 /* A counter: absolute, or per second since `prev`. */
-static double rate(const struct snapshot *cur, const struct snapshot *prev,
+static double rate(const struct isostat_snapshot *cur, const struct isostat_snapshot *prev,
 		   const char *name)
 {
 	uint64_t v = get(cur, name);
@@ -146,7 +150,7 @@ static double rate(const struct snapshot *cur, const struct snapshot *prev,
 	return (double)(v - get(prev, name)) / (cur->when - prev->when);
 }
 
-static void print_ports(const struct snapshot *cur, const struct snapshot *prev)
+static void print_ports(const struct isostat_snapshot *cur, const struct isostat_snapshot *prev)
 {
 	static const char *const drops[] = {
 		"rx_drop_cksum", "rx_drop_bad", "rx_drop_nomem", "tx_drop_nomem",
@@ -183,7 +187,7 @@ static void print_ports(const struct snapshot *cur, const struct snapshot *prev)
 	}
 }
 
-static void print_loop(const struct snapshot *cur, const struct snapshot *prev)
+static void print_loop(const struct isostat_snapshot *cur, const struct isostat_snapshot *prev)
 {
 	double busy = rate(cur, prev, "loop.busy_cycles");
 	double idle = rate(cur, prev, "loop.idle_cycles");
@@ -220,7 +224,7 @@ static void print_loop(const struct snapshot *cur, const struct snapshot *prev)
 	}
 }
 
-static void print_lwip(const struct snapshot *cur, const struct snapshot *prev)
+static void print_lwip(const struct isostat_snapshot *cur, const struct isostat_snapshot *prev)
 {
 	static const char *const protos[] = { "etharp", "ip", "icmp", "udp", "tcp" };
 	static const char *const cols[] = {
@@ -254,7 +258,7 @@ static void ip_str(uint64_t v, char *out, size_t len)
 }
 
 /* Applications and their sockets, like ss: state, addresses, queues. */
-static void print_sockets(const struct snapshot *cur)
+static void print_sockets(const struct isostat_snapshot *cur)
 {
 	bool header = false;
 
@@ -300,7 +304,7 @@ static void print_sockets(const struct snapshot *cur)
 }
 
 /* Everything not shown above, as reported, grouped by its first name part. */
-static void print_rest(const struct snapshot *cur)
+static void print_rest(const struct isostat_snapshot *cur)
 {
 	char group[96] = "";
 
@@ -317,42 +321,104 @@ static void print_rest(const struct snapshot *cur)
 			snprintf(group, sizeof(group), "%.*s", (int)glen, name);
 			printf("\n%s:\n", group);
 		}
-		printf("  %-48s %" PRIu64 "\n", name, cur->kv[i].value);
+		if (cur->kv[i].neg)
+			printf("  %-48s %" PRId64 "\n", name, (int64_t)cur->kv[i].value);
+		else
+			printf("  %-48s %" PRIu64 "\n", name, cur->kv[i].value);
+	}
+}
+
+/* The command name of pid, from /proc (same pid namespace), or "?". */
+static void comm_of(uint64_t pid, char *out, size_t len)
+{
+	char path[64];
+	FILE *f;
+
+	snprintf(out, len, "?");
+	snprintf(path, sizeof(path), "/proc/%" PRIu64 "/comm", pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return;
+	if (fgets(out, (int)len, f) == NULL)
+		snprintf(out, len, "?");
+	out[strcspn(out, "\n")] = '\0';
+	fclose(f);
+}
+
+/*
+ * -a: one line per attached application, for people and scripts
+ * (isostack status): the command name last, as it may hold spaces.
+ */
+static void print_apps(const struct isostat_snapshot *cur)
+{
+	printf("%-5s %8s %8s %12s  %s\n", "app", "pid", "sockets", "mem_backed", "command");
+	for (unsigned i = 0; i < cur->n; i++) {
+		unsigned app;
+		char k[96], comm[64];
+		int end = 0;
+
+		if (sscanf(cur->kv[i].name, "app.%u.pid%n", &app, &end) != 1 ||
+		    cur->kv[i].name[end] != '\0')
+			continue;
+		comm_of(cur->kv[i].value, comm, sizeof(comm));
+		printf("%-5u %8" PRIu64, app, cur->kv[i].value);
+		snprintf(k, sizeof(k), "app.%u.sockets", app);
+		printf(" %8" PRIu64, get(cur, k));
+		snprintf(k, sizeof(k), "app.%u.mem_backed", app);
+		printf(" %12" PRIu64 "  %s\n", get(cur, k), comm);
 	}
 }
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: isostat [-c PATH] [-i SECONDS] [-n COUNT] [-r]\n"
+	fprintf(f, "usage: isostat [-c PATH] [-i SECONDS] [-n COUNT] [-r | -a | --prometheus]\n"
 		"Prints isostackd's statistics from its control socket\n"
-		"(default %s): ports, the stack core's loop, lwIP, applications\n"
-		"and sockets. -i repeats every SECONDS with per-second rates, -n\n"
-		"stops after COUNT reports, -r prints the raw name/value lines.\n",
+		"(default %s, or $ISOSTACK_CONTROL): ports, the stack core's\n"
+		"loop, lwIP, applications and sockets. -i repeats every SECONDS with\n"
+		"per-second rates, -n stops after COUNT reports, -r prints the raw\n"
+		"name/value lines, -a (--apps) one line per attached application\n"
+		"(pid, sockets, memory, command), -p (--prometheus) every counter and\n"
+		"gauge in the Prometheus text format 0.0.4 (once; not with -i).\n",
 		ISOSTAT_DEFAULT_PATH);
 }
 
 int main(int argc, char **argv)
 {
-	static struct snapshot snaps[2];
+	static struct isostat_snapshot snaps[2];
 	const char *path = getenv("ISOSTACK_CONTROL");
+	static const struct option longopts[] = {
+		{ "apps", no_argument, NULL, 'a' },
+		{ "prometheus", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum { VIEW_TEXT, VIEW_RAW, VIEW_APPS, VIEW_PROM } view = VIEW_TEXT;
 	double interval = 0;
 	long count = 1;
-	bool raw = false;
-	int c, fd;
+	int c, fd, views = 0;
 
 	if (path == NULL)
 		path = ISOSTAT_DEFAULT_PATH;
-	while ((c = getopt(argc, argv, "c:i:n:rh")) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:n:raph", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': path = optarg; break;
 		case 'i': interval = atof(optarg); count = -1; break;
 		case 'n': count = atol(optarg); break;
-		case 'r': raw = true; break;
+		case 'r': view = VIEW_RAW; views++; break;
+		case 'a': view = VIEW_APPS; views++; break;
+		case 'p': view = VIEW_PROM; views++; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (interval < 0 || (interval == 0 && count != 1 && count != -1)) {
+	if (views > 1 || (view == VIEW_PROM && (interval > 0 || count != 1))) {
+		fprintf(stderr, "isostat: -r, -a and --prometheus exclude each other, and "
+			"--prometheus prints one scrape (no -i or -n)\n");
+		usage(stderr);
+		return 2;
+	}
+	if (optind < argc ||
+	    interval < 0 || (interval == 0 && count != 1 && count != -1)) {
 		usage(stderr);
 		return 2;
 	}
@@ -364,15 +430,26 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (long i = 0; count < 0 || i < count; i++) {
-		struct snapshot *cur = &snaps[i % 2], *prev = &snaps[(i + 1) % 2];
+		struct isostat_snapshot *cur = &snaps[i % 2], *prev = &snaps[(i + 1) % 2];
 		ssize_t n = ctl_stats(fd);
 
 		if (n < 0) {
 			fprintf(stderr, "isostat: STATS from %s: %s\n", path, strerror((int)-n));
 			return 1;
 		}
-		if (raw) {
+		if (view == VIEW_RAW) {
 			fwrite(reply + sizeof(struct isostack_ctl_hdr), 1, (size_t)n, stdout);
+		} else if (view == VIEW_APPS) {
+			parse(cur, reply + sizeof(struct isostack_ctl_hdr), (size_t)n);
+			if (i > 0)
+				printf("\n");
+			print_apps(cur);
+		} else if (view == VIEW_PROM) {
+			parse(cur, reply + sizeof(struct isostack_ctl_hdr), (size_t)n);
+			if (isostat_prom_write(stdout, cur) < 0) {
+				fprintf(stderr, "isostat: out of memory\n");
+				return 1;
+			}
 		} else {
 			parse(cur, reply + sizeof(struct isostack_ctl_hdr), (size_t)n);
 			if (i > 0)

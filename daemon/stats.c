@@ -149,9 +149,10 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	isod_strbuf_put(&o, "loop.iterations %" PRIu64 "\nloop.busy_cycles %" PRIu64 "\n"
 	    "loop.idle_cycles %" PRIu64 "\nloop.sleeps %" PRIu64 "\n"
 	    "loop.sleep_cycles %" PRIu64 "\nloop.events %" PRIu64 "\n"
-	    "loop.tsc_hz %" PRIu64 "\n",
+	    "loop.tsc_hz %" PRIu64 "\nloop.adaptive %u\n",
 	    ls->iterations, ls->busy_tsc, ls->idle_tsc, ls->sleeps,
-	    ls->sleep_tsc, ls->events, rte_get_tsc_hz());
+	    ls->sleep_tsc, ls->events, rte_get_tsc_hz(),
+	    loop->mode == ISOD_MODE_ADAPTIVE ? 1u : 0u);
 	/* dev <= busy: both are summed over the same busy passes. */
 	isod_strbuf_put(&o, "loop.dev_cycles %" PRIu64 "\nloop.stack_cycles %" PRIu64 "\n",
 	    ls->dev_tsc, ls->busy_tsc - ls->dev_tsc);

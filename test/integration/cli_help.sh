@@ -21,7 +21,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ISOSTACK_CLI=${ISOSTACK_CLI:-$here/../../scripts/isostack}
-EXPECTED="setup build test demo up run peer down bench"
+EXPECTED="setup build test demo up run peer down status bench"
 EXPECTED_SUB="bench:shm bench:programs bench:conns"
 
 tmp=$(mktemp -d)
