@@ -105,6 +105,10 @@ struct isod_backend_stats {
 	uint64_t tx_readied;         /* TX ring offered as bytes woke the reader */
 	uint64_t tx_unready;         /* ... none to be had that pass */
 	uint64_t rx_waits;           /* bytes for a none RX ring with no ring that pass */
+	/* Budgets of a pass (isod_backend_poll) that ran out with work left:
+	 * a socket's turn (ISOD_CMD_BURST commands), the pass's commands,
+	 * an application's doorbell ids (ISOD_DB_TAKE), the event queue. */
+	uint64_t cmd_budget_hits, pass_budget_hits, db_budget_hits, event_budget_hits;
 };
 
 struct isod_backend;
