@@ -331,6 +331,25 @@ int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock)
 	return woke;
 }
 
+bool isoshm_stack_waiters(struct isoshm_stack *s, uint32_t sock)
+{
+	if (stack_view(s, sock) == NULL)
+		return false;
+	/* W3: orders the caller's publications before it (the store-release
+	 * of tx_cons in isoshm_stack_tx_release, of rx_prod) before the loads
+	 * of the waiter counts; pairs with the application's fence S1 in
+	 * isoshm_app_wait() and the one in isosock_wait_arm() after they
+	 * announce a waiter: either its re-check sees what we published, or
+	 * we see its announcement.  Without it the store may sit in our
+	 * store buffer while the loads read 0 (store-load reordering, allowed
+	 * even on x86): both sides miss each other and the waiter sleeps with
+	 * the space there (test_shm_wake.c).  Relaxed loads below are ordered
+	 * by this fence; any nonzero value means "tell it". */
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load_explicit(&s->socks[sock].waiters, memory_order_relaxed) != 0 ||
+	       atomic_load_explicit(&s->wait->waiters, memory_order_relaxed) != 0;
+}
+
 uint64_t isoshm_stack_wake_mask(struct isoshm_stack *s, uint32_t sock)
 {
 	if (stack_view(s, sock) == NULL)

@@ -58,11 +58,12 @@ void isod_sock_queue(struct isod_sock *sk, uint32_t bits)
 
 /* ---- Status posting with back-pressure ----------------------------------- */
 
-/* Application-side waiters (hints only: a lie costs the app extra events). */
+/* Application-side waiters (hints only: a lie costs the app extra events),
+ * after the fence W3 that orders the caller's tx_cons release before the
+ * loads (isoshm_stack_waiters pairs it with the application's S1). */
 bool isod_sk_app_waits(const struct isod_sock *sk)
 {
-	return atomic_load_explicit(&sk->app->shared_socks[sk->id].waiters, memory_order_relaxed) != 0 ||
-	       atomic_load_explicit(&sk->app->shared_wait->waiters, memory_order_relaxed) != 0;
+	return isoshm_stack_waiters(sk->app->shm, sk->id);
 }
 
 /* Posts one status entry now, or keeps it for later (never dropped while
