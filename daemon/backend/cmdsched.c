@@ -142,10 +142,11 @@ size_t isod_cmds_format_stats(const struct isod_backend *be, char *buf, size_t l
 {
 	int n = snprintf(buf, len,
 		"backend.cmd_budget_hits %llu\nbackend.pass_budget_hits %llu\n"
-		"backend.db_budget_hits %llu\n",
+		"backend.db_budget_hits %llu\nbackend.event_budget_hits %llu\n",
 		(unsigned long long)be->st.cmd_budget_hits,
 		(unsigned long long)be->st.pass_budget_hits,
-		(unsigned long long)be->st.db_budget_hits);
+		(unsigned long long)be->st.db_budget_hits,
+		(unsigned long long)be->st.event_budget_hits);
 
 	if (n < 0)
 		return 0;
