@@ -47,6 +47,8 @@ static int mask_of(struct isosock_app *app, int s, struct fsock *f)
 			m |= POLLERR;
 		break;
 	case F_CONNECTED: {
+		/* Acquire: pairs with the stack's store-release of tx_cons
+		 * (isoshm_stack_tx_release): the space it frees is ours. */
 		uint32_t cons = atomic_load_explicit(&app->socks[s].tx_cons, memory_order_acquire);
 
 		if (isosock__rx_avail(app, s, f) > 0 || f->hup || f->shut_rd)
@@ -79,6 +81,7 @@ int isosock_poll_gen(struct isosock_app *app, int s, short events, uint32_t *gen
 	/* Bytes (datagrams) the stack put in the RX ring, plus connections
 	 * queued for accept: one moves at every arrival.  Read after
 	 * mask_of drained the status ring, so it covers what m reports. */
+	/* Acquire: pairs with the stack's store-release of rx_prod. */
 	if (gen)
 		*gen = atomic_load_explicit(&app->socks[s].rx_prod, memory_order_acquire) +
 		       f->arrived;
@@ -106,6 +109,8 @@ static void snap_set(struct setarg *a)
 		if (a->set[i].sock <= 0 || (uint32_t)a->set[i].sock >= a->app->nsocks)
 			continue;
 		sk = &a->app->socks[a->set[i].sock];
+		/* Acquire: pair with the stack's store-releases of the three
+		 * indices (status and RX enqueues, the TX release). */
 		a->snap[3 * i] = atomic_load_explicit(&sk->status_prod, memory_order_acquire);
 		a->snap[3 * i + 1] = atomic_load_explicit(&sk->rx_prod, memory_order_acquire);
 		a->snap[3 * i + 2] = atomic_load_explicit(&sk->tx_cons, memory_order_acquire);
@@ -124,6 +129,10 @@ static bool set_moved(void *p)
 		if (a->set[i].sock <= 0 || (uint32_t)a->set[i].sock >= a->app->nsocks)
 			continue;
 		sk = &a->app->socks[a->set[i].sock];
+		/* The re-check of isoshm_app_wait, after its fence S1: these
+		 * loads are what S1 orders after the announcement (pairs with
+		 * the stack's W1 for status_prod/rx_prod, W3 for tx_cons);
+		 * acquire pairs with the same store-releases as snap_set. */
 		if (atomic_load_explicit(&sk->status_prod, memory_order_acquire) != a->snap[3 * i] ||
 		    atomic_load_explicit(&sk->rx_prod, memory_order_acquire) != a->snap[3 * i + 1] ||
 		    atomic_load_explicit(&sk->tx_cons, memory_order_acquire) != a->snap[3 * i + 2])
@@ -292,7 +301,10 @@ int isosock_wait_arm(struct isosock_app *app)
 	atomic_fetch_add_explicit(&app->sleepers, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&app->wait->waiters, 1, memory_order_relaxed);
 	/* Orders the announcement before the caller's readiness re-check;
-	 * pairs with the stack's fence before it reads waiters. */
+	 * pairs with the stack's fences before it reads waiters: W1 in
+	 * isoshm_stack_notify() (statuses, RX bytes) and W3 in
+	 * isoshm_stack_waiters() (TX space), and the one in kick_apps'
+	 * caller chain (daemon/backend/backend.c reads waiters after W1). */
 	atomic_thread_fence(memory_order_seq_cst);
 	return 0;
 }
@@ -312,6 +324,10 @@ int isosock_wait_disarm(struct isosock_app *app)
 	 * of our sleepers drains it; if another armed meanwhile, the drain
 	 * may have eaten a write meant for it, so it gets one back.
 	 */
+	/* acq_rel, with the acquire load below: the sleepers' count is our
+	 * threads' alone; a thread arming after our drain re-checks after
+	 * its own fence (isosock_wait_arm), the load below gives it back a
+	 * write the drain may have eaten. */
 	if (atomic_fetch_sub_explicit(&app->sleepers, 1, memory_order_acq_rel) != 1)
 		return 0;
 	while (read(app->wake_fd, &v, sizeof(v)) == sizeof(v))

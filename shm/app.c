@@ -109,6 +109,8 @@ static void db_lock(_Atomic int32_t *owner)
 	for (uint32_t spins = 0;; spins++) {
 		int32_t cur = 0;
 
+		/* Acquire: pairs with the previous owner's store-release of 0
+		 * in ring_doorbell(): its doorbell entry is visible to us. */
 		if (atomic_compare_exchange_weak_explicit(owner, &cur, me, memory_order_acquire,
 							  memory_order_relaxed))
 			return;
@@ -147,6 +149,7 @@ static int ring_doorbell(struct isoshm_app *a, uint32_t sock, uint32_t db)
 
 	db_lock(&a->db_owner[db]);
 	k = isoshm_ring_enqueue_burst(&a->db[db], &sock, 1);
+	/* Pairs with the next owner's acquire CAS in db_lock(). */
 	atomic_store_explicit(&a->db_owner[db], 0, memory_order_release);
 	return k == 1 ? 0 : -EPROTO;
 }
@@ -258,6 +261,9 @@ static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock
 			off = d->tx_off;
 			bytes = d->tx_bytes;
 			ext = d->tx_extent;
+			/* Seqlock read: pairs with the stack's release fence
+			 * after it made tx_gen odd (isoshm_stack_tx_offer): a
+			 * field written after that shows in tx_gen below. */
 			atomic_thread_fence(memory_order_acquire);
 			if (atomic_load_explicit(&d->tx_gen, memory_order_relaxed) == gen)
 				break;
@@ -304,10 +310,13 @@ int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, ui
 	else
 		atomic_thread_fence(memory_order_seq_cst);
 	gen = atomic_load_explicit(&a->dir[sock].tx_gen, memory_order_acquire);
+	/* tx_cons: acquire, pairs with the stack's store-release of it
+	 * (isoshm_ring_consume in isoshm_stack_tx_release/tx_take). */
 	if (gen != v->tx_gen &&
 	    atomic_load_explicit(&sk->tx_cons, memory_order_acquire) == v->tx.mine) {
 		k = tx_take_offer(a, sock, v, gen);
 		if (k < 0) {
+			/* Pairs with the stack's load-acquire of tx_busy (T1). */
 			atomic_store_explicit(&sk->tx_busy, 0, memory_order_release);
 			return k;
 		}
@@ -413,11 +422,18 @@ int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
 	 * while it writes). */
 	for (;;) {
 		const struct isostack_shm_sockdir *sd = &a->dir[sock];
+		/* Acquire: pair with the stack's store-releases of the even
+		 * generations (isoshm_stack_tx_offer, isoshm_stack_rx_move;
+		 * isoshm_stack_sock_open's are published by the SOCKET or
+		 * ACCEPT reply's status_prod). */
 		uint32_t tg = atomic_load_explicit(&sd->tx_gen, memory_order_acquire);
 		uint32_t rg = atomic_load_explicit(&sd->rx_gen, memory_order_acquire);
 
 		if (((tg | rg) & 1u) == 0) {
 			memcpy(&d, sd, sizeof(d));
+			/* Pairs with the stack's release fences after the odd
+			 * generations (tx_offer, rx_move): a copy torn by one
+			 * shows in the re-read below. */
 			atomic_thread_fence(memory_order_acquire);
 			if (atomic_load_explicit(&sd->tx_gen, memory_order_relaxed) == tg &&
 			    atomic_load_explicit(&sd->rx_gen, memory_order_relaxed) == rg)
@@ -514,6 +530,7 @@ int isoshm_app_notes(struct isoshm_app *a, uint32_t *cursor,
 	}
 	/* Overwritten while we read?  Then what we passed on may be wrong
 	 * ids (harmless: they are only looked at) and some were missed. */
+	/* Acquire: pairs with note()'s store-release, as above. */
 	if (atomic_load_explicit(&a->wait->notes_prod, memory_order_acquire) - from >
 	    a->hdr.note_entries)
 		return 1;
@@ -522,6 +539,7 @@ int isoshm_app_notes(struct isoshm_app *a, uint32_t *cursor,
 
 uint32_t isoshm_app_notes_now(struct isoshm_app *a)
 {
+	/* Pairs with note()'s store-release (shm/stack.c). */
 	return atomic_load_explicit(&a->wait->notes_prod, memory_order_acquire);
 }
 
@@ -584,8 +602,13 @@ int isoshm_app_wait(struct isoshm_app *a, uint32_t sock, bool (*ready)(void *arg
 		seq = atomic_load_explicit(word, memory_order_acquire);
 		atomic_fetch_add_explicit(waiters, 1, memory_order_relaxed);
 		/* S1: orders the announcement before the re-check's loads of the
-		 * ring indices; pairs with the stack's fence W1 in
-		 * isoshm_stack_notify(). */
+		 * ring indices; pairs with the stack's fences W1 in
+		 * isoshm_stack_notify() (status_prod, rx_prod) and W3 in
+		 * isoshm_stack_waiters() (tx_cons, after a TX release): either
+		 * the re-check sees what the stack published, or the stack sees
+		 * us here and wakes us.  A store-load pair: release/acquire
+		 * cannot order it, only a full fence on both sides
+		 * (test_shm_wake.c). */
 		atomic_thread_fence(memory_order_seq_cst);
 		if (ready(arg)) {
 			atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);

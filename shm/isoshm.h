@@ -249,6 +249,12 @@ int isoshm_stack_extent_get(struct isoshm_stack *s, uint32_t id, int *fd,
 /* Wakes sleepers of `sock` (and app-wide ones) if they announced sleep.
  * Returns 1 if a FUTEX_WAKE was issued, else 0. */
 int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock);
+/* Whether an application thread announced a wait on `sock` or on the
+ * app-wide point, read after a full fence that orders everything the
+ * caller published before (tx_cons by isoshm_stack_tx_release): call it
+ * after publishing, to decide whether to post an event.  false for an id
+ * out of range.  A hint: a lying application only gets extra events. */
+bool isoshm_stack_waiters(struct isoshm_stack *s, uint32_t sock);
 /* The socket's wake_mask (application-written hint: which processes sleep
  * on it); 0 for a bad socket.  Read after a notify, whose fence orders it
  * after the publication. */

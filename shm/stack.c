@@ -331,6 +331,25 @@ int isoshm_stack_notify(struct isoshm_stack *s, uint32_t sock)
 	return woke;
 }
 
+bool isoshm_stack_waiters(struct isoshm_stack *s, uint32_t sock)
+{
+	if (stack_view(s, sock) == NULL)
+		return false;
+	/* W3: orders the caller's publications before it (the store-release
+	 * of tx_cons in isoshm_stack_tx_release, of rx_prod) before the loads
+	 * of the waiter counts; pairs with the application's fence S1 in
+	 * isoshm_app_wait() and the one in isosock_wait_arm() after they
+	 * announce a waiter: either its re-check sees what we published, or
+	 * we see its announcement.  Without it the store may sit in our
+	 * store buffer while the loads read 0 (store-load reordering, allowed
+	 * even on x86): both sides miss each other and the waiter sleeps with
+	 * the space there (test_shm_wake.c).  Relaxed loads below are ordered
+	 * by this fence; any nonzero value means "tell it". */
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load_explicit(&s->socks[sock].waiters, memory_order_relaxed) != 0 ||
+	       atomic_load_explicit(&s->wait->waiters, memory_order_relaxed) != 0;
+}
+
 uint64_t isoshm_stack_wake_mask(struct isoshm_stack *s, uint32_t sock)
 {
 	if (stack_view(s, sock) == NULL)
@@ -452,6 +471,9 @@ int isoshm_stack_tx_offer(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 	/* A seqlock: odd while the fields change (the application retries),
 	 * even once the offer stands. */
 	atomic_store_explicit(&d->tx_gen, v->tx_offer + 1, memory_order_relaxed);
+	/* Pairs with the application's acquire fence in its seqlock reads
+	 * (tx_take_offer, isoshm_app_sock_open): the odd value is seen
+	 * before any field written below. */
 	atomic_thread_fence(memory_order_release);
 	d->tx_off = off;
 	d->tx_bytes = bytes;
@@ -479,6 +501,7 @@ int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock)
 	if (!v->open || v->tx_offer == v->tx_gen)
 		return 0;
 	sk = &s->socks[sock];
+	/* Acquire: pairs with the application's store-release of tx_prod. */
 	if (atomic_load_explicit(&sk->tx_prod, memory_order_acquire) != v->tx.mine ||
 	    v->tx.other != v->tx.mine)
 		return 0;   /* bytes pending: the application will take it */
@@ -528,12 +551,15 @@ int isoshm_stack_rx_move(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 	 * that found bytes; the seqlock (odd while it changes) is for one
 	 * that opens the socket meanwhile (isoshm_app_sock_open). */
 	atomic_store_explicit(&d->rx_gen, v->rx_gen + 1, memory_order_relaxed);
+	/* Pairs with the acquire fence of isoshm_app_sock_open's seqlock. */
 	atomic_thread_fence(memory_order_release);
 	d->rx_off = off;
 	d->rx_bytes = bytes;
 	d->rx_extent = ext;
 	d->rx_start = v->rx.mine;
 	v->rx_gen += 2;
+	/* Pairs with the application's load-acquire of rx_gen
+	 * (isoshm_app_sock_open). */
 	atomic_store_explicit(&d->rx_gen, v->rx_gen, memory_order_release);
 	s->stats.rx_moves++;
 	return 0;

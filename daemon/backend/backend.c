@@ -547,6 +547,7 @@ static unsigned drain_events(struct isod_backend *be, unsigned budget)
 {
 	struct isod_sock *list = be->ready_head;
 	unsigned done = 0;
+	bool hit = false;
 
 	/* Take the whole queue: what resumed work queues runs next pass. */
 	be->ready_head = NULL;
@@ -558,6 +559,7 @@ static unsigned drain_events(struct isod_backend *be, unsigned budget)
 		list = sk->ready_next;
 		if (done >= budget) {
 			/* put the rest back, in order, ahead of new work */
+			hit = true;
 			sk->queued = false;
 			bits = sk->ready;
 			sk->ready = 0;
@@ -570,23 +572,8 @@ static unsigned drain_events(struct isod_backend *be, unsigned budget)
 		isod_sock_resume(sk, bits);
 		done++;
 	}
+	be->st.event_budget_hits += hit;
 	return done;
-}
-
-static unsigned poll_doorbells(struct isod_backend *be, struct isod_app *app)
-{
-	uint32_t ids[64];
-	unsigned work = 0;
-	int n = isoshm_stack_poll(app->shm, ids, 64);
-
-	if (n < 0) {
-		be->st.broken_apps++;
-		app->dead = true;
-		return 0;
-	}
-	for (int i = 0; i < n && !app->dead; i++)
-		work += 1 + isod_sock_run_cmds(app, ids[i]);
-	return work;
 }
 
 /* Writes the application wake fd once per pass when it posted something
@@ -642,11 +629,19 @@ static unsigned quarantine_poll(struct isod_backend *be, struct isod_app *a)
 	return isod_sock_quarantine_poll(a, ISOD_QUARANTINE_PER_MS);
 }
 
+/*
+ * Every stage is bounded (backend.h): the control socket by its interval,
+ * expiries and each of the two event drains by `budget`, commands by
+ * `budget` in all, shared round robin (cmdsched.c), quarantine and memory
+ * per application.
+ */
 unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 {
 	unsigned work = 0;
 	uint32_t t = 0;
 
+	if (budget == 0)
+		budget = 1;
 	if (be->conf.ctl_interval_ms == 0 ||
 	    (uint32_t)((t = isod_backend_now(be)) - be->last_ctl_ms) >= be->conf.ctl_interval_ms) {
 		be->last_ctl_ms = be->conf.ctl_interval_ms == 0 ? 0 : t;
@@ -654,13 +649,13 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 		reap_dead(be);
 	}
 	if (be->closing_head != NULL)
-		work += isod_sock_expire_closes(be, isod_backend_now(be));
+		work += isod_sock_expire_closes(be, isod_backend_now(be), budget);
 	if (be->idle_head != NULL)
-		work += isod_sk_idle_expire(be);
+		work += isod_sk_idle_expire(be, budget);
 	work += drain_events(be, budget);
+	work += isod_cmds_poll(be, budget);
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next) {
-		if (!a->draining) {  /* commands of a dead process: ignored */
-			work += poll_doorbells(be, a);
+		if (!a->draining) {
 			work += quarantine_poll(be, a);
 			work += isod_mem_poll(a);
 		}
@@ -668,6 +663,7 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 	/* Before reap_dead: the queued takes point into applications. */
 	isod_sk_ring_takes(be);
 	reap_dead(be);
+	/* What the commands queued: replies to flush, resumptions. */
 	work += drain_events(be, budget);
 	isod_sk_ring_takes(be);
 	kick_apps(be);
@@ -850,5 +846,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 
 	if (n < 0)
 		return 0;
-	return (size_t)n < len ? (size_t)n : len ? len - 1 : 0;
+	if ((size_t)n >= len)
+		return len ? len - 1 : 0;
+	return (size_t)n + isod_cmds_format_stats(be, buf + n, len - (size_t)n);
 }

@@ -105,6 +105,10 @@ struct isod_backend_stats {
 	uint64_t tx_readied;         /* TX ring offered as bytes woke the reader */
 	uint64_t tx_unready;         /* ... none to be had that pass */
 	uint64_t rx_waits;           /* bytes for a none RX ring with no ring that pass */
+	/* Budgets of a pass (isod_backend_poll) that ran out with work left:
+	 * a socket's turn (ISOD_CMD_BURST commands), the pass's commands,
+	 * an application's doorbell ids (ISOD_DB_TAKE), the event queue. */
+	uint64_t cmd_budget_hits, pass_budget_hits, db_budget_hits, event_budget_hits;
 };
 
 struct isod_backend;
@@ -119,8 +123,21 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 /*
  * One pass: control socket (attach, hang-up, stats; rate-limited by
  * ctl_interval_ms), the event queue, every application's doorbells and
- * commands.  Does at most about `budget` commands/events.  Returns the work
- * done (0: idle).
+ * commands.  Every stage is bounded, so that no application (and no flood
+ * of events) holds the stack core; what is left waits, in order, for the
+ * next pass (nothing is dropped):
+ *   - parked-CLOSE expiry and idle ring checks: at most `budget` each;
+ *   - the event queue: at most `budget` resumptions in each of its two
+ *     drains (before and after the commands);
+ *   - doorbells: at most ISOD_DB_TAKE socket ids per application (the
+ *     rest stay in the doorbell ring);
+ *   - commands: at most `budget` in all, ISOD_CMD_BURST per socket turn,
+ *     one socket turn per application per round, the first application
+ *     rotating from pass to pass (cmdsched.c);
+ *   - quarantine and memory: ISOD_QUARANTINE_PER_MS ids per millisecond,
+ *     one extent per pass.
+ * The daemon passes weight_apps x burst (64).  A budget reached is counted
+ * (stats *_budget_hits).  0 counts as 1.  Returns the work done (0: idle).
  */
 unsigned isod_backend_poll(struct isod_backend *be, unsigned budget);
 

@@ -20,7 +20,9 @@
 
 #define ISOD_PEND_MAX     8    /* deferred replies per socket (status ring full) */
 #define ISOD_ACCEPT_PARK  8    /* ACCEPTs parked at once on one listener */
-#define ISOD_CMD_BURST    32
+/* Budgets of one isod_backend_poll() pass (cmdsched.c, backend.h): */
+#define ISOD_CMD_BURST    32   /* commands one socket runs per turn */
+#define ISOD_DB_TAKE      64   /* doorbell ids taken per application */
 #define ISOD_TAKE_BATCH   256  /* idle TX takes per pass (one membarrier) */
 /* The smallest TCP ring, and the receive window an idle socket (RX ring
  * none) keeps announcing (sock_ring.c). */
@@ -111,6 +113,10 @@ struct isod_sock {
 	uint8_t npend;
 	uint32_t ev_pending;         /* EV_* bits (1 << (ev - 0x100)) not yet posted */
 	uint32_t st_posted;          /* status entries posted over the slot's life */
+
+	/* the application's command run queue (cmdsched.c): ids + 1, 0 ends */
+	bool cmd_queued;
+	uint32_t cmd_next;
 
 	/* event queue */
 	uint32_t ready;
@@ -261,6 +267,9 @@ struct isod_app {
 	uint32_t nfree_ids;
 	uint32_t q_head, q_tail;     /* quarantine: freed, not yet drained */
 	uint32_t q_poll_ms;          /* when the loop last looked at it */
+	/* Sockets with commands to run, in turn order (cmdsched.c): ids + 1
+	 * linked by isod_sock.cmd_next; 0: empty. */
+	uint32_t cmd_head, cmd_tail;
 	struct isod_mem mem;
 	uint64_t mem_used;
 	bool kick;                   /* something posted this pass: maybe write wake_fd */
@@ -304,6 +313,7 @@ struct isod_backend {
 	uint64_t mem_backed;         /* extent bytes backed, all applications */
 	uint64_t mem_reserved;       /* idle sockets' RX reservations (rx_resv) */
 	bool ext_made;               /* an extent was made or refilled this pass */
+	uint32_t cmd_first;          /* app id whose turn comes first next pass */
 	/* TX offers to take for idle applications after one asymmetric
 	 * barrier per pass (sock_ring.c); membar: 1 works, -1 does not. */
 	struct isod_sock *takes[ISOD_TAKE_BATCH];
@@ -331,8 +341,23 @@ static inline void isod_app_kick(struct isod_app *app, uint32_t id)
 
 /* ---- sock*.c: the per-socket state machines (entry points) ---- */
 
-/* Runs the commands the doorbell of `id` announced; returns the number. */
-unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id);
+/* Runs at most `max` (> 0) of the commands on `id`'s ring; returns the
+ * number run.  *more: the ring may hold more (the caller queues it again);
+ * false once it was found empty or the socket waits for status room
+ * (then it is queued with ISOD_R_CMDS and comes back from the event
+ * queue through isod_cmds_queue). */
+unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id, unsigned max, bool *more);
+
+/* ---- cmdsched.c: which commands run in a pass (the budgets) ---- */
+
+/* Puts `id` at the end of its application's run queue (once). */
+void isod_cmds_queue(struct isod_app *app, uint32_t id);
+/* The command stage of a pass: takes doorbell ids, then runs queued
+ * sockets' commands round robin across applications, at most `budget`
+ * commands in all.  Returns the work done. */
+unsigned isod_cmds_poll(struct isod_backend *be, unsigned budget);
+/* Its backend.*_budget_hits lines of the STATS reply; bytes written. */
+size_t isod_cmds_format_stats(const struct isod_backend *be, char *buf, size_t len);
 void isod_sk_pend_free(struct isod_sock *sk);
 /* Resumes one socket from the event queue with its accumulated bits. */
 void isod_sock_resume(struct isod_sock *sk, uint32_t bits);
@@ -346,9 +371,9 @@ void isod_sock_reset_all(struct isod_app *app);
  * sending: the application stays until isod_sock_closing says 0. */
 unsigned isod_sock_close_all(struct isod_app *app);
 unsigned isod_sock_closing(const struct isod_app *app);
-/* Aborts the parked CLOSEs whose deadline is at or before `now` (lwIP's
- * sys_now()); returns how many. */
-unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now);
+/* Aborts at most `max` of the parked CLOSEs whose deadline is at or before
+ * `now` (lwIP's sys_now()), oldest first; returns how many. */
+unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now, unsigned max);
 
 /* ---- sock*.c: shared between the socket files, not the dispatcher ---- */
 
@@ -415,8 +440,9 @@ void isod_sk_ring_armed(struct isod_sock *sk);
 void isod_sk_ring_idle(struct isod_sock *sk);
 /* Off the idle list (the socket is freed). */
 void isod_sk_idle_unlink(struct isod_sock *sk);
-/* Looks at the sockets whose idle check is due.  Returns how many. */
-unsigned isod_sk_idle_expire(struct isod_backend *be);
+/* Looks at (at most `max` of) the sockets whose idle check is due.
+ * Returns how many. */
+unsigned isod_sk_idle_expire(struct isod_backend *be, unsigned max);
 /* End of a pass: the TX takes queued during it, behind one barrier. */
 void isod_sk_ring_takes(struct isod_backend *be);
 void isod_sk_tx_push(struct isod_sock *sk);

@@ -2,7 +2,8 @@
  * The per-socket state machines of the back-end (paper 4.4): the slots,
  * status posting, the event queue and the command dispatcher.
  *
- * Commands arrive from isod_sock_run_cmds() (a doorbell named the socket);
+ * Commands arrive from isod_sock_run_cmds() (a doorbell named the socket
+ * and the command stage, cmdsched.c, gave it its turn);
  * each runs to completion if it can, or parks: ACCEPT without a pending
  * connection, CONNECT until established, CLOSE until every byte of the TX
  * ring has been acknowledged (lwIP's segments point into that ring, so the
@@ -57,11 +58,12 @@ void isod_sock_queue(struct isod_sock *sk, uint32_t bits)
 
 /* ---- Status posting with back-pressure ----------------------------------- */
 
-/* Application-side waiters (hints only: a lie costs the app extra events). */
+/* Application-side waiters (hints only: a lie costs the app extra events),
+ * after the fence W3 that orders the caller's tx_cons release before the
+ * loads (isoshm_stack_waiters pairs it with the application's S1). */
 bool isod_sk_app_waits(const struct isod_sock *sk)
 {
-	return atomic_load_explicit(&sk->app->shared_socks[sk->id].waiters, memory_order_relaxed) != 0 ||
-	       atomic_load_explicit(&sk->app->shared_wait->waiters, memory_order_relaxed) != 0;
+	return isoshm_stack_waiters(sk->app->shm, sk->id);
 }
 
 /* Posts one status entry now, or keeps it for later (never dropped while
@@ -339,10 +341,15 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct iso
 	}
 	sk = &app->socks[id];
 	{
-		uint32_t st_posted = sk->st_posted;
+		uint32_t st_posted = sk->st_posted, cmd_next = sk->cmd_next;
+		bool cmd_queued = sk->cmd_queued;
 
+		/* The id may still be on the run queue (cmdsched.c): its link
+		 * survives, as the status count does. */
 		memset(sk, 0, sizeof(*sk));
 		sk->st_posted = st_posted;
+		sk->cmd_next = cmd_next;
+		sk->cmd_queued = cmd_queued;
 		sk->rx_prod = d.rx_start;
 		sk->rx_cons_seen = d.rx_start;
 	}
@@ -552,7 +559,7 @@ void isod_sock_resume(struct isod_sock *sk, uint32_t bits)
 		if (bits & ISOD_R_FLUSH)
 			sk_flush(sk);
 		if (bits & ISOD_R_CMDS)
-			isod_sock_run_cmds(sk->app, sk->id);
+			isod_cmds_queue(sk->app, sk->id);
 		return;
 	}
 	if ((bits & ISOD_R_RX) && sk->state != ISOD_S_FREE)
@@ -570,8 +577,9 @@ void isod_sock_resume(struct isod_sock *sk, uint32_t bits)
 	if (sk->state == ISOD_S_CONNECTED)
 		isod_sk_forget_timewait(sk);
 	isod_sk_close_check(sk);
+	/* Commands run in the command stage, under its budget. */
 	if (bits & ISOD_R_CMDS)
-		isod_sock_run_cmds(sk->app, sk->id);
+		isod_cmds_queue(sk->app, sk->id);
 }
 
 /* ---- Commands ------------------------------------------------------------------ */
@@ -762,7 +770,7 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	}
 }
 
-unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
+unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id, unsigned max, bool *more)
 {
 	struct isod_sock *sk = &app->socks[id];
 	struct isostack_shm_cmd cmds[ISOD_PEND_MAX - 2];
@@ -773,7 +781,9 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
 		sk->id = id;
 		sk->q_next = UINT32_MAX;
 	}
-	for (;;) {
+	*more = false;
+	while (done < max) {
+		uint32_t want = max - done < ISOD_PEND_MAX - 2 ? max - done : ISOD_PEND_MAX - 2;
 		int n;
 
 		/* Keep room for one deferred reply per command read. */
@@ -781,7 +791,7 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
 			isod_sock_queue(sk, ISOD_R_CMDS);
 			return done;
 		}
-		n = isoshm_stack_recv_cmds(app->shm, id, cmds, ISOD_PEND_MAX - 2);
+		n = isoshm_stack_recv_cmds(app->shm, id, cmds, want);
 		if (n == 0)
 			return done;
 		if (n == -EPROTO) {
@@ -803,6 +813,9 @@ unsigned isod_sock_run_cmds(struct isod_app *app, uint32_t id)
 			cmd_exec(sk, &cmds[i]);
 		done += (unsigned)n;
 	}
+	/* The turn is over, not necessarily the ring: the next turn looks. */
+	*more = true;
+	return done;
 }
 
 void isod_sock_reset_all(struct isod_app *app)

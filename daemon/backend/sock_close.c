@@ -206,11 +206,11 @@ void isod_sk_close_by_stack(struct isod_sock *sk)
  * the ring, and complete the CLOSE.  The kernel does the same to an
  * orphaned socket after tcp_orphan_retries.
  */
-unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now)
+unsigned isod_sock_expire_closes(struct isod_backend *be, uint32_t now, unsigned max)
 {
 	unsigned n = 0;
 
-	while (be->closing_head != NULL &&
+	while (n < max && be->closing_head != NULL &&
 	       (int32_t)(now - be->closing_head->close_deadline) >= 0) {
 		struct isod_sock *sk = be->closing_head;
 

@@ -150,12 +150,12 @@ static void idle_arm(struct isod_sock *sk)
 	sk->idle_armed = true;
 }
 
-unsigned isod_sk_idle_expire(struct isod_backend *be)
+unsigned isod_sk_idle_expire(struct isod_backend *be, unsigned max)
 {
 	uint32_t now = isod_backend_now(be);
 	unsigned n = 0;
 
-	while (be->idle_head != NULL && (int32_t)(now - be->idle_head->idle_due) >= 0) {
+	while (n < max && be->idle_head != NULL && (int32_t)(now - be->idle_head->idle_due) >= 0) {
 		struct isod_sock *sk = be->idle_head;
 
 		isod_sk_idle_unlink(sk);
