@@ -59,6 +59,7 @@ static const struct prom_group {
  * marks, identities. Names as in the reply, indices left out. */
 static const char *const gauges[] = {
 	"loop.tsc_hz", "loop.adaptive", "loop.max_pass_cycles", "loop.max_timers_cycles",
+	"loop.rx_path_cycles_per_frame", "loop.tx_path_cycles_per_frame",
 	"core.cpu",
 	"backend.apps", "backend.open_sockets", "backend.rx_held", "backend.rx_held_max",
 	"backend.variant", "backend.doorbells_per_app",
