@@ -303,7 +303,7 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	{
 		struct ucred cr = peer_cred(fd);
 
-		ISOD_LOG(INFO, "app %u attached: pid %d uid %d (%s), %u applications",
+		ISOD_LOG(INFO, "app %u attached: pid %d uid %d (%s), %u attached now",
 			 app->id, (int)cr.pid, (int)cr.uid, app->comm, be->napps);
 	}
 	return;
