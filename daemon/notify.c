@@ -6,9 +6,9 @@
  * main pid), so nothing needs attaching; the datagram is the whole
  * message. The socket is connected once (so poll() sees the manager's
  * queue) and non-blocking, and only READY/STOPPING wait for room (a
- * bounded poll()): a manager that does not read
- * must not stall the stack core for a status line or a watchdog ping,
- * while a lost READY=1 would have systemd kill a healthy daemon.
+ * bounded poll()): a manager that does not read must not stall the stack
+ * core for a status line or a watchdog ping, while a lost READY=1 would
+ * have systemd kill a healthy daemon.
  */
 #include "notify.h"
 
