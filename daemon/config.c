@@ -19,11 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CONF_ERR(where, ...) do { \
-	fprintf(stderr, "isostackd: %s: ", (where)); \
-	fprintf(stderr, __VA_ARGS__); \
-	fputc('\n', stderr); \
-} while (0)
+/* A bad value, said where: "KEY-OR-OPTION: what is wrong". */
+#define CONF_ERR(where, fmt, ...) ISOD_LOG(ERR, "%s: " fmt, (where), ##__VA_ARGS__)
 
 const char *isod_mode_name(enum isod_mode mode)
 {
@@ -64,6 +61,7 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->variant = ISOSTACK_SHM_VARIANT_CORE;
 	cfg->variant_queues = 256;
 	cfg->tso = true;
+	cfg->log_level = ISOD_LOG_INFO;
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
 }
 
@@ -283,6 +281,11 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			CONF_ERR(where, "tso must be on or off, not '%s'", val);
 			return -EINVAL;
 		}
+	} else if (strcmp(key, "log_level") == 0) {
+		if (isod_log_level_parse(val, &cfg->log_level) != 0) {
+			CONF_ERR(where, "log_level must be err, warn, info or debug, not '%s'", val);
+			return -EINVAL;
+		}
 	} else if (strcmp(key, "echo") == 0) {
 		cfg->echo = *val != '\0' && strcmp(val, "off") != 0;
 		if (cfg->echo && parse_ip(val, &cfg->echo_addr) != 0) {
@@ -348,7 +351,7 @@ static int config_read_file(struct isod_config *cfg, const char *path)
 			memset(&cfg->ports[cfg->nports++], 0, sizeof(cfg->ports[0]));
 			sec = SEC_PORT;
 		} else if ((eq = strchr(s, '=')) == NULL || sec == SEC_NONE) {
-			CONF_ERR(where, sec == SEC_NONE ? "key outside [daemon] or [port]"
+			CONF_ERR(where, "%s", sec == SEC_NONE ? "key outside [daemon] or [port]"
 				 : "expected key = value");
 			ret = -EINVAL;
 		} else {
@@ -460,6 +463,8 @@ static void usage(const char *prog)
 	       "  --idle-us N        adaptive: idle time before sleeping (default 1000)\n"
 	       "  --sleep-us N       longest timed sleep without RX interrupts (default 1000)\n"
 	       "  --control PATH     control socket path\n"
+	       "  --log-level LEVEL  err, warn, info (default) or debug: the least\n"
+	       "                     severe lines logged\n"
 	       "  --set KEY=VALUE    any [daemon] key of the file (e.g. app_sockets=255,\n"
 	       "                     rx_ring=1m); repeatable\n"
 	       "  -h, --help         this text\n"
@@ -470,7 +475,7 @@ static void usage(const char *prog)
 
 enum {
 	OPT_CONFIG = 256, OPT_LCORE, OPT_PORT, OPT_MBUFS, OPT_ECHO, OPT_MODE,
-	OPT_IDLE_US, OPT_SLEEP_US, OPT_CONTROL, OPT_TSO, OPT_SET,
+	OPT_IDLE_US, OPT_SLEEP_US, OPT_CONTROL, OPT_TSO, OPT_SET, OPT_LOG_LEVEL,
 };
 
 static const struct option long_opts[] = {
@@ -485,6 +490,7 @@ static const struct option long_opts[] = {
 	{ "control",  required_argument, NULL, OPT_CONTROL },
 	{ "tso",      required_argument, NULL, OPT_TSO },
 	{ "set",      required_argument, NULL, OPT_SET },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "help",     no_argument,       NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -557,6 +563,9 @@ int isod_config_load(struct isod_config *cfg, int argc, char **argv)
 			break;
 		case OPT_SET:
 			ret = config_set_arg(cfg, optarg);
+			break;
+		case OPT_LOG_LEVEL:
+			ret = daemon_set(cfg, "log_level", optarg, "--log-level");
 			break;
 		default:
 			usage(argv[0]);

@@ -335,7 +335,7 @@ void isod_echo_stop(struct isod_echo *svc)
 		}
 		conn_free(c);
 	}
-	ISOD_LOG("echo: %" PRIu64 " connections accepted, %" PRIu64 " closed, %"
+	ISOD_LOG(INFO, "echo: %" PRIu64 " connections accepted, %" PRIu64 " closed, %"
 		 PRIu64 " aborted", svc->accepted, svc->closed, svc->aborted);
 	free(svc);
 }

@@ -18,8 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define ISOD_LOG(fmt, ...) \
-	fprintf(stderr, "isostackd: " fmt "\n", ##__VA_ARGS__)
+#include "log.h"        /* ISOD_LOG(LEVEL, fmt, ...) */
 
 /* ---- Configuration (config.c) ------------------------------------------ */
 
@@ -66,6 +65,7 @@ struct isod_config {
 				    * sockets (ENOBUFS beyond); 0: no limit */
 	uint32_t variant;          /* ISOSTACK_SHM_VARIANT_*: the paper's variants */
 	unsigned variant_queues;   /* Basic/Aggregate: doorbells (threads) per app */
+	int log_level;             /* ISOD_LOG_*: the least severe level logged */
 	unsigned nports;
 	struct isod_port_conf ports[ISOD_MAX_PORTS];
 	int eal_argc;              /* extra EAL arguments: "eal" key, then after -- */
@@ -218,6 +218,22 @@ void isod_loop_drop_ready(struct isod_loop *loop);
  * bytes, truncated there). Returns the bytes written. Stack lcore only.
  */
 size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len);
+
+/* ---- Slow path: watchdog, limits hit, status (health.c) ---------------- */
+
+struct isod_health;
+struct isod_backend;
+
+/*
+ * Add the "health" source to the loop: WATCHDOG=1 pings when systemd asks
+ * for them, a log line when a limit is first hit (then at most once a
+ * minute per cause), STATUS= when applications or sockets change. Returns
+ * 0 or -errno (-ENOMEM, -ENOSPC: no source slot); nothing to free then.
+ */
+int isod_health_start(struct isod_loop *loop, struct isod_backend *be,
+		      struct isod_health **out);
+/* After the loop stopped: the source is never polled again. NULL: no-op. */
+void isod_health_stop(struct isod_health *h);
 
 /* ---- Diagnostic echo (port 7) and discard (port 9) service (echo.c) ---- */
 

@@ -7,6 +7,10 @@
  * lcore), clock, lwIP ownership and init, ports, services, loop. Shutdown
  * (SIGTERM/SIGINT) runs the same list backwards. This is the only file that
  * calls rte_exit(): everything below returns errors up to here.
+ *
+ * Under systemd (Type=notify, docs/daemon.md) it says STATUS= at each
+ * start-up step, READY=1 once the control socket listens (an application
+ * started after us can attach from then on), STOPPING=1 on the signal.
  */
 #include "backend.h"
 #include "internal.h"
@@ -28,19 +32,18 @@
 #include "lwip/init.h"
 #include "lwip/stats.h"
 #include "isotcp.h"
+#include "notify.h"
 #include "txzc.h"
 
 static volatile sig_atomic_t isod_stop;
 static struct isod_loop isod_loop;
 static struct isotcp_dpdk_port isod_ports[ISOD_MAX_PORTS];
-/* Zero-copy TX (txzc.c); ISOSTACK_TX_ZEROCOPY=off in the environment
- * turns it off (copied TX, for comparison). */
+/* Zero-copy TX (txzc.c), started by services_start(). */
 static struct isod_txzc *isod_txzc;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	isod_stop = 1;
+	isod_stop = sig;
 	if (isod_loop.wake_fd > 0)
 		isod_loop_wake(&isod_loop);     /* in case the loop sleeps */
 }
@@ -122,10 +125,10 @@ static void port_log(const struct isotcp_dpdk_port *p, const struct isod_port_co
 	ip_str(pc->ip, ip, sizeof(ip));
 	ip_str(pc->netmask, mask, sizeof(mask));
 	ip_str(pc->gw, gw, sizeof(gw));
-	ISOD_LOG("port %u %s: MAC %02x:%02x:%02x:%02x:%02x:%02x, %s netmask %s gw %s, "
-		 "mtu %u", p->port_id, p->name, m[0], m[1], m[2], m[3], m[4], m[5],
+	ISOD_LOG(INFO, "port %u %s up: MAC %02x:%02x:%02x:%02x:%02x:%02x, %s netmask %s "
+		 "gw %s, mtu %u", p->port_id, p->name, m[0], m[1], m[2], m[3], m[4], m[5],
 		 ip, mask, pc->gw ? gw : "none", p->netif.mtu);
-	ISOD_LOG("port %u: checksums rx %s, tx %s; TSO %s; RX interrupts %s; "
+	ISOD_LOG(INFO, "port %u: checksums rx %s, tx %s; TSO %s; RX interrupts %s; "
 		 "%u mbufs, %u/%u descriptors", p->port_id,
 		 p->caps.rx_cksum ? "offloaded" : "software",
 		 p->caps.tx_cksum ? "offloaded" : "software",
@@ -140,14 +143,14 @@ static void port_log_stats(const struct isotcp_dpdk_port *p)
 	const struct isotcp_dpdk_stats *s = &p->stats;
 	struct rte_eth_stats es;
 
-	ISOD_LOG("port %u: rx %" PRIu64 " pkts %" PRIu64 " bytes (%" PRIu64 " copied), "
+	ISOD_LOG(INFO, "port %u: rx %" PRIu64 " pkts %" PRIu64 " bytes (%" PRIu64 " copied), "
 		 "drops: %" PRIu64 " cksum %" PRIu64 " nomem %" PRIu64 " bad; tx %" PRIu64
 		 " pkts %" PRIu64 " bytes, drops: %" PRIu64 " nomem %" PRIu64 " toolong, %"
 		 PRIu64 " partial bursts", p->port_id, s->rx_pkts, s->rx_bytes, s->rx_copied,
 		 s->rx_drop_cksum, s->rx_drop_nomem, s->rx_drop_bad, s->tx_pkts, s->tx_bytes,
 		 s->tx_drop_nomem, s->tx_drop_toolong, s->tx_partial);
 	if (rte_eth_stats_get(p->port_id, &es) == 0)
-		ISOD_LOG("port %u: ethdev ipackets %" PRIu64 " opackets %" PRIu64
+		ISOD_LOG(INFO, "port %u: ethdev ipackets %" PRIu64 " opackets %" PRIu64
 			 " imissed %" PRIu64 " ierrors %" PRIu64 " oerrors %" PRIu64
 			 " rx_nombuf %" PRIu64, p->port_id, es.ipackets, es.opackets,
 			 es.imissed, es.ierrors, es.oerrors, es.rx_nombuf);
@@ -155,7 +158,7 @@ static void port_log_stats(const struct isotcp_dpdk_port *p)
 
 static void lwip_log_stats(void)
 {
-	ISOD_LOG("lwip: ip recv %u drop %u chkerr %u lenerr %u proterr %u; "
+	ISOD_LOG(INFO, "lwip: ip recv %u drop %u chkerr %u lenerr %u proterr %u; "
 		 "tcp recv %u xmit %u drop %u chkerr %u memerr %u; "
 		 "icmp recv %u xmit %u; arp recv %u drop %u",
 		 lwip_stats.ip.recv, lwip_stats.ip.drop, lwip_stats.ip.chkerr,
@@ -222,7 +225,7 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	if (slash != NULL && slash != dir) {
 		*slash = '\0';
 		if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-			ISOD_LOG("control: cannot create %s: %s", dir, strerror(errno));
+			ISOD_LOG(WARN, "control: cannot create %s: %s", dir, strerror(errno));
 	}
 	isod_backend_conf_default(&bc);
 	bc.control_path = cfg->control;
@@ -260,13 +263,13 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	}
 	ret = isod_backend_init(out, &bc);
 	if (ret != 0) {
-		ISOD_LOG("control socket %s: %s", cfg->control, strerror(-ret));
+		ISOD_LOG(ERR, "control socket %s: %s", cfg->control, strerror(-ret));
 		return ret;
 	}
 	ret = isod_loop_add_source(&isod_loop, "apps", cfg->weight_apps,
 				   isod_backend_poll_source, *out);
 	if (ret != 0) {
-		ISOD_LOG("apps source: %s", strerror(-ret));
+		ISOD_LOG(ERR, "apps source: %s", strerror(-ret));
 		isod_backend_fini(*out);
 		*out = NULL;
 		return ret;
@@ -275,14 +278,14 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	 * the set of them beside its own wake fd. */
 	ret = isod_loop_set_wake_fd(&isod_loop, isod_backend_wake_fd(*out));
 	if (ret != 0) {
-		ISOD_LOG("apps doorbell fds: %s", strerror(-ret));
+		ISOD_LOG(ERR, "apps doorbell fds: %s", strerror(-ret));
 		isod_backend_fini(*out);
 		*out = NULL;
 		return ret;
 	}
 	isod_loop.nap = backend_nap;
 	isod_loop.nap_arg = *out;
-	ISOD_LOG("control socket %s: serving applications (up to %u sockets each, TCP rings "
+	ISOD_LOG(INFO, "control socket %s: serving applications (up to %u sockets each, TCP rings "
 		 "from %u KiB growing to %u KiB TX and %u KiB RX per socket, ring memory "
 		 "%llu MiB for the stack%s) and isostat",
 		 cfg->control, bc.shm.max_sockets - 1,
@@ -298,10 +301,92 @@ static void backend_log_stats(const struct isod_backend *be)
 	struct isod_backend_stats st;
 
 	isod_backend_get_stats(be, &st);
-	ISOD_LOG("apps: %" PRIu64 " attached, %" PRIu64 " detached, %" PRIu64 " commands, "
+	ISOD_LOG(INFO, "apps: %" PRIu64 " attached, %" PRIu64 " detached, %" PRIu64 " commands, "
 		 "%" PRIu64 " rejected, %" PRIu64 " connections reset on hang-up",
 		 st.apps_attached, st.apps_detached, st.cmds,
 		 st.bad_cmds + st.bad_slot, st.resets);
+}
+
+/* Open and start every configured port; *nports counts those started (to
+ * close on failure too). Returns 0 or -errno, logged. */
+static int ports_open(const struct isod_config *cfg, unsigned *nports)
+{
+	int ret;
+
+	for (unsigned i = 0; i < cfg->nports; i++) {
+		struct isotcp_dpdk_port_conf pc = {
+			.mbufs = cfg->mbufs,
+			.mtu = cfg->mtu,
+			.want_rx_intr = cfg->mode == ISOD_MODE_ADAPTIVE,
+			.want_tso = cfg->tso,
+		};
+
+		ret = port_lookup(&cfg->ports[i], &pc.port_id);
+		if (ret != 0) {
+			ISOD_LOG(ERR, "port %s: no such ethdev (did EAL probe it?)",
+				 cfg->ports[i].dev);
+			return ret;
+		}
+		ip4_addr_set_u32(&pc.ip, cfg->ports[i].ip);
+		ip4_addr_set_u32(&pc.netmask, cfg->ports[i].netmask);
+		ip4_addr_set_u32(&pc.gw, cfg->ports[i].gw);
+		ret = isotcp_dpdk_port_open(&isod_ports[i], &pc,
+					    i == 0 || cfg->ports[i].gw != 0);
+		if (ret != 0) {
+			ISOD_LOG(ERR, "port %s: cannot start: %s", cfg->ports[i].dev,
+				 strerror(-ret));
+			return ret;
+		}
+		(*nports)++;
+		port_log(&isod_ports[i], &cfg->ports[i], cfg->mbufs);
+	}
+	return 0;
+}
+
+/* The diagnostic echo service, if configured, and zero-copy TX. Zero-copy
+ * TX comes before the back-end, which registers segments with it; its
+ * source unmaps segments of departed applications once the NIC let go of
+ * them. ISOSTACK_TX_ZEROCOPY=off in the environment turns it off (copied
+ * TX, for comparison). Returns 0 or -errno, logged; on failure the echo
+ * service is left for the caller to stop (NULL if it never started). */
+static int services_start(const struct isod_config *cfg, unsigned nports,
+			  struct isod_echo **echo)
+{
+	const char *zc_env = getenv("ISOSTACK_TX_ZEROCOPY");
+	bool zc_on = zc_env == NULL || strcmp(zc_env, "off") != 0;
+	int ret;
+
+	if (cfg->echo) {
+		char a[16];
+
+		ip_str(cfg->echo_addr, a, sizeof(a));
+		ret = isod_echo_start(&isod_loop, cfg->echo_addr, echo);
+		if (ret != 0) {
+			ISOD_LOG(ERR, "echo on %s: %s", a, strerror(-ret));
+			return ret;
+		}
+		ISOD_LOG(INFO, "echo: TCP echo on %s:7, discard on %s:9", a, a);
+	}
+	ret = isod_txzc_init(&isod_txzc, isod_ports, nports, zc_on);
+	if (ret == 0)
+		ret = isod_loop_add_source(&isod_loop, "txzc", 1, isod_txzc_poll, isod_txzc);
+	if (ret != 0)
+		ISOD_LOG(ERR, "zero-copy TX: %s", strerror(-ret));
+	return ret;
+}
+
+/* Logging and systemd notification, before anything else can fail. */
+static void notify_start(void)
+{
+	int ret;
+
+	isod_log_init();
+	ret = isod_notify_init();
+	if (ret != 0)
+		ISOD_LOG(WARN, "systemd notification: $NOTIFY_SOCKET unusable (%s); "
+			 "not notifying", strerror(-ret));
+	else if (isod_notify_enabled())
+		isod_notify_status("starting");
 }
 
 int main(int argc, char **argv)
@@ -311,41 +396,47 @@ int main(int argc, char **argv)
 	char lcore_buf[16];
 	struct isod_echo *echo = NULL;
 	struct isod_backend *backend = NULL;
+	struct isod_health *health = NULL;
 	struct sigaction sa;
 	unsigned nports = 0;
 	int eal_argc, ret;
 
+	notify_start();
 	ret = isod_config_load(&cfg, argc, argv);
 	if (ret != 0)
 		return ret > 0 ? EXIT_SUCCESS : 2;
-	ISOD_LOG("config %s, lcore %u, mode %s%s, %u mbufs per port, echo %s, control %s",
+	isod_log_min = cfg.log_level;
+	ISOD_LOG(INFO, "starting: config %s, lcore %u, mode %s%s, %u mbufs per port, "
+		 "echo %s, control %s, log %s%s",
 		 cfg.path[0] ? cfg.path : "(none: defaults and command line)",
 		 cfg.lcore, isod_mode_name(cfg.mode),
 		 cfg.mode == ISOD_MODE_ADAPTIVE ? "" : " (busy polling)",
-		 cfg.mbufs, cfg.echo ? "on" : "off", cfg.control);
+		 cfg.mbufs, cfg.echo ? "on" : "off", cfg.control,
+		 isod_log_level_name(cfg.log_level), isod_log_journal() ? " (journal)" : "");
 	if (cfg.variant != ISOSTACK_SHM_VARIANT_CORE)
-		ISOD_LOG("variant %s (the paper's Iso-%s, for evaluation: docs/daemon.md)%s",
+		ISOD_LOG(INFO, "variant %s (the paper's Iso-%s, for evaluation: docs/daemon.md)%s",
 			 isod_variant_name(cfg.variant),
 			 cfg.variant == ISOSTACK_SHM_VARIANT_BASIC ? "Basic" :
 			 cfg.variant == ISOSTACK_SHM_VARIANT_AGGREGATE ? "Aggregated" : "Lock",
 			 isoshm_variant_per_thread(cfg.variant) ? ", a doorbell per thread" : "");
 
+	isod_notify_status("starting: DPDK EAL");
 	eal_argc = eal_build_argv(&cfg, argv[0], eal_argv, lcore_buf, sizeof(lcore_buf));
 	ret = rte_eal_init(eal_argc, eal_argv);
 	if (ret < 0)
 		rte_exit(EXIT_FAILURE, "EAL init failed: %s\n", rte_strerror(rte_errno));
 	if (rte_lcore_id() != cfg.lcore)
 		rte_exit(EXIT_FAILURE, "running on lcore %u, not %u\n", rte_lcore_id(), cfg.lcore);
-	ISOD_LOG("EAL up: lcore %u (main), memory %s, IOVA %s", rte_lcore_id(),
+	ISOD_LOG(INFO, "EAL up: lcore %u (main), memory %s, IOVA %s", rte_lcore_id(),
 		 rte_eal_has_hugepages() ? "hugepages" : "anonymous (--no-huge)",
 		 rte_eal_iova_mode() == RTE_IOVA_VA ? "VA" : "PA");
 	/* Lets dpdk-dumpcap (a secondary process) capture our ports. It costs
 	 * nothing until a capture starts; secondaries need hugepages. */
 	if (rte_pdump_init() != 0)
-		ISOD_LOG("pdump: unavailable (%s): dpdk-dumpcap cannot attach",
+		ISOD_LOG(INFO, "pdump: unavailable (%s): dpdk-dumpcap cannot attach",
 			 rte_strerror(rte_errno));
 	else
-		ISOD_LOG("pdump: enabled%s", rte_eal_has_hugepages() ? "" :
+		ISOD_LOG(INFO, "pdump: enabled%s", rte_eal_has_hugepages() ? "" :
 			 " (but --no-huge: dpdk-dumpcap needs hugepages to attach)");
 
 	memset(&sa, 0, sizeof(sa));
@@ -366,83 +457,47 @@ int main(int argc, char **argv)
 	isotcp_lock_variant_set(cfg.variant == ISOSTACK_SHM_VARIANT_LOCK);
 	lwip_init();
 
-	for (unsigned i = 0; i < cfg.nports; i++) {
-		struct isotcp_dpdk_port_conf pc = {
-			.mbufs = cfg.mbufs,
-			.mtu = cfg.mtu,
-			.want_rx_intr = cfg.mode == ISOD_MODE_ADAPTIVE,
-			.want_tso = cfg.tso,
-		};
-
-		ret = port_lookup(&cfg.ports[i], &pc.port_id);
-		if (ret != 0) {
-			ISOD_LOG("port %s: no such ethdev (did EAL probe it?)", cfg.ports[i].dev);
-			goto err_ports;
-		}
-		ip4_addr_set_u32(&pc.ip, cfg.ports[i].ip);
-		ip4_addr_set_u32(&pc.netmask, cfg.ports[i].netmask);
-		ip4_addr_set_u32(&pc.gw, cfg.ports[i].gw);
-		ret = isotcp_dpdk_port_open(&isod_ports[i], &pc,
-					    i == 0 || cfg.ports[i].gw != 0);
-		if (ret != 0) {
-			ISOD_LOG("port %s: cannot start: %s", cfg.ports[i].dev, strerror(-ret));
-			goto err_ports;
-		}
-		nports++;
-		port_log(&isod_ports[i], &cfg.ports[i], cfg.mbufs);
-	}
-
+	isod_notify_status("starting: ports");
+	ret = ports_open(&cfg, &nports);
+	if (ret != 0)
+		goto err_ports;
 	ret = isod_loop_init(&isod_loop, &cfg, isod_ports, nports);
 	if (ret != 0) {
-		ISOD_LOG("loop: %s", strerror(-ret));
+		ISOD_LOG(ERR, "loop: %s", strerror(-ret));
 		goto err_ports;
 	}
-	if (cfg.echo) {
-		char a[16];
-
-		ip_str(cfg.echo_addr, a, sizeof(a));
-		ret = isod_echo_start(&isod_loop, cfg.echo_addr, &echo);
-		if (ret != 0) {
-			ISOD_LOG("echo on %s: %s", a, strerror(-ret));
-			goto err_loop;
-		}
-		ISOD_LOG("echo: TCP echo on %s:7, discard on %s:9", a, a);
-	}
-	/* Zero-copy TX: before the back-end, which registers segments with it;
-	 * its source unmaps segments of departed applications once the NIC
-	 * let go of them. */
-	{
-		const char *zc_env = getenv("ISOSTACK_TX_ZEROCOPY");
-		bool zc_on = zc_env == NULL || strcmp(zc_env, "off") != 0;
-
-		ret = isod_txzc_init(&isod_txzc, isod_ports, nports, zc_on);
-		if (ret == 0)
-			ret = isod_loop_add_source(&isod_loop, "txzc", 1, isod_txzc_poll,
-						   isod_txzc);
-		if (ret != 0) {
-			ISOD_LOG("zero-copy TX: %s", strerror(-ret));
-			goto err_echo;
-		}
-	}
+	ret = services_start(&cfg, nports, &echo);
+	if (ret != 0)
+		goto err_echo;
+	isod_notify_status("starting: control socket");
 	ret = backend_start(&cfg, &backend);
 	if (ret != 0)
 		goto err_echo;
-	ISOD_LOG("running");
+	ret = isod_health_start(&isod_loop, backend, &health);
+	if (ret != 0) {
+		ISOD_LOG(ERR, "health source: %s", strerror(-ret));
+		goto err_backend;
+	}
+	/* The control socket listens: applications may attach from now on. */
+	isod_notify_send("READY=1\nSTATUS=serving: 0 applications, 0 sockets", true);
+	ISOD_LOG(INFO, "running");
 
 	isod_loop_run(&isod_loop, &isod_stop);
 
-	ISOD_LOG("stopping");
+	isod_notify_send("STOPPING=1\nSTATUS=stopping", true);
+	ISOD_LOG(INFO, "stopping on %s", strsignal(isod_stop));
 	backend_log_stats(backend);
-	isod_loop_set_wake_fd(&isod_loop, -1);
-	isod_backend_fini(backend);
-	isod_echo_stop(echo);
-	isod_loop_log_stats(&isod_loop);
-	lwip_log_stats();
 	ret = 0;
-	goto err_loop;
+err_backend:
+	isod_health_stop(health);
+	isod_loop_set_wake_fd(&isod_loop, -1);  /* the doorbells' set goes with the back-end */
+	isod_backend_fini(backend);
 err_echo:
 	isod_echo_stop(echo);
-err_loop:
+	if (ret == 0) {
+		isod_loop_log_stats(&isod_loop);
+		lwip_log_stats();
+	}
 	isod_loop_fini(&isod_loop);
 err_ports:
 	isod_txzc_stop(isod_txzc);     /* zero-copy TX: its held mbufs, pools still there */
@@ -460,9 +515,12 @@ err_ports:
 	rte_eal_cleanup();
 	isod_config_free(&cfg);
 	if (ret != 0) {
-		ISOD_LOG("start-up failed");
+		ISOD_LOG(ERR, "start-up failed: %s", strerror(-ret));
+		isod_notify_send("STATUS=start-up failed", false);
+		isod_notify_fini();
 		return EXIT_FAILURE;
 	}
-	ISOD_LOG("stopped");
+	ISOD_LOG(INFO, "stopped");
+	isod_notify_fini();
 	return EXIT_SUCCESS;
 }

@@ -350,7 +350,7 @@ int isod_txzc_init(struct isod_txzc **out, struct isotcp_dpdk_port *ports,
 
 		zc->hold_tsc = rte_get_tsc_hz() / 1000 * ms;
 		if (ms != 0)
-			ISOD_LOG("zero-copy TX: test hook: every zero-copy frame held %" PRIu64
+			ISOD_LOG(WARN, "zero-copy TX: test hook: every zero-copy frame held %" PRIu64
 				 " ms after transmission (ISOSTACK_TXZC_HOLD_MS)", ms);
 	}
 	if (zc->enabled) {
@@ -369,7 +369,7 @@ int isod_txzc_init(struct isod_txzc **out, struct isotcp_dpdk_port *ports,
 
 		if (on)
 			isotcp_dpdk_set_txattach(&ports[i], txzc_attach, zc);
-		ISOD_LOG("port %u: zero-copy TX %s", ports[i].port_id,
+		ISOD_LOG(INFO, "port %u: zero-copy TX %s", ports[i].port_id,
 			 on ? "on (payload in application TX rings attached as external buffers)" :
 			 !ports[i].caps.tx_multiseg ?
 			 "off: the device takes no multi-segment frames (copied TX)" :
@@ -384,7 +384,7 @@ static void area_destroy(struct isod_txzc *zc, struct zc_area *a)
 	int rc = isoshm_dpdk_unregister_tx(&a->reg);
 
 	if (rc != 0)
-		ISOD_LOG("zero-copy TX: unregistering a TX area: %s", rte_strerror(-rc));
+		ISOD_LOG(ERR, "zero-copy TX: unregistering a TX area: %s", rte_strerror(-rc));
 	isoshm_stack_destroy(a->shm);
 	zc->st.segs_destroyed++;
 	free(a);
@@ -407,7 +407,7 @@ void isod_txzc_seg_attach(void *arg, struct isoshm_stack *shm)
 	if (rc != 0) {
 		zc->st.segs_unregistrable++;
 		if (!zc->logged_reg_err)
-			ISOD_LOG("zero-copy TX: cannot register an application's TX area (%s%s); "
+			ISOD_LOG(WARN, "zero-copy TX: cannot register an application's TX area (%s%s); "
 				 "its frames are copied (logged once)", rte_strerror(-rc),
 				 "");
 		zc->logged_reg_err = true;
@@ -432,7 +432,7 @@ void isod_txzc_ext_attach(void *arg, struct isoshm_stack *shm, uint64_t off, uin
 			continue;
 		rc = isoshm_dpdk_map_extent(&a->reg, off, size, hugetlb);
 		if (rc != 0 && !zc->logged_reg_err) {
-			ISOD_LOG("zero-copy TX: a device refused to map an extent (%s); "
+			ISOD_LOG(WARN, "zero-copy TX: a device refused to map an extent (%s); "
 				 "logged once", rte_strerror(-rc));
 			zc->logged_reg_err = true;
 		}
@@ -500,7 +500,7 @@ unsigned isod_txzc_poll(void *arg, unsigned budget)
 				(void)rte_eth_tx_done_cleanup(zc->ports[i].port_id,
 							      zc->ports[i].queue, 0);
 			if (!a->warned)
-				ISOD_LOG("zero-copy TX: a departed application's segment is still "
+				ISOD_LOG(WARN, "zero-copy TX: a departed application's segment is still "
 					 "referenced by %" PRIu64 " mbufs after %u ms; it stays "
 					 "mapped until the device frees them", a->refs,
 					 ISOD_TXZC_DEFER_WARN_MS);
@@ -545,7 +545,7 @@ void isod_txzc_fini(struct isod_txzc *zc)
 			area_destroy(zc, a);
 			continue;
 		}
-		ISOD_LOG("zero-copy TX: %" PRIu64 " mbufs still reference a segment at exit; "
+		ISOD_LOG(WARN, "zero-copy TX: %" PRIu64 " mbufs still reference a segment at exit; "
 			 "leaving it mapped", a->refs);
 		leak = true;
 	}

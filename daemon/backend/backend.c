@@ -37,6 +37,7 @@
 #include "lwip/sys.h"
 
 #include "internal.h"
+#include "log.h"
 
 void isod_backend_conf_default(struct isod_backend_conf *c)
 {
@@ -128,10 +129,24 @@ err_free:
 
 /* ---- Applications --------------------------------------------------------- */
 
+/* The kernel's word on who is at the other end of a control connection
+ * (the credentials of its connect(), kept after a hang-up). */
+static struct ucred peer_cred(int fd)
+{
+	struct ucred cr = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t len = sizeof(cr);
+
+	(void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
+	return cr;
+}
+
 static void app_destroy(struct isod_backend *be, struct isod_app *app)
 {
 	struct isod_sock **pp;
+	struct ucred cr = peer_cred(app->ctl_fd);
 
+	ISOD_LOG(INFO, "app %u detached: pid %d uid %d (%s)", app->id, (int)cr.pid,
+		 (int)cr.uid, app->comm);
 	isod_sock_reset_all(app);
 	isod_procs_fini(app);
 	/* drop its sockets from the event queue */
@@ -317,6 +332,12 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	be->st.apps_attached++;
 	/* It waits for our reply: alive, and the pid is its own. */
 	isod_procs_watch(app, (int32_t)m->pid, 0);
+	{
+		struct ucred cr = peer_cred(fd);
+
+		ISOD_LOG(INFO, "app %u attached: pid %d uid %d (%s), %u attached now",
+			 app->id, (int)cr.pid, (int)cr.uid, app->comm, be->napps);
+	}
 	return;
 
 fail_shm:
@@ -328,6 +349,14 @@ fail:
 	}
 	free(app);
 	be->st.apps_rejected++;
+	/* Debug only: a client that retries would log a line per try; the
+	 * daemon's health check logs the count (backend.apps_rejected). */
+	{
+		struct ucred cr = peer_cred(fd);
+
+		ISOD_LOG(DEBUG, "attach refused: pid %d uid %d: %s", (int)cr.pid,
+			 (int)cr.uid, strerror(-ret));
+	}
 	reply_attach(fd, ret, 0, 0, NULL, 0);
 	close(fd);
 	if (wake_fd >= 0)

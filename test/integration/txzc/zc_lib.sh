@@ -90,7 +90,7 @@ zc_stop_and_check_log() {
 		grep -m5 -A20 -E 'AddressSanitizer|runtime error:' "$S_DAEMON_LOG" >&2
 		fail "sanitizer report in the daemon's log"
 	fi
-	grep -q 'isostackd: stopped' "$S_DAEMON_LOG" || fail "the daemon did not stop cleanly"
+	grep -qE '^isostackd\[[0-9]+\]: info: stopped$' "$S_DAEMON_LOG" || fail "the daemon did not stop cleanly"
 	if grep -q 'still reference' "$S_DAEMON_LOG"; then
 		grep 'still reference' "$S_DAEMON_LOG" >&2
 		fail "mbufs still referenced a segment at exit"
