@@ -12,7 +12,8 @@ ISOSTACK_PACKAGES="build-essential pkg-config meson ninja-build
 	clang libclang-rt-14-dev
 	iproute2 ethtool iputils-ping procps kmod xz-utils python3 curl
 	tshark nginx-light wrk redis-server redis-tools iperf3 socat
-	python3-matplotlib python3-prometheus-client"
+	python3-matplotlib python3-prometheus-client
+	man-db groff-base"
 
 # Debian's lwIP source: upstream 2.1.3 repacked without non-free files. The
 # orig tarball is pinned by hash; the Debian patches (socket API, cmake,
