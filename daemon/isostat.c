@@ -395,6 +395,7 @@ int main(int argc, char **argv)
 	enum { VIEW_TEXT, VIEW_RAW, VIEW_APPS, VIEW_PROM } view = VIEW_TEXT;
 	double interval = 0;
 	long count = 1;
+	bool count_set = false;        /* -n wins over -i's "forever", in any order */
 	int c, fd, views = 0;
 
 	if (path == NULL)
@@ -402,8 +403,8 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "c:i:n:raph", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': path = optarg; break;
-		case 'i': interval = atof(optarg); count = -1; break;
-		case 'n': count = atol(optarg); break;
+		case 'i': interval = atof(optarg); if (!count_set) count = -1; break;
+		case 'n': count = atol(optarg); count_set = true; break;
 		case 'r': view = VIEW_RAW; views++; break;
 		case 'a': view = VIEW_APPS; views++; break;
 		case 'p': view = VIEW_PROM; views++; break;

@@ -14,7 +14,7 @@ the kernel. Nothing in CMD changes.
               kernel when the daemon cannot be reached (ISOSTACK_REQUIRE=1)
 
 The shim reads ISOSTACK_CONTROL (set here to this instance's control
-socket) and logs with the prefix 'isostack:' on stderr. Options end at
+socket) and logs with the prefix 'isosock[PID]:' on stderr. Options end at
 CMD or at --: everything after is CMD's own.
 
 examples:
