@@ -501,14 +501,6 @@ net_cpus_but_stack() {
 net_peer_rps() {
 	local cpus=${NET_PEER_RPS:-} mask
 	[ "$cpus" = off ] && return 0
-	if [ "$cpus" = napi ]; then   # EXPERIMENT: threaded NAPI on the peer veth, off the stack core
-		ip netns exec "$NET_NS_PEER" sh -e -c \
-			"ethtool -K $NET_IF_PEER gro on >/dev/null; echo 1 > /sys/class/net/$NET_IF_PEER/threaded" || return 1
-		for p in $(pgrep "^napi/$NET_IF_PEER"); do taskset -pc "$(net_cpus_but_stack)" $p >/dev/null; done
-		pgrep -a "^napi/" >&2
-		net_record PEER_RPS napi
-		return 0
-	fi
 	[ -n "$cpus" ] || cpus=$(net_cpus_but_stack)
 	mask=$(net_cpu_mask "$cpus")
 	[ -n "$mask" ] || return 0
