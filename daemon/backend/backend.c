@@ -4,6 +4,9 @@
  * attached application (O(doorbells x applications) per pass when idle,
  * independent of the number of sockets).
  *
+ * Who may connect, and how much one user may hold, is ctl_auth.c's:
+ * checked at accept, before anything is read.
+ *
  * Attach: a client connects to the SEQPACKET control socket and sends
  * ATTACH with its wake fd, which must be an eventfd (a pipe or socket
  * would block the stack core once full: refused, -EBADF); we create its

@@ -67,8 +67,8 @@ struct isod_backend_conf {
 	void *seg_arg;
 };
 
-/* Defaults: the shm defaults, no memory limit, 64 apps, 1 ms, close
- * timeout 60 s. */
+/* Defaults: the shm defaults, no memory limit, 64 apps (32 per uid), no
+ * control group (root and our own user only), 1 ms, close timeout 60 s. */
 void isod_backend_conf_default(struct isod_backend_conf *c);
 
 struct isod_backend_stats {
