@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,6 +63,14 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->variant_queues = 256;
 	cfg->tso = true;
 	cfg->log_level = ISOD_LOG_INFO;
+	cfg->max_apps_per_uid = 32;
+	/* The control socket's group: "isostack" where the machine has one,
+	 * else none (root only), as docker's socket defaults to "docker". */
+	{
+		struct group *g = getgrnam("isostack");
+
+		cfg->control_gid = g != NULL ? (int)g->gr_gid : -1;
+	}
 	snprintf(cfg->control, sizeof(cfg->control), "/run/isostack/isostackd.sock");
 }
 
@@ -211,6 +220,8 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 		num = &cfg->close_timeout; max = 86400;   /* in ms it fits lwIP's u32 clock */
 	} else if (strcmp(key, "app_sockets") == 0) {
 		num = &cfg->app_sockets; min = 1; max = 1048575;  /* id 0 is the control channel */
+	} else if (strcmp(key, "max_apps_per_uid") == 0) {
+		num = &cfg->max_apps_per_uid; max = 1u << 20;   /* 0: no bound */
 	} else if (strcmp(key, "variant_queues") == 0) {
 		num = &cfg->variant_queues; min = 1; max = 1024;
 	}
@@ -298,6 +309,22 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			return -EINVAL;
 		}
 		strcpy(cfg->control, val);
+	} else if (strcmp(key, "control_group") == 0) {
+		/* A group name or number; "none": root and our own user only. */
+		struct group *g = strcmp(val, "none") == 0 ? NULL : getgrnam(val);
+		unsigned gid;
+
+		if (strcmp(val, "none") == 0)
+			cfg->control_gid = -1;
+		else if (g != NULL)
+			cfg->control_gid = (int)g->gr_gid;
+		else if (parse_uint(val, 0, INT32_MAX, &gid) == 0)
+			cfg->control_gid = (int)gid;
+		else {
+			CONF_ERR(where, "control_group: no group '%s' (a name, a number or none)",
+				 val);
+			return -EINVAL;
+		}
 	} else if (strcmp(key, "eal") == 0) {
 		char buf[1024];
 		char *save = NULL;

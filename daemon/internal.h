@@ -55,6 +55,8 @@ struct isod_config {
 	uint32_t echo_addr;        /* network byte order */
 	bool tso;                  /* use TSO on ports that offer it */
 	char control[PATH_MAX];
+	int control_gid;           /* group of the control socket; -1: none */
+	unsigned max_apps_per_uid; /* applications per uid other than root; 0: no bound */
 	unsigned close_timeout;    /* s: a CLOSE facing a zero window, then RST */
 	unsigned app_sockets;      /* socket ids per application */
 	uint64_t stack_memory;     /* ring memory of all applications; 0: auto */

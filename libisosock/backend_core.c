@@ -87,7 +87,7 @@ static int be_attach(void)
 	if (st == 1)
 		return 0;
 	if (st < 0)
-		return -ENETDOWN;
+		return st == -EACCES ? st : -ENETDOWN;
 	pthread_mutex_lock(&attach_lock);
 	st = atomic_load_explicit(&state, memory_order_relaxed);
 	if (st == 0) {
@@ -97,7 +97,8 @@ static int be_attach(void)
 		atomic_store_explicit(&state, st, memory_order_release);
 	}
 	pthread_mutex_unlock(&attach_lock);
-	return st == 1 ? 0 : -ENETDOWN;
+	/* Refused by the daemon's permissions: said as such (route.c). */
+	return st == 1 ? 0 : st == -EACCES ? st : -ENETDOWN;
 }
 
 /* The attachment new sockets go to. */

@@ -164,10 +164,23 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 			fclose(f);
 		}
 	}
+	/* A daemon that refuses us at accept (credentials, ctl_auth.c)
+	 * replies and hangs up at once: our send may then fail with EPIPE,
+	 * and the first read with ECONNRESET (the daemon closed with our
+	 * ATTACH unread), but its reply, which says why, is still queued:
+	 * the second read returns it (or 0: nothing came). */
 	ret = isoshm_send_fd(app->ctl_fd, app->wake_fd, &req, sizeof(req));
-	if (ret < 0)
+	if (ret < 0 && ret != -EPIPE && ret != -ECONNRESET)
 		goto err_wake;
-	ret = recv_reply(app->ctl_fd, &rep, fds);
+	{
+		int sent = ret;
+
+		ret = recv_reply(app->ctl_fd, &rep, fds);
+		if (ret == -ECONNRESET)
+			ret = recv_reply(app->ctl_fd, &rep, fds);
+		if (ret == -ECONNRESET && sent < 0)
+			ret = sent;
+	}
 	if (ret < 0)
 		goto err_fds;           /* fds still -1: nothing came */
 	if (rep.status < 0 || ret != 2) {

@@ -316,6 +316,16 @@ int isosock_r_socket(int domain, int type, int protocol)
 	if (!isosock_route_socket_wanted(domain, type, protocol) || isosock_cfg.disabled)
 		return neg(L.socket(domain, type, protocol));
 	int r = stack_ready();
+	if (r == -EACCES) {
+		/* The daemon is there and refuses this user: a clear error,
+		 * not a quiet fall back to the kernel stack. */
+		static _Atomic int denied;
+		if (!atomic_exchange(&denied, 1))
+			isosock_log("the isostack daemon refuses uid %u (not root, not in its "
+				    "control_group; docs/daemon.md): AF_INET sockets fail with "
+				    "EACCES", (unsigned)getuid());
+		return -EACCES;
+	}
 	if (r < 0) {
 		if (!isosock_cfg.require)
 			return neg(L.socket(domain, type, protocol));

@@ -67,6 +67,7 @@ struct isoshm_stack {
 	uint32_t *notes;                 /* [hdr.note_entries] */
 	bool db_broken;
 	uint32_t db_next;                /* per-thread variants: first doorbell of the next scan */
+	int guard_base, guard_arena;     /* fault guard slots (guard.c), -1: none */
 	struct isoshm_stats stats;
 };
 
@@ -113,6 +114,15 @@ void isoshm__ctl_views_bind(uint8_t *base, const struct isostack_shm_header *h, 
 /* Reserves size bytes of address space (PROT_NONE), 2 MiB aligned, or at
  * exactly `at`.  Returns it or NULL (errno set). */
 void *isoshm__arena_reserve(void *at, uint64_t size);
+
+/* The fault guard (guard.c), stack side: [addr, addr + len) is a mapping
+ * shared with an application; a SIGBUS in it replaces the faulting unit
+ * (a power of two) of our mapping with anonymous memory and is counted.
+ * Returns a slot (>= 0) or -ENOSPC / the -errno of sigaction. */
+int isoshm__guard_add(const void *owner, const void *addr, uint64_t len, uint64_t unit);
+void isoshm__guard_del(int slot);
+/* Faults caught in the slot's range since it was added. */
+uint64_t isoshm__guard_faults(int slot);
 int isoshm__bind_numa(uint8_t *base, uint64_t size, int node);
 /* Stack side: closes every extent's fd (the arena unmap drops the maps). */
 void isoshm__extents_free(struct isoshm_stack *s);

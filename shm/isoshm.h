@@ -94,6 +94,9 @@ struct isoshm_stats {
 	uint64_t tx_offers;      /* TX rings offered */
 	uint64_t tx_switches;    /* TX offers taken (by the application or for it) */
 	uint64_t rx_moves;       /* RX rings moved */
+	uint64_t faults;         /* SIGBUS caught in the application's memory
+				  * (a hole it punched, no page to refill it):
+				  * the application is broken (guard.c) */
 };
 
 struct isoshm_span {

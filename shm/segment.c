@@ -351,6 +351,7 @@ int isoshm_stack_create(struct isoshm_stack **out, const struct isoshm_params *p
 	if (s == NULL)
 		return -ENOMEM;
 	s->fd = -1;
+	s->guard_base = s->guard_arena = -1;
 	rc = isoshm_layout(p, (uint32_t)small_page, &s->hdr);
 	if (rc < 0)
 		goto err_free;
@@ -371,6 +372,15 @@ int isoshm_stack_create(struct isoshm_stack **out, const struct isoshm_params *p
 	s->arena = isoshm__arena_reserve(NULL, s->hdr.arena_size);
 	if (s->arena == NULL) {
 		rc = -ENOMEM;
+		goto err_unmap;
+	}
+	/* An application can punch holes in both (docs/shm.md): a SIGBUS
+	 * there must not kill the stack. */
+	s->guard_base = isoshm__guard_add(s, s->base, s->size, (uint64_t)small_page);
+	s->guard_arena = isoshm__guard_add(s, s->arena, s->hdr.arena_size,
+					   ISOSTACK_SHM_EXTENT_UNIT);
+	if (s->guard_base < 0 || s->guard_arena < 0) {
+		rc = s->guard_base < 0 ? s->guard_base : s->guard_arena;
 		goto err_unmap;
 	}
 	if (p->numa_node >= 0) {
@@ -406,6 +416,8 @@ int isoshm_stack_create(struct isoshm_stack **out, const struct isoshm_params *p
 	return 0;
 
 err_unmap:
+	isoshm__guard_del(s->guard_arena);
+	isoshm__guard_del(s->guard_base);
 	if (s->arena != NULL)
 		munmap(s->arena, s->hdr.arena_size);
 	munmap(s->base, s->size);
@@ -421,6 +433,8 @@ void isoshm_stack_destroy(struct isoshm_stack *s)
 {
 	if (s == NULL)
 		return;
+	isoshm__guard_del(s->guard_arena);
+	isoshm__guard_del(s->guard_base);
 	isoshm__extents_free(s);
 	munmap(s->arena, s->hdr.arena_size);
 	munmap(s->base, s->size);

@@ -194,6 +194,12 @@ int isoshm_stack_poll(struct isoshm_stack *s, uint32_t *socks, uint32_t n)
 
 	if (s->db_broken)
 		return -EPROTO;
+	/* Memory the application took from under us (guard.c). */
+	s->stats.faults = isoshm__guard_faults(s->guard_base) + isoshm__guard_faults(s->guard_arena);
+	if (s->stats.faults != 0) {
+		s->db_broken = true;
+		return -EPROTO;
+	}
 	if (isoshm_variant_per_thread(s->hdr.variant)) {
 		const struct isostack_shm_doorbell *dbc = (const void *)(s->base + s->hdr.db_ctl_off);
 		/* Relaxed: a hint bounding the scan, clamped; a ring past it is

@@ -4,6 +4,9 @@
  * attached application (O(doorbells x applications) per pass when idle,
  * independent of the number of sockets).
  *
+ * Who may connect, and how much one user may hold, is ctl_auth.c's:
+ * checked at accept, before anything is read.
+ *
  * Attach: a client connects to the SEQPACKET control socket and sends
  * ATTACH with its wake fd, which must be an eventfd (a pipe or socket
  * would block the stack core once full: refused, -EBADF); we create its
@@ -48,6 +51,8 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	c->tx_start = 16u << 10;
 	c->rx_start = 16u << 10;
 	c->max_apps = 64;
+	c->control_gid = -1;
+	c->max_apps_per_uid = 32;
 	c->ctl_interval_ms = 1;
 	c->close_timeout_ms = 60000;
 }
@@ -109,10 +114,13 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	strcpy(sun.sun_path, be->path);
 	unlink(be->path);
 	if (bind(be->listen_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(be->path, 0666) < 0 || listen(be->listen_fd, 64) < 0) {
+	    listen(be->listen_fd, 64) < 0) {
 		ret = -errno;
 		goto err_sock;
 	}
+	ret = isod_ctl_set_perms(be->path, conf->control_gid);
+	if (ret < 0)
+		goto err_sock;
 	*out = be;
 	return 0;
 
@@ -248,6 +256,7 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 {
 	struct isod_app *app = NULL;
 	struct isoshm_params p = be->conf.shm;
+	uint32_t uid;
 	int ret;
 
 	if (len != (ssize_t)sizeof(*m) || m->hdr.length != sizeof(*m) || wake_fd < 0) {
@@ -270,6 +279,13 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 		ret = -EUSERS;
 		goto fail;
 	}
+	if (isod_ctl_peer_uid(fd, &uid) < 0) {
+		ret = -EACCES;
+		goto fail;
+	}
+	ret = isod_ctl_uid_room(be, uid);
+	if (ret < 0)
+		goto fail;
 	/* Basic posts a SEND per send(): room for a burst of them. */
 	if (p.variant == ISOSTACK_SHM_VARIANT_BASIC && p.cmd_entries < BASIC_CMD_ENTRIES)
 		p.cmd_entries = BASIC_CMD_ENTRIES;
@@ -315,6 +331,7 @@ static void app_attach(struct isod_backend *be, int fd, const struct isostack_ct
 	app->ctl_fd = fd;
 	app->wake_fd = wake_fd;
 	app->pid = m->pid;
+	app->uid = uid;
 	memcpy(app->comm, m->comm, sizeof(m->comm));
 	app->comm[16] = '\0';
 	if (be->conf.seg_attach != NULL)    /* zero-copy TX registration */
@@ -502,8 +519,19 @@ static unsigned ctl_poll(struct isod_backend *be)
 
 	while (be->npending < ISOD_MAX_PENDING_CTL &&
 	       (fd = accept4(be->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		be->pending_fd[be->npending++] = fd;
+		uint32_t uid;
+		int r = isod_ctl_admit(be, fd, &uid);
+
 		work++;
+		if (r < 0) {
+			/* The shim reads it after its ATTACH, sent or not. */
+			be->st.ctl_refused++;
+			reply_attach(fd, r, 0, 0, NULL, 0);
+			close(fd);
+			continue;
+		}
+		be->pending_uid[be->npending] = uid;
+		be->pending_fd[be->npending++] = fd;
 	}
 	for (unsigned i = 0; i < be->npending;) {
 		int r = ctl_read(be, be->pending_fd[i], NULL);
@@ -514,6 +542,7 @@ static unsigned ctl_poll(struct isod_backend *be)
 		}
 		if (r == 0)
 			close(be->pending_fd[i]);
+		be->pending_uid[i] = be->pending_uid[be->npending - 1];
 		be->pending_fd[i] = be->pending_fd[--be->npending];
 		work++;
 	}
@@ -828,6 +857,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.status_deferred %llu\nbackend.events %llu\nbackend.tx_bytes %llu\n"
 		"backend.rx_bytes %llu\nbackend.tx_writes %llu\nbackend.sends_seen %llu\n"
 		"backend.resets %llu\nbackend.app_kicks %llu\nbackend.bad_wake_fds %llu\n"
+		"backend.ctl_refused %llu\n"
 		"backend.udp_tx_dgrams %llu\nbackend.udp_rx_dgrams %llu\n"
 		"backend.udp_tx_dropped %llu\nbackend.udp_rx_dropped %llu\n"
 		"backend.rx_held %llu\nbackend.rx_held_max %llu\n"
@@ -854,6 +884,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->rx_bytes, (unsigned long long)s->tx_writes,
 		(unsigned long long)s->sends_seen, (unsigned long long)s->resets,
 		(unsigned long long)s->app_kicks, (unsigned long long)s->bad_wake_fds,
+		(unsigned long long)s->ctl_refused,
 		(unsigned long long)s->udp_tx_dgrams, (unsigned long long)s->udp_rx_dgrams,
 		(unsigned long long)s->udp_tx_dropped, (unsigned long long)s->udp_rx_dropped,
 		(unsigned long long)s->rx_held, (unsigned long long)s->rx_held_max,

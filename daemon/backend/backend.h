@@ -22,7 +22,12 @@
 #include "isoshm.h"
 
 struct isod_backend_conf {
-	const char *control_path;   /* AF_UNIX SEQPACKET path; created, mode 0666 */
+	const char *control_path;   /* AF_UNIX SEQPACKET path; created, mode 0660
+				     * with control_gid, else 0600 */
+	int control_gid;            /* group that may attach besides root and our
+				     * own user; -1: none (docs/daemon.md) */
+	uint32_t max_apps_per_uid;  /* applications one uid other than root may
+				     * hold at once; 0: no bound */
 	struct isoshm_params shm;   /* per-application segment; shm.max_sockets - 1
 				     * is the per-application socket limit (EMFILE) */
 	uint32_t tx_ring, rx_ring;  /* largest TCP ring a socket grows to, and the
@@ -62,8 +67,8 @@ struct isod_backend_conf {
 	void *seg_arg;
 };
 
-/* Defaults: the shm defaults, no memory limit, 64 apps, 1 ms, close
- * timeout 60 s. */
+/* Defaults: the shm defaults, no memory limit, 64 apps (32 per uid), no
+ * control group (root and our own user only), 1 ms, close timeout 60 s. */
 void isod_backend_conf_default(struct isod_backend_conf *c);
 
 struct isod_backend_stats {
@@ -86,6 +91,8 @@ struct isod_backend_stats {
 	uint64_t resets;            /* connections reset when freeing an application */
 	uint64_t app_kicks;         /* application wake fd writes */
 	uint64_t bad_wake_fds;      /* wake fds refused (ATTACH, WAKEFD): not an eventfd */
+	uint64_t ctl_refused;       /* connections refused at accept: credentials
+				     * (EACCES) or the per-uid pending bound */
 	uint64_t udp_tx_dgrams, udp_rx_dgrams;
 	uint64_t udp_tx_dropped;    /* no route / no memory / unconnected */
 	uint64_t udp_rx_dropped;    /* RX ring full */

@@ -255,6 +255,7 @@ struct isod_app {
 	unsigned nmore_wake;
 	uint32_t id;
 	uint32_t pid;
+	uint32_t uid;                /* of the attaching connection (SO_PEERCRED) */
 	char comm[17];
 	struct isoshm_stack *shm;
 	struct isostack_shm_header hdr;  /* private copy */
@@ -286,6 +287,21 @@ struct isod_app {
 };
 
 #define ISOD_MAX_PENDING_CTL 16
+#define ISOD_MAX_PENDING_PER_UID 4   /* root exempt (ctl_auth.c) */
+
+/* ---- Control socket access (ctl_auth.c) --------------------------------- */
+
+/* Owner group and mode of the socket file: gid >= 0: that group, 0660;
+ * else 0600.  Returns 0 or -errno of chown/chmod. */
+int isod_ctl_set_perms(const char *path, int gid);
+/* A connection just accepted: 0 and *uid if its peer may use the socket
+ * and its uid has a pending slot left; -EACCES (not root, not our user,
+ * not in conf.control_gid) or -EAGAIN (ISOD_MAX_PENDING_PER_UID). */
+int isod_ctl_admit(struct isod_backend *be, int fd, uint32_t *uid);
+/* The uid of fd's peer: 0 or -errno. */
+int isod_ctl_peer_uid(int fd, uint32_t *uid);
+/* 0 if uid may attach one more application, -EMFILE at max_apps_per_uid. */
+int isod_ctl_uid_room(const struct isod_backend *be, uint32_t uid);
 
 struct isod_backend {
 	struct isod_backend_conf conf;
@@ -295,6 +311,7 @@ struct isod_backend {
 	 * (isod_backend_wake_fd); drained before each nap. */
 	int doorbell_ep;
 	int pending_fd[ISOD_MAX_PENDING_CTL];   /* connected, no ATTACH yet */
+	uint32_t pending_uid[ISOD_MAX_PENDING_CTL]; /* their peers' uids */
 	unsigned npending;
 	struct isod_app *apps;
 	unsigned napps;

@@ -13,6 +13,13 @@ the kernel. Nothing in CMD changes.
   --require   fail socket() with ENETDOWN instead of falling back to the
               kernel when the daemon cannot be reached (ISOSTACK_REQUIRE=1)
 
+As root, CMD runs in the daemon's network namespace. Any other user may
+run it if the daemon lets that user attach (root, or a member of its
+control_group: docs/daemon.md); CMD then runs in the caller's own network
+namespace, which a user cannot leave: its isostack sockets are the same,
+its loopback and kernel sockets are that namespace's. A refused user's
+socket() fails with EACCES and one line from the shim.
+
 The shim reads ISOSTACK_CONTROL (set here to this instance's control
 socket) and logs with the prefix 'isosock[PID]:' on stderr. Options end at
 CMD or at --: everything after is CMD's own.
@@ -20,6 +27,7 @@ CMD or at --: everything after is CMD's own.
 examples:
   sudo isostack run -- curl -s http://198.18.0.2:8080/
   sudo isostack run --require -- iperf3 -c 198.18.0.2
+  isostack run -- curl -s http://198.18.0.2:8080/   # a member of control_group
 EOF2
 }
 
@@ -37,7 +45,6 @@ cmd_run() {
 		shift
 	done
 	[ $# -gt 0 ] || usage_error run "which program? (isostack run -- CMD ARGS)"
-	need_root run
 	net_names
 	net_state_load ||
 		die "instance '$NET_PREFIX' is not up: run 'isostack up' first"
@@ -45,6 +52,8 @@ cmd_run() {
 		die "run: no shim at $ISOSTACK_SHIM: run 'isostack build'"
 	env=(LD_PRELOAD="$ISOSTACK_SHIM${LD_PRELOAD:+:$LD_PRELOAD}"
 	     ISOSTACK_CONTROL="$S_CONTROL" ISOSTACK_REQUIRE="$require")
+	[ "$(id -u)" -eq 0 ] ||
+		exec env "${env[@]}" taskset -c "$NET_PEER_CORE" "$@"
 	exec ip netns exec "$S_NS_STACK" env "${env[@]}" \
 		taskset -c "$NET_PEER_CORE" "$@"
 }
