@@ -376,23 +376,30 @@ void isod_loop_run(struct isod_loop *loop, volatile sig_atomic_t *stop)
 		for (unsigned i = 0; i < loop->nsrc; i++) {
 			struct isod_source *s = &loop->src[i];
 			unsigned n = s->poll(s->arg, s->weight * loop->burst);
-			uint64_t t_next = rte_get_tsc_cycles();
-			uint64_t d_next = ports_dev_tsc(loop);
 
 			s->calls++;
 			s->work += n;
+			/* Timed only when it did work: an idle pass reads no
+			 * clock here (the idle calls before a busy one count
+			 * with it, a few dozen cycles each). */
 			if (n > 0) {
+				uint64_t t_next = rte_get_tsc_cycles();
+				uint64_t d_next = ports_dev_tsc(loop);
+
 				s->busy_tsc += t_next - t;
 				s->busy_dev_tsc += d_next - d;
+				t = t_next;
+				d = d_next;
 			}
-			t = t_next;
-			d = d_next;
 			work += n;
 		}
 		if (tick) {
-			timers_run(loop, t);
-		} else if (isotcp_timers_continue()) {
-			loop->stats.timers_tsc += rte_get_tsc_cycles() - t;
+			timers_run(loop, rte_get_tsc_cycles());
+		} else if (isotcp_timers_pending()) {
+			uint64_t tt = rte_get_tsc_cycles();
+
+			isotcp_timers_continue();
+			loop->stats.timers_tsc += rte_get_tsc_cycles() - tt;
 			work++;
 		}
 		for (unsigned i = 0; i < loop->nports; i++) {

@@ -35,9 +35,11 @@ void isotcp_lock_variant_set(bool on);
  * lwIP's TCP timers a slice at a time (our lwIP patch 0009, TCP_TMR_BUDGET
  * in lwipopts.h): a timer tick visits at most that many pcbs; the main loop
  * calls this on every pass to go on with a walk a tick left unfinished.
- * Returns true if there was one. isotcp_timers_late() counts the ticks that
- * found the last one's walk still unfinished.
+ * Returns true if there was one; isotcp_timers_pending() says whether there
+ * is one. isotcp_timers_late() counts the ticks that found the last one's
+ * walk still unfinished.
  */
+bool isotcp_timers_pending(void);
 bool isotcp_timers_continue(void);
 uint32_t isotcp_timers_late(void);
 

@@ -163,6 +163,11 @@ uint32_t isotcp_memp_in_use(void)
 	return used - permanent;
 }
 
+bool isotcp_timers_pending(void)
+{
+	return tcp_tmr_pending();
+}
+
 bool isotcp_timers_continue(void)
 {
 	if (!tcp_tmr_pending())
