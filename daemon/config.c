@@ -62,6 +62,7 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->variant = ISOSTACK_SHM_VARIANT_CORE;
 	cfg->variant_queues = 256;
 	cfg->tso = true;
+	cfg->gro = true;
 	cfg->log_level = ISOD_LOG_INFO;
 	cfg->max_apps_per_uid = 32;
 	/* The control socket's group: "isostack" where the machine has one,
@@ -290,6 +291,15 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			cfg->tso = false;
 		else {
 			CONF_ERR(where, "tso must be on or off, not '%s'", val);
+			return -EINVAL;
+		}
+	} else if (strcmp(key, "gro") == 0) {
+		if (strcmp(val, "on") == 0)
+			cfg->gro = true;
+		else if (strcmp(val, "off") == 0)
+			cfg->gro = false;
+		else {
+			CONF_ERR(where, "gro must be on or off, not '%s'", val);
 			return -EINVAL;
 		}
 	} else if (strcmp(key, "log_level") == 0) {

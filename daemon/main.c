@@ -321,6 +321,7 @@ static int ports_open(const struct isod_config *cfg, unsigned *nports)
 			.mtu = cfg->mtu,
 			.want_rx_intr = cfg->mode == ISOD_MODE_ADAPTIVE,
 			.want_tso = cfg->tso,
+			.want_gro = cfg->gro,
 		};
 
 		ret = port_lookup(&cfg->ports[i], &pc.port_id);

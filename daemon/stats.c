@@ -67,6 +67,9 @@ static void put_port(struct isod_strbuf *o, unsigned i, const struct isotcp_dpdk
 	    i, s->tx_tso_frames, i, s->tx_tso_bytes);
 	isod_strbuf_put(o, "port.%u.dev_cycles %" PRIu64 "\nport.%u.dev_tx_cycles %" PRIu64 "\n",
 	    i, s->dev_tsc, i, s->dev_tx_tsc);
+	isod_strbuf_put(o, "port.%u.rx_gro_merged %" PRIu64 "\nport.%u.rx_gro_pkts %" PRIu64 "\n"
+	    "port.%u.rx_gro_drop_cksum %" PRIu64 "\n",
+	    i, p->gro.merged, i, p->gro.delivered, i, p->gro.bad_cksum);
 	isod_strbuf_put(o, "port.%u.lo_pkts %" PRIu64 "\nport.%u.lo_bytes %" PRIu64 "\n"
 	    "port.%u.lo_drop_nomem %" PRIu64 "\n",
 	    i, s->lo_pkts, i, s->lo_bytes, i, s->lo_drop_nomem);

@@ -111,6 +111,14 @@ static bool rx_cksum_flags(struct isotcp_dpdk_port *port, const struct rte_mbuf 
 	return true;
 }
 
+/* The device checked both checksums of m and found them good. */
+static bool rx_cksum_good(const struct isotcp_dpdk_port *port, const struct rte_mbuf *m)
+{
+	return port->caps.rx_cksum &&
+	       (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD &&
+	       (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+}
+
 static void rx_one(struct isotcp_dpdk_port *port, struct rte_mbuf *m, bool pressure)
 {
 	struct pbuf *p;
@@ -140,6 +148,8 @@ static void rx_one(struct isotcp_dpdk_port *port, struct rte_mbuf *m, bool press
 		port->stats.rx_copied++;
 	} else {
 		p = mbuf_pbuf(port, m, (u16_t)len);
+		if (port->gro_on && isotcp_gro_take(&port->gro, &port->netif, p, rx_cksum_good(port, m)))
+			return;     /* held, merged or dropped (bad checksum) */
 	}
 	/* On error the input function leaves the pbuf to us. */
 	if (port->netif.input(p, &port->netif) != ERR_OK)
@@ -173,6 +183,8 @@ unsigned isotcp_dpdk_poll(struct isotcp_dpdk_port *port, unsigned budget)
 				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 			rx_one(port, pkts[i], pressure);
 		}
+		if (port->gro.nflows > 0)
+			isotcp_gro_flush(&port->gro, &port->netif);
 		total += n;
 		if (n < ISOTCP_DPDK_BURST)
 			break;
@@ -601,6 +613,7 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 				   strcmp(info.driver_name, "net_tap") == 0;
 	/* TSO needs the device to fill the checksums of every segment. */
 	port->tso_on = conf->want_tso && port->caps.tso && port->caps.tx_cksum;
+	port->gro_on = conf->want_gro;
 
 	socket = rte_eth_dev_socket_id(conf->port_id);
 	if (socket < 0)

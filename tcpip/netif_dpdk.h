@@ -39,6 +39,8 @@
 #include "lwip/ip4_addr.h"
 #include "lwip/netif.h"
 
+#include "gro.h"
+
 struct rte_mempool;
 struct rte_mbuf;
 struct pbuf;
@@ -122,6 +124,8 @@ struct isotcp_dpdk_port {
 	uint32_t pressure_held;    /* copy RX frames once lwIP holds this many */
 	bool rx_intr_armed;
 	bool tso_on;               /* TSO in use: caps.tso and conf.want_tso */
+	bool gro_on;               /* receive coalescing (gro.h): conf.want_gro */
+	struct isotcp_gro gro;     /* the flows held during a receive burst */
 	uint16_t mtu;              /* conf.mtu, set on the device; 0: its own */
 	struct rte_mempool *tso_pool; /* large mbufs for copied TSO frames */
 	isotcp_dpdk_txattach_fn txattach;
@@ -139,6 +143,7 @@ struct isotcp_dpdk_port_conf {
 	uint16_t mtu;              /* set the device's MTU (mbufs sized for it); 0: keep */
 	bool want_rx_intr;         /* configure RX interrupts if the PMD has them */
 	bool want_tso;             /* use TSO if the port offers it */
+	bool want_gro;             /* coalesce received segments (gro.h) */
 	ip4_addr_t ip, netmask, gw;
 };
 
