@@ -54,6 +54,11 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->weight_apps = 2;
 	cfg->close_timeout = 60;
 	cfg->app_sockets = 65535;
+	/* Half of lwIP's pools (tcpip/lwipopts.h: 131,072 pcbs, 65,535
+	 * segments) and of the default mbufs' 2 KiB buffers. */
+	cfg->app_pcbs = 65536;
+	cfg->app_tx_segs = 32767;
+	cfg->app_rx_held_bytes = UINT64_C(16) << 20;
 	cfg->tx_ring = 256u << 10;
 	cfg->rx_ring = 256u << 10;
 	cfg->tx_ring_start = 16u << 10;
@@ -221,6 +226,8 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 		num = &cfg->close_timeout; max = 86400;   /* in ms it fits lwIP's u32 clock */
 	} else if (strcmp(key, "app_sockets") == 0) {
 		num = &cfg->app_sockets; min = 1; max = 1048575;  /* id 0 is the control channel */
+	} else if (strcmp(key, "app_pcbs") == 0) {
+		num = &cfg->app_pcbs; max = 131072;   /* lwIP's pool; 0: no cap */
 	} else if (strcmp(key, "max_apps_per_uid") == 0) {
 		num = &cfg->max_apps_per_uid; max = 1u << 20;   /* 0: no bound */
 	} else if (strcmp(key, "variant_queues") == 0) {
@@ -254,6 +261,24 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 	if (strcmp(key, "stack_memory") == 0) {
 		if (parse_size(val, 0, UINT64_C(1) << 40, &cfg->stack_memory) != 0) {
 			CONF_ERR(where, "stack_memory must be a size (e.g. 2g) or 0 (auto), not '%s'",
+				 val);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "app_tx_segs") == 0) {
+		/* 0 (no cap) or 16 (a quarter of it holds a write) .. the pool */
+		if (parse_uint(val, 0, 65535, &cfg->app_tx_segs) != 0 ||
+		    (cfg->app_tx_segs != 0 && cfg->app_tx_segs < 16)) {
+			CONF_ERR(where, "app_tx_segs must be 0 or a number in 16..65535, not '%s'",
+				 val);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "app_rx_held_bytes") == 0) {
+		if (parse_size(val, 0, UINT64_C(1) << 40, &cfg->app_rx_held_bytes) != 0) {
+			CONF_ERR(where, "app_rx_held_bytes must be a size (e.g. 16m) or 0, not '%s'",
 				 val);
 			return -EINVAL;
 		}

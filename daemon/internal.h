@@ -66,6 +66,10 @@ struct isod_config {
 	uint32_t tx_ring_start, rx_ring_start; /* TCP rings of a new socket */
 	uint64_t app_memory;       /* TX+RX ring bytes of an application's open
 				    * sockets (ENOBUFS beyond); 0: no limit */
+	/* An application's share of lwIP's pools (backend/appcap.c); 0: no cap */
+	unsigned app_pcbs;         /* TCP pcbs its sockets hold */
+	unsigned app_tx_segs;      /* TX queue entries (segments and their pbufs) */
+	uint64_t app_rx_held_bytes; /* received pbuf memory not yet in its rings */
 	uint32_t variant;          /* ISOSTACK_SHM_VARIANT_*: the paper's variants */
 	unsigned variant_queues;   /* Basic/Aggregate: doorbells (threads) per app */
 	int log_level;             /* ISOD_LOG_*: the least severe level logged */

@@ -244,6 +244,9 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	bc.tx_start = cfg->tx_ring_start;
 	bc.rx_start = cfg->rx_ring_start;
 	bc.mem_limit = cfg->app_memory;
+	bc.app_pcbs = cfg->app_pcbs;
+	bc.app_tx_segs = cfg->app_tx_segs;
+	bc.app_rx_held = cfg->app_rx_held_bytes;
 	bc.mem_budget = cfg->stack_memory != 0 ? cfg->stack_memory : default_stack_memory();
 	/* An application's arena: its memory limit, or all of the budget
 	 * (address space only), in whole extent units. */

@@ -55,6 +55,9 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	c->max_apps_per_uid = 32;
 	c->ctl_interval_ms = 1;
 	c->close_timeout_ms = 60000;
+	c->app_pcbs = MEMP_NUM_TCP_PCB / 2;
+	c->app_tx_segs = (MEMP_NUM_TCP_SEG < MEMP_NUM_PBUF ? MEMP_NUM_TCP_SEG : MEMP_NUM_PBUF) / 2;
+	c->app_rx_held = UINT64_C(16) << 20;
 }
 
 uint32_t isod_backend_now(const struct isod_backend *be)
@@ -76,7 +79,8 @@ int isod_backend_init(struct isod_backend **out, const struct isod_backend_conf 
 	    conf->rx_ring > conf->shm.max_ring_bytes || conf->tx_ring > conf->shm.max_ring_bytes ||
 	    conf->tx_start < 4096 || conf->rx_start < 4096 ||
 	    (conf->tx_start & (conf->tx_start - 1)) != 0 ||
-	    (conf->rx_start & (conf->rx_start - 1)) != 0)
+	    (conf->rx_start & (conf->rx_start - 1)) != 0 ||
+	    (conf->app_tx_segs != 0 && conf->app_tx_segs < ISOD_CAP_SEGS_MIN))
 		return -EINVAL;
 	if (strlen(conf->control_path) >= sizeof(sun.sun_path))
 		return -ENAMETOOLONG;
@@ -908,5 +912,6 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		return 0;
 	if ((size_t)n >= len)
 		return len ? len - 1 : 0;
-	return (size_t)n + isod_cmds_format_stats(be, buf + n, len - (size_t)n);
+	n += (int)isod_cmds_format_stats(be, buf + n, len - (size_t)n);
+	return (size_t)n + isod_cap_format_stats(be, buf + n, len - (size_t)n);
 }

@@ -38,6 +38,14 @@ struct isod_backend_conf {
 				     * beyond it a new socket gets ENOBUFS; 0: none */
 	uint64_t mem_limit;         /* per application: TX+RX ring bytes of open
 				     * sockets; beyond it SOCKET gets -ENOBUFS; 0: none */
+	/* Per application: its share of lwIP's global pools (appcap.c).
+	 * TCP pcbs its sockets hold (listeners included: SOCKET, accept),
+	 * TX queue entries (lwIP's snd_queuelen: segments and their pbufs)
+	 * and received pbuf memory not yet in an RX ring.  Defaults: half
+	 * of each pool (isod_backend_conf_default); 0: no cap. */
+	uint32_t app_pcbs;
+	uint32_t app_tx_segs;
+	uint64_t app_rx_held;
 	uint32_t max_apps;          /* attached applications at once; 0: 64 */
 	uint32_t ctl_interval_ms;   /* control socket checked at most this often
 				     * (hang-up detection latency); 0: every poll */
@@ -68,7 +76,9 @@ struct isod_backend_conf {
 };
 
 /* Defaults: the shm defaults, no memory limit, 64 apps (32 per uid), no
- * control group (root and our own user only), 1 ms, close timeout 60 s. */
+ * control group (root and our own user only), 1 ms, close timeout 60 s;
+ * per application half of lwIP's pcb and segment pools and 16 MiB of
+ * received pbufs (half of the daemon's default 16,383 mbufs). */
 void isod_backend_conf_default(struct isod_backend_conf *c);
 
 struct isod_backend_stats {
@@ -116,6 +126,10 @@ struct isod_backend_stats {
 	 * a socket's turn (ISOD_CMD_BURST commands), the pass's commands,
 	 * an application's doorbell ids (ISOD_DB_TAKE), the event queue. */
 	uint64_t cmd_budget_hits, pass_budget_hits, db_budget_hits, event_budget_hits;
+	/* An application at its cap (appcap.c): SOCKET/LISTEN refused with
+	 * ENOBUFS or an accept deferred (pcbs), a send that waits (tx_segs),
+	 * received data left in lwIP for later (rx_held). */
+	uint64_t app_cap_pcbs, app_cap_tx_segs, app_cap_rx_held;
 };
 
 struct isod_backend;

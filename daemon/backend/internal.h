@@ -123,6 +123,15 @@ struct isod_sock {
 	bool queued;
 	struct isod_sock *ready_next;
 	uint64_t mem;                /* bytes charged to the app's mem_limit */
+	/* lwIP resources charged to the application (appcap.c) */
+	bool pcb_charged;            /* a TCP pcb (listen included) or UDP pcb */
+	bool listen_charged;         /* ... from the listen pool */
+	uint32_t segs;               /* the pcb's snd_queuelen as last charged */
+	uint64_t rx_true;            /* pbuf memory of rx_hold (truesize) */
+	/* waiting for the application's segments to fall below its cap:
+	 * ids + 1 linked by segw_next, 0 ends; survives the slot's reuse */
+	bool seg_waiting;
+	uint32_t segw_next;
 	/* memory: the rings, kept until the application drained them */
 	struct isod_ring tx, rx;
 	/* rings that size themselves (sock_ring.c) */
@@ -273,6 +282,12 @@ struct isod_app {
 	uint32_t cmd_head, cmd_tail;
 	struct isod_mem mem;
 	uint64_t mem_used;
+	/* lwIP resources the application holds (appcap.c), against
+	 * be->conf.app_pcbs, app_tx_segs, app_rx_held */
+	uint32_t npcbs, nlisten, nudp;
+	uint32_t tx_segs;            /* pbufs queued for TX (snd_queuelen summed) */
+	uint64_t rx_true;            /* received pbuf memory held (truesize) */
+	uint32_t segw_head, segw_tail;  /* sockets waiting for tx_segs room */
 	bool kick;                   /* something posted this pass: maybe write wake_fd */
 	uint64_t kick_mask;          /* wake_mask of the sockets posted to this pass */
 	bool dead;
@@ -342,6 +357,43 @@ struct isod_backend {
 
 /* The back-end's millisecond clock: conf.clock_ms, or sys_now(). */
 uint32_t isod_backend_now(const struct isod_backend *be);
+
+/* ---- appcap.c: the application's share of lwIP's pools ---- */
+
+/* One received pbuf's memory, as the kernel's truesize: a pool buffer
+ * or mbuf holds at least this much whatever its payload. */
+#define ISOD_PBUF_TRUESIZE 2048u
+/* A waiting socket is woken once the application is this far below its
+ * cap (a quarter of it): room for more than one segment at a time. */
+#define ISOD_SEGS_WAKE(cap) ((cap) - (cap) / 4)
+/* The smallest app_tx_segs: a quarter of it still holds a write (4). */
+#define ISOD_CAP_SEGS_MIN  16u
+
+/* 0 if app may take one more pcb of that kind (tcp: a TCP pcb; listen:
+ * a listening one; else UDP), else -ENOBUFS, counted. */
+int isod_cap_pcb_room(struct isod_app *app, bool udp, bool listen);
+/* sk now holds a pcb (charged once), or holds none (released), after
+ * sk->pcb / sk->upcb changed; listen: the pcb is a listener. */
+void isod_cap_pcb_sync(struct isod_sock *sk);
+/* Charges the difference between the pcb's snd_queuelen and what was
+ * charged; wakes the application's waiting sockets once below the mark. */
+void isod_cap_segs_sync(struct isod_sock *sk);
+/* Queue entries sk may add (tcp_write's pbufs) before the application
+ * reaches app_tx_segs (UINT32_MAX: no cap); 0 if fewer than `need`:
+ * then sk waits on the application's list (counted).  need <= 8. */
+uint32_t isod_cap_segs_room(struct isod_sock *sk, uint32_t need);
+/* Received pbufs p would join sk's hold: true if the application's cap
+ * allows (charged), false if they must wait in lwIP (counted). */
+bool isod_cap_rx_take(struct isod_sock *sk, const struct pbuf *p);
+/* The truesize of one pbuf (not its chain). */
+static inline uint32_t isod_pbuf_true(const struct pbuf *q)
+{
+	return q->len > ISOD_PBUF_TRUESIZE ? q->len : ISOD_PBUF_TRUESIZE;
+}
+/* bytes of truesize left sk's hold (pbufs freed or the hold dropped). */
+void isod_cap_rx_put(struct isod_sock *sk, uint64_t bytes);
+/* Its backend.app_cap_* lines of the STATS reply; bytes written. */
+size_t isod_cap_format_stats(const struct isod_backend *be, char *buf, size_t len);
 
 /* ---- sockstats.c ---- */
 

@@ -342,14 +342,18 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct iso
 	sk = &app->socks[id];
 	{
 		uint32_t st_posted = sk->st_posted, cmd_next = sk->cmd_next;
-		bool cmd_queued = sk->cmd_queued;
+		uint32_t segw_next = sk->segw_next;
+		bool cmd_queued = sk->cmd_queued, seg_waiting = sk->seg_waiting;
 
-		/* The id may still be on the run queue (cmdsched.c): its link
-		 * survives, as the status count does. */
+		/* The id may still be on the run queue (cmdsched.c) or the
+		 * segment wait list (appcap.c): its links survive, as the
+		 * status count does. */
 		memset(sk, 0, sizeof(*sk));
 		sk->st_posted = st_posted;
 		sk->cmd_next = cmd_next;
 		sk->cmd_queued = cmd_queued;
+		sk->segw_next = segw_next;
+		sk->seg_waiting = seg_waiting;
 		sk->rx_prod = d.rx_start;
 		sk->rx_cons_seen = d.rx_start;
 	}
@@ -410,6 +414,7 @@ void isod_sk_detach_pcb(struct isod_sock *sk)
 		udp_recv(sk->upcb, NULL, NULL);
 		udp_remove(sk->upcb);
 		sk->upcb = NULL;
+		isod_cap_pcb_sync(sk);
 	}
 	if (pcb == NULL)
 		return;
@@ -422,6 +427,9 @@ void isod_sk_detach_pcb(struct isod_sock *sk)
 		tcp_accept(pcb, NULL);
 	}
 	sk->pcb = NULL;
+	/* What the pcb still queues (a FIN after a clean close) is lwIP's. */
+	isod_cap_segs_sync(sk);
+	isod_cap_pcb_sync(sk);
 }
 
 /* Resets the connection (RST) and forgets the pcb. */
@@ -604,6 +612,11 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		isod_sk_reply(ctl, c, -EPROTONOSUPPORT);
 		return;
 	}
+	rc = isod_cap_pcb_room(app, c->arg[1] == SOCK_DGRAM, false);
+	if (rc < 0) {
+		isod_sk_reply(ctl, c, rc);
+		return;
+	}
 	sk = isod_sk_alloc(app, c->arg[1] == SOCK_DGRAM, NULL, 0, &rc);
 	if (sk == NULL) {
 		if (rc == -EMFILE)
@@ -624,6 +637,7 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		}
 		sk->udp = true;
 		sk->upcb = upcb;
+		isod_cap_pcb_sync(sk);
 		sk->state = ISOD_S_OPEN;
 		udp_recv(upcb, isod_sk_cb_udp_recv, sk);
 		isod_sk_reply(ctl, c, sk->id);

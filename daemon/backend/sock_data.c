@@ -31,6 +31,7 @@ void isod_sk_rx_hold_drop(struct isod_sock *sk)
 		sk->rx_hold = NULL;
 	}
 	sk->rx_hold_off = 0;
+	isod_cap_rx_put(sk, sk->rx_true);
 	sk->app->be->st.rx_held -= sk->rx_held;
 	sk->rx_held = 0;
 }
@@ -134,6 +135,7 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 
 			q->next = NULL;
 			q->tot_len = q->len;
+			isod_cap_rx_put(sk, isod_pbuf_true(q));
 			pbuf_free(q);
 			sk->rx_hold = next;
 			sk->rx_hold_off = 0;
@@ -159,7 +161,7 @@ void isod_sk_tx_push(struct isod_sock *sk)
 	struct isod_app *app = sk->app;
 	struct isoshm_span sp[2];
 	struct tcp_pcb *pcb = sk->pcb;
-	uint32_t off, written = 0;
+	uint32_t off, written = 0, segs;
 	int total;
 
 	if (pcb == NULL || sk->state != ISOD_S_CONNECTED || sk->shut_wr_done)
@@ -203,6 +205,14 @@ void isod_sk_tx_push(struct isod_sock *sk)
 			n = 0xffff - 0xffff % TCP_MSS;
 		if (n == 0 || tcp_sndqueuelen(pcb) >= TCP_SND_QUEUELEN - 8)
 			break;
+		/* The application's share of the segment pools: a zero-copy
+		 * write queues two pbufs a segment, and may chain one more
+		 * onto the last unsent segment. */
+		segs = isod_cap_segs_room(sk, 4);
+		if (segs == 0)
+			break;        /* it waits on its application's list */
+		if (n > (uint64_t)(segs - 1) / 2 * pcb->mss)
+			n = (segs - 1) / 2 * pcb->mss;
 		e = tcp_write(pcb, p, (u16_t)n,
 			      off + n < (uint32_t)total ? TCP_WRITE_FLAG_MORE : 0);
 		if (e == ERR_MEM)
@@ -225,6 +235,7 @@ void isod_sk_tx_push(struct isod_sock *sk)
 	}
 	if (written != 0)
 		tcp_output(pcb);
+	isod_cap_segs_sync(sk);
 }
 
 /* Releases acknowledged TX bytes; EV_TX if the application may be waiting. */

@@ -105,6 +105,10 @@ static err_t cb_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 	} else {
 		struct isod_backend_stats *st = &sk->app->be->st;
 
+		/* At its cap the application's data waits in lwIP (refused
+		 * data, offered again by the fast timer: appcap.c). */
+		if (!isod_cap_rx_take(sk, p))
+			return ERR_MEM;
 		if (sk->rx_hold == NULL)
 			sk->rx_hold = p;
 		else
@@ -125,6 +129,7 @@ static err_t cb_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	(void)pcb;
 	if (sk != NULL) {
 		sk->acked += len;
+		isod_cap_segs_sync(sk);    /* lwIP freed the acknowledged segments */
 		isod_sock_queue(sk, ISOD_R_SENT);
 	}
 	return ERR_OK;
@@ -137,6 +142,8 @@ static void cb_err(void *arg, err_t err)
 	if (sk == NULL)
 		return;
 	sk->pcb = NULL;          /* lwIP freed it */
+	isod_cap_segs_sync(sk);
+	isod_cap_pcb_sync(sk);
 	if (err == ERR_CLSD) {
 		/*
 		 * Not an error: LAST_ACK completed (the peer's FIN came first,
@@ -173,6 +180,7 @@ static err_t cb_connected(void *arg, struct tcp_pcb *pcb, err_t err)
 void isod_sk_attach_pcb(struct isod_sock *sk, struct tcp_pcb *pcb)
 {
 	sk->pcb = pcb;
+	isod_cap_pcb_sync(sk);
 	tcp_arg(pcb, sk);
 	tcp_recv(pcb, cb_recv);
 	tcp_sent(pcb, cb_sent);
@@ -195,6 +203,10 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 		lsk->app->be->st.accept_deferred++;
 		return ERR_INPROGRESS;
 	}
+	/* The application holds its share of pcbs: the connection waits
+	 * the same way until it closes one (appcap.c). */
+	if (isod_cap_pcb_room(lsk->app, false, false) < 0)
+		return ERR_INPROGRESS;
 	/* The SYN-ACK announced the window clamped at the SYN (memory
 	 * pressure may have come since): the ring must hold it. */
 	child = isod_sk_alloc(lsk->app, false, lsk, npcb->rcv_wnd, &rc);
@@ -239,6 +251,10 @@ void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 			return;
 		}
 	}
+	if (isod_cap_pcb_room(sk->app, false, true) < 0) {
+		isod_sk_reply(sk, c, -ENOBUFS);
+		return;
+	}
 	lpcb = tcp_listen_with_backlog_and_err(sk->pcb, 0xff, &e);
 	if (lpcb == NULL) {
 		isod_sk_reply(sk, c, e == ERR_USE ? -EADDRINUSE : -ENOBUFS);
@@ -246,6 +262,7 @@ void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	}
 	/* tcp_listen freed the old pcb: nothing to detach */
 	sk->pcb = lpcb;
+	isod_cap_pcb_sync(sk);       /* now a listener */
 	tcp_arg(lpcb, sk);
 	tcp_accept(lpcb, cb_accept);
 	tcp_ext_arg_set_callbacks(lpcb, wnd_ext_id(), &wnd_ext_cbs);
