@@ -57,153 +57,7 @@ BP_HTTP_PORT=8080
 BP_REDIS_PORT=6380
 BP_IPERF_PORT=5201
 
-# Parsing and the side-by-side table, in one Python helper:
-#   row FILE STACK PROG TOOL OUTPUT KEY=VALUE...   parse a tool's output
-#                                   (wrk, redis, iperf3) into rows of FILE
-#   table DIR SECONDS                write DIR/programs.json, print the table
-BENCH_PROG_PY=$(cat <<'PY'
-import glob, json, os, re, sys, time
-
-def num(v):
-    for t in (int, float):
-        try:
-            return t(v)
-        except ValueError:
-            pass
-    return v
-
-def add_rows(path, stack, prog, rows):
-    try:
-        d = json.load(open(path))
-    except (OSError, ValueError):
-        d = {"stack": stack, "program": prog,
-             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": []}
-    d["rows"].extend(rows)
-    json.dump(d, open(path + ".tmp", "w"), indent=1)
-    os.replace(path + ".tmp", path)
-    for r in rows:
-        lat = ""
-        if "latency_p50_us" in r:
-            lat = f"  p50 {r['latency_p50_us']:.1f} us  p99 {r['latency_p99_us']:.1f} us"
-        err = f"  ERRORS: {r['errors']}" if r.get("errors") else ""
-        print(f"  {stack:8} {prog:6} {r['case']:26} {r['value']:12.2f} {r['unit']}{lat}{err}",
-              flush=True)
-
-def us(s):
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", s)
-    return float(m[1]) * {"us": 1, "ms": 1e3, "s": 1e6}[m[2]]
-
-def wrk(text, row):
-    size = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}
-    row["requests_per_s"] = float(re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)[1])
-    t = re.search(r"^Transfer/sec:\s+([\d.]+)([KMG]?B)", text, re.M)
-    row["mb_per_s"] = float(t[1]) * size[t[2]] / 1e6
-    for p in ("50", "99"):
-        row[f"latency_p{p}_us"] = us(re.search(rf"^\s+{p}%\s+(\S+)", text, re.M)[1])
-    m = re.search(r"^\s+(\d+) requests in", text, re.M)
-    row["requests"] = int(m[1])
-    errs = []
-    m = re.search(r"Socket errors: (.*)", text)
-    if m:
-        errs.append("socket errors: " + m[1])
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    if m:
-        errs.append(m[1] + " non-2xx answers")
-    row["errors"] = "; ".join(errs)
-    if row["bytes"] >= 1 << 20:
-        row["unit"], row["value"] = "MB/s", row["mb_per_s"]
-    else:
-        row["unit"], row["value"] = "req/s", row["requests_per_s"]
-    return [row]
-
-def redis(text, row):
-    rows = []
-    for line in text.splitlines():
-        f = [x.strip('"') for x in line.split(",")]
-        if len(f) < 8 or f[0] not in ("SET", "GET"):
-            continue
-        r = dict(row)
-        r["case"] = f"{f[0]} {row['case']}"
-        r["test"] = f[0]
-        r["requests_per_s"] = r["value"] = float(f[1])
-        r["unit"] = "req/s"
-        r["latency_p50_us"] = float(f[4]) * 1e3
-        r["latency_p99_us"] = float(f[6]) * 1e3
-        rows.append(r)
-    if len(rows) != 2:
-        sys.exit("redis-benchmark: no SET and GET results in its output")
-    return rows
-
-def iperf3(text, row):
-    j = json.loads(text)
-    if "error" in j:
-        sys.exit("iperf3: " + j["error"])
-    r = j["end"]["sum_received"]
-    if r["bytes"] <= 0:
-        sys.exit("iperf3: no bytes received")
-    row["bytes_received"] = r["bytes"]
-    row["gbit_per_s"] = row["value"] = r["bits_per_second"] / 1e9
-    row["unit"] = "Gbit/s"
-    row["retransmits"] = j["end"].get("sum_sent", {}).get("retransmits")
-    return [row]
-
-def table(out, secs):
-    order = ["nginx", "redis", "iperf3"]
-    runs = [json.load(open(f)) | {"file": os.path.basename(f)}
-            for f in glob.glob(os.path.join(out, "programs-*-*.json"))]
-    runs.sort(key=lambda r: order.index(r["program"]) if r["program"] in order else 99)
-    rows, seen = {}, []
-    for stack in ("kernel", "isostack"):
-        for run in runs:
-            if run["stack"] != stack:
-                continue
-            for r in run["rows"]:
-                key = (run["program"], r["case"])
-                if key not in rows:
-                    rows[key] = {"unit": r["unit"]}
-                    seen.append(key)
-                rows[key][stack] = r
-    seen.sort(key=lambda k: order.index(k[0]) if k[0] in order else 99)
-    summary = []
-    hdr = (f"{'program':7} {'case':26} {'unit':6} {'kernel':>11} {'isostack':>11} "
-           f"{'iso/kern':>8}  {'kernel p50/p99 us':>18}  {'isostack p50/p99 us':>19}")
-    print(hdr)
-    for key in seen:
-        e = rows[key]
-        k, i = e.get("kernel"), e.get("isostack")
-        def v(r):
-            if not r:
-                return f"{'-':>11}"
-            f = f"{r['value']:11,.0f}" if r["unit"] == "req/s" else f"{r['value']:11.2f}"
-            return f + ("*" if r.get("errors") else "")
-        def lat(r):
-            if not r or "latency_p50_us" not in r:
-                return "-"
-            return f"{r['latency_p50_us']:.0f} / {r['latency_p99_us']:.0f}"
-        ratio = i["value"] / k["value"] if k and i and k["value"] > 0 else None
-        print(f"{key[0]:7} {key[1]:26} {e['unit']:6} {v(k)} {v(i)} "
-              f"{(f'{ratio:.2f}' if ratio is not None else '-'):>8}  {lat(k):>18}  {lat(i):>19}")
-        summary.append({"program": key[0], "case": key[1], "unit": e["unit"],
-                        "kernel": k["value"] if k else None,
-                        "isostack": i["value"] if i else None, "isostack_over_kernel": ratio})
-    if any(r.get("errors") for e in rows.values() for s in ("kernel", "isostack")
-           for r in [e.get(s)] if r):
-        print("* the load generator reported errors: see the row's JSON")
-    json.dump({"seconds_per_point": num(secs), "table": summary, "runs": runs},
-              open(os.path.join(out, "programs.json"), "w"), indent=1)
-
-if sys.argv[1] == "table":
-    table(sys.argv[2], sys.argv[3])
-else:
-    path, stack, prog, tool, output = sys.argv[2:7]
-    row = {"case": ""} | {k: num(v) for k, v in (a.split("=", 1) for a in sys.argv[7:])}
-    for k in ("command", "server_command"):
-        row[k] = str(row.get(k, ""))
-    text = open(output).read()
-    row["raw_output"] = os.path.abspath(output)
-    add_rows(path, stack, prog, {"wrk": wrk, "redis": redis, "iperf3": iperf3}[tool](text, row))
-PY
-)
+# Parsing and the side-by-side table: scripts/lib/bench_programs.py.
 
 # The words of a command as a shell would take them back; plain words
 # stay as they are (printf %q alone writes set,get as set\,get).
@@ -307,7 +161,7 @@ bench_prog_load() {
 bench_prog_row() {
 	local prog=$1
 	shift
-	python3 -c "$BENCH_PROG_PY" row "$BP_OUT/programs-$BP_STACK-$prog.json" \
+	python3 "$ISOSTACK_LIB/bench_programs.py" row "$BP_OUT/programs-$BP_STACK-$prog.json" \
 		"$BP_STACK" "$prog" "$@" || warn "bench: $BP_STACK $prog: no figure (output: $2)"
 }
 
@@ -534,6 +388,6 @@ bench_programs() {
 		fi
 	fi
 	echo
-	python3 -c "$BENCH_PROG_PY" table "$BP_OUT" "$BP_SECS"
+	python3 "$ISOSTACK_LIB/bench_programs.py" table "$BP_OUT" "$BP_SECS"
 	log "bench: results in $BP_OUT (programs.json, programs-<stack>-<program>.json)"
 }
