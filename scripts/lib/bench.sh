@@ -77,13 +77,16 @@ bench_cleanup() {
 	ip netns del "$BENCH_NS_PEER" 2>/dev/null || true
 }
 
-# Kernel on both ends: the baseline topology.
+# bench_kernel_up [MTU]: kernel on both ends, the baseline topology; the
+# veth at MTU (default 1500) on both ends.
 bench_kernel_up() {
 	ip netns add "$BENCH_NS_SUT"
 	ip netns add "$BENCH_NS_PEER"
 	ip link add isob-s netns "$BENCH_NS_SUT" type veth peer name isob-p netns "$BENCH_NS_PEER"
 	ip -n "$BENCH_NS_SUT" addr add "$BENCH_SUT_IP/24" dev isob-s
 	ip -n "$BENCH_NS_PEER" addr add "$BENCH_PEER_IP/24" dev isob-p
+	ip -n "$BENCH_NS_SUT" link set isob-s mtu "${1:-1500}"
+	ip -n "$BENCH_NS_PEER" link set isob-p mtu "${1:-1500}"
 	ip -n "$BENCH_NS_SUT" link set isob-s up
 	ip -n "$BENCH_NS_PEER" link set isob-p up
 	ip -n "$BENCH_NS_SUT" link set lo up
@@ -105,14 +108,14 @@ bench_off_stack_core() {
 
 cmd_bench() {
 	local stack=both secs='' quick=0 out=$PWD/bench-results shm=0 programs=0
-	local only='' topo='' words=("$@") name=bench
+	local only='' topo='' words=("$@") name=bench mtus='' m
 
 	bench_off_stack_core
 	# conns parses its own options (scripts/lib/bench_conns.sh).
 	[ "${1:-}" = conns ] && { shift; bench_conns "$@"; return; }
 	while [ $# -gt 0 ]; do
 		case $1 in      # the options that take a value
-		--stack|--seconds|--out|--only|--topology) need_value "$name" "$@" ;;
+		--stack|--seconds|--out|--only|--topology|--mtu) need_value "$name" "$@" ;;
 		esac
 		case $1 in
 		-h|--help) "help_${name// /_}"; return 0 ;;
@@ -122,6 +125,7 @@ cmd_bench() {
 		--out) out=$2; shift ;;
 		--only) only=$2; shift ;;
 		--topology) topo=$2; shift ;;
+		--mtu) mtus=$2; shift ;;
 		shm) shm=1; name="bench shm" ;;
 		programs) programs=1; name="bench programs" ;;
 		-*) usage_error "$name" "unknown option '$1'" ;;
@@ -137,11 +141,19 @@ cmd_bench() {
 	"") ;;
 	*[!0-9]*|0) usage_error "$name" "--seconds takes a whole number of seconds > 0" ;;
 	esac
+	for m in ${mtus//,/ }; do
+		case $m in
+		*[!0-9]*) usage_error "$name" "--mtu '$mtus': MTUs in bytes, comma-separated" ;;
+		esac
+		[ "$m" -ge 576 ] && [ "$m" -le 9216 ] || usage_error "$name" "--mtu $m: from 576 to 9216"
+	done
+	[ -z "$mtus" ] || [ $programs -eq 1 ] ||
+		usage_error "$name" "--mtu is an option of 'bench programs'"
 	[ $shm -eq 1 ] && { bench_shm "$out" "$quick"; return; }
 	need_root bench
 	if [ $programs -eq 1 ]; then
 		BP_SECS=${secs:-$([ $quick -eq 1 ] && echo 2 || echo 5)}
-		bench_programs "$out" "$stack" "${only:-nginx,redis,iperf3}"
+		bench_programs "$out" "$stack" "${only:-nginx,redis,memcached,local,iperf3}" "${mtus:-1500}"
 		return
 	fi
 	bench_paper "$quick" "$secs" "$stack" "$out" "$only" "$topo" "${words[@]}"

@@ -2,7 +2,7 @@
 """The figures of `isostack bench programs` (scripts/lib/bench_programs.sh).
 
     bench_programs.py row FILE STACK PROG TOOL OUTPUT KEY=VALUE...
-        parse a load generator's OUTPUT (TOOL: wrk, redis, iperf3) into
+        parse a load generator's OUTPUT (TOOL: wrk, redis, memaslap, iperf3) into
         rows appended to FILE; KEY=VALUE pairs are copied into each row
         (case, commands, settings)
     bench_programs.py table DIR SECONDS
@@ -33,7 +33,7 @@ def add_rows(path, stack, prog, rows):
         if "latency_p50_us" in r:
             lat = f"  p50 {r['latency_p50_us']:.1f} us  p99 {r['latency_p99_us']:.1f} us"
         err = f"  ERRORS: {r['errors']}" if r.get("errors") else ""
-        print(f"  {stack:8} {prog:6} {r['case']:26} {r['value']:12.2f} {r['unit']}{lat}{err}",
+        print(f"  {stack:8} {prog:9} {r['case']:30} {r['value']:12.2f} {r['unit']}{lat}{err}",
               flush=True)
 
 def us(s):
@@ -81,6 +81,24 @@ def redis(text, row):
         sys.exit("redis-benchmark: no SET and GET results in its output")
     return rows
 
+def memaslap(text, row):
+    """memcaslap's summary: total ops and ops/s of the whole run, and its
+    verification counts; a value that came back different is an error."""
+    m = re.search(r"^Run time: ([\d.]+)s Ops: (\d+) TPS: (\d+)", text, re.M)
+    if not m or int(m[2]) <= 0:
+        sys.exit("memaslap: no operations in its output")
+    row["seconds"], row["ops"] = float(m[1]), int(m[2])
+    row["ops_per_s"] = row["value"] = float(m[3])
+    row["unit"] = "ops/s"
+    for k in ("cmd_get", "cmd_set", "get_misses", "verify_misses", "verify_failed"):
+        c = re.search(rf"^{k}: (\d+)", text, re.M)
+        row[k] = int(c[1]) if c else None
+    errs = [f"{row[k]} {k}" for k in ("verify_misses", "verify_failed") if row[k]]
+    if row["cmd_get"] is None or row["verify_failed"] is None:
+        errs.append("no verification counts in memaslap's output")
+    row["errors"] = "; ".join(errs)
+    return [row]
+
 def iperf3(text, row):
     j = json.loads(text)
     if "error" in j:
@@ -95,7 +113,7 @@ def iperf3(text, row):
     return [row]
 
 def table(out, secs):
-    order = ["nginx", "redis", "iperf3"]
+    order = ["nginx", "redis", "memcached", "local", "iperf3"]
     runs = [json.load(open(f)) | {"file": os.path.basename(f)}
             for f in glob.glob(os.path.join(out, "programs-*-*.json"))]
     runs.sort(key=lambda r: order.index(r["program"]) if r["program"] in order else 99)
@@ -112,7 +130,7 @@ def table(out, secs):
                 rows[key][stack] = r
     seen.sort(key=lambda k: order.index(k[0]) if k[0] in order else 99)
     summary = []
-    hdr = (f"{'program':7} {'case':26} {'unit':6} {'kernel':>11} {'isostack':>11} "
+    hdr = (f"{'program':9} {'case':30} {'unit':6} {'kernel':>11} {'isostack':>11} "
            f"{'iso/kern':>8}  {'kernel p50/p99 us':>18}  {'isostack p50/p99 us':>19}")
     print(hdr)
     for key in seen:
@@ -121,14 +139,15 @@ def table(out, secs):
         def v(r):
             if not r:
                 return f"{'-':>11}"
-            f = f"{r['value']:11,.0f}" if r["unit"] == "req/s" else f"{r['value']:11.2f}"
+            f = (f"{r['value']:11,.0f}" if r["unit"] in ("req/s", "ops/s")
+                 else f"{r['value']:11.2f}")
             return f + ("*" if r.get("errors") else "")
         def lat(r):
             if not r or "latency_p50_us" not in r:
                 return "-"
             return f"{r['latency_p50_us']:.0f} / {r['latency_p99_us']:.0f}"
         ratio = i["value"] / k["value"] if k and i and k["value"] > 0 else None
-        print(f"{key[0]:7} {key[1]:26} {e['unit']:6} {v(k)} {v(i)} "
+        print(f"{key[0]:9} {key[1]:30} {e['unit']:6} {v(k)} {v(i)} "
               f"{(f'{ratio:.2f}' if ratio is not None else '-'):>8}  {lat(k):>18}  {lat(i):>19}")
         summary.append({"program": key[0], "case": key[1], "unit": e["unit"],
                         "kernel": k["value"] if k else None,
@@ -148,4 +167,4 @@ else:
         row[k] = str(row.get(k, ""))
     text = open(output).read()
     row["raw_output"] = os.path.abspath(output)
-    add_rows(path, stack, prog, {"wrk": wrk, "redis": redis, "iperf3": iperf3}[tool](text, row))
+    add_rows(path, stack, prog, {"wrk": wrk, "redis": redis, "memaslap": memaslap, "iperf3": iperf3}[tool](text, row))
