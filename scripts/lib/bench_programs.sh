@@ -279,6 +279,7 @@ bench_prog_redis_load() {
 	local -a rb
 
 	for p in 1 16; do
+		# shellcheck disable=SC2054  # set,get is one argument
 		rb=(redis-benchmark -h "$host" -p "$BP_REDIS_PORT" -c 16 -P "$p" -t set,get --csv)
 		# redis-benchmark counts requests, not seconds: a short run
 		# (which also warms up) sizes -n to about BP_SECS per test.

@@ -27,14 +27,16 @@ for n in 1 75 1050 1125 6750 49152 393216; do
 done
 "$CLI" peer -- memccp --servers="$SERVERS" "$tmp"/v/key* >"$tmp/memccp.log" 2>&1 ||
 	fail "memccp"
+nvals=0
 for f in "$tmp"/v/key*; do
+	nvals=$((nvals + 1))
 	"$CLI" peer -- memccat --servers="$SERVERS" "$(basename "$f")" >"$tmp/got" 2>>"$tmp/memccat.log" ||
 		fail "memccat $(basename "$f")"
 	# memccat ends the value with a newline of its own.
 	{ cat "$f"; echo; } | cmp - "$tmp/got" ||
 		fail "$(basename "$f"): read back differs from what was set"
 done
-echo "memccp/memccat: $(ls "$tmp/v" | wc -l) values from 4 B to 512 KiB identical"
+echo "memccp/memccat: $nvals values from 4 B to 512 KiB identical"
 
 # A load of a fixed number of operations (not of a time): memcaslap
 # checks each get's value against what it set.
