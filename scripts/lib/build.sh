@@ -11,7 +11,7 @@ ISOSTACK_PACKAGES="build-essential pkg-config meson ninja-build
 	dpdk dpdk-dev libdpdk-dev libnuma-dev libcmocka-dev
 	clang libclang-rt-14-dev
 	iproute2 ethtool iputils-ping procps kmod xz-utils python3 curl
-	tshark nginx-light wrk redis-server redis-tools iperf3 socat
+	tshark nginx-light wrk redis-server redis-tools memcached libmemcached-tools iperf3 socat
 	python3-matplotlib python3-prometheus-client
 	man-db groff-base"
 
