@@ -309,22 +309,13 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			CONF_ERR(where, "mode must be busy or adaptive, not '%s'", val);
 			return -EINVAL;
 		}
-	} else if (strcmp(key, "tso") == 0) {
-		if (strcmp(val, "on") == 0)
-			cfg->tso = true;
-		else if (strcmp(val, "off") == 0)
-			cfg->tso = false;
-		else {
-			CONF_ERR(where, "tso must be on or off, not '%s'", val);
-			return -EINVAL;
-		}
-	} else if (strcmp(key, "gro") == 0) {
-		if (strcmp(val, "on") == 0)
-			cfg->gro = true;
-		else if (strcmp(val, "off") == 0)
-			cfg->gro = false;
-		else {
-			CONF_ERR(where, "gro must be on or off, not '%s'", val);
+	} else if (strcmp(key, "tso") == 0 || strcmp(key, "gro") == 0) {
+		bool *on = key[0] == 't' ? &cfg->tso : &cfg->gro;
+
+		if (strcmp(val, "on") == 0 || strcmp(val, "off") == 0) {
+			*on = val[1] == 'n';
+		} else {
+			CONF_ERR(where, "%s must be on or off, not '%s'", key, val);
 			return -EINVAL;
 		}
 	} else if (strcmp(key, "log_level") == 0) {
