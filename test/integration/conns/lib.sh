@@ -113,6 +113,28 @@ wait_figures() {
 	fail "after $3 s isostat shows '$seen', want '$2' (as before)"
 }
 
+# wait_released PID BASE SECONDS: until PID holds no socket and no ring
+# memory, and the stack's mem.backed is at most BASE's (a figures line from
+# before PID opened anything). At most, not equal: another application's
+# idle socket may let go of its ring meanwhile (docs/shm.md, idle), so the
+# stack may end below the baseline, never above it.
+wait_released() {
+	local i seen backed base_backed
+	base_backed=$(field mem.backed "$2")
+	for i in $(seq $(($3 * 10))); do
+		seen=$(figures "$1")
+		backed=$(field mem.backed "$seen")
+		if [[ $seen == "sockets=0 app_mem="[0-]" "* ]] &&
+		   { [ "$base_backed" = - ] || [ "$backed" -le "$base_backed" ]; }; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	grep -E '^(app|mem|backend\.open_sockets)' "$tmp/isostat.log" | head -20
+	fail "after $3 s isostat shows '$seen', want no socket, no ring memory and" \
+	     "mem.backed at most the baseline's $base_backed"
+}
+
 # echo_many SERVER COUNT PORT: the SUT runs SERVER (a python3 echo server
 # in this folder that prints "listening" and "all closed: accepted A peak
 # P"); conns_client.py in the peer opens COUNT connections to it, each

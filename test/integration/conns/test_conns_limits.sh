@@ -114,8 +114,8 @@ echo close >&7
 wait_line "$tmp/fill.out" "^closed $n" 60 "$fill" || fail "(b) the filler did not close"
 if [ "$CONNS_STACK" = isostack ]; then
 	# Its sockets and their memory given back (app_mem 0, or no line).
-	wait_figures "$fill" "sockets=0 app_mem=[0-] $(cut -d' ' -f3- <<<"$base")" 60
-	echo "(b) after close: $(figures "$fill") (as before the filler)"
+	wait_released "$fill" "$base" 60
+	echo "(b) after close: $(figures "$fill") (before the filler: $base)"
 fi
 echo reopen >&7
 wait_line "$tmp/fill.out" "^reopened $n" 300 "$fill" ||
