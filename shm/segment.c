@@ -533,7 +533,7 @@ static struct view_layout view_layout(const struct isostack_shm_header *h)
 	l.views = (sizeof(struct isoshm_app) + 63) & ~(size_t)63;
 	l.db = l.views + (size_t)h->max_sockets * sizeof(struct isoshm_sock_view);
 	l.db_owner = l.db + (size_t)h->nr_doorbells * sizeof(struct isoshm_ring);
-	l.size = l.db_owner + (size_t)h->nr_doorbells * sizeof(_Atomic int32_t);
+	l.size = l.db_owner + (size_t)h->nr_doorbells * sizeof(_Atomic uint64_t);
 	l.size = (l.size + pg - 1) & ~(pg - 1);
 	return l;
 }
