@@ -88,16 +88,21 @@ static int be_attach(void)
 		return 0;
 	if (st < 0)
 		return st == -EACCES ? st : -ENETDOWN;
+	int first = 0;
 	pthread_mutex_lock(&attach_lock);
 	st = atomic_load_explicit(&state, memory_order_relaxed);
 	if (st == 0) {
 		int r = attach_new();
 		st = r == 0 ? 1 : r;
+		first = 1;
 		/* Pairs with the acquire above: cur is set before state. */
 		atomic_store_explicit(&state, st, memory_order_release);
 	}
 	pthread_mutex_unlock(&attach_lock);
-	/* Refused by the daemon's permissions: said as such (route.c). */
+	/* Refused by the daemon's permissions: said as such (route.c), as is
+	 * a daemon that did not answer (the try that found it so). */
+	if (st == -ETIMEDOUT && first)
+		return st;
 	return st == 1 ? 0 : st == -EACCES ? st : -ENETDOWN;
 }
 

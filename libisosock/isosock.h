@@ -50,6 +50,8 @@
 #define ISOSOCK_TX_AGG_MAX     (64u * 1024u)
 /* Default control socket; $ISOSTACK_CONTROL overrides it. */
 #define ISOSOCK_CONTROL_PATH   "/run/isostack/isostackd.sock"
+/* The longest attach may take: connect, ATTACH out, the reply in. */
+#define ISOSOCK_ATTACH_TIMEOUT_MS 5000
 
 struct isosock_app;
 
@@ -65,6 +67,8 @@ struct isosock_app;
  *   -ENOENT / -ECONNREFUSED: no daemon listening at that path,
  *   -EPROTO / -EPROTONOSUPPORT: the daemon speaks another protocol/ABI,
  *   -ECONNRESET: the daemon refused or hung up during attach,
+ *   -ETIMEDOUT: no reply within ISOSOCK_ATTACH_TIMEOUT_MS (a daemon that
+ *               accepts and never answers),
  *   -ENOMEM, or another -errno of socket/connect/mmap.
  * Nothing to free on failure.
  */
