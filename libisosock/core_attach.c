@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -351,7 +352,9 @@ void isosock__own_wake_fd(struct isosock_app *app, int member)
 	if (wfd >= 0 && isoshm_send_fd(app->ctl_fd, wfd, &w, sizeof(w)) == 0) {
 		/* At the old number: a spawned image must find the fds it did
 		 * not inherit free, as with the kernel. */
-		if (dup3(wfd, old, O_CLOEXEC) == old) {
+		/* The system call itself: our own dup3() symbol would move
+		 * the private fd at `old` out of the way (interpose.c). */
+		if (syscall(SYS_dup3, wfd, old, O_CLOEXEC) == old) {
 			close(wfd);
 			return;
 		}

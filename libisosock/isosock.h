@@ -165,6 +165,14 @@ uint32_t isosock_app_max_sockets(const struct isosock_app *app);
  * fds, segment and shared-state memfds): the application may not close
  * them (closefrom, close_range, dup2 over them). */
 bool isosock_app_private_fd(const struct isosock_app *app, int fd);
+/*
+ * Moves our private fd `fd` (if it is one of app's) to another number, its
+ * FD_CLOEXEC kept, so that an application's dup2/dup3 onto that number
+ * (which the kernel would grant) does not replace our file.  The old
+ * number stays open until the dup2 takes it.  Returns 0 (also when fd is
+ * not ours) or -errno of fcntl (EMFILE).
+ */
+int isosock_app_private_move(struct isosock_app *app, int fd);
 int isosock_app_ctl_fd(const struct isosock_app *app);
 int isosock_app_wake_fd(const struct isosock_app *app);
 

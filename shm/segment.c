@@ -683,6 +683,14 @@ void isoshm_app_fds(const struct isoshm_app *a, int *seg_fd, int *view_fd)
 	*view_fd = a->view_fd;
 }
 
+void isoshm_app_fd_moved(struct isoshm_app *a, int from, int to)
+{
+	if (a->fd == from)
+		a->fd = to;
+	if (a->view_fd == from)
+		a->view_fd = to;
+}
+
 void isoshm_app_unmap(struct isoshm_app *a)
 {
 	isoshm__app_extents_forget(a);
