@@ -52,7 +52,7 @@ before = set(int(x) for x in os.listdir("/proc/self/fd"))
 old = socket.create_connection(peer, timeout=20)
 after = set(int(x) for x in os.listdir("/proc/self/fd"))
 private = [p for p in sorted(after - before - {old.fileno()})
-           if os.path.lexists("/proc/self/fd/%d" % p)]   # not listdir's own
+           if os.path.lexists("/proc/self/fd/%d" % p)]   # not the listing fd
 print("private", private, [os.readlink("/proc/self/fd/%d" % p) for p in private], flush=True)
 print("old echo", echo(old, 100000), flush=True)
 null = os.open("/dev/null", os.O_RDWR)
