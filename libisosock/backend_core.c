@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "isosock.h"
@@ -64,6 +65,8 @@ static inline void q_leave(bool entered)
 	isosock_quiesce_leave(entered);
 }
 
+static struct att *att_for_new(void);
+
 static int attach_new(void)
 {
 	if (atomic_load_explicit(&natt, memory_order_relaxed) >= MAX_ATT)
@@ -81,23 +84,72 @@ static int attach_new(void)
 	return 0;
 }
 
+/*
+ * Re-attach after the daemon died (its control socket hung up): new
+ * sockets go on a new attachment once the daemon is back, while the old
+ * attachment's sockets stay reset.  Tries are rate-limited to one per
+ * REATTACH_NS for the whole process, so a program opening sockets while
+ * the daemon is down costs one connect() per interval, not per socket();
+ * the calls in between say ENETDOWN.  Each try is bounded by attach's
+ * own 5 s.  MAX_ATT attachments (restarts, and fork children's) at most.
+ */
+#define REATTACH_NS (250 * 1000 * 1000)
+
+static _Atomic int reattaching;    /* once attached: a lost daemon is retried */
+static _Atomic int64_t reattach_at;
+
+static int be_reattach(void)
+{
+	struct timespec ts;
+	int r = -ENETDOWN;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if (now < atomic_load_explicit(&reattach_at, memory_order_relaxed))
+		return -ENETDOWN;
+	pthread_mutex_lock(&attach_lock);
+	struct att *a = atomic_load_explicit(&cur, memory_order_acquire);
+	if (a != NULL && isosock_app_alive(a->app)) {
+		r = 0;          /* another thread re-attached meanwhile */
+	} else if (now >= atomic_load_explicit(&reattach_at, memory_order_relaxed)) {
+		atomic_store_explicit(&reattach_at, now + REATTACH_NS, memory_order_relaxed);
+		r = attach_new();
+		atomic_store_explicit(&state, r == 0 ? 1 : r, memory_order_release);
+	}
+	pthread_mutex_unlock(&attach_lock);
+	return r == 0 ? 0 : r == -EACCES ? r : -ENETDOWN;
+}
+
 static int be_attach(void)
 {
 	int st = atomic_load_explicit(&state, memory_order_acquire);
-	if (st == 1)
-		return 0;
+	if (st == 1) {
+		/* Throttled (a poll() of the control socket per ms at most). */
+		if (__builtin_expect(isosock_app_alive(att_for_new()->app), 1))
+			return 0;
+		return be_reattach();
+	}
+	if (st < 0 && atomic_load_explicit(&reattaching, memory_order_relaxed))
+		return be_reattach();
 	if (st < 0)
 		return st == -EACCES ? st : -ENETDOWN;
+	int first = 0;
 	pthread_mutex_lock(&attach_lock);
 	st = atomic_load_explicit(&state, memory_order_relaxed);
 	if (st == 0) {
 		int r = attach_new();
 		st = r == 0 ? 1 : r;
+		first = 1;
+		if (r == 0)
+			atomic_store_explicit(&reattaching, 1, memory_order_relaxed);
 		/* Pairs with the acquire above: cur is set before state. */
 		atomic_store_explicit(&state, st, memory_order_release);
 	}
 	pthread_mutex_unlock(&attach_lock);
-	/* Refused by the daemon's permissions: said as such (route.c). */
+	/* Refused by the daemon's permissions: said as such (route.c), as is
+	 * a daemon that did not answer (the try that found it so). */
+	if (st == -ETIMEDOUT && first)
+		return st;
 	return st == 1 ? 0 : st == -EACCES ? st : -ENETDOWN;
 }
 
@@ -566,6 +618,7 @@ static int be_exec_import(const char *desc)
 		atomic_store_explicit(&natt, n, memory_order_release);
 		atomic_store_explicit(&cur, &atts[n - 1], memory_order_release);
 		atomic_store_explicit(&state, 1, memory_order_release);
+		atomic_store_explicit(&reattaching, 1, memory_order_relaxed);
 	}
 	return n;
 }
@@ -722,6 +775,17 @@ static bool be_private_fd(int fd)
 	return false;
 }
 
+static int be_private_move(int fd)
+{
+	int n = atomic_load_explicit(&natt, memory_order_acquire);
+	for (int i = 0; i < n; i++) {
+		int r = isosock_app_private_move(atts[i].app, fd);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 const struct isosock_be isosock_be_core = {
 	.attach = be_attach,
 	.socket = be_socket,
@@ -761,6 +825,7 @@ const struct isosock_be isosock_be_core = {
 	.handle_adopt = be_handle_adopt,
 	.exec_done = be_exec_done,
 	.private_fd = be_private_fd,
+	.private_move = be_private_move,
 	.spawn_begin = be_spawn_begin,
 	.spawn_export = be_spawn_export,
 	.spawn_hold = be_spawn_hold,

@@ -6,12 +6,15 @@
  * process's own (WAKEFD) and the accessors of the handle.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core_internal.h"
@@ -116,6 +119,52 @@ static int recv_reply(int fd, struct isostack_ctl_attach_reply *r, int fds[2])
 	return (int)nfds;
 }
 
+/*
+ * Attach as a whole is bounded (ISOSOCK_ATTACH_TIMEOUT_MS): a daemon that
+ * accepts and never answers (stopped, wedged, or something else bound at
+ * the path) must not hang the application's first socket().  connect()
+ * and the send block only on a full listener backlog or socket buffer,
+ * bounded by SO_SNDTIMEO; each read waits in poll() for what is left.
+ */
+static int64_t attach_left_ms(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return ISOSOCK_ATTACH_TIMEOUT_MS - ((int64_t)(t.tv_sec - t0->tv_sec) * 1000 +
+					    (t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+static int attach_set_sndtimeo(int fd, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	return setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0 ? 0 : -errno;
+}
+
+/* recv_reply once something is readable, within what is left of the
+ * bound.  -ETIMEDOUT when nothing came. */
+static int recv_reply_bounded(int fd, struct isostack_ctl_attach_reply *r, int fds[2],
+			      const struct timespec *t0)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		int64_t left = attach_left_ms(t0);
+		int n;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&p, 1, (int)left);
+		if (n > 0)
+			return recv_reply(fd, r, fds);
+		if (n == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
 int isosock_app_attach(struct isosock_app **out, const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -127,9 +176,11 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 	};
 	struct isostack_ctl_attach_reply rep;
 	struct isosock_app *app;
+	struct timespec t0;
 	int fds[2] = { -1, -1 };
 	int ret;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (path == NULL)
 		path = getenv("ISOSTACK_CONTROL");
 	if (path == NULL || *path == '\0')
@@ -146,8 +197,12 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 		ret = -errno;
 		goto err_free;
 	}
+	ret = attach_set_sndtimeo(app->ctl_fd, ISOSOCK_ATTACH_TIMEOUT_MS);
+	if (ret < 0)
+		goto err_ctl;
 	if (connect(app->ctl_fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		ret = -errno;
+		/* a full backlog for the whole bound: EAGAIN */
+		ret = errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
 		goto err_ctl;
 	}
 	app->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -170,14 +225,16 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 	 * ATTACH unread), but its reply, which says why, is still queued:
 	 * the second read returns it (or 0: nothing came). */
 	ret = isoshm_send_fd(app->ctl_fd, app->wake_fd, &req, sizeof(req));
+	if (ret == -EAGAIN)
+		ret = -ETIMEDOUT;
 	if (ret < 0 && ret != -EPIPE && ret != -ECONNRESET)
 		goto err_wake;
 	{
 		int sent = ret;
 
-		ret = recv_reply(app->ctl_fd, &rep, fds);
+		ret = recv_reply_bounded(app->ctl_fd, &rep, fds, &t0);
 		if (ret == -ECONNRESET)
-			ret = recv_reply(app->ctl_fd, &rep, fds);
+			ret = recv_reply_bounded(app->ctl_fd, &rep, fds, &t0);
 		if (ret == -ECONNRESET && sent < 0)
 			ret = sent;
 	}
@@ -188,6 +245,9 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 		ret = rep.status < 0 ? rep.status : -EPROTO;
 		goto err_fds;           /* what came is in fds[0..ret) */
 	}
+	/* Attached: EXTENT requests later block as before (the daemon
+	 * answers those from its core loop). */
+	(void)attach_set_sndtimeo(app->ctl_fd, 0);
 	ret = isoshm_app_attach(&app->shm, fds[0], NULL);
 	if (ret < 0)
 		goto err_fds;
@@ -292,7 +352,9 @@ void isosock__own_wake_fd(struct isosock_app *app, int member)
 	if (wfd >= 0 && isoshm_send_fd(app->ctl_fd, wfd, &w, sizeof(w)) == 0) {
 		/* At the old number: a spawned image must find the fds it did
 		 * not inherit free, as with the kernel. */
-		if (dup3(wfd, old, O_CLOEXEC) == old) {
+		/* The system call itself: our own dup3() symbol would move
+		 * the private fd at `old` out of the way (interpose.c). */
+		if (syscall(SYS_dup3, wfd, old, O_CLOEXEC) == old) {
 			close(wfd);
 			return;
 		}

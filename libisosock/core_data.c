@@ -122,6 +122,7 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
  * socket just takes that socket's lock.
  */
 struct fsock *_Atomic isosock__alone;
+__thread struct fsock *isosock__held[ISOSOCK_HELD_MAX];
 
 /* 1: runs alone on f; 0: takes the lock; -EAGAIN: nested on f. */
 static int alone_begin(struct isosock_app *app, int s, struct fsock *f)
@@ -152,6 +153,11 @@ static int call_begin(struct isosock_app *app, int s, struct fsock *f, bool *loc
 
 	if (alone < 0)
 		return alone;
+	/* A handler's call on a socket whose lock its own thread holds (the
+	 * interrupted call waits in it, e.g. a blocking recv): -EAGAIN, as
+	 * the lone path says, rather than waiting for itself. */
+	if (alone == 0 && __builtin_expect(fs_held_here(f), 0))
+		return -EAGAIN;
 	*locked = alone == 0;
 	if (*locked)
 		fs_lock(f);

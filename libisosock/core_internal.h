@@ -249,6 +249,47 @@ static inline void robust_lock(pthread_mutex_t *m)
  * any (core_data.c, alone_begin). */
 extern struct fsock *_Atomic isosock__alone;
 
+/*
+ * The socket locks this thread holds or is about to take: a signal
+ * handler's send or recv on one of them would wait for its own thread,
+ * forever (core_data.c, call_begin, answers -EAGAIN instead).  Set before
+ * the lock is taken and cleared after it is released, so a handler may
+ * see a lock as ours a little early or late (a spurious EAGAIN), never
+ * miss one it would deadlock on.  Nested handlers past ISOSOCK_HELD_MAX
+ * locks go unrecorded.
+ */
+#define ISOSOCK_HELD_MAX 4
+extern __thread struct fsock *isosock__held[ISOSOCK_HELD_MAX];
+
+static inline bool fs_held_here(const struct fsock *f)
+{
+	for (int i = 0; i < ISOSOCK_HELD_MAX; i++)
+		if (isosock__held[i] == f)
+			return true;
+	return false;
+}
+
+static inline int fs_held_add(struct fsock *f)
+{
+	for (int i = 0; i < ISOSOCK_HELD_MAX; i++)
+		if (isosock__held[i] == NULL) {
+			isosock__held[i] = f;
+			atomic_signal_fence(memory_order_seq_cst);
+			return i;
+		}
+	return -1;
+}
+
+static inline void fs_held_del(struct fsock *f)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	for (int i = ISOSOCK_HELD_MAX - 1; i >= 0; i--)
+		if (isosock__held[i] == f) {
+			isosock__held[i] = NULL;
+			return;
+		}
+}
+
 static inline void fs_lock(struct fsock *f)
 {
 	/* A signal handler's call on that socket: the interrupted call holds
@@ -257,6 +298,7 @@ static inline void fs_lock(struct fsock *f)
 	while (__builtin_expect(atomic_load_explicit(&isosock__alone,
 						     memory_order_relaxed) == f, 0))
 		pause();
+	(void)fs_held_add(f);
 	robust_lock(&f->lock);
 }
 
@@ -268,12 +310,15 @@ static inline int fs_trylock(struct fsock *f)
 		pthread_mutex_consistent(&f->lock);
 		r = 0;
 	}
+	if (r == 0)
+		(void)fs_held_add(f);
 	return r;
 }
 
 static inline void fs_unlock(struct fsock *f)
 {
 	pthread_mutex_unlock(&f->lock);
+	fs_held_del(f);
 }
 
 /* glibc >= 2.32: nonzero until the process makes its second thread. */

@@ -284,6 +284,45 @@ bool isosock_app_private_fd(const struct isosock_app *app, int fd)
 	return false;
 }
 
+/* Above the numbers programs dup2 onto by hand (0-2, a few fixed ones). */
+#define PRIVATE_FD_MIN 256
+
+static int move_fd(int fd)
+{
+	int fl = fcntl(fd, F_GETFD);
+	int cmd = fl >= 0 && (fl & FD_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD;
+	int nfd = fcntl(fd, cmd, PRIVATE_FD_MIN);
+
+	if (nfd < 0 && errno == EINVAL)         /* RLIMIT_NOFILE below it */
+		nfd = fcntl(fd, cmd, 0);
+	return nfd < 0 ? -errno : nfd;
+}
+
+int isosock_app_private_move(struct isosock_app *app, int fd)
+{
+	int seg, view, nfd;
+
+	if (!isosock_app_private_fd(app, fd))
+		return 0;
+	nfd = move_fd(fd);
+	if (nfd < 0)
+		return nfd;
+	/* Plain stores: a thread of ours using the number right now may
+	 * still reach the old one, which stays our file until the dup2. */
+	if (app->ctl_fd == fd)
+		app->ctl_fd = nfd;
+	if (app->wake_fd == fd)
+		app->wake_fd = nfd;
+	if (app->stack_wake_fd == fd)
+		app->stack_wake_fd = nfd;
+	if (app->sh_fd == fd)
+		app->sh_fd = nfd;
+	isoshm_app_fds(app->shm, &seg, &view);
+	if (seg == fd || view == fd)
+		isoshm_app_fd_moved(app->shm, fd, nfd);
+	return 0;
+}
+
 /* The description an exec'd image adopts (isosock_app_exec_import):
  * where the shared mappings are, the fds, the member entry the image
  * is (ours for exec, a reserved one for spawn) and whether it is a new

@@ -469,15 +469,37 @@ EXPORT int dup(int fd)
 	ROUTE(L.dup(fd), isosock_r_dup(fd, -1, 0, 0));
 }
 
+/* dup2/dup3 onto one of the shim's private fds (control socket, wake
+ * eventfds, memfds): the kernel would give the application that number,
+ * so the private fd moves to another first (isosock_r_private_make_room);
+ * if the dup then fails, the old number, a duplicate nobody else can
+ * hold, is closed, and the errno kept. */
+static int private_dup_done(int r, bool moved, int newfd)
+{
+	if (__builtin_expect(moved && r < 0, 0)) {
+		int e = errno;
+		isosock_r_private_room_undo(newfd);
+		errno = e;
+	}
+	return r;
+}
+
 /* dup2/dup3 onto an isostack fd must drop the mapping even when oldfd is
  * a plain kernel fd, so they always take the routing path. */
 EXPORT int dup2(int oldfd, int newfd)
 {
 	ensure();
+	bool moved = false;
+	if (__builtin_expect(oldfd != newfd && isosock_r_private_fd(newfd), 0)) {
+		int m = isosock_r_private_make_room(newfd);
+		if (m < 0)
+			return ret(m);
+		moved = true;
+	}
 	if (!isosock_fd_get_peek(oldfd) && !isosock_fd_get_peek(newfd) &&
 	    !isosock_e_is_emulated(newfd))
-		return L.dup2(oldfd, newfd);
-	int r = ret(isosock_r_dup(oldfd, newfd, 0, 1));
+		return private_dup_done(L.dup2(oldfd, newfd), moved, newfd);
+	int r = private_dup_done(ret(isosock_r_dup(oldfd, newfd, 0, 1)), moved, newfd);
 	if (r >= 0)
 		isosock_stdio_sync(newfd);
 	return r;
@@ -486,10 +508,17 @@ EXPORT int dup2(int oldfd, int newfd)
 EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	ensure();
+	bool moved = false;
+	if (__builtin_expect(oldfd != newfd && isosock_r_private_fd(newfd), 0)) {
+		int m = isosock_r_private_make_room(newfd);
+		if (m < 0)
+			return ret(m);
+		moved = true;
+	}
 	if (!isosock_fd_get_peek(oldfd) && !isosock_fd_get_peek(newfd) &&
 	    !isosock_e_is_emulated(newfd))
-		return L.dup3(oldfd, newfd, flags);
-	int r = ret(isosock_r_dup(oldfd, newfd, flags, 2));
+		return private_dup_done(L.dup3(oldfd, newfd, flags), moved, newfd);
+	int r = private_dup_done(ret(isosock_r_dup(oldfd, newfd, flags, 2)), moved, newfd);
 	if (r >= 0)
 		isosock_stdio_sync(newfd);
 	return r;

@@ -50,6 +50,8 @@
 #define ISOSOCK_TX_AGG_MAX     (64u * 1024u)
 /* Default control socket; $ISOSTACK_CONTROL overrides it. */
 #define ISOSOCK_CONTROL_PATH   "/run/isostack/isostackd.sock"
+/* The longest attach may take: connect, ATTACH out, the reply in. */
+#define ISOSOCK_ATTACH_TIMEOUT_MS 5000
 
 struct isosock_app;
 
@@ -65,6 +67,8 @@ struct isosock_app;
  *   -ENOENT / -ECONNREFUSED: no daemon listening at that path,
  *   -EPROTO / -EPROTONOSUPPORT: the daemon speaks another protocol/ABI,
  *   -ECONNRESET: the daemon refused or hung up during attach,
+ *   -ETIMEDOUT: no reply within ISOSOCK_ATTACH_TIMEOUT_MS (a daemon that
+ *               accepts and never answers),
  *   -ENOMEM, or another -errno of socket/connect/mmap.
  * Nothing to free on failure.
  */
@@ -161,6 +165,14 @@ uint32_t isosock_app_max_sockets(const struct isosock_app *app);
  * fds, segment and shared-state memfds): the application may not close
  * them (closefrom, close_range, dup2 over them). */
 bool isosock_app_private_fd(const struct isosock_app *app, int fd);
+/*
+ * Moves our private fd `fd` (if it is one of app's) to another number, its
+ * FD_CLOEXEC kept, so that an application's dup2/dup3 onto that number
+ * (which the kernel would grant) does not replace our file.  The old
+ * number stays open until the dup2 takes it.  Returns 0 (also when fd is
+ * not ours) or -errno of fcntl (EMFILE).
+ */
+int isosock_app_private_move(struct isosock_app *app, int fd);
 int isosock_app_ctl_fd(const struct isosock_app *app);
 int isosock_app_wake_fd(const struct isosock_app *app);
 

@@ -326,6 +326,18 @@ int isosock_r_socket(int domain, int type, int protocol)
 				    "EACCES", (unsigned)getuid());
 		return -EACCES;
 	}
+	if (r == -ETIMEDOUT) {
+		/* be_attach says ETIMEDOUT to the try that found it so, which
+		 * took the bound (ISOSOCK_ATTACH_TIMEOUT_MS, isosock.h). */
+		static _Atomic int slow_logged;
+		if (!atomic_exchange(&slow_logged, 1))
+			isosock_log("the isostack daemon did not answer ATTACH within 5 s: %s",
+				    isosock_cfg.require ? "AF_INET sockets fail with ENETDOWN" :
+				    "using the kernel stack");
+		if (!isosock_cfg.require)
+			return neg(L.socket(domain, type, protocol));
+		return -ENETDOWN;
+	}
 	if (r < 0) {
 		if (!isosock_cfg.require)
 			return neg(L.socket(domain, type, protocol));

@@ -77,6 +77,18 @@ bool isosock_r_private_fd(int fd)
 	return isosock_be && isosock_be->private_fd && isosock_be->private_fd(fd);
 }
 
+int isosock_r_private_make_room(int newfd)
+{
+	if (!isosock_r_private_fd(newfd))
+		return 0;
+	return isosock_be->private_move ? isosock_be->private_move(newfd) : -EBUSY;
+}
+
+void isosock_r_private_room_undo(int newfd)
+{
+	L.close(newfd);
+}
+
 /*
  * exec.  The new image gets ISOSTACK_INHERIT = the back-end's description
  * of the attachments, '#', then one "fd,type,flags,rcvtimeo,sndtimeo,

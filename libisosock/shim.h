@@ -185,6 +185,8 @@ struct isosock_be {
 	/* Whether fd is one of the stack's own private fds (control socket,
 	 * wake fds): the application may not close them. */
 	bool (*private_fd)(int fd);
+	/* Moves such an fd to another number (dup2 onto it): 0 or -errno. */
+	int (*private_move)(int fd);
 	/* spawn (isosock_r_spawn_*): a child made without our fork handlers
 	 * (posix_spawn, system, popen).  begin reserves its place (NULL:
 	 * none); export describes the attachments as exec_export does, for
@@ -320,6 +322,12 @@ void isosock_r_spawn_started(void *sp);
 void isosock_r_spawn_done(void *sp, pid_t pid);
 /* fd is the stack's own (control socket, wake fd): not the application's. */
 bool isosock_r_private_fd(int fd);
+/* dup2/dup3 onto newfd: our private fd there moves out of the way first,
+ * as the kernel gives the application any number it asks for.  0 or
+ * -errno (EMFILE). */
+int isosock_r_private_make_room(int newfd);
+/* ... and after a failed dup2/dup3: the old number, still ours, closed. */
+void isosock_r_private_room_undo(int newfd);
 
 /* Readiness of one socket as poll() reports it (both stacks for DUAL). */
 uint32_t isosock_r_poll1(struct isosock_file *f, int fd, uint32_t *gen);

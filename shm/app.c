@@ -68,57 +68,25 @@ static void cpu_relax(void)
 #endif
 }
 
-/*
- * The producer side of a doorbell is shared by every thread of every
- * process of the application (fork), so it is a spinlock holding the
- * owner's pid: a process killed inside the few instructions of an
- * enqueue would otherwise leave it held forever.  A waiter that has spun
- * long checks whether the owner still exists and takes the lock over.
- * (A thread cannot die alone inside the enqueue, so the pid suffices.)
- * The pid is cached: getpid() is a system call and this runs per SEND;
- * the fork child handler refreshes it.
- */
-static _Atomic int32_t self_pid;
-static pthread_once_t self_pid_once = PTHREAD_ONCE_INIT;
+/* The doorbell lock's identity of this process (dblock.c) and its
+ * membarrier registration are per process: a fork child redoes them. */
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
 
-static void self_pid_reset(void)
+static void self_reset(void)
 {
 	(void)isoshm_membarrier_register();     /* a fork child is a new process */
-	atomic_store_explicit(&self_pid, (int32_t)getpid(), memory_order_relaxed);
+	isoshm__db_self_reset();
 }
 
-static void self_pid_init(void)
+static void self_init(void)
 {
-	self_pid_reset();
-	pthread_atfork(NULL, NULL, self_pid_reset);
+	self_reset();
+	pthread_atfork(NULL, NULL, self_reset);
 }
 
 void isoshm__app_process_init(void)
 {
-	pthread_once(&self_pid_once, self_pid_init);
-}
-
-static void db_lock(_Atomic int32_t *owner)
-{
-	int32_t me = atomic_load_explicit(&self_pid, memory_order_relaxed);
-
-	if (__builtin_expect(me == 0, 0)) {
-		pthread_once(&self_pid_once, self_pid_init);
-		me = atomic_load_explicit(&self_pid, memory_order_relaxed);
-	}
-	for (uint32_t spins = 0;; spins++) {
-		int32_t cur = 0;
-
-		/* Acquire: pairs with the previous owner's store-release of 0
-		 * in ring_doorbell(): its doorbell entry is visible to us. */
-		if (atomic_compare_exchange_weak_explicit(owner, &cur, me, memory_order_acquire,
-							  memory_order_relaxed))
-			return;
-		if (cur != 0 && (spins & 0xfffff) == 0xfffff && kill(cur, 0) != 0 && errno == ESRCH)
-			atomic_compare_exchange_strong_explicit(owner, &cur, 0, memory_order_relaxed,
-								memory_order_relaxed);
-		cpu_relax();
-	}
+	pthread_once(&self_once, self_init);
 }
 
 /*
@@ -147,10 +115,9 @@ static int ring_doorbell(struct isoshm_app *a, uint32_t sock, uint32_t db)
 						     memory_order_relaxed, memory_order_relaxed))
 		return 0; /* another thread of ours just rang it */
 
-	db_lock(&a->db_owner[db]);
+	isoshm__db_lock(&a->db_owner[db]);
 	k = isoshm_ring_enqueue_burst(&a->db[db], &sock, 1);
-	/* Pairs with the next owner's acquire CAS in db_lock(). */
-	atomic_store_explicit(&a->db_owner[db], 0, memory_order_release);
+	isoshm__db_unlock(&a->db_owner[db]);
 	return k == 1 ? 0 : -EPROTO;
 }
 

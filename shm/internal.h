@@ -95,7 +95,7 @@ struct isoshm_app {
 					  * every process of the application */
 	struct isoshm_sock_view *views;  /* [max_sockets] */
 	struct isoshm_ring *db;          /* [nr_doorbells], producer views */
-	_Atomic int32_t *db_owner;       /* [nr_doorbells]: pid holding the producer side, 0 free */
+	_Atomic uint64_t *db_owner;      /* [nr_doorbells]: producer lock (dblock.c), 0 free */
 	_Atomic uint64_t sleeps;         /* FUTEX_WAIT calls, any thread */
 };
 
@@ -137,6 +137,18 @@ bool isoshm__app_extent_mapped(const struct isoshm_app *a, uint32_t id);
  * used: the cached pid and the membarrier registration, both renewed in
  * fork children (app.c). */
 void isoshm__app_process_init(void);
+
+/* The doorbell producer lock (dblock.c).  Its word is isoshm__db_word()
+ * of the owner (pid, start time), 0 when free.  db_lock spins, and takes
+ * over from an owner that isoshm__db_owner_dead() says is gone, a zombie,
+ * or not the process its pid now names. */
+#define ISOSHM_DB_PID_BITS 22
+uint64_t isoshm__db_word(int32_t pid, uint64_t start);
+uint64_t isoshm__db_self(void);
+void isoshm__db_self_reset(void);
+bool isoshm__db_owner_dead(uint64_t owner);
+void isoshm__db_lock(_Atomic uint64_t *owner);
+void isoshm__db_unlock(_Atomic uint64_t *owner);
 /* This process registered for the stack's asymmetric barrier (membarrier.c). */
 bool isoshm__membarrier_registered(void);
 

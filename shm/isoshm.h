@@ -316,6 +316,9 @@ void isoshm_app_detach(struct isoshm_app *a);
  */
 int isoshm_app_adopt(struct isoshm_app **out, void *view, int view_fd, int seg_fd);
 void isoshm_app_fds(const struct isoshm_app *a, int *seg_fd, int *view_fd);
+/* The segment or view fd now has number `to` (the shim moved it out of
+ * the way of an application's dup2). */
+void isoshm_app_fd_moved(struct isoshm_app *a, int from, int to);
 /* Undoes isoshm_app_adopt's mappings; the fds stay open. */
 void isoshm_app_unmap(struct isoshm_app *a);
 

@@ -533,7 +533,7 @@ static struct view_layout view_layout(const struct isostack_shm_header *h)
 	l.views = (sizeof(struct isoshm_app) + 63) & ~(size_t)63;
 	l.db = l.views + (size_t)h->max_sockets * sizeof(struct isoshm_sock_view);
 	l.db_owner = l.db + (size_t)h->nr_doorbells * sizeof(struct isoshm_ring);
-	l.size = l.db_owner + (size_t)h->nr_doorbells * sizeof(_Atomic int32_t);
+	l.size = l.db_owner + (size_t)h->nr_doorbells * sizeof(_Atomic uint64_t);
 	l.size = (l.size + pg - 1) & ~(pg - 1);
 	return l;
 }
@@ -681,6 +681,14 @@ void isoshm_app_fds(const struct isoshm_app *a, int *seg_fd, int *view_fd)
 {
 	*seg_fd = a->fd;
 	*view_fd = a->view_fd;
+}
+
+void isoshm_app_fd_moved(struct isoshm_app *a, int from, int to)
+{
+	if (a->fd == from)
+		a->fd = to;
+	if (a->view_fd == from)
+		a->view_fd = to;
 }
 
 void isoshm_app_unmap(struct isoshm_app *a)
