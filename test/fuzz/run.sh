@@ -53,7 +53,7 @@ targets=("$dir"/test/fuzz/fuzz_*)
 }
 fail=0
 for f in "${targets[@]}"; do
-	[ -x "$f" ] || continue
+	[ -f "$f" ] && [ -x "$f" ] || continue
 	run_one "$f" "$here/corpus/${f##*/fuzz_}" || fail=1
 done
 exit $fail
