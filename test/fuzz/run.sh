@@ -25,6 +25,7 @@ run_one() {
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 	UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
 	taskset -c 0 "$fuzzer" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+		-error_exitcode=1 -timeout_exitcode=1 \
 		-print_final_stats=1 -artifact_prefix="$arts/$name-" \
 		"$work" "$corpus" >"$log" 2>&1
 	rc=$?
