@@ -85,6 +85,11 @@ void fz_passes(unsigned n)
 	}
 }
 
+static void unlink_ctl(void)
+{
+	unlink(fz_ctl_path);
+}
+
 void fz_setup(void)
 {
 	struct isod_backend_conf conf;
@@ -118,6 +123,7 @@ void fz_setup(void)
 		fprintf(stderr, "fuzz: back-end: %s\n", strerror(-rc));
 		abort();
 	}
+	atexit(unlink_ctl);     /* libFuzzer and replay end with exit() */
 }
 
 static bool readable(int fd)
