@@ -190,12 +190,14 @@ cmd_setup() {
 summary_build() { echo "configure and compile with meson/ninja (source checkout)"; }
 help_build() {
 	cat <<EOF
-usage: isostack build [--builddir DIR] [--clang] [--sanitize] [-- MESON-OPTIONS]
+usage: isostack build [--builddir DIR] [--clang] [--sanitize] [--fuzz] [-- MESON-OPTIONS]
 
 Configures DIR (default: build, or \$ISOSTACK_BUILD; with --sanitize
-build-asan, with --clang build-clang, as 'isostack test' uses them) with
-meson if needed and compiles it with ninja. --clang builds with clang;
---sanitize adds -Db_sanitize=address,undefined. Options after -- go to
+build-asan, with --clang build-clang, with --fuzz build-fuzz, as
+'isostack test' uses them) with meson if needed and compiles it with
+ninja. --clang builds with clang; --sanitize adds
+-Db_sanitize=address,undefined; --fuzz is clang with both sanitizers and
+the libFuzzer targets of test/fuzz (-Dfuzz=true). Options after -- go to
 'meson setup'. A directory configured before keeps its options: the
 flags only apply when it is configured.
 Needs the lwIP source: run 'isostack setup' first (build does it when root).
@@ -203,6 +205,7 @@ Needs the lwIP source: run 'isostack setup' first (build does it when root).
   --builddir DIR   the build directory
   --clang          compile with clang (default directory build-clang)
   --sanitize       ASan and UBSan (default directory build-asan)
+  --fuzz           the fuzz targets, clang, ASan and UBSan (build-fuzz)
 
 examples:
   isostack build
@@ -210,6 +213,10 @@ examples:
   isostack build --builddir /tmp/b -- -Dtests=false
 EOF
 }
+
+# The fuzz build (test/fuzz, docs/reliability.md): clang, libFuzzer, ASan, UBSan.
+FUZZ_MESON_OPTS="-Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false"
+FUZZ_TARGETS="test/fuzz/fuzz_netif test/fuzz/fuzz_backend test/fuzz/fuzz_ctl"
 
 # build_tree DIR [meson setup options...]: configure once, then compile.
 build_tree() {
@@ -241,6 +248,7 @@ cmd_build() {
 		--builddir) need_value build "$@"; dir=$2; shift ;;
 		--clang) cc=clang; variant=${variant:-clang} ;;
 		--sanitize) opts+=(-Db_sanitize=address,undefined -Db_lundef=false); variant=asan ;;
+		--fuzz) cc=clang; opts+=($FUZZ_MESON_OPTS); variant=fuzz ;;
 		--) shift; opts+=("$@"); break ;;
 		-*) usage_error build "unknown option '$1'" ;;
 		*) usage_error build "unexpected argument '$1'" ;;
@@ -265,6 +273,9 @@ The README's test command, and what CI runs. As root it first runs
   1. build/        (gcc)            suites unit and integration
   2. build-asan/   (gcc, -Db_sanitize=address,undefined)   suite unit
   3. build-clang/  (clang)          suite unit
+  4. build-fuzz/   (clang, libFuzzer, ASan/UBSan)  suite fuzz: each fuzz
+     target of test/fuzz for FUZZ_SECONDS (default 60); skipped when clang
+     cannot link -fsanitize=fuzzer
 and prints 'N passed, N failed, N skipped' over all of them. Integration
 tests need root; without it they report SKIPPED with the reason.
 --quick runs step 1 with the unit suite only. --suite picks the suites of
@@ -318,6 +329,33 @@ run_suites() {
 	tally_tests "$dir"
 }
 
+# Step 4 of cmd_test: only the fuzz targets are compiled (the rest of the
+# tree is tested by steps 1-3), then suite fuzz runs them.
+test_fuzz() {
+	local dir=$1
+	shift
+
+	if [ ! -f "$dir/build.ninja" ]; then
+		CC=clang meson setup "$dir" "$ISOSTACK_SRC" $FUZZ_MESON_OPTS >"$dir.setup.log" 2>&1 || {
+			cat "$dir.setup.log" >&2
+			die "meson setup failed for $dir"
+		}
+		rm -f "$dir.setup.log"
+	fi
+	if ! grep -qs 'fuzz_netif' "$dir/build.ninja"; then
+		warn "test: fuzz: clang cannot link -fsanitize=fuzzer here: suite fuzz skipped"
+		return 0
+	fi
+	log "build: compiling the fuzz targets in $dir"
+	# shellcheck disable=SC2086
+	ninja -C "$dir" $FUZZ_TARGETS >"$dir.ninja.log" 2>&1 || {
+		tail -40 "$dir.ninja.log" >&2
+		die "build failed in $dir (full log: $dir.ninja.log)"
+	}
+	rm -f "$dir.ninja.log"
+	run_suites "$dir" fuzz -- --no-rebuild "$@"
+}
+
 cmd_test() {
 	local quick=0 suites=() extra=() src=$ISOSTACK_SRC
 
@@ -348,6 +386,7 @@ cmd_test() {
 			run_suites "$src/build-asan" unit -- "${extra[@]}"
 		CC=clang build_tree "$src/build-clang"
 		run_suites "$src/build-clang" unit -- "${extra[@]}"
+		test_fuzz "$src/build-fuzz" "${extra[@]}"
 	fi
 	echo
 	echo "$TEST_PASSED passed, $TEST_FAILED failed, $TEST_SKIPPED skipped"
