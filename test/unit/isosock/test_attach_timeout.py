@@ -35,8 +35,25 @@ def serve(srv, conns):
         conns.append(c)        # held open, never answered
 
 
+def preload(shim):
+    """The shim, after the sanitizer runtime it was built with (the
+    build-asan and build-clang runs of this suite): an instrumented library
+    preloaded into python needs its runtime first in the list."""
+    try:
+        out = subprocess.run(["ldd", shim], capture_output=True, text=True).stdout
+    except OSError:
+        return shim
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].startswith(("libasan.so", "libclang_rt.asan")):
+            return parts[2] + " " + shim
+    return shim
+
+
 def run(shim, path, require):
-    env = dict(os.environ, LD_PRELOAD=shim, ISOSTACK_CONTROL=path)
+    env = dict(os.environ, LD_PRELOAD=preload(shim), ISOSTACK_CONTROL=path)
+    # python's own allocations are not the shim's to answer for
+    env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
     env.pop("ISOSTACK_DISABLE", None)
     env.pop("ISOSTACK_REQUIRE", None)
     if require:
