@@ -72,7 +72,7 @@ trap 'exit 130' INT TERM
 
 "$ISOSTACK_CLI" up --no-daemon
 state=/run/isostack/$ISOSTACK_NS_PREFIX
-eval "$(sed -n 's/^\([A-Z_]*\)=/S_\1=/p' "$state/state")"
+eval "$(sed -n 's/^\([A-Z0-9_]*\)=/S_\1=/p' "$state/state")"
 if [ "$S_MEM" = huge ]; then mem=(--huge-dir "$S_HUGE_DIR"); else mem=(--no-huge -m 512); fi
 case $pmd in
 af_xdp)    vdev() { echo "net_af_xdp0,iface=$1,start_queue=0,queue_count=1"; } ;;

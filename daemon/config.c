@@ -157,6 +157,34 @@ static int parse_cidr(const char *s, uint32_t *ip, uint32_t *mask)
 	return 0;
 }
 
+/* "ADDR/64" (or "ADDR", read as /64): lwIP takes a static IPv6 address
+ * as a /64 on link and knows no other prefix length. */
+static int parse_ip6(const char *s, uint8_t out[16])
+{
+	char buf[64];
+	char *slash;
+	unsigned len = 64;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		if (parse_uint(slash + 1, 1, 128, &len) != 0 || len != 64)
+			return -EINVAL;
+	}
+	if (inet_pton(AF_INET6, buf, out) != 1)
+		return -EINVAL;
+	/* Not ::, not multicast, not link-local (the port has its own). */
+	if ((out[0] == 0xff) || (out[0] == 0xfe && (out[1] & 0xc0) == 0x80))
+		return -EINVAL;
+	for (int i = 0; i < 16; i++)
+		if (out[i] != 0)
+			return 0;
+	return -EINVAL;
+}
+
 static int port_set(struct isod_port_conf *port, const char *key, const char *val,
 		    const char *where)
 {
@@ -177,8 +205,14 @@ static int port_set(struct isod_port_conf *port, const char *key, const char *va
 			CONF_ERR(where, "gw must be A.B.C.D, not '%s'", val);
 			return -EINVAL;
 		}
+	} else if (strcmp(key, "ip6") == 0) {
+		if (parse_ip6(val, port->ip6) != 0) {
+			CONF_ERR(where, "ip6 must be a unicast IPv6 address with /64 "
+				 "(lwIP's only prefix length), not '%s'", val);
+			return -EINVAL;
+		}
 	} else {
-		CONF_ERR(where, "unknown port key '%s' (vdev, pci, ip, gw)", key);
+		CONF_ERR(where, "unknown port key '%s' (vdev, pci, ip, ip6, gw)", key);
 		return -EINVAL;
 	}
 	return 0;
@@ -508,7 +542,7 @@ static void usage(const char *prog)
 	       "  --config FILE      configuration file\n"
 	       "  --lcore N          the stack's lcore (default 1)\n"
 	       "  --port 'SPEC'      a port, replacing the file's ports; repeatable.\n"
-	       "                     SPEC: 'vdev=DEVARGS|pci=ADDR ip=A.B.C.D/LEN [gw=A.B.C.D]'\n"
+	       "                     SPEC: 'vdev=DEVARGS|pci=ADDR ip=A.B.C.D/LEN [ip6=ADDR/64] [gw=A.B.C.D]'\n"
 	       "  --mbufs N          mbufs in each port's mempool (default 16383)\n"
 	       "  --echo ADDR|off    echo (TCP 7) and discard (TCP 9) service on ADDR\n"
 	       "  --mode busy|adaptive  busy polling, or sleep when idle\n"

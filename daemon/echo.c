@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lwip/ip_addr.h"
 #include "lwip/pbuf.h"
@@ -37,6 +38,7 @@ struct echo_conn {
 struct isod_echo {
 	struct isod_loop *loop;
 	struct tcp_pcb *echo_listen, *discard_listen;
+	struct tcp_pcb *echo6_listen, *discard6_listen;  /* NULL: no IPv6 address */
 	struct echo_conn *conns;
 	uint64_t accepted, closed, aborted;
 };
@@ -291,7 +293,26 @@ static struct tcp_pcb *listen_on(const ip_addr_t *addr, u16_t port,
 	return lpcb;
 }
 
-int isod_echo_start(struct isod_loop *loop, uint32_t addr, struct isod_echo **out)
+/* Echo and discard on one address: both listeners, or neither. */
+static int listen_pair(struct isod_echo *svc, const ip_addr_t *ip,
+		       struct tcp_pcb **echo, struct tcp_pcb **discard)
+{
+	int ret = 0;
+
+	*echo = listen_on(ip, ECHO_PORT, echo_accept, svc, &ret);
+	if (*echo == NULL)
+		return ret;
+	*discard = listen_on(ip, DISCARD_PORT, discard_accept, svc, &ret);
+	if (*discard == NULL) {
+		tcp_close(*echo);
+		*echo = NULL;
+		return ret;
+	}
+	return 0;
+}
+
+int isod_echo_start(struct isod_loop *loop, uint32_t addr, const uint8_t *addr6,
+		    struct isod_echo **out)
 {
 	struct isod_echo *svc = calloc(1, sizeof(*svc));
 	ip_addr_t ip;
@@ -300,18 +321,24 @@ int isod_echo_start(struct isod_loop *loop, uint32_t addr, struct isod_echo **ou
 	if (svc == NULL)
 		return -ENOMEM;
 	svc->loop = loop;
-	ip_addr_set_ip4_u32(&ip, addr);
-	svc->echo_listen = listen_on(&ip, ECHO_PORT, echo_accept, svc, &ret);
-	if (svc->echo_listen == NULL)
+	ip_addr_set_ip4_u32_val(ip, addr);
+	ret = listen_pair(svc, &ip, &svc->echo_listen, &svc->discard_listen);
+	if (ret != 0)
 		goto err_free;
-	svc->discard_listen = listen_on(&ip, DISCARD_PORT, discard_accept, svc, &ret);
-	if (svc->discard_listen == NULL)
-		goto err_echo;
+	if (addr6 != NULL) {
+		ip_addr_t ip6 = IPADDR6_INIT(0, 0, 0, 0);
+
+		memcpy(ip_2_ip6(&ip6)->addr, addr6, 16);
+		ret = listen_pair(svc, &ip6, &svc->echo6_listen, &svc->discard6_listen);
+		if (ret != 0)
+			goto err_echo;
+	}
 	*out = svc;
 	return 0;
 
 err_echo:
 	tcp_close(svc->echo_listen);
+	tcp_close(svc->discard_listen);
 err_free:
 	free(svc);
 	return ret;
@@ -323,6 +350,10 @@ void isod_echo_stop(struct isod_echo *svc)
 		return;
 	tcp_close(svc->echo_listen);
 	tcp_close(svc->discard_listen);
+	if (svc->echo6_listen != NULL) {
+		tcp_close(svc->echo6_listen);
+		tcp_close(svc->discard6_listen);
+	}
 	/* The loop has stopped: nothing will resume a parked connection. */
 	isod_loop_drop_ready(svc->loop);
 	while (svc->conns != NULL) {

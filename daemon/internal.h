@@ -38,6 +38,7 @@ struct isod_port_conf {
 	char dev[256];             /* vdev devargs, or a PCI address */
 	bool is_pci;
 	uint32_t ip, netmask, gw;  /* network byte order; gw 0: none */
+	uint8_t ip6[16];           /* a /64 on link; all zero: link-local only */
 };
 
 struct isod_config {
@@ -250,7 +251,10 @@ struct isod_echo;
  * Listen on addr:7 and addr:9 (network byte order). Returns 0 or -errno
  * (-EADDRINUSE, -ENOMEM); on failure nothing stays open.
  */
-int isod_echo_start(struct isod_loop *loop, uint32_t addr, struct isod_echo **out);
+/* TCP echo (port 7) and discard (9) on addr (IPv4, network order) and,
+ * when addr6 is not NULL, on that IPv6 address too. */
+int isod_echo_start(struct isod_loop *loop, uint32_t addr, const uint8_t *addr6,
+		    struct isod_echo **out);
 /* Close the listeners and abort every connection. */
 void isod_echo_stop(struct isod_echo *echo);
 

@@ -226,7 +226,9 @@ static void print_loop(const struct isostat_snapshot *cur, const struct isostat_
 
 static void print_lwip(const struct isostat_snapshot *cur, const struct isostat_snapshot *prev)
 {
-	static const char *const protos[] = { "etharp", "ip", "icmp", "udp", "tcp" };
+	static const char *const protos[] = {
+		"etharp", "ip", "icmp", "udp", "tcp", "ip6", "icmp6", "nd6", "ip6_frag",
+	};
 	static const char *const cols[] = {
 		"recv", "xmit", "drop", "chkerr", "lenerr", "proterr", "memerr",
 	};

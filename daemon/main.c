@@ -128,6 +128,14 @@ static void port_log(const struct isotcp_dpdk_port *p, const struct isod_port_co
 	ISOD_LOG(INFO, "port %u %s up: MAC %02x:%02x:%02x:%02x:%02x:%02x, %s netmask %s "
 		 "gw %s, mtu %u", p->port_id, p->name, m[0], m[1], m[2], m[3], m[4], m[5],
 		 ip, mask, pc->gw ? gw : "none", p->netif.mtu);
+	for (int i = 0; i < LWIP_IPV6_NUM_ADDRESSES; i++) {
+		char a6[INET6_ADDRSTRLEN];
+
+		if (!ip6_addr_isvalid(netif_ip6_addr_state(&p->netif, i)))
+			continue;
+		inet_ntop(AF_INET6, netif_ip6_addr(&p->netif, i)->addr, a6, sizeof(a6));
+		ISOD_LOG(INFO, "port %u: IPv6 %s/64", p->port_id, a6);
+	}
 	ISOD_LOG(INFO, "port %u: checksums rx %s, tx %s; TSO %s; RX interrupts %s; "
 		 "%u mbufs, %u/%u descriptors", p->port_id,
 		 p->caps.rx_cksum ? "offloaded" : "software",
@@ -336,6 +344,8 @@ static int ports_open(const struct isod_config *cfg, unsigned *nports)
 		ip4_addr_set_u32(&pc.ip, cfg->ports[i].ip);
 		ip4_addr_set_u32(&pc.netmask, cfg->ports[i].netmask);
 		ip4_addr_set_u32(&pc.gw, cfg->ports[i].gw);
+		memcpy(pc.ip6.addr, cfg->ports[i].ip6, sizeof(pc.ip6.addr));
+		ip6_addr_clear_zone(&pc.ip6);
 		ret = isotcp_dpdk_port_open(&isod_ports[i], &pc,
 					    i == 0 || cfg->ports[i].gw != 0);
 		if (ret != 0) {
@@ -347,6 +357,19 @@ static int ports_open(const struct isod_config *cfg, unsigned *nports)
 		port_log(&isod_ports[i], &cfg->ports[i], cfg->mbufs);
 	}
 	return 0;
+}
+
+/* The IPv6 address of the port the echo service's IPv4 address is on,
+ * NULL if that port has none. */
+static const uint8_t *echo_addr6(const struct isod_config *cfg)
+{
+	static const uint8_t none[16];
+
+	for (unsigned i = 0; i < cfg->nports; i++)
+		if (cfg->ports[i].ip == cfg->echo_addr &&
+		    memcmp(cfg->ports[i].ip6, none, sizeof(none)) != 0)
+			return cfg->ports[i].ip6;
+	return NULL;
 }
 
 /* The diagnostic echo service, if configured, and zero-copy TX. Zero-copy
@@ -365,13 +388,19 @@ static int services_start(const struct isod_config *cfg, unsigned nports,
 	if (cfg->echo) {
 		char a[16];
 
+		const uint8_t *a6 = echo_addr6(cfg);
+		char s6[INET6_ADDRSTRLEN] = "";
+
 		ip_str(cfg->echo_addr, a, sizeof(a));
-		ret = isod_echo_start(&isod_loop, cfg->echo_addr, echo);
+		ret = isod_echo_start(&isod_loop, cfg->echo_addr, a6, echo);
 		if (ret != 0) {
 			ISOD_LOG(ERR, "echo on %s: %s", a, strerror(-ret));
 			return ret;
 		}
-		ISOD_LOG(INFO, "echo: TCP echo on %s:7, discard on %s:9", a, a);
+		if (a6 != NULL)
+			inet_ntop(AF_INET6, a6, s6, sizeof(s6));
+		ISOD_LOG(INFO, "echo: TCP echo on %s:7, discard on %s:9%s%s%s", a, a,
+			 a6 != NULL ? " (and on [" : "", s6, a6 != NULL ? "])" : "");
 	}
 	ret = isod_txzc_init(&isod_txzc, isod_ports, nports, zc_on);
 	if (ret == 0)

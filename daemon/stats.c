@@ -176,5 +176,9 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	put_proto(&o, "icmp", &lwip_stats.icmp);
 	put_proto(&o, "udp", &lwip_stats.udp);
 	put_proto(&o, "tcp", &lwip_stats.tcp);
+	put_proto(&o, "ip6", &lwip_stats.ip6);
+	put_proto(&o, "icmp6", &lwip_stats.icmp6);
+	put_proto(&o, "nd6", &lwip_stats.nd6);
+	put_proto(&o, "ip6_frag", &lwip_stats.ip6_frag);
 	return o.used;
 }

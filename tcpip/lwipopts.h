@@ -52,7 +52,28 @@
 
 /* ---- Protocols --------------------------------------------------------- */
 #define LWIP_IPV4                       1
-#define LWIP_IPV6                       0
+/* IPv6 beside IPv4 (issue 15): ND and ICMPv6, no MLD (ip6_input then
+ * takes all-nodes and our solicited-node multicast without joining
+ * groups, which is all ND needs; the vdevs deliver every frame), no SLAAC
+ * or router solicitation (addresses come from the configuration).  DAD is
+ * off: the port is a point-to-point veth whose other end we configure,
+ * and an address must be usable when READY=1 is sent. */
+#define LWIP_IPV6                       1
+#define LWIP_IPV6_MLD                   0
+#define LWIP_IPV6_AUTOCONFIG            0
+#define LWIP_IPV6_SEND_ROUTER_SOLICIT   0
+#define LWIP_IPV6_DUP_DETECT_ATTEMPTS   0
+#define LWIP_IPV6_NUM_ADDRESSES         3
+#define LWIP_IPV6_FRAG                  1
+#define LWIP_IPV6_REASS                 1
+#define IPV6_FRAG_COPYHEADER            1     /* 64-bit pointers: ip6_frag.c asserts it */
+/* nd6.c walks its tables with s8_t indices: at most 127 each (256 made
+ * nd6_find_neighbor_cache_entry loop forever on the stack core). */
+#define LWIP_ND6_NUM_NEIGHBORS          64
+#define LWIP_ND6_NUM_DESTINATIONS       64
+#define LWIP_ND6_QUEUEING               1
+#define MEMP_NUM_ND6_QUEUE              1024
+#define LWIP_ND6_ALLOW_RA_UPDATES       0
 #define LWIP_ARP                        1
 #define LWIP_ETHERNET                   1
 #define ARP_TABLE_SIZE                  256

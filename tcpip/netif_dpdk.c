@@ -53,6 +53,7 @@
 #include "lwip/prot/ip4.h"
 #include "lwip/prot/tcp.h"
 #include "netif/ethernet.h"
+#include "netif_ip6.h"
 
 #define NB_DESC_DEFAULT         4096
 
@@ -268,6 +269,11 @@ static err_t dpdk_output(struct netif *netif, struct pbuf *p, const ip4_addr_t *
 	return etharp_output(netif, p, dst);
 }
 
+err_t isotcp_netif_loop_output(struct netif *netif, struct pbuf *p)
+{
+	return loop_output(netif->state, p);
+}
+
 static unsigned loop_drain(struct isotcp_dpdk_port *port)
 {
 	struct netif *netif = &port->netif;
@@ -286,7 +292,7 @@ static unsigned loop_drain(struct isotcp_dpdk_port *port)
 		p->if_idx = netif_get_index(netif);
 		port->stats.lo_pkts++;
 		port->stats.lo_bytes += p->tot_len;
-		if (ip4_input(p, netif) != ERR_OK)
+		if (isotcp_netif_ip_input(p, netif) != ERR_OK)
 			pbuf_free(p);
 		n++;
 	}
@@ -319,6 +325,36 @@ bool isotcp_dpdk_loop_pending(const struct isotcp_dpdk_port *ports, unsigned npo
  * rte_ip.h is not used because it drags in <netinet/ip.h>, whose macros
  * clash with lwIP's.
  */
+/*
+ * The IPv6 form: no header checksum; a TCP segment's checksum starts as
+ * the pseudo-header sum (addresses, upper-layer length, next header).
+ * lwIP's IPv6 segments are never merged for TSO (isotcp_tso_max) and
+ * carry no extension header, so the TCP header follows at 40 bytes.
+ */
+#define V6_HLEN      40     /* lwIP's prot/ip6.h clashes with <netinet/ip6.h> */
+#define V6_NEXTH_TCP 6
+
+static void tx_cksum_offload6(struct rte_mbuf *m)
+{
+	uint8_t *ip = rte_pktmbuf_mtod(m, uint8_t *) + RTE_ETHER_HDR_LEN;
+	uint32_t plen, sum = 0;
+
+	if (m->data_len < RTE_ETHER_HDR_LEN + V6_HLEN + TCP_HLEN || ip[6] != V6_NEXTH_TCP)
+		return;
+	plen = (uint32_t)(ip[4] << 8 | ip[5]);
+	m->l2_len = RTE_ETHER_HDR_LEN;
+	m->l3_len = V6_HLEN;
+	m->l4_len = (uint32_t)(ip[V6_HLEN + 12] >> 4) * 4;
+	m->ol_flags |= RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_TCP_CKSUM;
+	for (int i = 8; i < V6_HLEN; i += 2)
+		sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+	sum += V6_NEXTH_TCP + plen;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip[V6_HLEN + 16] = (uint8_t)(sum >> 8);
+	ip[V6_HLEN + 17] = (uint8_t)sum;
+}
+
 static void tx_cksum_offload(struct isotcp_dpdk_port *port, struct rte_mbuf *m)
 {
 	uint8_t *f = rte_pktmbuf_mtod(m, uint8_t *);
@@ -327,6 +363,10 @@ static void tx_cksum_offload(struct isotcp_dpdk_port *port, struct rte_mbuf *m)
 	uint16_t frag;
 	bool tso;
 
+	if (m->data_len >= RTE_ETHER_HDR_LEN && f[12] == 0x86 && f[13] == 0xdd) {
+		tx_cksum_offload6(m);
+		return;
+	}
 	if (m->data_len < RTE_ETHER_HDR_LEN + IP_HLEN ||
 	    f[12] != 0x08 || f[13] != 0x00)            /* not IPv4 */
 		return;
@@ -520,6 +560,7 @@ static err_t dpdk_netif_init(struct netif *netif)
 	netif->mtu = mtu;
 	netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET;
 	netif->output = dpdk_output;
+	netif->output_ip6 = isotcp_netif_output6;
 	netif->linkoutput = dpdk_linkoutput;
 	if (port->caps.rx_cksum)
 		chk &= (u16_t)~(NETIF_CHECKSUM_CHECK_IP | NETIF_CHECKSUM_CHECK_TCP |
@@ -540,6 +581,25 @@ static uint32_t tso_payload(const struct netif *netif)
 	uint32_t mss = RTE_MIN((uint32_t)TCP_MSS, (uint32_t)netif->mtu - IP_HLEN - TCP_HLEN);
 
 	return RTE_MIN((uint32_t)ISOTCP_DPDK_TSO_PAYLOAD, 44 * mss);
+}
+
+/*
+ * The netif's IPv6 addresses: link-local from the MAC (EUI-64), and the
+ * configured one unless it is unspecified. Both usable at once (no DAD:
+ * lwipopts.h). lwIP takes a static address as a /64 on link.
+ */
+static int add_ip6(struct netif *netif, const ip6_addr_t *ip6)
+{
+	s8_t idx;
+
+	netif_create_ip6_linklocal_address(netif, 1);
+	netif_ip6_addr_set_state(netif, 0, IP6_ADDR_PREFERRED);
+	if (ip6_addr_isany(ip6))
+		return 0;
+	if (netif_add_ip6_address(netif, ip6, &idx) != ERR_OK)
+		return -ENOSPC;
+	netif_ip6_addr_set_state(netif, idx, IP6_ADDR_PREFERRED);
+	return 0;
 }
 
 #define RX_CKSUM_OFFLOADS (RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | \
@@ -685,6 +745,11 @@ int isotcp_dpdk_port_open(struct isotcp_dpdk_port *port,
 	if (netif_add(&port->netif, &conf->ip, &conf->netmask, &conf->gw, port,
 		      dpdk_netif_init, ethernet_input) == NULL) {
 		ret = -EIO;
+		goto err_stop;
+	}
+	ret = add_ip6(&port->netif, &conf->ip6);
+	if (ret != 0) {
+		netif_remove(&port->netif);
 		goto err_stop;
 	}
 	isotcp_tso_set(&port->netif, port->tso_on ? tso_payload(&port->netif) : 0);

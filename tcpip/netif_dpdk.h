@@ -37,6 +37,7 @@
 #endif
 
 #include "lwip/ip4_addr.h"
+#include "lwip/ip6_addr.h"
 #include "lwip/netif.h"
 
 #include "gro.h"
@@ -145,6 +146,9 @@ struct isotcp_dpdk_port_conf {
 	bool want_tso;             /* use TSO if the port offers it */
 	bool want_gro;             /* coalesce received segments (gro.h) */
 	ip4_addr_t ip, netmask, gw;
+	/* IPv6: a link-local address from the MAC always; ip6 (a /64, on
+	 * link) too when it is not the unspecified address. */
+	ip6_addr_t ip6;
 };
 
 /*

@@ -104,7 +104,7 @@ void isotcp_loop_set(const struct netif *netif, bool on)
 
 static bool isotcp_pcb_is_looped(const struct tcp_pcb *pcb, const struct netif *netif)
 {
-	return isotcp_looped[netif->num] &&
+	return isotcp_looped[netif->num] && IP_IS_V4(&pcb->remote_ip) &&
 	       ip4_addr_cmp(ip_2_ip4(&pcb->remote_ip), netif_ip4_addr(netif));
 }
 
@@ -122,6 +122,10 @@ uint32_t isotcp_tso_max(const struct tcp_pcb *pcb, const struct netif *netif)
 		return ISOTCP_LOOP_TSO_PAYLOAD;
 	if (max == 0 || pcb == NULL)
 		return max;
+	/* IPv6 segments are not merged: tx_cksum_offload6 and the devices'
+	 * TSO here are IPv4 only, and ip6_output would fragment them. */
+	if (!IP_IS_V4(&pcb->remote_ip))
+		return 0;
 	if (netif->mtu <= IP_HLEN + TCP_HLEN ||
 	    pcb->mss != LWIP_MIN(TCP_MSS, netif->mtu - IP_HLEN - TCP_HLEN))
 		return 0;

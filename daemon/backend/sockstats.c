@@ -86,10 +86,10 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 
 				isod_strbuf_put(&sb, "sock.%u.%u.local_ip %u\nsock.%u.%u.local_port %u\n"
 					   "sock.%u.%u.remote_ip %u\nsock.%u.%u.remote_port %u\n",
-					   app->id, i, lwip_ntohl(ip4_addr_get_u32(&pcb->local_ip)),
+					   app->id, i, lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip))),
 					   app->id, i, pcb->local_port,
 					   app->id, i, listen ? 0u :
-					   lwip_ntohl(ip4_addr_get_u32(&pcb->remote_ip)),
+					   lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip))),
 					   app->id, i, listen ? 0u : pcb->remote_port);
 				if (!listen)
 					isod_strbuf_put(&sb, "sock.%u.%u.rcv_nxt %u\nsock.%u.%u.rcv_wnd %u\n"

@@ -2,8 +2,9 @@
 #
 #   [ns PREFIX-stack]                               [ns PREFIX-peer]
 #   isostackd (core 1) --DPDK vdev-- PREFIXs0 <==veth==> PREFIXp0 198.18.0.2/24
-#   198.18.0.1/24 lives in the daemon only: the      Linux, programs run by
-#   kernel's end of the veth has no address.         `isostack peer` (core 0)
+#   198.18.0.1/24 lives in the daemon only: the      2001:2::2/64
+#   kernel's end of the veth has no address.         Linux, programs run by
+#   (IPv6: 2001:2::1/64 and a link-local address)    `isostack peer` (core 0)
 #
 # `up` writes everything it creates into a state directory as it goes
 # (STATE_DIR/PREFIX/state), so that `down`, and `up` itself when it fails
@@ -24,6 +25,10 @@
 NET_ADDR=198.18.0.1
 NET_PEER_ADDR=198.18.0.2
 NET_PLEN=24
+# IPv6, from the benchmarking range 2001:2::/48 (always /64: lwIP's only
+# prefix length for a configured address).
+NET_ADDR6=2001:2::1
+NET_PEER_ADDR6=2001:2::2
 
 # Names for the instance selected by ISOSTACK_NS_PREFIX. Interface names
 # must fit IFNAMSIZ (15 characters), hence the 13-character limit.
@@ -56,12 +61,12 @@ net_state_load() {
 	S_NS_STACK= S_NS_PEER= S_IF_STACK= S_IF_PEER= S_DAEMON_PID= S_DAEMON_START=
 	S_DAEMON_LOG= S_CONTROL= S_FILE_PREFIX= S_PMD= S_MEM= S_HUGE_ADDED=
 	S_HUGE_DIR= S_STACK_MAC= S_ADDR= S_PEER_ADDR= S_MODE= S_RUNTIME_DIR= S_MTU=
-	S_PEER_RPS=
+	S_PEER_RPS= S_ADDR6= S_PEER_ADDR6=
 	[ -r "$NET_STATE/state" ] || return 1
 	while IFS= read -r line; do
 		key=${line%%=*}
 		case $key in
-		*[!A-Z_]*|"") continue ;;   # only our own keys, never code
+		*[!A-Z0-9_]*|"") continue ;;   # only our own keys, never code
 		esac
 		eval "val=${line#*=}"
 		printf -v "S_$key" '%s' "$val"
@@ -210,7 +215,7 @@ net_start_daemon() {
 	NET_CMD=("$NET_DAEMON")
 	[ -r "$ISOSTACK_CONF" ] && NET_CMD+=(--config "$ISOSTACK_CONF")
 	NET_CMD+=(--lcore "$NET_STACK_CORE"
-		--port "vdev=$vdev ip=$NET_ADDR/$NET_PLEN"
+		--port "vdev=$vdev ip=$NET_ADDR/$NET_PLEN ip6=$NET_ADDR6/64"
 		--control "$NET_STATE/control.sock"
 		"${NET_UP_ARGS[@]}" -- "${eal[@]}")
 
@@ -262,8 +267,9 @@ usage: isostack up [--pmd auto|af_xdp|af_packet] [--mode busy|adaptive]
 Builds the default topology without a NIC: namespaces $(ISOSTACK_NS_PREFIX=${ISOSTACK_NS_PREFIX:-iso} net_names; echo "$NET_NS_STACK and $NET_NS_PEER")
 joined by a veth pair. isostackd drives its end through DPDK's net_af_xdp
 vdev (net_af_packet when AF_XDP is unavailable or fails) with address
-$NET_ADDR/$NET_PLEN, pinned to core ${ISOSTACK_STACK_CORE:-1}; that end has no kernel address, so
-only the daemon answers. The peer end is $NET_PEER_ADDR/$NET_PLEN.
+$NET_ADDR/$NET_PLEN and $NET_ADDR6/64, pinned to core ${ISOSTACK_STACK_CORE:-1}; that end has no
+kernel address, so only the daemon answers. The peer end is
+$NET_PEER_ADDR/$NET_PLEN and $NET_PEER_ADDR6/64.
 
 --mtu N (default 1500) sets the MTU of both veth ends and of the daemon's
 port (its mbufs hold a whole frame; lwIP announces an MSS of N-40, at most
@@ -370,6 +376,8 @@ cmd_up() {
 	: >"$NET_STATE/state"
 	net_record ADDR "$NET_ADDR"
 	net_record PEER_ADDR "$NET_PEER_ADDR"
+	net_record ADDR6 "$NET_ADDR6"
+	net_record PEER_ADDR6 "$NET_PEER_ADDR6"
 	net_record MTU "$NET_MTU"
 	trap 'net_fail "interrupted"; trap - INT TERM; exit 130' INT TERM
 
@@ -427,8 +435,8 @@ cmd_up() {
 	trap - INT TERM
 	net_state_load
 	cat <<EOF
-isostackd is up: pid $S_DAEMON_PID on core $NET_STACK_CORE, $S_PMD on $NET_IF_STACK ($S_STACK_MAC), $NET_ADDR/$NET_PLEN
-peer: namespace $NET_NS_PEER, $NET_IF_PEER $NET_PEER_ADDR/$NET_PLEN   (isostack peer -- CMD)
+isostackd is up: pid $S_DAEMON_PID on core $NET_STACK_CORE, $S_PMD on $NET_IF_STACK ($S_STACK_MAC), $NET_ADDR/$NET_PLEN, $NET_ADDR6/64
+peer: namespace $NET_NS_PEER, $NET_IF_PEER $NET_PEER_ADDR/$NET_PLEN, $NET_PEER_ADDR6/64   (isostack peer -- CMD)
 peer receives on CPU ${S_PEER_RPS:-of the sender (no RPS)}
 log: $S_DAEMON_LOG   state: $NET_STATE
 EOF
@@ -454,11 +462,13 @@ net_build_links() {
 		ip link set $NET_IF_STACK mtu ${NET_MTU:-1500}
 		ip link set $NET_IF_STACK up" || return 1
 	ip netns exec "$NET_NS_PEER" sh -e -c "
-		sysctl -qw net.ipv6.conf.$NET_IF_PEER.disable_ipv6=1
+		sysctl -qw net.ipv6.conf.$NET_IF_PEER.router_solicitations=0
+		sysctl -qw net.ipv6.conf.$NET_IF_PEER.accept_dad=0
 		ethtool -K $NET_IF_PEER tx off tso off gso off gro off >/dev/null 2>&1 || true
 		ip link set lo up
 		ip link set $NET_IF_PEER mtu ${NET_MTU:-1500}
 		ip addr add $NET_PEER_ADDR/$NET_PLEN dev $NET_IF_PEER
+		ip addr add $NET_PEER_ADDR6/64 dev $NET_IF_PEER nodad
 		ip link set $NET_IF_PEER up" || return 1
 	net_peer_rps
 }

@@ -49,7 +49,7 @@ stack_up() {
 	fi
 	STATE_DIR=${ISOSTACK_STATE_DIR:-/run/isostack}/$ISOSTACK_NS_PREFIX
 	# shellcheck disable=SC1090
-	eval "$(sed -n 's/^\([A-Z_]*\)=/S_\1=/p' "$STATE_DIR/state")"
+	eval "$(sed -n 's/^\([A-Z0-9_]*\)=/S_\1=/p' "$STATE_DIR/state")"
 }
 
 # Functions to run on exit before the instance goes down (e.g. to stop a

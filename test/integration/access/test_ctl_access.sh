@@ -40,7 +40,7 @@ chmod 644 "$tmp/data"
 want=$(sha256sum <"$tmp/data" | cut -d' ' -f1)
 
 stack_up --set control_group=$GID --set max_apps_per_uid=2
-. <(sed -n 's/^\([A-Z_]*\)=/S_\1=/p' "/run/isostack/$ISOSTACK_NS_PREFIX/state")
+. <(sed -n 's/^\([A-Z0-9_]*\)=/S_\1=/p' "/run/isostack/$ISOSTACK_NS_PREFIX/state")
 CTL=$S_CONTROL
 member() { setpriv --reuid nobody --regid nogroup --groups "$GID" "$@"; }
 outsider() { setpriv --reuid nobody --regid nogroup --clear-groups "$@"; }

@@ -231,10 +231,10 @@ static err_t peer_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 
 static void peer_listen(uint16_t port)
 {
-	ip4_addr_t b;
+	ip_addr_t b;
 	struct tcp_pcb *pcb = tcp_new();
 
-	IP4_ADDR(&b, 198, 18, 0, 2);
+	IP_ADDR4(&b, 198, 18, 0, 2);
 	assert_non_null(pcb);
 	assert_int_equal(tcp_bind(pcb, &b, port), ERR_OK);
 	pcb = tcp_listen(pcb);

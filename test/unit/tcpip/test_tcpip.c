@@ -175,7 +175,7 @@ static uint64_t expected_hash(uint32_t nbytes)
 
 static void run_transfer(unsigned int loss_permille)
 {
-	ip4_addr_t server_ip;
+	ip_addr_t server_ip;
 	struct tcp_pcb *pcb;
 	long steps;
 
@@ -186,7 +186,7 @@ static void run_transfer(unsigned int loss_permille)
 
 	pcb = tcp_new();
 	assert_non_null(pcb);
-	assert_int_equal(tcp_bind(pcb, netif_ip4_addr(&vl.b.netif), SERVER_PORT), ERR_OK);
+	assert_int_equal(tcp_bind(pcb, netif_ip_addr4(&vl.b.netif), SERVER_PORT), ERR_OK);
 	xfer.listener = tcp_listen(pcb);
 	assert_non_null(xfer.listener);
 	tcp_accept(xfer.listener, server_accept);
@@ -194,8 +194,8 @@ static void run_transfer(unsigned int loss_permille)
 	xfer.client = tcp_new();
 	assert_non_null(xfer.client);
 	tcp_err(xfer.client, client_error);
-	assert_int_equal(tcp_bind(xfer.client, netif_ip4_addr(&vl.a.netif), 0), ERR_OK);
-	ip4_addr_copy(server_ip, *netif_ip4_addr(&vl.b.netif));
+	assert_int_equal(tcp_bind(xfer.client, netif_ip_addr4(&vl.a.netif), 0), ERR_OK);
+	ip_addr_copy(server_ip, *netif_ip_addr4(&vl.b.netif));
 	assert_int_equal(tcp_connect(xfer.client, &server_ip, SERVER_PORT,
 				     client_connected), ERR_OK);
 

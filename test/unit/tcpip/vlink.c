@@ -215,8 +215,8 @@ struct tcp_pcb *many_connect(int i)
 	assert_non_null(pcb);
 	tcp_arg(pcb, (void *)(intptr_t)i);
 	tcp_err(pcb, many_client_err);
-	assert_int_equal(tcp_bind(pcb, netif_ip4_addr(&vl.a.netif), 0), ERR_OK);
-	assert_int_equal(tcp_connect(pcb, netif_ip4_addr(&vl.b.netif), MANY_PORT,
+	assert_int_equal(tcp_bind(pcb, netif_ip_addr4(&vl.a.netif), 0), ERR_OK);
+	assert_int_equal(tcp_connect(pcb, netif_ip_addr4(&vl.b.netif), MANY_PORT,
 				     many_connected), ERR_OK);
 	return pcb;
 }
@@ -230,7 +230,7 @@ struct tcp_pcb *many_listen(void)
 	link_up(0);
 	listener = tcp_new();
 	assert_non_null(listener);
-	assert_int_equal(tcp_bind(listener, netif_ip4_addr(&vl.b.netif), MANY_PORT), ERR_OK);
+	assert_int_equal(tcp_bind(listener, netif_ip_addr4(&vl.b.netif), MANY_PORT), ERR_OK);
 	listener = tcp_listen(listener);
 	assert_non_null(listener);
 	tcp_accept(listener, many_accept);
