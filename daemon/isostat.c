@@ -13,6 +13,7 @@
  * shows), --prometheus the Prometheus exposition (isostat_prom.c).
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -259,6 +260,31 @@ static void ip_str(uint64_t v, char *out, size_t len)
 		 (unsigned)(v >> 16) & 255, (unsigned)(v >> 8) & 255, (unsigned)v & 255);
 }
 
+/* A socket end's address as ss prints it: a.b.c.d, or [v6] from the
+ * _ip6_hi/_lo halves a socket with an IPv6 (or dual-stack) end has. */
+static void end_str(const struct isostat_snapshot *cur, unsigned app, unsigned slot,
+		    const char *which, char *out, size_t len)
+{
+	char k[96], a6[INET6_ADDRSTRLEN];
+	uint8_t b[16];
+
+	snprintf(k, sizeof(k), "sock.%u.%u.%s_ip6_hi", app, slot, which);
+	if (!has(cur, k)) {
+		snprintf(k, sizeof(k), "sock.%u.%u.%s_ip", app, slot, which);
+		ip_str(get(cur, k), out, len);
+		return;
+	}
+	uint64_t hi = get(cur, k);
+	snprintf(k, sizeof(k), "sock.%u.%u.%s_ip6_lo", app, slot, which);
+	uint64_t lo = get(cur, k);
+	for (int i = 0; i < 8; i++) {
+		b[i] = (uint8_t)(hi >> (56 - 8 * i));
+		b[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
+	}
+	inet_ntop(AF_INET6, b, a6, sizeof(a6));
+	snprintf(out, len, "[%s]", a6);
+}
+
 /* Applications and their sockets, like ss: state, addresses, queues. */
 static void print_sockets(const struct isostat_snapshot *cur)
 {
@@ -266,7 +292,7 @@ static void print_sockets(const struct isostat_snapshot *cur)
 
 	for (unsigned i = 0; i < cur->n; i++) {
 		unsigned app, slot;
-		char k[96], lip[16], rip[16];
+		char k[96], lip[INET6_ADDRSTRLEN + 2], rip[INET6_ADDRSTRLEN + 2];
 		int end = 0;
 
 		if (sscanf(cur->kv[i].name, "app.%u.pid%n", &app, &end) == 1 &&
@@ -287,11 +313,9 @@ static void print_sockets(const struct isostat_snapshot *cur)
 		}
 		snprintf(k, sizeof(k), "sock.%u.%u.tcp_state", app, slot);
 		uint64_t st = get(cur, k);
-		snprintf(k, sizeof(k), "sock.%u.%u.local_ip", app, slot);
-		ip_str(get(cur, k), lip, sizeof(lip));
-		snprintf(k, sizeof(k), "sock.%u.%u.remote_ip", app, slot);
-		ip_str(get(cur, k), rip, sizeof(rip));
-		char l[40], r[40];
+		end_str(cur, app, slot, "local", lip, sizeof(lip));
+		end_str(cur, app, slot, "remote", rip, sizeof(rip));
+		char l[64], r[64];
 		snprintf(k, sizeof(k), "sock.%u.%u.local_port", app, slot);
 		snprintf(l, sizeof(l), "%s:%" PRIu64, lip, get(cur, k));
 		snprintf(k, sizeof(k), "sock.%u.%u.remote_port", app, slot);

@@ -70,6 +70,7 @@ static const char *const gauges[] = {
 /* No quantity: labels of the others (pid, addresses) or sequence numbers. */
 static const char *const skipped[] = {
 	"app.pid", "sock.local_ip", "sock.local_port", "sock.remote_ip", "sock.remote_port",
+	"sock.local_ip6_hi", "sock.local_ip6_lo", "sock.remote_ip6_hi", "sock.remote_ip6_lo",
 	"sock.rcv_nxt", "sock.snd_nxt", "sock.lastack",
 };
 

@@ -161,7 +161,7 @@ static struct att *att_for_new(void)
 
 #define H(h) ((struct handle *)(h))
 
-static int be_socket(int type, void **out)
+static int be_socket(int domain, int type, void **out)
 {
 	struct handle *h = malloc(sizeof(*h));
 	if (!h)
@@ -173,7 +173,7 @@ static int be_socket(int type, void **out)
 	}
 	h->app = h->att->app;
 	bool q_ = q_enter();
-	h->s = isosock_socket(h->app, AF_INET, type | SOCK_NONBLOCK, 0);
+	h->s = isosock_socket(h->app, domain, type | SOCK_NONBLOCK, 0);
 	q_leave(q_);
 	if (h->s < 0) {
 		int r = h->s;

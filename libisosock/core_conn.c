@@ -19,7 +19,7 @@ int isosock_socket(struct isosock_app *app, int domain, int type, int protocol)
 	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
 	int rc, s;
 
-	if (domain != AF_INET)
+	if (domain != AF_INET && !(domain == AF_INET6 && base == SOCK_STREAM))
 		return -EAFNOSUPPORT;
 	if (protocol < 0 || base < 0)
 		return -EINVAL;
@@ -46,6 +46,7 @@ int isosock_socket(struct isosock_app *app, int domain, int type, int protocol)
 			  atomic_load_explicit(&app->socks[s].rx_cons, memory_order_relaxed));
 	app->fs[s].nonblock = (type & SOCK_NONBLOCK) != 0;
 	app->fs[s].udp = base == SOCK_DGRAM;
+	app->fs[s].inet6 = domain == AF_INET6;
 	fs_unlock(&app->fs[s]);
 	return s;
 }
@@ -81,6 +82,16 @@ static int addr_to_cmd(struct isostack_shm_cmd *c, const struct sockaddr *addr, 
 		return -EFAULT;
 	if (len < sizeof(sa_family_t))
 		return -EINVAL;
+	if (addr->sa_family == AF_INET6) {
+		/* The stack checks the family against the socket's. 24 bytes
+		 * (SIN6_LEN_RFC2133, no scope id) are enough, as for Linux. */
+		if (len < sizeof(struct sockaddr_in6) - sizeof(uint32_t))
+			return -EINVAL;
+		len = len < sizeof(struct sockaddr_in6) ? len : sizeof(struct sockaddr_in6);
+		c->arg[0] = len;
+		memcpy(&c->arg[1], addr, len);
+		return 0;
+	}
 	if (addr->sa_family != AF_INET)
 		return -EAFNOSUPPORT;
 	if (len < sizeof(struct sockaddr_in))
@@ -146,6 +157,7 @@ static int adopt_child(struct isosock_app *app, int s, int child, int flags)
 	/* inherited from the listener, as the stack's ring pins are */
 	cf->sndbuf = __atomic_load_n(&app->fs[s].sndbuf, __ATOMIC_RELAXED);
 	cf->rcvbuf = __atomic_load_n(&app->fs[s].rcvbuf, __ATOMIC_RELAXED);
+	cf->inet6 = app->fs[s].inet6;   /* fixed at socket(): no lock needed */
 	fs_unlock(cf);
 	return child;
 }

@@ -102,6 +102,7 @@ struct fsock {
 	bool stack_closed;
 	bool nonblock, shut_rd, shut_wr, hup, dead, linger0, cork;
 	bool udp, udp_connected;   /* SOCK_DGRAM; default peer set */
+	bool inet6;                /* AF_INET6 (TCP only) */
 	bool err_reported;         /* the fatal error was returned once */
 	int fatal;                 /* -errno from EV_ERROR */
 	int so_error;              /* pending SO_ERROR (positive errno) */

@@ -236,7 +236,7 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 			}
 			break;
 		case SO_TYPE:      rc = put_int(val, len, f->udp ? SOCK_DGRAM : SOCK_STREAM); break;
-		case SO_DOMAIN:    rc = put_int(val, len, AF_INET); break;
+		case SO_DOMAIN:    rc = put_int(val, len, f->inet6 ? AF_INET6 : AF_INET); break;
 		case SO_PROTOCOL:  rc = put_int(val, len, f->udp ? IPPROTO_UDP : IPPROTO_TCP); break;
 		case SO_ACCEPTCONN: rc = put_int(val, len, f->state == F_LISTEN); break;
 		case SO_RCVBUF:

@@ -131,7 +131,7 @@ void isosock_file_put(struct isosock_file *f)
 	atomic_fetch_sub_explicit(&live, 1, memory_order_relaxed);
 }
 
-struct isosock_file *isosock_file_new(int type, void *h)
+struct isosock_file *isosock_file_new(int domain, int type, void *h)
 {
 	pthread_mutex_lock(&writer_lock);
 	struct isosock_file *f = free_list;
@@ -147,6 +147,7 @@ struct isosock_file *isosock_file_new(int type, void *h)
 	atomic_store_explicit(&f->io_rd, 0, memory_order_relaxed);
 	atomic_store_explicit(&f->io_wr, 0, memory_order_relaxed);
 	f->type = type;
+	f->domain = domain;
 	f->h = h;
 	f->gen++;
 	f->rcvtimeo_ns = -1;

@@ -40,6 +40,7 @@ struct isosock_file {
 	_Atomic uint32_t io_wr;
 	uint32_t gen;               /* bumped per reuse: weak references */
 	int type;                   /* SOCK_STREAM or SOCK_DGRAM */
+	int domain;                 /* AF_INET or AF_INET6 */
 	void *h;                    /* stack handle */
 	int64_t rcvtimeo_ns;        /* -1: none */
 	int64_t sndtimeo_ns;
@@ -59,7 +60,7 @@ struct isosock_file *isosock_fd_get(int fd);
 bool isosock_fd_get_peek(int fd);
 void isosock_file_put(struct isosock_file *f);
 /* New object with one reference (the caller's), or NULL (ENOMEM). */
-struct isosock_file *isosock_file_new(int type, void *h);
+struct isosock_file *isosock_file_new(int domain, int type, void *h);
 /* fd now refers to f (takes a reference).  -EMFILE past the table. */
 int isosock_fd_install(int fd, struct isosock_file *f);
 /* fd no longer refers to its socket; returns the reference the table

@@ -1,7 +1,8 @@
 /*
  * The socket calls of the shim: which stack serves what, and the waiting.
  *
- * An AF_INET stream or datagram socket is created on both stacks at once:
+ * An AF_INET stream or datagram socket, or an AF_INET6 stream socket, is
+ * created on both stacks at once:
  * a kernel socket of the same type, whose fd number the application gets
  * (so SO_TYPE, fstat, F_GETFD/F_SETFD, dup and exec behave as the kernel
  * does), and an isostack socket the table maps that fd to.  The kernel
@@ -113,9 +114,13 @@ int64_t isosock_now_ns(void)
 
 bool isosock_route_socket_wanted(int domain, int type, int protocol)
 {
-	if (domain != AF_INET)
+	if (domain != AF_INET && domain != AF_INET6)
 		return false;
 	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	/* IPv6 datagrams stay on the kernel: the stack's datagram records
+	 * carry IPv4 addresses only (shm_abi.h). */
+	if (domain == AF_INET6 && base != SOCK_STREAM)
+		return false;
 	if (base == SOCK_STREAM)
 		return protocol == 0 || protocol == IPPROTO_TCP;
 	if (base == SOCK_DGRAM)
@@ -123,13 +128,35 @@ bool isosock_route_socket_wanted(int domain, int type, int protocol)
 	return false;
 }
 
+/* The IPv4 address an IPv6 one stands for (::ffff:a.b.c.d), if it does. */
+static bool v4_mapped(const struct sockaddr_in6 *s6, uint32_t *a)
+{
+	if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+		return false;
+	memcpy(a, &s6->sin6_addr.s6_addr[12], 4);
+	*a = ntohl(*a);
+	return true;
+}
+
 enum isosock_route isosock_route_addr(const struct sockaddr *sa, socklen_t len, bool for_bind)
 {
-	if (!sa || len < sizeof(sa_family_t) || sa->sa_family != AF_INET ||
-	    len < sizeof(struct sockaddr_in))
+	uint32_t a;
+
+	if (sa && len >= sizeof(struct sockaddr_in6) - 4 && sa->sa_family == AF_INET6) {
+		/* 24 bytes: SIN6_LEN_RFC2133, which Linux still takes */
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+			return ISOSOCK_ROUTE_KERNEL;
+		if (IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
+			return for_bind ? ISOSOCK_ROUTE_BOTH : ISOSOCK_ROUTE_KERNEL;
+		if (!v4_mapped(s6, &a))
+			return ISOSOCK_ROUTE_STACK;
+	} else if (!sa || len < sizeof(sa_family_t) || sa->sa_family != AF_INET ||
+		   len < sizeof(struct sockaddr_in)) {
 		return ISOSOCK_ROUTE_KERNEL;
-	const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-	uint32_t a = ntohl(in->sin_addr.s_addr);
+	} else {
+		a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+	}
 	if ((a >> 24) == 127)
 		return ISOSOCK_ROUTE_KERNEL;
 	if (a == INADDR_ANY)
@@ -322,7 +349,7 @@ int isosock_r_socket(int domain, int type, int protocol)
 		static _Atomic int denied;
 		if (!atomic_exchange(&denied, 1))
 			isosock_log("the isostack daemon refuses uid %u (not root, not in its "
-				    "control_group; docs/daemon.md): AF_INET sockets fail with "
+				    "control_group; docs/daemon.md): inet sockets fail with "
 				    "EACCES", (unsigned)getuid());
 		return -EACCES;
 	}
@@ -332,7 +359,7 @@ int isosock_r_socket(int domain, int type, int protocol)
 		static _Atomic int slow_logged;
 		if (!atomic_exchange(&slow_logged, 1))
 			isosock_log("the isostack daemon did not answer ATTACH within 5 s: %s",
-				    isosock_cfg.require ? "AF_INET sockets fail with ENETDOWN" :
+				    isosock_cfg.require ? "inet sockets fail with ENETDOWN" :
 				    "using the kernel stack");
 		if (!isosock_cfg.require)
 			return neg(L.socket(domain, type, protocol));
@@ -344,7 +371,7 @@ int isosock_r_socket(int domain, int type, int protocol)
 		static _Atomic int logged;
 		if (!atomic_exchange(&logged, 1))
 			isosock_log("ISOSTACK_REQUIRE=1 and no isostack daemon (%s): "
-				    "AF_INET sockets fail with ENETDOWN", strerror(-r));
+				    "inet sockets fail with ENETDOWN", strerror(-r));
 		return -ENETDOWN;
 	}
 	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -352,10 +379,10 @@ int isosock_r_socket(int domain, int type, int protocol)
 	if (kfd < 0)
 		return -errno;
 	void *h = NULL;
-	r = isosock_be->socket(base, &h);
+	r = isosock_be->socket(domain, base, &h);
 	if (r < 0)
 		goto err_close;
-	struct isosock_file *f = isosock_file_new(base, h);
+	struct isosock_file *f = isosock_file_new(domain, base, h);
 	if (!f) {
 		isosock_be->close(h);
 		r = -ENOMEM;
@@ -382,8 +409,8 @@ int isosock_r_bind(struct isosock_file *f, int fd, const struct sockaddr *sa, so
 {
 	enum isosock_route rt = isosock_route_addr(sa, len, true);
 	if (rt == ISOSOCK_ROUTE_KERNEL) {
-		if (sa && len >= sizeof(sa_family_t) && sa->sa_family != AF_INET)
-			return -EAFNOSUPPORT; /* as AF_INET would say */
+		if (sa && len >= sizeof(sa_family_t) && sa->sa_family != f->domain)
+			return -EAFNOSUPPORT; /* as the socket's family would say */
 		int m = migrate_to_kernel(f, fd);
 		return m < 0 ? m : neg(L.bind(fd, sa, len));
 	}
@@ -392,20 +419,22 @@ int isosock_r_bind(struct isosock_file *f, int fd, const struct sockaddr *sa, so
 		return r;
 	/* The shadow takes the same port, for local clients; best effort
 	 * (another kernel socket may hold it: then only isostack serves). */
-	struct sockaddr_in me;
+	struct sockaddr_storage me;
 	socklen_t ml = sizeof(me);
 	if (isosock_be->getsockname(f->h, (struct sockaddr *)&me, &ml) == 0 &&
 	    L.bind(fd, (struct sockaddr *)&me, ml) != 0)
 		isosock_log("port %u is taken on the kernel stack: local clients "
-			    "will not reach this socket", ntohs(me.sin_port));
+			    "will not reach this socket",
+			    ntohs(((struct sockaddr_in *)&me)->sin_port));
 	return 0;
 }
 
 static bool shadow_bound(int fd)
 {
-	struct sockaddr_in me;
+	struct sockaddr_storage me;   /* sin_port and sin6_port share their place */
 	socklen_t ml = sizeof(me);
-	return L.getsockname(fd, (struct sockaddr *)&me, &ml) == 0 && me.sin_port != 0;
+	return L.getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
+	       ((struct sockaddr_in *)&me)->sin_port != 0;
 }
 
 int isosock_r_listen(struct isosock_file *f, int fd, int backlog)
@@ -444,7 +473,7 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 				isosock_be->close(nh);
 				return kfd;
 			}
-			struct isosock_file *nf = isosock_file_new(SOCK_STREAM, nh);
+			struct isosock_file *nf = isosock_file_new(f->domain, SOCK_STREAM, nh);
 			if (!nf) {
 				isosock_be->close(nh);
 				L.close(kfd);
@@ -486,7 +515,7 @@ static int connect1(struct isosock_file *f, int fd, const struct sockaddr *sa, s
 	if (sa->sa_family == AF_UNSPEC && f->type == SOCK_DGRAM)
 		return isosock_be->connect(f->h, sa, len);
 	if (isosock_route_addr(sa, len, false) == ISOSOCK_ROUTE_KERNEL) {
-		if (sa->sa_family != AF_INET)
+		if (sa->sa_family != f->domain)
 			return -EAFNOSUPPORT;
 		int m = migrate_to_kernel(f, fd);
 		return m < 0 ? m : neg(L.connect(fd, sa, len));
@@ -1186,7 +1215,7 @@ int isosock_r_setsockopt(struct isosock_file *f, int fd, int level, int name,
 	if (!light)
 		k = neg(L.setsockopt(fd, level, name, v, len));
 	else if (timeo)
-		k = isosock_sh_opt_verdict(level, name, v, len);
+		k = isosock_sh_opt_verdict(f->domain, level, name, v, len);
 	if (timeo) {
 		if (k < 0)
 			return k;
@@ -1205,7 +1234,7 @@ int isosock_r_setsockopt(struct isosock_file *f, int fd, int level, int name,
 	 * the kernel's verdict on the shadow. */
 	if (r == -ENOPROTOOPT) {
 		if (light)
-			k = isosock_sh_opt_verdict(level, name, v, len);
+			k = isosock_sh_opt_verdict(f->domain, level, name, v, len);
 		if (k == 0 && !has_flag(f, ISOSOCK_F_LISTEN))
 			isosock_sh_opt_keep(f, level, name, v, len);
 		if (k == 0)

@@ -91,7 +91,7 @@ void isosock_r_private_room_undo(int newfd)
 
 /*
  * exec.  The new image gets ISOSTACK_INHERIT = the back-end's description
- * of the attachments, '#', then one "fd,type,flags,rcvtimeo,sndtimeo,
+ * of the attachments, '#', then one "fd,type,domain,flags,rcvtimeo,sndtimeo,
  * att,slot,dev,ino,eid" entry per isostack socket fd without FD_CLOEXEC,
  * ';'-separated.  Its constructor (interpose.c) calls isosock_r_exec_adopt:
  * fds that were dup()s of one socket share one file again.  A socket whose
@@ -147,8 +147,8 @@ static char *inherit_desc(void *sp)
 			 * told apart by its eventfd id too. */
 			unsigned long long eid = (fl & ISOSOCK_F_LIGHT) ? isosock_sh_eventfd_id(fd) : 0;
 			off += (size_t)snprintf(s + off, cap - off,
-						"%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu,%llu;",
-						fd, f->type, fl & INHERIT_FLAGS,
+						"%d,%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu,%llu;",
+						fd, f->type, f->domain, fl & INHERIT_FLAGS,
 						(long long)f->rcvtimeo_ns, (long long)f->sndtimeo_ns,
 						att, slot, (unsigned long long)st.st_dev,
 						(unsigned long long)st.st_ino, eid);
@@ -203,7 +203,7 @@ void isosock_r_exec_failed(void)
 }
 
 struct inh {
-	int fd, type, att, slot;
+	int fd, type, domain, att, slot;
 	unsigned fl;
 	long long rto, sto;
 	unsigned long long dev, ino, eid;   /* eid: light shadows' eventfd id */
@@ -239,7 +239,7 @@ static void inh_install(struct inh *e, int n, struct inh *x, int fd)
 				x->f = e[i].f;
 		if (!x->f) {
 			void *h = isosock_be->handle_adopt(x->att, x->slot);
-			if (!h || !(x->f = isosock_file_new(x->type, h)))
+			if (!h || !(x->f = isosock_file_new(x->domain, x->type, h)))
 				return;
 			x->made = true;
 			atomic_store(&x->f->flags, x->fl & INHERIT_FLAGS);
@@ -273,9 +273,9 @@ void isosock_r_exec_adopt(const char *desc)
 	int ne = 0;
 	for (const char *p = socks + 1; *p && ne < cap;) {
 		struct inh *x = &e[ne];
-		if (sscanf(p, "%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu,%llu;", &x->fd, &x->type,
-			   &x->fl, &x->rto, &x->sto, &x->att, &x->slot, &x->dev, &x->ino,
-			   &x->eid) != 10)
+		if (sscanf(p, "%d,%d,%d,%u,%lld,%lld,%d,%d,%llu,%llu,%llu;", &x->fd, &x->type,
+			   &x->domain, &x->fl, &x->rto, &x->sto, &x->att, &x->slot, &x->dev,
+			   &x->ino, &x->eid) != 11)
 			break;
 		ne++;
 		p = strchr(p, ';');

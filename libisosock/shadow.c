@@ -59,9 +59,10 @@ bool isosock_sh_light(const struct isosock_file *f)
 	return atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_LIGHT;
 }
 
-static int scratch_socket(void)
+/* A TCP socket of the light socket's family, to ask the kernel with. */
+static int scratch_socket(int domain)
 {
-	int s = L.socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int s = L.socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	return s < 0 ? -errno : s;
 }
 
@@ -115,7 +116,7 @@ int isosock_sh_unlighten(struct isosock_file *f, int fd)
 	int cl = L.fcntl(fd, F_GETFD);
 	if (cl < 0)
 		return -errno;
-	int s = scratch_socket();
+	int s = scratch_socket(f->domain);
 	if (s < 0)
 		return s;
 	opts_replay(f, s);
@@ -131,9 +132,9 @@ int isosock_sh_unlighten(struct isosock_file *f, int fd)
 
 /* ---- options ------------------------------------------------------------- */
 
-int isosock_sh_opt_verdict(int level, int name, const void *v, socklen_t len)
+int isosock_sh_opt_verdict(int domain, int level, int name, const void *v, socklen_t len)
 {
-	int s = scratch_socket();
+	int s = scratch_socket(domain);
 	if (s < 0)
 		return 0; /* no fd to ask with (EMFILE): the kernel would accept */
 	int r = L.setsockopt(s, level, name, v, len) < 0 ? -errno : 0;
@@ -173,7 +174,7 @@ out:
 int isosock_sh_getsockopt(struct isosock_file *f, int level, int name, void *v,
 			  socklen_t *len)
 {
-	int s = scratch_socket();
+	int s = scratch_socket(f->domain);
 	if (s < 0)
 		return s;
 	opts_replay(f, s);
@@ -204,7 +205,7 @@ int isosock_sh_ioctl(struct isosock_file *f, int fd, unsigned long req, void *ar
 	}
 	/* Everything else answers as an unconnected TCP socket did (queue
 	 * sizes 0, SIOCGIF* interface queries work on any socket). */
-	int s = scratch_socket();
+	int s = scratch_socket(f->domain);
 	if (s < 0)
 		return s;
 	opts_replay(f, s);
@@ -286,7 +287,7 @@ static pthread_once_t tmpl_once = PTHREAD_ONCE_INIT;
 
 static void tmpl_take(void)
 {
-	int s = scratch_socket();
+	int s = scratch_socket(AF_INET);
 	if (s < 0) {
 		tmpl_err = s;
 		return;

@@ -22,7 +22,7 @@ void isosock_sh_lighten(struct isosock_file *f, int fd);
  * TCP socket with the kept options.  0 (also when f is not light). */
 int isosock_sh_unlighten(struct isosock_file *f, int fd);
 /* The kernel's verdict on an option: 0 or its -errno. */
-int isosock_sh_opt_verdict(int level, int name, const void *v, socklen_t len);
+int isosock_sh_opt_verdict(int domain, int level, int name, const void *v, socklen_t len);
 /* Keeps an option only the kernel socket would have kept (stream
  * sockets; values up to 64 bytes). */
 void isosock_sh_opt_keep(struct isosock_file *f, int level, int name, const void *v,

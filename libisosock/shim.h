@@ -114,7 +114,7 @@ struct isosock_be {
 	/* 0 when the stack is reachable (attaching on first use), else
 	 * -ENETDOWN (no daemon) or another -errno. */
 	int (*attach)(void);
-	int (*socket)(int type, void **h);                /* AF_INET */
+	int (*socket)(int domain, int type, void **h);    /* AF_INET, AF_INET6 (TCP) */
 	int (*bind)(void *h, const struct sockaddr *sa, socklen_t len);
 	int (*listen)(void *h, int backlog);
 	int (*accept)(void *h, void **nh, struct sockaddr *sa, socklen_t *len);

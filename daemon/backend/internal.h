@@ -65,6 +65,8 @@ struct isod_sock {
 	uint32_t id;
 	uint8_t state;               /* enum isod_sock_state */
 	bool udp;
+	bool inet6;                  /* AF_INET6: addresses in and out are sockaddr_in6 */
+	bool v6only;                 /* IPV6_V6ONLY: no IPv4 through this socket */
 	bool fin_rcvd, hup_posted, err_posted;
 	bool shut_wr, shut_wr_done;
 	bool close_pending, linger0;
@@ -459,8 +461,10 @@ void isod_sk_free(struct isod_sock *sk);
 void isod_sk_detach_pcb(struct isod_sock *sk);
 void isod_sk_abort(struct isod_sock *sk);
 void isod_sk_kill(struct isod_sock *sk, int err);
-void isod_sk_put_addr(uint64_t *arg, const ip_addr_t *ip, u16_t port);
-int isod_sk_addr_from_cmd(const struct isostack_shm_cmd *c, ip_addr_t *ip, u16_t *port);
+#define ISOD_V6ONLY_MAPPED (-EADDRNOTAVAIL)  /* isod_sk_addr_from_cmd: see there */
+void isod_sk_put_addr(const struct isod_sock *sk, uint64_t *arg, const ip_addr_t *ip, u16_t port);
+int isod_sk_addr_from_cmd(const struct isod_sock *sk, const struct isostack_shm_cmd *c,
+			  ip_addr_t *ip, u16_t *port);
 bool isod_sk_addr_is_local(const ip_addr_t *ip);
 int isod_sk_lwip_bind_errno(err_t e);
 

@@ -363,8 +363,11 @@ struct isod_sock *isod_sk_alloc(struct isod_app *app, bool udp, const struct iso
 	sk->rx = rx;
 	sk->tx_max = tx.bytes;
 	sk->rx_max = rx.bytes;
-	if (parent != NULL)
+	if (parent != NULL) {
 		isod_sk_ring_inherit(sk, parent);
+		sk->inet6 = parent->inet6;   /* accept() gives the listener's family */
+		sk->v6only = parent->v6only;
+	}
 	sk->in_use = true;
 	sk->q_next = UINT32_MAX;
 	sk->mem = need;
@@ -471,28 +474,85 @@ void isod_sk_kill(struct isod_sock *sk, int err)
 
 /* ---- Addresses --------------------------------------------------------------- */
 
-void isod_sk_put_addr(uint64_t *arg, const ip_addr_t *ip, u16_t port)
+/*
+ * A socket's addresses as the application's family has them: an AF_INET6
+ * socket sees an IPv4 end as ::ffff:a.b.c.d, as Linux's dual-stack
+ * sockets do; the unspecified address of either version is ::.
+ */
+void isod_sk_put_addr(const struct isod_sock *sk, uint64_t *arg, const ip_addr_t *ip, u16_t port)
 {
+	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
 
-	sin.sin_addr.s_addr = ip_2_ip4(ip)->addr;
-	arg[0] = sizeof(sin);
-	memcpy(&arg[1], &sin, sizeof(sin));
+	if (!sk->inet6) {
+		sin.sin_addr.s_addr = IP_IS_V4(ip) ? ip_2_ip4(ip)->addr : 0;
+		arg[0] = sizeof(sin);
+		memcpy(&arg[1], &sin, sizeof(sin));
+		return;
+	}
+	if (IP_IS_V6(ip)) {
+		memcpy(&s6.sin6_addr, ip_2_ip6(ip)->addr, 16);
+		if (ip6_addr_has_zone(ip_2_ip6(ip)))
+			s6.sin6_scope_id = ip6_addr_zone(ip_2_ip6(ip));
+	} else if (!ip_addr_isany(ip)) {
+		s6.sin6_addr.s6_addr[10] = s6.sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&s6.sin6_addr.s6_addr[12], &ip_2_ip4(ip)->addr, 4);
+	}
+	arg[0] = sizeof(s6);
+	memcpy(&arg[1], &s6, sizeof(s6));
 }
 
-int isod_sk_addr_from_cmd(const struct isostack_shm_cmd *c, ip_addr_t *ip, u16_t *port)
+/*
+ * An address from BIND/CONNECT in the socket's family. For AF_INET6,
+ * ::ffff:a.b.c.d is that IPv4 address and :: is "any" of both versions,
+ * unless the socket is IPV6_V6ONLY: then :: is IPv6's any, and a mapped
+ * address gives ISOD_V6ONLY_MAPPED, which BIND answers EINVAL and CONNECT
+ * ENETUNREACH, as Linux does. A sockaddr of the other family is
+ * EAFNOSUPPORT, one shorter than its family's EINVAL (Linux's errnos).
+ */
+int isod_sk_addr_from_cmd(const struct isod_sock *sk, const struct isostack_shm_cmd *c,
+			  ip_addr_t *ip, u16_t *port)
 {
-	struct sockaddr_in sin;
 	uint8_t raw[ISOSTACK_SHM_ADDR_MAX] = { 0 };
+	struct sockaddr_in6 s6;
+	struct sockaddr_in sin;
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
 
 	memcpy(raw, &c->arg[1], c->arg[0]);   /* arg0 <= ADDR_MAX: validated */
-	memcpy(&sin, raw, sizeof(sin));
-	if (sin.sin_family != AF_INET)
+	if (!sk->inet6) {
+		memcpy(&sin, raw, sizeof(sin));
+		if (sin.sin_family != AF_INET)
+			return -EAFNOSUPPORT;
+		if (c->arg[0] < sizeof(sin))
+			return -EINVAL;
+		ip_addr_set_ip4_u32_val(*ip, sin.sin_addr.s_addr);
+		*port = ntohs(sin.sin_port);
+		return 0;
+	}
+	memcpy(&s6, raw, sizeof(s6));
+	if (s6.sin6_family != AF_INET6)
 		return -EAFNOSUPPORT;
-	if (c->arg[0] < sizeof(sin))
+	if (c->arg[0] < 24)                   /* SIN6_LEN_RFC2133 */
 		return -EINVAL;
-	ip_addr_set_ip4_u32_val(*ip, sin.sin_addr.s_addr);
-	*port = ntohs(sin.sin_port);
+	*port = ntohs(s6.sin6_port);
+	if (memcmp(s6.sin6_addr.s6_addr, mapped, sizeof(mapped)) == 0) {
+		if (sk->v6only)
+			return ISOD_V6ONLY_MAPPED;
+		memcpy(&sin.sin_addr, &s6.sin6_addr.s6_addr[12], 4);
+		ip_addr_set_ip4_u32_val(*ip, sin.sin_addr.s_addr);
+		return 0;
+	}
+	if (IN6_IS_ADDR_UNSPECIFIED(&s6.sin6_addr)) {
+		if (sk->v6only)
+			ip_addr_copy(*ip, *IP6_ADDR_ANY);
+		else
+			ip_addr_copy(*ip, *IP_ANY_TYPE);
+		return 0;
+	}
+	*ip = (ip_addr_t)IPADDR6_INIT(0, 0, 0, 0);
+	memcpy(ip_2_ip6(ip)->addr, s6.sin6_addr.s6_addr, 16);
+	if (IN6_IS_ADDR_LINKLOCAL(&s6.sin6_addr) && s6.sin6_scope_id != 0)
+		ip6_addr_set_zone(ip_2_ip6(ip), (u8_t)s6.sin6_scope_id);
 	return 0;
 }
 
@@ -503,7 +563,9 @@ bool isod_sk_addr_is_local(const ip_addr_t *ip)
 	if (ip_addr_isany(ip))
 		return true;
 	NETIF_FOREACH(n) {
-		if (ip_addr_cmp(ip, &n->ip_addr))
+		if (IP_IS_V4(ip) && ip_addr_cmp(ip, &n->ip_addr))
+			return true;
+		if (IP_IS_V6(ip) && netif_get_ip6_addr_match(n, ip_2_ip6(ip)) >= 0)
 			return true;
 	}
 	return false;
@@ -557,7 +619,7 @@ void isod_sock_resume(struct isod_sock *sk, uint32_t bits)
 
 			sk->connect_parked = false;
 			if (sk->pcb != NULL)
-				isod_sk_put_addr(st.arg, &sk->pcb->local_ip, sk->pcb->local_port);
+				isod_sk_put_addr(sk, st.arg, &sk->pcb->local_ip, sk->pcb->local_port);
 			isod_sk_post(sk, &st);
 		}
 	}
@@ -599,7 +661,9 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 	struct tcp_pcb *pcb;
 	int rc;
 
-	if (c->arg[0] != AF_INET) {
+	/* AF_INET6: TCP only so far (a datagram record carries an IPv4
+	 * address: shm_abi.h); the shim keeps AF_INET6 UDP on the kernel. */
+	if (c->arg[0] != AF_INET && !(c->arg[0] == AF_INET6 && c->arg[1] == SOCK_STREAM)) {
 		isod_sk_reply(ctl, c, -EAFNOSUPPORT);
 		return;
 	}
@@ -643,7 +707,11 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		isod_sk_reply(ctl, c, sk->id);
 		return;
 	}
-	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+	/* An AF_INET6 pcb starts as IPv6's any; BIND or LISTEN make it
+	 * dual-stack (IP_ANY_TYPE) unless IPV6_V6ONLY, CONNECT takes the
+	 * peer's version (lwIP picks the local address by route). */
+	sk->inet6 = c->arg[0] == AF_INET6;
+	pcb = tcp_new_ip_type(sk->inet6 ? IPADDR_TYPE_V6 : IPADDR_TYPE_V4);
 	if (pcb == NULL) {
 		isod_sk_free(sk);
 		app->be->st.enobufs++;
@@ -693,7 +761,9 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	}
 	switch (c->opcode) {
 	case ISOSTACK_SHM_OP_BIND:
-		rc = isod_sk_addr_from_cmd(c, &ip, &port);
+		rc = isod_sk_addr_from_cmd(sk, c, &ip, &port);
+		if (rc == ISOD_V6ONLY_MAPPED)
+			rc = -EINVAL;
 		if (rc == 0 && (sk->state != ISOD_S_OPEN || sk->pcb->local_port != 0))
 			rc = -EINVAL;
 		if (rc == 0 && !isod_sk_addr_is_local(&ip))
@@ -764,17 +834,17 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		if (sk->pcb == NULL && sk->pcb_closed) {
 			/* finished cleanly: the addresses it had */
 			if (c->opcode == ISOSTACK_SHM_OP_GETSOCKNAME)
-				isod_sk_put_addr(st.arg, &sk->local_ip, sk->local_port);
+				isod_sk_put_addr(sk, st.arg, &sk->local_ip, sk->local_port);
 			else
 				st.result = -ENOTCONN;
 		} else if (sk->pcb == NULL) {
 			st.result = -EINVAL;
 		} else if (c->opcode == ISOSTACK_SHM_OP_GETSOCKNAME) {
-			isod_sk_put_addr(st.arg, &sk->pcb->local_ip, sk->pcb->local_port);
+			isod_sk_put_addr(sk, st.arg, &sk->pcb->local_ip, sk->pcb->local_port);
 		} else if (sk->state != ISOD_S_CONNECTED) {
 			st.result = -ENOTCONN;
 		} else {
-			isod_sk_put_addr(st.arg, &sk->pcb->remote_ip, sk->pcb->remote_port);
+			isod_sk_put_addr(sk, st.arg, &sk->pcb->remote_ip, sk->pcb->remote_port);
 		}
 		isod_sk_post(sk, &st);
 		break;

@@ -1,7 +1,8 @@
 /*
  * SETSOCKOPT and GETSOCKOPT on TCP sockets: SO_LINGER (used by CLOSE),
  * SO_RCVBUF/SO_SNDBUF (ring sizes, sock_ring.c), address reuse,
- * keepalive and Nagle, applied to the lwIP pcb.  UDP
+ * keepalive and Nagle, applied to the lwIP pcb; IPV6_V6ONLY, kept on the
+ * socket for BIND and LISTEN (sock.c, sock_tcp.c).  UDP
  * sockets take theirs in sock_udp.c.
  */
 #include <errno.h>
@@ -54,6 +55,18 @@ void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		return;
 	}
 	rc = isod_sk_opt_int(c, &v);
+	if (rc == 0 && level == IPPROTO_IPV6 && name == IPV6_V6ONLY) {
+		/* Linux: an IPv6 option on an IPv4 socket does not exist, and
+		 * the choice is made before the socket has an address. */
+		if (!sk->inet6)
+			rc = -ENOPROTOOPT;
+		else if (sk->state != ISOD_S_OPEN || sk->pcb == NULL || sk->pcb->local_port != 0)
+			rc = -EINVAL;
+		else
+			sk->v6only = v != 0;
+		isod_sk_reply(sk, c, rc);
+		return;
+	}
 	if (rc == 0 && level == SOL_SOCKET && (name == SO_RCVBUF || name == SO_SNDBUF)) {
 		/* pins the ring size (sock_ring.c); the application reports
 		 * what Linux would */
@@ -111,7 +124,11 @@ void isod_sk_cmd_getsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 	int level = (int)c->arg[0], name = (int)c->arg[1];
 	int v;
 
-	if (pcb == NULL) {
+	if (level == IPPROTO_IPV6 && name == IPV6_V6ONLY) {
+		v = sk->v6only ? 1 : 0;
+		st.result = sk->inet6 ? (int64_t)sizeof(v) : -ENOPROTOOPT;
+		memcpy(&st.arg[2], &v, sizeof(v));
+	} else if (pcb == NULL) {
 		st.result = -EINVAL;
 	} else if (level == SOL_SOCKET && (name == SO_REUSEADDR || name == SO_REUSEPORT)) {
 		v = ip_get_option(pcb, SOF_REUSEADDR) ? 1 : 0;

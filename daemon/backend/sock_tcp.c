@@ -245,7 +245,8 @@ void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		return;
 	}
 	if (sk->pcb->local_port == 0) {
-		e = tcp_bind(sk->pcb, IP4_ADDR_ANY, 0);
+		e = tcp_bind(sk->pcb, !sk->inet6 ? IP4_ADDR_ANY :
+				 sk->v6only ? IP6_ADDR_ANY : IP_ANY_TYPE, 0);
 		if (e != ERR_OK) {
 			isod_sk_reply(sk, c, isod_sk_lwip_bind_errno(e));
 			return;
@@ -285,7 +286,9 @@ void isod_sk_cmd_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	case ISOD_S_DEAD:       isod_sk_reply(sk, c, sk->err ? sk->err : -ECONNABORTED); return;
 	default: break;
 	}
-	rc = isod_sk_addr_from_cmd(c, &ip, &port);
+	rc = isod_sk_addr_from_cmd(sk, c, &ip, &port);
+	if (rc == ISOD_V6ONLY_MAPPED)
+		rc = -ENETUNREACH;
 	if (rc == 0 && (port == 0 || ip_addr_isany(&ip)))
 		rc = -ECONNREFUSED;
 	if (rc < 0) {
@@ -320,7 +323,7 @@ void isod_sk_accept_serve(struct isod_sock *lsk)
 		memmove(lsk->accept_cookie, lsk->accept_cookie + 1,
 			lsk->accept_parked * sizeof(lsk->accept_cookie[0]));
 		if (child->pcb != NULL)
-			isod_sk_put_addr(st.arg, &child->pcb->remote_ip, child->pcb->remote_port);
+			isod_sk_put_addr(lsk, st.arg, &child->pcb->remote_ip, child->pcb->remote_port);
 		if (child->pcb != NULL) {
 			child->local_ip = child->pcb->local_ip;
 			child->local_port = child->pcb->local_port;

@@ -215,7 +215,7 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	}
 	switch (c->opcode) {
 	case ISOSTACK_SHM_OP_BIND:
-		rc = isod_sk_addr_from_cmd(c, &ip, &port);
+		rc = isod_sk_addr_from_cmd(sk, c, &ip, &port);
 		if (rc == 0 && upcb->local_port != 0)
 			rc = -EINVAL;
 		if (rc == 0 && !isod_sk_addr_is_local(&ip))
@@ -233,7 +233,7 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 			isod_sk_reply(sk, c, 0);
 			return;
 		}
-		rc = isod_sk_addr_from_cmd(c, &ip, &port);
+		rc = isod_sk_addr_from_cmd(sk, c, &ip, &port);
 		if (rc == 0 && port == 0)
 			rc = -EINVAL;
 		if (rc == 0) {
@@ -250,7 +250,7 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 			ip_addr_t lip;
 
 			udp_local_addr(upcb, &lip);
-			isod_sk_put_addr(st.arg, &lip, upcb->local_port);
+			isod_sk_put_addr(sk, st.arg, &lip, upcb->local_port);
 		}
 		isod_sk_post(sk, &st);
 		return;
@@ -271,12 +271,12 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		return;
 	case ISOSTACK_SHM_OP_GETSOCKNAME:
 		udp_local_addr(upcb, &ip);
-		isod_sk_put_addr(st.arg, &ip, upcb->local_port);
+		isod_sk_put_addr(sk, st.arg, &ip, upcb->local_port);
 		isod_sk_post(sk, &st);
 		return;
 	case ISOSTACK_SHM_OP_GETPEERNAME:
 		if (upcb->flags & UDP_FLAGS_CONNECTED)
-			isod_sk_put_addr(st.arg, &upcb->remote_ip, upcb->remote_port);
+			isod_sk_put_addr(sk, st.arg, &upcb->remote_ip, upcb->remote_port);
 		else
 			st.result = -ENOTCONN;
 		isod_sk_post(sk, &st);

@@ -54,6 +54,29 @@ static bool lost(const struct tcp_pcb *pcb)
 				   pcb->remote_port, pcb->netif_idx) != pcb;
 }
 
+/*
+ * One end's address: IPv4 as sock.A.I.WHICH_ip (a host-order number);
+ * IPv6, and "any" of both versions on a dual-stack listener, as
+ * WHICH_ip6_hi/_lo, the address's two halves as big-endian numbers.
+ */
+static void put_ip(struct isod_strbuf *sb, unsigned app, uint32_t i, const char *which,
+		   const ip_addr_t *ip)
+{
+	if (IP_IS_V4(ip)) {
+		isod_strbuf_put(sb, "sock.%u.%u.%s_ip %u\n", app, i, which,
+				lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(ip))));
+		return;
+	}
+	const uint32_t *w = ip_2_ip6(ip)->addr;
+	uint64_t hi = (uint64_t)lwip_ntohl(w[0]) << 32 | lwip_ntohl(w[1]);
+	uint64_t lo = (uint64_t)lwip_ntohl(w[2]) << 32 | lwip_ntohl(w[3]);
+
+	if (IP_IS_ANY_TYPE_VAL(*ip))
+		hi = lo = 0;
+	isod_strbuf_put(sb, "sock.%u.%u.%s_ip6_hi %" PRIu64 "\nsock.%u.%u.%s_ip6_lo %" PRIu64 "\n",
+			app, i, which, hi, app, i, which, lo);
+}
+
 size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, size_t len)
 {
 	struct isod_strbuf sb = { .buf = buf, .len = len };
@@ -84,13 +107,11 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 				 * end, and no remote_port to read at all. */
 				bool listen = pcb->state == LISTEN;
 
-				isod_strbuf_put(&sb, "sock.%u.%u.local_ip %u\nsock.%u.%u.local_port %u\n"
-					   "sock.%u.%u.remote_ip %u\nsock.%u.%u.remote_port %u\n",
-					   app->id, i, lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip))),
+				isod_strbuf_put(&sb, "sock.%u.%u.local_port %u\nsock.%u.%u.remote_port %u\n",
 					   app->id, i, pcb->local_port,
-					   app->id, i, listen ? 0u :
-					   lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip))),
 					   app->id, i, listen ? 0u : pcb->remote_port);
+				put_ip(&sb, app->id, i, "local", &pcb->local_ip);
+				put_ip(&sb, app->id, i, "remote", listen ? IP4_ADDR_ANY : &pcb->remote_ip);
 				if (!listen)
 					isod_strbuf_put(&sb, "sock.%u.%u.rcv_nxt %u\nsock.%u.%u.rcv_wnd %u\n"
 						"sock.%u.%u.rcv_ann_wnd %u\nsock.%u.%u.snd_nxt %u\n"

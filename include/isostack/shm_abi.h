@@ -394,7 +394,9 @@ struct isostack_shm_status {
 	uint64_t arg[5];
 };
 
-/* Socket addresses travel inline: arg[0] = length, arg[1..4] = bytes. */
+/* Socket addresses travel inline: arg[0] = length, arg[1..4] = bytes: a
+ * struct sockaddr_in (16) or, on an AF_INET6 socket, a struct sockaddr_in6
+ * (24 to 28 bytes in, 28 out; an IPv4 end as ::ffff:a.b.c.d). */
 #define ISOSTACK_SHM_ADDR_MAX   32u
 /* Socket option values travel inline: arg[2] = length, arg[3..5] = bytes. */
 #define ISOSTACK_SHM_OPT_MAX    24u
@@ -404,7 +406,8 @@ struct isostack_shm_status {
  * meaningful arg[] words; all others must be zero.
  */
 #define ISOSTACK_SHM_OP_NOP         0  /* no args; replied with result 0 */
-#define ISOSTACK_SHM_OP_SOCKET      1  /* on id 0: arg0 domain, arg1 type, arg2 protocol;
+#define ISOSTACK_SHM_OP_SOCKET      1  /* on id 0: arg0 domain (AF_INET; AF_INET6 for
+					* SOCK_STREAM), arg1 type, arg2 protocol;
 					* result = new socket id, or -ENFILE (ids
 					* exhausted), -ENOBUFS (memory budget),
 					* -EAFNOSUPPORT... */

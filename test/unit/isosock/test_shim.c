@@ -54,8 +54,9 @@ static int waiters_armed;
 
 static int f_attach(void) { return 0; }
 static int next_slot = 1;
-static int f_socket(int type, void **h)
+static int f_socket(int domain, int type, void **h)
 {
+	(void)domain;
 	struct fsock *s = calloc(1, sizeof(*s));
 	s->type = type;
 	s->slot = next_slot++;
@@ -67,7 +68,7 @@ static int f_socket(int type, void **h)
 static int f_bind(void *h, const struct sockaddr *sa, socklen_t len)
 { (void)h; (void)sa; (void)len; return 0; }
 static int f_listen(void *h, int b) { (void)b; ((struct fsock *)h)->listening = 1; return 0; }
-static int f_socket(int type, void **h);
+static int f_socket(int domain, int type, void **h);
 static int f_accept(void *h, void **nh, struct sockaddr *sa, socklen_t *len)
 {
 	(void)sa; (void)len;
@@ -76,7 +77,7 @@ static int f_accept(void *h, void **nh, struct sockaddr *sa, socklen_t *len)
 		return -EAGAIN;
 	if (--s->pending == 0)
 		atomic_fetch_and(&s->mask, ~(uint32_t)POLLIN);
-	return f_socket(SOCK_STREAM, nh);
+	return f_socket(AF_INET, SOCK_STREAM, nh);
 }
 static int f_connect(void *h, const struct sockaddr *sa, socklen_t len)
 { (void)h; (void)sa; (void)len; return -EINPROGRESS; }
@@ -174,7 +175,7 @@ static int f_exec_import(const char *desc) { return strcmp(desc, "fake") ? -EINV
 static void *f_handle_adopt(int att, int slot)
 {
 	void *h;
-	if (att != 0 || f_socket(SOCK_STREAM, &h) < 0)
+	if (att != 0 || f_socket(AF_INET, SOCK_STREAM, &h) < 0)
 		return NULL;
 	((struct fsock *)h)->slot = slot;
 	adopted++;
@@ -348,7 +349,8 @@ static void test_route_decisions(void **state)
 	assert_true(isosock_route_socket_wanted(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	assert_true(isosock_route_socket_wanted(AF_INET, SOCK_DGRAM, IPPROTO_UDP));
 	assert_false(isosock_route_socket_wanted(AF_INET, SOCK_STREAM, IPPROTO_SCTP));
-	assert_false(isosock_route_socket_wanted(AF_INET6, SOCK_STREAM, 0));
+	assert_true(isosock_route_socket_wanted(AF_INET6, SOCK_STREAM, 0));
+	assert_false(isosock_route_socket_wanted(AF_INET6, SOCK_DGRAM, 0));   /* UDP: kernel */
 	assert_false(isosock_route_socket_wanted(AF_UNIX, SOCK_DGRAM, 0));
 	assert_false(isosock_route_socket_wanted(AF_NETLINK, SOCK_RAW, 0));
 	struct sockaddr_in lo = sin4("127.3.2.1", 80), any = sin4("0.0.0.0", 80),
@@ -365,6 +367,26 @@ static void test_route_decisions(void **state)
 			 ISOSOCK_ROUTE_STACK);
 	assert_int_equal(isosock_route_addr((struct sockaddr *)&net, 4, false),
 			 ISOSOCK_ROUTE_KERNEL);
+	/* IPv6: ::1 and ::ffff:127.x are the kernel's, :: binds both and
+	 * connects to this host, ::ffff:198.18.0.2 and 2001:2::2 the stack's */
+	static const struct { const char *a; int bind, conn; } v6[] = {
+		{ "::1", ISOSOCK_ROUTE_KERNEL, ISOSOCK_ROUTE_KERNEL },
+		{ "::ffff:127.0.0.1", ISOSOCK_ROUTE_KERNEL, ISOSOCK_ROUTE_KERNEL },
+		{ "::", ISOSOCK_ROUTE_BOTH, ISOSOCK_ROUTE_KERNEL },
+		{ "::ffff:0.0.0.0", ISOSOCK_ROUTE_BOTH, ISOSOCK_ROUTE_KERNEL },
+		{ "::ffff:198.18.0.2", ISOSOCK_ROUTE_STACK, ISOSOCK_ROUTE_STACK },
+		{ "2001:2::2", ISOSOCK_ROUTE_STACK, ISOSOCK_ROUTE_STACK },
+	};
+	for (size_t i = 0; i < sizeof(v6) / sizeof(v6[0]); i++) {
+		struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(80) };
+		inet_pton(AF_INET6, v6[i].a, &s6.sin6_addr);
+		assert_int_equal(isosock_route_addr((struct sockaddr *)&s6, sizeof(s6), true),
+				 v6[i].bind);
+		assert_int_equal(isosock_route_addr((struct sockaddr *)&s6, sizeof(s6), false),
+				 v6[i].conn);
+		assert_int_equal(isosock_route_addr((struct sockaddr *)&s6, 20, false),
+				 ISOSOCK_ROUTE_KERNEL);   /* too short for a sockaddr_in6 */
+	}
 }
 
 static void test_loopback_migrates(void **state)
