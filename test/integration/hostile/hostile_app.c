@@ -22,6 +22,10 @@
  *   idx_jump     ... moved far forwards
  *   status_jump  a fresh socket's status_cons past status_prod, then a NOP
  *   rx_jump      a fresh socket's rx_cons past rx_prod, then a RECV
+ *   stack_words  random words over a fresh socket's directory entry (ring
+ *                offsets, sizes, extent ids) and the stack's line of its
+ *                socket block, then a NOP, a SEND and a RECV: the stack
+ *                never reads them back (its own copies are private)
  *   bell_fd      the doorbell fd written 10,000 times in a row
  *   cmd_flood    every command ring kept full (NOP, SEND, GETSOCKNAME)
  *                for 20 ms, statuses drained
@@ -32,7 +36,9 @@
  *                ahead: the daemon must drop the application
  *   garbage      a control message with a bad magic: the same
  * after which it waits for the daemon's hang-up and attaches again.
- * SIGTERM (or the time) ends it; it prints what it did per kind and the
+ * HOSTILE_ONLY=KIND,KIND... picks only those kinds within a session, and
+ * HOSTILE_SESSION_MS sets a session's length (250): to see what costs the
+ * victim what.  SIGTERM (or the time) ends it; it prints what it did per kind and the
  * replies it got ("kind NAME N replies ok=.. EINVAL=.. ...").
  * Exit 0 if it could attach at all, 1 otherwise.
  */
@@ -50,7 +56,7 @@
 
 enum kind {
 	K_BAD_LEN, K_BAD_SLOT, K_FOREIGN, K_OPCODE, K_EXTENT,
-	K_IDX_BACK, K_IDX_JUMP, K_STATUS_JUMP, K_RX_JUMP,
+	K_IDX_BACK, K_IDX_JUMP, K_STATUS_JUMP, K_RX_JUMP, K_STACK_WORDS,
 	K_BELL_FD, K_CMD_FLOOD, K_DB_FLOOD,
 	K_DB_BACK, K_DB_JUMP, K_GARBAGE,
 	K_COUNT
@@ -59,7 +65,7 @@ enum kind {
 
 static const char *const kind_name[K_COUNT] = {
 	"bad_len", "bad_slot", "foreign", "opcode", "extent",
-	"idx_back", "idx_jump", "status_jump", "rx_jump",
+	"idx_back", "idx_jump", "status_jump", "rx_jump", "stack_words",
 	"bell_fd", "cmd_flood", "db_flood",
 	"db_back", "db_jump", "garbage",
 };
@@ -90,6 +96,8 @@ struct hostile {
 	unsigned ntouched;
 	uint32_t fresh_ids[FRESH_MAX];  /* sockets opened to be broken */
 	unsigned fresh;
+	bool only[K_ABUSES];            /* HOSTILE_ONLY: the kinds picked */
+	int64_t session_ms;
 	struct tally t;
 };
 
@@ -308,6 +316,37 @@ static void do_index(struct hostile *h, enum kind k)
 	h->t.done[k]++;
 }
 
+static void do_stack_words(struct hostile *h)
+{
+	int s = fresh_sock(h);
+	uint32_t *dir, *line;
+	static const uint16_t ops[] = {
+		ISOSTACK_SHM_OP_NOP, ISOSTACK_SHM_OP_SEND, ISOSTACK_SHM_OP_RECV,
+	};
+
+	if (s < 0)
+		return;
+	dir = (uint32_t *)((struct isostack_shm_sockdir *)(h->a.base + h->a.h->dir_off) + s);
+	line = (uint32_t *)&happ_sock(&h->a, (uint32_t)s)->cmd_cons;
+	for (unsigned i = 0; i < 16; i++) {
+		dir[i] = (uint32_t)rnd(h);
+		line[i] = (uint32_t)rnd(h);
+	}
+	/* Our own pushes read cmd_cons back: put it where the ring is (the
+	 * stack republishes its copy at its next read anyway). */
+	atomic_store(&happ_sock(&h->a, (uint32_t)s)->cmd_cons,
+		     atomic_load(&happ_sock(&h->a, (uint32_t)s)->cmd_prod));
+	for (unsigned i = 0; i < 3; i++) {
+		struct isostack_shm_cmd c = { .opcode = ops[i], .sock = (uint32_t)s };
+
+		c.cookie = ((uint64_t)K_STACK_WORDS << 56) | ++h->a.cookie;
+		if (happ_cmd_push(&h->a, (uint32_t)s, &c) == 0)
+			break;
+	}
+	happ_bell(&h->a, 0, (uint32_t)s);
+	h->t.done[K_STACK_WORDS]++;
+}
+
 static void do_bell_fd(struct hostile *h)
 {
 	uint64_t one = 1;
@@ -366,6 +405,7 @@ static void do_abuse(struct hostile *h, enum kind k)
 	case K_IDX_JUMP:
 	case K_STATUS_JUMP:
 	case K_RX_JUMP: do_index(h, k); break;
+	case K_STACK_WORDS: do_stack_words(h); break;
 	case K_BELL_FD: do_bell_fd(h); break;
 	case K_CMD_FLOOD: do_cmd_flood(h); break;
 	case K_DB_FLOOD: do_db_flood(h); break;
@@ -439,9 +479,12 @@ static int session(struct hostile *h, const char *ctl, bool first)
 		happ_detach(&h->a);
 		return -ENOBUFS;
 	}
-	end = happ_now_ms() + SESSION_MS;
+	end = happ_now_ms() + h->session_ms;
 	while (!stop && happ_now_ms() < end) {
-		do_abuse(h, (enum kind)(rnd(h) % K_ABUSES));
+		enum kind k = (enum kind)(rnd(h) % K_ABUSES);
+
+		if (h->only[k])
+			do_abuse(h, k);
 		drain(h);
 	}
 	end_session(h, (enum kind)(K_DB_BACK + h->t.sessions % 3));
@@ -462,6 +505,24 @@ static void report(const struct hostile *h)
 		printf("\n");
 	}
 	fflush(stdout);
+}
+
+/* HOSTILE_ONLY: a comma-separated list of kinds; NULL: all of them. */
+static void pick_kinds(struct hostile *h, const char *only)
+{
+	for (int k = 0; k < K_ABUSES; k++) {
+		size_t n = strlen(kind_name[k]);
+		const char *q = only;
+
+		h->only[k] = only == NULL;
+		while (q != NULL && *q != '\0') {
+			size_t len = strcspn(q, ",");
+
+			if (len == n && strncmp(q, kind_name[k], n) == 0)
+				h->only[k] = true;
+			q += len + (q[len] == ',');
+		}
+	}
 }
 
 int main(int argc, char **argv)
@@ -487,6 +548,9 @@ int main(int argc, char **argv)
 		else
 			break;
 	}
+	h.session_ms = getenv("HOSTILE_SESSION_MS") ? atoll(getenv("HOSTILE_SESSION_MS"))
+						    : SESSION_MS;
+	pick_kinds(&h, getenv("HOSTILE_ONLY"));
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
