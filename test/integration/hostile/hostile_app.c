@@ -32,8 +32,9 @@
  *   db_flood     one doorbell ring filled with repeats of our ids, with no
  *                repeat suppression
  * and ends the session with one of
- *   db_back / db_jump  the doorbell's prod moved backwards / past a ring
- *                ahead: the daemon must drop the application
+ *   db_back / db_jump  the doorbell's prod moved behind the stack's cons /
+ *                more than a ring past it: the daemon must drop the
+ *                application
  *   garbage      a control message with a bad magic: the same
  * after which it waits for the daemon's hang-up and attaches again.
  * HOSTILE_ONLY=KIND,KIND... picks only those kinds within a session, and
@@ -420,12 +421,17 @@ static void end_session(struct hostile *h, enum kind k)
 	uint32_t r = (uint32_t)rnd(h);
 	bool dropped;
 
+	/* Relative to what the stack consumed, not to our prod: moved back
+	 * by less than the entries it has not read yet, prod would only look
+	 * like fewer new entries (seen: a session not dropped). */
+	uint32_t cons = atomic_load_explicit(&d->cons, memory_order_acquire);
+
 	switch (k) {
 	case K_DB_BACK:
-		atomic_fetch_sub(&d->prod, 1 + r % 100);
+		atomic_store(&d->prod, cons - 1 - r % 100);
 		break;
 	case K_DB_JUMP:
-		atomic_fetch_add(&d->prod, h->a.h->doorbell_entries + 1 + r % 1000);
+		atomic_store(&d->prod, cons + h->a.h->doorbell_entries + 1 + r % 1000);
 		break;
 	default: {
 		struct isostack_ctl_hdr g = { .magic = r | 1, .version = 7, .type = 99,
