@@ -33,8 +33,7 @@
  *                repeat suppression
  * and ends the session with one of
  *   db_back / db_jump  the doorbell's prod moved behind the stack's cons /
- *                more than a ring past it: the daemon must drop the
- *                application
+ *                two rings past it: the daemon must drop the application
  *   garbage      a control message with a bad magic: the same
  * after which it waits for the daemon's hang-up and attaches again.
  * HOSTILE_ONLY=KIND,KIND... picks only those kinds within a session, and
@@ -423,7 +422,9 @@ static void end_session(struct hostile *h, enum kind k)
 
 	/* Relative to what the stack consumed, not to our prod: moved back
 	 * by less than the entries it has not read yet, prod would only look
-	 * like fewer new entries (seen: a session not dropped). */
+	 * like fewer new entries (seen: a session not dropped).  The stack
+	 * may consume up to a ring more after our load of cons (it reads
+	 * what we published), so a jump goes two rings past it. */
 	uint32_t cons = atomic_load_explicit(&d->cons, memory_order_acquire);
 
 	switch (k) {
@@ -431,7 +432,7 @@ static void end_session(struct hostile *h, enum kind k)
 		atomic_store(&d->prod, cons - 1 - r % 100);
 		break;
 	case K_DB_JUMP:
-		atomic_store(&d->prod, cons + h->a.h->doorbell_entries + 1 + r % 1000);
+		atomic_store(&d->prod, cons + 2 * h->a.h->doorbell_entries + 1 + r % 1000);
 		break;
 	default: {
 		struct isostack_ctl_hdr g = { .magic = r | 1, .version = 7, .type = 99,
