@@ -127,14 +127,21 @@ static void touch(struct hostile *h, uint32_t id)
 		h->touched[h->ntouched++] = id;
 }
 
+/* The cookie of a command of kind k: its top byte says the kind (plus
+ * one: happ_call's cookies, whose top byte is 0, are not tallied). */
+static uint64_t cookie(struct hostile *h, enum kind k)
+{
+	return ((uint64_t)k + 1) << 56 | ++h->a.cookie;
+}
+
 static void on_status(void *arg, const struct isostack_shm_status *st)
 {
 	struct hostile *h = arg;
-	unsigned k = (unsigned)(st->cookie >> 56);
+	unsigned k = (unsigned)(st->cookie >> 56) - 1;
 	int r;
 
-	if (st->cookie == 0 || k >= K_COUNT)
-		return;             /* an event, or a reply to happ_call */
+	if (k >= K_COUNT)
+		return;             /* an event, or a late reply to happ_call */
 	switch (st->result >= 0 ? 0 : (int)-st->result) {
 	case 0: r = RP_OK; break;
 	case EINVAL: r = RP_EINVAL; break;
@@ -154,7 +161,7 @@ static void drain(struct hostile *h)
 /* One command of kind k on ring `ring`, its doorbell rung. */
 static void send_cmd(struct hostile *h, enum kind k, uint32_t ring, struct isostack_shm_cmd *c)
 {
-	c->cookie = ((uint64_t)k << 56) | ++h->a.cookie;
+	c->cookie = cookie(h, k);
 	touch(h, ring);
 	if (happ_cmd_push(&h->a, ring, c) == 0) {
 		drain(h);
@@ -225,14 +232,20 @@ static void do_foreign(struct hostile *h)
 	uint64_t r = rnd(h);
 	uint32_t id = h->foreign[r % h->nforeign];
 	struct isostack_shm_cmd c = { .opcode = ops[(r >> 16) % 6], .sock = id };
+	struct isostack_shm_sockdir *dir;
 
+	if (id == 0 || id >= h->a.h->max_sockets)
+		return;
 	for (unsigned i = 0; i < h->nown; i++)
 		if (h->own[i] == id)
 			return;     /* ours after all */
 	for (unsigned i = 0; i < h->fresh; i++)
 		if (h->fresh_ids[i] == id)
 			return;
-	if (id == 0 || id >= h->a.h->max_sockets)
+	/* An id the stack ever opened for us has its generations moved: a
+	 * SOCKET whose reply came after happ_socket gave up is ours too. */
+	dir = (struct isostack_shm_sockdir *)(h->a.base + h->a.h->dir_off) + id;
+	if (atomic_load(&dir->tx_gen) != 0 || atomic_load(&dir->rx_gen) != 0)
 		return;
 	if (c.opcode == ISOSTACK_SHM_OP_SHUTDOWN)
 		c.arg[0] = 2;
@@ -302,7 +315,7 @@ static void do_index(struct hostile *h, enum kind k)
 	case K_STATUS_JUMP:
 		atomic_fetch_add(&sk->status_cons, h->a.h->status_entries + 1 + (uint32_t)(r % 1000));
 		c.opcode = ISOSTACK_SHM_OP_NOP;
-		c.cookie = ((uint64_t)k << 56) | ++h->a.cookie;
+		c.cookie = cookie(h, k);
 		if (happ_cmd_push(&h->a, (uint32_t)s, &c))
 			happ_bell(&h->a, 0, (uint32_t)s);
 		break;
@@ -339,7 +352,7 @@ static void do_stack_words(struct hostile *h)
 	for (unsigned i = 0; i < 3; i++) {
 		struct isostack_shm_cmd c = { .opcode = ops[i], .sock = (uint32_t)s };
 
-		c.cookie = ((uint64_t)K_STACK_WORDS << 56) | ++h->a.cookie;
+		c.cookie = cookie(h, K_STACK_WORDS);
 		if (happ_cmd_push(&h->a, (uint32_t)s, &c) == 0)
 			break;
 	}
@@ -372,7 +385,7 @@ static void do_cmd_flood(struct hostile *h)
 
 				c.opcode = s == 0 ? ISOSTACK_SHM_OP_NOP
 					 : (r & 1) ? ISOSTACK_SHM_OP_SEND : ISOSTACK_SHM_OP_GETSOCKNAME;
-				c.cookie = ((uint64_t)K_CMD_FLOOD << 56) | ++h->a.cookie;
+				c.cookie = cookie(h, K_CMD_FLOOD);
 			} while (happ_cmd_push(&h->a, s, &c) == 1 && ++n < 64);
 			if (n > 0)
 				happ_bell(&h->a, 0, s);
