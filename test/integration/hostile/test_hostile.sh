@@ -103,6 +103,8 @@ taskset -c 0 nice -n "$NICE" "$HOSTILE" "$CTL" 600 "$SEED" "$ids" >"$tmp/hostile
 HPID=$!; PIDS+=($HPID); LAST_PID=$HPID
 wait_line "$tmp/hostile.out" "^hostile: attached" 20 "$HPID" || fail "hostile_app did not attach"
 sessions_now() { grep -c "^hostile: session " "$tmp/hostile.out" || true; }
+# utime + stime of a process, in clock ticks (fields 14 and 15).
+cpu_ticks() { local st; st=$(cat "/proc/$1/stat"); st=${st##*) }; set -- $st; echo $(( ${12} + ${13} )); }
 rates_u=" $(cat "$tmp/before.rate")"; rates_d=
 for r in $(seq "$ROUNDS"); do
 	# A session over since it ran again (a quarter of a second each): the
@@ -116,10 +118,14 @@ for r in $(seq "$ROUNDS"); do
 	done
 	[ "$(sessions_now)" -gt "$s0" ] || fail "no hostile session ended within 20 s"
 	s_before=$(sessions_now)
+	c_before=$(cpu_ticks "$HPID"); t_before=$EPOCHREALTIME
 	transfer "during$r" $PORT
+	c_after=$(cpu_ticks "$HPID"); t_after=$EPOCHREALTIME
 	s_after=$(sessions_now)
 	alive
 	kill -0 "$HPID" 2>/dev/null || fail "hostile_app ended before the transfer did"
+	awk -v c=$((c_after - c_before)) -v hz="$(getconf CLK_TCK)" -v a="$t_before" -v b="$t_after" \
+		'BEGIN { printf "hostile_app used %.0f%% of a core meanwhile\n", 100 * c / hz / (b - a) }'
 	echo "hostile sessions ended during the transfer: $((s_after - s_before))"
 	[ $((s_after - s_before)) -ge 1 ] || fail "no hostile session ended while the transfer ran"
 	# Stopped, it holds its attachment and does nothing.
