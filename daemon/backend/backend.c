@@ -172,6 +172,7 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 	while (*be->ready_tail != NULL)
 		be->ready_tail = &(*be->ready_tail)->ready_next;
 	isod_mem_fini(app);
+	isod_shm_stats_retire(be, app);
 	if (be->conf.seg_release != NULL)   /* zero-copy TX: may defer the unmap */
 		be->conf.seg_release(be->conf.seg_arg, app->shm);
 	else
@@ -913,5 +914,6 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 	if ((size_t)n >= len)
 		return len ? len - 1 : 0;
 	n += (int)isod_cmds_format_stats(be, buf + n, len - (size_t)n);
+	n += (int)isod_shm_format_stats(be, buf + n, len - (size_t)n);
 	return (size_t)n + isod_cap_format_stats(be, buf + n, len - (size_t)n);
 }

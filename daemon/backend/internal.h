@@ -355,6 +355,8 @@ struct isod_backend {
 	int membar;
 	struct isod_mem_stats mem_st;
 	struct isod_backend_stats st;
+	/* shm/'s validation counters of the applications gone (shmstats.c) */
+	struct isoshm_stats shm_gone;
 };
 
 /* The back-end's millisecond clock: conf.clock_ms, or sys_now(). */
@@ -396,6 +398,13 @@ static inline uint32_t isod_pbuf_true(const struct pbuf *q)
 void isod_cap_rx_put(struct isod_sock *sk, uint64_t bytes);
 /* Its backend.app_cap_* lines of the STATS reply; bytes written. */
 size_t isod_cap_format_stats(const struct isod_backend *be, char *buf, size_t len);
+
+/* ---- shmstats.c: what the shared-memory boundary refused ---- */
+
+/* Adds a detaching application's shm/ validation counters to the total. */
+void isod_shm_stats_retire(struct isod_backend *be, const struct isod_app *app);
+/* Its backend.shm_* lines of the STATS reply; bytes written. */
+size_t isod_shm_format_stats(const struct isod_backend *be, char *buf, size_t len);
 
 /* ---- sockstats.c ---- */
 
