@@ -8,7 +8,7 @@ moment it sent a signal.
   stream-send HOST PORT         connect; send the seeded stream for ever,
                                 printing "sent N" after each chunk
   stream-hold HOST PORT         connect; print "connected"; read nothing
-                                (block on stdin) while the peer sends
+                                (sleep in pause()) while the peer sends
   sink-verify PORT              listen, accept one; read to EOF or error;
                                 the bytes must be a prefix of the seeded
                                 stream: "end eof|ERRNO bytes=N prefix=ok t=T"
@@ -41,6 +41,7 @@ import hashlib
 import os
 import random
 import select
+import signal
 import socket
 import sys
 import threading
@@ -98,8 +99,8 @@ def stream_send(host, port):
 def stream_hold(host, port):
     s = socket.create_connection((host, int(port)), timeout=30)
     out("connected")
-    sys.stdin.read()            # until killed
-    s.close()
+    while True:
+        signal.pause()          # until killed
 
 
 def sink_verify(port):

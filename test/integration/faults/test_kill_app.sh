@@ -50,6 +50,7 @@ check_released() {
 
 echo "== A: killed with unread data (the peer floods it)"
 bg peerA "$CLI" peer -- python3 "$TOOL" flood-send $PA
+peer=$LAST_PID
 wait_line "$tmp/peerA.out" listening || fail "peer A did not listen"
 bg appA "${SUT[@]}" python3 -u "$TOOL" stream-hold "$PEER_IP" $PA
 app=$LAST_PID
@@ -65,7 +66,7 @@ done
 echo "peer's send queue: $q bytes; the application has read nothing"
 t0=$(now)
 kill -KILL "$app"
-wait_line "$tmp/peerA.out" "^end" "$BOUND" "$(pgrep -f "flood-send $PA" | head -1)" ||
+wait_line "$tmp/peerA.out" "^end" "$BOUND" "$peer" ||
 	fail "the peer saw nothing within $BOUND s of the kill"
 line=$(grep "^end" "$tmp/peerA.out")
 t1=${line##*t=}
@@ -78,6 +79,7 @@ check_released "$app" 0
 
 echo "== B: killed with unsent data (it streams to the peer)"
 bg peerB "$CLI" peer -- python3 "$TOOL" sink-verify $PB
+peer=$LAST_PID
 wait_line "$tmp/peerB.out" listening || fail "peer B did not listen"
 bg appB "${SUT[@]}" python3 -u "$TOOL" stream-send "$PEER_IP" $PB
 app=$LAST_PID
@@ -86,7 +88,7 @@ t0=$(now)
 kill -KILL "$app"
 wait "$app" 2>/dev/null || true
 wrote=$(grep "^sent" "$tmp/appB.out" | tail -1 | cut -d' ' -f2)
-wait_line "$tmp/peerB.out" "^end" "$BOUND" "$(pgrep -f "sink-verify $PB" | head -1)" ||
+wait_line "$tmp/peerB.out" "^end" "$BOUND" "$peer" ||
 	fail "the peer saw no end of the stream within $BOUND s of the kill"
 line=$(grep "^end" "$tmp/peerB.out")
 t1=${line##*t=}
