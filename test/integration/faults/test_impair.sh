@@ -35,8 +35,10 @@ impair_cleanup() {
 	stop_relay
 	ip netns del "$cli" 2>/dev/null || true
 }
-# programs/lib.sh's cleanup runs `isostack down`; the client namespace is ours.
-trap 'rc=$?; impair_cleanup; (exit $rc); cleanup' EXIT
+# programs/lib.sh's cleanup runs `isostack down`; the client namespace is
+# ours. cleanup reads the exit status from $?: give it back (under set -e
+# a bare `(exit 1)` would end the trap before cleanup ran).
+trap 'rc=$?; impair_cleanup; if [ $rc -eq 0 ]; then cleanup; else (exit $rc) || cleanup; fi' EXIT
 
 # The wire: the peer address moves to a client namespace behind the relay.
 ip netns add "$cli"
