@@ -23,6 +23,10 @@ static int mask_of(struct isosock_app *app, int s, struct fsock *f)
 	case F_LISTEN:
 		if (f->nstash > 0 || f->incoming > 0)
 			m |= POLLIN;
+		/* The daemon is gone: accept fails at once (ECONNABORTED), so
+		 * a caller blocked in accept, poll or epoll wakes to see it. */
+		if (f->nstash == 0 && !isosock_app_alive(app))
+			m |= POLLIN | POLLERR | POLLHUP;
 		break;
 	case F_CONNECTING:
 		break;

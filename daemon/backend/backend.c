@@ -857,7 +857,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.apps_rejected %llu\nbackend.open_sockets %u\nbackend.cmds %llu\n"
 		"backend.bad_cmds %llu\nbackend.bad_slot %llu\nbackend.broken_socks %llu\n"
 		"backend.broken_apps %llu\nbackend.emfile %llu\nbackend.enobufs %llu\n"
-		"backend.accept_dropped %llu\nbackend.accept_deferred %llu\n"
+		"backend.accept_dropped %llu\nbackend.accept_deferred %llu\nbackend.syn_evicted %llu\n"
 		"backend.parked %llu\nbackend.resumed %llu\n"
 		"backend.status_deferred %llu\nbackend.events %llu\nbackend.tx_bytes %llu\n"
 		"backend.rx_bytes %llu\nbackend.tx_writes %llu\nbackend.sends_seen %llu\n"
@@ -883,6 +883,7 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->broken_socks, (unsigned long long)s->broken_apps,
 		(unsigned long long)s->emfile, (unsigned long long)s->enobufs,
 		(unsigned long long)s->accept_dropped, (unsigned long long)s->accept_deferred,
+		(unsigned long long)s->syn_evicted,
 		(unsigned long long)s->parked,
 		(unsigned long long)s->resumed, (unsigned long long)s->status_deferred,
 		(unsigned long long)s->events, (unsigned long long)s->tx_bytes,

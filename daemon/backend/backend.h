@@ -91,6 +91,7 @@ struct isod_backend_stats {
 	uint64_t emfile, enobufs;   /* SOCKET refused by the limits */
 	uint64_t accept_dropped;    /* incoming connection aborted: no memory for it */
 	uint64_t accept_deferred;   /* handshake ACK dropped: listen queue full */
+	uint64_t syn_evicted;       /* half-open connections dropped for newer SYNs (synq.c) */
 	uint64_t parked;            /* commands that had to wait */
 	uint64_t resumed;           /* socket resumptions from the event queue */
 	uint64_t status_deferred;   /* status ring full: posted later */

@@ -303,6 +303,22 @@ struct isod_app {
 	const struct isostack_shm_holders *shared_holders; /* hints, [max_sockets] */
 };
 
+/* ---- Half-open connections of a listener (synq.c) ------------------------ */
+
+/* The least bound of a listener's half-open connections; a larger
+ * backlog raises it (isod_synq_cap). */
+#define ISOD_SYNQ_MIN 1024
+uint32_t isod_synq_cap(uint32_t backlog);
+/* A passive open of lpcb (lwIP's ext-arg hook, slot id): npcb joins the
+ * listener's queue, the oldest half-open connection is dropped if it
+ * holds cap already.  ERR_MEM (no memory for the queue: drop the SYN). */
+err_t isod_synq_admit(struct isod_backend *be, struct tcp_pcb_listen *lpcb, u8_t id,
+		      struct tcp_pcb *npcb, uint32_t cap);
+/* pcb's handshake completed and it was accepted: out of the queue. */
+void isod_synq_accepted(struct tcp_pcb *pcb, u8_t id);
+/* The listener pcb's ext-arg destroy callback. */
+void isod_synq_free(u8_t id, void *data);
+
 #define ISOD_MAX_PENDING_CTL 16
 #define ISOD_MAX_PENDING_PER_UID 4   /* root exempt (ctl_auth.c) */
 

@@ -44,21 +44,23 @@ static void wnd_clamp(struct tcp_pcb *pcb, uint32_t ring)
 /*
  * Accepted connections: lwIP calls this after parsing the SYN (which sets
  * the scaled window) and before queueing the SYN-ACK that announces it.
- * It only adjusts the new pcb's window; npcb->callback_arg is still the
- * listener's socket.
+ * It adjusts the new pcb's window (npcb->callback_arg is still the
+ * listener's socket) and bounds the listener's half-open connections
+ * (synq.c; an error drops the SYN).
  */
 static err_t wnd_passive_open(u8_t id, struct tcp_pcb_listen *lpcb, struct tcp_pcb *npcb)
 {
 	struct isod_sock *lsk = lpcb->callback_arg;
 
-	(void)id;
-	if (lsk != NULL)
-		wnd_clamp(npcb, isod_sk_rx_start(lsk->app->be, lsk));
-	return ERR_OK;
+	if (lsk == NULL)
+		return ERR_OK;
+	wnd_clamp(npcb, isod_sk_rx_start(lsk->app->be, lsk));
+	return isod_synq_admit(lsk->app->be, lpcb, id, npcb, isod_synq_cap(lsk->bl_max));
 }
 
 static const struct tcp_ext_arg_callbacks wnd_ext_cbs = {
 	.passive_open = wnd_passive_open,
+	.destroy = isod_synq_free,
 };
 
 /* lwIP hands out extension slots once per process (lwipopts.h has one). */
@@ -214,6 +216,7 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 		lsk->app->be->st.accept_dropped++;
 		return ERR_MEM;
 	}
+	isod_synq_accepted(npcb, wnd_ext_id());
 	child->state = ISOD_S_CHILD;
 	child->parent = lsk->id;
 	isod_sk_attach_pcb(child, npcb);
