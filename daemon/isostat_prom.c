@@ -51,6 +51,7 @@ static const struct prom_group {
 	{ "backend", PROM_COUNTER, 0, "Socket back-end" },
 	{ "mem", PROM_COUNTER, 0, "Ring memory of applications' sockets" },
 	{ "txzc", PROM_COUNTER, 0, "Zero-copy transmit" },
+	{ "memp", PROM_GAUGE, 0, "lwIP's memory pools (entries) and heap (bytes)" },
 	{ "app", PROM_GAUGE, 1, "Per attached application" },
 	{ "sock", PROM_GAUGE, 2, "Per open socket of an application" },
 };
@@ -60,7 +61,7 @@ static const struct prom_group {
 static const char *const gauges[] = {
 	"loop.tsc_hz", "loop.adaptive", "loop.max_pass_cycles", "loop.max_timers_cycles",
 	"loop.rx_path_cycles_per_frame", "loop.tx_path_cycles_per_frame",
-	"core.cpu",
+	"core.cpu", "port.mbufs_used",
 	"backend.apps", "backend.open_sockets", "backend.rx_held", "backend.rx_held_max",
 	"backend.variant", "backend.doorbells_per_app",
 	"mem.budget", "mem.backed", "mem.pressure", "mem.membarrier",

@@ -16,7 +16,9 @@
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_mempool.h>
 
+#include "lwip/memp.h"
 #include "lwip/stats.h"
 
 #include "backend.h"
@@ -77,6 +79,40 @@ static void put_port(struct isod_strbuf *o, unsigned i, const struct isotcp_dpdk
 		isod_strbuf_put(o, "port.%u.dev_imissed %" PRIu64 "\nport.%u.dev_ierrors %" PRIu64 "\n"
 		    "port.%u.dev_oerrors %" PRIu64 "\nport.%u.dev_rx_nombuf %" PRIu64 "\n",
 		    i, hw.imissed, i, hw.ierrors, i, hw.oerrors, i, hw.rx_nombuf);
+}
+
+/* lwIP's pool names, lower-cased when printed: memp.tcp_pcb.used. */
+static const char *const pool_names[MEMP_MAX] = {
+#define LWIP_MEMPOOL(name, num, size, desc) #name,
+#include "lwip/priv/memp_std.h"
+};
+
+/*
+ * lwIP's memory as levels, for leak hunting (isostack bench soak): every
+ * memp pool's entries in use, their high-water mark, and allocations it
+ * refused; memp.heap is lwIP's heap (PBUF_RAM, malloc'd: bytes); each
+ * port's mbufs out of its mempool (RX frames lwIP holds, TX in flight).
+ */
+static void put_pools(struct isod_strbuf *o, const struct isod_loop *loop)
+{
+	char name[32];
+
+	for (int i = 0; i < MEMP_MAX; i++) {
+		const struct stats_mem *m = memp_pools[i]->stats;
+		size_t n = 0;
+
+		for (const char *c = pool_names[i]; *c != '\0' && n + 1 < sizeof(name); c++)
+			name[n++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+		name[n] = '\0';
+		isod_strbuf_put(o, "memp.%s.used %u\nmemp.%s.max %u\nmemp.%s.err %u\n",
+		    name, (unsigned)m->used, name, (unsigned)m->max, name, (unsigned)m->err);
+	}
+	isod_strbuf_put(o, "memp.heap.used %u\nmemp.heap.max %u\nmemp.heap.err %u\n",
+	    (unsigned)lwip_stats.mem.used, (unsigned)lwip_stats.mem.max,
+	    (unsigned)lwip_stats.mem.err);
+	for (unsigned i = 0; i < loop->nports; i++)
+		isod_strbuf_put(o, "port.%u.mbufs_used %u\n", i,
+		    rte_mempool_in_use_count(loop->ports[i].pool));
 }
 
 /* lwIP's counters of one protocol, under lwip.<proto>. */
@@ -176,5 +212,6 @@ size_t isod_stats_format(const struct isod_loop *loop, char *buf, size_t len)
 	put_proto(&o, "icmp", &lwip_stats.icmp);
 	put_proto(&o, "udp", &lwip_stats.udp);
 	put_proto(&o, "tcp", &lwip_stats.tcp);
+	put_pools(&o, loop);
 	return o.used;
 }
