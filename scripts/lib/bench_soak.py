@@ -361,8 +361,13 @@ def restart(c, w, stop):
         kill = i % 4 == 0
         cmd = shim_env(c, True) + [c["isoperf"], "client", c["peer_addr"], "-p",
                                     str(c["perf_port"]), "-m", mode, "-l", "16384",
-                                    "-d", "2", "--verify"]
+                                    "-d", "2", "--verify", "--json",
+                                    os.path.join(c["logs"], "isoperf-last.json")]
         out = os.path.join(c["logs"], "isoperf-last.log")
+        try:
+            os.unlink(os.path.join(c["logs"], "isoperf-last.json"))
+        except OSError:
+            pass
         with open(out, "w") as f:
             p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
         try:
@@ -382,14 +387,17 @@ def restart(c, w, stop):
             rc = "hung for 60 s"
         w.extra["runs"] += 1
         text = open(out, errors="replace").read()
-        m = re.search(r"^(send|recv)\s+1\s+16384\s+\S+\s+(\S+)", text, re.M)
-        if rc != 0 or not m:
+        try:
+            res = json.load(open(os.path.join(c["logs"], "isoperf-last.json")))
+        except (OSError, ValueError):
+            res = {}
+        if rc != 0 or res.get("verified") is not True or res.get("failures") != 0:
             w.fail(f"isoperf client {i} ({mode}): exit {rc}: {text.strip()[-300:]}")
             with open(log, "a") as f:
                 f.write(f"--- run {i} ({mode}) exit {rc}: {' '.join(cmd)}\n{text}\n")
         else:
             w.ops += 1
-            w.bytes += int(float(m[2]) * 1e9 / 8 * 2)
+            w.bytes += res.get("bytes", 0)
 
 
 TRAFFIC = [bulk_up, bulk_down, bulk_echo, short, idle, udp, restart]
