@@ -125,6 +125,7 @@ bench_soak() {
 	py=$ISOSTACK_LIB/bench_soak.py
 
 	log "bench soak: $secs s of traffic, a sample every $interval s; daemon $daemon$([ $asan = 1 ] && echo ' (ASan)'), shim $shim"
+	# shellcheck disable=SC2034  # read by bench_prog_cleanup (bench_programs.sh)
 	BP_PIDS=()
 	trap bench_prog_cleanup EXIT
 	if ! ISOSTACK_NS_PREFIX=$prefix ISOSTACK_DAEMON=$daemon cmd_up >"$out/soak-up.log" 2>&1; then
@@ -154,6 +155,7 @@ bench_soak() {
 	drc=$BS_DAEMON_RC
 	cp -- "$S_DAEMON_LOG" "$out/isostackd.log" 2>/dev/null || true
 	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
+	# shellcheck disable=SC2034  # read by bench_cleanup (bench.sh)
 	BENCH_DOWN=
 	lines=$(grep -cE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out/isostackd.log" || true)
 	if [ "$lines" -gt 0 ]; then
@@ -161,7 +163,9 @@ bench_soak() {
 		grep -E -A12 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out/isostackd.log" | head -60 >&2
 	fi
 	[ "$drc" = 0 ] || warn "bench soak: isostackd exited with status $drc (log: $out/isostackd.log)"
-	[ $rc -eq 0 ] && [ -f "$out/soak.json" ] || die "bench soak: the run failed (status $rc; logs in $out/soak-logs)"
+	if [ $rc -ne 0 ] || [ ! -f "$out/soak.json" ]; then
+		die "bench soak: the run failed (status $rc; logs in $out/soak-logs)"
+	fi
 	rc=0
 	python3 "$py" finish "$out" "$drc" "$lines" || rc=$?
 	log "bench soak: results in $out (soak.json, isostackd.log, soak-logs/)"
