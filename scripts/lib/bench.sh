@@ -1,7 +1,8 @@
 # isostack bench: the commands of the benchmarks and what they share (the
 # kernel's namespace pair, cleanup). The paper's figures (the default) are
 # in bench_paper.sh, the unmodified programs (bench programs) in
-# bench_programs.sh, idle connections (bench conns) in bench_conns.sh.
+# bench_programs.sh, idle connections (bench conns) in bench_conns.sh, the
+# long run of mixed traffic (bench soak) in bench_soak.sh.
 #
 # bench programs gives each stack a namespace pair joined by a veth: the
 # system under test (SUT) runs the program, the peer namespace runs its
@@ -33,6 +34,11 @@ help_bench() {
 kernel and isostack in one table: connections established per second,
 memory per idle connection, teardown time, failures (DIR/conns.json; its
 own --help lists its options).
+
+'isostack bench soak' runs mixed, verified traffic for N seconds (default
+600) and samples the daemon's RSS, lwIP's pools, the applications' sockets
+and ring memory: each must be back where it was once the traffic stops
+(DIR/soak.json; its own --help lists its options).
 Figures depend on this machine; they are never checked by the tests.
 
 examples:
@@ -113,6 +119,8 @@ cmd_bench() {
 	bench_off_stack_core
 	# conns parses its own options (scripts/lib/bench_conns.sh).
 	[ "${1:-}" = conns ] && { shift; bench_conns "$@"; return; }
+	# soak parses its own options (scripts/lib/bench_soak.sh).
+	[ "${1:-}" = soak ] && { shift; bench_soak "$@"; return; }
 	while [ $# -gt 0 ]; do
 		case $1 in      # the options that take a value
 		--stack|--seconds|--out|--only|--topology|--mtu) need_value "$name" "$@" ;;

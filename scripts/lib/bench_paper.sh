@@ -17,6 +17,7 @@ usage: isostack bench [--quick] [--only LIST] [--seconds N]
                       [--seconds N] [--only nginx,redis,iperf3] [--out DIR]
        isostack bench conns [--stack kernel|isostack|both] [--conns N]
                       [--quick] [--out DIR] ...  (isostack bench conns --help)
+       isostack bench soak [--seconds N] [--interval S] [--settle S] [--out DIR]
 
 Runs the paper's figures with isoperf (bench/isoperf.c), the kernel stack
 and isostack in the same run, one record per point:

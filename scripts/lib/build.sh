@@ -271,7 +271,9 @@ usage: isostack test [--quick] [--suite NAME]... [-- MESON-TEST-OPTIONS]
 The README's test command, and what CI runs. As root it first runs
 'isostack setup'. Then:
   1. build/        (gcc)            suites unit and integration
-  2. build-asan/   (gcc, -Db_sanitize=address,undefined)   suite unit
+  2. build-asan/   (gcc, -Db_sanitize=address,undefined)   suite unit, and
+     suite sanitize as root: the short soak (test/integration/soak/),
+     isostackd and the shim under ASan, LeakSanitizer at the daemon's exit
   3. build-clang/  (clang)          suite unit
   4. build-fuzz/   (clang, libFuzzer, ASan/UBSan)  suite fuzz: each fuzz
      target of test/fuzz for FUZZ_SECONDS (default 60); skipped when clang
@@ -382,8 +384,9 @@ cmd_test() {
 	run_suites "$ISOSTACK_BUILD" "${suites[@]}" -- "${extra[@]}"
 	if [ $quick -eq 0 ]; then
 		build_tree "$src/build-asan" -Db_sanitize=address,undefined -Db_lundef=false
+		# sanitize: tests that start isostackd (root) in this build.
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-			run_suites "$src/build-asan" unit -- "${extra[@]}"
+			run_suites "$src/build-asan" unit $([ "$(id -u)" -eq 0 ] && echo sanitize) -- "${extra[@]}"
 		CC=clang build_tree "$src/build-clang"
 		run_suites "$src/build-clang" unit -- "${extra[@]}"
 		test_fuzz "$src/build-fuzz" "${extra[@]}"

@@ -22,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ISOSTACK_CLI=${ISOSTACK_CLI:-$here/../../scripts/isostack}
 EXPECTED="setup build test demo up run peer down status bench"
-EXPECTED_SUB="bench:shm bench:programs bench:conns"
+EXPECTED_SUB="bench:shm bench:programs bench:conns bench:soak"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
