@@ -186,6 +186,31 @@ def cmd_echo_short(a):
           f"and closed cleanly ({a.count / secs:.0f} connections/s)")
 
 
+# --- echo-server -----------------------------------------------------------
+
+def cmd_echo_server(a):
+    """Echo every connection on a.port (a thread each) until killed; says
+    "listening" once it does. Used by tests on either side: in the peer,
+    or as an unmodified program under the shim."""
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("0.0.0.0", a.port))
+    lsock.listen(a.backlog)
+    print("listening", flush=True)
+
+    def echo(c):
+        while True:
+            data = c.recv(1 << 18)
+            if not data:
+                break
+            c.sendall(data)
+        c.close()
+
+    while True:
+        c, _ = lsock.accept()
+        threading.Thread(target=echo, args=(c,), daemon=True).start()
+
+
 # --- arp ---------------------------------------------------------------------
 
 def cmd_arp(a):
@@ -318,6 +343,9 @@ def main():
     s.add_argument("--count", type=int, default=1000)
     s.add_argument("--size", type=int, default=64)
     s.add_argument("--port", type=int, default=7)
+    e = sub.add_parser("echo-server")
+    e.add_argument("--port", type=int, required=True)
+    e.add_argument("--backlog", type=int, default=16)
     r = sub.add_parser("arp")
     r.add_argument("--iface", required=True)
     r.add_argument("--dmac", required=True)
@@ -328,7 +356,7 @@ def main():
     m.add_argument("--src", default="198.18.0.2")
     m.add_argument("--probe-wait", type=float, default=1.0)
     a = p.parse_args()
-    {"echo-bulk": cmd_echo_bulk, "echo-short": cmd_echo_short,
+    {"echo-bulk": cmd_echo_bulk, "echo-short": cmd_echo_short, "echo-server": cmd_echo_server,
      "arp": cmd_arp, "malformed": cmd_malformed}[a.cmd](a)
 
 

@@ -17,6 +17,7 @@
 # $1: libisosock.so, $2: ctl_probe.
 PROG_TAG=acc
 . "$(dirname "$0")/../programs/lib.sh"
+PEER_TOOL=$(cd "$(dirname "$0")/.." && pwd)/peer_tool.py
 need python3 python3
 need setpriv util-linux
 PROBE=$2
@@ -82,22 +83,7 @@ refused=$(awk '$1 == "backend.ctl_refused" { print $2 }' "$tmp/isostat.log")
 [ "${refused:-0}" -ge 1 ] || fail "backend.ctl_refused is '${refused:-}'"
 
 echo "== the peer echoes"
-bg peer "$CLI" peer -- python3 -c '
-import socket, sys, threading
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", int(sys.argv[1]))); l.listen(8)
-print("listening", flush=True)
-def echo(c):
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        c.sendall(b)
-    c.close()
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-' $PORT
+bg peer "$CLI" peer -- python3 "$PEER_TOOL" echo-server --port $PORT
 wait_line "$tmp/peer.out" listening || fail "peer did not listen"
 
 # A member's program under the shim: one echo round, then another when a

@@ -48,22 +48,6 @@ stats() { "$isostat" -r -c "$CTL" >"$1" || fail "isostat"; }
 val() { awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1"; }
 alive() { kill -0 "$S_DAEMON_PID" 2>/dev/null || fail "isostackd (pid $S_DAEMON_PID) died"; }
 
-ECHO_SERVER='
-import socket, sys, threading
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", int(sys.argv[1]))); l.listen(8)
-print("listening", flush=True)
-def echo(c):
-    while True:
-        b = c.recv(262144)
-        if not b:
-            break
-        c.sendall(b)
-    c.close()
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-'
 
 # transfer NAME PORT: peer_tool's echo-bulk through the victim; prints and
 # records its Mbit/s in $tmp/NAME.rate.  peer_tool fails unless the
@@ -84,7 +68,7 @@ transfer() {
 }
 
 echo "== the victim: python3 under the shim, echo server on $PORT"
-bg victim "$CLI" run --require -- python3 -c "$ECHO_SERVER" $PORT
+bg victim "$CLI" run --require -- python3 "$PEER_TOOL" echo-server --port $PORT
 VICTIM=$LAST_PID
 wait_line "$tmp/victim.out" listening 30 || fail "victim did not listen"
 
@@ -183,7 +167,7 @@ done
 [ $gone -eq 1 ] || fail "hostile_app (pid $HPID) still in isostat 10 s after it exited"
 
 echo "== a new application is served"
-bg fresh "$CLI" run --require -- python3 -c "$ECHO_SERVER" $((PORT + 1))
+bg fresh "$CLI" run --require -- python3 "$PEER_TOOL" echo-server --port $((PORT + 1))
 wait_line "$tmp/fresh.out" listening 30 || fail "new application did not listen"
 BYTES=4194304 transfer fresh $((PORT + 1))
 alive

@@ -19,6 +19,7 @@
 # $1: libisosock.so, $2: iso_probe.
 PROG_TAG=iso
 . "$(dirname "$0")/../programs/lib.sh"
+PEER_TOOL=$(cd "$(dirname "$0")/.." && pwd)/peer_tool.py
 need python3 python3
 need setpriv util-linux
 PROBE=$2
@@ -43,7 +44,7 @@ chmod 644 "$tmp/data"
 want=$(sha256sum <"$tmp/data" | cut -d' ' -f1)
 
 stack_up --set control_group=$GID
-. <(sed -n 's/^\([A-Z_]*\)=/S_\1=/p' "/run/isostack/$ISOSTACK_NS_PREFIX/state")
+. <(sed -n 's/^\([A-Z0-9_]*\)=/S_\1=/p' "/run/isostack/$ISOSTACK_NS_PREFIX/state")
 CTL=$S_CONTROL
 # ISOLATION_USER_B=nobody runs B as A's user: the test must then fail
 # (that is how it was checked).
@@ -51,22 +52,7 @@ USER_B=${ISOLATION_USER_B:-daemon}
 user_b() { setpriv --reuid "$USER_B" --regid "$(id -g "$USER_B")" --groups "$GID" "$@"; }
 
 echo "== the peer echoes"
-bg peer "$CLI" peer -- python3 -c '
-import socket, sys, threading
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", int(sys.argv[1]))); l.listen(8)
-print("listening", flush=True)
-def echo(c):
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        c.sendall(b)
-    c.close()
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-' $PORT
+bg peer "$CLI" peer -- python3 "$PEER_TOOL" echo-server --port $PORT
 wait_line "$tmp/peer.out" listening || fail "peer did not listen"
 
 echo "== A (nobody) under the shim: 200 kB echoed, connection held"

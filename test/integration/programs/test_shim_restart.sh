@@ -11,26 +11,12 @@
 #     What the old connection says is printed (see the end).
 PROG_TAG=rst
 . "$(dirname "$0")/lib.sh"
+PEER_TOOL=$(cd "$(dirname "$0")/.." && pwd)/peer_tool.py
 need python3 python3
 
 PORT=9320
 start_peer() {
-	bg peer "$CLI" peer -- python3 -c '
-import socket, sys, threading
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", int(sys.argv[1]))); l.listen(16)
-print("listening", flush=True)
-def echo(c):
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        c.sendall(b)
-    c.close()
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-' $PORT
+	bg peer "$CLI" peer -- python3 "$PEER_TOOL" echo-server --port $PORT
 	wait_line "$tmp/peer.out" listening || fail "peer did not listen"
 }
 
