@@ -36,8 +36,12 @@ for k in $KINDS; do
 	mkfifo "$tmp/$k.in"
 	eval "exec $fd<>\"\$tmp/\$k.in\""
 	FD[$k]=$fd
-	bg "$k" "${SUT[@]}" python3 -u "$TOOL" block "$k" "$PEER_IP" \
-		"$([ "$k" = accept ] && echo $LPORT || echo $HOLD)" $ECHO <&"$fd"
+	# Not with bg: a background command's stdin is /dev/null unless the
+	# command itself redirects it.
+	"${SUT[@]}" python3 -u "$TOOL" block "$k" "$PEER_IP" \
+		"$([ "$k" = accept ] && echo $LPORT || echo $HOLD)" $ECHO \
+		<&"$fd" >"$tmp/$k.out" 2>&1 &
+	PIDS+=($!); LAST_PID=$!
 	APP[$k]=$LAST_PID
 	fd=$((fd + 1))
 done
