@@ -489,6 +489,14 @@ int isoshm_app_notes(struct isoshm_app *a, uint32_t *cursor,
 	*cursor = prod;
 	if (prod - from > a->hdr.note_entries)
 		return 1;
+	/* The stack skips a repeat of the last id (shm_abi.h): a socket
+	 * posted to again since our last look is named only by the last
+	 * note, which we had already passed on.  So the last note is
+	 * passed on at every look.  Without it a lone busy socket (one
+	 * client) was seen only by the 50 ms full scans: an epoll server's
+	 * echo took 100 ms. */
+	if (from == prod && prod != 0)
+		from = prod - 1;
 	for (uint32_t i = from; i != prod; i++) {
 		uint32_t id = __atomic_load_n(&a->notes[i & mask], __ATOMIC_RELAXED);
 

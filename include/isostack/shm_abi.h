@@ -272,7 +272,8 @@ struct isostack_shm_wait {
 	/*
 	 * Notification ring (ISOSTACK_SHM_FEAT_NOTES): the stack appends the
 	 * id of every socket it posts a status or RX bytes to (a repeat of the
-	 * last id is skipped) at notes_off[notes_prod & (note_entries - 1)],
+	 * last id is skipped, so a reader looks at the last id at every look,
+	 * new or not) at notes_off[notes_prod & (note_entries - 1)],
 	 * then publishes notes_prod (store-release).  Any number of readers
 	 * follow it with cursors of their own, never consuming: a reader that
 	 * finds notes_prod more than note_entries past its cursor (before or
