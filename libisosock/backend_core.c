@@ -450,10 +450,18 @@ static int be_sleep_mark(void *h, int key, bool on)
 			return -1;
 		key = (int)(H(h)->att - atts) << 20 | H(h)->s;
 	}
+	key &= ~ISOSOCK_MARK_OWN;
 	if (key < 0 || (key >> 20) >= atomic_load_explicit(&natt, memory_order_acquire))
 		return -1;
-	isosock_sleep_mark(atts[key >> 20].app, key & 0xfffff, on);
-	return key;
+	return isosock_sleep_mark(atts[key >> 20].app, key & 0xfffff, on) ?
+	       key | ISOSOCK_MARK_OWN : key;
+}
+
+static void be_sleep_unmark_process(int key)
+{
+	key &= ~ISOSOCK_MARK_OWN;
+	if (key >= 0 && (key >> 20) < atomic_load_explicit(&natt, memory_order_acquire))
+		isosock_sleep_unmark_process(atts[key >> 20].app, key & 0xfffff);
 }
 
 static void be_sleep_any(bool on)
@@ -506,7 +514,7 @@ static int be_notes(uint32_t *cursors, uint64_t *valid, void (*fn)(void *arg, in
 static int be_wake_fd(void)
 {
 	int n = atomic_load_explicit(&natt, memory_order_acquire);
-	return n > 0 ? isosock_app_wake_fd(atts[n - 1].app) : -1;
+	return n > 0 ? isosock_app_sleep_fd(atts[n - 1].app) : -1;
 }
 
 static void be_atfork_prepare(void)
@@ -808,6 +816,7 @@ const struct isosock_be isosock_be_core = {
 	.wait_begin = be_wait_begin,
 	.wait_end = be_wait_end,
 	.sleep_mark = be_sleep_mark,
+	.sleep_unmark_process = be_sleep_unmark_process,
 	.sleep_any = be_sleep_any,
 	.wake_fd = be_wake_fd,
 	.note_key = be_note_key,

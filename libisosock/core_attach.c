@@ -191,6 +191,7 @@ int isosock_app_attach(struct isosock_app **out, const char *path)
 	app = calloc(1, sizeof(*app));
 	if (app == NULL)
 		return -ENOMEM;
+	isosock__twake_init(app);
 	app->stack_wake_fd = -1;
 	app->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (app->ctl_fd < 0) {

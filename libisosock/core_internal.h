@@ -162,6 +162,10 @@ struct fshared {
 	 * be or have been waiting (readable is not hung up then). */
 	pthread_mutex_t ctl_lock;
 	_Atomic uint32_t ctl_seq;
+	/* wake_mask bits of threads with a wake fd of their own
+	 * (core_wait.c, thread wake fds) and the thread holding each. */
+	_Atomic uint64_t thread_bits;
+	_Atomic int32_t thread_pid[64], thread_tid[64];
 	struct fsock fs[];
 	/* then, after fs[nsocks]: _Atomic uint64_t closing[(nsocks + 63) / 64],
 	 * a bit per id in F_CLOSING (isosock__closing), so that reaping looks
@@ -195,6 +199,8 @@ struct isosock_app {
 	struct fsock *fs;
 	_Atomic bool dead;
 	_Atomic int64_t alive_at;  /* when the control socket was last polled */
+	uint64_t serial;           /* this process's attachments, in creation order */
+	int thread_fd[64];         /* our threads' own wake fds by bit, -1 none */
 	struct isosock_stats st;   /* approximate under concurrency */
 };
 
@@ -415,6 +421,19 @@ int isosock__simple_call(struct isosock_app *app, int s, struct isostack_shm_cmd
 
 void isosock__bind_shm(struct isosock_app *app);
 void isosock__own_wake_fd(struct isosock_app *app, int member);
+
+/* ---- core_twake.c ---- */
+
+/* At the creation of an attachment (this process's view of it). */
+void isosock__twake_init(struct isosock_app *app);
+/* This thread's own wake_mask bit for app (registering it with its fd
+ * the first time), or -1: it shares the process's bit and fd. */
+int isosock__twake_bit(struct isosock_app *app);
+/* This thread's own wake fd for app if it has one, else -1. */
+int isosock__twake_fd(const struct isosock_app *app);
+bool isosock__twake_private(const struct isosock_app *app, int fd);
+void isosock__twake_moved(struct isosock_app *app, int fd, int nfd);
+void isosock__twake_fork_child(struct isosock_app *app);
 
 /* ---- core_members.c ---- */
 

@@ -281,7 +281,7 @@ bool isosock_app_private_fd(const struct isosock_app *app, int fd)
 	for (int i = 0; i < 6; i++)
 		if (fd >= 0 && fd == fds[i])
 			return true;
-	return false;
+	return isosock__twake_private(app, fd);
 }
 
 /* Above the numbers programs dup2 onto by hand (0-2, a few fixed ones). */
@@ -317,6 +317,7 @@ int isosock_app_private_move(struct isosock_app *app, int fd)
 		app->stack_wake_fd = nfd;
 	if (app->sh_fd == fd)
 		app->sh_fd = nfd;
+	isosock__twake_moved(app, fd, nfd);
 	isoshm_app_fds(app->shm, &seg, &view);
 	if (seg == fd || view == fd)
 		isoshm_app_fd_moved(app->shm, fd, nfd);
@@ -371,6 +372,7 @@ int isosock_app_exec_import(struct isosock_app **out, const char *desc)
 	app = calloc(1, sizeof(*app));
 	if (app == NULL)
 		return -ENOMEM;
+	isosock__twake_init(app);
 	rc = isoshm_app_adopt(&app->shm, view, fds[1], fds[0]);
 	if (rc < 0)
 		goto err_free;
@@ -487,6 +489,7 @@ void isosock_app_fork_child(struct isosock_app *app, int child)
 		memset((void *)app->marks, 0, isosock__hiwat(app) * sizeof(app->marks[0]));
 	atomic_store_explicit(&app->sleepers, 0, memory_order_relaxed);
 	isosock__sleep_any_reset();
+	isosock__twake_fork_child(app);
 	if (child != app->me) {
 		app->me = child;
 		app->next_sweep = 0;

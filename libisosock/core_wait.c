@@ -217,25 +217,44 @@ int isosock_wait(struct isosock_app *app, struct isosock_pollfd *set, unsigned n
  * repaired by re-checking the count after clearing; bit 63 is shared by
  * all processes past the 63rd and is never cleared (extra wake-ups only).
  */
-void isosock_sleep_mark(struct isosock_app *app, int s, bool on)
+int isosock_sleep_mark(struct isosock_app *app, int s, bool on)
+{
+	int tbit = isosock__twake_bit(app);
+
+	if (s <= 0 || (uint32_t)s >= app->nsocks)
+		return 0;
+	if (tbit >= 0) {
+		/* A bit of this thread's own (core_twake.c): no count. */
+		_Atomic uint64_t *mask = &app->socks[s].wake_mask;
+		uint64_t b = UINT64_C(1) << tbit;
+
+		if (on)
+			atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
+		else
+			atomic_fetch_and_explicit(mask, ~b, memory_order_relaxed);
+		return 1;
+	}
+	if (!on) {
+		isosock_sleep_unmark_process(app, s);
+		return 0;
+	}
+	if (app->marks == NULL ||
+	    atomic_fetch_add_explicit(&app->marks[s], 1, memory_order_relaxed) == 0)
+		atomic_fetch_or_explicit(&app->socks[s].wake_mask,
+					 UINT64_C(1) << (app->me < 63 ? app->me : 63),
+					 memory_order_relaxed);
+	return 0;
+}
+
+void isosock_sleep_unmark_process(struct isosock_app *app, int s)
 {
 	int bit = app->me < 63 ? app->me : 63;
 	uint64_t b = UINT64_C(1) << bit;
 	_Atomic uint64_t *mask;
 
-	if (s <= 0 || (uint32_t)s >= app->nsocks)
+	if (s <= 0 || (uint32_t)s >= app->nsocks || app->marks == NULL)
 		return;
 	mask = &app->socks[s].wake_mask;
-	if (app->marks == NULL) {
-		if (on)
-			atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
-		return;
-	}
-	if (on) {
-		if (atomic_fetch_add_explicit(&app->marks[s], 1, memory_order_relaxed) == 0)
-			atomic_fetch_or_explicit(mask, b, memory_order_relaxed);
-		return;
-	}
 	if (atomic_fetch_sub_explicit(&app->marks[s], 1, memory_order_relaxed) != 1 || bit == 63)
 		return;
 	atomic_fetch_and_explicit(mask, ~b, memory_order_relaxed);
@@ -268,8 +287,17 @@ void isosock__sleep_any_reset(void)
 void isosock_sleep_any(struct isosock_app *app, bool on)
 {
 	int bit = app->me < 63 ? app->me : 63;
+	int tbit = isosock__twake_bit(app);
 	uint64_t b = UINT64_C(1) << bit;
 
+	if (tbit >= 0) {
+		b = UINT64_C(1) << tbit;
+		if (on)
+			atomic_fetch_or_explicit(&app->wait->wake_any, b, memory_order_relaxed);
+		else
+			atomic_fetch_and_explicit(&app->wait->wake_any, ~b, memory_order_relaxed);
+		return;
+	}
 	if (on) {
 		if (atomic_fetch_add_explicit(&any_sleepers, 1, memory_order_relaxed) == 0)
 			atomic_fetch_or_explicit(&app->wait->wake_any, b, memory_order_relaxed);
@@ -302,7 +330,8 @@ uint32_t isosock_app_notes_now(struct isosock_app *app)
 int isosock_wait_arm(struct isosock_app *app)
 {
 	isosock__sweep(app);     /* mixed waits re-arm every slice: the survivors' turn */
-	atomic_fetch_add_explicit(&app->sleepers, 1, memory_order_relaxed);
+	if (isosock__twake_fd(app) < 0)  /* sleepers share the process's fd */
+		atomic_fetch_add_explicit(&app->sleepers, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&app->wait->waiters, 1, memory_order_relaxed);
 	/* Orders the announcement before the caller's readiness re-check;
 	 * pairs with the stack's fences before it reads waiters: W1 in
@@ -316,8 +345,15 @@ int isosock_wait_arm(struct isosock_app *app)
 int isosock_wait_disarm(struct isosock_app *app)
 {
 	uint64_t v;
+	int own = isosock__twake_fd(app);
 
 	atomic_fetch_sub_explicit(&app->wait->waiters, 1, memory_order_relaxed);
+	if (own >= 0) {
+		/* Our own fd (core_twake.c): nobody else reads it. */
+		while (read(own, &v, sizeof(v)) == sizeof(v))
+			;
+		return 0;
+	}
 	/*
 	 * All our sleeping threads poll the one wake fd, and a write wakes
 	 * them all; a thread that drained it while another was still on its

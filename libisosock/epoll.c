@@ -70,6 +70,8 @@ struct interest {
 	bool check;             /* look at it in the next scan (new, modified) */
 	int key;                /* be->sleep_mark key while marks > 0 */
 	int marks;              /* sleeping threads it is marked for */
+	int pmarks;             /* those of them that marked it with the
+				 * process's bit (the others: their own) */
 	int nkey;               /* be->note_key of its socket, -1 unknown */
 };
 
@@ -180,26 +182,33 @@ static bool at_room(struct ep *e, int fd)
  * for this interest's socket (shim.h, sleep_mark). */
 static void mark(struct interest *it, bool on)
 {
+	int key;
+
 	if (!isosock_be || !isosock_be->sleep_mark)
 		return;
 	if (!on) {
-		if (it->marks > 0 && isosock_be->sleep_mark(NULL, it->key, false) >= 0)
+		if (it->marks > 0 && (key = isosock_be->sleep_mark(NULL, it->key, false)) >= 0) {
 			it->marks--;
+			if (!(key & ISOSOCK_MARK_OWN) && it->pmarks > 0)
+				it->pmarks--;
+		}
 		return;
 	}
 	if (it->marks == 0) {
 		struct isosock_file *f = isosock_fd_get(it->fd);
-		int key = f == it->f && f && f->gen == it->gen && f->h ?
-			  isosock_be->sleep_mark(f->h, -1, true) : -1;
+		key = f == it->f && f && f->gen == it->gen && f->h ?
+		      isosock_be->sleep_mark(f->h, -1, true) : -1;
 		if (f)
 			isosock_file_put(f);
 		if (key < 0)
 			return;
-		it->key = key;
-	} else if (isosock_be->sleep_mark(NULL, it->key, true) < 0) {
+		it->key = key & ~ISOSOCK_MARK_OWN;
+	} else if ((key = isosock_be->sleep_mark(NULL, it->key, true)) < 0) {
 		return;
 	}
 	it->marks++;
+	if (!(key & ISOSOCK_MARK_OWN))
+		it->pmarks++;
 }
 
 /* Under e->lock: a thread of ours goes to sleep on the set (on), or
@@ -219,8 +228,14 @@ static void mark_all(struct ep *e, bool on)
 
 static void drop(struct ep *e, struct interest *it)
 {
-	while (it->marks > 0)
-		mark(it, false);
+	/* Dropped while threads sleep on it: their process-bit marks are
+	 * counted and withdrawn here; a bit of a thread's own stays set on
+	 * the socket (at worst a wake-up for nothing later). */
+	while (it->pmarks > 0 && isosock_be && isosock_be->sleep_unmark_process) {
+		isosock_be->sleep_unmark_process(it->key);
+		it->pmarks--;
+	}
+	it->marks = 0;
 	e->at[it->fd] = 0;
 	*it = e->v[--e->n];
 	if (it != &e->v[e->n])      /* the last one moved into its place */
@@ -633,7 +648,7 @@ void isosock_e_atfork_child(void)
 			/* The core forgot the parent's marks (fork_child). */
 			e->sleeping = 0;
 			for (int i = 0; i < e->n; i++)
-				e->v[i].marks = 0;
+				e->v[i].marks = e->v[i].pmarks = 0;
 		}
 	}
 }

@@ -137,7 +137,11 @@ void isosock_app_exit(struct isosock_app *app);
 void isosock_app_child_reaped(struct isosock_app *app);
 /* Before sleeping on the wake fd (on) and after (off): socket s of this
  * process is waited for, so the stack writes our wake fd for it. */
-void isosock_sleep_mark(struct isosock_app *app, int s, bool on);
+/* Returns 1 when it used this thread's own wake bit (core_twake.c), 0
+ * when the process's. */
+int isosock_sleep_mark(struct isosock_app *app, int s, bool on);
+/* Withdraws one process-bit mark of socket s (another thread's). */
+void isosock_sleep_unmark_process(struct isosock_app *app, int s);
 /* The same for every socket of the application at once (large sets). */
 void isosock_sleep_any(struct isosock_app *app, bool on);
 /* The sockets the stack posted to since *cursor (isoshm_app_notes): fn
@@ -175,6 +179,9 @@ bool isosock_app_private_fd(const struct isosock_app *app, int fd);
 int isosock_app_private_move(struct isosock_app *app, int fd);
 int isosock_app_ctl_fd(const struct isosock_app *app);
 int isosock_app_wake_fd(const struct isosock_app *app);
+/* The fd this thread sleeps on in mixed waits: its own (core_twake.c) or
+ * the process's wake fd. */
+int isosock_app_sleep_fd(struct isosock_app *app);
 
 /* ---- Sockets ---------------------------------------------------------- */
 

@@ -110,6 +110,9 @@ extern struct isosock_libc isosock_libc;
  * stacks at once are handled in one place).  Handles are opaque.
  * Returns 0, a count or -errno; -EAGAIN when the call would block.
  */
+/* In a sleep_mark key: marked with the thread's own wake bit. */
+#define ISOSOCK_MARK_OWN (1 << 30)
+
 struct isosock_be {
 	/* 0 when the stack is reachable (attaching on first use), else
 	 * -ENETDOWN (no daemon) or another -errno. */
@@ -146,9 +149,14 @@ struct isosock_be {
 	void (*wait_begin)(void);
 	void (*wait_end)(void);
 	/* Before sleeping on wake_fd(), for each socket waited for (on:
-	 * returns a key, or -1), and after, with that key (off, h NULL): so
-	 * the stack writes this process's wake fd for that socket. */
+	 * returns a key, or -1), and after, with that key (off, h NULL), by
+	 * the same thread: so the stack writes the fd this thread sleeps on
+	 * for that socket.  A key with ISOSOCK_MARK_OWN was marked with the
+	 * calling thread's own bit (core_twake.c), one without with the
+	 * process's: sleep_unmark_process(key) withdraws one such mark of
+	 * another thread's (an interest dropped while it sleeps). */
 	int (*sleep_mark)(void *h, int key, bool on);
+	void (*sleep_unmark_process)(int key);
 	/* The same for every socket at once (large epoll sets). */
 	void (*sleep_any)(bool on);
 	int (*wake_fd)(void);                              /* -1 if none */

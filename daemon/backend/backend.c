@@ -428,9 +428,23 @@ static void reply_extent(struct isod_app *app, uint32_t id)
 	(void)isoshm_send_fds(app->ctl_fd, &r, sizeof(r), &fd, 1, MSG_DONTWAIT);
 }
 
-/* CTL_WAKEFD: one more wake fd for the application (a fork child's). */
+/* CTL_WAKEFD: one more wake fd for the application (a fork child's, or
+ * one thread's: ctl_proto.h, ISOSTACK_CTL_WAKEFD_THREAD). */
 static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid, uint32_t member)
 {
+	uint8_t bit = (member & ISOSTACK_CTL_WAKEFD_THREAD) ?
+		      (uint8_t)(ISOD_WAKE_THREAD | (member & 63)) :
+		      (uint8_t)(member < 63 ? member : 63);
+
+	/* A thread's bit taken over by another thread of the process:
+	 * that one's fd replaces the gone one's. */
+	for (unsigned i = 0; (bit & ISOD_WAKE_THREAD) && i < app->nmore_wake; i++) {
+		if (app->more_wake_pid[i] == pid && app->more_wake_bit[i] == bit) {
+			close(app->more_wake_fd[i]);
+			app->more_wake_fd[i] = fd;
+			return;
+		}
+	}
 	/* Full: drop the entries of processes that are gone. */
 	for (unsigned i = 0; app->nmore_wake == ISOD_MAX_WAKE_FDS && i < app->nmore_wake;) {
 		if (kill((pid_t)app->more_wake_pid[i], 0) != 0 && errno == ESRCH) {
@@ -448,7 +462,7 @@ static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid, uint32_t mem
 		return;
 	}
 	app->more_wake_fd[app->nmore_wake] = fd;
-	app->more_wake_bit[app->nmore_wake] = (uint8_t)(member < 63 ? member : 63);
+	app->more_wake_bit[app->nmore_wake] = bit;
 	app->more_wake_pid[app->nmore_wake++] = pid;
 }
 
@@ -500,7 +514,8 @@ static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 			return 1;
 		}
 		add_wake_fd(attached, fds[0], m.wake.pid, m.wake.member);
-		isod_procs_watch(attached, (int32_t)m.wake.pid, m.wake.member);
+		if (!(m.wake.member & ISOSTACK_CTL_WAKEFD_THREAD))
+			isod_procs_watch(attached, (int32_t)m.wake.pid, m.wake.member);
 		return 1;
 	}
 	if (m.hdr.type == ISOSTACK_CTL_EXTENT && attached != NULL && nfds == 0 &&
@@ -667,7 +682,7 @@ static void kick_apps(struct isod_backend *be)
 			if ((mask & 1) && write(a->wake_fd, &one, sizeof(one)) == sizeof(one))
 				be->st.app_kicks++;
 			for (unsigned i = 0; i < a->nmore_wake; i++)
-				if (((mask >> a->more_wake_bit[i]) & 1) &&
+				if (((mask >> (a->more_wake_bit[i] & 63)) & 1) &&
 				    write(a->more_wake_fd[i], &one, sizeof(one)) == sizeof(one))
 					be->st.app_kicks++;
 		}

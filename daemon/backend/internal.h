@@ -222,6 +222,7 @@ unsigned isod_sock_quarantine_poll(struct isod_app *app, unsigned max);
 #define ISOD_QUARANTINE_PER_MS 64
 
 #define ISOD_MAX_WAKE_FDS 63
+#define ISOD_WAKE_THREAD 0x80
 
 /* ---- procs.c: the processes of an application, watched with pidfds ---- */
 
@@ -262,7 +263,8 @@ struct isod_app {
 	 * pids: an entry whose process is gone is dropped to make room. */
 	int more_wake_fd[ISOD_MAX_WAKE_FDS];
 	uint32_t more_wake_pid[ISOD_MAX_WAKE_FDS];
-	uint8_t more_wake_bit[ISOD_MAX_WAKE_FDS];  /* wake_mask bit (the first fd: 0) */
+	/* wake_mask bit (the first fd: 0), | ISOD_WAKE_THREAD for a thread's */
+	uint8_t more_wake_bit[ISOD_MAX_WAKE_FDS];
 	unsigned nmore_wake;
 	uint32_t id;
 	uint32_t pid;

@@ -84,8 +84,17 @@ struct isostack_ctl_wakefd {
 	struct isostack_ctl_hdr hdr;
 	uint32_t pid;           /* the process that will read it */
 	uint32_t member;        /* its place in the application: its bit in
-				 * the sockets' wake_mask is min(member, 63) */
+				 * the sockets' wake_mask is min(member, 63);
+				 * or a thread's bit | ISOSTACK_CTL_WAKEFD_THREAD */
 };
+
+/*
+ * member of a WAKEFD that is one thread's fd (libisosock/core_twake.c):
+ * bit (member & 63) of the wake_mask is that thread's, not a process of
+ * the member table.  It replaces the fd registered before under the same
+ * pid and bit (a thread that is gone).
+ */
+#define ISOSTACK_CTL_WAKEFD_THREAD 0x80000000u
 
 /*
  * app -> daemon, on an attached connection: the fd of extent `id`.  The
