@@ -79,7 +79,7 @@ share() {
 	: >"$tmp/$phase.servers"
 	printf "%s: split" "$phase"
 	for s in "$@"; do
-		grep ": conn sha256" "$tmp/$s.out" | tail -n +$((${skip_of[$s]:-0} + 1)) |
+		{ grep ": conn sha256" "$tmp/$s.out" || true; } | tail -n +$((${skip_of[$s]:-0} + 1)) |
 			awk '{ print $4 }' >>"$tmp/$phase.servers"
 		printf " %s %d" "$s" $(($(conns_of "$s") - ${skip_of[$s]:-0}))
 	done
