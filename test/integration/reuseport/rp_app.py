@@ -2,18 +2,24 @@
 """SO_REUSEPORT as a program sees it (test_reuseport.sh). Plain sockets,
 stdlib only: the same file runs under libisosock and on Linux.
 
-  rp_app.py server NAME ADDR PORT [--no-reuseport]
+  rp_app.py server NAME ADDR PORT [--no-reuseport] [--no-accept]
       binds ADDR:PORT (SO_REUSEPORT unless told not), listens, prints
       "NAME: listening" (or "NAME: bind ERRNO" and exits 3), then echoes
       each connection whole (read to EOF, send back, close) and prints
-      "NAME: conn sha256 HEX bytes N" for it.  SIGTERM: closes the
-      listener, prints "NAME: closed", exits 0.
+      "NAME: conn sha256 HEX bytes N" for it; --no-accept: accepts none.
+      SIGTERM: closes the listener, prints "NAME: closed", exits 0.
   rp_app.py client ADDRS PORT COUNT SEED
       COUNT connections (8 at a time, each from its own source port) to
       ADDR:PORT, ADDRS a comma-separated list taken in turn; each sends a
       random payload (1 B to 32 KiB, from SEED), half-closes and must get
       the same bytes back (SHA-256).  Prints "conn I sha256 HEX bytes N"
       per connection; exits 1 if one failed.
+  rp_app.py probe ADDR PORT COUNT SEED
+      opens COUNT connections one after the other, each sending 1000
+      random bytes and half-closing, prints "probe: COUNT open", then
+      reads each one's answer: "probe I echo" (the same bytes) or
+      "probe I reset" (ECONNRESET), and "probe: E echoed R reset F failed";
+      exits 1 if one failed otherwise.
   rp_app.py bindcheck ADDR PORT
       the bind and listen rules, case by case, on PORT, PORT+1...: what
       each call said, without addresses, so that the output under the shim
@@ -40,7 +46,7 @@ def sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def server(name, addr, port, reuseport):
+def server(name, addr, port, reuseport, accept=True):
     ls = socket.socket(family(addr), socket.SOCK_STREAM)
     if reuseport:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -57,6 +63,8 @@ def server(name, addr, port, reuseport):
     signal.signal(signal.SIGTERM, stop)
     say("%s: listening" % name)
     try:
+        while not accept:
+            signal.pause()
         while True:
             c, _ = ls.accept()
             with c:
@@ -110,6 +118,44 @@ def client(addrs, port, count, seed):
                 say("conn %d sha256 %s bytes %d" % (i, h, n))
     say("client: %d connections, %d failed" % (count, bad))
     return 1 if bad else 0
+
+
+def probe(addr, port, count, seed):
+    conns = []
+    for i in range(count):
+        payload = random.Random(seed * 100003 + i).randbytes(1000)
+        c = socket.create_connection((addr, port), timeout=30)
+        c.sendall(payload)
+        c.shutdown(socket.SHUT_WR)
+        conns.append((c, payload))
+    say("probe: %d open" % count)
+    echoed = reset = failed = 0
+    for i, (c, payload) in enumerate(conns):
+        back = bytearray()
+        try:
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                back += b
+        except ConnectionResetError:
+            say("probe %d reset" % i)
+            reset += 1
+            continue
+        except OSError as e:
+            say("probe %d FAIL %s" % (i, e))
+            failed += 1
+            continue
+        finally:
+            c.close()
+        if back == payload:
+            say("probe %d echo" % i)
+            echoed += 1
+        else:
+            say("probe %d FAIL %d bytes back" % (i, len(back)))
+            failed += 1
+    say("probe: %d echoed %d reset %d failed" % (echoed, reset, failed))
+    return 1 if failed else 0
 
 
 # ---- bindcheck ---------------------------------------------------------------
@@ -199,7 +245,10 @@ def bindcheck(addr, port):
 def main():
     a = sys.argv[1:]
     if len(a) >= 4 and a[0] == "server":
-        return server(a[1], a[2], int(a[3]), "--no-reuseport" not in a[4:])
+        return server(a[1], a[2], int(a[3]), "--no-reuseport" not in a[4:],
+                      "--no-accept" not in a[4:])
+    if len(a) == 5 and a[0] == "probe":
+        return probe(a[1], int(a[2]), int(a[3]), int(a[4]))
     if len(a) == 5 and a[0] == "client":
         return client(a[1], int(a[2]), int(a[3]), int(a[4]))
     if len(a) == 3 and a[0] == "bindcheck":

@@ -16,6 +16,9 @@
 #  - the first server (the one holding the stack's listener) exits: the
 #    other three take all of 300 new connections (each at least 30), and
 #    the listener passed on (backend.reuseport_handovers one up);
+#  - a member that never accepts closes: the connections queued on it are
+#    reset (ECONNRESET at the client), the other member's are echoed, as on
+#    Linux (the same servers in the peer, the client under the shim);
 #  - a dual-stack group on [::]:7200 (AF_INET6): 400 connections, over
 #    IPv4 and IPv6 in turn, shared the same way.
 PROG_TAG=rport
@@ -146,6 +149,56 @@ for s in s1 s2 s3 s4; do skip_of[$s]=$(conns_of "$s"); done
 	{ tail -5 "$tmp/p2.out"; fail "300 connections after s1 left"; }
 share p2 300 30 s2 s3 s4
 [ "$(conns_of s1)" -eq "${skip_of[s1]}" ] || fail "s1 got connections after it exited"
+
+# queued WHERE PORT NAME PID: connections waiting in the accept queue of
+# NAME's listener: under the shim its application's sockets past the
+# listener (isostat), on Linux the Recv-Q of the port's listeners (ss; the
+# accepting member's queue is empty once it logged its connections).
+queued() {
+	if [ "$1" = stack ]; then
+		"$isostat" -r -c "$control" | awk -v pid="$4" '
+			$1 ~ /^app\.[0-9]+\.pid$/ && $2 == pid { split($1, a, "."); id = a[2] }
+			{ v[$1] = $2 }
+			END { print (id == "" ? 0 : v["app." id ".sockets"] - 1) }'
+	else
+		"$CLI" peer -- ss -Hltn "sport = :$2" | awk '{ n += $2 } END { print n + 0 }'
+	fi
+}
+
+# reset_check WHERE ADDR PORT: servers x (accepts) and y (--no-accept) on
+# PORT, run on WHERE; 20 connections from the other side; once each is
+# echoed by x or queued on y, y exits: its queued ones must be reset.
+reset_check() {
+	local where=$1 addr=$2 port=$3 run client i x y xpid
+	if [ "$where" = stack ]; then run=("$CLI" run --require); client=("$CLI" peer)
+	else run=("$CLI" peer); client=("$CLI" run --require); fi
+	bg "x$port" "${run[@]}" python3 "$app" server "x$port" 0.0.0.0 "$port"
+	xpid=$LAST_PID
+	wait_line "$tmp/x$port.out" "x$port: listening" 20 || fail "x$port did not listen"
+	bg "y$port" "${run[@]}" python3 "$app" server "y$port" 0.0.0.0 "$port" --no-accept
+	y=$LAST_PID
+	wait_line "$tmp/y$port.out" "y$port: listening" 20 || fail "y$port did not listen"
+	[ "$where" = peer ] || wait_members "$port" 2 || fail "x$port and y$port are not one group"
+	bg "probe$port" "${client[@]}" python3 "$app" probe "$addr" "$port" 20 4
+	wait_line "$tmp/probe$port.out" "probe: 20 open" 30 || fail "$where: the probe did not connect"
+	for i in $(seq 100); do
+		x=$(conns_of "x$port")
+		[ $((x + $(queued "$where" "$port" "x$port" "$y"))) -eq 20 ] && break
+		sleep 0.1
+	done
+	[ $((x + $(queued "$where" "$port" "x$port" "$y"))) -eq 20 ] ||
+		fail "$where: $x echoed, $(queued "$where" "$port" "x$port" "$y") queued: not the 20 made"
+	kill -TERM "$y"
+	wait "$LAST_PID" || { cat "$tmp/probe$port.out"; fail "$where: a probe connection failed"; }
+	echo "$where: $(tail -1 "$tmp/probe$port.out") (x$port echoed $x)"
+	grep -q "^probe: $x echoed $((20 - x)) reset 0 failed$" "$tmp/probe$port.out" ||
+		fail "$where: the connections queued on the closed member were not reset"
+	[ "$x" -ge 1 ] && [ "$x" -le 19 ] || fail "$where: one member got all 20"
+	kill -TERM "$xpid"
+}
+echo "== a member that never accepts closes: its queued connections are reset"
+reset_check stack "$STACK_IP" 7600
+reset_check peer "$PEER_IP" 7601
 
 echo "== a dual-stack group on [::]:7200 (AF_INET6), IPv4 and IPv6 clients"
 for s in d1 d2 d3 d4; do
