@@ -7,7 +7,8 @@ stdlib only: the same file runs under libisosock and on Linux.
       "NAME: listening" (or "NAME: bind ERRNO" and exits 3), then echoes
       each connection whole (read to EOF, send back, close) and prints
       "NAME: conn sha256 HEX bytes N" for it; --no-accept: accepts none.
-      SIGTERM: closes the listener, prints "NAME: closed", exits 0.
+      SIGTERM: closes the listener, prints "NAME: closed", exits 0
+      (--no-accept: at the next SIGTERM).
   rp_app.py client ADDRS PORT COUNT SEED
       COUNT connections (8 at a time, each from its own source port) to
       ADDR:PORT, ADDRS a comma-separated list taken in turn; each sends a
@@ -77,9 +78,19 @@ def server(name, addr, port, reuseport, accept=True):
                 c.sendall(data)
                 c.shutdown(socket.SHUT_WR)
             say("%s: conn sha256 %s bytes %d" % (name, sha(data), len(data)))
-    finally:
-        ls.close()
-        say("%s: closed" % name)
+    except SystemExit:
+        pass
+    ls.close()
+    say("%s: closed" % name)
+    if not accept:
+        # Up until a second SIGTERM: what resets the connections queued
+        # on the listener must be its close, not the process's exit.
+        try:
+            while True:
+                signal.pause()
+        except SystemExit:
+            pass
+    return 0
 
 
 def one(addr, port, i, seed):
