@@ -325,7 +325,12 @@ static void print_sockets(const struct isostat_snapshot *cur)
 		snprintf(k, sizeof(k), "sock.%u.%u.tx_inflight", app, slot);
 		printf(" %10" PRIu64, get(cur, k));
 		snprintf(k, sizeof(k), "sock.%u.%u.rx_queued", app, slot);
-		printf(" %10" PRIu64 "\n", get(cur, k));
+		printf(" %10" PRIu64, get(cur, k));
+		/* a listener of a SO_REUSEPORT group: its listening members */
+		snprintf(k, sizeof(k), "sock.%u.%u.reuseport", app, slot);
+		if (has(cur, k))
+			printf(" reuseport %" PRIu64, get(cur, k));
+		printf("\n");
 	}
 }
 

@@ -63,7 +63,7 @@ static const char *const gauges[] = {
 	"loop.rx_path_cycles_per_frame", "loop.tx_path_cycles_per_frame",
 	"core.cpu", "port.mbufs_used",
 	"backend.apps", "backend.open_sockets", "backend.rx_held", "backend.rx_held_max",
-	"backend.variant", "backend.doorbells_per_app",
+	"backend.variant", "backend.doorbells_per_app", "backend.reuseport_groups",
 	"mem.budget", "mem.backed", "mem.pressure", "mem.membarrier",
 	"txzc.segs_dying", "txzc.refs",
 };

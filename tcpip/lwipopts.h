@@ -189,11 +189,13 @@
 #define LWIP_TCP_KEEPALIVE              1
 #define TCP_OVERSIZE                    TCP_MSS
 /*
- * One extension slot per pcb: the socket back-end's passive-open hook, the
+ * Two extension slots per pcb: the socket back-end's passive-open hook, the
  * only place where a connection's receive window can be set before its
- * SYN-ACK leaves (daemon/backend/sock.c, wnd_passive_open).
+ * SYN-ACK leaves (daemon/backend/sock_tcp.c, wnd_passive_open), and the
+ * mark of a SO_REUSEPORT socket's pcbs, which its listener's connections
+ * inherit at the SYN (daemon/backend/reuseport.c).
  */
-#define LWIP_TCP_PCB_NUM_EXT_ARGS       1
+#define LWIP_TCP_PCB_NUM_EXT_ARGS       2
 #define TCP_TTL                         64
 /*
  * lwIP's TCP timers: the fast one (delayed ACKs) every interval, the slow

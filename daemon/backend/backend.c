@@ -931,5 +931,6 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		return len ? len - 1 : 0;
 	n += (int)isod_cmds_format_stats(be, buf + n, len - (size_t)n);
 	n += (int)isod_shm_format_stats(be, buf + n, len - (size_t)n);
+	n += (int)isod_rp_format_stats(be, buf + n, len - (size_t)n);
 	return (size_t)n + isod_cap_format_stats(be, buf + n, len - (size_t)n);
 }

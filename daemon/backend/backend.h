@@ -131,6 +131,9 @@ struct isod_backend_stats {
 	 * ENOBUFS or an accept deferred (pcbs), a send that waits (tx_segs),
 	 * received data left in lwIP for later (rx_held). */
 	uint64_t app_cap_pcbs, app_cap_tx_segs, app_cap_rx_held;
+	/* A SO_REUSEPORT group's lwIP listener passed to another member as
+	 * the member holding it closed (reuseport.c). */
+	uint64_t reuseport_handovers;
 };
 
 struct isod_backend;

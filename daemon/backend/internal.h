@@ -67,6 +67,8 @@ struct isod_sock {
 	bool udp;
 	bool inet6;                  /* AF_INET6: addresses in and out are sockaddr_in6 */
 	bool v6only;                 /* IPV6_V6ONLY: no IPv4 through this socket */
+	bool reuseport;              /* SO_REUSEPORT (reuseport.c) */
+	struct isod_rp_group *rp;    /* listening in this SO_REUSEPORT group */
 	bool fin_rcvd, hup_posted, err_posted;
 	bool shut_wr, shut_wr_done;
 	bool close_pending, linger0;
@@ -375,6 +377,10 @@ struct isod_backend {
 	struct isod_backend_stats st;
 	/* shm/'s validation counters of the applications gone (shmstats.c) */
 	struct isoshm_stats shm_gone;
+	/* SO_REUSEPORT groups (reuseport.c); rp_used: a socket set it once */
+	struct isod_rp_group *rp_groups;
+	unsigned rp_ngroups;
+	bool rp_used;
 };
 
 /* The back-end's millisecond clock: conf.clock_ms, or sys_now(). */
@@ -416,6 +422,33 @@ static inline uint32_t isod_pbuf_true(const struct pbuf *q)
 void isod_cap_rx_put(struct isod_sock *sk, uint64_t bytes);
 /* Its backend.app_cap_* lines of the STATS reply; bytes written. */
 size_t isod_cap_format_stats(const struct isod_backend *be, char *buf, size_t len);
+
+/* ---- reuseport.c: SO_REUSEPORT groups of listeners ---- */
+
+struct isod_rp_group;
+/* SETSOCKOPT SO_REUSEPORT. */
+void isod_rp_set(struct isod_sock *sk, bool on);
+/* BIND of a TCP socket (unbound, OPEN) to a local address: 0, or the
+ * -errno (-EADDRINUSE: Linux's rule with SO_REUSEPORT and SO_REUSEADDR). */
+int isod_rp_bind(struct isod_sock *sk, const ip_addr_t *ip, u16_t port);
+/* LISTEN of a bound socket: 1 if it joined a SO_REUSEPORT group that
+ * listens on its address and port already (then it needs no lwIP
+ * listener), 0 if it must listen itself, or -EADDRINUSE (another user's
+ * group) / -ENOBUFS. */
+int isod_rp_join(struct isod_sock *sk);
+/* sk listens with its own lwIP listener now: a SO_REUSEPORT socket
+ * starts a group that later ones join. */
+void isod_rp_listened(struct isod_sock *sk);
+/* The group member an established connection of lsk's lwIP listener
+ * goes to (lsk itself outside a group). */
+struct isod_sock *isod_rp_pick(struct isod_sock *lsk, struct tcp_pcb *npcb);
+/* sk leaves its group (closed, aborted, freed); the lwIP listener passes
+ * to another listening member if sk held it.  Idempotent. */
+void isod_rp_leave(struct isod_sock *sk);
+/* Listening members of sk's group (0: none). */
+uint32_t isod_rp_members(const struct isod_sock *sk);
+/* Its backend.reuseport_* lines of the STATS reply; bytes written. */
+size_t isod_rp_format_stats(const struct isod_backend *be, char *buf, size_t len);
 
 /* ---- shmstats.c: what the shared-memory boundary refused ---- */
 

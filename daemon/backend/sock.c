@@ -382,6 +382,7 @@ void isod_sk_free(struct isod_sock *sk)
 {
 	struct isod_app *app = sk->app;
 
+	isod_rp_leave(sk);
 	isod_sk_closing_unlink(sk);
 	isod_sk_idle_unlink(sk);
 	isod_sk_detach_pcb(sk);
@@ -438,8 +439,10 @@ void isod_sk_detach_pcb(struct isod_sock *sk)
 /* Resets the connection (RST) and forgets the pcb. */
 void isod_sk_abort(struct isod_sock *sk)
 {
-	struct tcp_pcb *pcb = sk->pcb;
+	struct tcp_pcb *pcb;
 
+	isod_rp_leave(sk);   /* a SO_REUSEPORT group keeps its listener */
+	pcb = sk->pcb;
 	if (pcb == NULL) {
 		isod_sk_detach_pcb(sk);   /* UDP */
 		return;
@@ -769,7 +772,7 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		if (rc == 0 && !isod_sk_addr_is_local(&ip))
 			rc = -EADDRNOTAVAIL;
 		if (rc == 0)
-			rc = isod_sk_lwip_bind_errno(tcp_bind(sk->pcb, &ip, port));
+			rc = isod_rp_bind(sk, &ip, port);   /* tcp_bind, SO_REUSEPORT */
 		isod_sk_reply(sk, c, rc);
 		break;
 	case ISOSTACK_SHM_OP_LISTEN:

@@ -1,6 +1,7 @@
 /*
  * SETSOCKOPT and GETSOCKOPT on TCP sockets: SO_LINGER (used by CLOSE),
- * SO_RCVBUF/SO_SNDBUF (ring sizes, sock_ring.c), address reuse,
+ * SO_RCVBUF/SO_SNDBUF (ring sizes, sock_ring.c), SO_REUSEADDR,
+ * SO_REUSEPORT (groups of listeners, reuseport.c),
  * keepalive and Nagle, applied to the lwIP pcb; IPV6_V6ONLY, kept on the
  * socket for BIND and LISTEN (sock.c, sock_tcp.c).  UDP
  * sockets take theirs in sock_udp.c.
@@ -74,10 +75,15 @@ void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		isod_sk_reply(sk, c, 0);
 		return;
 	}
+	if (rc == 0 && level == SOL_SOCKET && name == SO_REUSEPORT) {
+		isod_rp_set(sk, v != 0);     /* groups of listeners: reuseport.c */
+		isod_sk_reply(sk, c, 0);
+		return;
+	}
 	if (rc == 0 && pcb == NULL)
 		rc = -EINVAL;
 	if (rc == 0) {
-		if (level == SOL_SOCKET && (name == SO_REUSEADDR || name == SO_REUSEPORT)) {
+		if (level == SOL_SOCKET && name == SO_REUSEADDR) {
 			if (v)
 				ip_set_option(pcb, SOF_REUSEADDR);
 			else
@@ -128,9 +134,13 @@ void isod_sk_cmd_getsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		v = sk->v6only ? 1 : 0;
 		st.result = sk->inet6 ? (int64_t)sizeof(v) : -ENOPROTOOPT;
 		memcpy(&st.arg[2], &v, sizeof(v));
+	} else if (level == SOL_SOCKET && name == SO_REUSEPORT) {
+		v = sk->reuseport ? 1 : 0;
+		st.result = sizeof(v);
+		memcpy(&st.arg[2], &v, sizeof(v));
 	} else if (pcb == NULL) {
 		st.result = -EINVAL;
-	} else if (level == SOL_SOCKET && (name == SO_REUSEADDR || name == SO_REUSEPORT)) {
+	} else if (level == SOL_SOCKET && name == SO_REUSEADDR) {
 		v = ip_get_option(pcb, SOF_REUSEADDR) ? 1 : 0;
 		st.result = sizeof(v);
 		memcpy(&st.arg[2], &v, sizeof(v));

@@ -198,6 +198,12 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 
 	if (lsk == NULL || err != ERR_OK || npcb == NULL)
 		return ERR_VAL;
+	/* The listener's socket now: npcb's arg is the one it had at the
+	 * SYN (a SO_REUSEPORT group's listener may have changed hands), and
+	 * in a group the connection goes to one of its members. */
+	if (npcb->listener != NULL && npcb->listener->callback_arg != NULL)
+		lsk = npcb->listener->callback_arg;
+	lsk = isod_rp_pick(lsk, npcb);
 	if (lsk->bl_count > lsk->bl_max) {
 		/* Full (Linux's test: the queue may hold one more than the
 		 * backlog): npcb waits half open, its ACK dropped (lwIP patch
@@ -237,6 +243,7 @@ void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	struct tcp_pcb *lpcb;
 	uint32_t max = sk->app->hdr.max_sockets;
 	err_t e;
+	int rc;
 
 	if (sk->state == ISOD_S_LISTEN) {
 		sk->bl_max = c->arg[0] < 1 ? 1 : c->arg[0] > max ? max : (uint32_t)c->arg[0];
@@ -255,21 +262,31 @@ void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 			return;
 		}
 	}
-	if (isod_cap_pcb_room(sk->app, false, true) < 0) {
+	/* A SO_REUSEPORT group on its address and port: it joins, keeping
+	 * its bound pcb (reuseport.c); else it gets an lwIP listener. */
+	rc = isod_rp_join(sk);
+	if (rc < 0) {
+		isod_sk_reply(sk, c, rc);
+		return;
+	}
+	if (rc == 0 && isod_cap_pcb_room(sk->app, false, true) < 0) {
 		isod_sk_reply(sk, c, -ENOBUFS);
 		return;
 	}
-	lpcb = tcp_listen_with_backlog_and_err(sk->pcb, 0xff, &e);
-	if (lpcb == NULL) {
-		isod_sk_reply(sk, c, e == ERR_USE ? -EADDRINUSE : -ENOBUFS);
-		return;
+	if (rc == 0) {
+		lpcb = tcp_listen_with_backlog_and_err(sk->pcb, 0xff, &e);
+		if (lpcb == NULL) {
+			isod_sk_reply(sk, c, e == ERR_USE ? -EADDRINUSE : -ENOBUFS);
+			return;
+		}
+		/* tcp_listen freed the old pcb: nothing to detach */
+		sk->pcb = lpcb;
+		isod_cap_pcb_sync(sk);       /* now a listener */
+		tcp_arg(lpcb, sk);
+		tcp_accept(lpcb, cb_accept);
+		tcp_ext_arg_set_callbacks(lpcb, wnd_ext_id(), &wnd_ext_cbs);
+		isod_rp_listened(sk);
 	}
-	/* tcp_listen freed the old pcb: nothing to detach */
-	sk->pcb = lpcb;
-	isod_cap_pcb_sync(sk);       /* now a listener */
-	tcp_arg(lpcb, sk);
-	tcp_accept(lpcb, cb_accept);
-	tcp_ext_arg_set_callbacks(lpcb, wnd_ext_id(), &wnd_ext_cbs);
 	sk->state = ISOD_S_LISTEN;
 	sk->bl_max = c->arg[0] < 1 ? 1 : c->arg[0] > max ? max : (uint32_t)c->arg[0];
 	isod_sk_reply(sk, c, 0);

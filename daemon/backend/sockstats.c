@@ -17,6 +17,8 @@
  *                                 lwIP's sequence state (connections only)
  *   sock.<app>.<slot>.flags       1 FIN received, 2 HUP posted, 4 bytes held,
  *                                 8 lwIP's demux would not find the pcb
+ *   sock.<app>.<slot>.reuseport   a listener in a SO_REUSEPORT group: how many
+ *                                 listen in it (reuseport.c); only then
  *
  * O(applications x slots); isostat asks about once a second at most.
  */
@@ -89,13 +91,16 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 		for (uint32_t i = 1; i < app->hiwat; i++) {
 			const struct isod_sock *sk = &app->socks[i];
 			const struct tcp_pcb *pcb = sk->udp ? NULL : sk->pcb;
+			/* A SO_REUSEPORT member listens through its group's
+			 * lwIP listener; its own pcb is only bound. */
+			bool listen = pcb != NULL && (pcb->state == LISTEN || sk->state == ISOD_S_LISTEN);
 
 			if (sk->state == ISOD_S_FREE)
 				continue;
 			isod_strbuf_put(&sb, "sock.%u.%u.state %u\nsock.%u.%u.tcp_state %u\n"
 				   "sock.%u.%u.tx_inflight %u\nsock.%u.%u.rx_queued %u\n",
 				   app->id, i, sk->state, app->id, i,
-				   pcb ? (unsigned)pcb->state : TCP_STATE_NONE,
+				   listen ? (unsigned)LISTEN : pcb ? (unsigned)pcb->state : TCP_STATE_NONE,
 				   app->id, i, sk->tx_handed,
 				   app->id, i, sk->rx_prod - sk->rx_cons_seen);
 			isod_strbuf_put(&sb, "sock.%u.%u.tx_ring %u\nsock.%u.%u.rx_ring %u\n"
@@ -105,8 +110,6 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 			if (pcb != NULL) {
 				/* A listener is a struct tcp_pcb_listen: no remote
 				 * end, and no remote_port to read at all. */
-				bool listen = pcb->state == LISTEN;
-
 				isod_strbuf_put(&sb, "sock.%u.%u.local_port %u\nsock.%u.%u.remote_port %u\n",
 					   app->id, i, pcb->local_port,
 					   app->id, i, listen ? 0u : pcb->remote_port);
@@ -123,6 +126,9 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 			isod_strbuf_put(&sb, "sock.%u.%u.flags %u\n", app->id, i,
 					(sk->fin_rcvd ? 1u : 0u) | (sk->hup_posted ? 2u : 0u) |
 					(sk->rx_hold != NULL ? 4u : 0u) | (lost(pcb) ? 8u : 0u));
+			if (isod_rp_members(sk) != 0)
+				isod_strbuf_put(&sb, "sock.%u.%u.reuseport %u\n", app->id, i,
+						isod_rp_members(sk));
 		}
 	}
 	return sb.used;

@@ -827,6 +827,91 @@ static void test_backlog_count(void **state)
 	isosock_close(a->srv, l);
 }
 
+/*
+ * SO_REUSEPORT (daemon/backend/reuseport.c): a listener in each of the two
+ * applications on one port (same uid: both are this process) share its
+ * connections; a socket without the option gets EADDRINUSE; when the one
+ * holding the lwIP listener (the first to listen) closes, the other takes
+ * every new connection, and the listener passed to it.
+ */
+#define RP_CONNS 32
+
+static int rp_listener(struct isosock_app *app, uint16_t port, bool reuseport, int bind_rc)
+{
+	struct sockaddr_in sa = sin_of(2, port);
+	int one = 1, v = 0, s = isosock_socket(app, AF_INET, SOCK_STREAM, 0);
+	socklen_t vlen = sizeof(v);
+
+	assert_true(s > 0);
+	if (reuseport) {
+		assert_int_equal(isosock_setsockopt(app, s, SOL_SOCKET, SO_REUSEPORT, &one,
+						    sizeof(one)), 0);
+		assert_int_equal(isosock_getsockopt(app, s, SOL_SOCKET, SO_REUSEPORT, &v, &vlen), 0);
+		assert_int_equal(v, 1);
+	}
+	assert_int_equal(isosock_bind(app, s, (struct sockaddr *)&sa, sizeof(sa)), bind_rc);
+	if (bind_rc != 0)
+		return s;
+	assert_int_equal(isosock_listen(app, s, 2 * RP_CONNS), 0);
+	assert_int_equal(isosock_set_nonblock(app, s, true), 0);
+	return s;
+}
+
+/* RP_CONNS connections from app2, one at a time (the applications hold
+ * few sockets here), each accepted from l1 (app1; -1: closed) or l2
+ * (app2) within 10 s and closed; n[0], n[1] count where they went. */
+static void rp_connect(struct isosock_app *app1, int l1, struct isosock_app *app2, int l2,
+		       uint16_t port, int n[2])
+{
+	for (int c = 0; c < RP_CONNS; c++) {
+		int s = connector(app2, port), k = -EAGAIN;
+
+		for (long i = 0; k < 0 && i < 100000; i++) {
+			k = l1 >= 0 ? isosock_accept(app1, l1, NULL, NULL, 0) : -EAGAIN;
+			if (k > 0) {
+				n[0]++;
+				isosock_close(app1, k);
+				break;
+			}
+			k = isosock_accept(app2, l2, NULL, NULL, 0);
+			if (k > 0) {
+				n[1]++;
+				isosock_close(app2, k);
+				break;
+			}
+			usleep(100);
+		}
+		assert_true(k > 0);
+		isosock_close(app2, s);
+	}
+}
+
+static bool handovers_are(void *arg)
+{
+	return stats_now().reuseport_handovers == (uint64_t)(uintptr_t)arg;
+}
+
+static void test_reuseport(void **state)
+{
+	struct apps *a = *state;
+	const uint16_t port = PORT_BASE + 12;
+	uint64_t h0 = stats_now().reuseport_handovers;
+	int l1 = rp_listener(a->srv, port, true, 0);
+	int l2 = rp_listener(a->cli, port, true, 0);
+	int plain = rp_listener(a->srv, port, false, -EADDRINUSE);
+	int n[2] = { 0, 0 }, m[2] = { 0, 0 };
+
+	isosock_close(a->srv, plain);
+	rp_connect(a->srv, l1, a->cli, l2, port, n);
+	print_message("reuseport: %d and %d of %d\n", n[0], n[1], RP_CONNS);
+	assert_true(n[0] > 0 && n[1] > 0);
+	isosock_close(a->srv, l1);
+	assert_true(eventually(handovers_are, (void *)(uintptr_t)(h0 + 1), 5));
+	rp_connect(a->srv, -1, a->cli, l2, port, m);
+	assert_int_equal(m[1], RP_CONNS);
+	isosock_close(a->cli, l2);
+}
+
 static void test_rst_refused_eof(void **state)
 {
 	struct apps *a = *state;
@@ -1755,6 +1840,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slow_reader_and_close_in_flight, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_nonblocking, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_count, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_reuseport, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_rst_refused_eof, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_app_dies, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_member_dies, apps_setup, apps_teardown),
