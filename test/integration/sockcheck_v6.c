@@ -394,6 +394,21 @@ static void check_same_port(const char *what, int fam1, int v6only1, int fam2, i
 	close(l1);
 }
 
+/* An AF_INET6 socket bound to one of our addresses, `me`, on the port
+ * of a wildcard listener of `family` (IPV6_V6ONLY as in dial). */
+static void check_same_port_addr(const char *what, int family, int v6only, const union sk_addr *me)
+{
+	uint16_t port;
+	union sk_addr a = *me;
+	int l = listen_on(family, v6only, 0, &port), fd = socket(AF_INET6, SOCK_STREAM, 0);
+	if (l < 0 || fd < 0)
+		die("same port addr");
+	sk_set_port(&a, port);
+	report_rc(what, bind(fd, &a.sa, sk_len(&a)));
+	close(fd);
+	close(l);
+}
+
 /* Addresses of the wrong family or length, binds to addresses that are
  * not ours, and binds to ours of each kind. */
 static void check_bad_addresses(void)
@@ -514,8 +529,12 @@ void check_dualstack(void)
 	check_same_port("same_port_inet_dual", AF_INET, -1, AF_INET6, 0);
 	check_same_port("same_port_inet_v6only", AF_INET, -1, AF_INET6, 1);
 	check_same_port("same_port_dual_v6only", AF_INET6, 0, AF_INET6, 1);
-	check_bad_addresses();
 	union sk_addr me4 = sk_mapped(our_ip, 0), p4 = peer4_mapped(0), p6 = peer6_at(0);
+	check_same_port_addr("same_port_dual_v6addr", AF_INET6, 0, &our6);
+	check_same_port_addr("same_port_v6only_v6addr", AF_INET6, 1, &our6);
+	check_same_port_addr("same_port_v6only_mapped", AF_INET6, 1, &me4);
+	check_same_port_addr("same_port_inet_mapped", AF_INET, -1, &me4);
+	check_bad_addresses();
 	check_bound_connect("bound_mapped", &me4, &p4);
 	check_bound_connect("bound_v6", &our6, &p6);
 	check_tclass();
