@@ -195,6 +195,21 @@ static const char *dial_result(int err, int l)
 
 /* ---- the checks --------------------------------------------------------- */
 
+/* An AF_INET6 socket's SO_DOMAIN and IPV6_V6ONLY, whichever version it
+ * speaks: "inet6 0". */
+static void report_domain(const char *what, int fd)
+{
+	int d = -1, v = -1;
+	socklen_t dl = sizeof(d), vl = sizeof(v);
+	char name[64], res[48];
+	int rd = getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &d, &dl);
+	int rv = getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, &vl);
+	snprintf(name, sizeof(name), "%s_domain", what);
+	snprintf(res, sizeof(res), "%s %s", rd ? ename(errno) : d == AF_INET6 ? "inet6" : "other",
+		 rv ? ename(errno) : v == 0 ? "0" : v == 1 ? "1" : "other");
+	report(name, res);
+}
+
 /* getpeername is where we connected to; getsockname is where the peer
  * sees us (whoami); a short buffer is filled as far as it goes and the
  * full length returned, as the kernel does. */
@@ -212,6 +227,7 @@ static void check_conn_names(const char *what, const union sk_addr *to)
 	if (getpeername(fd, &remote.sa, &rl) < 0 || getsockname(fd, &local.sa, &ll) < 0)
 		die("conn names");
 	report_name(what, "peername", &remote, rl, to);
+	report_domain(what, fd);
 	report_name(what, "sockname", &local, ll, &seen);
 	memset(&part, 0, sizeof(part));
 	char name[64], res[48];
@@ -269,6 +285,7 @@ static void check_accept_names(const char *what, const union sk_addr *via, const
 	}
 	sk_set_port(&ours, port);
 	report_name(what, "addr", &got, gl, want);
+	report_domain(what, c);
 	report_name(what, "local", &local, getsockname(c, &local.sa, &ll) < 0 ? 0 : ll, &ours);
 	char b[5];
 	report(what, read_full(c, b, 5) == 0 && !memcmp(b, "hello", 5) ? "ok" : "bad");
@@ -474,7 +491,8 @@ static void check_bound_connect(const char *what, const union sk_addr *me, const
 	close(fd);
 }
 
-/* IPV6_TCLASS on a connected socket: set, read back. */
+/* IPV6_TCLASS and IPV6_UNICAST_HOPS on a connected socket: set, read
+ * back; an accepted socket's IPV6_V6ONLY is its v6only listener's. */
 static void check_tclass(void)
 {
 	union sk_addr p6 = peer6_at(0);
@@ -488,7 +506,29 @@ static void check_tclass(void)
 	int rc = getsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &v, &vl);
 	snprintf(res, sizeof(res), "%s %d", rc ? ename(errno) : "ok", v);
 	report("v6_tclass_get", res);
+	v = 7;
+	report_rc("v6_hops_set", setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &v, sizeof(v)));
+	v = -1;
+	vl = sizeof(v);
+	rc = getsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &v, &vl);
+	snprintf(res, sizeof(res), "%s %d", rc ? ename(errno) : "ok", v);
+	report("v6_hops_get", res);
 	close(fd);
+
+	uint16_t port;
+	union sk_addr via6 = peer6_at(14);
+	int l = listen_on(AF_INET6, 1, 0, &port);
+	if (l < 0)
+		die("v6only accepted listen");
+	rc = dial_back(&via6, port, NULL);
+	fd = rc == 0 ? accept(l, NULL, NULL) : -1;
+	if (fd >= 0) {
+		report_domain("v6only_accepted", fd);
+		close(fd);
+	} else {
+		report("v6only_accepted", rc ? "dial_failed" : ename(errno));
+	}
+	close(l);
 }
 
 /* Our addresses, as the peer sees us over each family (whoami). */
