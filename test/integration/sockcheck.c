@@ -10,7 +10,9 @@
  *   sockcheck run6 PEER6 PEER4 BASEPORT
  *                                      the TCP checks on AF_INET6 sockets to
  *                                      PEER6, then the dual-stack ones
- *                                      (sockcheck_v6.c); datagrams to PEER4
+ *                                      (sockcheck_v6.c); datagrams to PEER4.
+ *                                      PEER6 ::ffff:PEER4: the TCP checks
+ *                                      only, on IPv4 from AF_INET6 sockets
  *
  * Peer services, by port: +0 echo (TCP and UDP), +1 reset after one byte,
  * +2 silent, +3 sink (replies FNV-1a of all bytes, after EOF), +4 source
@@ -2186,7 +2188,7 @@ int main(int argc, char **argv)
 	check_fork();
 	check_stdio();
 	check_udp();
-	if (v6)
+	if (v6 && !IN6_IS_ADDR_V4MAPPED(&peer_ip6))
 		check_dualstack();
 	return 0;
 }

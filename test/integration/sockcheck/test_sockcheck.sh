@@ -5,9 +5,10 @@
 # being Linux both times.  The native run is done twice first: the program
 # must be deterministic for the comparison to mean anything.
 # With FAMILY 6 (test sockcheck_v6) the TCP checks run on AF_INET6 sockets
-# to the peer's IPv6 address, then the dual-stack ones (sockcheck_v6.c),
-# the peer listening on dual-stack [::]; both ends get the addresses that
-# `isostack up` gives (2001:2::1 and ::2).
+# twice: to the peer's IPv6 address, followed by the dual-stack checks
+# (sockcheck_v6.c), then to its IPv4 address as ::ffff:a.b.c.d (IPv4 on
+# the wire); the peer listens on dual-stack [::]; both ends get the
+# addresses that `isostack up` gives (2001:2::1 and ::2).
 #
 # Usage (meson passes these): test_sockcheck.sh SOCKCHECK [LIBISOSOCK [FAMILY]]
 set -euo pipefail
@@ -19,18 +20,18 @@ FAMILY=${3:-4}
 command -v ip >/dev/null || { echo "SKIP: needs iproute2"; exit 77; }
 if [ "$FAMILY" = 6 ]; then
 	[ -r /proc/net/if_inet6 ] || { echo "SKIP: this kernel has no IPv6"; exit 77; }
-	BASE=17200 PEER_MODE=peer6
+	BASE=17200 PEER_MODE=peer6 VARIANTS="v6 mapped"
 	A_IP6=2001:2::1 P_IP6=2001:2::2 S_IP6=2001:2::2   # S_: the peer of `isostack up`
 else
-	BASE=17100 PEER_MODE=peer
+	BASE=17100 PEER_MODE=peer VARIANTS=v4
 fi
-# run_args PEER4 PEER6: sockcheck's arguments for the side under test
+# run_args VARIANT PEER4 PEER6: sockcheck's arguments for the side under test
 run_args() {
-	if [ "$FAMILY" = 6 ]; then
-		echo run6 "$2" "$1" $BASE
-	else
-		echo run "$1" $BASE
-	fi
+	case $1 in
+	v4) echo run "$2" $BASE ;;
+	v6) echo run6 "$3" "$2" $BASE ;;
+	mapped) echo run6 "::ffff:$2" "$2" $BASE ;;
+	esac
 }
 
 P=sck$$
@@ -78,16 +79,19 @@ exec 3< <(tail -F "$tmp/peer.out" 2>/dev/null)
 read -r -t 10 line <&3 || { echo "FAIL: peer did not start"; exit 1; }
 [ "$line" = "peer ready" ] || { echo "FAIL: peer: $line"; exit 1; }
 
-for run in 1 2; do
-	ip netns exec "$NS_A" taskset -c 0 timeout 120 "$SOCKCHECK" $(run_args "$P_IP" "${P_IP6:-}") \
-		>"$tmp/native$run.log"
+for v in $VARIANTS; do
+	for run in 1 2; do
+		ip netns exec "$NS_A" taskset -c 0 timeout 120 "$SOCKCHECK" \
+			$(run_args $v "$P_IP" "${P_IP6:-}") >"$tmp/native-$v$run.log"
+	done
+	echo "== $v"
+	cat "$tmp/native-${v}1.log"
+	if ! diff -u "$tmp/native-${v}1.log" "$tmp/native-${v}2.log"; then
+		echo "FAIL: sockcheck ($v) is not deterministic natively"
+		exit 1
+	fi
+	echo "== native runs agree ($v: $(wc -l <"$tmp/native-${v}1.log") checks)"
 done
-cat "$tmp/native1.log"
-if ! diff -u "$tmp/native1.log" "$tmp/native2.log"; then
-	echo "FAIL: sockcheck is not deterministic natively"
-	exit 1
-fi
-echo "== native runs agree ($(wc -l <"$tmp/native1.log") checks)"
 
 # Under the shim: needs the daemon and `isostack run` (the integration
 # environment meson sets up).  Without them, the native half still counted.
@@ -109,9 +113,14 @@ trap 'rc=$?; "$CLI" down >/dev/null 2>&1; cleanup $rc' EXIT
 PEER_PID=$!
 exec 4< <(tail -F "$tmp/peer2.out" 2>/dev/null)
 read -r -t 10 line <&4 || { echo "FAIL: peer did not start"; exit 1; }
-timeout 180 "$CLI" run -- "$SOCKCHECK" $(run_args 198.18.0.2 "${S_IP6:-}") >"$tmp/shim.log" || true
-if ! diff -u "$tmp/native1.log" "$tmp/shim.log"; then
-	echo "FAIL: the shim's log differs from the kernel's"
-	exit 1
-fi
-echo "== shim log equals the native log"
+failed=
+for v in $VARIANTS; do
+	timeout 180 "$CLI" run -- "$SOCKCHECK" $(run_args $v 198.18.0.2 "${S_IP6:-}") \
+		>"$tmp/shim-$v.log" || true
+	if ! diff -u "$tmp/native-${v}1.log" "$tmp/shim-$v.log"; then
+		echo "FAIL: the shim's log ($v) differs from the kernel's"
+		failed=1
+	fi
+done
+[ -z "$failed" ] || exit 1
+echo "== shim log equals the native log ($VARIANTS)"
