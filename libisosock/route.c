@@ -405,9 +405,28 @@ err_close:
 	return r;
 }
 
+/* Linux checks a bind or connect address's length (its family's
+ * sockaddr; SIN6_LEN_RFC2133 for AF_INET6) before its family: a
+ * sockaddr_in given to an AF_INET6 socket is EINVAL, a sockaddr_in6-sized
+ * one saying AF_INET EAFNOSUPPORT (the stack would see the latter cut to
+ * a sockaddr_in).  AF_UNSPEC is the callers' to judge. */
+static int addr_len_family(const struct isosock_file *f, const struct sockaddr *sa, socklen_t len)
+{
+	socklen_t min = f->domain == AF_INET6 ? sizeof(struct sockaddr_in6) - sizeof(uint32_t) :
+						sizeof(struct sockaddr_in);
+	if (sa == NULL || len < sizeof(sa_family_t) || sa->sa_family == AF_UNSPEC)
+		return 0;
+	if (len < min)
+		return -EINVAL;
+	return sa->sa_family != f->domain ? -EAFNOSUPPORT : 0;
+}
+
 int isosock_r_bind(struct isosock_file *f, int fd, const struct sockaddr *sa, socklen_t len)
 {
 	enum isosock_route rt = isosock_route_addr(sa, len, true);
+	int e = addr_len_family(f, sa, len);
+	if (e < 0)
+		return e;
 	if (rt == ISOSOCK_ROUTE_KERNEL) {
 		if (sa && len >= sizeof(sa_family_t) && sa->sa_family != f->domain)
 			return -EAFNOSUPPORT; /* as the socket's family would say */
@@ -514,6 +533,9 @@ static int connect1(struct isosock_file *f, int fd, const struct sockaddr *sa, s
 		return -EINVAL;
 	if (sa->sa_family == AF_UNSPEC && f->type == SOCK_DGRAM)
 		return isosock_be->connect(f->h, sa, len);
+	int e = addr_len_family(f, sa, len);
+	if (e < 0)
+		return e;
 	if (isosock_route_addr(sa, len, false) == ISOSOCK_ROUTE_KERNEL) {
 		if (sa->sa_family != f->domain)
 			return -EAFNOSUPPORT;

@@ -6,6 +6,13 @@
  *
  *   sockcheck peer BASEPORT            the Linux side (peer namespace)
  *   sockcheck run PEERADDR BASEPORT    the side under test; prints the log
+ *   sockcheck peer6 BASEPORT           the peer on dual-stack AF_INET6
+ *   sockcheck run6 PEER6 PEER4 BASEPORT
+ *                                      the TCP checks on AF_INET6 sockets to
+ *                                      PEER6, then the dual-stack ones
+ *                                      (sockcheck_v6.c); datagrams to PEER4.
+ *                                      PEER6 ::ffff:PEER4: the TCP checks
+ *                                      only, on IPv4 from AF_INET6 sockets
  *
  * Peer services, by port: +0 echo (TCP and UDP), +1 reset after one byte,
  * +2 silent, +3 sink (replies FNV-1a of all bytes, after EOF), +4 source
@@ -22,7 +29,10 @@
  * +11 end timer (reads struct end_req, then, after the delay or the byte
  * it asks for, counts bytes until EOF or an error, notes the time
  * (CLOCK_MONOTONIC, one clock for the whole host), connects back to the
- * port and writes struct end_res, then sends SIGUSR1 to the pid if not 0).
+ * port and writes struct end_res, then sends SIGUSR1 to the pid if not 0),
+ * +12 backlog (check_backlog), +13 whoami (writes back the address it
+ * sees us at), +14 dialer (connects back to the port it is sent, writes
+ * "hello" there, answers the connect's errno): both for sockcheck_v6.c.
  *
  *   sockcheck stdioexec                (internal) exec'd with a connection
  *                                      to the echo service as stdin/stdout:
@@ -68,17 +78,18 @@
 #include <limits.h>
 #include <unistd.h>
 
-static struct in_addr peer_ip;
-static int base;
+#include "sockcheck.h"
+
+int base;
 static int full_listener = -1; /* peer: the +6 listener, accepted by +7 */
 
-static void die(const char *what)
+void die(const char *what)
 {
 	fprintf(stderr, "sockcheck: %s: %s\n", what, strerror(errno));
 	exit(2);
 }
 
-static const char *ename(int e)
+const char *ename(int e)
 {
 	switch (e) {
 	case 0: return "ok";
@@ -95,6 +106,12 @@ static const char *ename(int e)
 	case EINVAL: return "EINVAL";
 	case ETIMEDOUT: return "ETIMEDOUT";
 	case ESPIPE: return "ESPIPE";
+	case ENETUNREACH: return "ENETUNREACH";
+	case EADDRINUSE: return "EADDRINUSE";
+	case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+	case EAFNOSUPPORT: return "EAFNOSUPPORT";
+	case ENOPROTOOPT: return "ENOPROTOOPT";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
 	default: {
 		static char b[32];
 		snprintf(b, sizeof(b), "errno%d", e);
@@ -103,25 +120,25 @@ static const char *ename(int e)
 	}
 }
 
-static void report(const char *name, const char *result)
+void report(const char *name, const char *result)
 {
 	printf("%-24s %s\n", name, result);
 	fflush(stdout);
 }
 
-static void report_rc(const char *name, long rc)
+void report_rc(const char *name, long rc)
 {
 	report(name, rc < 0 ? ename(errno) : "ok");
 }
 
-static uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
+uint64_t fnv(uint64_t h, const unsigned char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ p[i]) * 0x100000001b3ULL;
 	return h;
 }
 
-static unsigned char pattern(uint64_t i)
+unsigned char pattern(uint64_t i)
 {
 	return (unsigned char)((i * 7 + (i >> 11)) & 0xff);
 }
@@ -133,18 +150,18 @@ static struct sockaddr_in addr(struct in_addr ip, int port)
 	return a;
 }
 
-static int tcp_to(int off)
+int tcp_to(int off)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = sk_socket(SOCK_STREAM);
 	if (fd < 0)
 		die("socket");
-	struct sockaddr_in a = addr(peer_ip, base + off);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+	union sk_addr a = sk_peer(off);
+	if (connect(fd, &a.sa, sk_len(&a)) < 0)
 		die("connect");
 	return fd;
 }
 
-static int read_full(int fd, void *buf, size_t n)
+int read_full(int fd, void *buf, size_t n)
 {
 	size_t got = 0;
 	while (got < n) {
@@ -156,7 +173,7 @@ static int read_full(int fd, void *buf, size_t n)
 	return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t n)
+int write_full(int fd, const void *buf, size_t n)
 {
 	size_t put = 0;
 	while (put < n) {
@@ -240,14 +257,14 @@ static void serve(int off, int c)
 	}
 	case 5: {
 		uint16_t port;
-		struct sockaddr_in a;
+		union sk_addr a;
 		socklen_t l = sizeof(a);
 		if (read_full(c, &port, sizeof(port)) < 0 ||
-		    getpeername(c, (struct sockaddr *)&a, &l) < 0)
+		    getpeername(c, &a.sa, &l) < 0)
 			break;
-		a.sin_port = port;
-		int o = socket(AF_INET, SOCK_STREAM, 0);
-		if (connect(o, (struct sockaddr *)&a, sizeof(a)) == 0)
+		sk_set_port(&a, port);
+		int o = socket(a.sa.sa_family, SOCK_STREAM, 0);
+		if (connect(o, &a.sa, l) == 0)
 			write_full(o, "hello", 5);
 		close(o);
 		write_full(c, "k", 1);
@@ -258,18 +275,18 @@ static void serve(int off, int c)
 		 * of backlog 2 that accepts only once told; each sends its
 		 * index.  Answers how many failed (and the first errno). */
 		uint16_t port;
-		struct sockaddr_in a;
+		union sk_addr a;
 		socklen_t l = sizeof(a);
 		int o[BACKLOG_CONNS], up = 0, failed = 0, err = 0;
 		struct pollfd p[BACKLOG_CONNS];
 		int64_t end;
 		if (read_full(c, &port, sizeof(port)) < 0 ||
-		    getpeername(c, (struct sockaddr *)&a, &l) < 0)
+		    getpeername(c, &a.sa, &l) < 0)
 			break;
-		a.sin_port = port;
+		sk_set_port(&a, port);
 		for (int i = 0; i < BACKLOG_CONNS; i++) {
-			o[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-			connect(o[i], (struct sockaddr *)&a, sizeof(a));
+			o[i] = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+			connect(o[i], &a.sa, l);
 			p[i] = (struct pollfd){ o[i], POLLOUT, 0 };
 		}
 		/* The listener's queue holds 3 (backlog + 1, on Linux): once
@@ -337,10 +354,10 @@ static void serve(int off, int c)
 	case 11: {
 		struct end_req q;
 		struct end_res r = { 0 };
-		struct sockaddr_in a;
+		union sk_addr a;
 		socklen_t l = sizeof(a);
 		if (read_full(c, &q, sizeof(q)) < 0 ||
-		    getpeername(c, (struct sockaddr *)&a, &l) < 0)
+		    getpeername(c, &a.sa, &l) < 0)
 			break;
 		if (q.mode == END_SLOW)
 			usleep(300 * 1000);
@@ -350,28 +367,34 @@ static void serve(int off, int c)
 			r.count += (uint64_t)n;
 		r.err = n < 0 ? errno : 0;
 		r.at_ns = mono_ns();
-		a.sin_port = q.port;
-		int o = socket(AF_INET, SOCK_STREAM, 0);
-		if (connect(o, (struct sockaddr *)&a, sizeof(a)) == 0)
+		sk_set_port(&a, q.port);
+		int o = socket(a.sa.sa_family, SOCK_STREAM, 0);
+		if (connect(o, &a.sa, l) == 0)
 			write_full(o, &r, sizeof(r));
 		close(o);
 		if (q.pid != 0)
 			kill(q.pid, SIGUSR1);
 		break;
 	}
+	case 13:
+		serve_whoami(c);
+		break;
+	case 14:
+		serve_dial(c);
+		break;
 	case 8: {
 		uint16_t port;
 		uint64_t cnt = 0;
-		struct sockaddr_in a;
+		union sk_addr a;
 		socklen_t l = sizeof(a);
 		if (read_full(c, &port, sizeof(port)) < 0 ||
-		    getpeername(c, (struct sockaddr *)&a, &l) < 0)
+		    getpeername(c, &a.sa, &l) < 0)
 			break;
 		while ((n = read(c, buf, sizeof(buf))) > 0)
 			cnt += (uint64_t)n;
-		a.sin_port = port;
-		int o = socket(AF_INET, SOCK_STREAM, 0);
-		if (connect(o, (struct sockaddr *)&a, sizeof(a)) == 0)
+		sk_set_port(&a, port);
+		int o = socket(a.sa.sa_family, SOCK_STREAM, 0);
+		if (connect(o, &a.sa, l) == 0)
 			write_full(o, &cnt, sizeof(cnt));
 		close(o);
 		break;
@@ -384,22 +407,22 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12 };
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14 };
 	struct pollfd p[16];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
-		int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+		int fd = sk_peer_socket(SOCK_STREAM), one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, base + offs[i]);
-		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0)
+		union sk_addr a = sk_any(base + offs[i]);
+		if (bind(fd, &a.sa, sk_len(&a)) < 0 || listen(fd, 64) < 0)
 			die("peer listen");
 		p[n++] = (struct pollfd){ .fd = fd, .events = POLLIN };
 	}
-	full_listener = socket(AF_INET, SOCK_STREAM, 0);
+	full_listener = sk_peer_socket(SOCK_STREAM);
 	int one = 1;
 	setsockopt(full_listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in fa = addr((struct in_addr){ htonl(INADDR_ANY) }, base + 6);
-	if (bind(full_listener, (struct sockaddr *)&fa, sizeof(fa)) < 0 || listen(full_listener, 0) < 0)
+	union sk_addr fa = sk_any(base + 6);
+	if (bind(full_listener, &fa.sa, sk_len(&fa)) < 0 || listen(full_listener, 0) < 0)
 		die("peer listen full");
 	int u = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in ua = addr((struct in_addr){ htonl(INADDR_ANY) }, base);
@@ -444,14 +467,14 @@ static void on_alarm(int sig)
 
 static void check_connect(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = addr(peer_ip, base + 9);
-	report_rc("connect_refused", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	int fd = sk_socket(SOCK_STREAM);
+	union sk_addr a = sk_peer(9);
+	report_rc("connect_refused", connect(fd, &a.sa, sk_len(&a)));
 	close(fd);
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	a = addr(peer_ip, base + 0);
-	report_rc("nb_connect", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	fd = sk_socket(SOCK_STREAM | SOCK_NONBLOCK);
+	a = sk_peer(0);
+	report_rc("nb_connect", connect(fd, &a.sa, sk_len(&a)));
 	struct pollfd p = { fd, POLLOUT, 0 };
 	poll(&p, 1, 5000);
 	report("nb_connect_pollout", (p.revents & POLLOUT) ? "ok" : "no");
@@ -459,22 +482,22 @@ static void check_connect(void)
 	socklen_t l = sizeof(err);
 	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
 	report("nb_connect_so_error", ename(err));
-	report_rc("nb_connect_again", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	report_rc("nb_connect_again", connect(fd, &a.sa, sk_len(&a)));
 	close(fd);
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	a = addr(peer_ip, base + 9);
-	report_rc("nb_connect_refused", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	fd = sk_socket(SOCK_STREAM | SOCK_NONBLOCK);
+	a = sk_peer(9);
+	report_rc("nb_connect_refused", connect(fd, &a.sa, sk_len(&a)));
 	p = (struct pollfd){ fd, POLLOUT, 0 };
 	poll(&p, 1, 5000);
 	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
 	report("nb_refused_so_error", ename(err));
 	close(fd);
 
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in pa;
+	fd = sk_socket(SOCK_STREAM);
+	union sk_addr pa;
 	l = sizeof(pa);
-	report_rc("getpeername_unconn", getpeername(fd, (struct sockaddr *)&pa, &l));
+	report_rc("getpeername_unconn", getpeername(fd, &pa.sa, &l));
 	char c;
 	report_rc("recv_unconn", recv(fd, &c, 1, 0));
 	report_rc("send_unconn", send(fd, "x", 1, MSG_NOSIGNAL));
@@ -721,17 +744,17 @@ static void check_readiness(void)
 static void check_accept(void)
 {
 	for (int nb = 0; nb < 2; nb++) {
-		int l = socket(AF_INET, SOCK_STREAM | (nb ? SOCK_NONBLOCK : 0), 0), one = 1;
+		int l = sk_socket(SOCK_STREAM | (nb ? SOCK_NONBLOCK : 0)), one = 1;
 		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0);
+		union sk_addr a = sk_any(0);
 		socklen_t al = sizeof(a);
-		bind(l, (struct sockaddr *)&a, sizeof(a));
+		bind(l, &a.sa, sk_len(&a));
 		listen(l, 8);
-		getsockname(l, (struct sockaddr *)&a, &al);
+		getsockname(l, &a.sa, &al);
 		if (nb)
 			report_rc("accept_nb_empty", accept(l, NULL, NULL));
 		int ctl = tcp_to(5);
-		uint16_t port = a.sin_port;
+		uint16_t port = sk_port(&a);
 		write_full(ctl, &port, sizeof(port));
 		if (nb) {
 			struct pollfd p = { l, POLLIN, 0 };
@@ -759,19 +782,20 @@ static void check_accept(void)
  */
 static void check_backlog(void)
 {
-	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1, got = 0, bad = 0;
-	struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0);
+	int l = sk_socket(SOCK_STREAM), one = 1, got = 0, bad = 0;
+	union sk_addr a = sk_any(0);
 	socklen_t al = sizeof(a);
 	bool seen[BACKLOG_CONNS] = { false };
 	int32_t res[2] = { -1, 0 };
 	char k;
 
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	bind(l, (struct sockaddr *)&a, sizeof(a));
+	bind(l, &a.sa, sk_len(&a));
 	listen(l, 2);
-	getsockname(l, (struct sockaddr *)&a, &al);
+	getsockname(l, &a.sa, &al);
 	int ctl = tcp_to(12);
-	write_full(ctl, &a.sin_port, sizeof(a.sin_port));
+	uint16_t lport = sk_port(&a);
+	write_full(ctl, &lport, sizeof(lport));
 	read_full(ctl, &k, 1);          /* the queue is full: accept now */
 	struct timeval tv = { .tv_sec = 20 };
 	setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -847,7 +871,7 @@ static void identity_of(const char *what, int fd, const struct stat *ref)
 	  v == SOCK_STREAM ? "ok" : "bad");
 	l = sizeof(v);
 	R("so_domain", getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &l) ? ename(errno) :
-	  v == AF_INET ? "ok" : "bad");
+	  v == sk_family ? "ok" : "bad");
 	v = 0x10;
 	R("ip_tos_set", ename(setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v)) ? errno : 0));
 	v = 0;
@@ -881,9 +905,9 @@ static void check_identity(void)
 	if (u < 0 || fstat(u, &ref) < 0)
 		die("identity setup");
 	close(u);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = addr(peer_ip, base + 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+	int fd = sk_socket(SOCK_STREAM | SOCK_CLOEXEC);
+	union sk_addr a = sk_peer(0);
+	if (fd < 0 || connect(fd, &a.sa, sk_len(&a)) < 0)
 		die("identity connect");
 	report("connected_cloexec", (fcntl(fd, F_GETFD) & FD_CLOEXEC) ? "ok" : "no");
 	identity_of("connected", fd, &ref);
@@ -892,9 +916,9 @@ static void check_identity(void)
 				  !memcmp(b, "abcd", 4) ? "ok" : "bad");
 
 	/* A dup made before connect: both fds stay one socket. */
-	int g = socket(AF_INET, SOCK_STREAM, 0), g2 = dup(g);
+	int g = sk_socket(SOCK_STREAM), g2 = dup(g);
 	struct stat s1, s2;
-	if (g < 0 || g2 < 0 || connect(g, (struct sockaddr *)&a, sizeof(a)) < 0)
+	if (g < 0 || g2 < 0 || connect(g, &a.sa, sk_len(&a)) < 0)
 		die("identity dup connect");
 	report("dup_then_connect_ino", fstat(g, &s1) == 0 && fstat(g2, &s2) == 0 &&
 				       s1.st_ino == s2.st_ino && S_ISSOCK(s2.st_mode) ? "ok" : "bad");
@@ -1032,14 +1056,14 @@ static void drain_full(long unused)
 
 static int listener_any(uint16_t *port)
 {
-	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	int l = sk_socket(SOCK_STREAM), one = 1;
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0);
+	union sk_addr a = sk_any(0);
 	socklen_t al = sizeof(a);
-	if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 8) < 0 ||
-	    getsockname(l, (struct sockaddr *)&a, &al) < 0)
+	if (bind(l, &a.sa, sk_len(&a)) < 0 || listen(l, 8) < 0 ||
+	    getsockname(l, &a.sa, &al) < 0)
 		die("listen");
-	*port = a.sin_port;
+	*port = sk_port(&a);
 	return l;
 }
 
@@ -1104,10 +1128,10 @@ static void check_signals(void)
 	 * and the connection completes later (the SYN is retransmitted once
 	 * the drain made room); the next connect() says 0, then EISCONN. */
 	int fill = tcp_to(6);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = addr(peer_ip, base + 6);
+	fd = sk_socket(SOCK_STREAM);
+	union sk_addr a = sk_peer(6);
 	timer_start(false);
-	int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	int rc = connect(fd, &a.sa, sk_len(&a));
 	timer_stop();
 	report_rc("sig_connect_eintr", rc);
 	drain_full(0);
@@ -1118,14 +1142,14 @@ static void check_signals(void)
 	socklen_t el = sizeof(err);
 	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
 	report("sig_connect_so_error", ename(err));
-	report_rc("sig_connect_again", connect(fd, (struct sockaddr *)&a, sizeof(a)));
-	report_rc("sig_connect_again2", connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	report_rc("sig_connect_again", connect(fd, &a.sa, sk_len(&a)));
+	report_rc("sig_connect_again2", connect(fd, &a.sa, sk_len(&a)));
 	/* With SA_RESTART the connect goes on after the signal and returns
 	 * 0 once the helper made room. */
-	int fd2 = socket(AF_INET, SOCK_STREAM, 0);
+	int fd2 = sk_socket(SOCK_STREAM);
 	helper_start(&h, drain_full, 0);
 	timer_start(true);
-	rc = connect(fd2, (struct sockaddr *)&a, sizeof(a));
+	rc = connect(fd2, &a.sa, sk_len(&a));
 	timer_stop();
 	helper_join(&h);
 	report("sig_connect_restart", rc == 0 && sig_hits > 0 ? "ok" : rc < 0 ? ename(errno) : "bad");
@@ -1374,10 +1398,10 @@ static void check_closefrom(void)
 	bool closed = fcntl(s, F_GETFD) < 0 && errno == EBADF && fcntl(p[0], F_GETFD) < 0 &&
 		      fcntl(p[1], F_GETFD) < 0;
 	report("closefrom_closed", closed ? "ok" : "no");
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = addr(peer_ip, base);
+	int fd = sk_socket(SOCK_STREAM);
+	union sk_addr a = sk_peer(0);
 	char b[5] = { 0 };
-	int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && send(fd, "after", 5, 0) == 5 &&
+	int ok = connect(fd, &a.sa, sk_len(&a)) == 0 && send(fd, "after", 5, 0) == 5 &&
 		 read_full(fd, b, 5) == 0 && !memcmp(b, "after", 5);
 	report("closefrom_after", ok ? "ok" : "bad");
 	close(fd);
@@ -1387,15 +1411,15 @@ static void check_closefrom(void)
  * back; its port in network order. */
 static int listener(uint16_t *port)
 {
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = addr((struct in_addr){ htonl(INADDR_ANY) }, 0);
+	int l = sk_socket(SOCK_STREAM);
+	union sk_addr a = sk_any(0);
 	socklen_t al = sizeof(a);
 	struct timeval tv = { .tv_sec = 20 };
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 4) < 0 ||
-	    getsockname(l, (struct sockaddr *)&a, &al) < 0)
+	if (l < 0 || bind(l, &a.sa, sk_len(&a)) < 0 || listen(l, 4) < 0 ||
+	    getsockname(l, &a.sa, &al) < 0)
 		die("listener");
 	setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)); /* a hang is a failure */
-	*port = a.sin_port;
+	*port = sk_port(&a);
 	return l;
 }
 
@@ -1988,10 +2012,10 @@ static void check_spawn(void)
  * close-on-exec one the image did not get stays the parent's. */
 static void check_vfork(void)
 {
-	int fd = tcp_to(0), cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = addr(peer_ip, base);
+	int fd = tcp_to(0), cl = sk_socket(SOCK_STREAM | SOCK_CLOEXEC);
+	union sk_addr a = sk_peer(0);
 	char arg[16], b[5];
-	if (cl < 0 || connect(cl, (struct sockaddr *)&a, sizeof(a)) < 0)
+	if (cl < 0 || connect(cl, &a.sa, sk_len(&a)) < 0)
 		die("vfork setup");
 	snprintf(arg, sizeof(arg), "%d", fd);
 	pid_t pid = vfork();
@@ -2120,8 +2144,9 @@ static void check_stdio(void)
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && !strcmp(argv[1], "peer")) {
+	if (argc == 3 && (!strcmp(argv[1], "peer") || !strcmp(argv[1], "peer6"))) {
 		base = atoi(argv[2]);
+		sk_family = argv[1][4] == '6' ? AF_INET6 : AF_INET;
 		return run_peer();
 	}
 	if (argc == 2 && !strcmp(argv[1], "stdioexec"))
@@ -2134,11 +2159,16 @@ int main(int argc, char **argv)
 		return stdio_child(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "popenchild"))
 		return popen_child(atoi(argv[2]));
-	if (argc != 4 || strcmp(argv[1], "run") || inet_pton(AF_INET, argv[2], &peer_ip) != 1) {
-		fprintf(stderr, "usage: sockcheck peer BASEPORT | run PEERADDR BASEPORT\n");
+	bool v6 = argc == 5 && !strcmp(argv[1], "run6");
+	if (v6 ? inet_pton(AF_INET6, argv[2], &peer_ip6) != 1 ||
+		 inet_pton(AF_INET, argv[3], &peer_ip) != 1 :
+		 argc != 4 || strcmp(argv[1], "run") || inet_pton(AF_INET, argv[2], &peer_ip) != 1) {
+		fprintf(stderr, "usage: sockcheck peer|peer6 BASEPORT | run PEERADDR BASEPORT |\n"
+				"       run6 PEERADDR6 PEERADDR BASEPORT\n");
 		return 2;
 	}
-	base = atoi(argv[3]);
+	base = atoi(argv[argc - 1]);
+	sk_family = v6 ? AF_INET6 : AF_INET;
 	signal(SIGPIPE, SIG_IGN);
 	lone_start();              /* before any socket: processes of their own */
 	check_connect();
@@ -2158,5 +2188,7 @@ int main(int argc, char **argv)
 	check_fork();
 	check_stdio();
 	check_udp();
+	if (v6 && !IN6_IS_ADDR_V4MAPPED(&peer_ip6))
+		check_dualstack();
 	return 0;
 }
