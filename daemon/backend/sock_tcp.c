@@ -111,6 +111,7 @@ static err_t cb_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		 * data, offered again by the fast timer: appcap.c). */
 		if (!isod_cap_rx_take(sk, p))
 			return ERR_MEM;
+		sk->info_rcvd += p->tot_len;
 		if (sk->rx_hold == NULL)
 			sk->rx_hold = p;
 		else
@@ -131,6 +132,7 @@ static err_t cb_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	(void)pcb;
 	if (sk != NULL) {
 		sk->acked += len;
+		sk->info_acked += len;
 		isod_cap_segs_sync(sk);    /* lwIP freed the acknowledged segments */
 		isod_sock_queue(sk, ISOD_R_SENT);
 	}
@@ -225,6 +227,7 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	isod_synq_accepted(npcb, wnd_ext_id());
 	child->state = ISOD_S_CHILD;
 	child->parent = lsk->id;
+	isod_sk_opt_inherit(lsk, npcb);
 	isod_sk_attach_pcb(child, npcb);
 	if (lsk->bl_count == 0)
 		lsk->bl_head = child->id;
