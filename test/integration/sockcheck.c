@@ -33,7 +33,7 @@
  * +12 backlog (check_backlog), +13 whoami (writes back the address it
  * sees us at), +14 dialer (connects back to the port it is sent, writes
  * "hello" there, answers the connect's errno): both for sockcheck_v6.c;
- * +15 ender, +16 segments, +17 still: for sockcheck_opts.c.
+ * +15 ender, +16 segments, +17 still, +18 tos: for sockcheck_opts.c.
  *
  *   sockcheck stdioexec                (internal) exec'd with a connection
  *                                      to the echo service as stdin/stdout:
@@ -392,6 +392,9 @@ static void serve(int off, int c)
 	case 17:
 		serve_still(c);
 		break;
+	case 18:
+		serve_tos(c);
+		break;
 	case 8: {
 		uint16_t port;
 		uint64_t cnt = 0;
@@ -417,12 +420,14 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17 };
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18 };
 	struct pollfd p[20];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		int fd = sk_peer_socket(SOCK_STREAM), one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (offs[i] == 18)      /* the TOS its children received */
+			setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof(one));
 		union sk_addr a = sk_any(base + offs[i]);
 		if (bind(fd, &a.sa, sk_len(&a)) < 0 || listen(fd, 64) < 0)
 			die("peer listen");

@@ -55,10 +55,12 @@ void serve_whoami(int c);
 void serve_dial(int c);
 
 /* sockcheck_opts.c: the options servers use (issue 15, point 4); the
- * peer's +15 (ender), +16 (segments) and +17 (still) services. */
+ * peer's +15 (ender), +16 (segments), +17 (still) and +18 (tos)
+ * services. */
 void check_opts(void);
 void serve_ender(int c);
 void serve_segments(int c);
 void serve_still(int c);
+void serve_tos(int c);
 
 #endif

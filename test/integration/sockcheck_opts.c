@@ -14,7 +14,9 @@
  * reads until EOF or an error, connects back to the port and writes the errno, 0 at
  * EOF), +16 segments (reads until EOF, then writes back the byte count
  * and its TCP_INFO tcpi_data_segs_in), +17 still (never reads: waits for
- * the other end to go away).
+ * the other end to go away), +18 tos (writes back the IP TOS byte its
+ * connection's handshake came with: IP_RECVTOS on the listener, then
+ * IP_PKTOPTIONS; -1 where there is none, as on an AF_INET6 peer).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -90,6 +92,22 @@ void serve_still(int c)
 	struct pollfd p = { c, POLLRDHUP, 0 };
 
 	poll(&p, 1, 30000);
+}
+
+void serve_tos(int c)
+{
+	char cbuf[256];
+	socklen_t l = sizeof(cbuf);
+	int32_t tos = -1;
+	struct msghdr m = { .msg_control = cbuf };
+
+	if (getsockopt(c, IPPROTO_IP, IP_PKTOPTIONS, cbuf, &l) == 0) {
+		m.msg_controllen = l;
+		for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h != NULL; h = CMSG_NXTHDR(&m, h))
+			if (h->cmsg_level == IPPROTO_IP && h->cmsg_type == IP_TOS)
+				tos = *(unsigned char *)CMSG_DATA(h);
+	}
+	write_full(c, &tos, sizeof(tos));
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -380,6 +398,62 @@ static void int_opts(const char *kind, int fd)
 #undef GET
 }
 
+/* IP_TOS where the peer sees it: the handshake of a connection made
+ * after it was set carries it (ECN bits aside); and what a listener's
+ * child inherits (Linux copies the listener's socket). */
+static void check_tos_and_children(void)
+{
+	char res[96];
+	int32_t tos = -2;
+	int v = 0x10, on = 1;
+	int fd;
+	union sk_addr a = sk_peer(18);
+
+	/* IPv4 only: the peer reads an IPv4 TOS (and on an AF_INET6 socket
+	 * to ::ffff:a.b.c.d isostack marks IPv4 with IPV6_TCLASS, where
+	 * Linux uses IP_TOS: docs/shim.md) */
+	if (sk_family == AF_INET) {
+		fd = sk_socket(SOCK_STREAM);
+		setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v));
+		if (connect(fd, &a.sa, sk_len(&a)) < 0 || read_full(fd, &tos, sizeof(tos)) < 0) {
+			report("tos_on_wire", ename(errno));
+		} else {
+			snprintf(res, sizeof(res), "%d", tos);
+			report("tos_on_wire", res);
+		}
+		close(fd);
+	}
+
+	uint16_t port;
+	int l = our_listener(&port);
+	int idle = 30, cnt = 4;
+	setsockopt(l, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	setsockopt(l, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(l, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	if (sk_family == AF_INET)
+		setsockopt(l, IPPROTO_IP, IP_TOS, &v, sizeof(v));
+	fd = tcp_to(5);                 /* the connector: connects back to port */
+	write_full(fd, &port, sizeof(port));
+	int c = accept(l, NULL, NULL);
+	if (c < 0) {
+		report("child_options", ename(errno));
+	} else {
+		int ka = -1, gi = -1, gc = -1, gt = -1;
+		socklen_t sl = sizeof(int);
+		getsockopt(c, SOL_SOCKET, SO_KEEPALIVE, &ka, &sl);
+		getsockopt(c, IPPROTO_TCP, TCP_KEEPIDLE, &gi, &sl);
+		getsockopt(c, IPPROTO_TCP, TCP_KEEPCNT, &gc, &sl);
+		if (sk_family == AF_INET)
+			getsockopt(c, IPPROTO_IP, IP_TOS, &gt, &sl);
+		snprintf(res, sizeof(res), "keepalive=%d idle=%d cnt=%d tos=%d", ka, gi, gc, gt);
+		report("child_options", res);
+		close(c);
+	}
+	read_full(fd, res, 1);           /* "k": the connector is done */
+	close(fd);
+	close(l);
+}
+
 static void check_int_opts(void)
 {
 	uint16_t port;
@@ -404,4 +478,5 @@ void check_opts(void)
 	check_so_error();
 	check_tcp_info();
 	check_int_opts();
+	check_tos_and_children();
 }
