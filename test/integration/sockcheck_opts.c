@@ -193,14 +193,17 @@ static void check_linger0(void)
 	close(l);
 }
 
-/* 1000 bytes ten at a time, held back by SEND(more) (TCP_CORK when more
- * is 0): how many data segments the peer saw carry them. */
+/* 1000 bytes ten at a time with TCP_NODELAY on, held back by TCP_CORK
+ * (cork) or MSG_MORE on all but the last: how many data segments the
+ * peer saw carry them. */
 static void segments(const char *name, bool cork)
 {
 	int fd = tcp_to(16), on = 1, off = 0;
 	uint32_t back[2] = { 0, 0 };
 	char res[64];
 
+	/* TCP_NODELAY on: without the hold each write would go at once */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	if (cork) {
 		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 		report_get("cork_get", fd, IPPROTO_TCP, TCP_CORK);
