@@ -119,8 +119,10 @@ void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		 * the ECN bits stay TCP's; IPV6_TCLASS -1 is the default */
 		if (name == IPV6_TCLASS && (v < -1 || v > 0xff))
 			rc = -EINVAL;
+		else if (name == IPV6_TCLASS && v == -1)
+			sk->tos = 0;
 		else
-			sk->tos = (uint8_t)((v < 0 ? 0 : v) & ~3);
+			sk->tos = (uint8_t)(v & 0xfc);   /* IP_TOS: its low byte */
 		if (rc == 0 && pcb != NULL)
 			pcb->tos = sk->tos;
 		isod_sk_reply(sk, c, rc);
