@@ -113,18 +113,21 @@ void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		isod_sk_reply(sk, c, rc);
 		return;
 	}
-	if (rc == 0 && ((level == IPPROTO_IP && name == IP_TOS && !sk->inet6) ||
+	if (rc == 0 && ((level == IPPROTO_IP && name == IP_TOS) ||
 			(level == IPPROTO_IPV6 && name == IPV6_TCLASS && sk->inet6))) {
 		/* Linux (ip_sockglue.c, ipv6_sockglue.c): on a stream socket
-		 * the ECN bits stay TCP's; IPV6_TCLASS -1 is the default */
+		 * the ECN bits stay TCP's; IPV6_TCLASS -1 is the default; an
+		 * AF_INET6 socket's IP_TOS marks its IPv4 traffic only */
+		uint8_t *dst = name == IP_TOS && sk->inet6 ? &sk->tos4 : &sk->tos;
+
 		if (name == IPV6_TCLASS && (v < -1 || v > 0xff))
 			rc = -EINVAL;
 		else if (name == IPV6_TCLASS && v == -1)
-			sk->tos = 0;
+			*dst = 0;
 		else
-			sk->tos = (uint8_t)(v & 0xfc);   /* IP_TOS: its low byte */
+			*dst = (uint8_t)(v & 0xfc);   /* IP_TOS: its low byte */
 		if (rc == 0 && pcb != NULL)
-			pcb->tos = sk->tos;
+			pcb->tos = isod_sk_tos(sk, &pcb->remote_ip);
 		isod_sk_reply(sk, c, rc);
 		return;
 	}
@@ -235,17 +238,27 @@ int isod_tcp_info(struct isod_sock *sk, int piece, uint64_t out[3])
 	return (int)sizeof(w);
 }
 
+/* The TOS byte of sk's packets to remote: an AF_INET6 socket marks IPv4
+ * (::ffff:a.b.c.d) with its IP_TOS, IPv6 with its IPV6_TCLASS, as Linux. */
+uint8_t isod_sk_tos(const struct isod_sock *sk, const ip_addr_t *remote)
+{
+	return sk->inet6 && IP_IS_V4(remote) ? sk->tos4 : sk->tos;
+}
+
 /* A child of lsk takes its keepalive settings and TOS (Linux copies the
  * listener's socket). */
-void isod_sk_opt_inherit(const struct isod_sock *lsk, struct tcp_pcb *npcb)
+void isod_sk_opt_inherit(const struct isod_sock *lsk, struct isod_sock *child,
+			 struct tcp_pcb *npcb)
 {
+	child->tos = lsk->tos;
+	child->tos4 = lsk->tos4;
 	if (lsk->keep_idle_ms)
 		npcb->keep_idle = lsk->keep_idle_ms;
 	if (lsk->keep_intvl_ms)
 		npcb->keep_intvl = lsk->keep_intvl_ms;
 	if (lsk->keep_cnt)
 		npcb->keep_cnt = lsk->keep_cnt;
-	npcb->tos = lsk->tos;
+	npcb->tos = isod_sk_tos(lsk, &npcb->remote_ip);
 }
 
 void isod_sk_cmd_getsockopt(struct isod_sock *sk, const struct isostack_shm_cmd *c)
@@ -294,9 +307,12 @@ void isod_sk_cmd_getsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		    name == TCP_KEEPINTVL ? (int)(intvl / 1000) : (int)cnt;
 		st.result = sizeof(v);
 		memcpy(&st.arg[2], &v, sizeof(v));
-	} else if ((level == IPPROTO_IP && name == IP_TOS && !sk->inet6) ||
-		   (level == IPPROTO_IPV6 && name == IPV6_TCLASS && sk->inet6)) {
-		v = pcb->tos;
+	} else if (level == IPPROTO_IP && name == IP_TOS) {
+		v = sk->inet6 ? sk->tos4 : sk->tos;
+		st.result = sizeof(v);
+		memcpy(&st.arg[2], &v, sizeof(v));
+	} else if (level == IPPROTO_IPV6 && name == IPV6_TCLASS && sk->inet6) {
+		v = sk->tos;
 		st.result = sizeof(v);
 		memcpy(&st.arg[2], &v, sizeof(v));
 	} else {

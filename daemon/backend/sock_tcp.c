@@ -227,7 +227,7 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	isod_synq_accepted(npcb, wnd_ext_id());
 	child->state = ISOD_S_CHILD;
 	child->parent = lsk->id;
-	isod_sk_opt_inherit(lsk, npcb);
+	isod_sk_opt_inherit(lsk, child, npcb);
 	isod_sk_attach_pcb(child, npcb);
 	if (lsk->bl_count == 0)
 		lsk->bl_head = child->id;
@@ -318,6 +318,7 @@ void isod_sk_cmd_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		isod_sk_reply(sk, c, rc);
 		return;
 	}
+	sk->pcb->tos = isod_sk_tos(sk, &ip);   /* the SYN carries it */
 	e = tcp_connect(sk->pcb, &ip, port, cb_connected);
 	if (e != ERR_OK) {
 		isod_sk_reply(sk, c, e == ERR_RTE ? -ENETUNREACH : e == ERR_USE ? -EADDRINUSE : -ENOBUFS);
