@@ -389,13 +389,16 @@ static void int_opts(const char *kind, int fd)
 	GET("defer_accept_dflt", IPPROTO_TCP, TCP_DEFER_ACCEPT);
 	OPT("defer_accept", IPPROTO_TCP, TCP_DEFER_ACCEPT, 5);
 	OPT("defer_accept_off", IPPROTO_TCP, TCP_DEFER_ACCEPT, 0);
-	if (sk_family == AF_INET) {
-		GET("tos_dflt", IPPROTO_IP, IP_TOS);
-		OPT("tos", IPPROTO_IP, IP_TOS, 0x10);
-		OPT("tos_ecn", IPPROTO_IP, IP_TOS, 0x13);
-	} else {
+	GET("tos_dflt", IPPROTO_IP, IP_TOS);
+	OPT("tos", IPPROTO_IP, IP_TOS, 0x10);
+	OPT("tos_ecn", IPPROTO_IP, IP_TOS, 0x13);
+	if (sk_family == AF_INET6) {
 		GET("tclass_dflt", IPPROTO_IPV6, IPV6_TCLASS);
-		OPT("tclass", IPPROTO_IPV6, IPV6_TCLASS, 0x10);
+		OPT("tclass", IPPROTO_IPV6, IPV6_TCLASS, 0x28);
+		OPT("tclass_bad", IPPROTO_IPV6, IPV6_TCLASS, 256);
+		OPT("tclass_dflt_again", IPPROTO_IPV6, IPV6_TCLASS, -1);
+		OPT("tclass_set", IPPROTO_IPV6, IPV6_TCLASS, 0x28);
+		GET("tos_after_tclass", IPPROTO_IP, IP_TOS);
 	}
 #undef OPT
 #undef GET
@@ -412,12 +415,15 @@ static void check_tos_and_children(void)
 	int fd;
 	union sk_addr a = sk_peer(18);
 
-	/* IPv4 only: the peer reads an IPv4 TOS (and on an AF_INET6 socket
-	 * to ::ffff:a.b.c.d isostack marks IPv4 with IPV6_TCLASS, where
-	 * Linux uses IP_TOS: docs/shim.md) */
-	if (sk_family == AF_INET) {
+	/* The peer reads an IPv4 TOS: on an AF_INET6 socket IPv4 (to
+	 * ::ffff:a.b.c.d) carries IP_TOS, not IPV6_TCLASS; over IPv6 the
+	 * peer reads none (-1 or 0, as Linux gives it) */
+	{
+		int tc = 0x28;
 		fd = sk_socket(SOCK_STREAM);
 		setsockopt(fd, IPPROTO_IP, IP_TOS, &v, sizeof(v));
+		if (sk_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tc, sizeof(tc));
 		if (connect(fd, &a.sa, sk_len(&a)) < 0 || read_full(fd, &tos, sizeof(tos)) < 0) {
 			report("tos_on_wire", ename(errno));
 		} else {
@@ -433,8 +439,7 @@ static void check_tos_and_children(void)
 	setsockopt(l, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
 	setsockopt(l, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(l, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	if (sk_family == AF_INET)
-		setsockopt(l, IPPROTO_IP, IP_TOS, &v, sizeof(v));
+	setsockopt(l, IPPROTO_IP, IP_TOS, &v, sizeof(v));
 	fd = tcp_to(5);                 /* the connector: connects back to port */
 	write_full(fd, &port, sizeof(port));
 	int c = accept(l, NULL, NULL);
@@ -446,8 +451,7 @@ static void check_tos_and_children(void)
 		getsockopt(c, SOL_SOCKET, SO_KEEPALIVE, &ka, &sl);
 		getsockopt(c, IPPROTO_TCP, TCP_KEEPIDLE, &gi, &sl);
 		getsockopt(c, IPPROTO_TCP, TCP_KEEPCNT, &gc, &sl);
-		if (sk_family == AF_INET)
-			getsockopt(c, IPPROTO_IP, IP_TOS, &gt, &sl);
+		getsockopt(c, IPPROTO_IP, IP_TOS, &gt, &sl);
 		snprintf(res, sizeof(res), "keepalive=%d idle=%d cnt=%d tos=%d", ka, gi, gc, gt);
 		report("child_options", res);
 		close(c);
