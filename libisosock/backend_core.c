@@ -371,6 +371,11 @@ static int be_nread(void *h)
 	CORE(h, isosock_nread(H(h)->app, H(h)->s));
 }
 
+static int be_outq(void *h)
+{
+	CORE(h, isosock_outq(H(h)->app, H(h)->s));
+}
+
 static uint32_t poll_core(struct handle *x, uint32_t *gen)
 {
 	int r = isosock_poll_gen(x->app, x->s, POLLIN | POLLOUT | POLLRDHUP, gen);
@@ -811,6 +816,7 @@ const struct isosock_be isosock_be_core = {
 	.getsockname = be_getsockname,
 	.getpeername = be_getpeername,
 	.nread = be_nread,
+	.outq = be_outq,
 	.poll = be_poll,
 	.wait = be_wait,
 	.wait_begin = be_wait_begin,

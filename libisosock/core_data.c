@@ -696,6 +696,8 @@ int isosock_nread(struct isosock_app *app, int s)
 
 		/* FIONREAD on a datagram socket: the next datagram's size */
 		n = isosock__udp_next(app, s, f, &h) > 0 ? (int)h.len : 0;
+	} else if (f->state == F_LISTEN) {
+		n = -EINVAL;             /* Linux: SIOCINQ on a listener */
 	} else {
 		n = f->state == F_CONNECTED ? (int)isosock__rx_avail(app, s, f) : 0;
 	}

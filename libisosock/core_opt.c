@@ -2,8 +2,10 @@
  * Socket names and options: getsockname/getpeername, and the options
  * kept in the front-end (timeouts, SO_LINGER, TCP_CORK, SO_ERROR and the
  * other SOL_SOCKET queries; SO_LINGER also reaches the stack, which uses
- * it when it closes the socket of a dead process); the rest go to the
- * stack.
+ * it when it closes the socket of a dead process); TCP_INFO and SIOCOUTQ,
+ * put together from the stack's pieces; the options refused as Linux
+ * refuses one it lacks; the rest go to the stack.  The table of what each
+ * option does is in docs/shim.md.
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -190,6 +192,83 @@ int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
 	return isosock__simple_call(app, s, &c, NULL);
 }
 
+/* TCP_INFO's pieces from the stack (daemon/backend/sock_opt.c,
+ * isod_tcp_info): 6 32-bit words each, but for BYTES (two 64-bit).  The
+ * piece rides in the option name's bits 16 and up (GETSOCKOPT's other
+ * words must be zero: shm/stack.c). */
+enum { INFO_PIECE_TIMES, INFO_PIECE_WINDOWS, INFO_PIECE_BYTES };
+
+static int info_piece(struct isosock_app *app, int s, int piece, uint32_t w[6])
+{
+	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_GETSOCKOPT };
+	struct isostack_shm_status st;
+	int rc;
+
+	c.arg[0] = IPPROTO_TCP;
+	c.arg[1] = TCP_INFO | (uint64_t)piece << 16;
+	c.arg[2] = 6 * sizeof(uint32_t);
+	rc = isosock__simple_call(app, s, &c, &st);
+	if (rc < 0)
+		return rc;
+	if (st.result != 6 * sizeof(uint32_t))
+		return -EPROTO;
+	memcpy(w, &st.arg[2], 6 * sizeof(uint32_t));
+	return 0;
+}
+
+/* Where Linux's struct tcp_info (<linux/tcp.h>) goes on past glibc's. */
+#define INFO_BYTES_ACKED    120
+#define INFO_BYTES_RECEIVED 128
+#define INFO_LEN            232     /* through tcpi_snd_wnd (Linux 5.4) */
+
+static int tcp_info(struct isosock_app *app, int s, void *val, socklen_t *len)
+{
+	unsigned char buf[INFO_LEN];
+	struct tcp_info *ti = (struct tcp_info *)buf;
+	uint32_t t[6], w[6], b[6];
+	int rc;
+
+	if (val == NULL || len == NULL)
+		return -EFAULT;
+	if ((rc = info_piece(app, s, INFO_PIECE_TIMES, t)) < 0 ||
+	    (rc = info_piece(app, s, INFO_PIECE_WINDOWS, w)) < 0 ||
+	    (rc = info_piece(app, s, INFO_PIECE_BYTES, b)) < 0)
+		return rc;
+	memset(buf, 0, sizeof(buf));
+	ti->tcpi_state = (uint8_t)t[0];
+	ti->tcpi_retransmits = (uint8_t)t[1];
+	ti->tcpi_rto = t[2];
+	ti->tcpi_snd_mss = t[3];
+	ti->tcpi_rcv_mss = t[3];
+	ti->tcpi_advmss = t[3];
+	ti->tcpi_rtt = t[4];
+	ti->tcpi_rttvar = t[5];
+	ti->tcpi_snd_cwnd = w[0];
+	ti->tcpi_snd_ssthresh = w[1];
+	ti->tcpi_unacked = w[2];
+	ti->tcpi_rcv_space = w[5];
+	memcpy(buf + INFO_BYTES_ACKED, &b[0], sizeof(uint64_t));
+	memcpy(buf + INFO_BYTES_RECEIVED, &b[2], sizeof(uint64_t));
+	if (*len > sizeof(buf))
+		*len = sizeof(buf);
+	memcpy(val, buf, *len);
+	return 0;
+}
+
+int isosock_outq(struct isosock_app *app, int s)
+{
+	struct fsock *f = fs_get(app, s);
+	uint32_t w[6];
+	int rc;
+
+	if (f == NULL)
+		return -EBADF;
+	if (__atomic_load_n(&f->state, __ATOMIC_RELAXED) == F_LISTEN)
+		return -EINVAL;
+	rc = info_piece(app, s, INFO_PIECE_WINDOWS, w);
+	return rc < 0 ? rc : (int)w[3];
+}
+
 static int put_int(void *val, socklen_t *len, int v)
 {
 	if (val == NULL || len == NULL)
@@ -276,6 +355,8 @@ int isosock_getsockopt(struct isosock_app *app, int s, int level, int name,
 		if (rc <= 0)
 			return rc;
 	}
+	if (level == IPPROTO_TCP && name == TCP_INFO && !f->udp)
+		return tcp_info(app, s, val, len);
 	if (level == IPPROTO_TCP && name == TCP_CORK) {
 		fs_lock(f);
 		rc = put_int(val, len, f->cork);

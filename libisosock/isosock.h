@@ -255,6 +255,10 @@ ssize_t isosock_recvfrom(struct isosock_app *app, int s, void *buf, size_t len, 
 /* Bytes readable now (FIONREAD).  >= 0 or -EBADF. */
 int isosock_nread(struct isosock_app *app, int s);
 
+/* Bytes written and not yet acknowledged by the peer (SIOCOUTQ).  >= 0,
+ * -EINVAL on a listener (as Linux), -EBADF. */
+int isosock_outq(struct isosock_app *app, int s);
+
 /* SHUT_RD, SHUT_WR, SHUT_RDWR.  0, -EINVAL, -ENOTCONN, -EBADF. */
 int isosock_shutdown(struct isosock_app *app, int s, int how);
 

@@ -1234,6 +1234,8 @@ int isosock_r_setsockopt(struct isosock_file *f, int fd, int level, int name,
 	bool light = isosock_sh_light(f);
 	bool timeo = level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO);
 	int k = 0;
+	if (f->type == SOCK_STREAM && isosock_opt_refused(level, name))
+		return -ENOPROTOOPT;      /* not the shadow's verdict: not honoured */
 	if (!light)
 		k = neg(L.setsockopt(fd, level, name, v, len));
 	else if (timeo)
@@ -1268,6 +1270,8 @@ int isosock_r_setsockopt(struct isosock_file *f, int fd, int level, int name,
 int isosock_r_getsockopt(struct isosock_file *f, int fd, int level, int name,
 			 void *v, socklen_t *len)
 {
+	if (f->type == SOCK_STREAM && isosock_opt_refused(level, name))
+		return -ENOPROTOOPT;
 	if (level == SOL_SOCKET) {
 		switch (name) {
 		case SO_TYPE: case SO_DOMAIN: case SO_PROTOCOL:
@@ -1287,7 +1291,19 @@ int isosock_r_getsockopt(struct isosock_file *f, int fd, int level, int name,
 			break;
 		}
 	}
+	socklen_t want = len ? *len : 0;
 	int r = isosock_be->getsockopt(f->h, level, name, v, len);
+	if (r == 0 && level == IPPROTO_TCP && name == TCP_INFO && !isosock_sh_light(f) &&
+	    f->type == SOCK_STREAM) {
+		/* As long as the kernel's struct: what it adds past the
+		 * stack's fields reads as zero (docs/shim.md) */
+		unsigned char k[512];
+		socklen_t kl = want < sizeof(k) ? want : sizeof(k);
+		if (L.getsockopt(fd, level, name, k, &kl) == 0 && kl > *len) {
+			memset((char *)v + *len, 0, kl - *len);
+			*len = kl;
+		}
+	}
 	if (r == -ENOPROTOOPT && isosock_sh_light(f))
 		return isosock_sh_getsockopt(f, level, name, v, len);
 	if (r == -ENOPROTOOPT)
@@ -1344,9 +1360,21 @@ int isosock_r_ioctl(struct isosock_file *f, int fd, unsigned long req, void *arg
 		*(int *)arg = n;
 		return 0;
 	}
-	default:
-		if (isosock_sh_light(f))
-			return isosock_sh_ioctl(f, fd, req, arg);
-		return neg(L.ioctl(fd, req, arg));
+	case TIOCOUTQ: {            /* SIOCOUTQ */
+		if (!arg)
+			return -EFAULT;
+		if (f->type != SOCK_STREAM || !isosock_be->outq)
+			break;
+		int n = isosock_be->outq(f->h);
+		if (n < 0)
+			return n;
+		*(int *)arg = n;
+		return 0;
 	}
+	default:
+		break;
+	}
+	if (isosock_sh_light(f))
+		return isosock_sh_ioctl(f, fd, req, arg);
+	return neg(L.ioctl(fd, req, arg));
 }

@@ -135,6 +135,7 @@ struct isosock_be {
 	int (*getsockname)(void *h, struct sockaddr *sa, socklen_t *len);
 	int (*getpeername)(void *h, struct sockaddr *sa, socklen_t *len);
 	int (*nread)(void *h);                             /* FIONREAD */
+	int (*outq)(void *h);                              /* SIOCOUTQ (may be NULL) */
 	/* Readiness now, as POLLIN/POLLOUT/POLLERR/POLLHUP/POLLRDHUP bits.
 	 * *gen (may be NULL): an arrival count, moving whenever data or a
 	 * connection arrived on the socket, readable before or not: what
@@ -372,6 +373,20 @@ int64_t isosock_now_ns(void);
 static inline int64_t isosock_ms_to_ns(int ms)
 {
 	return ms < 0 ? -1 : (int64_t)ms * 1000000;
+}
+
+/*
+ * TCP options isostack refuses as Linux refuses one it lacks
+ * (ENOPROTOOPT), for set and get alike, instead of leaving them to the
+ * shadow, which would accept them and change nothing (docs/shim.md):
+ * TCP_USER_TIMEOUT (lwIP gives up after TCP_MAXRTX retransmissions, not
+ * after a time), TCP_DEFER_ACCEPT (the stack announces a child at its
+ * handshake).
+ */
+static inline bool isosock_opt_refused(int level, int name)
+{
+	return level == 6 /* IPPROTO_TCP */ && (name == 18 /* TCP_USER_TIMEOUT */ ||
+					name == 9 /* TCP_DEFER_ACCEPT */);
 }
 
 #endif /* ISOSOCK_SHIM_H */

@@ -82,6 +82,14 @@ struct isod_sock {
 	struct udp_pcb *upcb;        /* SOCK_DGRAM (then pcb is NULL) */
 	bool rx_ev_due;              /* UDP: EV_RX to post from the queue */
 	bool udp_broken;             /* UDP: RX ring found corrupt in a callback */
+	/* options a listener hands its children (sock_opt.c); 0: lwIP's
+	 * defaults.  tos: IP_TOS of an AF_INET socket, IPV6_TCLASS of an
+	 * AF_INET6 one; tos4: IP_TOS of an AF_INET6 one, for its IPv4
+	 * connections (isod_sk_tos). */
+	uint32_t keep_idle_ms, keep_intvl_ms, keep_cnt;
+	uint8_t tos, tos4;
+	/* TCP_INFO's tcpi_bytes_acked and tcpi_bytes_received */
+	uint64_t info_acked, info_rcvd;
 	ip_addr_t local_ip;          /* kept for GETSOCKNAME after the pcb is gone */
 	u16_t local_port;
 
@@ -591,6 +599,9 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c);
 int isod_sk_opt_int(const struct isostack_shm_cmd *c, int *v);
 void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd *c);
 void isod_sk_cmd_getsockopt(struct isod_sock *sk, const struct isostack_shm_cmd *c);
+void isod_sk_opt_inherit(const struct isod_sock *lsk, struct isod_sock *child, struct tcp_pcb *npcb);
+uint8_t isod_sk_tos(const struct isod_sock *sk, const ip_addr_t *remote);
+int isod_tcp_info(struct isod_sock *sk, int piece, uint64_t out[3]);
 
 /* sock_close.c */
 void isod_sk_closing_unlink(struct isod_sock *sk);

@@ -111,6 +111,7 @@ static err_t cb_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 		 * data, offered again by the fast timer: appcap.c). */
 		if (!isod_cap_rx_take(sk, p))
 			return ERR_MEM;
+		sk->info_rcvd += p->tot_len;
 		if (sk->rx_hold == NULL)
 			sk->rx_hold = p;
 		else
@@ -131,6 +132,7 @@ static err_t cb_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 	(void)pcb;
 	if (sk != NULL) {
 		sk->acked += len;
+		sk->info_acked += len;
 		isod_cap_segs_sync(sk);    /* lwIP freed the acknowledged segments */
 		isod_sock_queue(sk, ISOD_R_SENT);
 	}
@@ -225,6 +227,7 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	isod_synq_accepted(npcb, wnd_ext_id());
 	child->state = ISOD_S_CHILD;
 	child->parent = lsk->id;
+	isod_sk_opt_inherit(lsk, child, npcb);
 	isod_sk_attach_pcb(child, npcb);
 	if (lsk->bl_count == 0)
 		lsk->bl_head = child->id;
@@ -315,6 +318,7 @@ void isod_sk_cmd_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		isod_sk_reply(sk, c, rc);
 		return;
 	}
+	sk->pcb->tos = isod_sk_tos(sk, &ip);   /* the SYN carries it */
 	e = tcp_connect(sk->pcb, &ip, port, cb_connected);
 	if (e != ERR_OK) {
 		isod_sk_reply(sk, c, e == ERR_RTE ? -ENETUNREACH : e == ERR_USE ? -EADDRINUSE : -ENOBUFS);

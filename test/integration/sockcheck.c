@@ -32,7 +32,8 @@
  * port and writes struct end_res, then sends SIGUSR1 to the pid if not 0),
  * +12 backlog (check_backlog), +13 whoami (writes back the address it
  * sees us at), +14 dialer (connects back to the port it is sent, writes
- * "hello" there, answers the connect's errno): both for sockcheck_v6.c.
+ * "hello" there, answers the connect's errno): both for sockcheck_v6.c;
+ * +15 ender, +16 segments, +17 still, +18 tos: for sockcheck_opts.c.
  *
  *   sockcheck stdioexec                (internal) exec'd with a connection
  *                                      to the echo service as stdin/stdout:
@@ -382,6 +383,18 @@ static void serve(int off, int c)
 	case 14:
 		serve_dial(c);
 		break;
+	case 15:
+		serve_ender(c);
+		break;
+	case 16:
+		serve_segments(c);
+		break;
+	case 17:
+		serve_still(c);
+		break;
+	case 18:
+		serve_tos(c);
+		break;
 	case 8: {
 		uint16_t port;
 		uint64_t cnt = 0;
@@ -407,12 +420,14 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14 };
-	struct pollfd p[16];
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18 };
+	struct pollfd p[20];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
 		int fd = sk_peer_socket(SOCK_STREAM), one = 1;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (offs[i] == 18)      /* the TOS its children received */
+			setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof(one));
 		union sk_addr a = sk_any(base + offs[i]);
 		if (bind(fd, &a.sa, sk_len(&a)) < 0 || listen(fd, 64) < 0)
 			die("peer listen");
@@ -2170,6 +2185,12 @@ int main(int argc, char **argv)
 	base = atoi(argv[argc - 1]);
 	sk_family = v6 ? AF_INET6 : AF_INET;
 	signal(SIGPIPE, SIG_IGN);
+	/* SOCKCHECK_ONLY=opts: only the option checks (while working on them) */
+	const char *only = getenv("SOCKCHECK_ONLY");
+	if (only && !strcmp(only, "opts")) {
+		check_opts();
+		return 0;
+	}
 	lone_start();              /* before any socket: processes of their own */
 	check_connect();
 	check_kill_lone();         /* before closefrom() takes their pipes */
@@ -2188,6 +2209,7 @@ int main(int argc, char **argv)
 	check_fork();
 	check_stdio();
 	check_udp();
+	check_opts();
 	if (v6 && !IN6_IS_ADDR_V4MAPPED(&peer_ip6))
 		check_dualstack();
 	return 0;

@@ -2,7 +2,7 @@
  * sockcheck's parts: sockcheck.c (the peer, the checks, main),
  * sockcheck_addr.c (the address family the TCP checks run in: AF_INET,
  * or AF_INET6 with `run6`) and sockcheck_v6.c (the dual-stack checks of
- * the AF_INET6 run).  A test program, not a library: what one file needs
+ * the AF_INET6 run) and sockcheck_opts.c (socket options).  A test program, not a library: what one file needs
  * of another is here.
  */
 #ifndef SOCKCHECK_H
@@ -53,5 +53,14 @@ unsigned char pattern(uint64_t i);
 void check_dualstack(void);
 void serve_whoami(int c);
 void serve_dial(int c);
+
+/* sockcheck_opts.c: the options servers use (issue 15, point 4); the
+ * peer's +15 (ender), +16 (segments), +17 (still) and +18 (tos)
+ * services. */
+void check_opts(void);
+void serve_ender(int c);
+void serve_segments(int c);
+void serve_still(int c);
+void serve_tos(int c);
 
 #endif
