@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "isosock.h"
+#include "isostack/tls.h"
 #include "shim.h"
 
 /*
@@ -421,7 +422,7 @@ static int be_wait(void *h, uint32_t events, int64_t timeout_ns)
  * armed (a thread-local mask remembers which, for wait_end); the wake fd
  * is that of the newest one.  Sockets of another attachment are caught by
  * the callers' bounded sleep (ISOSOCK_SLEEP_SLICE_NS). */
-static _Thread_local uint64_t armed;
+static _Thread_local uint64_t armed ISOSTACK_TLS;
 
 static void be_wait_begin(void)
 {

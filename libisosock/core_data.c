@@ -122,7 +122,7 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
  * socket just takes that socket's lock.
  */
 struct fsock *_Atomic isosock__alone;
-__thread struct fsock *isosock__held[ISOSOCK_HELD_MAX];
+__thread struct fsock *isosock__held[ISOSOCK_HELD_MAX] ISOSTACK_TLS;
 
 /* 1: runs alone on f; 0: takes the lock; -EAGAIN: nested on f. */
 static int alone_begin(struct isosock_app *app, int s, struct fsock *f)

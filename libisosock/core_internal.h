@@ -23,6 +23,7 @@
 #include "isosock.h"
 #include "isoshm.h"
 #include "isostack/shm_abi.h"
+#include "isostack/tls.h"
 
 #define WAIT_SLICE_NS   (20 * 1000 * 1000)
 #define NREP            4
@@ -266,7 +267,7 @@ extern struct fsock *_Atomic isosock__alone;
  * locks go unrecorded.
  */
 #define ISOSOCK_HELD_MAX 4
-extern __thread struct fsock *isosock__held[ISOSOCK_HELD_MAX];
+extern __thread struct fsock *isosock__held[ISOSOCK_HELD_MAX] ISOSTACK_TLS;
 
 static inline bool fs_held_here(const struct fsock *f)
 {

@@ -40,7 +40,7 @@
 static __thread struct {
 	uint64_t serial;
 	int bit;                /* -1: this thread uses the process's fd */
-} tw __attribute__((tls_model("initial-exec")));
+} tw ISOSTACK_TLS;
 
 static _Atomic uint64_t serials;
 

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "isostack/spin.h"
+#include "isostack/tls.h"
 #include "shim.h"
 
 #define L isosock_libc
@@ -593,7 +594,7 @@ int isosock_e_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_n
 			return 0;
 		/* Spin, yielding between scans, unless the core is shared
 		 * (isostack/spin.h). */
-		static __thread uint32_t spin_skip;
+		static __thread uint32_t spin_skip ISOSTACK_TLS;
 		struct isostack_spin sp;
 		if (isostack_spin_start(&sp, isosock_cfg.spin_ns, &spin_skip)) {
 			while ((n = scan(epfd, e, evs, max)) == 0 &&

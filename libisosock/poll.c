@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "isostack/spin.h"
+#include "isostack/tls.h"
 #include "shim.h"
 
 #define L isosock_libc
@@ -137,7 +138,7 @@ int isosock_p_ppoll(struct pollfd *fds, nfds_t n, int64_t timeout_ns, const sigs
 		/* Spin on the rings only (the kernel side is what we sleep
 		 * on), yielding between scans, unless the core is shared
 		 * (isostack/spin.h). */
-		static __thread uint32_t spin_skip;
+		static __thread uint32_t spin_skip ISOSTACK_TLS;
 		struct isostack_spin sp;
 		if (have_stack && isostack_spin_start(&sp, isosock_cfg.spin_ns, &spin_skip))
 			while ((cs = scan_stack(fds, n, pe)) == 0 && isostack_spin_step(&sp, &spin_skip))

@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "isostack/tls.h"
 #include "shim.h"
 
 struct qslot {
@@ -38,7 +39,7 @@ struct qslot {
 };
 
 static struct qslot *_Atomic slots;
-static __thread struct qslot *my_slot __attribute__((tls_model("initial-exec")));
+static __thread struct qslot *my_slot ISOSTACK_TLS;
 static pthread_key_t slot_key;
 static _Atomic int writer;        /* a fork is between prepare and parent/child */
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -145,8 +145,8 @@ int isoshm_app_submit_db(struct isoshm_app *a, uint32_t sock, uint32_t db,
  */
 static uint32_t thread_doorbell(struct isoshm_app *a)
 {
-	static __thread const struct isoshm_app *tl_app;
-	static __thread uint32_t tl_db;
+	static __thread const struct isoshm_app *tl_app ISOSTACK_TLS;
+	static __thread uint32_t tl_db ISOSTACK_TLS;
 	struct isostack_shm_doorbell *dbc;
 
 	if (__builtin_expect(tl_app == a, 1))

@@ -300,7 +300,7 @@ out:
 /* Lock-free fast path of the check: a bit once set stays set. */
 bool isoshm__app_extent_mapped(const struct isoshm_app *a, uint32_t id)
 {
-	static __thread const struct app_map *last;
+	static __thread const struct app_map *last ISOSTACK_TLS;
 	const struct app_map *m = last;
 
 	if (m == NULL || m->a != a) {

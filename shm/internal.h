@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "isoshm.h"
+#include "isostack/tls.h"
 
 #define ISOSHM_HUGE_PAGE  (UINT32_C(2) << 20)
 
