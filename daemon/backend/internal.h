@@ -331,6 +331,16 @@ void isod_synq_accepted(struct tcp_pcb *pcb, u8_t id);
 /* The listener pcb's ext-arg destroy callback. */
 void isod_synq_free(u8_t id, void *data);
 
+/* An lwIP pcb extension slot of the caller's (*slot, -1 until the first
+ * call): lwIP hands them out once per process, up to
+ * LWIP_TCP_PCB_NUM_EXT_ARGS (lwipopts.h). */
+static inline u8_t isod_ext_id(int16_t *slot)
+{
+	if (*slot < 0)
+		*slot = tcp_ext_arg_alloc_id();
+	return (u8_t)*slot;
+}
+
 #define ISOD_MAX_PENDING_CTL 16
 #define ISOD_MAX_PENDING_PER_UID 4   /* root exempt (ctl_auth.c) */
 

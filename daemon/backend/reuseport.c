@@ -68,17 +68,11 @@ static const struct tcp_ext_arg_callbacks mark_cbs = {
 	.passive_open = mark_passive_open,
 };
 
-/* lwIP hands out extension slots once per process (lwipopts.h). */
 static u8_t mark_id(void)
 {
-	static bool allocated;
-	static u8_t id;
+	static int16_t slot = -1;
 
-	if (!allocated) {
-		id = tcp_ext_arg_alloc_id();
-		allocated = true;
-	}
-	return id;
+	return isod_ext_id(&slot);
 }
 
 static uintptr_t mark_of(const struct tcp_pcb *pcb)

@@ -63,17 +63,11 @@ static const struct tcp_ext_arg_callbacks wnd_ext_cbs = {
 	.destroy = isod_synq_free,
 };
 
-/* lwIP hands out extension slots once per process (lwipopts.h has one). */
 static u8_t wnd_ext_id(void)
 {
-	static bool allocated;
-	static u8_t id;
+	static int16_t slot = -1;
 
-	if (!allocated) {
-		id = tcp_ext_arg_alloc_id();
-		allocated = true;
-	}
-	return id;
+	return isod_ext_id(&slot);
 }
 
 /* ---- lwIP callbacks: record and queue, nothing else ------------------------ */
