@@ -457,7 +457,10 @@ void isod_sk_abort(struct isod_sock *sk)
 /* The socket is unusable: RST, EV_ERROR (if its ring still works). */
 void isod_sk_kill(struct isod_sock *sk, int err)
 {
-	if (err == -EPROTO && sk->state != ISOD_S_DEAD)
+	/* A socket is counted once: not again when its corpse, or the slot
+	 * once freed, fails another post (an application dropped with a
+	 * broken socket ran into both). */
+	if (err == -EPROTO && sk->state != ISOD_S_DEAD && sk->state != ISOD_S_FREE)
 		sk->app->be->st.broken_socks++;
 	isod_sk_abort(sk);
 	isod_sk_rx_hold_drop(sk);

@@ -1534,10 +1534,17 @@ static void test_broken_ring(void **state)
 	assert_int_equal(st.cookie, 5);
 	assert_int_equal(st.result, 0);
 	assert_int_equal(stats_now().broken_apps, s0.broken_apps);
+	/* More commands on the broken socket, its other socket left open:
+	 * the application goes, and every socket is freed.  broken_socks
+	 * counts sockets, once each (hostile_app's 171 sockets once moved
+	 * it by 560: every later kill of a dead or freed socket counted). */
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_RECV, .sock = (uint32_t)id };
+	(void)isoshm_app_submit(shm, (uint32_t)id, &cmd, 1);
 #undef RT
 	isoshm_app_detach(shm);
 	close(fd);
 	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
+	assert_int_equal(stats_now().broken_socks, s0.broken_socks + 1);
 }
 
 /* The STATS query of isostat over the control socket. */
