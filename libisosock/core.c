@@ -224,6 +224,8 @@ int isosock__post(struct isosock_app *app, int s, struct isostack_shm_cmd *c)
 			kick_stack(app);
 			return 0;
 		}
+		if (k == -ENOBUFS)
+			return k;       /* its rings could not be mapped: not broken */
 		if (k < 0)
 			return -EPIPE;
 		/* command ring full: the stack is behind; it drains without us */

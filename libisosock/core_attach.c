@@ -22,14 +22,28 @@
 
 /* ---- Attach --------------------------------------------------------------- */
 
-/* Reads the EXTENT_REPLY for `id` (earlier replies a killed requester
- * left behind are skipped).  Returns the fd or -errno. */
-static int extent_reply(int fd, uint32_t id, uint64_t *off, uint64_t *size)
+/* Reads the EXTENT_REPLY for `id` (earlier replies a killed requester,
+ * or a request that gave up, left behind are skipped), waiting at most
+ * until `deadline` (CLOCK_MONOTONIC ns).  Returns the fd or -errno,
+ * -ETIMEDOUT when no reply came in time. */
+static int extent_reply(int fd, _Atomic uint32_t *owed, uint32_t id, uint64_t *off,
+			uint64_t *size, int64_t deadline)
 {
 	for (;;) {
 		struct isostack_ctl_extent_reply r;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left_ms = (deadline - now_ns() + 999999) / 1000000;
 		int efd = -1;
-		int n = isoshm_recv_fd(fd, &efd, &r, sizeof(r));
+		int n;
+
+		if (left_ms <= 0)
+			return -ETIMEDOUT;
+		n = poll(&p, 1, (int)left_ms);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n <= 0)
+			continue;
+		n = isoshm_recv_fd(fd, &efd, &r, sizeof(r));
 
 		if (n == 0)
 			return -ECONNRESET;
@@ -39,8 +53,16 @@ static int extent_reply(int fd, uint32_t id, uint64_t *off, uint64_t *size)
 		    r.hdr.type != ISOSTACK_CTL_EXTENT_REPLY || r.id != id) {
 			if (efd >= 0)
 				close(efd);
-			if (n == (int)sizeof(r) && r.hdr.type == ISOSTACK_CTL_EXTENT_REPLY)
-				continue;       /* someone else's, orphaned */
+			if (n == (int)sizeof(r) && r.hdr.type == ISOSTACK_CTL_EXTENT_REPLY) {
+				uint32_t o = atomic_load_explicit(owed, memory_order_relaxed);
+
+				/* someone else's, orphaned */
+				while (o > 0 && !atomic_compare_exchange_weak_explicit(
+						owed, &o, o - 1, memory_order_relaxed,
+						memory_order_relaxed))
+					;
+				continue;
+			}
 			return -EPROTO;
 		}
 		if (r.status < 0 || efd < 0) {
@@ -54,10 +76,17 @@ static int extent_reply(int fd, uint32_t id, uint64_t *off, uint64_t *size)
 	}
 }
 
+/* How long calls fail at once after an EXTENT request timed out. */
+#define EXTENT_STALL_NS (1000LL * 1000 * 1000)
+
 /*
  * isoshm's extent source: asks the daemon for extent `id` on the control
  * socket.  The processes of the application share that socket, so the
- * request and its reply are made under a process-shared lock.
+ * request and its reply are made under a process-shared lock.  Bounded
+ * like attach (ISOSOCK_ATTACH_TIMEOUT_MS): a daemon that is stopped or
+ * wedged makes the call that needed the ring fail with ENOBUFS (the
+ * kernel's "no buffer space" for a socket call), not hang; the extent
+ * stays unmapped, so a later call asks again.
  */
 static int fetch_extent(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
 {
@@ -69,16 +98,38 @@ static int fetch_extent(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
 	};
 	int rc;
 
+	/* The daemon just let a request time out and has not answered it
+	 * since: fail at once for a while rather than make every call that
+	 * needs a ring wait again.  Its late reply (skipped below) ends it. */
+	if (now_ns() < atomic_load_explicit(&app->extent_stall_until, memory_order_relaxed)) {
+		struct pollfd p = { .fd = app->ctl_fd, .events = POLLIN };
+
+		if (poll(&p, 1, 0) == 0)
+			return -ENOBUFS;
+		atomic_store_explicit(&app->extent_stall_until, 0, memory_order_relaxed);
+	}
 	robust_lock(&app->sh->ctl_lock);
 	/* odd while the request is out: see isosock_app_alive */
 	atomic_fetch_add_explicit(&app->sh->ctl_seq, 1, memory_order_seq_cst);
-	if (send(app->ctl_fd, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
-		rc = -errno;
+	/* MSG_DONTWAIT: a full socket buffer means a daemon that reads
+	 * nothing; waiting on it would be unbounded */
+	if (send(app->ctl_fd, &q, sizeof(q), MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(q))
+		rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
 	else
-		rc = extent_reply(app->ctl_fd, id, off, size);
+		rc = extent_reply(app->ctl_fd, &app->sh->ctl_owed, id, off, size,
+				  now_ns() + ISOSOCK_ATTACH_TIMEOUT_MS * INT64_C(1000000));
+	if (rc == -ETIMEDOUT)   /* before ctl_seq says no request is out */
+		atomic_fetch_add_explicit(&app->sh->ctl_owed, 1, memory_order_seq_cst);
 	atomic_fetch_add_explicit(&app->sh->ctl_seq, 1, memory_order_seq_cst);
 	pthread_mutex_unlock(&app->sh->ctl_lock);
-	app->st.extents_mapped++;
+	if (rc == -ETIMEDOUT) {
+		app->st.extent_timeouts++;
+		atomic_store_explicit(&app->extent_stall_until, now_ns() + EXTENT_STALL_NS,
+				      memory_order_relaxed);
+		return -ENOBUFS;
+	}
+	if (rc >= 0)
+		app->st.extents_mapped++;
 	return rc;
 }
 
@@ -318,7 +369,7 @@ bool isosock_app_alive(struct isosock_app *app)
 		return true;
 	atomic_store_explicit(&app->alive_at, now, memory_order_relaxed);
 	/* The daemon sends only replies to EXTENT requests: readable with
-	 * none out means hung up.  "None out" is ctl_seq even and unchanged
+	 * none out, and no late reply owed (ctl_owed), means hung up.  "None out" is ctl_seq even and unchanged
 	 * across the poll: a request that began or ended meanwhile (its
 	 * reply read by another thread between our poll and our look at
 	 * the counter) moved it.  A plain busy flag read after the poll
@@ -327,6 +378,7 @@ bool isosock_app_alive(struct isosock_app *app)
 	seq = atomic_load_explicit(&app->sh->ctl_seq, memory_order_seq_cst);
 	if (poll(&p, 1, 0) > 0 && ((p.revents & (POLLHUP | POLLERR)) ||
 				   ((p.revents & POLLIN) && (seq & 1) == 0 &&
+				    atomic_load_explicit(&app->sh->ctl_owed, memory_order_seq_cst) == 0 &&
 				    atomic_load_explicit(&app->sh->ctl_seq, memory_order_seq_cst) == seq))) {
 		atomic_store_explicit(&app->dead, true, memory_order_relaxed);
 		return false;

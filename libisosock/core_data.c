@@ -230,7 +230,9 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 		k = isoshm_app_tx_write(app->shm, (uint32_t)s, p + done,
 					len - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(len - done));
 		if (k < 0) {
-			ret = -EPIPE;
+			/* ENOBUFS: the ring could not be mapped (the daemon did
+			 * not answer); the socket itself is fine */
+			ret = done > 0 ? (ssize_t)done : k == -ENOBUFS ? k : -EPIPE;
 			break;
 		}
 		f->tx_bytes = isoshm_app_tx_size(app->shm, (uint32_t)s);   /* it may have moved */
@@ -612,7 +614,7 @@ ssize_t isosock_recv(struct isosock_app *app, int s, void *buf, size_t len, int 
 			}
 			rc = isoshm_app_rx_read(app->shm, (uint32_t)s, p + done, n);
 			if (rc < 0) {
-				ret = -ECONNRESET;
+				ret = done > 0 ? (ssize_t)done : rc == -ENOBUFS ? rc : -ECONNRESET;
 				break;
 			}
 			done += (size_t)rc;

@@ -163,6 +163,10 @@ struct fshared {
 	 * be or have been waiting (readable is not hung up then). */
 	pthread_mutex_t ctl_lock;
 	_Atomic uint32_t ctl_seq;
+	/* Replies of requests that gave up waiting (fetch_extent's bound):
+	 * one may arrive with no request out, and is not a hang-up either;
+	 * the next request skips it and counts it off. */
+	_Atomic uint32_t ctl_owed;
 	/* wake_mask bits of threads with a wake fd of their own
 	 * (core_wait.c, thread wake fds) and the thread holding each. */
 	_Atomic uint64_t thread_bits;
@@ -190,6 +194,9 @@ struct isosock_app {
 	_Atomic int sleepers;      /* our threads between wait_arm and disarm */
 	int64_t next_sweep;
 	int ctl_fd, wake_fd, stack_wake_fd;
+	/* CLOCK_MONOTONIC ns: an EXTENT request timed out; until then, fail
+	 * the next ones at once (core_attach.c, fetch_extent) */
+	_Atomic int64_t extent_stall_until;
 	uint32_t id, nsocks;
 	bool no_tx_agg;            /* variant Basic: a SEND per send(), with its length */
 	uint8_t *base;

@@ -345,6 +345,7 @@ struct isosock_stats {
 	uint64_t events;          /* EV_* entries consumed */
 	uint64_t stack_kicks;     /* stack wake fd writes (the daemon napped) */
 	uint64_t extents_mapped;  /* extent fds fetched from the daemon */
+	uint64_t extent_timeouts; /* EXTENT requests the daemon did not answer in time */
 };
 void isosock_app_stats(struct isosock_app *app, struct isosock_stats *out);
 

@@ -31,10 +31,14 @@ static int ring_ensure(struct isoshm_app *a, uint32_t ext, uint32_t bytes)
  * the fork, in an extent the child never mapped.  The check is two bit
  * tests; the mapping happens once per extent and process.
  */
-static struct isoshm_sock_view *app_view(struct isoshm_app *a, uint32_t sock)
+/* The socket's view, its rings mapped; NULL with *err -EBADF (no such
+ * id) or the extent fetch's error (-ENOBUFS: the daemon did not answer). */
+static struct isoshm_sock_view *app_view_err(struct isoshm_app *a, uint32_t sock, int *err)
 {
 	struct isoshm_sock_view *v;
+	int rc;
 
+	*err = -EBADF;
 	if (sock >= a->hdr.max_sockets)
 		return NULL;
 	v = &a->views[sock];
@@ -42,19 +46,41 @@ static struct isoshm_sock_view *app_view(struct isoshm_app *a, uint32_t sock)
 		isoshm__ctl_views_bind(a->base, &a->hdr, false, sock, v);
 	if (v->open && (!ring_mapped(a, v->tx_ext, v->tx.size) ||
 			!ring_mapped(a, v->rx_ext, v->rx.size))) {
-		if (ring_ensure(a, v->tx_ext, v->tx.size) < 0 ||
-		    ring_ensure(a, v->rx_ext, v->rx.size) < 0)
+		rc = ring_ensure(a, v->tx_ext, v->tx.size);
+		if (rc == 0)
+			rc = ring_ensure(a, v->rx_ext, v->rx.size);
+		if (rc < 0) {
+			*err = rc;
 			return NULL;
+		}
 	}
 	return v;
 }
 
+static struct isoshm_sock_view *app_view(struct isoshm_app *a, uint32_t sock)
+{
+	int err;
+
+	return app_view_err(a, sock, &err);
+}
+
 /* Data ring views need an open socket, not only a bound id. */
+static struct isoshm_sock_view *data_view_err(struct isoshm_app *a, uint32_t sock, int *err)
+{
+	struct isoshm_sock_view *v = app_view_err(a, sock, err);
+
+	if (v != NULL && !v->open) {
+		*err = -EBADF;
+		return NULL;
+	}
+	return v;
+}
+
 static struct isoshm_sock_view *data_view(struct isoshm_app *a, uint32_t sock)
 {
-	struct isoshm_sock_view *v = app_view(a, sock);
+	int err;
 
-	return v != NULL && v->open ? v : NULL;
+	return data_view_err(a, sock, &err);
 }
 
 /* The longest spin of isoshm_app_wait(), whatever the poll count (the
@@ -124,10 +150,12 @@ static int ring_doorbell(struct isoshm_app *a, uint32_t sock, uint32_t db)
 int isoshm_app_submit_db(struct isoshm_app *a, uint32_t sock, uint32_t db,
 			 const struct isostack_shm_cmd *cmds, uint32_t n)
 {
-	struct isoshm_sock_view *v = app_view(a, sock);
 	int k, rc;
+	struct isoshm_sock_view *v = app_view_err(a, sock, &rc);
 
-	if (v == NULL || db >= a->hdr.nr_doorbells)
+	if (v == NULL)
+		return rc;
+	if (db >= a->hdr.nr_doorbells)
 		return -EBADF;
 	k = isoshm_ring_enqueue_burst(&v->cmd, cmds, n);
 	if (k <= 0)
@@ -177,9 +205,10 @@ int isoshm_app_submit(struct isoshm_app *a, uint32_t sock,
 int isoshm_app_recv_status(struct isoshm_app *a, uint32_t sock,
 			   struct isostack_shm_status *st, uint32_t n)
 {
-	struct isoshm_sock_view *v = app_view(a, sock);
+	int err;
+	struct isoshm_sock_view *v = app_view_err(a, sock, &err);
 
-	return v ? isoshm_ring_dequeue_burst(&v->status, st, n) : -EBADF;
+	return v ? isoshm_ring_dequeue_burst(&v->status, st, n) : err;
 }
 
 /* The directory entry's ring lies in arena bytes, power-of-two sized and
@@ -258,13 +287,13 @@ static int tx_take_offer(struct isoshm_app *a, uint32_t sock, struct isoshm_sock
 
 int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, uint32_t len)
 {
-	struct isoshm_sock_view *v = data_view(a, sock);
 	struct isostack_shm_sock *sk;
 	uint32_t gen;
 	int k;
+	struct isoshm_sock_view *v = data_view_err(a, sock, &k);
 
 	if (v == NULL)
-		return -EBADF;
+		return k;
 	sk = &a->socks[sock];
 	atomic_store_explicit(&sk->tx_busy, 1, memory_order_relaxed);
 	/* T2: tx_busy before the load of tx_gen; pairs with the stack's
@@ -338,12 +367,10 @@ static int rx_follow(struct isoshm_app *a, uint32_t sock, struct isoshm_sock_vie
  * -errno), else *err is rx_follow's 0 (empty: don't look) or 1. */
 static struct isoshm_sock_view *rx_view(struct isoshm_app *a, uint32_t sock, int *err)
 {
-	struct isoshm_sock_view *v = data_view(a, sock);
+	struct isoshm_sock_view *v = data_view_err(a, sock, err);
 
-	if (v == NULL) {
-		*err = -EBADF;
+	if (v == NULL)
 		return NULL;
-	}
 	*err = rx_follow(a, sock, v);
 	return *err < 0 ? NULL : v;
 }

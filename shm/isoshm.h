@@ -337,7 +337,9 @@ uint64_t isoshm_app_sleeps(const struct isoshm_app *a);
  * Enqueues up to n commands on `sock`'s command ring, then rings the
  * doorbell of the calling thread's core unless the socket's previous ring
  * has not been drained yet.  Returns the count enqueued (0: ring full),
- * -EBADF (sock out of range), -EPROTO (the stack's index is corrupt).
+ * -EBADF (sock out of range), -EPROTO (the stack's index is corrupt),
+ * or the extent fetch's error when the socket's rings could not be mapped
+ * (-ENOBUFS from the shim's: the daemon did not answer in time).
  */
 int isoshm_app_submit(struct isoshm_app *a, uint32_t sock,
 		      const struct isostack_shm_cmd *cmds, uint32_t n);
@@ -345,15 +347,16 @@ int isoshm_app_submit(struct isoshm_app *a, uint32_t sock,
 int isoshm_app_submit_db(struct isoshm_app *a, uint32_t sock, uint32_t db,
 			 const struct isostack_shm_cmd *cmds, uint32_t n);
 
-/* Dequeues up to n status entries.  Returns count, -EBADF, -EPROTO. */
+/* Dequeues up to n status entries.  Returns count, -EBADF, -EPROTO, or
+ * the extent fetch's error (as isoshm_app_submit). */
 int isoshm_app_recv_status(struct isoshm_app *a, uint32_t sock,
 			   struct isostack_shm_status *st, uint32_t n);
 /* Copies up to len bytes into the TX ring and publishes them (the stack
  * sees them at the next OP_SEND or whenever it peeks).  Returns bytes
- * written (0: full), -EBADF, -EPROTO. */
+ * written (0: full), -EBADF, -EPROTO, or the extent fetch's error. */
 int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, uint32_t len);
 /* Copies up to len received bytes out and releases them.  Returns bytes,
- * -EBADF, -EPROTO. */
+ * -EBADF, -EPROTO, or the extent fetch's error. */
 int isoshm_app_rx_read(struct isoshm_app *a, uint32_t sock, void *buf, uint32_t len);
 /* Status entries waiting (>= 0) or -EBADF/-EPROTO; for wait predicates. */
 int isoshm_app_status_avail(struct isoshm_app *a, uint32_t sock);

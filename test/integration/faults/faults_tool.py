@@ -21,6 +21,12 @@ moment it sent a signal.
                                 then waits for a line on stdin and opens new
                                 connections to ECHO on HOST until one echoes
                                 100,000 bytes verified: "new ok"
+  stopped HOST ECHO [FD]        (under the shim) an echoed connection,
+                                "ready", exec of itself on a stdin line;
+                                the new image's first send (its rings not
+                                mapped yet) "first send ret=N|errno=E after
+                                S s"; on the next stdin line 100,000 bytes
+                                echoed on the same socket: "echo ok True"
   serve HOLD ECHO               (peer) HOLD: accept and hold, never read;
                                 ECHO: echo every byte back
   rr-server PORT                accept; read one 64-byte request, answer it,
@@ -380,11 +386,66 @@ def rr_client(host, port, seconds):
     out(f"rr: {n} connections in {secs:.1f} s ({n / secs:.0f}/s), each answer verified")
 
 
+# --- a stopped daemon -------------------------------------------------------
+
+def stopped(host, echo, fd=None):
+    """Before the exec (fd None): a connection to the peer's echo service,
+    100 bytes echoed, "ready", then exec of this same command with the
+    socket's fd once stdin says so.  After (fd given): a new image whose
+    mappings of the socket's rings are gone; its first send must map them
+    again, and with the daemon stopped that must fail (ENOBUFS), not
+    hang.  Then, once stdin says the daemon runs again, the same socket
+    echoes 100,000 bytes verified."""
+    if fd is None:
+        s = socket.create_connection((host, int(echo)), timeout=20)
+        s.sendall(b"x" * 100)
+        if recv_exact(s, 100) != b"x" * 100:
+            sys.exit("FAIL: first echo differs")
+        os.set_inheritable(s.fileno(), True)
+        out("ready")
+        sys.stdin.readline()        # the daemon is stopped
+        os.execv(sys.executable, [sys.executable, "-u", __file__, "stopped", host, echo,
+                                  str(s.fileno())])
+    # os.write/os.read on the fd: the shim's write()/read(); a socket
+    # object would first ask getsockname() etc. of the stopped daemon
+    fd = int(fd)
+    out("image")
+    t0 = time.monotonic()
+    try:
+        n = os.write(fd, b"y" * 100)
+        res = f"ret={n}"
+    except OSError as e:
+        res = "errno=" + ename(e)
+    out(f"first send {res} after {time.monotonic() - t0:.1f} s")
+    sys.stdin.readline()            # the daemon runs again
+    # ENOBUFS is transient: retried, as a program would, until the daemon
+    # has caught up with what queued while it was stopped
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            s = socket.socket(fileno=fd)
+            break
+        except OSError as e:
+            if e.errno != errno.ENOBUFS or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)        # pacing the retries
+    s.settimeout(None)
+    data = os.urandom(100000)
+    if res.startswith("ret="):
+        want = b"y" * int(res[4:])
+        if recv_exact(s, len(want)) != want:
+            sys.exit("FAIL: the first send's bytes did not come back")
+    s.sendall(data)
+    back = recv_exact(s, len(data))
+    out(f"echo ok {hashlib.sha256(back).digest() == hashlib.sha256(data).digest()}")
+
+
 def main():
     cmds = {"stream-send": stream_send, "stream-hold": stream_hold,
             "sink-verify": sink_verify, "flood-send": flood_send, "block": block,
             "serve": serve, "rr-server": rr_server, "rr-client": rr_client,
-            "probe": probe, "synflood": synflood}
+            "probe": probe, "synflood": synflood,
+            "stopped": stopped}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
     cmds[sys.argv[1]](*sys.argv[2:])
