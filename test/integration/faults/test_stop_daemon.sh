@@ -17,7 +17,7 @@ ECHO=9422
 conns_up
 load_state
 # a stopped daemon would not take isostack down's SIGTERM: continue it first
-trap '_rc=$?; kill -CONT "$S_DAEMON_PID" 2>/dev/null; (exit $_rc); cleanup' EXIT
+trap '_rc=$?; kill -CONT "$S_DAEMON_PID" 2>/dev/null; set +e; (exit $_rc); cleanup' EXIT
 bg peer "$CLI" peer -- python3 -u "$TOOL" serve $HOLD $ECHO
 wait_line "$tmp/peer.out" listening || fail "the peer did not listen"
 
