@@ -1380,6 +1380,108 @@ static int raw_attach(struct isoshm_app **shm)
 	return fd;
 }
 
+/* The extent fetch of a hand-made application: over its control socket,
+ * answered by the stack thread. */
+static int raw_fetch(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
+{
+	int ctl = (int)(intptr_t)arg, fd = -1;
+	struct isostack_ctl_extent q = {
+		.hdr = { ISOSTACK_CTL_MAGIC, ISOSTACK_CTL_VERSION, ISOSTACK_CTL_EXTENT, sizeof(q), 0 },
+		.id = id,
+	};
+	struct isostack_ctl_extent_reply r;
+	unsigned n;
+
+	if (send(ctl, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
+		return -errno;
+	if (isoshm_recv_fds(ctl, &r, sizeof(r), &fd, 1, &n, 0) != (ssize_t)sizeof(r))
+		return -EPROTO;
+	if (r.status != 0 || n != 1)
+		return r.status != 0 ? r.status : -EPROTO;
+	*off = r.arena_off;
+	*size = r.size;
+	return fd;
+}
+
+/* One datagram record, header h then len bytes (a6 first if given),
+ * written by hand on a raw socket of family fam and sent: the status the
+ * stack answers with (EV_ERROR's result, or 0 if the socket lives on
+ * and the stack counted one more datagram sent or dropped). */
+static int64_t raw_dgram(struct isoshm_app *shm, int fam, struct isostack_shm_dgram h,
+			 const uint8_t *a6)
+{
+	static const uint8_t zeros[64];
+	struct isostack_shm_cmd cmd = { .opcode = ISOSTACK_SHM_OP_SOCKET, .sock = 0, .cookie = 1,
+					.arg = { (uint64_t)fam, SOCK_DGRAM } };
+	struct isostack_shm_status st;
+	struct isod_backend_stats s0 = stats_now();
+	uint32_t rec = ISOSTACK_SHM_DGRAM_REC_F(h.len, h.flags), hdr = sizeof(h);
+	int id;
+
+	assert_int_equal(isoshm_app_submit(shm, 0, &cmd, 1), 1);
+	while (isoshm_app_recv_status(shm, 0, &st, 1) == 0)
+		usleep(100);
+	id = (int)st.result;
+	assert_true(id > 0);
+	assert_int_equal(isoshm_app_sock_open(shm, (uint32_t)id), 0);
+	assert_int_equal(isoshm_app_tx_write(shm, (uint32_t)id, &h, sizeof(h)), (int)sizeof(h));
+	if (a6 != NULL) {
+		assert_int_equal(isoshm_app_tx_write(shm, (uint32_t)id, a6, 16), 16);
+		hdr += 16;
+	}
+	assert_true(rec - hdr <= sizeof(zeros));
+	assert_int_equal(isoshm_app_tx_write(shm, (uint32_t)id, zeros, rec - hdr), (int)(rec - hdr));
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_SEND, .sock = (uint32_t)id };
+	assert_int_equal(isoshm_app_submit(shm, (uint32_t)id, &cmd, 1), 1);
+	for (int i = 0; i < 50000; i++) {
+		struct isod_backend_stats now = stats_now();
+
+		if (isoshm_app_recv_status(shm, (uint32_t)id, &st, 1) == 1 &&
+		    st.opcode == ISOSTACK_SHM_EV_ERROR)
+			return st.result;
+		if (now.udp_tx_dgrams + now.udp_tx_dropped > s0.udp_tx_dgrams + s0.udp_tx_dropped)
+			return 0;
+		usleep(100);
+	}
+	fail_msg("the stack neither sent, dropped nor refused the record");
+	return 1;
+}
+
+/* Datagram records the stack must refuse (-EPROTO, the socket dies) and
+ * one it must take: the IPv6 address block (ABI 5) on the wrong family,
+ * an unknown flag, an IPv4 address beside an IPv6 one. */
+static void test_bad_dgram(void **state)
+{
+	struct isoshm_app *shm;
+	struct sockaddr_in6 to = sin6_of('b', PORT_BASE + 22);
+	const uint16_t port = htons(PORT_BASE + 22);
+	const uint8_t *a6 = to.sin6_addr.s6_addr;
+	struct isod_backend_stats s0 = stats_now();
+	unsigned apps0 = atomic_load(&pub_apps);
+	int fd;
+
+	(void)state;
+	fd = raw_attach(&shm);
+	isoshm_app_set_fetch(shm, raw_fetch, (void *)(intptr_t)fd);
+	/* the control: a good IPv6 record goes out */
+	assert_int_equal(raw_dgram(shm, AF_INET6, (struct isostack_shm_dgram){
+		.len = 3, .port = port, .flags = ISOSTACK_SHM_DGRAM_F_V6 }, a6), 0);
+	assert_int_equal(stats_now().broken_socks, s0.broken_socks);
+	/* an IPv6 address from an AF_INET socket */
+	assert_int_equal(raw_dgram(shm, AF_INET, (struct isostack_shm_dgram){
+		.len = 3, .port = port, .flags = ISOSTACK_SHM_DGRAM_F_V6 }, a6), -EPROTO);
+	/* a flag no ABI defines */
+	assert_int_equal(raw_dgram(shm, AF_INET6, (struct isostack_shm_dgram){
+		.len = 3, .port = port, .flags = 0x2 }, NULL), -EPROTO);
+	/* both an IPv4 and an IPv6 destination */
+	assert_int_equal(raw_dgram(shm, AF_INET6, (struct isostack_shm_dgram){
+		.len = 3, .port = port, .flags = ISOSTACK_SHM_DGRAM_F_V6, .addr = 1 }, a6), -EPROTO);
+	assert_int_equal(stats_now().broken_socks, s0.broken_socks + 3);
+	isoshm_app_detach(shm);
+	close(fd);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
+}
+
 static void test_bad_commands(void **state)
 {
 	struct apps *a = *state;
@@ -1987,6 +2089,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_status_ring_full, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_udp, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_udp6, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_dgram, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_napping, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_enobufs, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_broken_ring, apps_setup, apps_teardown),
