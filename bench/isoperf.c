@@ -8,6 +8,9 @@
  *                  [-d SECONDS] [--nodelay] [--verify] [--json PATH]
  *                  [--window-cmd PATH]
  *
+ * ADDR is numeric, IPv4 or IPv6 (the server binds ADDR's family; IPv6
+ * rows of `isostack bench` use it).
+ *
  * One thread per connection on both sides, as the paper's "multi-threaded
  * TTCP-like application, where each thread sends or receives data over a
  * single socket". Each connection opens with a 16-byte hello naming the mode
@@ -258,21 +261,47 @@ static void *server_conn_main(void *arg)
 	return NULL;
 }
 
+/* An address of either family, as bind and connect take it. */
+union net_addr {
+	struct sockaddr sa;
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+};
+
+/* text (IPv4 or IPv6, numeric) and port -> *a and its length; 0 or -1. */
+static int parse_addr(const char *text, uint16_t port, union net_addr *a, socklen_t *len)
+{
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, text, &a->v4.sin_addr) == 1) {
+		a->v4.sin_family = AF_INET;
+		a->v4.sin_port = htons(port);
+		*len = sizeof(a->v4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, &a->v6.sin6_addr) == 1) {
+		a->v6.sin6_family = AF_INET6;
+		a->v6.sin6_port = htons(port);
+		*len = sizeof(a->v6);
+		return 0;
+	}
+	fprintf(stderr, "isoperf: bad address '%s'\n", text);
+	return -1;
+}
+
 static int run_server(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(opt.port) };
+	union net_addr sa;
+	socklen_t salen;
 	int one = 1;
 	int lfd;
 
-	if (opt.bind_addr && inet_pton(AF_INET, opt.bind_addr, &sa.sin_addr) != 1) {
-		fprintf(stderr, "isoperf: bad address '%s'\n", opt.bind_addr);
+	if (parse_addr(opt.bind_addr ? opt.bind_addr : "0.0.0.0", opt.port, &sa, &salen) < 0)
 		return 2;
-	}
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	lfd = socket(sa.sa.sa_family, SOCK_STREAM, 0);
 	if (lfd < 0)
 		die("socket");
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (bind(lfd, &sa.sa, salen) < 0)
 		die("bind");
 	if (listen(lfd, 1024) < 0)
 		die("listen");
@@ -425,18 +454,18 @@ static void *client_conn_main(void *arg)
 	return NULL;
 }
 
-static int connect_one(const struct sockaddr_in *sa, unsigned int id)
+static int connect_one(const union net_addr *sa, socklen_t salen, unsigned int id)
 {
 	struct hello h = {
 		.magic = htonl(ISOPERF_MAGIC), .mode = htonl(opt.mode),
 		.msg_len = htonl(opt.msg_len), .verify = opt.verify,
 	};
 	int one = 1;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = socket(sa->sa.sa_family, SOCK_STREAM, 0);
 
 	if (fd < 0)
 		die("socket");
-	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+	if (connect(fd, &sa->sa, salen) < 0) {
 		fprintf(stderr, "isoperf: connection %u: connect: %s\n", id, strerror(errno));
 		exit(1);
 	}
@@ -615,15 +644,14 @@ static void report(const struct result *r)
 
 static int run_client(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(opt.port) };
+	union net_addr sa;
+	socklen_t salen;
 	struct result r = { .tsc_hz = isoperf_tsc_hz() };
 	struct client_conn *conns;
 	uint32_t *lat = NULL;
 
-	if (inet_pton(AF_INET, opt.addr, &sa.sin_addr) != 1) {
-		fprintf(stderr, "isoperf: bad address '%s'\n", opt.addr);
+	if (parse_addr(opt.addr, opt.port, &sa, &salen) < 0)
 		return 2;
-	}
 	conns = calloc(opt.conns, sizeof(*conns));
 	if (conns == NULL)
 		die("calloc");
@@ -635,7 +663,7 @@ static int run_client(void)
 	pthread_barrier_init(&start_barrier, NULL, opt.conns + 1);
 	for (unsigned int i = 0; i < opt.conns; i++) {
 		conns[i].id = i;
-		conns[i].fd = connect_one(&sa, i);
+		conns[i].fd = connect_one(&sa, salen, i);
 		if (lat != NULL) {
 			conns[i].maxlat = LAT_SAMPLES_MAX / opt.conns;
 			conns[i].lat_ns = lat + (size_t)i * conns[i].maxlat;

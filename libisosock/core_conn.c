@@ -19,7 +19,7 @@ int isosock_socket(struct isosock_app *app, int domain, int type, int protocol)
 	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
 	int rc, s;
 
-	if (domain != AF_INET && !(domain == AF_INET6 && base == SOCK_STREAM))
+	if (domain != AF_INET && domain != AF_INET6)
 		return -EAFNOSUPPORT;
 	if (protocol < 0 || base < 0)
 		return -EINVAL;

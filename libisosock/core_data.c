@@ -316,40 +316,91 @@ uint32_t isosock__tx_free(struct isosock_app *app, int s, struct fsock *f)
 }
 
 /*
- * One datagram: a record (struct isostack_shm_dgram, payload, padding)
- * in the TX ring, published as a whole before SEND is considered.
+ * The destination of a datagram as its record header (and, for IPv6, the
+ * address block a6) says it, with Linux's errnos: an AF_INET6 socket
+ * takes sockaddr_in6 and sockaddr_in alike, sends to ::ffff:a.b.c.d as
+ * IPv4, refuses IPv4 if IPV6_V6ONLY (ENETUNREACH), and reads AF_UNSPEC
+ * as no address (*to_none); an AF_INET socket takes sockaddr_in only.
+ * IPv4 goes in the header's addr; IPv6 sets ISOSTACK_SHM_DGRAM_F_V6.
+ */
+static int udp_dest(const struct fsock *f, const struct sockaddr *to, socklen_t tolen,
+		    struct isostack_shm_dgram *h, uint8_t a6[ISOSTACK_SHM_DGRAM_ADDR6],
+		    bool *to_none)
+{
+	struct sockaddr_in sin;
+	struct sockaddr_in6 s6;
+
+	*to_none = false;
+	if (tolen < sizeof(sa_family_t))
+		return -EINVAL;
+	if (f->inet6 && to->sa_family == AF_UNSPEC) {
+		*to_none = true;
+		return 0;
+	}
+	if (f->inet6 && to->sa_family == AF_INET6) {
+		if (tolen < sizeof(s6) - sizeof(uint32_t))   /* SIN6_LEN_RFC2133 */
+			return -EINVAL;
+		memset(&s6, 0, sizeof(s6));
+		memcpy(&s6, to, tolen < sizeof(s6) ? tolen : sizeof(s6));
+		if (IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr)) {
+			if (f->v6only)
+				return -ENETUNREACH;
+			memcpy(&h->addr, &s6.sin6_addr.s6_addr[12], 4);
+		} else {
+			memcpy(a6, s6.sin6_addr.s6_addr, ISOSTACK_SHM_DGRAM_ADDR6);
+			h->flags = ISOSTACK_SHM_DGRAM_F_V6;
+		}
+		if (s6.sin6_port == 0)
+			return -EINVAL;
+		h->port = s6.sin6_port;
+		return 0;
+	}
+	if (to->sa_family != AF_INET)
+		return f->inet6 ? -EINVAL : -EAFNOSUPPORT;
+	if (tolen < sizeof(sin))
+		return -EINVAL;
+	if (f->v6only)
+		return -ENETUNREACH;
+	memcpy(&sin, to, sizeof(sin));
+	if (sin.sin_port == 0)
+		return -EINVAL;
+	h->addr = sin.sin_addr.s_addr;
+	h->port = sin.sin_port;
+	return 0;
+}
+
+/*
+ * One datagram: a record (struct isostack_shm_dgram, the IPv6 address
+ * block if any, payload, padding) in the TX ring, published as a whole
+ * before SEND is considered.
  */
 static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const void *buf,
 			  size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
 {
 	static const uint8_t zeros[ISOSTACK_SHM_DGRAM_ALIGN];
 	struct isostack_shm_dgram h = { 0 };
-	uint32_t rec;
+	uint8_t a6[ISOSTACK_SHM_DGRAM_ADDR6];
+	uint32_t rec, hdr;
 	int64_t deadline = DEADLINE_UNSET;
 	ssize_t ret;
 
 	if (len > ISOSTACK_SHM_DGRAM_MAX)
 		return -EMSGSIZE;
-	rec = ISOSTACK_SHM_DGRAM_REC(len);
-	if (rec > f->tx_bytes)
-		return -EMSGSIZE;
 	if (buf == NULL && len > 0)
 		return -EFAULT;
 	if (to != NULL) {
-		struct sockaddr_in sin;
+		bool none;
+		int rc = udp_dest(f, to, tolen, &h, a6, &none);
 
-		if (tolen < sizeof(sa_family_t))
-			return -EINVAL;
-		if (to->sa_family != AF_INET)
-			return -EAFNOSUPPORT;
-		if (tolen < sizeof(sin))
-			return -EINVAL;
-		memcpy(&sin, to, sizeof(sin));
-		if (sin.sin_port == 0)
-			return -EINVAL;
-		h.addr = sin.sin_addr.s_addr;
-		h.port = sin.sin_port;
+		if (rc < 0)
+			return rc;
+		if (none)
+			to = NULL;
 	}
+	hdr = (uint32_t)sizeof(h) + ((h.flags & ISOSTACK_SHM_DGRAM_F_V6) ? ISOSTACK_SHM_DGRAM_ADDR6 : 0);
+	rec = ISOSTACK_SHM_DGRAM_REC_F(len, h.flags);
+	if (rec > f->tx_bytes)
+		return -EMSGSIZE;
 	h.len = (uint32_t)len;
 	fs_lock(f);
 	for (;;) {
@@ -374,9 +425,12 @@ static ssize_t udp_sendto(struct isosock_app *app, int s, struct fsock *f, const
 			break;
 		}
 		if (isosock__tx_free(app, s, f) >= rec) {
-			uint32_t pad = rec - (uint32_t)sizeof(h) - (uint32_t)len;
+			uint32_t pad = rec - hdr - (uint32_t)len;
 			int k = isoshm_app_tx_write(app->shm, (uint32_t)s, &h, sizeof(h));
 
+			if (k == (int)sizeof(h) && hdr > sizeof(h))
+				k = isoshm_app_tx_write(app->shm, (uint32_t)s, a6, sizeof(a6)) ==
+				    (int)sizeof(a6) ? (int)sizeof(h) : -EPROTO;
 			if (k == (int)sizeof(h) && len > 0)
 				k = isoshm_app_tx_write(app->shm, (uint32_t)s, buf, (uint32_t)len) ==
 				    (int)len ? (int)sizeof(h) : -EPROTO;
@@ -451,7 +505,8 @@ static void rx_peek(struct isosock_app *app, int s, struct fsock *f, void *buf, 
 /*
  * Under f->lock, UDP: the next complete record's header.  Returns its
  * ring size, 0 if no complete record is there yet, -EPROTO if the header
- * is impossible (the stack would never write it).
+ * is impossible (the stack would never write it: an unknown flag, an
+ * IPv6 source on an AF_INET socket).
  */
 int isosock__udp_next(struct isosock_app *app, int s, struct fsock *f,
 		      struct isostack_shm_dgram *h)
@@ -462,9 +517,10 @@ int isosock__udp_next(struct isosock_app *app, int s, struct fsock *f,
 	if (avail < sizeof(*h))
 		return 0;
 	rx_peek(app, s, f, h, sizeof(*h));
-	if (h->len > ISOSTACK_SHM_DGRAM_MAX)
+	if (h->len > ISOSTACK_SHM_DGRAM_MAX || (h->flags & ~ISOSTACK_SHM_DGRAM_F_V6) ||
+	    ((h->flags & ISOSTACK_SHM_DGRAM_F_V6) && !f->inet6))
 		return -EPROTO;
-	rec = ISOSTACK_SHM_DGRAM_REC(h->len);
+	rec = ISOSTACK_SHM_DGRAM_REC_F(h->len, h->flags);
 	if (rec > f->rx_bytes)
 		return -EPROTO;
 	return avail >= rec ? (int)rec : 0;
@@ -485,6 +541,33 @@ static int rx_skip(struct isosock_app *app, int s, struct fsock *f, uint32_t n)
 		n -= (uint32_t)rc;
 	}
 	return 0;
+}
+
+/* Under f->lock: the source of the record at rx_cons (header h) as the
+ * socket's family names it: ::ffff:a.b.c.d for IPv4 on AF_INET6, as
+ * Linux; cut to *fromlen, which becomes the full length. */
+static void udp_source(struct isosock_app *app, int s, struct fsock *f,
+		       const struct isostack_shm_dgram *h, struct sockaddr *from, socklen_t *fromlen)
+{
+	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = h->port };
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = h->port };
+	const void *src = &sin;
+	socklen_t full = sizeof(sin);
+
+	sin.sin_addr.s_addr = h->addr;
+	if (f->inet6) {
+		if (h->flags & ISOSTACK_SHM_DGRAM_F_V6) {
+			rx_peek_at(app, s, f->rx_cons + (uint32_t)sizeof(*h), &s6.sin6_addr,
+				   ISOSTACK_SHM_DGRAM_ADDR6);
+		} else {
+			s6.sin6_addr.s6_addr[10] = s6.sin6_addr.s6_addr[11] = 0xff;
+			memcpy(&s6.sin6_addr.s6_addr[12], &h->addr, 4);
+		}
+		src = &s6;
+		full = sizeof(s6);
+	}
+	memcpy(from, src, *fromlen < full ? *fromlen : full);
+	*fromlen = full;
 }
 
 static ssize_t udp_recvfrom(struct isosock_app *app, int s, struct fsock *f, void *buf,
@@ -510,16 +593,14 @@ static ssize_t udp_recvfrom(struct isosock_app *app, int s, struct fsock *f, voi
 		}
 		if (rec > 0) {
 			uint32_t n = len < h.len ? (uint32_t)len : h.len;
+			uint32_t hdr = (uint32_t)sizeof(h);
 
+			if (h.flags & ISOSTACK_SHM_DGRAM_F_V6)
+				hdr += ISOSTACK_SHM_DGRAM_ADDR6;
 			if (n > 0)
-				rx_peek_at(app, s, f->rx_cons + (uint32_t)sizeof(h), buf, n);
-			if (from != NULL && fromlen != NULL) {
-				struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = h.port };
-
-				sin.sin_addr.s_addr = h.addr;
-				memcpy(from, &sin, *fromlen < sizeof(sin) ? *fromlen : sizeof(sin));
-				*fromlen = sizeof(sin);
-			}
+				rx_peek_at(app, s, f->rx_cons + hdr, buf, n);
+			if (from != NULL && fromlen != NULL)
+				udp_source(app, s, f, &h, from, fromlen);
 			if (!(flags & MSG_PEEK) && rx_skip(app, s, f, (uint32_t)rec) < 0) {
 				ret = -EIO;
 				break;

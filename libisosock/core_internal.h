@@ -103,7 +103,8 @@ struct fsock {
 	bool stack_closed;
 	bool nonblock, shut_rd, shut_wr, hup, dead, linger0, cork;
 	bool udp, udp_connected;   /* SOCK_DGRAM; default peer set */
-	bool inet6;                /* AF_INET6 (TCP only) */
+	bool inet6;                /* AF_INET6 */
+	bool v6only;               /* UDP: IPV6_V6ONLY set (sendto refuses IPv4) */
 	bool err_reported;         /* the fatal error was returned once */
 	int fatal;                 /* -errno from EV_ERROR */
 	int so_error;              /* pending SO_ERROR (positive errno) */

@@ -189,7 +189,18 @@ int isosock_setsockopt(struct isosock_app *app, int s, int level, int name,
 	c.arg[2] = len;
 	if (len > 0)
 		memcpy(&c.arg[3], val, len);
-	return isosock__simple_call(app, s, &c, NULL);
+	rc = isosock__simple_call(app, s, &c, NULL);
+	if (rc == 0 && level == IPPROTO_IPV6 && name == IPV6_V6ONLY && f->udp) {
+		int v;
+
+		/* sendto judges IPv4 destinations by it (core_data.c);
+		 * the stack accepted it, so len holds an int */
+		memcpy(&v, val, sizeof(v));
+		fs_lock(f);
+		f->v6only = v != 0;
+		fs_unlock(f);
+	}
+	return rc;
 }
 
 /* TCP_INFO's pieces from the stack (daemon/backend/sock_opt.c,

@@ -33,7 +33,8 @@ static int mask_of(struct isosock_app *app, int s, struct fsock *f)
 	case F_OPEN:
 		if (f->udp) {
 			struct isostack_shm_dgram h;
-			uint32_t big = ISOSTACK_SHM_DGRAM_REC(ISOSTACK_SHM_DGRAM_MAX);
+			uint32_t big = ISOSTACK_SHM_DGRAM_REC_F(ISOSTACK_SHM_DGRAM_MAX,
+					f->inet6 ? ISOSTACK_SHM_DGRAM_F_V6 : 0u);
 
 			if (isosock__udp_next(app, s, f, &h) != 0 || f->shut_rd)
 				m |= POLLIN;

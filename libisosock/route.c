@@ -1,8 +1,8 @@
 /*
  * The socket calls of the shim: which stack serves what, and the waiting.
  *
- * An AF_INET stream or datagram socket, or an AF_INET6 stream socket, is
- * created on both stacks at once:
+ * An AF_INET or AF_INET6 stream or datagram socket is created on both
+ * stacks at once:
  * a kernel socket of the same type, whose fd number the application gets
  * (so SO_TYPE, fstat, F_GETFD/F_SETFD, dup and exec behave as the kernel
  * does), and an isostack socket the table maps that fd to.  The kernel
@@ -117,10 +117,6 @@ bool isosock_route_socket_wanted(int domain, int type, int protocol)
 	if (domain != AF_INET && domain != AF_INET6)
 		return false;
 	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
-	/* IPv6 datagrams stay on the kernel: the stack's datagram records
-	 * carry IPv4 addresses only (shm_abi.h). */
-	if (domain == AF_INET6 && base != SOCK_STREAM)
-		return false;
 	if (base == SOCK_STREAM)
 		return protocol == 0 || protocol == IPPROTO_TCP;
 	if (base == SOCK_DGRAM)

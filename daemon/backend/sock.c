@@ -667,9 +667,7 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 	struct tcp_pcb *pcb;
 	int rc;
 
-	/* AF_INET6: TCP only so far (a datagram record carries an IPv4
-	 * address: shm_abi.h); the shim keeps AF_INET6 UDP on the kernel. */
-	if (c->arg[0] != AF_INET && !(c->arg[0] == AF_INET6 && c->arg[1] == SOCK_STREAM)) {
+	if (c->arg[0] != AF_INET && c->arg[0] != AF_INET6) {
 		isod_sk_reply(ctl, c, -EAFNOSUPPORT);
 		return;
 	}
@@ -697,7 +695,9 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 		return;
 	}
 	if (c->arg[1] == SOCK_DGRAM) {
-		struct udp_pcb *upcb = udp_new_ip_type(IPADDR_TYPE_V4);
+		/* AF_INET6: dual-stack until IPV6_V6ONLY (sock_udp.c) */
+		struct udp_pcb *upcb = udp_new_ip_type(c->arg[0] == AF_INET6 ?
+						       IPADDR_TYPE_ANY : IPADDR_TYPE_V4);
 
 		if (upcb == NULL) {
 			isod_sk_free(sk);
@@ -706,6 +706,7 @@ static void cmd_socket(struct isod_sock *ctl, const struct isostack_shm_cmd *c)
 			return;
 		}
 		sk->udp = true;
+		sk->inet6 = c->arg[0] == AF_INET6;
 		sk->upcb = upcb;
 		isod_cap_pcb_sync(sk);
 		sk->state = ISOD_S_OPEN;

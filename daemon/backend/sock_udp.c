@@ -2,6 +2,11 @@
  * SOCK_DGRAM sockets in the back-end: datagram records between the
  * application's rings and lwIP's UDP pcb, and the commands a UDP socket
  * accepts (bind, connect, options, names, close).
+ *
+ * An AF_INET6 socket's pcb is dual-stack (IPADDR_TYPE_ANY) until
+ * IPV6_V6ONLY makes it IPv6's only, as Linux's with bindv6only 0: IPv4
+ * peers travel in records as plain IPv4 (the application shows them as
+ * ::ffff:a.b.c.d), IPv6 ones with the record's address block.
  */
 #include <errno.h>
 #include <string.h>
@@ -11,6 +16,7 @@
 #define LWIP_DONT_PROVIDE_BYTEORDER_FUNCTIONS 1
 #include <netinet/in.h>
 
+#include "lwip/ip.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
 #include "lwip/udp.h"
@@ -40,6 +46,19 @@ static void span_copy(const struct isoshm_span sp[2], uint32_t off, void *dst, u
 		memcpy(d, (const uint8_t *)sp[1].addr + off, n);
 }
 
+/* A TX record header as the application wrote it: within the limits, no
+ * unknown flag, an IPv6 destination only from an AF_INET6 socket (its
+ * IPv4 field then 0), and not larger than the ring. */
+static bool udp_tx_header_valid(const struct isod_sock *sk, const struct isostack_shm_dgram *h)
+{
+	if (h->len > ISOSTACK_SHM_DGRAM_MAX || h->reserved != 0 ||
+	    (h->flags & ~ISOSTACK_SHM_DGRAM_F_V6) != 0)
+		return false;
+	if ((h->flags & ISOSTACK_SHM_DGRAM_F_V6) && (!sk->inet6 || h->addr != 0))
+		return false;
+	return ISOSTACK_SHM_DGRAM_REC_F(h->len, h->flags) <= sk->tx.bytes;
+}
+
 /*
  * Sends every complete datagram record of the TX ring and releases it.
  * One copy (ring -> pbuf): a datagram is done once handed to the stack,
@@ -64,31 +83,35 @@ static void udp_tx_push(struct isod_sock *sk)
 		sk->tx_was_full = true;
 	while ((uint32_t)total - off >= DGRAM_HDR) {
 		struct isostack_shm_dgram h;
-		uint32_t rec;
+		uint32_t rec, hdr;
+		ip_addr_t ip;
 		struct pbuf *p;
 		err_t e = ERR_MEM;
 
 		span_copy(sp, off, &h, DGRAM_HDR);
-		if (h.len > ISOSTACK_SHM_DGRAM_MAX || h.flags != 0 || h.reserved != 0 ||
-		    ISOSTACK_SHM_DGRAM_REC(h.len) > sk->tx.bytes) {
+		if (!udp_tx_header_valid(sk, &h)) {
 			isod_sk_kill(sk, -EPROTO);
 			return;
 		}
-		rec = ISOSTACK_SHM_DGRAM_REC(h.len);
+		rec = ISOSTACK_SHM_DGRAM_REC_F(h.len, h.flags);
 		if ((uint32_t)total - off < rec)
 			break;   /* the rest of it is not published yet */
+		hdr = DGRAM_HDR;
+		if (h.flags & ISOSTACK_SHM_DGRAM_F_V6) {
+			ip = (ip_addr_t)IPADDR6_INIT(0, 0, 0, 0);
+			span_copy(sp, off + DGRAM_HDR, ip_2_ip6(&ip)->addr, ISOSTACK_SHM_DGRAM_ADDR6);
+			hdr += ISOSTACK_SHM_DGRAM_ADDR6;
+		} else {
+			ip_addr_set_ip4_u32_val(ip, h.addr);
+		}
 		p = pbuf_alloc(PBUF_TRANSPORT, (u16_t)h.len, PBUF_RAM);
 		if (p != NULL) {
-			span_copy(sp, off + DGRAM_HDR, p->payload, h.len);
-			if (h.addr == 0 && h.port == 0) {
+			span_copy(sp, off + hdr, p->payload, h.len);
+			if (hdr == DGRAM_HDR && h.addr == 0 && h.port == 0)
 				e = (sk->upcb->flags & UDP_FLAGS_CONNECTED) ?
 				    udp_send(sk->upcb, p) : ERR_VAL;
-			} else {
-				ip_addr_t ip;
-
-				ip_addr_set_ip4_u32_val(ip, h.addr);
+			else
 				e = udp_sendto(sk->upcb, p, &ip, ntohs(h.port));
-			}
 			pbuf_free(p);
 		}
 		if (e == ERR_OK) {
@@ -138,7 +161,9 @@ void isod_sk_cb_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 		isod_sock_queue(sk, ISOD_R_RX);
 		return;
 	}
-	rec = ISOSTACK_SHM_DGRAM_REC(p->tot_len);
+	if (IP_IS_V6(addr))
+		h.flags = ISOSTACK_SHM_DGRAM_F_V6;
+	rec = ISOSTACK_SHM_DGRAM_REC_F(p->tot_len, h.flags);
 	if (p->tot_len > ISOSTACK_SHM_DGRAM_MAX || rec > (uint32_t)space) {
 		app->be->st.udp_rx_dropped++;
 		pbuf_free(p);
@@ -146,10 +171,16 @@ void isod_sk_cb_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	}
 	h.len = p->tot_len;
 	h.port = htons(port);
-	h.addr = ip_2_ip4(addr)->addr;
+	if (!(h.flags & ISOSTACK_SHM_DGRAM_F_V6))
+		h.addr = ip_2_ip4(addr)->addr;
 	pad = rec - DGRAM_HDR - p->tot_len;
 	/* The space was checked: every write below takes all it is given. */
 	wrote += (uint32_t)isoshm_stack_rx_write(app->shm, sk->id, &h, DGRAM_HDR);
+	if (h.flags & ISOSTACK_SHM_DGRAM_F_V6) {
+		wrote += (uint32_t)isoshm_stack_rx_write(app->shm, sk->id, ip_2_ip6(addr)->addr,
+							 ISOSTACK_SHM_DGRAM_ADDR6);
+		pad -= ISOSTACK_SHM_DGRAM_ADDR6;
+	}
 	for (struct pbuf *q = p; q != NULL; q = q->next)
 		if (q->len > 0)
 			wrote += (uint32_t)isoshm_stack_rx_write(app->shm, sk->id, q->payload, q->len);
@@ -184,17 +215,53 @@ void isod_sk_udp_rx_resume(struct isod_sock *sk)
 
 /* ---- Commands ------------------------------------------------------------------ */
 
+/* The interface a datagram to ip leaves by, NULL if none. */
+static struct netif *udp_route(const ip_addr_t *ip)
+{
+	if (IP_IS_V6(ip))
+		return ip6_route(IP6_ADDR_ANY6, ip_2_ip6(ip));
+	return ip4_route(ip_2_ip4(ip));
+}
+
 /* The local address a connected UDP socket sends from (lwIP leaves it
- * ANY and picks per datagram): the route's interface address. */
+ * ANY and picks per datagram): the route's interface address of the
+ * peer's version. */
 static void udp_local_addr(const struct udp_pcb *upcb, ip_addr_t *ip)
 {
-	*ip = upcb->local_ip;
-	if (ip_addr_isany(ip) && (upcb->flags & UDP_FLAGS_CONNECTED)) {
-		struct netif *n = ip4_route(ip_2_ip4(&upcb->remote_ip));
+	const ip_addr_t *src = NULL;
+	struct netif *n;
 
-		if (n != NULL)
-			ip_addr_copy(*ip, n->ip_addr);
-	}
+	*ip = upcb->local_ip;
+	if (!ip_addr_isany(ip) || !(upcb->flags & UDP_FLAGS_CONNECTED))
+		return;
+	n = udp_route(&upcb->remote_ip);
+	if (n == NULL)
+		return;
+	if (IP_IS_V6(&upcb->remote_ip))
+		src = ip6_select_source_address(n, ip_2_ip6(&upcb->remote_ip));
+	else
+		src = &n->ip_addr;
+	if (src != NULL)
+		ip_addr_copy(*ip, *src);
+}
+
+/* IPV6_V6ONLY, Linux's way: no such option on an AF_INET socket, and
+ * only before the socket has a port.  The unbound pcb's wildcard follows
+ * it, so that a send before bind binds it to the right one. */
+static int udp_set_v6only(struct isod_sock *sk, bool on)
+{
+	struct udp_pcb *upcb = sk->upcb;
+
+	if (!sk->inet6)
+		return -ENOPROTOOPT;
+	if (upcb->local_port != 0)
+		return -EINVAL;
+	sk->v6only = on;
+	if (on)
+		ip_addr_copy(upcb->local_ip, *IP6_ADDR_ANY);
+	else
+		ip_addr_copy(upcb->local_ip, *IP_ANY_TYPE);
+	return 0;
 }
 
 /* Commands on a SOCK_DGRAM socket (always ISOD_S_OPEN, or DEAD). */
@@ -216,6 +283,8 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 	switch (c->opcode) {
 	case ISOSTACK_SHM_OP_BIND:
 		rc = isod_sk_addr_from_cmd(sk, c, &ip, &port);
+		if (rc == ISOD_V6ONLY_MAPPED)
+			rc = -EINVAL;
 		if (rc == 0 && upcb->local_port != 0)
 			rc = -EINVAL;
 		if (rc == 0 && !isod_sk_addr_is_local(&ip))
@@ -234,6 +303,8 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 			return;
 		}
 		rc = isod_sk_addr_from_cmd(sk, c, &ip, &port);
+		if (rc == ISOD_V6ONLY_MAPPED)
+			rc = -ENETUNREACH;
 		if (rc == 0 && port == 0)
 			rc = -EINVAL;
 		if (rc == 0) {
@@ -241,7 +312,7 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 
 			rc = e == ERR_OK ? 0 : e == ERR_USE ? -EADDRINUSE : -ENETUNREACH;
 		}
-		if (rc == 0 && ip4_route(ip_2_ip4(&ip)) == NULL) {
+		if (rc == 0 && udp_route(&ip) == NULL) {
 			udp_disconnect(upcb);
 			rc = -ENETUNREACH;
 		}
@@ -283,7 +354,9 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		return;
 	case ISOSTACK_SHM_OP_SETSOCKOPT:
 		rc = isod_sk_opt_int(c, &v);
-		if (rc == 0 && (int)c->arg[0] == SOL_SOCKET &&
+		if (rc == 0 && (int)c->arg[0] == IPPROTO_IPV6 && (int)c->arg[1] == IPV6_V6ONLY) {
+			rc = udp_set_v6only(sk, v != 0);
+		} else if (rc == 0 && (int)c->arg[0] == SOL_SOCKET &&
 		    ((int)c->arg[1] == SO_REUSEADDR || (int)c->arg[1] == SO_REUSEPORT ||
 		     (int)c->arg[1] == SO_BROADCAST)) {
 			uint8_t opt = (int)c->arg[1] == SO_BROADCAST ? SOF_BROADCAST : SOF_REUSEADDR;
@@ -298,7 +371,11 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		isod_sk_reply(sk, c, rc);
 		return;
 	case ISOSTACK_SHM_OP_GETSOCKOPT:
-		if ((int)c->arg[0] == SOL_SOCKET &&
+		if ((int)c->arg[0] == IPPROTO_IPV6 && (int)c->arg[1] == IPV6_V6ONLY) {
+			v = sk->v6only ? 1 : 0;
+			st.result = sk->inet6 ? (int64_t)sizeof(v) : -ENOPROTOOPT;
+			memcpy(&st.arg[2], &v, sizeof(v));
+		} else if ((int)c->arg[0] == SOL_SOCKET &&
 		    ((int)c->arg[1] == SO_REUSEADDR || (int)c->arg[1] == SO_REUSEPORT ||
 		     (int)c->arg[1] == SO_BROADCAST)) {
 			uint8_t opt = (int)c->arg[1] == SO_BROADCAST ? SOF_BROADCAST : SOF_REUSEADDR;

@@ -75,7 +75,7 @@
 #include <stdint.h>
 
 #define ISOSTACK_SHM_MAGIC        UINT64_C(0x314d48534f534921) /* "!ISOSHM1" */
-#define ISOSTACK_SHM_ABI_VERSION  4u
+#define ISOSTACK_SHM_ABI_VERSION  5u
 #define ISOSTACK_SHM_CACHE_LINE   64u
 /* Extents are whole multiples of this, placed at multiples of it. */
 #define ISOSTACK_SHM_EXTENT_UNIT  (UINT64_C(2) << 20)
@@ -451,38 +451,53 @@ struct isostack_shm_status {
 
 /*
  * Datagram sockets (SOCK_DGRAM): the TX and RX byte rings carry records,
- * not a stream.  Each record is this 16-byte header followed by `len`
- * payload bytes and zero padding up to a multiple of
- * ISOSTACK_SHM_DGRAM_ALIGN, so a header never wraps around the ring end
+ * not a stream.  Each record is this 16-byte header, for an IPv6 address
+ * a 16-byte address block (ISOSTACK_SHM_DGRAM_F_V6), then `len` payload
+ * bytes and zero padding up to a multiple of ISOSTACK_SHM_DGRAM_ALIGN, so
+ * neither the header nor the address block ever wraps around the ring end
  * (the payload may).  One record is one datagram: boundaries are kept.
  * A producer publishes a record's bytes in order; the consumer takes a
  * record only once all of it is below the producer index.
- *   TX (app writes): addr/port = destination, or both 0 for the
+ *   TX (app writes): the destination: addr/port (IPv4), or with F_V6 the
+ *      address block and port; addr and port 0 without F_V6 for the
  *      connected peer.  The stack sends it and releases the record at
- *      once (UDP has no acknowledgements); a record it cannot send
- *      (no route, no memory) is dropped and counted, as the kernel may.
- *   RX (stack writes): addr/port = source.  A datagram that does not fit
- *      in the ring's free space is dropped and counted.
+ *      once (UDP has no acknowledgements); a record it cannot send (no
+ *      route, no memory, an address the socket's family cannot reach) is
+ *      dropped and counted, as the kernel may.
+ *   RX (stack writes): the source, the same way: IPv4 in addr (the
+ *      application shows it as ::ffff:a.b.c.d on an AF_INET6 socket), an
+ *      IPv6 source with F_V6.  A datagram that does not fit in the ring's
+ *      free space is dropped and counted.
  * A bad TX header (len > ISOSTACK_SHM_DGRAM_MAX, record larger than the
- * ring, flags or reserved nonzero) kills the socket with EV_ERROR -EPROTO.
+ * ring, an unknown flag, reserved nonzero, addr nonzero with F_V6, F_V6
+ * on an AF_INET socket) kills the socket with EV_ERROR -EPROTO.
  */
 struct isostack_shm_dgram {
 	uint32_t len;       /* payload bytes, <= ISOSTACK_SHM_DGRAM_MAX */
 	uint16_t port;      /* network byte order */
-	uint16_t flags;     /* none defined: 0 */
-	uint32_t addr;      /* IPv4, network byte order */
+	uint16_t flags;     /* ISOSTACK_SHM_DGRAM_F_* */
+	uint32_t addr;      /* IPv4, network byte order; 0 with F_V6 */
 	uint32_t reserved;  /* 0 */
 };
+/* An IPv6 address (16 bytes, network order) follows the header. */
+#define ISOSTACK_SHM_DGRAM_F_V6   0x0001u
+#define ISOSTACK_SHM_DGRAM_ADDR6  16u      /* bytes of that address block */
 #define ISOSTACK_SHM_DGRAM_ALIGN  16u
 #define ISOSTACK_SHM_DGRAM_MAX    65507u   /* largest UDP payload over IPv4 */
-/* Ring bytes one datagram of len payload bytes takes. */
+/* Ring bytes one datagram of len payload bytes takes (IPv4 address). */
 #define ISOSTACK_SHM_DGRAM_REC(len) \
 	((uint32_t)sizeof(struct isostack_shm_dgram) + \
 	 (((uint32_t)(len) + ISOSTACK_SHM_DGRAM_ALIGN - 1) & ~(ISOSTACK_SHM_DGRAM_ALIGN - 1)))
+/* The same for a record with these flags (F_V6: the address block too). */
+#define ISOSTACK_SHM_DGRAM_REC_F(len, flags) \
+	(ISOSTACK_SHM_DGRAM_REC(len) + \
+	 (((flags) & ISOSTACK_SHM_DGRAM_F_V6) ? ISOSTACK_SHM_DGRAM_ADDR6 : 0u))
 
 /* ---- Layout contract: the other side relies on every one of these ---- */
 _Static_assert(sizeof(struct isostack_shm_dgram) == ISOSTACK_SHM_DGRAM_ALIGN,
 	       "datagram header: one alignment unit, so it never wraps");
+_Static_assert(ISOSTACK_SHM_DGRAM_ADDR6 == ISOSTACK_SHM_DGRAM_ALIGN,
+	       "IPv6 address block: one alignment unit, so it never wraps");
 _Static_assert(sizeof(_Atomic uint32_t) == 4 && _Alignof(_Atomic uint32_t) == 4,
 	       "atomic index words must be plain 32-bit words");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");

@@ -18,6 +18,9 @@
 #   nokernel  kernel: both ends on 127.0.0.1 in namespace PREFIX-ks;
 #             isostack: server and client both under `isostack run`,
 #             the client connecting to the daemon's own address
+# A group of family 6 (figure "v6") does the same over IPv6: the kernel
+# pair's 2001:2:1::1/::2 (::1 on nokernel), the daemon's 2001:2::1 and
+# the peer's 2001:2::2.
 import json
 import os
 import shlex
@@ -32,6 +35,9 @@ import bench_paper_report as report      # noqa: E402
 
 PORT = 5301
 K_SUT_IP, K_PEER_IP = "198.18.1.1", "198.18.1.2"
+# The kernel pair's IPv6 addresses (rows of figure "v6"), from the
+# benchmarking range 2001:2::/48 as `isostack up`'s 2001:2::1 and ::2.
+K_SUT_IP6, K_PEER_IP6 = "2001:2:1::1", "2001:2:1::2"
 STACK_CORE = 1
 
 
@@ -119,8 +125,9 @@ def pid_alive(pid):
 class Group:
     """One daemon configuration: its topology, its server, its prefixes."""
 
-    def __init__(self, env, stack, variant, topo):
+    def __init__(self, env, stack, variant, topo, family=4):
         self.env, self.stack, self.variant, self.topo = env, stack, variant, topo
+        self.family = family
         self.topology, self.mtu = plan_mod.TOPOLOGIES[topo]
         self.error, self.commands, self.server, self.state = "", [], None, {}
         self.iso_env = dict(os.environ, ISOSTACK_NS_PREFIX=env.prefix)
@@ -152,16 +159,21 @@ class Group:
         if self.topology == "nokernel":
             self.mtu = int(run(["ip", "netns", "exec", ks, "cat",
                                 "/sys/class/net/lo/mtu"]).stdout.strip() or 0)
-            self.sut_ns, self.peer_ns, self.addr = ks, ks, "127.0.0.1"
+            self.sut_ns, self.peer_ns = ks, ks
+            self.addr = "::1" if self.family == 6 else "127.0.0.1"
             return
         self.sh(["ip", "netns", "add", kp])
         self.sh(["ip", "-n", kp, "link", "set", "lo", "up"])
         self.sh(["ip", "link", "add", "isob-s", "netns", ks, "type", "veth",
                  "peer", "name", "isob-p", "netns", kp])
-        for ns, dev, ip in ((ks, "isob-s", K_SUT_IP), (kp, "isob-p", K_PEER_IP)):
+        for ns, dev, ip, ip6 in ((ks, "isob-s", K_SUT_IP, K_SUT_IP6),
+                                 (kp, "isob-p", K_PEER_IP, K_PEER_IP6)):
             self.sh(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
+            # nodad: usable at once, as `isostack up` adds the peer's
+            self.sh(["ip", "-n", ns, "addr", "add", f"{ip6}/64", "dev", dev, "nodad"])
             self.sh(["ip", "-n", ns, "link", "set", dev, "mtu", str(self.mtu), "up"])
-        self.sut_ns, self.peer_ns, self.addr = ks, kp, K_PEER_IP
+        self.sut_ns, self.peer_ns = ks, kp
+        self.addr = K_PEER_IP6 if self.family == 6 else K_PEER_IP
 
     def isostack_up(self):
         cmd = [self.env.cli, "up"]
@@ -187,11 +199,12 @@ class Group:
                           if unknown else f"isostack up failed: {why}")
             return
         self.state = load_state(self.env.prefix)
-        self.addr = (self.state["PEER_ADDR"] if self.topology == "wire"
-                     else self.state["ADDR"])
+        key = "PEER_ADDR" if self.topology == "wire" else "ADDR"
+        self.addr = self.state[key + ("6" if self.family == 6 else "")]
 
     def name(self):
-        return f"{self.stack}-{self.variant}-{self.topo}"
+        v6 = "-v6" if self.family == 6 else ""
+        return f"{self.stack}-{self.variant}-{self.topo}{v6}"
 
     def client_prefix(self):
         if self.stack == "kernel":
@@ -325,13 +338,14 @@ class Progress:
 
 def run_groups(env, groups, secs, records, l2_snap):
     prog = Progress(sum(len(ms) for _, ms in groups), secs)
-    for (stack, variant, topo), ms in groups:
-        g = Group(env, stack, variant, topo)
-        log(f"up: {stack} {variant} on {topo}")
+    for (stack, variant, topo, family), ms in groups:
+        g = Group(env, stack, variant, topo, family)
+        log(f"up: {stack} {variant} on {topo}, IPv{family}")
         try:
             g.up()
             for m in ms:
-                prog.show(f"{topo} {stack}/{variant} {m['mode']} {m['conns']}x{m['bytes']} "
+                prog.show(f"{topo} IPv{family} {stack}/{variant} {m['mode']} "
+                          f"{m['conns']}x{m['bytes']} "
                           f"({','.join(m['figures']) or 'l2'})")
                 if not g.error and not g.alive():
                     log("the server or daemon died: bringing the group up again")

@@ -28,6 +28,10 @@ and isostack in the same run, one record per point:
   fig8   transmit 64 B, 1 .. 128 connections: variants core and lock
   fig9   transmit 64 B, 1 .. 128 connections: basic, aggregate, core
   fig10  request/response 1 KB, 1 .. 128 connections: basic, aggregate, core
+  v6     IPv6 beside IPv4: send and receive 64 B and 16 KB on 1 and 8
+         connections, request/response 64 B and 1 KB on 1 (1 KB on 8),
+         each over both families (the kernel pair at 2001:2:1::1/::2, the
+         daemon at 2001:2::1, the peer at 2001:2::2), kernel and core
   l2     dpdk-testpmd io forwarding on the same vdev (bench/l2_testpmd.sh)
          beside isostackd's raw packet and TCP segment rates at fig5's 64 B
 Every figure also runs the kernel ("native"). Topologies: wire (isostackd
@@ -41,7 +45,7 @@ isostackd polls core 1; isoperf and the Linux peer run on core 0.
 
   --only LIST      figures and points, comma-separated: fig4,fig7 (those
                    figures' points), fig4:64x1024 (one point, CONNSxBYTES),
-                   l2; a point runs on each chosen topology that runs its
+                   v6, l2; a point runs on each chosen topology that runs its
                    figure (on all of them with --topology)
   --seconds N      seconds per point (default 5, --quick 1)
   --stack S        kernel, isostack or both (default)

@@ -20,7 +20,16 @@ FIGURES = {
     "fig9": ("send", "conns", 64, ["basic", "aggregate", "core"]),
     "fig10": ("rr", "conns", 1024, ["basic", "aggregate", "core"]),
 }
-FIG_ORDER = list(FIGURES)
+FIG_ORDER = list(FIGURES) + ["v6"]
+
+# "v6": IPv6 beside IPv4 (issue 15). Its points are not one axis but a few
+# of the other figures' (mode, connections, bytes), each measured over
+# IPv4 and over IPv6 in the same run, kernel and isostack (Core).
+V6_POINTS = [("send", 1, 64), ("send", 1, 16384), ("send", 8, 64), ("send", 8, 16384),
+             ("recv", 1, 64), ("recv", 1, 16384), ("recv", 8, 64), ("recv", 8, 16384),
+             ("rr", 1, 64), ("rr", 1, 1024), ("rr", 8, 1024)]
+V6_QUICK = [("send", 1, 64), ("send", 1, 16384), ("recv", 8, 16384), ("rr", 1, 1024)]
+FAMILIES = {"v6": [4, 6]}     # a figure not named here runs over IPv4 only
 
 # The axis points --quick runs: a representative few per figure.
 QUICK_X = {
@@ -56,8 +65,8 @@ def parse_only(text):
         if fig == "l2" and not point:
             l2 = True
             continue
-        if fig not in FIGURES:
-            raise ValueError(f"--only: unknown figure '{fig}' (fig4..fig10, l2)")
+        if fig not in FIG_ORDER:
+            raise ValueError(f"--only: unknown figure '{fig}' (fig4..fig10, v6, l2)")
         if not point:
             sel[fig] = None
             continue
@@ -77,10 +86,32 @@ def figure_points(fig, xs):
     return [(fixed, x) if axis == "bytes" else (x, fixed) for x in xs]
 
 
+def figure_measurements(fig, quick, topo, chosen):
+    """(mode, conns, bytes) of one figure on one topology; chosen: the
+    --only points (CONNSxBYTES) or None for the figure's own."""
+    if fig == "v6":
+        pts = V6_QUICK if quick else V6_POINTS
+        if chosen is not None:
+            pts = [p for p in V6_POINTS + V6_QUICK if (p[1], p[2]) in chosen]
+        return list(dict.fromkeys(pts))
+    if chosen is None:
+        if quick:
+            xs = QUICK_NOKERNEL_X.get(fig, []) if topo == "nokernel" else QUICK_X[fig]
+        else:
+            xs = SIZES if FIGURES[fig][1] == "bytes" else CONNS
+        chosen = figure_points(fig, xs)
+    return [(FIGURES[fig][0], c, b) for c, b in chosen]
+
+
+def figure_variants(fig):
+    return ["core"] if fig == "v6" else FIGURES[fig][3]
+
+
 def plan(quick, only, topologies, stacks):
     """Returns (groups, l2): groups is an ordered list of
-    ((stack, variant, topology_name), [measurement]), each measurement a
-    dict with mode, conns, bytes and figures (the figures it serves)."""
+    ((stack, variant, topology_name, family), [measurement]), each
+    measurement a dict with mode, conns, bytes, family (4 or 6) and
+    figures (the figures it serves)."""
     sel, l2 = parse_only(only)
     if not only:
         sel, l2 = {f: None for f in FIG_ORDER}, True
@@ -95,41 +126,34 @@ def plan(quick, only, topologies, stacks):
                 continue
             if fig not in figs and not (explicit and sel[fig] is not None):
                 continue
-            if sel[fig] is None:
-                if quick:
-                    xs = (QUICK_NOKERNEL_X.get(fig, []) if topo == "nokernel"
-                          else QUICK_X[fig])
-                else:
-                    xs = SIZES if FIGURES[fig][1] == "bytes" else CONNS
-                points = figure_points(fig, xs)
-            else:
-                points = sel[fig]
-            mode, _, _, variants = FIGURES[fig]
-            for variant in ["native"] + variants:
+            points = figure_measurements(fig, quick, topo, sel[fig])
+            for variant in ["native"] + figure_variants(fig):
                 stack = "kernel" if variant == "native" else "isostack"
                 if stack not in stacks:
                     continue
-                for conns, nbytes in points:
-                    key = (stack, variant, topo, mode, conns, nbytes)
-                    m = meas.setdefault(key, {"mode": mode, "conns": conns,
-                                              "bytes": nbytes, "figures": []})
+                for (mode, conns, nbytes), fam in ((p, f) for p in points
+                                                   for f in FAMILIES.get(fig, [4])):
+                    key = (stack, variant, topo, fam, mode, conns, nbytes)
+                    m = meas.setdefault(key, {"mode": mode, "conns": conns, "bytes": nbytes,
+                                              "family": fam, "figures": []})
                     if fig not in m["figures"]:
                         m["figures"].append(fig)
     # l2 compares testpmd with isostackd's packet rate at Fig. 5's 64 B point
     # (the one this run measures, if --only picked another connection count).
     if l2 and "isostack" in stacks and "wire" in topologies:
-        chosen = [k for k in meas if k[:4] == ("isostack", "core", "wire", "send") and
-                  k[5] == 64 and "fig5" in meas[k]["figures"]]
-        key = chosen[0] if chosen else ("isostack", "core", "wire", "send", 128, 64)
-        meas.setdefault(key, {"mode": "send", "conns": key[4], "bytes": 64, "figures": []})
+        chosen = [k for k in meas if k[:5] == ("isostack", "core", "wire", 4, "send") and
+                  k[6] == 64 and "fig5" in meas[k]["figures"]]
+        key = chosen[0] if chosen else ("isostack", "core", "wire", 4, "send", 128, 64)
+        meas.setdefault(key, {"mode": "send", "conns": key[5], "bytes": 64, "family": 4,
+                              "figures": []})
         meas[key]["l2"] = True
     elif l2:
         l2 = False
     groups = {}
-    for (stack, variant, topo, *_), m in meas.items():
-        groups.setdefault((stack, variant, topo), []).append(m)
+    for (stack, variant, topo, fam, *_), m in meas.items():
+        groups.setdefault((stack, variant, topo, fam), []).append(m)
     topo_rank = {t: i for i, t in enumerate(TOPOLOGIES)}
-    order = sorted(groups, key=lambda g: (topo_rank[g[2]], VARIANT_ORDER.index(g[1])))
+    order = sorted(groups, key=lambda g: (topo_rank[g[2]], g[3], VARIANT_ORDER.index(g[1])))
     for g in order:
         groups[g].sort(key=lambda m: (["recv", "send", "rr"].index(m["mode"]),
                                       m["conns"], m["bytes"]))

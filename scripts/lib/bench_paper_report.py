@@ -76,7 +76,8 @@ def core_pcts(snaps):
 
 def empty_record(fig, g, m, secs):
     return {"figure": fig, "stack": g.stack, "variant": g.variant, "topology": g.topology,
-            "mtu": g.mtu, "mode": m["mode"], "conns": m["conns"], "msg_bytes": m["bytes"],
+            "mtu": g.mtu, "family": m.get("family", 4), "mode": m["mode"],
+            "conns": m["conns"], "msg_bytes": m["bytes"],
             "seconds": secs, "ok": False, "error": "", "gbit_per_s": None,
             "msgs_per_s": None, "rtt_p50_us": None, "rtt_p99_us": None, "rtt_p999_us": None,
             "cpu_total_pct": None, "cpu_total_measured_pct": None, "cpu_core_pct": [],
@@ -251,6 +252,54 @@ def figure_table(fig, recs, md):
     return out
 
 
+def header_bound(mode, nbytes, mtu):
+    """The IPv6/IPv4 rate that the 20 more header bytes alone explain, if
+    bytes on the wire were the limit: a message of n bytes in segments of
+    the MSS each family leaves (MTU - 40, MTU - 60), each with its IP and
+    TCP headers and the Ethernet header. Request/response sends a message
+    each way; its bound is the same ratio."""
+    def wire(l3):
+        mss = mtu - l3 - 20
+        segs = max(1, -(-nbytes // mss))
+        return nbytes + segs * (l3 + 20 + 14)
+    return wire(20) / wire(40)
+
+
+def v6_table(recs, md):
+    """Figure "v6": each point over IPv4 and over IPv6, kernel and
+    isostack, the v6/v4 ratios and the bound the header size explains."""
+    rows = {}
+    for r in recs:
+        rows.setdefault((r["mode"], r["conns"], r["msg_bytes"], r["mtu"]), {})[
+            (r["stack"], r["family"])] = r
+    head = ["mode", "conns", "bytes"]
+    for st in ("kernel", "isostack"):
+        head += [f"{st} v4 msgs/s", f"{st} v6 msgs/s", f"{st} v6/v4"]
+    head += ["header bound", "isostack v4 p50 us", "isostack v6 p50 us"]
+    lines = []
+    order = {"recv": 0, "send": 1, "rr": 2}
+    for key in sorted(rows, key=lambda k: (order.get(k[0], 3), k[1], k[2])):
+        e = rows[key]
+        cells = [key[0], str(key[1]), str(key[2])]
+        for st in ("kernel", "isostack"):
+            a, b = e.get((st, 4)), e.get((st, 6))
+            for r in (a, b):
+                cells.append(fmt(r["msgs_per_s"]) if r and r["ok"] else "fail" if r else "-")
+            good = a and b and a["ok"] and b["ok"] and a["msgs_per_s"]
+            cells.append(f"{b['msgs_per_s'] / a['msgs_per_s']:.3f}" if good else "-")
+        cells.append(f"{header_bound(key[0], key[2], key[3] or 1500):.3f}")
+        for fam in (4, 6):
+            r = e.get(("isostack", fam))
+            cells.append(fmt(r["rtt_p50_us"], ".1f") if r and r["ok"] and key[0] == "rr" else "-")
+        lines.append(cells)
+    if md:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return out + ["| " + " | ".join(c) + " |" for c in lines]
+    width = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(head, width))]
+    return out + ["  ".join(c.rjust(w) for c, w in zip(cells, width)) for cells in lines]
+
+
 TITLES = {
     "fig4": "Fig. 4: receive, 64 connections, message size",
     "fig5": "Fig. 5: transmit, 128 connections, message size",
@@ -259,6 +308,7 @@ TITLES = {
     "fig8": "Fig. 8: transmit 64 B, connections: Core vs Lock",
     "fig9": "Fig. 9: transmit 64 B, connections: queueing variants",
     "fig10": "Fig. 10: request/response 1 KB, connections: queueing variants",
+    "v6": "IPv6 beside IPv4: the same points over both, kernel and isostack (wire)",
 }
 
 
@@ -288,9 +338,10 @@ def write_all(env, meta, records):
         recs = [r for r in records if r["figure"] == fig]
         if not recs:
             continue
+        table = v6_table if fig == "v6" else (lambda rs, md: figure_table(fig, rs, md))
         print(f"\n{TITLES[fig]}")
-        print("\n".join(figure_table(fig, recs, False)))
-        md += [f"## {TITLES[fig]}", ""] + figure_table(fig, recs, True) + [""]
+        print("\n".join(table(recs, False)))
+        md += [f"## {TITLES[fig]}", ""] + table(recs, True) + [""]
     l2 = [r for r in records if r["figure"] == "l2"]
     if l2:
         print("\nL2: dpdk-testpmd io forwarding vs isostackd (Fig. 5, 64 B) on the same vdev")
@@ -300,7 +351,8 @@ def write_all(env, meta, records):
     failed = [r for r in records if not r["ok"]]
     if failed:
         md += ["## Points without a figure", ""]
-        md += [f"- {r['figure']} {r['stack']}/{r['variant']} {r['topology']} {r['mode']} "
+        md += [f"- {r['figure']} {r['stack']}/{r['variant']} {r['topology']} "
+               f"IPv{r.get('family', 4)} {r['mode']} "
                f"{r['conns']}x{r['msg_bytes']}: {r['error']}" for r in failed] + [""]
     with open(os.path.join(env.out, "report.md"), "w") as f:
         f.write("\n".join(md))

@@ -17,7 +17,7 @@ NUM = (int, float)
 OPT_NUM = (int, float, type(None))
 FIELDS = {
     "figure": str, "stack": str, "variant": str, "topology": str, "mtu": int,
-    "mode": str, "conns": int, "msg_bytes": int, "seconds": NUM, "ok": bool,
+    "family": int, "mode": str, "conns": int, "msg_bytes": int, "seconds": NUM, "ok": bool,
     "error": str, "gbit_per_s": OPT_NUM, "msgs_per_s": OPT_NUM, "rtt_p50_us": OPT_NUM,
     "rtt_p99_us": OPT_NUM, "rtt_p999_us": OPT_NUM, "cpu_total_pct": OPT_NUM,
     "cpu_total_measured_pct": OPT_NUM, "cpu_core_pct": list, "app_cycles_per_op": OPT_NUM,
@@ -25,7 +25,8 @@ FIELDS = {
     "stack_busy_pct": OPT_NUM, "commands": list,
 }
 ENUMS = {
-    "figure": {"fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "l2"},
+    "figure": {"fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "v6", "l2"},
+    "family": {4, 6},
     "stack": {"kernel", "isostack", "testpmd"},
     "variant": {"native", "core", "basic", "aggregate", "lock", "io"},
     "topology": {"wire", "nokernel"},
@@ -104,12 +105,20 @@ def main():
         for stack in ("kernel", "isostack"):
             if fig != "l2" and not any(r["figure"] == fig and r["stack"] == stack for r in recs):
                 errors.append(f"{fig} has no {stack} record")
+            # IPv6 beside IPv4: every point of figure v6 over both
+            for fam in (4, 6) if fig == "v6" else ():
+                if not any(r["figure"] == fig and r["stack"] == stack and r["family"] == fam
+                           for r in recs):
+                    errors.append(f"v6 has no {stack} record over IPv{fam}")
+    if any(r["figure"] != "v6" and r["family"] != 4 for r in recs):
+        errors.append("a record over IPv6 outside figure v6")
     pngs = sorted(glob.glob(os.path.join(out, "fig*.png")))
     for p in pngs:
         check_png(p)
     if want_plots:
         for fig in figures:
-            if fig != "l2" and not any(os.path.basename(p).startswith(fig + "-") for p in pngs):
+            if fig not in ("l2", "v6") and not any(os.path.basename(p).startswith(fig + "-")
+                                                   for p in pngs):
                 errors.append(f"plotting is available but {fig} has no {fig}-*.png")
     if not os.path.getsize(os.path.join(out, "report.md")):
         errors.append("report.md is empty")

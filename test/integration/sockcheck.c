@@ -8,11 +8,11 @@
  *   sockcheck run PEERADDR BASEPORT    the side under test; prints the log
  *   sockcheck peer6 BASEPORT           the peer on dual-stack AF_INET6
  *   sockcheck run6 PEER6 PEER4 BASEPORT
- *                                      the TCP checks on AF_INET6 sockets to
+ *                                      the checks on AF_INET6 sockets to
  *                                      PEER6, then the dual-stack ones
- *                                      (sockcheck_v6.c); datagrams to PEER4.
- *                                      PEER6 ::ffff:PEER4: the TCP checks
- *                                      only, on IPv4 from AF_INET6 sockets
+ *                                      (sockcheck_v6.c, sockcheck_udp6.c).
+ *                                      PEER6 ::ffff:PEER4: the checks only,
+ *                                      on IPv4 from AF_INET6 sockets
  *
  * Peer services, by port: +0 echo (TCP and UDP), +1 reset after one byte,
  * +2 silent, +3 sink (replies FNV-1a of all bytes, after EOF), +4 source
@@ -33,7 +33,8 @@
  * +12 backlog (check_backlog), +13 whoami (writes back the address it
  * sees us at), +14 dialer (connects back to the port it is sent, writes
  * "hello" there, answers the connect's errno): both for sockcheck_v6.c;
- * +15 ender, +16 segments, +17 still, +18 tos: for sockcheck_opts.c.
+ * +15 ender, +16 segments, +17 still, +18 tos: for sockcheck_opts.c;
+ * +19 udp prober: for sockcheck_udp6.c.
  *
  *   sockcheck stdioexec                (internal) exec'd with a connection
  *                                      to the echo service as stdin/stdout:
@@ -395,6 +396,9 @@ static void serve(int off, int c)
 	case 18:
 		serve_tos(c);
 		break;
+	case 19:
+		serve_udp_probe(c);
+		break;
 	case 8: {
 		uint16_t port;
 		uint64_t cnt = 0;
@@ -420,7 +424,8 @@ static int run_peer(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
-	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18 };
+	static const int offs[] = { 0, 1, 2, 3, 4, 5, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18,
+				    19 };
 	struct pollfd p[20];
 	int n = 0;
 	for (unsigned i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
@@ -439,9 +444,9 @@ static int run_peer(void)
 	union sk_addr fa = sk_any(base + 6);
 	if (bind(full_listener, &fa.sa, sk_len(&fa)) < 0 || listen(full_listener, 0) < 0)
 		die("peer listen full");
-	int u = socket(AF_INET, SOCK_DGRAM, 0);
-	struct sockaddr_in ua = addr((struct in_addr){ htonl(INADDR_ANY) }, base);
-	if (bind(u, (struct sockaddr *)&ua, sizeof(ua)) < 0)
+	int u = sk_peer_socket(SOCK_DGRAM);     /* peer6: dual-stack [::] */
+	union sk_addr ua = sk_any(base);
+	if (bind(u, &ua.sa, sk_len(&ua)) < 0)
 		die("peer udp");
 	p[n++] = (struct pollfd){ .fd = u, .events = POLLIN };
 	printf("peer ready\n");
@@ -454,11 +459,11 @@ static int run_peer(void)
 				continue;
 			if (p[i].fd == u) {
 				char b[2048];
-				struct sockaddr_in from;
+				union sk_addr from;
 				socklen_t fl = sizeof(from);
-				ssize_t r = recvfrom(u, b, sizeof(b), 0, (struct sockaddr *)&from, &fl);
+				ssize_t r = recvfrom(u, b, sizeof(b), 0, &from.sa, &fl);
 				if (r >= 0)
-					sendto(u, b, (size_t)r, 0, (struct sockaddr *)&from, fl);
+					sendto(u, b, (size_t)r, 0, &from.sa, fl);
 				continue;
 			}
 			int c = accept(p[i].fd, NULL, NULL);
@@ -2080,23 +2085,38 @@ static void check_fork(void)
 	check_vfork();
 }
 
+/* The echo's source is the peer's address as the socket's family names
+ * it (run6 "mapped": ::ffff:PEER4), at the echo's port. */
+static bool udp_from_peer(const union sk_addr *from, socklen_t fl, const union sk_addr *peer)
+{
+	if (fl != sk_len(peer) || from->sa.sa_family != peer->sa.sa_family ||
+	    sk_port(from) != sk_port(peer))
+		return false;
+	if (peer->sa.sa_family == AF_INET)
+		return from->v4.sin_addr.s_addr == peer->v4.sin_addr.s_addr;
+	return !memcmp(&from->v6.sin6_addr, &peer->v6.sin6_addr, sizeof(struct in6_addr));
+}
+
 static void check_udp(void)
 {
-	int u = socket(AF_INET, SOCK_DGRAM, 0);
-	struct sockaddr_in a = addr(peer_ip, base), from;
+	int u = sk_socket(SOCK_DGRAM);
+	union sk_addr a = sk_peer(0), from;
 	socklen_t fl = sizeof(from);
 	char b[64];
 	struct timeval tv = { 5, 0 };
 	setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	report_rc("udp_recv_dontwait", recv(u, b, sizeof(b), MSG_DONTWAIT));
-	report_rc("udp_sendto", sendto(u, "dgram", 5, 0, (struct sockaddr *)&a, sizeof(a)));
-	ssize_t r = recvfrom(u, b, sizeof(b), 0, (struct sockaddr *)&from, &fl);
-	report("udp_echo", r == 5 && !memcmp(b, "dgram", 5) &&
-			   from.sin_addr.s_addr == peer_ip.s_addr ? "ok" : "bad");
-	report_rc("udp_connect", connect(u, (struct sockaddr *)&a, sizeof(a)));
+	report_rc("udp_sendto", sendto(u, "dgram", 5, 0, &a.sa, sk_len(&a)));
+	ssize_t r = recvfrom(u, b, sizeof(b), 0, &from.sa, &fl);
+	report("udp_echo", r == 5 && !memcmp(b, "dgram", 5) && udp_from_peer(&from, fl, &a) ?
+	       "ok" : "bad");
+	report_rc("udp_connect", connect(u, &a.sa, sk_len(&a)));
 	send(u, "two", 3, 0);
 	r = recv(u, b, sizeof(b), 0);
 	report("udp_connected_echo", r == 3 ? "ok" : "bad");
+	fl = sizeof(from);
+	report("udp_peername", getpeername(u, &from.sa, &fl) < 0 ? ename(errno) :
+	       udp_from_peer(&from, fl, &a) ? "ok" : "bad");
 	close(u);
 }
 

@@ -1,8 +1,9 @@
 /*
  * sockcheck's parts: sockcheck.c (the peer, the checks, main),
  * sockcheck_addr.c (the address family the TCP checks run in: AF_INET,
- * or AF_INET6 with `run6`) and sockcheck_v6.c (the dual-stack checks of
- * the AF_INET6 run) and sockcheck_opts.c (socket options).  A test program, not a library: what one file needs
+ * or AF_INET6 with `run6`), sockcheck_v6.c (the dual-stack checks of
+ * the AF_INET6 run), sockcheck_udp6.c (its datagram ones) and
+ * sockcheck_opts.c (socket options).  A test program, not a library: what one file needs
  * of another is here.
  */
 #ifndef SOCKCHECK_H
@@ -53,6 +54,12 @@ unsigned char pattern(uint64_t i);
 void check_dualstack(void);
 void serve_whoami(int c);
 void serve_dial(int c);
+
+/* sockcheck_udp6.c: an AF_INET6 datagram socket on [::] serving the
+ * peer over both families, IPV6_V6ONLY, names; the peer's +19 (udp
+ * prober) service.  ours4/ours6: our addresses as the peer sees us. */
+void check_udp_dualstack(struct in_addr ours4, const union sk_addr *ours6);
+void serve_udp_probe(int c);
 
 /* sockcheck_opts.c: the options servers use (issue 15, point 4); the
  * peer's +15 (ender), +16 (segments), +17 (still) and +18 (tos)

@@ -1,11 +1,10 @@
 /*
- * The address family sockcheck's TCP checks run in.  `run` makes every
+ * The address family sockcheck's checks run in.  `run` makes every
  * check's socket AF_INET and its addresses sockaddr_in, as before;
  * `run6` makes them AF_INET6 and the peer's IPv6 address, so that the
- * same checks, unchanged, say what the shim does with AF_INET6 TCP.  The
- * datagram checks stay AF_INET in both (the shim leaves AF_INET6 UDP to
- * the kernel).  The peer's listeners follow `peer6`: dual-stack [::],
- * reached over IPv4 (as ::ffff:a.b.c.d) and IPv6 alike.
+ * same checks, unchanged, say what the shim does with AF_INET6 TCP and
+ * UDP.  The peer's listeners and its UDP echo follow `peer6`: dual-stack
+ * [::], reached over IPv4 (as ::ffff:a.b.c.d) and IPv6 alike.
  */
 #include <arpa/inet.h>
 #include <string.h>

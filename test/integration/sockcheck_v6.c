@@ -578,4 +578,5 @@ void check_dualstack(void)
 	check_bound_connect("bound_mapped", &me4, &p4);
 	check_bound_connect("bound_v6", &our6, &p6);
 	check_tclass();
+	check_udp_dualstack(our_ip, &our6);
 }

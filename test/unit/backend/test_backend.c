@@ -45,7 +45,9 @@
 #include <cmocka.h>
 
 #include "lwip/init.h"
+#include "lwip/ip.h"
 #include "lwip/ip4.h"
+#include "lwip/ip6.h"
 #include "lwip/netif.h"
 #include "lwip/pbuf.h"
 #include "lwip/stats.h"
@@ -104,11 +106,20 @@ static err_t vlink_output(struct netif *netif, struct pbuf *p, const ip4_addr_t 
 	return ERR_OK;
 }
 
+/* IPv6 crosses the same link, with no neighbour discovery (no link
+ * layer: the packet is the frame). */
+static err_t vlink_output6(struct netif *netif, struct pbuf *p, const ip6_addr_t *dst)
+{
+	(void)dst;
+	return vlink_output(netif, p, NULL);
+}
+
 static err_t vlink_init(struct netif *netif)
 {
 	netif->name[0] = 'v';
 	netif->name[1] = 'l';
 	netif->output = vlink_output;
+	netif->output_ip6 = vlink_output6;
 	netif->mtu = 1500;
 	netif->flags = NETIF_FLAG_LINK_UP;
 	return ERR_OK;
@@ -189,8 +200,19 @@ static void *stack_main(void *arg)
 	IP4_ADDR(&a, 198, 18, 0, 1);
 	IP4_ADDR(&b, 198, 18, 0, 2);
 	IP4_ADDR(&mask, 255, 255, 255, 255);
-	netif_add(&side_a.netif, &a, &mask, &b, &side_a, vlink_init, ip4_input);
-	netif_add(&side_b.netif, &b, &mask, &a, &side_b, vlink_init, ip4_input);
+	netif_add(&side_a.netif, &a, &mask, &b, &side_a, vlink_init, ip_input);
+	netif_add(&side_b.netif, &b, &mask, &a, &side_b, vlink_init, ip_input);
+	/* 2001:2:0:a::1 and 2001:2:0:b::1: prefixes of their own, so that
+	 * ip6_route picks the side as ip4_route does with the /32s above */
+	for (int i = 0; i < 2; i++) {
+		struct netif *n = i == 0 ? &side_a.netif : &side_b.netif;
+		ip6_addr_t a6;
+
+		IP6_ADDR(&a6, PP_HTONL(0x20010002u), PP_HTONL(i == 0 ? 0xau : 0xbu), 0,
+			 PP_HTONL(1u));
+		netif_ip6_addr_set(n, 0, &a6);
+		netif_ip6_addr_set_state(n, 0, IP6_ADDR_PREFERRED);
+	}
 	netif_set_up(&side_a.netif);
 	netif_set_up(&side_b.netif);
 
@@ -1210,6 +1232,122 @@ static void test_udp(void **state)
 	assert_int_equal(isosock_close(a->srv, u), 0);
 }
 
+/* A side's IPv6 address (2001:2:0:a::1 or 2001:2:0:b::1, stack_main). */
+static struct sockaddr_in6 sin6_of(char side, uint16_t port)
+{
+	struct sockaddr_in6 s = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+
+	s.sin6_addr.s6_addr[0] = 0x20;
+	s.sin6_addr.s6_addr[1] = 0x01;
+	s.sin6_addr.s6_addr[3] = 0x02;
+	s.sin6_addr.s6_addr[7] = side == 'a' ? 0x0a : 0x0b;
+	s.sin6_addr.s6_addr[15] = 1;
+	return s;
+}
+
+/* ::ffff:198.18.0.last */
+static struct sockaddr_in6 mapped_of(int last, uint16_t port)
+{
+	struct sockaddr_in6 s = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	struct sockaddr_in v4 = sin_of(last, port);
+
+	s.sin6_addr.s6_addr[10] = s.sin6_addr.s6_addr[11] = 0xff;
+	memcpy(&s.sin6_addr.s6_addr[12], &v4.sin_addr, 4);
+	return s;
+}
+
+static bool in6_is(const struct sockaddr_in6 *x, const struct sockaddr_in6 *y)
+{
+	return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+/*
+ * AF_INET6 datagrams: a [::] socket reached over IPv6, over IPv4 from an
+ * AF_INET6 client (::ffff:198.18.0.2) and from an AF_INET one, each
+ * datagram echoed to the source recvfrom named; the sources as Linux
+ * names them (an IPv6 address of the link, or ::ffff: one of its IPv4
+ * ones) at the sender's port; sizes up to 65507 bytes (IPv6 fragments);
+ * the echo's source at the client is the address it sent to.
+ */
+static void test_udp6(void **state)
+{
+	struct apps *a = *state;
+	const uint16_t port = PORT_BASE + 21;
+	struct sockaddr_in6 any = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	struct sockaddr_in6 to6 = sin6_of('b', port), tom = mapped_of(2, port);
+	struct sockaddr_in to4 = sin_of(2, port);
+	int u = isosock_socket(a->srv, AF_INET6, SOCK_DGRAM, 0);
+	int c6 = isosock_socket(a->cli, AF_INET6, SOCK_DGRAM, 0);
+	int c4 = isosock_socket(a->cli, AF_INET, SOCK_DGRAM, 0);
+	static uint8_t buf[70000], out[70000];
+	struct isod_backend_stats s0 = stats_now();
+	uint64_t seed = 99, total = 0;
+	const unsigned n = 48;
+
+	assert_true(u > 0 && c6 > 0 && c4 > 0);
+	assert_int_equal(isosock_bind(a->srv, u, (struct sockaddr *)&any, sizeof(any)), 0);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned kind = i % 3;     /* 0: IPv6, 1: mapped, 2: AF_INET client */
+		int c = kind == 2 ? c4 : c6;
+		const struct sockaddr *to = kind == 0 ? (struct sockaddr *)&to6 :
+					    kind == 1 ? (struct sockaddr *)&tom : (struct sockaddr *)&to4;
+		socklen_t tl = kind == 2 ? sizeof(to4) : sizeof(to6);
+		size_t sz = dgram_size(i);
+		struct sockaddr_in6 from, me6, back;
+		struct sockaddr_in me4;
+		socklen_t fl = sizeof(from), ml6 = sizeof(me6), ml4 = sizeof(me4), bl = sizeof(back);
+		uint64_t h;
+		ssize_t k;
+
+		fill(&seed, out, sz);
+		h = fnv(FNV0, out, sz);
+		assert_int_equal(isosock_sendto(a->cli, c, out, sz, 0, to, tl), (ssize_t)sz);
+		k = isosock_recvfrom(a->srv, u, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+		assert_int_equal(k, (ssize_t)sz);
+		assert_true(fnv(FNV0, buf, (size_t)k) == h);
+		assert_int_equal(fl, sizeof(from));
+		assert_int_equal(from.sin6_family, AF_INET6);
+		if (kind == 0) {
+			struct sockaddr_in6 la = sin6_of('a', 0), lb = sin6_of('b', 0);
+
+			assert_true(in6_is(&from, &la) || in6_is(&from, &lb));
+		} else {
+			struct sockaddr_in6 m1 = mapped_of(1, 0), m2 = mapped_of(2, 0);
+
+			assert_true(in6_is(&from, &m1) || in6_is(&from, &m2));
+		}
+		if (kind == 2) {
+			assert_int_equal(isosock_getsockname(a->cli, c, (struct sockaddr *)&me4, &ml4), 0);
+			assert_int_equal(from.sin6_port, me4.sin_port);
+		} else {
+			assert_int_equal(isosock_getsockname(a->cli, c, (struct sockaddr *)&me6, &ml6), 0);
+			assert_int_equal(ml6, sizeof(me6));
+			assert_int_equal(from.sin6_port, me6.sin6_port);
+		}
+		assert_int_equal(isosock_sendto(a->srv, u, buf, (size_t)k, 0,
+						(struct sockaddr *)&from, fl), k);
+		k = isosock_recvfrom(a->cli, c, buf, sizeof(buf), 0, (struct sockaddr *)&back, &bl);
+		assert_int_equal(k, (ssize_t)sz);
+		assert_true(fnv(FNV0, buf, (size_t)k) == h);
+		if (kind != 2) {
+			assert_int_equal(bl, sizeof(back));
+			assert_true(in6_is(&back, kind == 0 ? &to6 : &tom));
+			assert_int_equal(back.sin6_port, htons(port));
+		}
+		total += (uint64_t)k;
+	}
+	assert_int_equal(stats_now().udp_rx_dropped, s0.udp_rx_dropped);
+	/* an IPv6 destination is not an AF_INET socket's */
+	assert_int_equal(isosock_sendto(a->cli, c4, out, 1, 0, (struct sockaddr *)&to6,
+					sizeof(to6)), -EAFNOSUPPORT);
+	print_message("udp6: %u datagrams (0..65507 bytes, %llu bytes) over IPv6, mapped IPv4 "
+		      "and IPv4 to one [::] socket, echoed, checksums and sources match\n",
+		      n, (unsigned long long)total);
+	assert_int_equal(isosock_close(a->cli, c6), 0);
+	assert_int_equal(isosock_close(a->cli, c4), 0);
+	assert_int_equal(isosock_close(a->srv, u), 0);
+}
+
 /* A hand-made application that speaks the protocol badly. */
 /* Attaches to the back-end by hand, as the shim would, without its core:
  * tests that post raw commands.  Returns the control socket; *shm the
@@ -1240,6 +1378,108 @@ static int raw_attach(struct isoshm_app **shm)
 	assert_int_equal(isoshm_app_attach(shm, fds[0], NULL), 0);
 	close(fds[1]);
 	return fd;
+}
+
+/* The extent fetch of a hand-made application: over its control socket,
+ * answered by the stack thread. */
+static int raw_fetch(void *arg, uint32_t id, uint64_t *off, uint64_t *size)
+{
+	int ctl = (int)(intptr_t)arg, fd = -1;
+	struct isostack_ctl_extent q = {
+		.hdr = { ISOSTACK_CTL_MAGIC, ISOSTACK_CTL_VERSION, ISOSTACK_CTL_EXTENT, sizeof(q), 0 },
+		.id = id,
+	};
+	struct isostack_ctl_extent_reply r;
+	unsigned n;
+
+	if (send(ctl, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
+		return -errno;
+	if (isoshm_recv_fds(ctl, &r, sizeof(r), &fd, 1, &n, 0) != (ssize_t)sizeof(r))
+		return -EPROTO;
+	if (r.status != 0 || n != 1)
+		return r.status != 0 ? r.status : -EPROTO;
+	*off = r.arena_off;
+	*size = r.size;
+	return fd;
+}
+
+/* One datagram record, header h then len bytes (a6 first if given),
+ * written by hand on a raw socket of family fam and sent: the status the
+ * stack answers with (EV_ERROR's result, or 0 if the socket lives on
+ * and the stack counted one more datagram sent or dropped). */
+static int64_t raw_dgram(struct isoshm_app *shm, int fam, struct isostack_shm_dgram h,
+			 const uint8_t *a6)
+{
+	static const uint8_t zeros[64];
+	struct isostack_shm_cmd cmd = { .opcode = ISOSTACK_SHM_OP_SOCKET, .sock = 0, .cookie = 1,
+					.arg = { (uint64_t)fam, SOCK_DGRAM } };
+	struct isostack_shm_status st;
+	struct isod_backend_stats s0 = stats_now();
+	uint32_t rec = ISOSTACK_SHM_DGRAM_REC_F(h.len, h.flags), hdr = sizeof(h);
+	int id;
+
+	assert_int_equal(isoshm_app_submit(shm, 0, &cmd, 1), 1);
+	while (isoshm_app_recv_status(shm, 0, &st, 1) == 0)
+		usleep(100);
+	id = (int)st.result;
+	assert_true(id > 0);
+	assert_int_equal(isoshm_app_sock_open(shm, (uint32_t)id), 0);
+	assert_int_equal(isoshm_app_tx_write(shm, (uint32_t)id, &h, sizeof(h)), (int)sizeof(h));
+	if (a6 != NULL) {
+		assert_int_equal(isoshm_app_tx_write(shm, (uint32_t)id, a6, 16), 16);
+		hdr += 16;
+	}
+	assert_true(rec - hdr <= sizeof(zeros));
+	assert_int_equal(isoshm_app_tx_write(shm, (uint32_t)id, zeros, rec - hdr), (int)(rec - hdr));
+	cmd = (struct isostack_shm_cmd){ .opcode = ISOSTACK_SHM_OP_SEND, .sock = (uint32_t)id };
+	assert_int_equal(isoshm_app_submit(shm, (uint32_t)id, &cmd, 1), 1);
+	for (int i = 0; i < 50000; i++) {
+		struct isod_backend_stats now = stats_now();
+
+		if (isoshm_app_recv_status(shm, (uint32_t)id, &st, 1) == 1 &&
+		    st.opcode == ISOSTACK_SHM_EV_ERROR)
+			return st.result;
+		if (now.udp_tx_dgrams + now.udp_tx_dropped > s0.udp_tx_dgrams + s0.udp_tx_dropped)
+			return 0;
+		usleep(100);
+	}
+	fail_msg("the stack neither sent, dropped nor refused the record");
+	return 1;
+}
+
+/* Datagram records the stack must refuse (-EPROTO, the socket dies) and
+ * one it must take: the IPv6 address block (ABI 5) on the wrong family,
+ * an unknown flag, an IPv4 address beside an IPv6 one. */
+static void test_bad_dgram(void **state)
+{
+	struct isoshm_app *shm;
+	struct sockaddr_in6 to = sin6_of('b', PORT_BASE + 22);
+	const uint16_t port = htons(PORT_BASE + 22);
+	const uint8_t *a6 = to.sin6_addr.s6_addr;
+	struct isod_backend_stats s0 = stats_now();
+	unsigned apps0 = atomic_load(&pub_apps);
+	int fd;
+
+	(void)state;
+	fd = raw_attach(&shm);
+	isoshm_app_set_fetch(shm, raw_fetch, (void *)(intptr_t)fd);
+	/* the control: a good IPv6 record goes out */
+	assert_int_equal(raw_dgram(shm, AF_INET6, (struct isostack_shm_dgram){
+		.len = 3, .port = port, .flags = ISOSTACK_SHM_DGRAM_F_V6 }, a6), 0);
+	assert_int_equal(stats_now().broken_socks, s0.broken_socks);
+	/* an IPv6 address from an AF_INET socket */
+	assert_int_equal(raw_dgram(shm, AF_INET, (struct isostack_shm_dgram){
+		.len = 3, .port = port, .flags = ISOSTACK_SHM_DGRAM_F_V6 }, a6), -EPROTO);
+	/* a flag no ABI defines */
+	assert_int_equal(raw_dgram(shm, AF_INET6, (struct isostack_shm_dgram){
+		.len = 3, .port = port, .flags = 0x2 }, NULL), -EPROTO);
+	/* both an IPv4 and an IPv6 destination */
+	assert_int_equal(raw_dgram(shm, AF_INET6, (struct isostack_shm_dgram){
+		.len = 3, .port = port, .flags = ISOSTACK_SHM_DGRAM_F_V6, .addr = 1 }, a6), -EPROTO);
+	assert_int_equal(stats_now().broken_socks, s0.broken_socks + 3);
+	isoshm_app_detach(shm);
+	close(fd);
+	assert_true(eventually(apps_are, (void *)(uintptr_t)apps0, 2));
 }
 
 static void test_bad_commands(void **state)
@@ -1855,6 +2095,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_commands, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_status_ring_full, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_udp, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_udp6, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_dgram, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_napping, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_enobufs, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_broken_ring, apps_setup, apps_teardown),

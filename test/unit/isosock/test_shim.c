@@ -350,7 +350,7 @@ static void test_route_decisions(void **state)
 	assert_true(isosock_route_socket_wanted(AF_INET, SOCK_DGRAM, IPPROTO_UDP));
 	assert_false(isosock_route_socket_wanted(AF_INET, SOCK_STREAM, IPPROTO_SCTP));
 	assert_true(isosock_route_socket_wanted(AF_INET6, SOCK_STREAM, 0));
-	assert_false(isosock_route_socket_wanted(AF_INET6, SOCK_DGRAM, 0));   /* UDP: kernel */
+	assert_true(isosock_route_socket_wanted(AF_INET6, SOCK_DGRAM, 0));
 	assert_false(isosock_route_socket_wanted(AF_UNIX, SOCK_DGRAM, 0));
 	assert_false(isosock_route_socket_wanted(AF_NETLINK, SOCK_RAW, 0));
 	struct sockaddr_in lo = sin4("127.3.2.1", 80), any = sin4("0.0.0.0", 80),
