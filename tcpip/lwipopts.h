@@ -143,6 +143,12 @@
  */
 #define TCP_TMR_BUDGET                  256
 /*
+ * The TIME-WAIT list is walked only when its oldest pcb's 2 MSL are up
+ * (our lwIP patch 0015), not at every slow tick: 11,000 idle TIME-WAIT
+ * pcbs (a server that closed first) cost 8% of the stack core before.
+ */
+#define TCP_TW_OLDEST                   1
+/*
  * No half-open limit in lwIP: its backlog is a u8 counting connections in
  * SYN_RCVD, so with it a burst of more than 255 SYNs on one listener lost
  * the rest until the peers retransmitted a second later (a burst of 3,000

@@ -11,7 +11,9 @@
  *     middle of a walk; every other pcb is still visited exactly once;
  *   - a pcb that rejoins the slow walk at its head (it was quiet, then sent
  *     into a dead link) and is not the newest active pcb times out cleanly
- *     (lwIP asserted the walk's first pcb was the active list's first).
+ *     (lwIP asserted the walk's first pcb was the active list's first);
+ *   - TIME-WAIT pcbs (patch 0015): their list is walked only once the
+ *     oldest one's 2 MSL are up, and each still goes at its own time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -191,6 +193,66 @@ static void test_slow_rejoined_times_out(void **state)
 	all_close(listener);
 }
 
+static int tw_count(void)
+{
+	int n = 0;
+
+	for (struct tcp_pcb *pcb = tcp_tw_pcbs; pcb != NULL; pcb = pcb->next)
+		n++;
+	return n;
+}
+
+/* Clients [from, to) close first: they end in TIME-WAIT (their servers
+ * close when the FIN arrives). */
+static void close_first(int from, int to, int tw_after)
+{
+	long steps;
+
+	for (int i = from; i < to; i++) {
+		assert_int_equal(tcp_close(mc.client[i]), ERR_OK);
+		mc.client[i] = NULL;
+	}
+	for (steps = 0; tw_count() < tw_after && steps < MAX_STEPS; steps++)
+		loop_step();
+	assert_int_equal(tw_count(), tw_after);
+}
+
+/*
+ * Patch 0015: the TIME-WAIT list is walked only when its oldest pcb's
+ * 2 MSL are up, and each pcb still goes at its own time.  Half the
+ * connections enter TIME-WAIT, the other half 20 ticks (10 s) later: no
+ * walk in the 2 MSL after, the first half gone once theirs are up (the
+ * second half kept), the second half 20 ticks later, a few walks in all.
+ */
+static void test_tw_walk_when_due(void **state)
+{
+	struct tcp_pcb *listener = all_up();
+	const int msl2 = 2 * TCP_MSL / TCP_SLOW_INTERVAL;   /* ticks */
+	u32_t walks0;
+
+	(void)state;
+	close_first(0, MANY_CONNS / 2, MANY_CONNS / 2);
+	walks0 = tcp_tw_walks;
+	slow_ticks(20);
+	/* A pcb's 2 MSL count from the last segment it took before its
+	 * close (lwIP moves tmr no more once the receive side is closed):
+	 * the second half talks first, so theirs start 20 ticks later. */
+	for (int i = MANY_CONNS / 2; i < MANY_CONNS; i++)
+		client_send(i);
+	slow_ticks(1);
+	close_first(MANY_CONNS / 2, MANY_CONNS, MANY_CONNS);
+	slow_ticks(msl2 - 21 - 4);
+	assert_int_equal(tcp_tw_walks, walks0);          /* none was due */
+	assert_int_equal(tw_count(), MANY_CONNS);
+	slow_ticks(8);                                   /* the first half's time */
+	assert_int_equal(tw_count(), MANY_CONNS / 2);
+	assert_in_range(tcp_tw_walks - walks0, 1, 3);
+	slow_ticks(20);
+	assert_int_equal(tw_count(), 0);
+	assert_in_range(tcp_tw_walks - walks0, 2, 6);
+	all_close(listener);
+}
+
 static int budget_reset(void **state)
 {
 	tcp_tmr_budget = TCP_TMR_BUDGET;
@@ -203,6 +265,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_fast_budget, budget_reset),
 		cmocka_unit_test_teardown(test_slow_cursor, budget_reset),
 		cmocka_unit_test_teardown(test_slow_rejoined_times_out, budget_reset),
+		cmocka_unit_test_teardown(test_tw_walk_when_due, budget_reset),
 	};
 
 	return cmocka_run_group_tests_name("tcptmr", tests, group_setup, NULL);
