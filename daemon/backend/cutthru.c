@@ -349,6 +349,11 @@ void isod_cut_move(struct isod_sock *w)
 	}
 	if (n == (uint32_t)total && w->shut_wr)
 		writer_fin(w, r);
+	/* A parked CLOSE completes once its ring moved (close_check runs
+	 * from the event queue): only after progress, so a reader that
+	 * stays full costs nothing until its RECV. */
+	if (w->close_pending)
+		isod_sock_queue(w, ISOD_R_SENT);
 }
 
 void isod_cut_pull(struct isod_sock *r)

@@ -128,6 +128,15 @@ def table(out, secs):
                     rows[key] = {"unit": r["unit"]}
                     seen.append(key)
                 rows[key][stack] = r
+    # Variants of the isostack column (the local rows with cut-through on
+    # and off) go beside the kernel's row of their kernel_case.
+    for key in list(seen):
+        i = rows[key].get("isostack")
+        base = (key[0], i.get("kernel_case")) if i else None
+        if base and base in rows and "kernel" in rows[base]:
+            rows[key]["kernel"] = rows[base]["kernel"]
+            rows[base]["shared"] = True
+    seen = [k for k in seen if not (rows[k].get("shared") and "isostack" not in rows[k])]
     seen.sort(key=lambda k: order.index(k[0]) if k[0] in order else 99)
     summary = []
     hdr = (f"{'program':9} {'case':30} {'unit':6} {'kernel':>11} {'isostack':>11} "

@@ -160,6 +160,13 @@ def serve(host, port):
             n, h = recv_all(c)
             say("server: stall: received", n, "sha256", h)
             c.sendall(h.encode())
+        elif cmd == b"C":
+            # conn2 brings the writer's SHA-256 once it has closed
+            g, _ = ls.accept()
+            want = recv_exact(g, 64).decode()
+            g.close()
+            n, h = recv_all(c)
+            say("server: close with unsent data: every byte, then EOF:", h == want)
         elif cmd == b"K":
             mode = c.recv(1)
             if mode == b"u":
@@ -314,6 +321,26 @@ def check_stall(host, port):
     s.close()
 
 
+def check_close_unsent(host, port):
+    """close() while the reader has no room: the rest still arrives."""
+    s = conn(host, port, b"C")
+    s.setblocking(False)
+    h = hashlib.sha256()
+    for b in stream(4, STALL):
+        try:
+            k = s.send(b)
+        except BlockingIOError:
+            break
+        h.update(b[:k])
+        if k < len(b):
+            break
+    s.close()
+    g = socket.create_connection((host, port))
+    g.sendall(h.hexdigest().encode())
+    g.close()
+    say("client: close with unsent data: closed")
+
+
 def check_killed(host, port, mode):
     v = subprocess.Popen([sys.executable, __file__, "victim", host, str(port), mode],
                          stdout=subprocess.PIPE)
@@ -360,6 +387,7 @@ def run(host, port):
     check_rst(host, port)
     check_nonblocking(host, port)
     check_stall(host, port)
+    check_close_unsent(host, port)
     check_killed(host, port, "c")
     check_killed(host, port, "u")
     check_short(host, port)

@@ -17,8 +17,9 @@ need python3 python3
 PROG=$(readlink -f "$(dirname "$0")/local_cut.py")
 PORT=9400
 # connections local_cut.py makes that a listener takes: names, bulk,
-# half-close, rst, non-blocking, stall (2), killed (2), short, quit
-PAIRS=$((1 + 1 + 1 + 1 + 1 + 2 + 2 + 2000 + 1))
+# half-close, rst, non-blocking, stall (2), close with unsent data (2),
+# killed (2), short, quit
+PAIRS=$((1 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 2000 + 1))
 NS=${ISOSTACK_NS_PREFIX}n
 trap 'rc=$?; ip netns del "$NS" 2>/dev/null || true; set +e; (exit $rc); cleanup' EXIT
 
