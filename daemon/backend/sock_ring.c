@@ -409,10 +409,13 @@ void isod_sk_tx_full(struct isod_sock *sk)
 	    sk->tx_offered || (pcb == NULL && !sk->cut))
 		return;
 	/* Only a ring the connection could fill: what it may have in flight
-	 * (a paired socket: the reader's ring). */
-	if (sk->cut)
-		room = sk->cut_peer != NULL ? sk->cut_peer->rx.bytes : 0;
-	else
+	 * (a paired socket: the room in the reader's ring, TCP's window). */
+	if (sk->cut) {
+		int space = sk->cut_peer == NULL ? 0 :
+			    isoshm_stack_rx_space(sk->cut_peer->app->shm, sk->cut_peer->id);
+
+		room = space > 0 ? (uint32_t)space : 0;
+	} else
 		room = pcb->cwnd < pcb->snd_wnd ? pcb->cwnd : pcb->snd_wnd;
 	if (room < sk->tx.bytes / 2)
 		return;

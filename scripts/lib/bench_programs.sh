@@ -176,15 +176,15 @@ bench_prog_load() {
 
 # bench_prog_row PROG TOOL OUTPUT CASE KEY=VALUE...: rows into
 # programs-STACK-PROG.json; the case gets the run's MTU appended, and
-# BP_CASE_TAG if set (a variant of the isostack column: its row goes
-# beside the kernel's row of the case without it, kernel_case).
+# BP_CASE_TAG if set (a variant of the isostack column, named in its
+# case: its row goes beside the kernel's row of the case without it).
 bench_prog_row() {
 	local prog=$1 tool=$2 output=$3 case=$4
 	local -a tag=()
 	shift 4
-	[ -z "${BP_CASE_TAG:-}" ] || tag=(kernel_case="$case mtu$BP_MTU" variant="$BP_CASE_TAG")
+	[ -z "${BP_CASE_TAG:-}" ] || tag=(variant="$BP_CASE_TAG")
 	python3 "$ISOSTACK_LIB/bench_programs.py" row "$BP_OUT/programs-$BP_STACK-$prog.json" \
-		"$BP_STACK" "$prog" "$tool" "$output" "case=$case mtu$BP_MTU${BP_CASE_TAG:+, $BP_CASE_TAG}" \
+		"$BP_STACK" "$prog" "$tool" "$output" "case=$case mtu$BP_MTU" \
 		mtu="$BP_MTU" "${tag[@]}" "$@" ||
 		warn "bench: $BP_STACK $prog: no figure (output: $output)"
 }
