@@ -68,6 +68,7 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->variant_queues = 256;
 	cfg->tso = true;
 	cfg->gro = true;
+	cfg->cut_through = true;
 	cfg->log_level = ISOD_LOG_INFO;
 	cfg->max_apps_per_uid = 32;
 	/* The control socket's group: "isostack" where the machine has one,
@@ -343,8 +344,9 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			CONF_ERR(where, "mode must be busy or adaptive, not '%s'", val);
 			return -EINVAL;
 		}
-	} else if (strcmp(key, "tso") == 0 || strcmp(key, "gro") == 0) {
-		bool *on = key[0] == 't' ? &cfg->tso : &cfg->gro;
+	} else if (strcmp(key, "tso") == 0 || strcmp(key, "gro") == 0 ||
+		   strcmp(key, "cut_through") == 0) {
+		bool *on = key[0] == 't' ? &cfg->tso : key[0] == 'g' ? &cfg->gro : &cfg->cut_through;
 
 		if (strcmp(val, "on") == 0 || strcmp(val, "off") == 0) {
 			*on = val[1] == 'n';

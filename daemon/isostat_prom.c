@@ -64,6 +64,7 @@ static const char *const gauges[] = {
 	"core.cpu", "port.mbufs_used",
 	"backend.apps", "backend.open_sockets", "backend.rx_held", "backend.rx_held_max",
 	"backend.variant", "backend.doorbells_per_app", "backend.reuseport_groups",
+	"backend.cut_through", "backend.cut_open",
 	"mem.budget", "mem.backed", "mem.pressure", "mem.membarrier",
 	"txzc.segs_dying", "txzc.refs",
 };

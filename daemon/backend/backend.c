@@ -55,6 +55,7 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	c->max_apps_per_uid = 32;
 	c->ctl_interval_ms = 1;
 	c->close_timeout_ms = 60000;
+	c->cut_through = true;
 	c->app_pcbs = MEMP_NUM_TCP_PCB / 2;
 	c->app_tx_segs = (MEMP_NUM_TCP_SEG < MEMP_NUM_PBUF ? MEMP_NUM_TCP_SEG : MEMP_NUM_PBUF) / 2;
 	c->app_rx_held = UINT64_C(16) << 20;
@@ -932,5 +933,6 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 	n += (int)isod_cmds_format_stats(be, buf + n, len - (size_t)n);
 	n += (int)isod_shm_format_stats(be, buf + n, len - (size_t)n);
 	n += (int)isod_rp_format_stats(be, buf + n, len - (size_t)n);
+	n += (int)isod_cut_format_stats(be, buf + n, len - (size_t)n);
 	return (size_t)n + isod_cap_format_stats(be, buf + n, len - (size_t)n);
 }

@@ -49,6 +49,8 @@ struct isod_backend_conf {
 	uint32_t max_apps;          /* attached applications at once; 0: 64 */
 	uint32_t ctl_interval_ms;   /* control socket checked at most this often
 				     * (hang-up detection latency); 0: every poll */
+	bool cut_through;           /* pair local connections on the stack core
+				     * (cutthru.c); default true */
 	uint32_t close_timeout_ms;  /* a CLOSE still waiting for the peer to take
 				     * the TX ring after this long is aborted (RST),
 				     * like the kernel's orphan retries; 0: never. */
@@ -134,6 +136,11 @@ struct isod_backend_stats {
 	/* A SO_REUSEPORT group's lwIP listener passed to another member as
 	 * the member holding it closed (reuseport.c). */
 	uint64_t reuseport_handovers;
+	/* Local connections paired on the stack core (cutthru.c): pairs
+	 * made, paired sockets open now (a gauge), bytes moved, CONNECTs
+	 * refused (no listener), connections sent through lwIP instead
+	 * (full backlog, no memory), sides reset by their peer. */
+	uint64_t cut_pairs, cut_open, cut_bytes, cut_refused, cut_fallbacks, cut_resets;
 };
 
 struct isod_backend;

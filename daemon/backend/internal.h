@@ -162,6 +162,14 @@ struct isod_sock {
 	struct isod_sock *idle_prev, *idle_next;
 	uint32_t tx_max, rx_max;     /* largest ring sizes the socket had */
 	bool take_queued;            /* on be->takes (sock_ring.c) */
+	/* cut-through (cutthru.c): a local connection paired with another
+	 * socket of this stack, with no pcb (pcb NULL) */
+	bool cut;                    /* paired at CONNECT (the peer may be gone) */
+	struct isod_sock *cut_peer;  /* the other end; NULL once it is gone */
+	struct tcp_pcb *cut_port;    /* client: bound pcb holding local_port */
+	ip_addr_t cut_rip;           /* the peer's address */
+	u16_t cut_rport;
+	uint8_t cut_opts;            /* SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY set */
 	bool in_use;                 /* id taken (open, or freed but not drained) */
 	bool quarantined;            /* freed; waits for the app to drain it */
 	uint32_t q_next;             /* quarantine list (ids), UINT32_MAX ends */
@@ -460,6 +468,10 @@ void isod_rp_listened(struct isod_sock *sk);
 /* The group member an established connection of lsk's lwIP listener
  * goes to (lsk itself outside a group). */
 struct isod_sock *isod_rp_pick(struct isod_sock *lsk, struct tcp_pcb *npcb);
+/* The same for a connection from rip:rport to lip:lport that has no pcb
+ * (cut-through). */
+struct isod_sock *isod_rp_pick_addr(struct isod_sock *lsk, const ip_addr_t *lip, u16_t lport,
+				    const ip_addr_t *rip, u16_t rport);
 /* sk leaves its group (closed, aborted, freed); the lwIP listener passes
  * to another listening member if sk held it.  Idempotent. */
 void isod_rp_leave(struct isod_sock *sk);
@@ -549,6 +561,9 @@ int isod_sk_lwip_bind_errno(err_t e);
 /* sock_tcp.c: lwIP callbacks, connect, listen, accept */
 int isod_sk_err_to_errno(err_t e, bool connecting);
 void isod_sk_attach_pcb(struct isod_sock *sk, struct tcp_pcb *pcb);
+/* lpcb is the lwIP listener of one of our sockets (its callback_arg);
+ * not the daemon's echo service's or a test's. */
+bool isod_sk_is_listener(const struct tcp_pcb_listen *lpcb);
 void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c);
 void isod_sk_cmd_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c);
 void isod_sk_accept_serve(struct isod_sock *lsk);
@@ -598,6 +613,33 @@ unsigned isod_sk_idle_expire(struct isod_backend *be, unsigned max);
 void isod_sk_ring_takes(struct isod_backend *be);
 void isod_sk_tx_push(struct isod_sock *sk);
 void isod_sk_tx_acked(struct isod_sock *sk);
+
+/* cutthru.c: local connections paired on the stack core */
+#define ISOD_CUT_MSS 65483u          /* TCP_INFO's: Linux's loopback (MTU 64 KiB) */
+/* CONNECT to ip:port: 1 if it was paired with a listener's new child or
+ * refused (replied), 0 if it goes through lwIP (cut_through off, not a
+ * local address, a full backlog, no memory for the child). */
+int isod_cut_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c,
+		     const ip_addr_t *ip, u16_t port);
+/* Moves w's TX bytes into its peer's RX ring (SEND, SHUT_WR). */
+void isod_cut_move(struct isod_sock *w);
+/* r's reader made room (RECV): the peer's bytes move. */
+void isod_cut_pull(struct isod_sock *r);
+/* A parked CLOSE of a paired socket: completes once its TX ring moved. */
+void isod_cut_close_check(struct isod_sock *sk);
+/* sk leaves its pair (freed); the peer keeps its state.  Idempotent. */
+void isod_cut_drop(struct isod_sock *sk);
+/* sk leaves its pair with a reset: the peer gets ECONNRESET. */
+void isod_cut_abort(struct isod_sock *sk);
+void isod_cut_names(const struct isod_sock *sk, uint16_t opcode, struct isostack_shm_status *st);
+void isod_cut_accepted(const struct isod_sock *lsk, const struct isod_sock *child, uint64_t *arg);
+/* TCP_INFO piece 0 or 1 of a paired socket into w: 0, or 1 if not ours. */
+int isod_cut_info(struct isod_sock *sk, uint32_t w[6], int piece);
+/* SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY of a paired socket (no pcb
+ * holds them; they change nothing on the stack core): 0 or -ENOPROTOOPT. */
+int isod_cut_setopt(struct isod_sock *sk, int level, int name, int v);
+int isod_cut_getopt(const struct isod_sock *sk, int level, int name, int *v);
+size_t isod_cut_format_stats(const struct isod_backend *be, char *buf, size_t len);
 
 /* sock_udp.c */
 void isod_sk_cb_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p,

@@ -272,11 +272,12 @@ static uint32_t addr_hash(uint32_t h, const ip_addr_t *ip)
 	return mix(h, ip4_addr_get_u32(ip_2_ip4(ip)));
 }
 
-static uint32_t tuple_hash(uint32_t seed, const struct tcp_pcb *pcb)
+static uint32_t tuple_hash(uint32_t seed, const ip_addr_t *lip, u16_t lport,
+			   const ip_addr_t *rip, u16_t rport)
 {
-	uint32_t h = addr_hash(addr_hash(seed, &pcb->remote_ip), &pcb->local_ip);
+	uint32_t h = addr_hash(addr_hash(seed, rip), lip);
 
-	h = mix(h, (uint32_t)pcb->remote_port << 16 | pcb->local_port);
+	h = mix(h, (uint32_t)rport << 16 | lport);
 	h ^= h >> 16;
 	h *= 0x85ebca6bu;
 	h ^= h >> 13;
@@ -292,13 +293,24 @@ struct isod_sock *isod_rp_pick(struct isod_sock *lsk, struct tcp_pcb *npcb)
 	if (g == NULL || g->n < 2)
 		return lsk;
 	/* Linux's reciprocal_scale: the hash's high bits pick the member. */
-	m = g->m[(uint32_t)(((uint64_t)tuple_hash(g->seed, npcb) * g->n) >> 32)];
+	m = g->m[(uint32_t)(((uint64_t)tuple_hash(g->seed, &npcb->local_ip, npcb->local_port,
+						 &npcb->remote_ip, npcb->remote_port) * g->n) >> 32)];
 	/* The connection inherits its own listener's options (lwIP gave it
 	 * the lwIP listener's, the owner's). */
 	if (m->pcb != NULL)
 		npcb->so_options = (u8_t)((npcb->so_options & ~SOF_INHERITED) |
 					  (m->pcb->so_options & SOF_INHERITED));
 	return m;
+}
+
+struct isod_sock *isod_rp_pick_addr(struct isod_sock *lsk, const ip_addr_t *lip, u16_t lport,
+				    const ip_addr_t *rip, u16_t rport)
+{
+	struct isod_rp_group *g = lsk->rp;
+
+	if (g == NULL || g->n < 2)
+		return lsk;
+	return g->m[(uint32_t)(((uint64_t)tuple_hash(g->seed, lip, lport, rip, rport) * g->n) >> 32)];
 }
 
 /* The owner goes: the lwIP listener passes to member n, whose bound pcb

@@ -383,6 +383,7 @@ void isod_sk_free(struct isod_sock *sk)
 	struct isod_app *app = sk->app;
 
 	isod_rp_leave(sk);
+	isod_cut_drop(sk);
 	isod_sk_closing_unlink(sk);
 	isod_sk_idle_unlink(sk);
 	isod_sk_detach_pcb(sk);
@@ -442,6 +443,7 @@ void isod_sk_abort(struct isod_sock *sk)
 	struct tcp_pcb *pcb;
 
 	isod_rp_leave(sk);   /* a SO_REUSEPORT group keeps its listener */
+	isod_cut_abort(sk);  /* the paired socket is reset */
 	pcb = sk->pcb;
 	if (pcb == NULL) {
 		isod_sk_detach_pcb(sk);   /* UDP */
@@ -838,7 +840,9 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		st.opcode = c->opcode;
 		st.sock = sk->id;
 		st.cookie = c->cookie;
-		if (sk->pcb == NULL && sk->pcb_closed) {
+		if (sk->cut) {
+			isod_cut_names(sk, c->opcode, &st);
+		} else if (sk->pcb == NULL && sk->pcb_closed) {
 			/* finished cleanly: the addresses it had */
 			if (c->opcode == ISOSTACK_SHM_OP_GETSOCKNAME)
 				isod_sk_put_addr(sk, st.arg, &sk->local_ip, sk->local_port);
@@ -945,6 +949,7 @@ unsigned isod_sock_closing(const struct isod_app *app)
 	unsigned n = 0;
 
 	for (uint32_t i = 1; i < app->hiwat; i++)
-		n += app->socks[i].close_pending && app->socks[i].pcb != NULL;
+		n += app->socks[i].close_pending &&
+		     (app->socks[i].pcb != NULL || app->socks[i].cut_peer != NULL);
 	return n;
 }

@@ -70,6 +70,10 @@ void isod_sk_close_check(struct isod_sock *sk)
 
 	if (!sk->close_pending)
 		return;
+	if (sk->cut) {
+		isod_cut_close_check(sk);
+		return;
+	}
 	if (pcb == NULL) {
 		isod_sk_close_finish(sk);
 		return;

@@ -75,6 +75,10 @@ void isod_sk_rx_pump(struct isod_sock *sk)
 	uint32_t used, cons, credit;
 	bool was_empty;
 
+	if (sk->cut) {
+		isod_cut_pull(sk);
+		return;
+	}
 	if (space < 0) {
 		isod_sk_kill(sk, -EPROTO);
 		return;
@@ -164,6 +168,10 @@ void isod_sk_tx_push(struct isod_sock *sk)
 	uint32_t off, written = 0, segs;
 	int total;
 
+	if (sk->cut) {
+		isod_cut_move(sk);
+		return;
+	}
 	if (pcb == NULL || sk->state != ISOD_S_CONNECTED || sk->shut_wr_done)
 		return;
 	total = isod_sk_tx_peek(sk, sp);

@@ -131,6 +131,10 @@ void isod_sk_cmd_setsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		isod_sk_reply(sk, c, rc);
 		return;
 	}
+	if (rc == 0 && sk->cut) {
+		isod_sk_reply(sk, c, isod_cut_setopt(sk, level, name, v));
+		return;
+	}
 	if (rc == 0 && pcb == NULL)
 		rc = -EINVAL;
 	if (rc == 0) {
@@ -199,6 +203,10 @@ int isod_tcp_info(struct isod_sock *sk, int piece, uint64_t out[3])
 	uint32_t tick_us = TCP_SLOW_INTERVAL * 1000;
 	uint32_t mss = live && pcb->mss ? pcb->mss : 536;
 
+	if (sk->cut && isod_cut_info(sk, w, piece) == 0) {
+		memcpy(out, w, sizeof(w));
+		return (int)sizeof(w);
+	}
 	switch (piece) {
 	case INFO_PIECE_TIMES:
 		w[0] = sk->pcb_closed ? 7 : linux_state(pcb);
@@ -280,6 +288,11 @@ void isod_sk_cmd_getsockopt(struct isod_sock *sk, const struct isostack_shm_cmd 
 		memcpy(&st.arg[2], &v, sizeof(v));
 	} else if (level == IPPROTO_TCP && (name & 0xffff) == LINUX_TCP_INFO) {
 		st.result = isod_tcp_info(sk, name >> 16, &st.arg[2]);
+	} else if (sk->cut) {
+		st.result = isod_cut_getopt(sk, level, name, &v);
+		if (st.result == 0)
+			st.result = sizeof(v);
+		memcpy(&st.arg[2], &v, sizeof(v));
 	} else if (pcb == NULL) {
 		st.result = -EINVAL;
 	} else if (level == SOL_SOCKET && name == SO_REUSEADDR) {

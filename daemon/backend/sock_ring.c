@@ -281,7 +281,7 @@ bool isod_sk_rx_want(struct isod_sock *sk)
 
 static bool tcp_open(const struct isod_sock *sk)
 {
-	return !sk->udp && sk->pcb != NULL &&
+	return !sk->udp && (sk->pcb != NULL || sk->cut) &&
 	       (sk->state == ISOD_S_CONNECTED || sk->state == ISOD_S_CHILD ||
 		sk->state == ISOD_S_OPEN);
 }
@@ -406,10 +406,17 @@ void isod_sk_tx_full(struct isod_sock *sk)
 	uint32_t room;
 
 	if (sk->tx_pin != 0 || sk->tx.bytes == 0 || sk->tx.bytes >= conf->tx_ring ||
-	    sk->tx_offered || pcb == NULL)
+	    sk->tx_offered || (pcb == NULL && !sk->cut))
 		return;
-	/* Only a ring the connection could fill: what it may have in flight. */
-	room = pcb->cwnd < pcb->snd_wnd ? pcb->cwnd : pcb->snd_wnd;
+	/* Only a ring the connection could fill: what it may have in flight
+	 * (a paired socket: the room in the reader's ring, TCP's window). */
+	if (sk->cut) {
+		int space = sk->cut_peer == NULL ? 0 :
+			    isoshm_stack_rx_space(sk->cut_peer->app->shm, sk->cut_peer->id);
+
+		room = space > 0 ? (uint32_t)space : 0;
+	} else
+		room = pcb->cwnd < pcb->snd_wnd ? pcb->cwnd : pcb->snd_wnd;
 	if (room < sk->tx.bytes / 2)
 		return;
 	if (grown(sk, sk->tx.bytes, conf->tx_ring) != sk->tx.bytes)

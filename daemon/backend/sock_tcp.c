@@ -233,6 +233,11 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	return ERR_OK;
 }
 
+bool isod_sk_is_listener(const struct tcp_pcb_listen *lpcb)
+{
+	return lpcb->accept == cb_accept && lpcb->callback_arg != NULL;
+}
+
 /* ---- Listen, connect, accept ----------------------------------------------------- */
 
 void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c)
@@ -312,6 +317,8 @@ void isod_sk_cmd_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		isod_sk_reply(sk, c, rc);
 		return;
 	}
+	if (isod_cut_connect(sk, c, &ip, port))
+		return;                        /* paired on the stack core */
 	sk->pcb->tos = isod_sk_tos(sk, &ip);   /* the SYN carries it */
 	e = tcp_connect(sk->pcb, &ip, port, cb_connected);
 	if (e != ERR_OK) {
@@ -340,7 +347,9 @@ void isod_sk_accept_serve(struct isod_sock *lsk)
 		lsk->accept_parked--;
 		memmove(lsk->accept_cookie, lsk->accept_cookie + 1,
 			lsk->accept_parked * sizeof(lsk->accept_cookie[0]));
-		if (child->pcb != NULL)
+		if (child->cut)
+			isod_cut_accepted(lsk, child, st.arg);
+		else if (child->pcb != NULL)
 			isod_sk_put_addr(lsk, st.arg, &child->pcb->remote_ip, child->pcb->remote_port);
 		if (child->pcb != NULL) {
 			child->local_ip = child->pcb->local_ip;

@@ -94,13 +94,17 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 			/* A SO_REUSEPORT member listens through its group's
 			 * lwIP listener; its own pcb is only bound. */
 			bool listen = pcb != NULL && (pcb->state == LISTEN || sk->state == ISOD_S_LISTEN);
+			/* a paired socket (cutthru.c) has no pcb: its state as
+			 * TCP would have it */
+			unsigned tstate = listen ? (unsigned)LISTEN : pcb ? (unsigned)pcb->state :
+					  sk->cut ? (unsigned)(sk->fin_rcvd ? CLOSE_WAIT : ESTABLISHED) :
+					  TCP_STATE_NONE;
 
 			if (sk->state == ISOD_S_FREE)
 				continue;
 			isod_strbuf_put(&sb, "sock.%u.%u.state %u\nsock.%u.%u.tcp_state %u\n"
 				   "sock.%u.%u.tx_inflight %u\nsock.%u.%u.rx_queued %u\n",
-				   app->id, i, sk->state, app->id, i,
-				   listen ? (unsigned)LISTEN : pcb ? (unsigned)pcb->state : TCP_STATE_NONE,
+				   app->id, i, sk->state, app->id, i, tstate,
 				   app->id, i, sk->tx_handed,
 				   app->id, i, sk->rx_prod - sk->rx_cons_seen);
 			isod_strbuf_put(&sb, "sock.%u.%u.tx_ring %u\nsock.%u.%u.rx_ring %u\n"
@@ -122,6 +126,14 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 						app->id, i, pcb->rcv_nxt, app->id, i, (unsigned)pcb->rcv_wnd,
 						app->id, i, (unsigned)pcb->rcv_ann_wnd, app->id, i, pcb->snd_nxt,
 						app->id, i, pcb->lastack);
+			}
+			if (sk->cut) {
+				isod_strbuf_put(&sb, "sock.%u.%u.local_port %u\nsock.%u.%u.remote_port %u\n"
+						"sock.%u.%u.cut %u\n",
+						app->id, i, sk->local_port, app->id, i, sk->cut_rport,
+						app->id, i, sk->cut_peer != NULL ? 1u : 0u);
+				put_ip(&sb, app->id, i, "local", &sk->local_ip);
+				put_ip(&sb, app->id, i, "remote", &sk->cut_rip);
 			}
 			isod_strbuf_put(&sb, "sock.%u.%u.flags %u\n", app->id, i,
 					(sk->fin_rcvd ? 1u : 0u) | (sk->hup_posted ? 2u : 0u) |

@@ -128,9 +128,18 @@ def table(out, secs):
                     rows[key] = {"unit": r["unit"]}
                     seen.append(key)
                 rows[key][stack] = r
+    # Variants of the isostack column (the local rows with cut-through on
+    # and off) go beside the kernel's row of their kernel_case.
+    for key in list(seen):
+        i = rows[key].get("isostack")
+        base = (key[0], i.get("kernel_case")) if i else None
+        if base and base in rows and "kernel" in rows[base]:
+            rows[key]["kernel"] = rows[base]["kernel"]
+            rows[base]["shared"] = True
+    seen = [k for k in seen if not (rows[k].get("shared") and "isostack" not in rows[k])]
     seen.sort(key=lambda k: order.index(k[0]) if k[0] in order else 99)
     summary = []
-    hdr = (f"{'program':9} {'case':30} {'unit':6} {'kernel':>11} {'isostack':>11} "
+    hdr = (f"{'program':9} {'case':36} {'unit':6} {'kernel':>11} {'isostack':>11} "
            f"{'iso/kern':>8}  {'kernel p50/p99 us':>18}  {'isostack p50/p99 us':>19}")
     print(hdr)
     for key in seen:
@@ -147,7 +156,7 @@ def table(out, secs):
                 return "-"
             return f"{r['latency_p50_us']:.0f} / {r['latency_p99_us']:.0f}"
         ratio = i["value"] / k["value"] if k and i and k["value"] > 0 else None
-        print(f"{key[0]:9} {key[1]:30} {e['unit']:6} {v(k)} {v(i)} "
+        print(f"{key[0]:9} {key[1]:36} {e['unit']:6} {v(k)} {v(i)} "
               f"{(f'{ratio:.2f}' if ratio is not None else '-'):>8}  {lat(k):>18}  {lat(i):>19}")
         summary.append({"program": key[0], "case": key[1], "unit": e["unit"],
                         "kernel": k["value"] if k else None,
@@ -167,4 +176,8 @@ else:
         row[k] = str(row.get(k, ""))
     text = open(output).read()
     row["raw_output"] = os.path.abspath(output)
-    add_rows(path, stack, prog, {"wrk": wrk, "redis": redis, "memaslap": memaslap, "iperf3": iperf3}[tool](text, row))
+    rows = {"wrk": wrk, "redis": redis, "memaslap": memaslap, "iperf3": iperf3}[tool](text, row)
+    for r in rows:
+        if r.get("variant"):
+            r["kernel_case"], r["case"] = r["case"], f"{r['case']}, {r['variant']}"
+    add_rows(path, stack, prog, rows)

@@ -23,8 +23,10 @@ the kernel stack and once under 'isostack run --require', in one table:
   memcached  memcached -t 1; memcaslap (memaslap) -T 1 -c 16, 64 B values,
           90% get / 10% set, every get's value verified: ops/s
   local   redis-server and redis-benchmark both on the SUT's host (isostack:
-          both under the shim, to the stack's own address; kernel: its
-          loopback 127.0.0.1); the redis row's options
+          both under the shim, to the stack's own address, once paired on
+          the stack core (cut-through on, the default) and once through
+          lwIP (cut_through=off); kernel: its loopback 127.0.0.1); the
+          redis row's options
   iperf3  SUT as server; peer client to it and reverse (-R): Gbit/s
 Before any figure, nginx's files are fetched with curl and compared by
 sha256, and a redis and a memcached value are read back; a row that fails
@@ -173,12 +175,17 @@ bench_prog_load() {
 }
 
 # bench_prog_row PROG TOOL OUTPUT CASE KEY=VALUE...: rows into
-# programs-STACK-PROG.json; the case gets the run's MTU appended.
+# programs-STACK-PROG.json; the case gets the run's MTU appended, and
+# BP_CASE_TAG if set (a variant of the isostack column, named in its
+# case: its row goes beside the kernel's row of the case without it).
 bench_prog_row() {
 	local prog=$1 tool=$2 output=$3 case=$4
+	local -a tag=()
 	shift 4
+	[ -z "${BP_CASE_TAG:-}" ] || tag=(variant="$BP_CASE_TAG")
 	python3 "$ISOSTACK_LIB/bench_programs.py" row "$BP_OUT/programs-$BP_STACK-$prog.json" \
-		"$BP_STACK" "$prog" "$tool" "$output" "case=$case mtu$BP_MTU" mtu="$BP_MTU" "$@" ||
+		"$BP_STACK" "$prog" "$tool" "$output" "case=$case mtu$BP_MTU" \
+		mtu="$BP_MTU" "${tag[@]}" "$@" ||
 		warn "bench: $BP_STACK $prog: no figure (output: $output)"
 }
 
@@ -312,9 +319,10 @@ bench_prog_redis() {
 
 # Both ends on the SUT's host: redis-benchmark beside redis-server (core 0,
 # under the shim for isostack), to BP_LOCAL_IP (the kernel's loopback, or
-# the stack's own address).
+# the stack's own address).  isostack's rows say whether its connections
+# were paired on the stack core (BP_LOCAL_TAG: cut-through on or off).
 bench_prog_local() {
-	local BP_LOAD_AT=BP_SUT
+	local BP_LOAD_AT=BP_SUT BP_CASE_TAG=${BP_LOCAL_TAG:-}
 
 	bench_prog_redis_up local "$BP_LOCAL_IP" || return 0
 	bench_prog_redis_load local "$BP_LOCAL_IP"
@@ -409,6 +417,7 @@ bench_prog_kernel() {
 	bench_kernel_up "$BP_MTU"
 	BP_SUT_IP=$BENCH_SUT_IP
 	BP_LOCAL_IP=127.0.0.1
+	BP_LOCAL_TAG=
 	BP_SUT=(ip netns exec "$BENCH_NS_SUT" taskset -c 0)
 	BP_PEER=(ip netns exec "$BENCH_NS_PEER" taskset -c 0)
 	bench_prog_all
@@ -438,9 +447,34 @@ bench_prog_isostack() {
 	log "bench programs: isostackd on $S_PMD, MTU $S_MTU"
 	BP_SUT_IP=$S_ADDR
 	BP_LOCAL_IP=$S_ADDR
+	BP_LOCAL_TAG="cut-through on"
 	BP_SUT=(env ISOSTACK_NS_PREFIX="$prefix" "$ISOSTACK_SELF" run --require --)
 	BP_PEER=(ip netns exec "$S_NS_PEER" taskset -c 0)
 	bench_prog_all
+	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
+	BENCH_DOWN=
+	[[ " $BP_RUN " == *" local "* ]] && bench_prog_local_lwip "$prefix"
+	return 0
+}
+
+# The local rows once more with cut_through=off: isostack's connections
+# through lwIP (TCP over the port's own loopback), the A side of the A/B.
+bench_prog_local_lwip() {
+	local prefix=$1
+
+	if ! ISOSTACK_NS_PREFIX=$prefix cmd_up --mtu "$BP_MTU" --set cut_through=off \
+		>"$BP_OUT/up.log" 2>&1; then
+		cat "$BP_OUT/up.log" >&2
+		warn "bench: isostack up --set cut_through=off failed: its local rows skipped"
+		return 0
+	fi
+	trap 'exit 130' INT TERM
+	BENCH_DOWN=$prefix
+	BP_LOGS=$BP_OUT/programs-logs/$BP_STACK/mtu$BP_MTU/cut-through-off
+	mkdir -p "$BP_LOGS"
+	BP_LOCAL_TAG="cut-through off"
+	log "bench programs: $BP_STACK, MTU $BP_MTU: local, cut_through=off"
+	bench_prog_local
 	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
 	BENCH_DOWN=
 }
