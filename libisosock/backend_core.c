@@ -222,6 +222,34 @@ static int be_accept(void *h, void **out_h, struct sockaddr *sa, socklen_t *len)
 	return 0;
 }
 
+static int be_handoff(void *h, int fd)
+{
+	CORE(h, isosock_handoff(H(h)->app, H(h)->s, fd));
+}
+
+static int be_claim(int fd, void **out_h, bool *listener, bool *inet6)
+{
+	struct handle *n = malloc(sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	n->att = att_for_new();
+	if (!n->att) {
+		free(n);
+		return -ENETDOWN;
+	}
+	n->app = n->att->app;
+	bool q_ = q_enter();
+	n->s = isosock_claim(n->app, fd, listener, inet6);
+	q_leave(q_);
+	if (n->s < 0) {
+		int r = n->s;
+		free(n);
+		return r;
+	}
+	*out_h = n;
+	return 0;
+}
+
 static int be_connect(void *h, const struct sockaddr *sa, socklen_t len)
 {
 	CORE(h, isosock_connect(H(h)->app, H(h)->s, sa, len));
@@ -812,6 +840,8 @@ const struct isosock_be isosock_be_core = {
 	.recvmsg = be_recvmsg,
 	.shutdown = be_shutdown,
 	.close = be_close,
+	.handoff = be_handoff,
+	.claim = be_claim,
 	.setsockopt = be_setsockopt,
 	.getsockopt = be_getsockopt,
 	.getsockname = be_getsockname,

@@ -228,6 +228,8 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
+	if (!isosock_fd_get_peek(fd))
+		isosock_r_fdpass_sending(m);
 	ROUTE(L.sendmsg(fd, m, flags), isosock_r_sendmsg(f_, fd, m, flags));
 }
 
@@ -258,9 +260,18 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int 
 	return recvfrom(fd, buf, len, flags, from, fromlen);
 }
 
+static ssize_t kernel_recvmsg(int fd, struct msghdr *m, int flags)
+{
+	ssize_t r = L.recvmsg(fd, m, flags);
+	int e = errno;
+	isosock_r_fdpass_received(m, r);
+	errno = e;
+	return r;
+}
+
 EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
-	ROUTE(L.recvmsg(fd, m, flags), isosock_r_recvmsg(f_, fd, m, flags));
+	ROUTE(kernel_recvmsg(fd, m, flags), isosock_r_recvmsg(f_, fd, m, flags));
 }
 
 EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)

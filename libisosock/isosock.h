@@ -226,6 +226,19 @@ int isosock_accept(struct isosock_app *app, int s, struct sockaddr *addr,
 int isosock_connect(struct isosock_app *app, int s, const struct sockaddr *addr, socklen_t len);
 
 /*
+ * Passing sockets with SCM_RIGHTS (core_handoff.c).  isosock_handoff:
+ * socket s is about to travel as file fd (the daemon keeps a copy of it).
+ * 0, -EINVAL (not a TCP connection or listener), -EOPNOTSUPP
+ * (SO_REUSEPORT listener), -ENOSPC, -EBADF, -ENETDOWN.
+ * isosock_claim: fd was just received; if it is a socket in flight it
+ * becomes ours: returns its new id, *listener and *inet6 say what it is.
+ * -ENOENT (not one), -EPERM (another user's), -EAGAIN (its sent bytes
+ * are not acknowledged yet: ask again), -EMFILE, -ENOBUFS, -ENETDOWN.
+ */
+int isosock_handoff(struct isosock_app *app, int s, int fd);
+int isosock_claim(struct isosock_app *app, int fd, bool *listener, bool *inet6);
+
+/*
  * Stream send: copies into the TX ring, posting SEND per the aggregation
  * rule.  Blocks while the ring is full unless non-blocking or
  * MSG_DONTWAIT: then returns the bytes that fit, or -EAGAIN if none.

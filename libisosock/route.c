@@ -334,6 +334,11 @@ static int stack_ready(void)
 	return isosock_be->attach();
 }
 
+int isosock_r_stack_ready(void)
+{
+	return stack_ready();
+}
+
 int isosock_r_socket(int domain, int type, int protocol)
 {
 	if (!isosock_route_socket_wanted(domain, type, protocol) || isosock_cfg.disabled)

@@ -130,6 +130,11 @@ struct isosock_be {
 	ssize_t (*recvmsg)(void *h, struct msghdr *m, int flags);
 	int (*shutdown)(void *h, int how);
 	int (*close)(void *h);                             /* handle is gone after */
+	/* SCM_RIGHTS (fdpass_sock.c): h is about to travel as file fd; and
+	 * a file fd just received: a new handle if it is a socket in flight
+	 * (isosock_handoff, isosock_claim).  May be NULL. */
+	int (*handoff)(void *h, int fd);
+	int (*claim)(int fd, void **nh, bool *listener, bool *inet6);
 	int (*setsockopt)(void *h, int level, int name, const void *v, socklen_t len);
 	int (*getsockopt)(void *h, int level, int name, void *v, socklen_t *len);
 	int (*getsockname)(void *h, struct sockaddr *sa, socklen_t *len);
@@ -255,6 +260,13 @@ int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa,
 		      socklen_t len);
 ssize_t isosock_r_sendmsg(struct isosock_file *f, int fd, const struct msghdr *m, int flags);
 ssize_t isosock_r_recvmsg(struct isosock_file *f, int fd, struct msghdr *m, int flags);
+/* SCM_RIGHTS on a kernel (AF_UNIX) socket (fdpass_sock.c): before the
+ * sendmsg, the isostack sockets among m's fds are registered in flight;
+ * after a recvmsg that returned r, those received are claimed. */
+void isosock_r_fdpass_sending(const struct msghdr *m);
+/* 0 once the stack is reachable (attached on first use), else -errno. */
+int isosock_r_stack_ready(void);
+void isosock_r_fdpass_received(struct msghdr *m, ssize_t r);
 ssize_t isosock_r_sendfile(struct isosock_file *f, int out_fd, int in_fd, off_t *off,
 			   size_t count);
 int isosock_r_close(int fd);

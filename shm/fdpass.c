@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "isoshm.h"
@@ -46,7 +47,10 @@ int isoshm_send_fds(int sock, const void *buf, size_t len, const int *fds, unsig
 		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
 	}
 	do {
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL | (flags & MSG_DONTWAIT));
+		/* The system call itself: in the shim, sendmsg() and recvmsg()
+		 * are its own, which register the isostack sockets among
+		 * SCM_RIGHTS fds with the daemon -- over this very socket. */
+		n = syscall(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL | (flags & MSG_DONTWAIT));
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
@@ -97,7 +101,7 @@ ssize_t isoshm_recv_fds(int sock, void *buf, size_t len, int *fds, unsigned max_
 	do {
 		msg = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1,
 				       .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | (flags & MSG_DONTWAIT));
+		n = syscall(SYS_recvmsg, sock, &msg, MSG_CMSG_CLOEXEC | (flags & MSG_DONTWAIT));
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;  /* nothing was received: no control data to look at */

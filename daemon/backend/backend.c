@@ -160,6 +160,7 @@ static void app_destroy(struct isod_backend *be, struct isod_app *app)
 
 	ISOD_LOG(INFO, "app %u detached: pid %d uid %d (%s)", app->id, (int)cr.pid,
 		 (int)cr.uid, app->comm);
+	isod_handoff_app_gone(app);
 	isod_sock_reset_all(app);
 	isod_procs_fini(app);
 	/* drop its sockets from the event queue */
@@ -467,6 +468,31 @@ static void add_wake_fd(struct isod_app *app, int fd, uint32_t pid, uint32_t mem
 	app->more_wake_pid[app->nmore_wake++] = pid;
 }
 
+/* CTL_HANDOFF: socket `sock` travels in SCM_RIGHTS; fd (taken) is its file. */
+static void reply_handoff(struct isod_app *app, uint32_t sock, int fd)
+{
+	struct isostack_ctl_handoff_reply r = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_HANDOFF_REPLY, .length = sizeof(r) },
+		.status = fd < 0 ? -EBADF : isod_handoff_register(app, sock, fd),
+		.sock = sock,
+	};
+
+	(void)send(app->ctl_fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* CTL_CLAIM: is the fd the claimer received a socket in flight? */
+static void reply_claim(struct isod_app *app, const struct isostack_ctl_claim *m)
+{
+	struct isostack_ctl_claim_reply r = {
+		.hdr = { .magic = ISOSTACK_CTL_MAGIC, .version = ISOSTACK_CTL_VERSION,
+			 .type = ISOSTACK_CTL_CLAIM_REPLY, .length = sizeof(r) },
+	};
+
+	isod_handoff_claim(app, m, &r);
+	(void)send(app->ctl_fd, &r, sizeof(r), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 static void close_fds(const int *fds, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -488,6 +514,8 @@ static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 		struct isostack_ctl_stats stats;
 		struct isostack_ctl_wakefd wake;
 		struct isostack_ctl_extent ext;
+		struct isostack_ctl_handoff handoff;
+		struct isostack_ctl_claim claim;
 		uint8_t raw[256];
 	} m;
 	int fds[1];
@@ -522,6 +550,17 @@ static int ctl_read(struct isod_backend *be, int fd, struct isod_app *attached)
 	if (m.hdr.type == ISOSTACK_CTL_EXTENT && attached != NULL && nfds == 0 &&
 	    n == (ssize_t)sizeof(m.ext) && m.hdr.length == sizeof(m.ext) && m.ext.reserved == 0) {
 		reply_extent(attached, m.ext.id);
+		return 1;
+	}
+	if (m.hdr.type == ISOSTACK_CTL_HANDOFF && attached != NULL &&
+	    n == (ssize_t)sizeof(m.handoff) && m.hdr.length == sizeof(m.handoff) &&
+	    m.handoff.reserved == 0) {
+		reply_handoff(attached, m.handoff.sock, nfds == 1 ? fds[0] : -1);
+		return 1;
+	}
+	if (m.hdr.type == ISOSTACK_CTL_CLAIM && attached != NULL && nfds == 0 &&
+	    n == (ssize_t)sizeof(m.claim) && m.hdr.length == sizeof(m.claim)) {
+		reply_claim(attached, &m.claim);
 		return 1;
 	}
 	if (m.hdr.type == ISOSTACK_CTL_ATTACH && attached == NULL) {
@@ -609,9 +648,13 @@ static void reap_dead(struct isod_backend *be)
 		 * acknowledged, bounded by close_timeout), as the kernel
 		 * delivers what a process wrote before it exited.
 		 */
-		if (a->dead && !a->draining && isod_sock_close_all(a) > 0)
+		if (a->dead && !a->draining &&
+		    (isod_sock_close_all(a) > 0 || isod_handoff_pending(a) > 0))
 			a->draining = true;
-		if (a->dead && (!a->draining || isod_sock_closing(a) == 0)) {
+		/* Sockets in flight keep it too: their receiver may claim
+		 * them (handoff.c). */
+		if (a->dead && (!a->draining ||
+				(isod_sock_closing(a) == 0 && isod_handoff_pending(a) == 0))) {
 			*pp = a->next;
 			app_destroy(be, a);
 		} else {
@@ -729,6 +772,8 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 	}
 	if (be->closing_head != NULL)
 		work += isod_sock_expire_closes(be, isod_backend_now(be), budget);
+	if (be->handoff != NULL)
+		work += isod_handoff_poll(be);
 	if (be->idle_head != NULL)
 		work += isod_sk_idle_expire(be, budget);
 	work += drain_events(be, budget);
@@ -843,6 +888,7 @@ void isod_backend_fini(struct isod_backend *be)
 	unlink(be->path);
 	close(be->doorbell_ep);
 	close(be->proc_ep);
+	isod_handoff_fini(be);
 	free(be);
 }
 
@@ -885,6 +931,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.close_timeouts %llu\n"
 		"backend.procs_watched %llu\nbackend.procs_died %llu\n"
 		"backend.stack_closes %llu\nbackend.stack_close_crossed %llu\n"
+		"backend.handoffs %llu\nbackend.claims %llu\nbackend.claims_refused %llu\n"
+		"backend.handoffs_expired %llu\n"
 		"backend.rx_moves %llu\nbackend.tx_moves %llu\nbackend.tx_asks %llu\n"
 		"backend.tx_ask_waits %llu\nbackend.tx_readied %llu\nbackend.tx_unready %llu\n"
 		"backend.rx_waits %llu\n"
@@ -913,6 +961,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->close_timeouts,
 		(unsigned long long)s->procs_watched, (unsigned long long)s->procs_died,
 		(unsigned long long)s->stack_closes, (unsigned long long)s->stack_close_crossed,
+		(unsigned long long)s->handoffs, (unsigned long long)s->claims,
+		(unsigned long long)s->claims_refused, (unsigned long long)s->handoffs_expired,
 		(unsigned long long)s->rx_moves, (unsigned long long)s->tx_moves,
 		(unsigned long long)s->tx_asks, (unsigned long long)s->tx_ask_waits,
 		(unsigned long long)s->tx_readied, (unsigned long long)s->tx_unready,

@@ -119,6 +119,10 @@ struct isod_backend_stats {
 	 * application was gone); CLOSEs that crossed such a close (-EBADF). */
 	uint64_t procs_watched, procs_died;
 	uint64_t stack_closes, stack_close_crossed;
+	/* Sockets passed with SCM_RIGHTS (handoff.c): registered in flight,
+	 * claimed by another application, refused (another user's), closed
+	 * unclaimed after their sender's close. */
+	uint64_t handoffs, claims, claims_refused, handoffs_expired;
 	uint64_t rx_moves, tx_moves; /* TCP rings moved to another size (sock_ring.c) */
 	uint64_t tx_asks;            /* a send found its TX ring none and asked */
 	uint64_t tx_ask_waits;       /* ... and no ring was to be had that pass */

@@ -407,6 +407,7 @@ struct isod_backend {
 	struct isod_rp_group *rp_groups;
 	unsigned rp_ngroups;
 	bool rp_used;
+	struct isod_handoff *handoff;  /* sockets in flight (handoff.c), or NULL */
 };
 
 /* The back-end's millisecond clock: conf.clock_ms, or sys_now(). */
@@ -479,6 +480,27 @@ void isod_rp_leave(struct isod_sock *sk);
 uint32_t isod_rp_members(const struct isod_sock *sk);
 /* Its backend.reuseport_* lines of the STATS reply; bytes written. */
 size_t isod_rp_format_stats(const struct isod_backend *be, char *buf, size_t len);
+
+/* ---- handoff.c: sockets passed between applications (SCM_RIGHTS) ---- */
+
+struct isod_handoff;
+/* CTL_HANDOFF: socket id of app is about to travel; fd (taken: kept or
+ * closed) is its file.  0, -EINVAL (not a TCP connection or listener, or
+ * closing), -EOPNOTSUPP (SO_REUSEPORT), -ENOSPC, -ENOMEM. */
+int isod_handoff_register(struct isod_app *app, uint32_t id, int fd);
+/* CTL_CLAIM from app (validated there: length and type): fills r. */
+void isod_handoff_claim(struct isod_app *app, const struct isostack_ctl_claim *m,
+			struct isostack_ctl_claim_reply *r);
+/* isod_sk_cmd_close: true if sk is in flight and its CLOSE c waits for
+ * the claim (or ISOSTACK_CTL_HANDOFF_TTL_MS). */
+bool isod_handoff_hold_close(struct isod_sock *sk, const struct isostack_shm_cmd *c);
+/* app's sockets in flight: a dead application stays while there are any. */
+unsigned isod_handoff_pending(const struct isod_app *app);
+/* Runs the CLOSEs whose wait expired; returns how many. */
+unsigned isod_handoff_poll(struct isod_backend *be);
+/* app is being destroyed: its entries go (its sockets with it). */
+void isod_handoff_app_gone(struct isod_app *app);
+void isod_handoff_fini(struct isod_backend *be);
 
 /* ---- shmstats.c: what the shared-memory boundary refused ---- */
 

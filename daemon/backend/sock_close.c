@@ -119,6 +119,8 @@ void isod_sk_cmd_close(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 {
 	struct isod_app *app = sk->app;
 
+	if (isod_handoff_hold_close(sk, c))
+		return;       /* in flight: the receiver may still take it */
 	sk->close_cookie = c->cookie;
 	sk->close_pending = true;
 	switch (sk->state) {

@@ -19,6 +19,13 @@
  *   EXTENT        app -> daemon   no fd: "give me extent N" (a socket's
  *                                 directory entry named it, shm_abi.h)
  *   EXTENT_REPLY  daemon -> app   1 fd on success: the extent's memfd
+ *   HANDOFF       app -> daemon   1 fd: an isostack socket's own fd, about
+ *                                 to travel in SCM_RIGHTS (docs/sockets.md,
+ *                                 "Passing sockets")
+ *   HANDOFF_REPLY daemon -> app   no fd
+ *   CLAIM         app -> daemon   no fd: "fd F of process P, which it just
+ *                                 received, is it a socket in flight?"
+ *   CLAIM_REPLY   daemon -> app   no fd: the socket, now the claimer's
  *   STATS         client -> daemon  no fd
  *   STATS_REPLY   daemon -> client  no fd; a text body (key value lines)
  * A connection that sent ATTACH is an application for as long as it stays
@@ -43,6 +50,10 @@
 #define ISOSTACK_CTL_WAKEFD        5u
 #define ISOSTACK_CTL_EXTENT        6u
 #define ISOSTACK_CTL_EXTENT_REPLY  7u
+#define ISOSTACK_CTL_HANDOFF       8u
+#define ISOSTACK_CTL_HANDOFF_REPLY 9u
+#define ISOSTACK_CTL_CLAIM         10u
+#define ISOSTACK_CTL_CLAIM_REPLY   11u
 
 struct isostack_ctl_hdr {
 	uint32_t magic;     /* ISOSTACK_CTL_MAGIC */
@@ -116,6 +127,56 @@ struct isostack_ctl_extent_reply {
 	uint64_t size;          /* bytes, a multiple of ISOSTACK_SHM_EXTENT_UNIT */
 };
 
+/*
+ * app -> daemon, on an attached connection, with the socket's fd (the
+ * eventfd or kernel socket that stands for it) attached: socket `sock`
+ * of this application is about to be sent over an AF_UNIX socket.  The
+ * daemon keeps that fd: a later CLAIM proves with it that the claimer
+ * holds the very same file.  While the socket is in flight its CLOSE
+ * waits (at most ISOSTACK_CTL_HANDOFF_TTL_MS) for a claim.
+ */
+struct isostack_ctl_handoff {
+	struct isostack_ctl_hdr hdr;
+	uint32_t sock;
+	uint32_t reserved;
+};
+
+/* daemon -> app. */
+struct isostack_ctl_handoff_reply {
+	struct isostack_ctl_hdr hdr;
+	int32_t  status;        /* 0, or -EINVAL (not a TCP connection or
+				 * listener), -EOPNOTSUPP (a SO_REUSEPORT
+				 * listener), -ENOSPC (too many in flight),
+				 * -EBADF (no fd attached) */
+	uint32_t sock;
+};
+
+/* How long a socket whose sender closed it waits for its claim. */
+#define ISOSTACK_CTL_HANDOFF_TTL_MS 10000u
+
+/* app -> daemon: the claimer's process and the fd it received. */
+struct isostack_ctl_claim {
+	struct isostack_ctl_hdr hdr;
+	uint32_t pid;
+	int32_t  fd;
+};
+
+#define ISOSTACK_CTL_CLAIM_CONN    1u   /* a TCP connection */
+#define ISOSTACK_CTL_CLAIM_LISTEN  2u   /* a TCP listener */
+
+/* daemon -> app. */
+struct isostack_ctl_claim_reply {
+	struct isostack_ctl_hdr hdr;
+	int32_t  status;        /* 0, or -ENOENT (no socket in flight is that
+				 * file), -EPERM (another user's socket, or pid
+				 * not a process of the claimer), -EAGAIN (its
+				 * sent bytes are not all acknowledged yet: ask
+				 * again), -EMFILE, -ENOBUFS */
+	uint32_t sock;          /* the claimer's id for it now */
+	uint32_t kind;          /* ISOSTACK_CTL_CLAIM_* */
+	uint32_t inet6;         /* 1: an AF_INET6 socket */
+};
+
 /* client -> daemon. */
 struct isostack_ctl_stats {
 	struct isostack_ctl_hdr hdr;
@@ -141,5 +202,9 @@ _Static_assert(sizeof(struct isostack_ctl_stats) == 24, "stats request size");
 _Static_assert(sizeof(struct isostack_ctl_wakefd) == 24, "wakefd size");
 _Static_assert(sizeof(struct isostack_ctl_extent) == 24, "extent request size");
 _Static_assert(sizeof(struct isostack_ctl_extent_reply) == 40, "extent reply size");
+_Static_assert(sizeof(struct isostack_ctl_handoff) == 24, "handoff size");
+_Static_assert(sizeof(struct isostack_ctl_handoff_reply) == 24, "handoff reply size");
+_Static_assert(sizeof(struct isostack_ctl_claim) == 24, "claim size");
+_Static_assert(sizeof(struct isostack_ctl_claim_reply) == 32, "claim reply size");
 
 #endif /* ISOSTACK_CTL_PROTO_H */
