@@ -1114,7 +1114,8 @@ int isosock_r_close_range(unsigned int first, unsigned int last, int flags)
 	 * open (and mapped) for the others, so the shim closes nothing. */
 	if (!(flags & CLOSE_RANGE_UNSHARE) || !fd_table_shared()) {
 		for (unsigned int fd = first; fd <= top && first < bound; fd++) {
-			if (isosock_fd_get_peek((int)fd) || isosock_e_is_emulated((int)fd))
+			if (isosock_fd_get_peek((int)fd) || isosock_e_is_emulated((int)fd) ||
+			    isosock_e_valid((int)fd))
 				isosock_r_close((int)fd);
 		}
 	}

@@ -375,6 +375,9 @@ int isosock_e_pwait2(int epfd, struct epoll_event *evs, int max, const struct ti
 		     const sigset_t *mask);
 void isosock_e_atfork_child(void);
 bool isosock_e_is_emulated(int epfd);
+/* epfd is a set isosock_e_create() made and not closed since (close,
+ * dup2 over it, close_range): valid without asking the kernel. */
+bool isosock_e_valid(int epfd);
 
 /* poll/select/epoll sleep at most this long before re-checking the
  * rings (daemon death, sockets of an attachment kept after fork). */

@@ -777,6 +777,34 @@ static void test_epoll_mixed_wakeup(void **state)
 /* close() drops a socket from every epoll set, as the kernel does; a new
  * socket that gets the same fd number before any wait is a new entry
  * (nginx: close a connection, accept the next onto that fd, ADD it). */
+/* epoll_ctl's EBADF/EINVAL for the epoll fd, as the kernel's: the shim
+ * skips asking the kernel only for a set it made and saw no close of. */
+static void test_epoll_ctl_epfd(void **state)
+{
+	(void)state;
+	int s = isosock_r_socket(AF_INET, SOCK_STREAM, 0);
+	int ep = isosock_e_create(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
+	int p[2];
+
+	assert_true(s >= 0 && ep >= 0);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, s, &ev), 0);
+	int d = dup(ep);                        /* a set the shim did not make */
+	assert_true(d >= 0);
+	assert_int_equal(isosock_e_ctl(d, EPOLL_CTL_ADD, s, &ev), 0);
+	assert_int_equal(isosock_r_close(d), 0);
+	assert_int_equal(isosock_r_close(ep), 0);
+	assert_int_equal(isosock_e_ctl(ep, EPOLL_CTL_ADD, s, &ev), -EBADF);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(p[0], ep);             /* the lowest free number again */
+	assert_int_equal(isosock_e_ctl(p[0], EPOLL_CTL_ADD, s, &ev), -EINVAL);
+	assert_int_equal(isosock_e_ctl(p[0], EPOLL_CTL_ADD, p[1], &ev), -EINVAL);
+	assert_int_equal(isosock_e_ctl(s, EPOLL_CTL_ADD, p[1], &ev), -EINVAL);
+	close(p[0]);
+	close(p[1]);
+	isosock_r_close(s);
+}
+
 static void test_epoll_fd_reuse(void **state)
 {
 	(void)state;
@@ -1495,6 +1523,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_epoll_et_no_repeat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_et_each_arrival, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_mixed_wakeup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_epoll_ctl_epfd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_epoll_fd_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sendmmsg, setup, teardown),
