@@ -162,27 +162,47 @@ static struct att *att_for_new(void)
 
 #define H(h) ((struct handle *)(h))
 
-static int be_socket(int domain, int type, void **out)
+/* A handle on the attachment new sockets go to, its socket not made yet:
+ * NULL and *err (-ENOMEM, -ENETDOWN). */
+static struct handle *handle_new(int *err)
 {
 	struct handle *h = malloc(sizeof(*h));
-	if (!h)
-		return -ENOMEM;
+	if (!h) {
+		*err = -ENOMEM;
+		return NULL;
+	}
 	h->att = att_for_new();
 	if (!h->att) {
 		free(h);
-		return -ENETDOWN;
+		*err = -ENETDOWN;
+		return NULL;
 	}
 	h->app = h->att->app;
-	bool q_ = q_enter();
-	h->s = isosock_socket(h->app, domain, type | SOCK_NONBLOCK, 0);
-	q_leave(q_);
-	if (h->s < 0) {
-		int r = h->s;
+	return h;
+}
+
+/* h gets socket s, or goes if s is -errno (returned). */
+static int handle_finish(struct handle *h, int s, void **out)
+{
+	if (s < 0) {
 		free(h);
-		return r;
+		return s;
 	}
+	h->s = s;
 	*out = h;
 	return 0;
+}
+
+static int be_socket(int domain, int type, void **out)
+{
+	int err;
+	struct handle *h = handle_new(&err);
+	if (!h)
+		return err;
+	bool q_ = q_enter();
+	int s = isosock_socket(h->app, domain, type | SOCK_NONBLOCK, 0);
+	q_leave(q_);
+	return handle_finish(h, s, out);
 }
 
 /* A call on h, in the core as a reader of the quiesce. */
@@ -229,25 +249,14 @@ static int be_handoff(void *h, int fd)
 
 static int be_claim(int fd, void **out_h, bool *listener, bool *inet6)
 {
-	struct handle *n = malloc(sizeof(*n));
+	int err;
+	struct handle *n = handle_new(&err);
 	if (!n)
-		return -ENOMEM;
-	n->att = att_for_new();
-	if (!n->att) {
-		free(n);
-		return -ENETDOWN;
-	}
-	n->app = n->att->app;
+		return err;
 	bool q_ = q_enter();
-	n->s = isosock_claim(n->app, fd, listener, inet6);
+	int s = isosock_claim(n->app, fd, listener, inet6);
 	q_leave(q_);
-	if (n->s < 0) {
-		int r = n->s;
-		free(n);
-		return r;
-	}
-	*out_h = n;
-	return 0;
+	return handle_finish(n, s, out_h);
 }
 
 static int be_connect(void *h, const struct sockaddr *sa, socklen_t len)

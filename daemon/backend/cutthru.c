@@ -184,12 +184,7 @@ int isod_cut_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c,
 	child->keep_cnt = lsk->keep_cnt;
 	child->tos = lsk->tos;
 	child->tos4 = lsk->tos4;
-	if (lsk->bl_count == 0)
-		lsk->bl_head = child->id;
-	else
-		lsk->app->socks[lsk->bl_tail].bl_next = child->id;
-	lsk->bl_tail = child->id;
-	lsk->bl_count++;
+	isod_sk_backlog_push(lsk, child);
 	isod_sock_queue(lsk, ISOD_R_ACCEPT);
 
 	be->st.cut_pairs++;

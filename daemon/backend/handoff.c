@@ -389,12 +389,7 @@ static struct isod_sock *move_listener(struct isod_sock *sk, struct isod_app *to
 		isod_sk_free(child);
 		nchild->state = ISOD_S_CHILD;
 		nchild->parent = nsk->id;
-		if (nsk->bl_count == 0)
-			nsk->bl_head = nchild->id;
-		else
-			to->socks[nsk->bl_tail].bl_next = nchild->id;
-		nsk->bl_tail = nchild->id;
-		nsk->bl_count++;
+		isod_sk_backlog_push(nsk, nchild);
 	}
 	/* ACCEPTs the old copy had parked fail as on a listener shut down. */
 	while (sk->accept_parked > 0) {

@@ -589,6 +589,9 @@ bool isod_sk_is_listener(const struct tcp_pcb_listen *lpcb);
 void isod_sk_cmd_listen(struct isod_sock *sk, const struct isostack_shm_cmd *c);
 void isod_sk_cmd_connect(struct isod_sock *sk, const struct isostack_shm_cmd *c);
 void isod_sk_accept_serve(struct isod_sock *lsk);
+/* child (ISOD_S_CHILD of lsk) at the tail of lsk's backlog; the caller
+ * queues lsk for ISOD_R_ACCEPT when it is done. */
+void isod_sk_backlog_push(struct isod_sock *lsk, struct isod_sock *child);
 
 /* sock_data.c: the TCP data path */
 void isod_sk_rx_hold_drop(struct isod_sock *sk);

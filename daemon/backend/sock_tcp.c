@@ -223,14 +223,19 @@ static err_t cb_accept(void *arg, struct tcp_pcb *npcb, err_t err)
 	child->parent = lsk->id;
 	isod_sk_opt_inherit(lsk, child, npcb);
 	isod_sk_attach_pcb(child, npcb);
+	isod_sk_backlog_push(lsk, child);
+	isod_sock_queue(lsk, ISOD_R_ACCEPT);
+	return ERR_OK;
+}
+
+void isod_sk_backlog_push(struct isod_sock *lsk, struct isod_sock *child)
+{
 	if (lsk->bl_count == 0)
 		lsk->bl_head = child->id;
 	else
 		lsk->app->socks[lsk->bl_tail].bl_next = child->id;
 	lsk->bl_tail = child->id;
 	lsk->bl_count++;
-	isod_sock_queue(lsk, ISOD_R_ACCEPT);
-	return ERR_OK;
 }
 
 bool isod_sk_is_listener(const struct tcp_pcb_listen *lpcb)
