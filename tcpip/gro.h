@@ -5,7 +5,9 @@
  * demux, ACK processing and the back-end's delivery once, not 32 times.
  * Internal to tcpip/ (the DPDK netif and the unit tests).
  *
- * Only plain data segments merge: IPv4 without options or fragments, TCP
+ * Only plain data segments merge: IPv4 without options or fragments or
+ * IPv6 without extension headers (and the same traffic class, flow label
+ * and hop limit), TCP
  * with ACK (and PSH, which ends the merged segment), no other flag, no
  * option or exactly the timestamp option, byte for byte the same as the
  * segment held (as Linux's GRO asks), the next sequence number, the same
@@ -28,10 +30,17 @@
 #define ISOTCP_GRO_FLOWS      8     /* flows held at once (one burst's worth) */
 #define ISOTCP_GRO_MAX_SEGS   44    /* segments in one merged segment */
 
+/* A flow: addresses and ports in network order, as in the headers; an
+ * IPv4 address in word 0, words 1-3 zero. */
+struct isotcp_gro_key {
+	uint32_t src[4], dst[4];
+	uint16_t sport, dport;
+	uint32_t v6;
+};
+
 struct isotcp_gro_flow {
 	struct pbuf *head;           /* the first frame, the others chained on */
-	uint32_t src, dst;           /* network order, as in the header */
-	uint16_t sport, dport;
+	struct isotcp_gro_key key;
 	uint32_t next_seq;           /* host order */
 	uint16_t ip_len;             /* the merged IP datagram's length so far */
 	uint16_t segs;

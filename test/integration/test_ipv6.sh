@@ -5,7 +5,8 @@
 # discovery works both ways (the peer's kernel learns the daemon's MAC,
 # and the daemon resolves a peer address it has never seen before it can
 # reply to it); TCP to the built-in echo service over IPv6 moves 20 MB
-# and 200 short connections, checked by SHA-256, while IPv4 still echoes;
+# and 200 short connections, checked by SHA-256, while IPv4 still echoes
+# (the bulk's segments merged on receive, as IPv4's are);
 # isostat's IPv6 counters count what came in.
 . "$(dirname "$0")/lib.sh"
 test_prefix ip6
@@ -42,8 +43,12 @@ nd_after=$(counter lwip.nd6.xmit)
 echo "lwip.nd6.xmit $nd_before -> $nd_after"
 [ "$nd_after" -gt "$nd_before" ] || fail "the daemon sent no neighbour solicitation for 2001:2::3"
 
-step "20 MB echoed over IPv6, and IPv4 beside it"
+step "20 MB echoed over IPv6, coalesced on receive as IPv4 is, and IPv4 beside it"
+gro_before=$(counter port.0.rx_gro_merged)
 peer python3 "$PEER_TOOL" --addr "$S_ADDR6" echo-bulk --bytes 20000000
+gro_after=$(counter port.0.rx_gro_merged)
+echo "port.0.rx_gro_merged $gro_before -> $gro_after"
+[ "$gro_after" -gt "$gro_before" ] || fail "no IPv6 segment was merged on receive (gro)"
 peer python3 "$PEER_TOOL" --addr "$DADDR" echo-bulk --bytes 2000000
 
 step "200 short connections over IPv6"
