@@ -114,7 +114,7 @@ bench_off_stack_core() {
 
 cmd_bench() {
 	local stack=both secs='' quick=0 out=$PWD/bench-results shm=0 programs=0
-	local only='' topo='' words=("$@") name=bench mtus='' m
+	local only='' topo='' words=("$@") name=bench mtus='' m rounds=1
 
 	bench_off_stack_core
 	# conns parses its own options (scripts/lib/bench_conns.sh).
@@ -123,7 +123,7 @@ cmd_bench() {
 	[ "${1:-}" = soak ] && { shift; bench_soak "$@"; return; }
 	while [ $# -gt 0 ]; do
 		case $1 in      # the options that take a value
-		--stack|--seconds|--out|--only|--topology|--mtu) need_value "$name" "$@" ;;
+		--stack|--seconds|--out|--only|--topology|--mtu|--rounds) need_value "$name" "$@" ;;
 		esac
 		case $1 in
 		-h|--help) "help_${name// /_}"; return 0 ;;
@@ -134,6 +134,7 @@ cmd_bench() {
 		--only) only=$2; shift ;;
 		--topology) topo=$2; shift ;;
 		--mtu) mtus=$2; shift ;;
+		--rounds) rounds=$2; shift ;;
 		shm) shm=1; name="bench shm" ;;
 		programs) programs=1; name="bench programs" ;;
 		-*) usage_error "$name" "unknown option '$1'" ;;
@@ -149,6 +150,12 @@ cmd_bench() {
 	"") ;;
 	*[!0-9]*|0) usage_error "$name" "--seconds takes a whole number of seconds > 0" ;;
 	esac
+	case $rounds in
+	*[!0-9]*|0|"") usage_error "$name" "--rounds takes a whole number > 0" ;;
+	esac
+	if [ "$rounds" -ne 1 ] && { [ $shm -eq 1 ] || [ $programs -eq 1 ]; }; then
+		usage_error "$name" "--rounds is an option of the paper's bench"
+	fi
 	for m in ${mtus//,/ }; do
 		case $m in
 		*[!0-9]*) usage_error "$name" "--mtu '$mtus': MTUs in bytes, comma-separated" ;;
@@ -164,7 +171,7 @@ cmd_bench() {
 		bench_programs "$out" "$stack" "${only:-nginx,redis,memcached,local,iperf3}" "${mtus:-1500}"
 		return
 	fi
-	bench_paper "$quick" "$secs" "$stack" "$out" "$only" "$topo" "${words[@]}"
+	bench_paper "$quick" "$secs" "$stack" "$out" "$only" "$topo" "$rounds" "${words[@]}"
 }
 
 # Waits (bounded) until something listens on PORT in namespace NS (demo.sh).

@@ -336,35 +336,47 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def run_groups(env, groups, secs, records, l2_snap):
-    prog = Progress(sum(len(ms) for _, ms in groups), secs)
-    for (stack, variant, topo, family), ms in groups:
-        g = Group(env, stack, variant, topo, family)
-        log(f"up: {stack} {variant} on {topo}, IPv{family}")
-        try:
-            g.up()
-            for m in ms:
-                prog.show(f"{topo} IPv{family} {stack}/{variant} {m['mode']} "
-                          f"{m['conns']}x{m['bytes']} "
-                          f"({','.join(m['figures']) or 'l2'})")
-                if not g.error and not g.alive():
-                    log("the server or daemon died: bringing the group up again")
-                    g.down()
-                    g.commands = []
-                    g.up()
-                if g.error:
-                    res, snaps, err, ccmd = None, None, g.error, ""
-                else:
-                    res, snaps, err, ccmd = g.measure(m, secs)
-                for fig in m["figures"]:
-                    records.append(report.make_record(fig, g, m, secs, res, snaps, err,
-                                                      g.commands + [ccmd]))
-                if m.get("l2"):
-                    l2_snap.update(group=g, m=m, res=res, snaps=snaps, err=err,
-                                   commands=g.commands + [ccmd], pmd=g.state.get("PMD"))
-                prog.done += 1
-        finally:
-            g.down()
+def run_groups(env, groups, secs, records, l2_snap, rounds=1):
+    """Every group in turn, the whole list `rounds` times over: a
+    comparison whose two sides are groups of their own (IPv4 against IPv6)
+    then alternates, so a slow spell of the machine falls on both."""
+    prog = Progress(rounds * sum(len(ms) for _, ms in groups), secs)
+    for rnd in range(1, rounds + 1):
+        for group, ms in groups:
+            run_group(env, group, ms, secs, records, l2_snap, prog, rnd, rounds)
+
+
+def run_group(env, group, ms, secs, records, l2_snap, prog, rnd, rounds):
+    stack, variant, topo, family = group
+    g = Group(env, stack, variant, topo, family)
+    log(f"up: {stack} {variant} on {topo}, IPv{family}" +
+        (f" (round {rnd} of {rounds})" if rounds > 1 else ""))
+    try:
+        g.up()
+        for m in ms:
+            prog.show(f"{topo} IPv{family} {stack}/{variant} {m['mode']} "
+                      f"{m['conns']}x{m['bytes']} "
+                      f"({','.join(m['figures']) or 'l2'})")
+            if not g.error and not g.alive():
+                log("the server or daemon died: bringing the group up again")
+                g.down()
+                g.commands = []
+                g.up()
+            if g.error:
+                res, snaps, err, ccmd = None, None, g.error, ""
+            else:
+                res, snaps, err, ccmd = g.measure(m, secs)
+            for fig in m["figures"]:
+                rec = report.make_record(fig, g, m, secs, res, snaps, err,
+                                         g.commands + [ccmd])
+                rec["round"] = rnd
+                records.append(rec)
+            if m.get("l2"):
+                l2_snap.update(group=g, m=m, res=res, snaps=snaps, err=err,
+                               commands=g.commands + [ccmd], pmd=g.state.get("PMD"))
+            prog.done += 1
+    finally:
+        g.down()
 
 
 def run_l2(env, secs, l2_snap, records):
@@ -405,6 +417,7 @@ def main():
     ap.add_argument("--topology")
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--command", default="")
+    ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     secs = args.seconds or (1 if args.quick else 5)
     stacks = ["kernel", "isostack"] if args.stack == "both" else [args.stack]
@@ -434,12 +447,13 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     records, l2_snap = [], {}
     meta = report.meta(env, args, secs, stacks, topos)
-    npoints = sum(len(ms) for _, ms in groups)
-    log(f"{npoints} measurement(s) in {len(groups)} group(s), {secs} s each; "
+    npoints = args.rounds * sum(len(ms) for _, ms in groups)
+    log(f"{npoints} measurement(s) in {len(groups)} group(s)"
+        f"{f' x {args.rounds} rounds' if args.rounds > 1 else ''}, {secs} s each; "
         f"results in {env.out}")
     t0 = time.monotonic()
     try:
-        run_groups(env, groups, secs, records, l2_snap)
+        run_groups(env, groups, secs, records, l2_snap, args.rounds)
         if l2:
             run_l2(env, secs, l2_snap, records)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@
 # the paper run's part (help_bench prints the rest).
 help_bench_paper() {
 	cat <<EOF
-usage: isostack bench [--quick] [--only LIST] [--seconds N]
+usage: isostack bench [--quick] [--only LIST] [--seconds N] [--rounds N]
                       [--stack kernel|isostack|both]
                       [--topology wire,wire9000,nokernel] [--out DIR]
        isostack bench shm [--quick] [--out DIR]
@@ -48,6 +48,10 @@ isostackd polls core 1; isoperf and the Linux peer run on core 0.
                    v6, l2; a point runs on each chosen topology that runs its
                    figure (on all of them with --topology)
   --seconds N      seconds per point (default 5, --quick 1)
+  --rounds N       run the whole plan N times over, group after group in
+                   the same order each round (IPv4 and IPv6 alternate for
+                   v6); tables show each point's median round and, for
+                   v6, the median and range of the rounds' v6/v4 ratios
   --stack S        kernel, isostack or both (default)
   --topology LIST  wire, wire9000, nokernel
   --out DIR        default ./bench-results
@@ -74,12 +78,13 @@ bench_paper_cleanup() {
 	ip netns del "$BENCH_PREFIX-kp" 2>/dev/null || true
 }
 
-# bench_paper QUICK SECONDS STACK OUT ONLY TOPOLOGY WORDS...: WORDS is the
-# command line as the user typed it, for the record.
+# bench_paper QUICK SECONDS STACK OUT ONLY TOPOLOGY ROUNDS WORDS...: WORDS
+# is the command line as the user typed it, for the record.
 bench_paper() {
-	local quick=$1 secs=$2 stack=$3 out=$4 only=$5 topo=$6 rc=0
-	shift 6
-	local -a args=(--stack "$stack" --out "$out" --command "isostack bench $*")
+	local quick=$1 secs=$2 stack=$3 out=$4 only=$5 topo=$6 rounds=$7 rc=0
+	shift 7
+	local -a args=(--stack "$stack" --out "$out" --rounds "$rounds"
+		       --command "isostack bench $*")
 
 	BENCH_ISOPERF=${ISOSTACK_ISOPERF:-$ISOSTACK_BUILD/bench/isoperf}
 	BENCH_ISOSTAT=$ISOSTACK_BINDIR/isostat

@@ -55,7 +55,8 @@ def meta(env, args, secs, stacks, topos):
             "command": args.command or " ".join(sys.argv), "quick": args.quick,
             "seconds_per_point": secs, "stacks": stacks,
             "topologies": topos, "only": args.only or None,
-            "isoperf_window_cmd": env.has_window, "stack_core": STACK_CORE}
+            "isoperf_window_cmd": env.has_window, "stack_core": STACK_CORE,
+            "rounds": getattr(args, "rounds", 1)}
 
 
 def delta(snaps, key, wrap=False):
@@ -188,15 +189,29 @@ def fmt(v, spec=",.0f"):
     return "-" if v is None else format(v, spec)
 
 
+def median_record(recs):
+    """Of one point's records (one per round), the one with the median
+    rate among those that have one (the lower middle of an even count), so
+    every figure in its row comes from the same run; a failed one if none
+    has a rate."""
+    ok = sorted((r for r in recs if r["ok"]), key=lambda r: r["msgs_per_s"])
+    return ok[(len(ok) - 1) // 2] if ok else recs[-1]
+
+
 def figure_rows(recs):
-    """Rows keyed by (topology, MTU, conns, bytes); columns by variant. On
-    nokernel the kernel runs over loopback (its own MTU): MTU is the daemon's."""
+    """Rows keyed by (topology, MTU, conns, bytes); columns by variant, the
+    median round of each. On nokernel the kernel runs over loopback (its
+    own MTU): MTU is the daemon's."""
     rows, variants = {}, []
     for r in recs:
         mtu = r["mtu"] if r["topology"] == "wire" else None
-        rows.setdefault((r["topology"], mtu, r["conns"], r["msg_bytes"]), {})[r["variant"]] = r
+        rows.setdefault((r["topology"], mtu, r["conns"], r["msg_bytes"]), {}).setdefault(
+            r["variant"], []).append(r)
         if r["variant"] not in variants:
             variants.append(r["variant"])
+    for e in rows.values():
+        for v in e:
+            e[v] = median_record(e[v])
     return rows, [v for v in plan_mod.VARIANT_ORDER if v in variants]
 
 
@@ -265,16 +280,29 @@ def header_bound(mode, nbytes, mtu):
     return wire(20) / wire(40)
 
 
+def v6_ratios(a, b):
+    """The v6/v4 ratios of one point, a round's IPv6 rate over the same
+    round's IPv4 rate (a and b: that point's records, one per round)."""
+    v4 = {r.get("round", 1): r["msgs_per_s"] for r in a if r["ok"] and r["msgs_per_s"]}
+    return sorted(r["msgs_per_s"] / v4[r.get("round", 1)] for r in b
+                  if r["ok"] and r.get("round", 1) in v4)
+
+
 def v6_table(recs, md):
     """Figure "v6": each point over IPv4 and over IPv6, kernel and
-    isostack, the v6/v4 ratios and the bound the header size explains."""
+    isostack, the v6/v4 ratios and the bound the header size explains.
+    With several rounds: the median round's rates, the median of the
+    rounds' ratios and, for isostack, their range."""
     rows = {}
     for r in recs:
-        rows.setdefault((r["mode"], r["conns"], r["msg_bytes"], r["mtu"]), {})[
-            (r["stack"], r["family"])] = r
+        rows.setdefault((r["mode"], r["conns"], r["msg_bytes"], r["mtu"]), {}).setdefault(
+            (r["stack"], r["family"]), []).append(r)
+    rounds = max((len(v) for e in rows.values() for v in e.values()), default=1)
     head = ["mode", "conns", "bytes"]
     for st in ("kernel", "isostack"):
         head += [f"{st} v4 msgs/s", f"{st} v6 msgs/s", f"{st} v6/v4"]
+    if rounds > 1:
+        head += [f"isostack v6/v4 min-max ({rounds} rounds)"]
     head += ["header bound", "isostack v4 p50 us", "isostack v6 p50 us"]
     lines = []
     order = {"recv": 0, "send": 1, "rr": 2}
@@ -282,14 +310,19 @@ def v6_table(recs, md):
         e = rows[key]
         cells = [key[0], str(key[1]), str(key[2])]
         for st in ("kernel", "isostack"):
-            a, b = e.get((st, 4)), e.get((st, 6))
-            for r in (a, b):
+            a, b = e.get((st, 4), []), e.get((st, 6), [])
+            for rs in (a, b):
+                r = median_record(rs) if rs else None
                 cells.append(fmt(r["msgs_per_s"]) if r and r["ok"] else "fail" if r else "-")
-            good = a and b and a["ok"] and b["ok"] and a["msgs_per_s"]
-            cells.append(f"{b['msgs_per_s'] / a['msgs_per_s']:.3f}" if good else "-")
+            ratios = v6_ratios(a, b)
+            cells.append(f"{ratios[(len(ratios) - 1) // 2]:.3f}" if ratios else "-")
+        if rounds > 1:
+            ratios = v6_ratios(e.get(("isostack", 4), []), e.get(("isostack", 6), []))
+            cells.append(f"{ratios[0]:.3f}-{ratios[-1]:.3f}" if ratios else "-")
         cells.append(f"{header_bound(key[0], key[2], key[3] or 1500):.3f}")
         for fam in (4, 6):
-            r = e.get(("isostack", fam))
+            rs = e.get(("isostack", fam), [])
+            r = median_record(rs) if rs else None
             cells.append(fmt(r["rtt_p50_us"], ".1f") if r and r["ok"] and key[0] == "rr" else "-")
         lines.append(cells)
     if md:
@@ -332,7 +365,7 @@ def write_all(env, meta, records):
     md = [f"# isostack bench: {meta['date']}", "",
           f"`{meta['command']}` on {meta['cpu_model']}, {meta['cores']} cores, Linux "
           f"{meta['kernel']}, commit {meta['git_commit']}; {meta['seconds_per_point']} s per "
-          "point. msgs/s is round trips/s for request/response; CPU% is all cores "
+          f"point{'' if meta.get('rounds', 1) == 1 else ', %d rounds (the median round shown)' % meta['rounds']}. msgs/s is round trips/s for request/response; CPU% is all cores "
           "(100 = every core busy), isostack's stack core counted as fully busy.", ""]
     for fig in plan_mod.FIG_ORDER:
         recs = [r for r in records if r["figure"] == fig]

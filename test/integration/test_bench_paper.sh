@@ -5,8 +5,9 @@
 # run (ok, messages/s > 0), report.md written, every PNG valid when
 # plotting is available; l2 (dpdk-testpmd beside isostackd) when
 # dpdk-testpmd is installed. Then Fig. 6's 1 KB point on the no-kernel
-# topology (both ends on isostack; the kernel on loopback). Never checks a
-# speed.
+# topology (both ends on isostack; the kernel on loopback), and v6's 1 KB
+# point in 2 rounds (--rounds: IPv4 and IPv6 groups alternate, each round
+# recorded, the table gives the rounds' range). Never checks a speed.
 . "$(dirname "$0")/lib.sh"
 ISOPERF=${ISOSTACK_BUILD:-$here/../../build}/bench/isoperf
 [ -x "$ISOPERF" ] || skip "no isoperf at $ISOPERF (build bench/ first)"
@@ -14,7 +15,8 @@ ISOPERF=${ISOSTACK_BUILD:-$here/../../build}/bench/isoperf
 
 out=$(mktemp -d /tmp/isob-test.XXXXXX)
 out2=$(mktemp -d /tmp/isob-test.XXXXXX)
-cleanup() { rm -rf -- "$out" "$out2"; }
+out3=$(mktemp -d /tmp/isob-test.XXXXXX)
+cleanup() { rm -rf -- "$out" "$out2" "$out3"; }
 trap cleanup EXIT
 
 figs=(fig4 fig5 fig6 fig7 fig8 fig9 fig10 v6)
@@ -57,6 +59,21 @@ got = {(r["stack"], r["topology"]) for r in recs}
 want = {("kernel", "nokernel"), ("isostack", "nokernel")}
 sys.exit(0 if got == want else "want %s, got %s" % (want, got))
 ' "$out2/records.json" || fail "nokernel records"
+step "isostack bench --only v6:1x1024 --seconds 1 --rounds 2 --stack isostack"
+"$ISOSTACK_CLI" bench --only v6:1x1024 --seconds 1 --rounds 2 --stack isostack --topology wire \
+	--out "$out3" || fail "isostack bench --rounds 2 exited $?"
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1] + "/records.json"))
+recs = d["records"]
+seq = [(r["round"], r["family"]) for r in recs if r["ok"]]
+want = [(1, 4), (1, 6), (2, 4), (2, 6)]
+if d["meta"]["rounds"] != 2 or seq != want:
+    sys.exit("rounds: want %s in that order, got %s (meta rounds %s)" % (want, seq, d["meta"]["rounds"]))
+md = open(sys.argv[1] + "/report.md").read()
+if "2 rounds" not in md or "min-max (2 rounds)" not in md:
+    sys.exit("report.md does not say the rounds")
+' "$out3" || fail "rounds"
 step "nothing left behind"
 [ "$(leftovers)" = "$before" ] || fail "left behind: $(comm -13 <(echo "$before") <(leftovers) | tr '\n' ' ')"
 echo "PASS"
