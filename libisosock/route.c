@@ -28,8 +28,13 @@
  *     anon_inode:[eventfd] for these (known limit, docs/shim.md).
  *
  * Every stack call is made non-blocking; blocking, SO_RCVTIMEO/SNDTIMEO
- * and EINTR-versus-SA_RESTART are handled here (route_block), so a socket
- * served by both stacks waits on both.
+ * and EINTR-versus-SA_RESTART are handled here (isosock__route_block), so
+ * a socket served by both stacks waits on both.
+ *
+ * This file: configuration, the routing decisions, blocking, socket/bind/
+ * listen/accept/connect and the option calls; the data calls are in
+ * route_data.c, close and dup in route_close.c, fork and exec in
+ * route_fork.c, their shared helpers in route_internal.h.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -48,6 +53,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "route_internal.h"
 #include "shadow.h"
 #include "shim.h"
 
@@ -56,16 +62,6 @@ const struct isosock_be *isosock_be;
 struct isosock_config isosock_cfg = { .spin_ns = 50000 };
 
 #define L isosock_libc
-
-static int neg(int r)
-{
-	return r < 0 ? -errno : r;
-}
-
-static ssize_t negz(ssize_t r)
-{
-	return r < 0 ? -errno : r;
-}
 
 void isosock_log(const char *fmt, ...)
 {
@@ -167,7 +163,7 @@ enum isosock_route isosock_route_addr(const struct sockaddr *sa, socklen_t len, 
  * timeout and the handler was installed with SA_RESTART.  We cannot tell
  * which signal interrupted us, so: restart when every caught signal's
  * handler has SA_RESTART (the usual case: all or none). */
-static bool restart_after_signal(int64_t timeout_ns)
+bool isosock__restart_after_signal(int64_t timeout_ns)
 {
 	if (timeout_ns >= 0)
 		return false;
@@ -212,22 +208,12 @@ int isosock_r_wait(struct isosock_file *f, int fd, uint32_t events, int64_t time
 	return r == 0 ? -ETIMEDOUT : 0;
 }
 
-/* Edge-triggered epoll: the next arrival in these directions is a new
- * edge (the call met EAGAIN, or is about to wait). */
-static void io_bump(struct isosock_file *f, uint32_t events)
-{
-	if (events & POLLIN)
-		atomic_fetch_add_explicit(&f->io_rd, 1, memory_order_relaxed);
-	if (events & POLLOUT)
-		atomic_fetch_add_explicit(&f->io_wr, 1, memory_order_relaxed);
-}
-
 /*
  * After a call said -EAGAIN: returns 0 to retry, or the error to return.
  * *deadline carries the absolute deadline across retries.
  */
-static int route_block(struct isosock_file *f, int fd, uint32_t events, int64_t timeo_ns,
-		       int64_t *deadline)
+int isosock__route_block(struct isosock_file *f, int fd, uint32_t events, int64_t timeo_ns,
+			  int64_t *deadline)
 {
 	io_bump(f, events);
 	int64_t left = -1;
@@ -243,42 +229,12 @@ static int route_block(struct isosock_file *f, int fd, uint32_t events, int64_t 
 		if (r == -ETIMEDOUT)
 			return -EAGAIN;
 		if (r == -EINTR) {
-			if (restart_after_signal(timeo_ns > 0 ? timeo_ns : -1))
+			if (isosock__restart_after_signal(timeo_ns > 0 ? timeo_ns : -1))
 				continue;
 			return -EINTR;
 		}
 		return r;
 	}
-}
-
-/* Edge-triggered epoll: a call that leaves the socket not readable (or
- * not writable) makes the next arrival an edge, even if no epoll_wait
- * scan saw the gap.  Only sockets in an ET set pay the extra query. */
-static void et_note(struct isosock_file *f, uint32_t bit)
-{
-	if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_ET) || !f->h)
-		return;
-	if (!(isosock_be->poll(f->h, NULL) & bit))
-		io_bump(f, bit);
-}
-
-static bool nonblocking(const struct isosock_file *f, int flags)
-{
-	return (flags & MSG_DONTWAIT) ||
-	       (atomic_load_explicit(&f->flags, memory_order_relaxed) & ISOSOCK_F_NONBLOCK);
-}
-
-static void set_flag(struct isosock_file *f, uint32_t flag, bool on)
-{
-	if (on)
-		atomic_fetch_or_explicit(&f->flags, flag, memory_order_relaxed);
-	else
-		atomic_fetch_and_explicit(&f->flags, ~flag, memory_order_relaxed);
-}
-
-static bool has_flag(const struct isosock_file *f, uint32_t flag)
-{
-	return atomic_load_explicit(&f->flags, memory_order_relaxed) & flag;
 }
 
 /* The kernel fd's O_NONBLOCK: forced on while DUAL, else the app's. */
@@ -522,7 +478,7 @@ int isosock_r_accept(struct isosock_file *f, int fd, struct sockaddr *sa, sockle
 			io_bump(f, POLLIN);
 			return -EAGAIN;
 		}
-		r = route_block(f, fd, POLLIN, f->rcvtimeo_ns, &deadline);
+		r = isosock__route_block(f, fd, POLLIN, f->rcvtimeo_ns, &deadline);
 		if (r < 0)
 			return r;
 	}
@@ -572,7 +528,7 @@ static int connect1(struct isosock_file *f, int fd, const struct sockaddr *sa, s
 		uint32_t ev = isosock_r_poll1(f, fd, NULL);
 		if (ev & (POLLOUT | POLLERR | POLLHUP))
 			break;
-		r = route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
+		r = isosock__route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
 		if (r < 0) {
 			/* Interrupted or timed out, the connect goes on: the
 			 * kernel's socket stays "connecting", so the next
@@ -595,598 +551,6 @@ int isosock_r_connect(struct isosock_file *f, int fd, const struct sockaddr *sa,
 	if ((r == 0 || r == -EINPROGRESS) && f->type == SOCK_STREAM && f->h &&
 	    !has_flag(f, ISOSOCK_F_MIGRATED))
 		isosock_sh_lighten(f, fd);
-	return r;
-}
-
-/* ---- data ---------------------------------------------------------------- */
-
-/* Drops n bytes from the front of an iovec array copy. */
-static void iov_advance(struct iovec *iov, int *cnt, size_t n)
-{
-	int i = 0;
-	while (i < *cnt && n >= iov[i].iov_len) {
-		n -= iov[i].iov_len;
-		i++;
-	}
-	if (i < *cnt) {
-		iov[i].iov_base = (char *)iov[i].iov_base + n;
-		iov[i].iov_len -= n;
-	}
-	memmove(iov, iov + i, sizeof(*iov) * (size_t)(*cnt - i));
-	*cnt -= i;
-}
-
-static size_t iov_total(const struct iovec *iov, size_t cnt)
-{
-	size_t t = 0;
-	for (size_t i = 0; i < cnt; i++)
-		t += iov[i].iov_len;
-	return t;
-}
-
-static void raise_sigpipe(int flags)
-{
-	if (!(flags & MSG_NOSIGNAL))
-		raise(SIGPIPE);
-}
-
-ssize_t isosock_r_sendmsg(struct isosock_file *f, int fd, const struct msghdr *m, int flags)
-{
-	if (m->msg_name && m->msg_namelen &&
-	    isosock_route_addr(m->msg_name, m->msg_namelen, false) == ISOSOCK_ROUTE_KERNEL &&
-	    f->type == SOCK_DGRAM) {
-		/* A datagram to this host leaves through the shadow. */
-		ssize_t r = L.sendmsg(fd, m, flags | MSG_DONTWAIT);
-		return negz(r);
-	}
-	if (m->msg_iovlen > IOV_MAX)
-		return -EMSGSIZE;
-	struct iovec iov[m->msg_iovlen ? m->msg_iovlen : 1];
-	int cnt = (int)m->msg_iovlen;
-	memcpy(iov, m->msg_iov, sizeof(*iov) * (size_t)cnt);
-	size_t total = iov_total(iov, (size_t)cnt), done = 0;
-	int64_t deadline = 0;
-	for (;;) {
-		struct msghdr mm = *m;
-		mm.msg_iov = iov;
-		mm.msg_iovlen = (size_t)cnt;
-		ssize_t r = isosock_be->sendmsg(f->h, &mm, flags | MSG_DONTWAIT);
-		if (r > 0) {
-			done += (size_t)r;
-			et_note(f, POLLOUT);
-			if (done >= total || f->type == SOCK_DGRAM)
-				return (ssize_t)done;
-			iov_advance(iov, &cnt, (size_t)r);
-			if (nonblocking(f, flags))
-				return (ssize_t)done;
-			continue;
-		}
-		if (r == 0 && total == 0)
-			return 0;
-		/* The kernel's answer for a stream that is not connected
-		 * (never was, or the connect failed) is EPIPE, with SIGPIPE. */
-		if (r == -ENOTCONN && f->type == SOCK_STREAM)
-			r = -EPIPE;
-		if (r == -EPIPE)
-			raise_sigpipe(flags);
-		if (r != -EAGAIN && r != 0)
-			return done ? (ssize_t)done : r;
-		if (nonblocking(f, flags)) {
-			io_bump(f, POLLOUT);
-			return done ? (ssize_t)done : -EAGAIN;
-		}
-		int w = route_block(f, fd, POLLOUT, f->sndtimeo_ns, &deadline);
-		if (w < 0)
-			return done ? (ssize_t)done : w;
-	}
-}
-
-ssize_t isosock_r_recvmsg(struct isosock_file *f, int fd, struct msghdr *m, int flags)
-{
-	int64_t deadline = 0;
-	size_t total = iov_total(m->msg_iov, m->msg_iovlen);
-	for (;;) {
-		if (has_flag(f, ISOSOCK_F_DUAL) && f->type == SOCK_DGRAM) {
-			ssize_t k = L.recvmsg(fd, m, flags | MSG_DONTWAIT);
-			if (k >= 0)
-				return k;
-			if (errno != EAGAIN)
-				return -errno;
-		}
-		ssize_t r = isosock_be->recvmsg(f->h, m, (flags | MSG_DONTWAIT) & ~MSG_WAITALL);
-		if (r > 0 && (flags & MSG_WAITALL) && f->type == SOCK_STREAM &&
-		    (size_t)r < total && !nonblocking(f, flags) && !(flags & MSG_PEEK)) {
-			/* Keep filling, with the kernel's rules: return what
-			 * we have on EOF, error, timeout or signal. */
-			struct iovec iov[m->msg_iovlen];
-			int cnt = (int)m->msg_iovlen;
-			memcpy(iov, m->msg_iov, sizeof(iov));
-			size_t done = (size_t)r;
-			iov_advance(iov, &cnt, done);
-			while (done < total) {
-				struct msghdr mm = *m;
-				mm.msg_iov = iov;
-				mm.msg_iovlen = (size_t)cnt;
-				ssize_t q = isosock_be->recvmsg(f->h, &mm,
-								(flags | MSG_DONTWAIT) & ~MSG_WAITALL);
-				if (q > 0) {
-					done += (size_t)q;
-					iov_advance(iov, &cnt, (size_t)q);
-					continue;
-				}
-				if (q != -EAGAIN)
-					break;
-				if (route_block(f, fd, POLLIN | POLLRDHUP, f->rcvtimeo_ns, &deadline) < 0)
-					break;
-			}
-			return (ssize_t)done;
-		}
-		if (r != -EAGAIN) {
-			if (r > 0 && !(flags & MSG_PEEK))
-				et_note(f, POLLIN);
-			return r;
-		}
-		io_bump(f, POLLIN);
-		if (nonblocking(f, flags))
-			return -EAGAIN;
-		int w = route_block(f, fd, POLLIN | POLLRDHUP, f->rcvtimeo_ns, &deadline);
-		if (w < 0)
-			return w;
-	}
-}
-
-ssize_t isosock_r_sendfile(struct isosock_file *f, int out_fd, int in_fd, off_t *off,
-			   size_t count)
-{
-	char buf[16384];
-	size_t done = 0;
-	off_t pos = off ? *off : 0;
-	while (done < count) {
-		size_t want = count - done < sizeof(buf) ? count - done : sizeof(buf);
-		ssize_t n = off ? pread(in_fd, buf, want, pos) : L.read(in_fd, buf, want);
-		if (n < 0) {
-			if (done)
-				break;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		struct iovec v = { buf, (size_t)n };
-		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
-		ssize_t s = isosock_r_sendmsg(f, out_fd, &m, 0);
-		if (s < 0) {
-			if (!off)
-				lseek(in_fd, -n, SEEK_CUR);
-			if (done)
-				break;
-			return s;
-		}
-		if (s < n && !off)
-			lseek(in_fd, -(n - s), SEEK_CUR);
-		done += (size_t)s;
-		pos += s;
-		if (s < n)
-			break;
-	}
-	if (off)
-		*off = pos;
-	return (ssize_t)done;
-}
-
-/* ---- splice, tee, vmsplice ------------------------------------------------ */
-/*
- * splice() between an isostack socket and a pipe (the kernel wants one
- * pipe end).  The user's pipe is only ever touched by the kernel's own
- * splice and tee, through a private pipe of the call, so the pipe side
- * waits, says EAGAIN (SPLICE_F_NONBLOCK or the pipe's O_NONBLOCK), EPIPE
- * with SIGPIPE, or restarts after a signal exactly as for a kernel socket;
- * the socket side waits as recv/send do (its own O_NONBLOCK, SO_*TIMEO,
- * EINTR/SA_RESTART).  Nothing is taken that did not move: socket -> pipe
- * peeks, moves the peeked bytes on, then takes off the socket what the
- * pipe took; pipe -> socket tee()s, sends, then takes off the pipe what
- * was sent.  Cost: a private pipe and two copies per call.  (Another
- * reader of the same pipe or socket between the two steps would see bytes
- * twice; the kernel holds the pipe lock instead.)
- */
-#define SPLICE_CHUNK 16384
-#define SPLICE_FLAGS (SPLICE_F_MOVE | SPLICE_F_NONBLOCK | SPLICE_F_MORE | SPLICE_F_GIFT)
-
-static ssize_t sys_splice(int in, int out, size_t len, unsigned int flags)
-{
-	if (L.splice)
-		return negz(L.splice(in, NULL, out, NULL, len, flags));
-	return negz(syscall(SYS_splice, in, NULL, out, NULL, len, flags));
-}
-
-static ssize_t sys_tee(int in, int out, size_t len, unsigned int flags)
-{
-	if (L.tee)
-		return negz(L.tee(in, out, len, flags));
-	return negz(syscall(SYS_tee, in, out, len, flags));
-}
-
-static bool is_pipe(int fd)
-{
-	struct stat st;
-	return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
-}
-
-/* Reads exactly n bytes that are known to be in the pipe. */
-static void pipe_take(int fd, char *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t r = L.read(fd, buf, n < SPLICE_CHUNK ? n : SPLICE_CHUNK);
-		if (r <= 0 && !(r < 0 && errno == EINTR))
-			return; /* another reader took them: nothing to do */
-		if (r > 0)
-			n -= (size_t)r;
-	}
-}
-
-/* The kernel's first step for a pipe it writes to: EPIPE (and SIGPIPE)
- * with no reader, else wait for room unless non-blocking. */
-static int pipe_wait_room(int pfd, bool nb)
-{
-	for (;;) {
-		struct pollfd p = { .fd = pfd, .events = POLLOUT };
-		int r = L.poll(&p, 1, nb ? 0 : -1);
-		if (r < 0) {
-			if (errno == EINTR && restart_after_signal(-1))
-				continue;
-			return -errno;
-		}
-		if (p.revents & POLLERR) {
-			raise(SIGPIPE);
-			return -EPIPE;
-		}
-		if (p.revents & POLLOUT)
-			return 0;
-		if (nb)
-			return -EAGAIN;
-	}
-}
-
-static ssize_t splice_sock_to_pipe(struct isosock_file *f, int fd, int pfd, int pfl,
-				   size_t len, unsigned int flags)
-{
-	int r = pipe_wait_room(pfd, (flags & SPLICE_F_NONBLOCK) || (pfl & O_NONBLOCK));
-	if (r < 0)
-		return r;
-	int pp[2];
-	if (pipe2(pp, O_CLOEXEC) < 0)
-		return -errno;
-	char buf[SPLICE_CHUNK];
-	size_t done = 0;
-	ssize_t err = 0;
-	while (done < len) {
-		size_t want = len - done < sizeof(buf) ? len - done : sizeof(buf);
-		struct iovec v = { buf, want };
-		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
-		/* Only the first chunk may wait, as the kernel's loop. */
-		unsigned int nb = done ? SPLICE_F_NONBLOCK : 0;
-		ssize_t n = isosock_r_recvmsg(f, fd, &m, MSG_PEEK | (done ? MSG_DONTWAIT : 0));
-		if (n <= 0) {
-			err = n;
-			break;
-		}
-		/* The private pipe is empty and holds 64 KiB: never blocks. */
-		if (L.write(pp[1], buf, (size_t)n) != n) {
-			err = -EIO;
-			break;
-		}
-		ssize_t moved = sys_splice(pp[0], pfd, (size_t)n,
-					   (flags & (SPLICE_F_NONBLOCK | SPLICE_F_MORE)) | nb);
-		if (moved > 0) {
-			v.iov_len = (size_t)moved;
-			m = (struct msghdr){ .msg_iov = &v, .msg_iovlen = 1 };
-			isosock_r_recvmsg(f, fd, &m, MSG_DONTWAIT); /* peeked: there */
-			done += (size_t)moved;
-		}
-		if (moved != n) {
-			if (moved < 0)
-				err = moved;
-			break;
-		}
-		if (f->type != SOCK_STREAM)
-			break; /* one datagram per call */
-	}
-	L.close(pp[0]);
-	L.close(pp[1]);
-	return done ? (ssize_t)done : err;
-}
-
-static ssize_t splice_pipe_to_sock(int pfd, struct isosock_file *f, int fd, size_t len,
-				   unsigned int flags)
-{
-	int pp[2];
-	if (pipe2(pp, O_CLOEXEC) < 0)
-		return -errno;
-	char buf[SPLICE_CHUNK];
-	size_t done = 0;
-	ssize_t err = 0;
-	while (done < len) {
-		size_t want = len - done < sizeof(buf) ? len - done : sizeof(buf);
-		/* tee waits for data, or says EAGAIN / 0 (no writer), as
-		 * splice would; the user's pipe keeps the bytes. */
-		ssize_t n = sys_tee(pfd, pp[1], want,
-				    (flags & SPLICE_F_NONBLOCK) | (done ? SPLICE_F_NONBLOCK : 0));
-		if (n <= 0) {
-			err = n;
-			break;
-		}
-		pipe_take(pp[0], buf, (size_t)n);
-		struct iovec v = { buf, (size_t)n };
-		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
-		/* No MSG_NOSIGNAL: the kernel's splice raises SIGPIPE too. */
-		ssize_t s = isosock_r_sendmsg(f, fd, &m, (flags & SPLICE_F_MORE) ? MSG_MORE : 0);
-		if (s > 0) {
-			pipe_take(pfd, buf, (size_t)s);
-			done += (size_t)s;
-		}
-		if (s != n) {
-			if (s < 0)
-				err = s;
-			break;
-		}
-		if (f->type != SOCK_STREAM)
-			break;
-	}
-	L.close(pp[0]);
-	L.close(pp[1]);
-	return done ? (ssize_t)done : err;
-}
-
-ssize_t isosock_r_splice(struct isosock_file *fin, int in, loff_t *off_in,
-			 struct isosock_file *fout, int out, loff_t *off_out,
-			 size_t len, unsigned int flags)
-{
-	/* The kernel's checks, in its order. */
-	if (len == 0)
-		return 0;
-	if (flags & ~SPLICE_FLAGS)
-		return -EINVAL;
-	int ifl = L.fcntl(in, F_GETFL), ofl = L.fcntl(out, F_GETFL);
-	if (ifl < 0 || ofl < 0 || (ifl & O_PATH) || (ofl & O_PATH))
-		return -EBADF;
-	bool ipipe = !fin && is_pipe(in), opipe = !fout && is_pipe(out);
-	if ((ipipe && off_in) || (opipe && off_out))
-		return -ESPIPE;
-	if ((ifl & O_ACCMODE) == O_WRONLY || (ofl & O_ACCMODE) == O_RDONLY)
-		return -EBADF;
-	/* No pipe end (two sockets, a socket and a file), or an offset for
-	 * the socket (it has no pread/pwrite): the kernel says EINVAL. */
-	if ((!ipipe && !opipe) || off_in || off_out)
-		return -EINVAL;
-	if (opipe)
-		return splice_sock_to_pipe(fin, in, out, ofl, len, flags);
-	return splice_pipe_to_sock(in, fout, out, len, flags);
-}
-
-/* tee() wants two pipes: a socket is EINVAL, after the kernel's checks. */
-ssize_t isosock_r_tee(int in, int out, size_t len, unsigned int flags)
-{
-	if (flags & ~SPLICE_FLAGS)
-		return -EINVAL;
-	if (len == 0)
-		return 0;
-	if (L.fcntl(in, F_GETFL) < 0 || L.fcntl(out, F_GETFL) < 0)
-		return -EBADF;
-	return -EINVAL;
-}
-
-/* vmsplice() on a socket: the kernel finds no pipe and says EBADF (once
- * the flags and the iovec count passed, and if there is anything to do). */
-ssize_t isosock_r_vmsplice(const struct iovec *iov, unsigned long nr, unsigned int flags)
-{
-	if (flags & ~SPLICE_FLAGS)
-		return -EINVAL;
-	if (nr > IOV_MAX)
-		return -EINVAL;
-	if (iov_total(iov, nr) == 0)
-		return 0;
-	return -EBADF;
-}
-
-/* ---- sendmmsg / recvmmsg ------------------------------------------------- */
-
-int isosock_r_sendmmsg(struct isosock_file *f, int fd, struct mmsghdr *v, unsigned int n,
-		       int flags)
-{
-	if (n > IOV_MAX)
-		n = IOV_MAX; /* the kernel's UIO_MAXIOV cap */
-	unsigned int i;
-	for (i = 0; i < n; i++) {
-		ssize_t r = isosock_r_sendmsg(f, fd, &v[i].msg_hdr, flags);
-		if (r < 0)
-			return i ? (int)i : (int)r;
-		v[i].msg_len = (unsigned int)r;
-	}
-	return (int)i;
-}
-
-/* Linux do_recvmmsg: the timeout is checked only after each datagram
- * (recvmmsg(2), BUGS), MSG_WAITFORONE makes every call after the first
- * non-blocking, an error after the first datagram ends the batch. */
-int isosock_r_recvmmsg(struct isosock_file *f, int fd, struct mmsghdr *v, unsigned int n,
-		       int flags, struct timespec *timeout)
-{
-	int64_t end = 0;
-	if (timeout) {
-		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000)
-			return -EINVAL;
-		int64_t ns = timeout->tv_sec > INT64_MAX / 1000000000 - 1
-			? INT64_MAX / 2
-			: (int64_t)timeout->tv_sec * 1000000000 + timeout->tv_nsec;
-		end = isosock_now_ns() + ns;
-	}
-	if (n > IOV_MAX)
-		n = IOV_MAX;
-	int fl = flags & ~MSG_WAITFORONE;
-	unsigned int i = 0;
-	ssize_t err = 0;
-	while (i < n) {
-		v[i].msg_hdr.msg_flags = 0;
-		err = isosock_r_recvmsg(f, fd, &v[i].msg_hdr, fl);
-		if (err < 0)
-			break;
-		v[i].msg_len = (unsigned int)err;
-		i++;
-		if (flags & MSG_WAITFORONE)
-			fl |= MSG_DONTWAIT;
-		if (timeout) {
-			int64_t left = end - isosock_now_ns();
-			if (left < 0)
-				left = 0;
-			timeout->tv_sec = left / 1000000000;
-			timeout->tv_nsec = left % 1000000000;
-			if (left == 0)
-				break;
-		}
-		if (v[i - 1].msg_hdr.msg_flags & MSG_OOB)
-			break;
-	}
-	if (i == 0 && err < 0)
-		return (int)err;
-	return (int)i;
-}
-
-/* ---- close, dup ----------------------------------------------------------- */
-
-int isosock_r_close(int fd)
-{
-	/* The table entry goes before the kernel fd does, so a thread that
-	 * gets the fd number next from open() is never routed to isostack. */
-	isosock_fd_lock();
-	struct isosock_file *f = isosock_fd_remove(fd);
-	isosock_e_closed(fd);
-	int r = neg(L.close(fd));
-	isosock_fd_unlock();
-	if (f)
-		isosock_file_put(f);
-	return r;
-}
-
-/* ---- close_range ----------------------------------------------------------- */
-
-static int libc_close_range(unsigned int first, unsigned int last, int flags)
-{
-	if (L.close_range)
-		return neg(L.close_range(first, last, flags));
-	return neg((int)syscall(SYS_close_range, first, last, (unsigned int)flags));
-}
-
-/* Highest fd number + 1 worth scanning for our own fds and epoll lists:
- * no fd can be opened at or above the soft RLIMIT_NOFILE, except one
- * opened before the limit was lowered (not covered). */
-static unsigned int scan_bound(void)
-{
-	struct rlimit rl;
-	unsigned int b = 1u << 20;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur < b)
-		b = (unsigned int)rl.rlim_cur;
-	unsigned int lim = (unsigned int)isosock_fd_limit();
-	return lim > b ? lim : b;
-}
-
-/* Whether another thread shares our fd table (so CLOSE_RANGE_UNSHARE
- * really unshares): /proc/self/task has 2 + threads links. */
-static bool fd_table_shared(void)
-{
-	struct stat st;
-	if (stat("/proc/self/task", &st) != 0)
-		return true; /* unknown: assume shared, touch nothing */
-	return st.st_nlink > 3;
-}
-
-int isosock_r_close_range(unsigned int first, unsigned int last, int flags)
-{
-	if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
-		return -EINVAL;
-	/* Marking close-on-exec: the kernel flag is the only state (our own
-	 * fds are O_CLOEXEC already). */
-	if (flags & CLOSE_RANGE_CLOEXEC)
-		return libc_close_range(first, last, flags);
-	unsigned int bound = scan_bound();
-	unsigned int top = last < bound ? last : bound - 1;
-	/* With CLOSE_RANGE_UNSHARE and other threads sharing the table, the
-	 * range closes in the caller's private copy only: the sockets stay
-	 * open (and mapped) for the others, so the shim closes nothing. */
-	if (!(flags & CLOSE_RANGE_UNSHARE) || !fd_table_shared()) {
-		for (unsigned int fd = first; fd <= top && first < bound; fd++) {
-			if (isosock_fd_get_peek((int)fd) || isosock_e_is_emulated((int)fd) ||
-			    isosock_e_valid((int)fd))
-				isosock_r_close((int)fd);
-		}
-	}
-	/* libc for the rest, in pieces around the stack's private fds. */
-	unsigned int lo = first;
-	for (;;) {
-		unsigned int p = lo;
-		while (p <= top && p >= first && !isosock_r_private_fd((int)p))
-			p++;
-		bool found = p <= top && p >= first;
-		unsigned int hi = found ? p - 1 : last;
-		if (!found || p > lo) {
-			int r = libc_close_range(lo, hi, flags);
-			if (r < 0)
-				return r;
-		}
-		if (!found || p == last)
-			return 0;
-		lo = p + 1;
-	}
-}
-
-/* glibc's closefrom() calls close_range internally, past our symbol, so it
- * has its own entry point with the same close path.  On a kernel without
- * close_range, glibc falls back to closing what /proc/self/fd lists; here
- * every number up to scan_bound() is closed instead (the same fds, without
- * opening a directory while closing). */
-int isosock_r_closefrom(int lowfd)
-{
-	unsigned int first = lowfd < 0 ? 0 : (unsigned int)lowfd;
-	int r = isosock_r_close_range(first, ~0u, 0);
-	if (r != -ENOSYS)
-		return r;
-	/* close_range closed the isostack sockets and epoll fds before the
-	 * kernel said ENOSYS: only kernel fds are left. */
-	unsigned int bound = scan_bound();
-	for (unsigned int fd = first; fd < bound; fd++)
-		if (!isosock_r_private_fd((int)fd))
-			L.close((int)fd);
-	return 0;
-}
-
-int isosock_r_dup(int oldfd, int newfd, int flags, int how)
-{
-	isosock_fd_lock();
-	int r;
-	switch (how) {
-	case 0: r = L.dup(oldfd); break;
-	case 1: r = L.dup2(oldfd, newfd); break;
-	case 2: r = L.dup3(oldfd, newfd, flags); break;
-	case 3: r = L.fcntl(oldfd, F_DUPFD, newfd); break;
-	default: r = L.fcntl(oldfd, F_DUPFD_CLOEXEC, newfd); break;
-	}
-	if (r < 0) {
-		r = -errno;
-		isosock_fd_unlock();
-		return r;
-	}
-	struct isosock_file *old = NULL;
-	if (r != oldfd) {
-		old = isosock_fd_remove(r); /* dup2 closed what was there */
-		isosock_e_closed(r);
-		struct isosock_file *f = isosock_fd_get(oldfd);
-		if (f) {
-			isosock_fd_install(r, f);
-			isosock_file_put(f);
-		}
-	}
-	isosock_fd_unlock();
-	if (old)
-		isosock_file_put(old);
 	return r;
 }
 
