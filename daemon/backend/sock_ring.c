@@ -58,6 +58,19 @@
 #define RX_RATE_MS    200u
 #define IDLE_MS       2000u
 
+/*
+ * The largest RX ring of a TCP socket: conf.rx_ring, but never more than
+ * the largest window lwIP announces (TCP_WND, lwipopts.h). A ring larger
+ * than the window never fills, and the reader reports what it consumed
+ * only per half ring (libisosock): with a ring past 2 x TCP_WND it never
+ * reported, and the window, credited only from those reports, stayed
+ * shut (rx_ring = 1m stalled every bulk receive). UDP rings are apart.
+ */
+static uint32_t rx_ring_max(const struct isod_backend_conf *conf)
+{
+	return conf->rx_ring < TCP_WND ? conf->rx_ring : (uint32_t)TCP_WND;
+}
+
 static uint32_t grown(const struct isod_sock *sk, uint32_t bytes, uint32_t max)
 {
 	uint64_t n = (uint64_t)bytes * RING_GROW;
@@ -296,7 +309,7 @@ void isod_sk_rx_resize(struct isod_sock *sk, uint32_t used)
 		return;         /* none: isod_sk_rx_want */
 	if (sk->rx_pin != 0) {
 		want = sk->rx_pin;
-	} else if (size < conf->rx_ring) {
+	} else if (size < rx_ring_max(conf)) {
 		/* more than two rings per RX_RATE_MS since the interval began */
 		uint64_t el = (uint32_t)(now - sk->rx_rate_ms);
 		bool fast = sk->rx_rate_bytes * RX_RATE_MS >
@@ -307,7 +320,7 @@ void isod_sk_rx_resize(struct isod_sock *sk, uint32_t used)
 			sk->rx_rate_bytes = 0;
 		}
 		if (sk->rx_peak >= size / 2 || fast)
-			want = grown(sk, size, conf->rx_ring);
+			want = grown(sk, size, rx_ring_max(conf));
 	}
 	if (want != size)
 		rx_move(sk, want);
@@ -486,7 +499,7 @@ void isod_sk_ring_pin(struct isod_sock *sk, bool rx, int v)
 	if (sk->udp)
 		return;
 	if (rx) {
-		sk->rx_pin = pin_bytes(v, conf->rx_ring);
+		sk->rx_pin = pin_bytes(v, rx_ring_max(conf));
 		if (sk->rx.bytes != sk->rx_pin &&
 		    isoshm_stack_rx_space(sk->app->shm, sk->id) == (int)sk->rx.bytes)
 			rx_move(sk, sk->rx_pin);
@@ -507,9 +520,13 @@ void isod_sk_ring_inherit(struct isod_sock *child, const struct isod_sock *paren
 
 uint32_t isod_sk_rx_start(const struct isod_backend *be, const struct isod_sock *parent)
 {
+	uint32_t max = rx_ring_max(&be->conf);
+
 	if (parent != NULL && parent->rx_pin != 0)
 		return parent->rx_pin;
-	return isod_mem_pressure(be) ? RING_MIN : be->conf.rx_start;
+	if (isod_mem_pressure(be))
+		return RING_MIN;
+	return be->conf.rx_start < max ? be->conf.rx_start : max;
 }
 
 uint32_t isod_sk_tx_start(const struct isod_backend *be, const struct isod_sock *parent)
