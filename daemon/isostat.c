@@ -330,6 +330,10 @@ static void print_sockets(const struct isostat_snapshot *cur)
 		snprintf(k, sizeof(k), "sock.%u.%u.reuseport", app, slot);
 		if (has(cur, k))
 			printf(" reuseport %" PRIu64, get(cur, k));
+		/* a UDP member: the datagrams the group gave it */
+		snprintf(k, sizeof(k), "sock.%u.%u.reuseport_dgrams", app, slot);
+		if (has(cur, k))
+			printf(" dgrams %" PRIu64, get(cur, k));
 		/* paired on the stack core (1; 0: its peer is gone) */
 		snprintf(k, sizeof(k), "sock.%u.%u.cut", app, slot);
 		if (has(cur, k))

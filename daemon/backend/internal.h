@@ -69,6 +69,8 @@ struct isod_sock {
 	bool v6only;                 /* IPV6_V6ONLY: no IPv4 through this socket */
 	bool reuseport;              /* SO_REUSEPORT (reuseport.c) */
 	struct isod_rp_group *rp;    /* listening in this SO_REUSEPORT group */
+	struct isod_rpu_group *rpu;  /* UDP: in this SO_REUSEPORT group */
+	uint64_t rpu_dgrams;         /* UDP: datagrams the group gave it */
 	bool fin_rcvd, hup_posted, err_posted;
 	bool shut_wr, shut_wr_done;
 	bool close_pending, linger0;
@@ -407,6 +409,9 @@ struct isod_backend {
 	struct isod_rp_group *rp_groups;
 	unsigned rp_ngroups;
 	bool rp_used;
+	/* UDP's SO_REUSEPORT groups (reuseport_udp.c) */
+	struct isod_rpu_group *rpu_groups;
+	unsigned rpu_ngroups;
 	struct isod_handoff *handoff;  /* sockets in flight (handoff.c), or NULL */
 };
 
@@ -480,6 +485,37 @@ void isod_rp_leave(struct isod_sock *sk);
 uint32_t isod_rp_members(const struct isod_sock *sk);
 /* Its backend.reuseport_* lines of the STATS reply; bytes written. */
 size_t isod_rp_format_stats(const struct isod_backend *be, char *buf, size_t len);
+
+/* ---- reuseport_hash.c: what TCP's and UDP's groups share ---- */
+
+/* Whether two bound addresses take the same port (a dual-stack [::]
+ * takes it in both versions). */
+bool isod_rp_addr_overlap(const ip_addr_t *a, const ip_addr_t *b);
+/* Room in a member table m of cap entries, n used, for one more:
+ * 0, or -ENOBUFS (m unchanged). */
+int isod_rp_room(struct isod_sock ***m, uint32_t n, uint32_t *cap);
+/* A new group's random hash seed (salt: when no randomness is had). */
+uint32_t isod_rp_seed(const void *salt);
+/* The member, of n (> 0), that the flow rip:rport -> lip:lport goes to. */
+uint32_t isod_rp_slot(uint32_t seed, uint32_t n, const ip_addr_t *lip, u16_t lport,
+		      const ip_addr_t *rip, u16_t rport);
+
+/* ---- reuseport_udp.c: SO_REUSEPORT groups of UDP sockets ---- */
+
+struct isod_rpu_group;
+/* BIND of a UDP socket (unbound) to a local address: 0 (a SO_REUSEPORT
+ * socket then is in its address's group), or -EADDRINUSE (Linux's rule),
+ * -ENOBUFS, or udp_bind's other -errno. */
+int isod_rpu_bind(struct isod_sock *sk, const ip_addr_t *ip, u16_t port);
+/* The member a datagram lwIP gave sk's pcb goes to (sk outside a group
+ * or when pcb is connected); only from lwIP's recv callback, where the
+ * destination address is lwIP's current one. */
+struct isod_sock *isod_rpu_pick(struct isod_sock *sk, const struct udp_pcb *pcb,
+				const ip_addr_t *src, u16_t sport);
+/* sk leaves its group (closed, killed); the others go on.  Idempotent. */
+void isod_rpu_leave(struct isod_sock *sk);
+/* Members of sk's group (0: none). */
+uint32_t isod_rpu_members(const struct isod_sock *sk);
 
 /* ---- handoff.c: sockets passed between applications (SCM_RIGHTS) ---- */
 

@@ -35,8 +35,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
@@ -105,16 +103,6 @@ void isod_rp_set(struct isod_sock *sk, bool on)
 
 /* ---- Bind ---------------------------------------------------------------- */
 
-/* Whether two local addresses take the same port: lwIP's test, and a
- * dual-stack [::] (IPADDR_TYPE_ANY) takes it for both versions. */
-static bool addr_overlap(const ip_addr_t *a, const ip_addr_t *b)
-{
-	if (IP_IS_ANY_TYPE_VAL(*a) || IP_IS_ANY_TYPE_VAL(*b))
-		return true;
-	return IP_IS_V6_VAL(*a) == IP_IS_V6_VAL(*b) &&
-	       (ip_addr_isany(a) || ip_addr_isany(b) || ip_addr_cmp(a, b));
-}
-
 /*
  * Linux's inet_bind_conflict for sk bound to (ip, port): 0, or
  * -EADDRINUSE if a pcb there stands in the way.  all: every pcb is
@@ -132,7 +120,7 @@ static int bind_conflict(const struct isod_sock *sk, const ip_addr_t *ip, u16_t 
 		for (const struct tcp_pcb *p = *tcp_pcb_lists[i]; p != NULL; p = p->next) {
 			uintptr_t mark;
 
-			if (p->local_port != port || p == sk->pcb || !addr_overlap(&p->local_ip, ip))
+			if (p->local_port != port || p == sk->pcb || !isod_rp_addr_overlap(&p->local_ip, ip))
 				continue;
 			mark = mark_of(p);
 			if (!all && mark == 0)
@@ -193,15 +181,8 @@ static struct isod_rp_group *group_find(const struct isod_backend *be, const ip_
 
 static int member_add(struct isod_rp_group *g, struct isod_sock *sk)
 {
-	if (g->n == g->cap) {
-		uint32_t cap = g->cap ? 2 * g->cap : 4;
-		struct isod_sock **m = realloc(g->m, cap * sizeof(*m));
-
-		if (m == NULL)
-			return -ENOBUFS;
-		g->m = m;
-		g->cap = cap;
-	}
+	if (isod_rp_room(&g->m, g->n, &g->cap) < 0)
+		return -ENOBUFS;
 	g->m[g->n++] = sk;
 	sk->rp = g;
 	return 0;
@@ -242,47 +223,12 @@ void isod_rp_listened(struct isod_sock *sk)
 	ip_addr_copy(g->ip, sk->pcb->local_ip);
 	g->port = sk->pcb->local_port;
 	g->uid = sk->app->uid;
-	if (getrandom(&g->seed, sizeof(g->seed), GRND_NONBLOCK) != sizeof(g->seed))
-		g->seed = (uint32_t)time(NULL) ^ (uint32_t)(uintptr_t)g;
+	g->seed = isod_rp_seed(g);
 	g->owner = sk;
 	mark_set(sk->pcb, mark_for(sk));   /* an implicit bind at listen */
 	g->next = be->rp_groups;
 	be->rp_groups = g;
 	be->rp_ngroups++;
-}
-
-/* The 4-tuple's hash (murmur3's mixing, seeded per group). */
-static uint32_t mix(uint32_t h, uint32_t k)
-{
-	k *= 0xcc9e2d51u;
-	k = k << 15 | k >> 17;
-	k *= 0x1b873593u;
-	h ^= k;
-	h = h << 13 | h >> 19;
-	return h * 5 + 0xe6546b64u;
-}
-
-static uint32_t addr_hash(uint32_t h, const ip_addr_t *ip)
-{
-	if (IP_IS_V6(ip)) {
-		for (int i = 0; i < 4; i++)
-			h = mix(h, ip_2_ip6(ip)->addr[i]);
-		return h;
-	}
-	return mix(h, ip4_addr_get_u32(ip_2_ip4(ip)));
-}
-
-static uint32_t tuple_hash(uint32_t seed, const ip_addr_t *lip, u16_t lport,
-			   const ip_addr_t *rip, u16_t rport)
-{
-	uint32_t h = addr_hash(addr_hash(seed, rip), lip);
-
-	h = mix(h, (uint32_t)rport << 16 | lport);
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	return h ^ h >> 16;
 }
 
 struct isod_sock *isod_rp_pick(struct isod_sock *lsk, struct tcp_pcb *npcb)
@@ -292,9 +238,8 @@ struct isod_sock *isod_rp_pick(struct isod_sock *lsk, struct tcp_pcb *npcb)
 
 	if (g == NULL || g->n < 2)
 		return lsk;
-	/* Linux's reciprocal_scale: the hash's high bits pick the member. */
-	m = g->m[(uint32_t)(((uint64_t)tuple_hash(g->seed, &npcb->local_ip, npcb->local_port,
-						 &npcb->remote_ip, npcb->remote_port) * g->n) >> 32)];
+	m = g->m[isod_rp_slot(g->seed, g->n, &npcb->local_ip, npcb->local_port,
+			      &npcb->remote_ip, npcb->remote_port)];
 	/* The connection inherits its own listener's options (lwIP gave it
 	 * the lwIP listener's, the owner's). */
 	if (m->pcb != NULL)
@@ -310,7 +255,7 @@ struct isod_sock *isod_rp_pick_addr(struct isod_sock *lsk, const ip_addr_t *lip,
 
 	if (g == NULL || g->n < 2)
 		return lsk;
-	return g->m[(uint32_t)(((uint64_t)tuple_hash(g->seed, lip, lport, rip, rport) * g->n) >> 32)];
+	return g->m[isod_rp_slot(g->seed, g->n, lip, lport, rip, rport)];
 }
 
 /* The owner goes: the lwIP listener passes to member n, whose bound pcb
@@ -338,6 +283,7 @@ void isod_rp_leave(struct isod_sock *sk)
 	struct isod_backend *be;
 	uint32_t i;
 
+	isod_rpu_leave(sk);   /* a UDP socket's group (reuseport_udp.c) */
 	if (g == NULL)
 		return;
 	be = sk->app->be;
@@ -368,13 +314,17 @@ void isod_rp_leave(struct isod_sock *sk)
 
 uint32_t isod_rp_members(const struct isod_sock *sk)
 {
+	if (sk->udp)
+		return isod_rpu_members(sk);
 	return sk->rp != NULL ? sk->rp->n : 0;
 }
 
 size_t isod_rp_format_stats(const struct isod_backend *be, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "backend.reuseport_groups %u\nbackend.reuseport_handovers %llu\n",
-			 be->rp_ngroups, (unsigned long long)be->st.reuseport_handovers);
+	int n = snprintf(buf, len, "backend.reuseport_groups %u\nbackend.reuseport_handovers %llu\n"
+			 "backend.reuseport_udp_groups %u\n",
+			 be->rp_ngroups, (unsigned long long)be->st.reuseport_handovers,
+			 be->rpu_ngroups);
 
 	if (n < 0)
 		return 0;

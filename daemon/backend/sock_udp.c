@@ -147,12 +147,12 @@ void isod_sk_cb_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	uint32_t rec, pad, wrote = 0;
 	int space;
 
-	(void)pcb;
 	if (sk == NULL || p == NULL) {
 		if (p != NULL)
 			pbuf_free(p);
 		return;
 	}
+	sk = isod_rpu_pick(sk, pcb, addr, port);   /* SO_REUSEPORT: reuseport_udp.c */
 	app = sk->app;
 	space = isoshm_stack_rx_space(app->shm, sk->id);
 	if (space < 0) {
@@ -189,6 +189,7 @@ void isod_sk_cb_udp_recv(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	sk->rx_prod += wrote;
 	app->be->st.rx_bytes += p->tot_len;
 	app->be->st.udp_rx_dgrams++;
+	sk->rpu_dgrams++;
 	pbuf_free(p);
 	if ((uint32_t)space == sk->rx.bytes || isod_sk_app_waits(sk)) {
 		sk->rx_ev_due = true;
@@ -290,7 +291,7 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		if (rc == 0 && !isod_sk_addr_is_local(&ip))
 			rc = -EADDRNOTAVAIL;
 		if (rc == 0)
-			rc = isod_sk_lwip_bind_errno(udp_bind(upcb, &ip, port));
+			rc = isod_rpu_bind(sk, &ip, port);   /* udp_bind, SO_REUSEPORT */
 		isod_sk_reply(sk, c, rc);
 		return;
 	case ISOSTACK_SHM_OP_CONNECT: {
@@ -356,9 +357,10 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		rc = isod_sk_opt_int(c, &v);
 		if (rc == 0 && (int)c->arg[0] == IPPROTO_IPV6 && (int)c->arg[1] == IPV6_V6ONLY) {
 			rc = udp_set_v6only(sk, v != 0);
+		} else if (rc == 0 && (int)c->arg[0] == SOL_SOCKET && (int)c->arg[1] == SO_REUSEPORT) {
+			isod_rp_set(sk, v != 0);   /* groups at bind: reuseport_udp.c */
 		} else if (rc == 0 && (int)c->arg[0] == SOL_SOCKET &&
-		    ((int)c->arg[1] == SO_REUSEADDR || (int)c->arg[1] == SO_REUSEPORT ||
-		     (int)c->arg[1] == SO_BROADCAST)) {
+		    ((int)c->arg[1] == SO_REUSEADDR || (int)c->arg[1] == SO_BROADCAST)) {
 			uint8_t opt = (int)c->arg[1] == SO_BROADCAST ? SOF_BROADCAST : SOF_REUSEADDR;
 
 			if (v)
@@ -380,7 +382,7 @@ void isod_sk_cmd_udp(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		     (int)c->arg[1] == SO_BROADCAST)) {
 			uint8_t opt = (int)c->arg[1] == SO_BROADCAST ? SOF_BROADCAST : SOF_REUSEADDR;
 
-			v = ip_get_option(upcb, opt) ? 1 : 0;
+			v = (int)c->arg[1] == SO_REUSEPORT ? sk->reuseport : ip_get_option(upcb, opt) != 0;
 			st.result = sizeof(v);
 			memcpy(&st.arg[2], &v, sizeof(v));
 		} else {

@@ -18,7 +18,11 @@
  *   sock.<app>.<slot>.flags       1 FIN received, 2 HUP posted, 4 bytes held,
  *                                 8 lwIP's demux would not find the pcb
  *   sock.<app>.<slot>.reuseport   a listener in a SO_REUSEPORT group: how many
- *                                 listen in it (reuseport.c); only then
+ *                                 listen in it (reuseport.c), or a UDP
+ *                                 socket in one: its members
+ *                                 (reuseport_udp.c); only then
+ *   sock.<app>.<slot>.reuseport_dgrams  a UDP member: datagrams the group
+ *                                 gave it since it joined
  *
  * O(applications x slots); isostat asks about once a second at most.
  */
@@ -141,6 +145,9 @@ size_t isod_backend_format_sockets(const struct isod_backend *be, char *buf, siz
 			if (isod_rp_members(sk) != 0)
 				isod_strbuf_put(&sb, "sock.%u.%u.reuseport %u\n", app->id, i,
 						isod_rp_members(sk));
+			if (sk->rpu != NULL)
+				isod_strbuf_put(&sb, "sock.%u.%u.reuseport_dgrams %" PRIu64 "\n",
+						app->id, i, sk->rpu_dgrams);
 		}
 	}
 	return sb.used;

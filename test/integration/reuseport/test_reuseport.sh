@@ -23,6 +23,7 @@
 #    IPv4 and IPv6 in turn, shared the same way.
 PROG_TAG=rport
 . "$(dirname "$0")/../programs/lib.sh"
+. "$(dirname "$0")/rp_lib.sh"
 app=$(dirname "$(readlink -f "$0")")/rp_app.py
 isostat=$(dirname "$ISOSTACK_DAEMON")/isostat
 [ -x "$isostat" ] || { echo "SKIP: no isostat next to $ISOSTACK_DAEMON"; exit 77; }
@@ -127,16 +128,7 @@ grep -q "^k2: bind EADDRINUSE$" "$tmp/k2.out" || { cat "$tmp/k2.out"; fail "Linu
 kill "$LAST_PID"
 
 echo "== bind and listen rules: the shim against Linux"
-for where in "$STACK_IP/$PEER_IP 7300" "0.0.0.0/0.0.0.0 7400" "::/:: 7500"; do
-	set -- $where
-	"$CLI" run --require -- python3 "$app" bindcheck "${1%/*}" "$2" >"$tmp/bc_iso.out" 2>"$tmp/bc_iso.err" ||
-		{ cat "$tmp/bc_iso.err"; fail "bindcheck under the shim"; }
-	"$CLI" peer -- python3 "$app" bindcheck "${1#*/}" "$2" >"$tmp/bc_lnx.out" 2>&1 ||
-		fail "bindcheck on Linux"
-	echo "-- ${1%/*} (the peer's Linux: ${1#*/})"
-	cat "$tmp/bc_iso.out"
-	diff "$tmp/bc_lnx.out" "$tmp/bc_iso.out" || fail "bindcheck on ${1%/*}: not as on Linux"
-done
+bindcheck_vs_linux "$app" "$STACK_IP/$PEER_IP 7300" "0.0.0.0/0.0.0.0 7400" "::/:: 7500"
 
 echo "== the first server (it holds the stack's listener) exits"
 handovers=$(stat_key backend.reuseport_handovers)
