@@ -325,10 +325,17 @@ int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, ui
 bool isoshm_app_tx_watched(struct isoshm_app *a, uint32_t sock)
 {
 	/* W1: our store-release of tx_prod (the write before) before the
-	 * load of tx_watch; pairs with the stack's fence W2 after it stores
-	 * 0 (isoshm_stack_tx_unwatch): either we see 0 here and post a
-	 * SEND, or the stack sees our bytes. */
-	atomic_thread_fence(memory_order_seq_cst);
+	 * load of tx_watch; pairs with the stack's barrier W2 after it
+	 * stores 0 (isoshm_stack_tx_unwatched): either we see 0 here and
+	 * post a SEND, or the stack sees our bytes.  Registered for
+	 * membarrier, the stack's barrier runs the fence on this thread for
+	 * us (membarrier.c): a full fence here would wait for the store of
+	 * tx_prod to leave the store buffer, which is the cross-core line
+	 * the stack is reading (a third of a send() when it was a fence). */
+	if (__builtin_expect(isoshm__membarrier_registered(), 1))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
 	/* Relaxed: W1 orders it; the bytes need nothing from the stack. */
 	return sock < a->hdr.max_sockets &&
 	       atomic_load_explicit(&a->dir[sock].tx_watch, memory_order_relaxed) != 0;

@@ -563,18 +563,27 @@ bool isoshm_stack_tx_moved(struct isoshm_stack *s, uint32_t sock)
 
 int isoshm_stack_tx_unwatch(struct isoshm_stack *s, uint32_t sock)
 {
+	if (stack_view(s, sock) == NULL)
+		return -EBADF;
+	atomic_store_explicit(&s->dir[sock].tx_watch, 0, memory_order_relaxed);
+	return 0;
+}
+
+int isoshm_stack_tx_unwatched(struct isoshm_stack *s, uint32_t sock)
+{
 	struct isoshm_sock_view *v = stack_view(s, sock);
 
 	if (v == NULL)
 		return -EBADF;
-	atomic_store_explicit(&s->dir[sock].tx_watch, 0, memory_order_relaxed);
-	/* W2: the store of tx_watch before the load of tx_prod; pairs with
-	 * the application's fence W1 between its store-release of tx_prod
-	 * and its load of tx_watch (isoshm_app_tx_watched): either it sees
-	 * 0 and posts a SEND, or we see its bytes here.  The same for its
-	 * store of tx_hold = 0 (then W1): held bytes wait for that SEND. */
+	/* W2: the store of tx_watch (isoshm_stack_tx_unwatch) before the
+	 * load of tx_prod; pairs with the application's barrier W1 between
+	 * its store-release of tx_prod and its load of tx_watch
+	 * (isoshm_app_tx_watched), made a full one on its threads by the
+	 * caller's membarrier since: either it sees 0 and posts a SEND, or
+	 * we see its bytes here.  The same for its store of tx_hold = 0
+	 * (then W1): held bytes wait for that SEND. */
 	atomic_thread_fence(memory_order_seq_cst);
-	return tx_new(s, sock, v);
+	return tx_new(s, sock, v) ? 1 : 0;
 }
 
 int isoshm_stack_rx_move(struct isoshm_stack *s, uint32_t sock, uint64_t off,

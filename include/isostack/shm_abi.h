@@ -244,10 +244,14 @@ struct isostack_shm_sockdir {
 	 * the stack does not need"): it looks at tx_prod at every pass and
 	 * needs no SEND for new bytes.  On this line because the application
 	 * reads tx_gen here at every write: the look costs no other line.
-	 *   Application, after the store-release of tx_prod: full fence W1,
-	 *      then load tx_watch; nonzero: no SEND (and no doorbell).
-	 *   Stack, to stop watching: store 0, full fence W2, then load
-	 *      tx_prod; moved: it takes the bytes as for a SEND.
+	 *   Application, after the store-release of tx_prod: barrier W1,
+	 *      then load tx_watch; nonzero: no SEND (and no doorbell).  W1
+	 *      is a full fence, or a compiler barrier in a process
+	 *      registered for membarrier(GLOBAL_EXPEDITED).
+	 *   Stack, to stop watching: store 0, membarrier(GLOBAL_EXPEDITED)
+	 *      (it runs W1's fence on the application's threads) and a full
+	 *      fence W2, then load tx_prod; moved: it takes the bytes as for
+	 *      a SEND.  Without a barrier that worked it watches on.
 	 * Either the application sees 0 and posts a SEND, or the stack sees
 	 * its bytes.  Starting needs no order: a 1 seen late only costs a
 	 * SEND.  0 in variant Basic (a SEND per send() names its bytes).

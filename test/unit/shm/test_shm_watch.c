@@ -3,11 +3,13 @@
  * stress: no lost SEND.
  *
  * While the stack watches a socket's tx_prod, the application writes and
- * posts no SEND; the stack, to stop watching, stores tx_watch = 0, fences
- * (W2) and looks at tx_prod once more (isoshm_stack_tx_unwatch).  The
- * application stores tx_prod (release), fences (W1) and loads tx_watch
- * (isoshm_app_tx_watched).  Without a full fence on both sides a
- * store-load reordering lets both miss each other: the application sees
+ * posts no SEND; the stack, to stop watching, stores tx_watch = 0
+ * (isoshm_stack_tx_unwatch), issues membarrier(GLOBAL_EXPEDITED) and
+ * fences (W2), and looks at tx_prod once more (isoshm_stack_tx_unwatched).
+ * The application stores tx_prod (release), and after a compiler barrier
+ * (W1: the process registered for membarrier at attach) loads tx_watch
+ * (isoshm_app_tx_watched).  Without the membarrier a store-load
+ * reordering on the application's CPU lets both miss each other: the application sees
  * the watch still on and posts nothing, the stack sees no new byte and
  * stops watching, and the byte waits for a SEND nobody posts.  Every
  * other round the application writes under a hold (MSG_MORE: sock.tx_hold
@@ -22,8 +24,8 @@
  * the two overlap.  A lost SEND is detected exactly: at the
  * end of a round the application skipped its SEND and the stack's stop
  * found no byte; sequentially consistent orders cannot produce both.
- * ISOSHM_WATCH_UNFENCED=1 runs the application's look without W1, which
- * this test should catch (probabilistic: both threads on different CPUs
+ * ISOSHM_WATCH_UNFENCED=1 runs the stack's stop without the membarrier,
+ * which this test should catch (probabilistic: both threads on different CPUs
  * within a few nanoseconds; it did on the 2-core test VM).  Needs 2 CPUs
  * (77 otherwise).
  */
@@ -104,16 +106,6 @@ static uint32_t rnd(uint32_t *x)
 
 /* ---- Application thread ------------------------------------------------- */
 
-/* The look without W1 (ISOSHM_WATCH_UNFENCED=1): what a shim that trusted
- * its store-release of tx_prod would do. */
-static bool watched_unfenced(void)
-{
-	const struct isostack_shm_sockdir *dir = (const void *)((const uint8_t *)isoshm_app_base(app) +
-								isoshm_app_header(app)->dir_off);
-
-	return atomic_load_explicit(&dir[SOCK].tx_watch, memory_order_relaxed) != 0;
-}
-
 static void *app_main(void *arg)
 {
 	struct isostack_shm_cmd c = { .opcode = ISOSTACK_SHM_OP_SEND, .sock = SOCK };
@@ -140,7 +132,7 @@ static void *app_main(void *arg)
 			delay(rnd(&x) % 16);
 			isoshm_app_tx_hold(app, SOCK, false);
 		}
-		watched = unfenced ? watched_unfenced() : isoshm_app_tx_watched(app, SOCK);
+		watched = isoshm_app_tx_watched(app, SOCK);
 		if (watched)
 			atomic_store_explicit(&app_skipped, r, memory_order_relaxed);
 		else if (isoshm_app_submit_db(app, SOCK, 0, &c, 1) != 1) {
@@ -173,7 +165,10 @@ static void no_lost_send(void **state)
 		assert_int_equal(isoshm_stack_tx_watch(stk, SOCK), 0);
 		atomic_store_explicit(&go, r, memory_order_release);
 		delay(bias + rnd(&x) % 32);
-		seen = isoshm_stack_tx_unwatch(stk, SOCK) == 1;
+		assert_int_equal(isoshm_stack_tx_unwatch(stk, SOCK), 0);
+		if (!unfenced)
+			assert_int_equal(isoshm_membarrier_global(), 0);
+		seen = isoshm_stack_tx_unwatched(stk, SOCK) == 1;
 		by_watch += seen;
 		wait_for(&app_done, r);
 		if (atomic_load(&stop))
@@ -200,9 +195,9 @@ static void no_lost_send(void **state)
 	}
 	atomic_store(&stop, true);
 	pthread_join(tid, NULL);
-	print_message("%u rounds in %.1f s (%s look): %llu bytes seen by the stop, %llu by a "
+	print_message("%u rounds in %.1f s (%s stop): %llu bytes seen by the stop, %llu by a "
 		      "SEND, %llu SENDs skipped, %llu lost SENDs\n", r - 1,
-		      (double)(now_ns() - t0) / 1e9, unfenced ? "unfenced" : "fenced",
+		      (double)(now_ns() - t0) / 1e9, unfenced ? "no membarrier" : "membarrier",
 		      (unsigned long long)by_watch, (unsigned long long)by_send,
 		      (unsigned long long)skipped, (unsigned long long)lost);
 	assert_true(r > 1);
@@ -225,6 +220,7 @@ static void hold_respected(void **state)
 	assert_int_equal(isoshm_app_tx_write(app, SOCK, &b, 1), 1);
 	assert_false(isoshm_stack_tx_moved(stk, SOCK));
 	assert_int_equal(isoshm_stack_tx_unwatch(stk, SOCK), 0);
+	assert_int_equal(isoshm_stack_tx_unwatched(stk, SOCK), 0);
 	isoshm_app_tx_hold(app, SOCK, false);
 	assert_false(isoshm_app_tx_watched(app, SOCK));   /* so it posts a SEND */
 	assert_int_equal(isoshm_stack_tx_peek(stk, SOCK, sp), 1);
@@ -233,7 +229,8 @@ static void hold_respected(void **state)
 	assert_int_equal(isoshm_stack_tx_watch(stk, SOCK), 0);
 	assert_int_equal(isoshm_app_tx_write(app, SOCK, &b, 1), 1);
 	assert_true(isoshm_stack_tx_moved(stk, SOCK));
-	assert_int_equal(isoshm_stack_tx_unwatch(stk, SOCK), 1);
+	assert_int_equal(isoshm_stack_tx_unwatch(stk, SOCK), 0);
+	assert_int_equal(isoshm_stack_tx_unwatched(stk, SOCK), 1);
 	assert_int_equal(isoshm_stack_tx_peek(stk, SOCK, sp), 1);
 	assert_int_equal(isoshm_stack_tx_release(stk, SOCK, 1), 0);
 	assert_false(isoshm_stack_tx_moved(stk, SOCK));
