@@ -50,31 +50,36 @@ int isosock__maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bo
 	if (more && f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
 		return 0;   /* held back: tx_hold keeps a watching stack off them */
 	if (f->tx_hold) {
-		/* no longer: before W1, so a stack that stops watching and
+		/* no longer: before TW1, so a stack that stops watching and
 		 * reads a hold has us see its stop (shm_abi.h, sock.tx_hold) */
 		isoshm_app_tx_hold(app->shm, (uint32_t)s, false);
 		f->tx_hold = false;
 	}
 	if (isoshm_app_tx_watched(app->shm, (uint32_t)s)) {
 		/* The stack looks at tx_prod at every pass until it stops,
-		 * and stopping takes what it finds (W1/W2). */
+		 * and stopping takes what it finds (TW1/TW2). */
 		app->st.send_skips++;
 		f->tx_since_send = 0;
 		return 0;
 	}
-	/*
-	 * Acquire: pairs with the stack's store-release of cmd_cons.  The
-	 * stack has not taken our last SEND: it reads tx_prod after it does.
-	 * Store (tx_prod) then load (cmd_cons) here, store (cmd_cons) then
-	 * load (tx_prod) there: W1 above is our full fence, the stack's
-	 * follows its taking of commands (daemon/backend/sock.c,
-	 * isod_sock_run_cmds); without both each may see the other's old
-	 * value and the bytes wait for a SEND nobody posts.
-	 */
+	/* Acquire: pairs with the stack's store-release of cmd_cons. */
 	cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
 	if (f->send_posted && (int32_t)(cons - f->send_idx) < 0 &&
-	    f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
-		return 0;
+	    f->tx_since_send <= ISOSOCK_TX_AGG_MAX) {
+		/*
+		 * Skipping relies on the stack reading tx_prod after it took
+		 * that SEND.  Store (tx_prod) then load (cmd_cons) here, store
+		 * (cmd_cons) then load (tx_prod) there: without a full fence on
+		 * both sides each may see the other's old value and the bytes
+		 * wait for a SEND nobody posts.  The stack fences after taking
+		 * commands (daemon/backend/sock.c, isod_sock_run_cmds); TW1
+		 * above is only a compiler barrier where membarrier works.
+		 */
+		atomic_thread_fence(memory_order_seq_cst);
+		cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
+		if ((int32_t)(cons - f->send_idx) < 0)
+			return 0;   /* the stack has not read the last SEND: it will see tx_prod */
+	}
 post:
 	rc = isosock__post(app, s, &c);
 	if (rc < 0)

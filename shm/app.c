@@ -324,8 +324,8 @@ int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, ui
 
 bool isoshm_app_tx_watched(struct isoshm_app *a, uint32_t sock)
 {
-	/* W1: our store-release of tx_prod (the write before) before the
-	 * load of tx_watch; pairs with the stack's barrier W2 after it
+	/* TW1: our store-release of tx_prod (the write before) before the
+	 * load of tx_watch; pairs with the stack's barrier TW2 after it
 	 * stores 0 (isoshm_stack_tx_unwatched): either we see 0 here and
 	 * post a SEND, or the stack sees our bytes.  Registered for
 	 * membarrier, the stack's barrier runs the fence on this thread for
@@ -336,7 +336,7 @@ bool isoshm_app_tx_watched(struct isoshm_app *a, uint32_t sock)
 		atomic_signal_fence(memory_order_seq_cst);
 	else
 		atomic_thread_fence(memory_order_seq_cst);
-	/* Relaxed: W1 orders it; the bytes need nothing from the stack. */
+	/* Relaxed: TW1 orders it; the bytes need nothing from the stack. */
 	return sock < a->hdr.max_sockets &&
 	       atomic_load_explicit(&a->dir[sock].tx_watch, memory_order_relaxed) != 0;
 }
@@ -344,7 +344,7 @@ bool isoshm_app_tx_watched(struct isoshm_app *a, uint32_t sock)
 void isoshm_app_tx_hold(struct isoshm_app *a, uint32_t sock, bool hold)
 {
 	/* Relaxed: a hold is published by the store-release of tx_prod
-	 * that follows; its end is ordered by W1 (isoshm_app_tx_watched). */
+	 * that follows; its end is ordered by TW1 (isoshm_app_tx_watched). */
 	if (sock < a->hdr.max_sockets)
 		atomic_store_explicit(&a->socks[sock].tx_hold, hold ? 1u : 0u,
 				      memory_order_relaxed);

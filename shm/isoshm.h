@@ -407,7 +407,7 @@ uint32_t isoshm_app_rx_size(struct isoshm_app *a, uint32_t sock);
 bool isoshm_app_tx_offered(struct isoshm_app *a, uint32_t sock);
 /* After a write (isoshm_app_tx_write published tx_prod): true while the
  * stack watches tx_prod, so the bytes need no SEND (shm_abi.h,
- * sockdir.tx_watch).  Its barrier W1 is a compiler barrier where the
+ * sockdir.tx_watch).  Its barrier TW1 is a compiler barrier where the
  * process registered for membarrier, else a full fence. */
 bool isoshm_app_tx_watched(struct isoshm_app *a, uint32_t sock);
 /* Says the application holds its TX bytes back (MSG_MORE, TCP_CORK) or no

@@ -575,13 +575,13 @@ int isoshm_stack_tx_unwatched(struct isoshm_stack *s, uint32_t sock)
 
 	if (v == NULL)
 		return -EBADF;
-	/* W2: the store of tx_watch (isoshm_stack_tx_unwatch) before the
-	 * load of tx_prod; pairs with the application's barrier W1 between
+	/* TW2: the store of tx_watch (isoshm_stack_tx_unwatch) before the
+	 * load of tx_prod; pairs with the application's barrier TW1 between
 	 * its store-release of tx_prod and its load of tx_watch
 	 * (isoshm_app_tx_watched), made a full one on its threads by the
 	 * caller's membarrier since: either it sees 0 and posts a SEND, or
 	 * we see its bytes here.  The same for its store of tx_hold = 0
-	 * (then W1): held bytes wait for that SEND. */
+	 * (then TW1): held bytes wait for that SEND. */
 	atomic_thread_fence(memory_order_seq_cst);
 	return tx_new(s, sock, v) ? 1 : 0;
 }

@@ -244,13 +244,13 @@ struct isostack_shm_sockdir {
 	 * the stack does not need"): it looks at tx_prod at every pass and
 	 * needs no SEND for new bytes.  On this line because the application
 	 * reads tx_gen here at every write: the look costs no other line.
-	 *   Application, after the store-release of tx_prod: barrier W1,
-	 *      then load tx_watch; nonzero: no SEND (and no doorbell).  W1
+	 *   Application, after the store-release of tx_prod: barrier TW1,
+	 *      then load tx_watch; nonzero: no SEND (and no doorbell).  TW1
 	 *      is a full fence, or a compiler barrier in a process
 	 *      registered for membarrier(GLOBAL_EXPEDITED).
 	 *   Stack, to stop watching: store 0, membarrier(GLOBAL_EXPEDITED)
-	 *      (it runs W1's fence on the application's threads) and a full
-	 *      fence W2, then load tx_prod; moved: it takes the bytes as for
+	 *      (it runs TW1's fence on the application's threads) and a full
+	 *      fence TW2, then load tx_prod; moved: it takes the bytes as for
 	 *      a SEND.  Without a barrier that worked it watches on.
 	 * Either the application sees 0 and posts a SEND, or the stack sees
 	 * its bytes.  Starting needs no order: a 1 seen late only costs a
@@ -331,8 +331,8 @@ struct isostack_shm_sock {
 	 * leaves the bytes in the ring, as it would without a SEND.  Stored
 	 * before the store-release of tx_prod that publishes the bytes it
 	 * covers; the application posts a SEND when it stops holding unless
-	 * it sees the watch after its fence W1, and the stack, stopping a
-	 * watch, reads it after its fence W2.  A hint: a lie only keeps the
+	 * it sees the watch after its fence TW1, and the stack, stopping a
+	 * watch, reads it after its fence TW2.  A hint: a lie only keeps the
 	 * application's own bytes back. */
 	_Atomic uint32_t tx_hold;
 	uint32_t reserved_app[5];

@@ -5,9 +5,9 @@
  * While the stack watches a socket's tx_prod, the application writes and
  * posts no SEND; the stack, to stop watching, stores tx_watch = 0
  * (isoshm_stack_tx_unwatch), issues membarrier(GLOBAL_EXPEDITED) and
- * fences (W2), and looks at tx_prod once more (isoshm_stack_tx_unwatched).
+ * fences (TW2), and looks at tx_prod once more (isoshm_stack_tx_unwatched).
  * The application stores tx_prod (release), and after a compiler barrier
- * (W1: the process registered for membarrier at attach) loads tx_watch
+ * (TW1: the process registered for membarrier at attach) loads tx_watch
  * (isoshm_app_tx_watched).  Without the membarrier a store-load
  * reordering on the application's CPU lets both miss each other: the application sees
  * the watch still on and posts nothing, the stack sees no new byte and
