@@ -47,6 +47,21 @@ int isosock__maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bo
 		c.arg[0] = f->tx_since_send;
 		goto post;
 	}
+	if (more && f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
+		return 0;   /* held back: tx_hold keeps a watching stack off them */
+	if (f->tx_hold) {
+		/* no longer: before TW1, so a stack that stops watching and
+		 * reads a hold has us see its stop (shm_abi.h, sock.tx_hold) */
+		isoshm_app_tx_hold(app->shm, (uint32_t)s, false);
+		f->tx_hold = false;
+	}
+	if (isoshm_app_tx_watched(app->shm, (uint32_t)s)) {
+		/* The stack looks at tx_prod at every pass until it stops,
+		 * and stopping takes what it finds (TW1/TW2). */
+		app->st.send_skips++;
+		f->tx_since_send = 0;
+		return 0;
+	}
 	/* Acquire: pairs with the stack's store-release of cmd_cons. */
 	cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
 	if (f->send_posted && (int32_t)(cons - f->send_idx) < 0 &&
@@ -57,15 +72,14 @@ int isosock__maybe_post_send(struct isosock_app *app, int s, struct fsock *f, bo
 		 * (cmd_cons) then load (tx_prod) there: without a full fence on
 		 * both sides each may see the other's old value and the bytes
 		 * wait for a SEND nobody posts.  The stack fences after taking
-		 * commands (daemon/backend/sock.c, isod_sock_run_cmds).
+		 * commands (daemon/backend/sock.c, isod_sock_run_cmds); TW1
+		 * above is only a compiler barrier where membarrier works.
 		 */
 		atomic_thread_fence(memory_order_seq_cst);
 		cons = atomic_load_explicit(&app->socks[s].cmd_cons, memory_order_acquire);
 		if ((int32_t)(cons - f->send_idx) < 0)
 			return 0;   /* the stack has not read the last SEND: it will see tx_prod */
 	}
-	if (more && f->tx_since_send <= ISOSOCK_TX_AGG_MAX)
-		return 0;
 post:
 	rc = isosock__post(app, s, &c);
 	if (rc < 0)
@@ -226,6 +240,12 @@ ssize_t isosock_send(struct isosock_app *app, int s, const void *buf, size_t len
 		if (done == len) {
 			ret = (ssize_t)done;
 			break;
+		}
+		if (__builtin_expect(((flags & MSG_MORE) || f->cork) && !f->tx_hold, 0) &&
+		    !app->no_tx_agg) {
+			/* before the bytes: a watching stack leaves them */
+			isoshm_app_tx_hold(app->shm, (uint32_t)s, true);
+			f->tx_hold = true;
 		}
 		k = isoshm_app_tx_write(app->shm, (uint32_t)s, p + done,
 					len - done > UINT32_MAX ? UINT32_MAX : (uint32_t)(len - done));

@@ -116,6 +116,7 @@ struct fsock {
 	uint32_t send_idx;         /* cmd_prod after our last SEND */
 	bool send_posted;
 	uint32_t tx_since_send;
+	bool tx_hold;              /* sock.tx_hold published as 1 (MSG_MORE, cork) */
 	/* RX */
 	uint32_t rx_cons;
 	uint32_t rx_since_recv;

@@ -351,6 +351,7 @@ int isosock_wait_disarm(struct isosock_app *app);
 struct isosock_stats {
 	uint64_t send_calls;      /* isosock_send calls that copied >= 1 byte */
 	uint64_t send_posts;      /* SEND commands posted */
+	uint64_t send_skips;      /* ... not posted: the stack watched tx_prod */
 	uint64_t recv_calls;      /* isosock_recv calls that copied >= 1 byte */
 	uint64_t recv_posts;      /* RECV commands posted (window credit) */
 	uint64_t cmds;            /* commands posted, all opcodes */

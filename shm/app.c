@@ -322,6 +322,34 @@ int isoshm_app_tx_write(struct isoshm_app *a, uint32_t sock, const void *buf, ui
 	return k;
 }
 
+bool isoshm_app_tx_watched(struct isoshm_app *a, uint32_t sock)
+{
+	/* TW1: our store-release of tx_prod (the write before) before the
+	 * load of tx_watch; pairs with the stack's barrier TW2 after it
+	 * stores 0 (isoshm_stack_tx_unwatched): either we see 0 here and
+	 * post a SEND, or the stack sees our bytes.  Registered for
+	 * membarrier, the stack's barrier runs the fence on this thread for
+	 * us (membarrier.c): a full fence here would wait for the store of
+	 * tx_prod to leave the store buffer, which is the cross-core line
+	 * the stack is reading (a third of a send() when it was a fence). */
+	if (__builtin_expect(isoshm__membarrier_registered(), 1))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
+	/* Relaxed: TW1 orders it; the bytes need nothing from the stack. */
+	return sock < a->hdr.max_sockets &&
+	       atomic_load_explicit(&a->dir[sock].tx_watch, memory_order_relaxed) != 0;
+}
+
+void isoshm_app_tx_hold(struct isoshm_app *a, uint32_t sock, bool hold)
+{
+	/* Relaxed: a hold is published by the store-release of tx_prod
+	 * that follows; its end is ordered by TW1 (isoshm_app_tx_watched). */
+	if (sock < a->hdr.max_sockets)
+		atomic_store_explicit(&a->socks[sock].tx_hold, hold ? 1u : 0u,
+				      memory_order_relaxed);
+}
+
 /*
  * RX: follows the stack to a new ring once there are bytes to read (the
  * ring cannot move while there are).  Before any check of rx_prod against
@@ -452,6 +480,7 @@ int isoshm_app_sock_open(struct isoshm_app *a, uint32_t sock)
 	/* Both rings start empty where the stack says: our tx_prod and rx_cons
 	 * may lag (nothing reads a closed socket's rings); ours to set. */
 	atomic_store_explicit(&sk->tx_prod, d.tx_start, memory_order_relaxed);
+	atomic_store_explicit(&sk->tx_hold, 0, memory_order_relaxed);   /* the id's last socket's */
 	atomic_store_explicit(&sk->rx_cons, d.rx_start, memory_order_relaxed);
 	isoshm_ring_bind(&v->tx, ISOSHM_RING_PRODUCER, &sk->tx_prod, &sk->tx_cons,
 			 a->arena + d.tx_off, d.tx_bytes, 1, d.tx_start);

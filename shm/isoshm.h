@@ -197,6 +197,25 @@ int isoshm_stack_tx_offer(struct isoshm_stack *s, uint32_t sock, uint64_t off,
  * only.  Returns 1 (switched: free the old ring), 0 (not now, or no
  * offer) or -errno. */
 int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock);
+/*
+ * Watching tx_prod (shm_abi.h, sockdir.tx_watch): while the stack watches
+ * a socket the application posts no SEND for new bytes, so the stack must
+ * look at tx_prod itself.  isoshm_stack_tx_watch() says it watches from
+ * now on; isoshm_stack_tx_moved() is the look (a hint: peek to take the
+ * bytes).  Stopping takes two steps around a barrier:
+ * isoshm_stack_tx_unwatch() says it no longer watches; then the caller
+ * issues isoshm_membarrier_global() (applications order their side with
+ * a compiler barrier only, as for tx_busy), and only after it succeeded
+ * isoshm_stack_tx_unwatched() looks once more: 1 if bytes came that the
+ * stack has not peeked (the caller takes them as for a SEND: their writer
+ * may have seen the watch and posted none), 0 if not, -EBADF.  Where the
+ * barrier failed the caller must watch on (isoshm_stack_tx_watch again).
+ * A socket whose bytes no longer matter (closed, dead) needs no barrier.
+ */
+int isoshm_stack_tx_watch(struct isoshm_stack *s, uint32_t sock);
+bool isoshm_stack_tx_moved(struct isoshm_stack *s, uint32_t sock);
+int isoshm_stack_tx_unwatch(struct isoshm_stack *s, uint32_t sock);
+int isoshm_stack_tx_unwatched(struct isoshm_stack *s, uint32_t sock);
 /* Asymmetric fences (membarrier.c).  The application side registers (at
  * attach, after fork and exec): 0, or -ENOSYS (it keeps full fences).
  * The stack side makes every running thread of every registered process
@@ -386,6 +405,15 @@ uint32_t isoshm_app_rx_size(struct isoshm_app *a, uint32_t sock);
 /* True while the stack offers a TX ring this socket has not taken (its
  * next write takes it): a socket whose ring is none is writable then. */
 bool isoshm_app_tx_offered(struct isoshm_app *a, uint32_t sock);
+/* After a write (isoshm_app_tx_write published tx_prod): true while the
+ * stack watches tx_prod, so the bytes need no SEND (shm_abi.h,
+ * sockdir.tx_watch).  Its barrier TW1 is a compiler barrier where the
+ * process registered for membarrier, else a full fence. */
+bool isoshm_app_tx_watched(struct isoshm_app *a, uint32_t sock);
+/* Says the application holds its TX bytes back (MSG_MORE, TCP_CORK) or no
+ * longer does (shm_abi.h, sock.tx_hold): hold before the write of the
+ * bytes it covers, stop before isoshm_app_tx_watched(). */
+void isoshm_app_tx_hold(struct isoshm_app *a, uint32_t sock, bool hold);
 /* Copies n RX bytes at free-running position pos without consuming them.
  * Returns 0 or -EBADF. */
 int isoshm_app_rx_peek(struct isoshm_app *a, uint32_t sock, uint32_t pos, void *buf, uint32_t n);

@@ -529,6 +529,63 @@ int isoshm_stack_tx_take(struct isoshm_stack *s, uint32_t sock)
 	return 1;
 }
 
+int isoshm_stack_tx_watch(struct isoshm_stack *s, uint32_t sock)
+{
+	int err;
+
+	if (open_view(s, sock, &err) == NULL)
+		return err;
+	/* Relaxed: an application that sees 1 late posts a SEND it could
+	 * have spared; none sees it early. */
+	atomic_store_explicit(&s->dir[sock].tx_watch, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* Bytes past the last peek that the application does not hold back. */
+static bool tx_new(struct isoshm_stack *s, uint32_t sock, const struct isoshm_sock_view *v)
+{
+	/* Any other value than the last peeked one says to peek, which
+	 * validates it, a wild one included.  Acquire: pairs with the
+	 * application's store-release of tx_prod; a tx_hold it stored before
+	 * those bytes shows below.  A hold cleared later shows at a later
+	 * look (v->tx.other stays behind until a peek). */
+	return v->open && !v->broken &&
+	       atomic_load_explicit(v->tx.prod, memory_order_acquire) != v->tx.other &&
+	       atomic_load_explicit(&s->socks[sock].tx_hold, memory_order_relaxed) == 0;
+}
+
+bool isoshm_stack_tx_moved(struct isoshm_stack *s, uint32_t sock)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+
+	return v != NULL && tx_new(s, sock, v);
+}
+
+int isoshm_stack_tx_unwatch(struct isoshm_stack *s, uint32_t sock)
+{
+	if (stack_view(s, sock) == NULL)
+		return -EBADF;
+	atomic_store_explicit(&s->dir[sock].tx_watch, 0, memory_order_relaxed);
+	return 0;
+}
+
+int isoshm_stack_tx_unwatched(struct isoshm_stack *s, uint32_t sock)
+{
+	struct isoshm_sock_view *v = stack_view(s, sock);
+
+	if (v == NULL)
+		return -EBADF;
+	/* TW2: the store of tx_watch (isoshm_stack_tx_unwatch) before the
+	 * load of tx_prod; pairs with the application's barrier TW1 between
+	 * its store-release of tx_prod and its load of tx_watch
+	 * (isoshm_app_tx_watched), made a full one on its threads by the
+	 * caller's membarrier since: either it sees 0 and posts a SEND, or
+	 * we see its bytes here.  The same for its store of tx_hold = 0
+	 * (then TW1): held bytes wait for that SEND. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return tx_new(s, sock, v) ? 1 : 0;
+}
+
 int isoshm_stack_rx_move(struct isoshm_stack *s, uint32_t sock, uint64_t off,
 			 uint32_t bytes, uint32_t ext)
 {
@@ -692,6 +749,7 @@ int isoshm_stack_sock_open(struct isoshm_stack *s, uint32_t sock,
 	d->rx_start = rx_start;
 	atomic_store_explicit(&d->tx_gen, v->tx_gen, memory_order_relaxed);
 	atomic_store_explicit(&d->rx_gen, v->rx_gen, memory_order_relaxed);
+	atomic_store_explicit(&d->tx_watch, 0, memory_order_relaxed);   /* not watched */
 	memset(d->reserved, 0, sizeof(d->reserved));
 	memcpy(&s->dir[sock], d, sizeof(*d));
 	return 0;

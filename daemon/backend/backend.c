@@ -782,8 +782,10 @@ unsigned isod_backend_poll(struct isod_backend *be, unsigned budget)
 		if (!a->draining) {
 			work += quarantine_poll(be, a);
 			work += isod_mem_poll(a);
+			work += isod_tx_watch_poll(a);
 		}
 	}
+	work += isod_tx_watch_stops(be);
 	/* Before reap_dead: the queued takes point into applications. */
 	isod_sk_ring_takes(be);
 	reap_dead(be);
@@ -844,8 +846,11 @@ unsigned isod_backend_set_napping(struct isod_backend *be, bool napping)
 {
 	unsigned busy = 0;
 
-	if (napping)
+	if (napping) {
 		doorbells_drain(be);
+		/* Watched writers post no SEND: not while we sleep. */
+		busy += isod_tx_watch_end_all(be);
+	}
 	be->napping = napping;
 	for (struct isod_app *a = be->apps; a != NULL; a = a->next)
 		atomic_store_explicit(&a->shared_wait->stack_napping, napping ? 1u : 0u,
@@ -935,7 +940,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		"backend.handoffs_expired %llu\n"
 		"backend.rx_moves %llu\nbackend.tx_moves %llu\nbackend.tx_asks %llu\n"
 		"backend.tx_ask_waits %llu\nbackend.tx_readied %llu\nbackend.tx_unready %llu\n"
-		"backend.rx_waits %llu\n"
+		"backend.rx_waits %llu\nbackend.tx_watches %llu\nbackend.tx_watch_takes %llu\n"
+		"backend.tx_watch_stops %llu\n"
 		"backend.variant %u\nbackend.doorbells_per_app %u\n"
 		"mem.budget %llu\nmem.backed %llu\nmem.extents %llu\nmem.refills %llu\n"
 		"mem.releases %llu\nmem.sync_extents %llu\nmem.opened_none %llu\nmem.enobufs %llu\n"
@@ -966,7 +972,8 @@ size_t isod_backend_format_stats(const struct isod_backend *be, char *buf, size_
 		(unsigned long long)s->rx_moves, (unsigned long long)s->tx_moves,
 		(unsigned long long)s->tx_asks, (unsigned long long)s->tx_ask_waits,
 		(unsigned long long)s->tx_readied, (unsigned long long)s->tx_unready,
-		(unsigned long long)s->rx_waits,
+		(unsigned long long)s->rx_waits, (unsigned long long)s->tx_watches,
+		(unsigned long long)s->tx_watch_takes, (unsigned long long)s->tx_watch_stops,
 		be->conf.shm.variant, be->conf.shm.nr_doorbells,
 		(unsigned long long)be->conf.mem_budget, (unsigned long long)be->mem_backed,
 		(unsigned long long)be->mem_st.extents, (unsigned long long)be->mem_st.refills,

@@ -101,6 +101,9 @@ struct isod_backend_stats {
 	uint64_t tx_bytes, rx_bytes;
 	uint64_t tx_writes;         /* tcp_write calls (zero-copy) */
 	uint64_t sends_seen;        /* SEND commands */
+	uint64_t tx_watches;        /* watches of tx_prod begun (txwatch.c) */
+	uint64_t tx_watch_takes;    /* times a watch found new bytes without a SEND */
+	uint64_t tx_watch_stops;    /* watches run out and stopped (membarrier) */
 	uint64_t resets;            /* connections reset when freeing an application */
 	uint64_t app_kicks;         /* application wake fd writes */
 	uint64_t bad_wake_fds;      /* wake fds refused (ATTACH, WAKEFD): not an eventfd */

@@ -172,6 +172,11 @@ struct isod_sock {
 	ip_addr_t cut_rip;           /* the peer's address */
 	u16_t cut_rport;
 	uint8_t cut_opts;            /* SO_REUSEADDR, SO_KEEPALIVE, TCP_NODELAY set */
+	/* the stack watches tx_prod (txwatch.c): on app->tx_watch */
+	bool tx_watched;
+	bool tx_watch_stopping;      /* tx_watch 0 published, barrier to come */
+	uint32_t tx_send_ms;         /* its last SEND not watched (+1; 0: none) */
+	uint32_t tx_watch_ms;        /* when tx_prod last moved */
 	bool in_use;                 /* id taken (open, or freed but not drained) */
 	bool quarantined;            /* freed; waits for the app to drain it */
 	uint32_t q_next;             /* quarantine list (ids), UINT32_MAX ends */
@@ -244,6 +249,32 @@ unsigned isod_sock_quarantine_poll(struct isod_app *app, unsigned max);
 #define ISOD_MAX_WAKE_FDS 63
 #define ISOD_WAKE_THREAD 0x80
 
+/* ---- txwatch.c: tx_prod watched after a SEND, so writers post none ---- */
+
+/* Sockets watched per application at most, and how long a watch lasts
+ * after tx_prod last moved (ms, at least this and less than one more). */
+#define ISOD_TX_WATCH_MAX    32
+#define ISOD_TX_WATCH_MS     2
+/* Watches stop (one membarrier for all, tens of us in a VM) at most
+ * this often. */
+#define ISOD_TX_WATCH_STOP_MS 10
+
+/* After a SEND: watch sk's tx_prod (if it may send, and there is room), or
+ * watch it on for ISOD_TX_WATCH_MS more. */
+void isod_sk_tx_watch(struct isod_sock *sk);
+/* Stops watching sk (freed, moved); bytes found are pushed as for a SEND. */
+void isod_sk_tx_unwatch(struct isod_sock *sk);
+/* One pass over app's watched sockets: pushes what came, counts the
+ * watches that ran out (be->tx_watch_due).  Returns the sockets that had
+ * bytes. */
+unsigned isod_tx_watch_poll(struct isod_app *app);
+/* After the polls: stops the watches that ran out, with one membarrier,
+ * at most once per millisecond.  Returns the sockets that had bytes. */
+unsigned isod_tx_watch_stops(struct isod_backend *be);
+/* Before the loop naps: ends every watch (applications post SENDs and
+ * ring doorbells again).  Returns the sockets that had bytes. */
+unsigned isod_tx_watch_end_all(struct isod_backend *be);
+
 /* ---- procs.c: the processes of an application, watched with pidfds ---- */
 
 #define ISOD_MAX_PROCS  (2 * ISOSTACK_SHM_MEMBERS)
@@ -304,6 +335,9 @@ struct isod_app {
 	/* Sockets with commands to run, in turn order (cmdsched.c): ids + 1
 	 * linked by isod_sock.cmd_next; 0: empty. */
 	uint32_t cmd_head, cmd_tail;
+	/* Sockets whose tx_prod the stack watches (txwatch.c), unordered. */
+	uint32_t tx_watch[ISOD_TX_WATCH_MAX];
+	unsigned ntx_watch;
 	struct isod_mem mem;
 	uint64_t mem_used;
 	/* lwIP resources the application holds (appcap.c), against
@@ -401,6 +435,10 @@ struct isod_backend {
 	struct isod_sock *takes[ISOD_TAKE_BATCH];
 	unsigned ntakes;
 	int membar;
+	/* watches of tx_prod that ran out this pass, and when the last
+	 * barrier stopped some (txwatch.c) */
+	unsigned tx_watch_due;
+	uint32_t tx_watch_stop_ms;
 	struct isod_mem_stats mem_st;
 	struct isod_backend_stats st;
 	/* shm/'s validation counters of the applications gone (shmstats.c) */

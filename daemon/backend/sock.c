@@ -382,6 +382,7 @@ void isod_sk_free(struct isod_sock *sk)
 {
 	struct isod_app *app = sk->app;
 
+	isod_sk_tx_unwatch(sk);
 	isod_rp_leave(sk);
 	isod_cut_drop(sk);
 	isod_sk_closing_unlink(sk);
@@ -810,6 +811,8 @@ static void cmd_exec(struct isod_sock *sk, const struct isostack_shm_cmd *c)
 		isod_sk_tx_push(sk);
 		if (sk->tx.bytes == 0)      /* it had no ring: an ask */
 			sk->app->be->st.tx_asks++;
+		else
+			isod_sk_tx_watch(sk);   /* its next bytes need no SEND */
 		break;
 	case ISOSTACK_SHM_OP_RECV:
 		isod_sk_rx_pump(sk);

@@ -75,7 +75,7 @@
 #include <stdint.h>
 
 #define ISOSTACK_SHM_MAGIC        UINT64_C(0x314d48534f534921) /* "!ISOSHM1" */
-#define ISOSTACK_SHM_ABI_VERSION  5u
+#define ISOSTACK_SHM_ABI_VERSION  6u
 #define ISOSTACK_SHM_CACHE_LINE   64u
 /* Extents are whole multiples of this, placed at multiples of it. */
 #define ISOSTACK_SHM_EXTENT_UNIT  (UINT64_C(2) << 20)
@@ -239,7 +239,25 @@ struct isostack_shm_sockdir {
 	uint32_t rx_start;
 	_Atomic uint32_t tx_gen;   /* TX ring offered (bumped per offer) */
 	_Atomic uint32_t rx_gen;   /* RX ring in use from rx_start (bumped per move) */
-	uint32_t reserved[4];
+	/*
+	 * Nonzero while the stack watches tx_prod (ABI 6; docs/shm.md, "SENDs
+	 * the stack does not need"): it looks at tx_prod at every pass and
+	 * needs no SEND for new bytes.  On this line because the application
+	 * reads tx_gen here at every write: the look costs no other line.
+	 *   Application, after the store-release of tx_prod: barrier TW1,
+	 *      then load tx_watch; nonzero: no SEND (and no doorbell).  TW1
+	 *      is a full fence, or a compiler barrier in a process
+	 *      registered for membarrier(GLOBAL_EXPEDITED).
+	 *   Stack, to stop watching: store 0, membarrier(GLOBAL_EXPEDITED)
+	 *      (it runs TW1's fence on the application's threads) and a full
+	 *      fence TW2, then load tx_prod; moved: it takes the bytes as for
+	 *      a SEND.  Without a barrier that worked it watches on.
+	 * Either the application sees 0 and posts a SEND, or the stack sees
+	 * its bytes.  Starting needs no order: a 1 seen late only costs a
+	 * SEND.  0 in variant Basic (a SEND per send() names its bytes).
+	 */
+	_Atomic uint32_t tx_watch;
+	uint32_t reserved[3];
 };
 
 /* ------------------------------------------------------------------------
@@ -308,7 +326,16 @@ struct isostack_shm_sock {
 	 * the TX ring is under way. */
 	_Atomic uint32_t tx_gen;
 	_Atomic uint32_t tx_busy;
-	uint32_t reserved_app[6];
+	/* Nonzero while the application holds its TX bytes back (MSG_MORE,
+	 * TCP_CORK; ABI 6): a stack that watches tx_prod (sockdir.tx_watch)
+	 * leaves the bytes in the ring, as it would without a SEND.  Stored
+	 * before the store-release of tx_prod that publishes the bytes it
+	 * covers; the application posts a SEND when it stops holding unless
+	 * it sees the watch after its fence TW1, and the stack, stopping a
+	 * watch, reads it after its fence TW2.  A hint: a lie only keeps the
+	 * application's own bytes back. */
+	_Atomic uint32_t tx_hold;
+	uint32_t reserved_app[5];
 
 	/* ---- written by the stack ---- */
 	_Atomic uint32_t cmd_cons;     /* command entries consumed */
@@ -520,8 +547,10 @@ _Static_assert(sizeof(struct isostack_shm_sockdir) == 64, "directory entry size"
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_gen) == 40, "sockdir.tx_gen");
 _Static_assert(offsetof(struct isostack_shm_sock, tx_gen) == 32, "sock.tx_gen");
 _Static_assert(offsetof(struct isostack_shm_sock, tx_busy) == 36, "sock.tx_busy");
+_Static_assert(offsetof(struct isostack_shm_sock, tx_hold) == 40, "sock.tx_hold");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_start) == 32, "sockdir.tx_start");
 _Static_assert(offsetof(struct isostack_shm_sockdir, tx_bytes) == 16, "sockdir.tx_bytes");
+_Static_assert(offsetof(struct isostack_shm_sockdir, tx_watch) == 48, "sockdir.tx_watch");
 _Static_assert(sizeof(struct isostack_shm_wait) == 128, "wait point size");
 _Static_assert(offsetof(struct isostack_shm_wait, wake_any) == 8, "wait.wake_any");
 _Static_assert(offsetof(struct isostack_shm_wait, wake_seq) == 64, "wait.wake_seq line");

@@ -715,6 +715,73 @@ static void test_aggregation(void **state)
 	isosock_close(a->srv, l);
 }
 
+/* Every watch begun since *arg was taken has stopped. */
+static bool watches_all_stopped(void *arg)
+{
+	const struct isod_backend_stats *s0 = arg;
+	struct isod_backend_stats s = stats_now();
+
+	return s.tx_watch_stops - s0->tx_watch_stops == s.tx_watches - s0->tx_watches;
+}
+
+/*
+ * SENDs the stack does not need (txwatch.c): after a SEND the stack
+ * watches tx_prod, and send() posts none while it does; every byte still
+ * arrives, in order.  Once the bytes stop for longer than the watch
+ * lasts, a send() posts a SEND again.  Not for cut-through pairs (their
+ * bytes move by the cut path, which needs its SENDs).
+ */
+static void test_tx_watch(void **state)
+{
+	struct apps *a = *state;
+	int l = listener(a->srv, PORT_BASE + 11);
+	int c = connector(a->cli, PORT_BASE + 11);
+	int s = isosock_accept(a->srv, l, NULL, NULL, 0);
+	struct isod_backend_stats sb = stats_now(), sa;
+	struct isosock_stats k0, k1, k2;
+	struct stream_job rx = { a->srv, s, 0, 0, 0, 16384, 0, 0, false };
+	struct stream_job tx = { a->cli, c, 0, 44, 0, 64, 0, 0, false };
+	const unsigned calls = 20000;
+	uint8_t b = 0x5a, got = 0;
+	pthread_t t;
+
+	assert_true(s > 0);
+	if (getenv("ISOD_TEST_CUT_THROUGH") != NULL &&
+	    strcmp(getenv("ISOD_TEST_CUT_THROUGH"), "on") == 0)
+		skip();
+	rx.bytes = (size_t)calls * 64;
+	tx.bytes = (size_t)calls * 64;
+	isosock_app_stats(a->cli, &k0);
+	pthread_create(&t, NULL, receiver, &rx);
+	sender(&tx);
+	pthread_join(t, NULL);
+	isosock_app_stats(a->cli, &k1);
+	sa = stats_now();
+	print_message("watch: %u send() calls, %llu SENDs posted, %llu skipped; the stack "
+		      "began %llu watches and took bytes %llu times without a SEND\n", calls,
+		      (unsigned long long)(k1.send_posts - k0.send_posts),
+		      (unsigned long long)(k1.send_skips - k0.send_skips),
+		      (unsigned long long)(sa.tx_watches - sb.tx_watches),
+		      (unsigned long long)(sa.tx_watch_takes - sb.tx_watch_takes));
+	assert_int_equal(tx.err, 0);
+	assert_int_equal(rx.err, 0);
+	assert_int_equal(rx.done, tx.bytes);
+	assert_true(rx.hash == expect_hash(44, tx.bytes));
+	assert_true(k1.send_skips > k0.send_skips);
+	assert_true(sa.tx_watch_takes > sb.tx_watch_takes);
+	/* Idle past the watch (txwatch.c): it stops, the next send() posts
+	 * a SEND, and arrives. */
+	assert_true(eventually(watches_all_stopped, &sb, 5));
+	assert_int_equal(isosock_send(a->cli, c, &b, 1, 0), 1);
+	isosock_app_stats(a->cli, &k2);
+	assert_int_equal(k2.send_posts - k1.send_posts, 1);
+	assert_int_equal(isosock_recv(a->srv, s, &got, 1, 0), 1);
+	assert_int_equal(got, b);
+	isosock_close(a->cli, c);
+	isosock_close(a->srv, s);
+	isosock_close(a->srv, l);
+}
+
 static void *slow_receiver(void *p)
 {
 	struct stream_job *j = p;
@@ -2099,6 +2166,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connect_transfer_both_ways, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_half_close_both_ways, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_aggregation, apps_setup, apps_teardown),
+		cmocka_unit_test_setup_teardown(test_tx_watch, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_slow_reader_and_close_in_flight, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_nonblocking, apps_setup, apps_teardown),
 		cmocka_unit_test_setup_teardown(test_backlog_count, apps_setup, apps_teardown),
