@@ -149,6 +149,13 @@
  */
 #define TCP_TW_OLDEST                   1
 /*
+ * A segment that matches no active pcb (every new connection's SYN) finds
+ * its TIME-WAIT pcb, if any, through a second hash table (our lwIP patch
+ * 0016), not by walking all of them: a server that closes first holds
+ * thousands, and each new connection walked them all.
+ */
+#define TCP_TW_HASH                     1
+/*
  * No half-open limit in lwIP: its backlog is a u8 counting connections in
  * SYN_RCVD, so with it a burst of more than 255 SYNs on one listener lost
  * the rest until the peers retransmitted a second later (a burst of 3,000

@@ -126,6 +126,7 @@ struct isod_backend_stats {
 	 * claimed by another application, refused (another user's), closed
 	 * unclaimed after their sender's close. */
 	uint64_t handoffs, claims, claims_refused, handoffs_expired;
+	uint64_t handoff_walks;      /* passes that walked the table: a CLOSE was due */
 	uint64_t rx_moves, tx_moves; /* TCP rings moved to another size (sock_ring.c) */
 	uint64_t tx_asks;            /* a send found its TX ring none and asked */
 	uint64_t tx_ask_waits;       /* ... and no ring was to be had that pass */

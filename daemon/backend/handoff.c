@@ -24,7 +24,10 @@
  * peer sees a FIN or RST).  An application with sockets in flight stays
  * (draining) after it is gone, so the receiver can still take them.
  * Cost: a linear scan of at most ISOD_HANDOFF_MAX entries per CLOSE while
- * any is in flight, one kcmp per entry per claim.
+ * any is in flight, one kcmp per entry per claim.  The loop's pass costs
+ * one comparison with the earliest deadline (`due`) until a held CLOSE is
+ * due: a socket in flight stays up to 10 s, and walking the table at every
+ * pass meanwhile was work for nothing.
  */
 #include <assert.h>
 #include <errno.h>
@@ -56,6 +59,11 @@ struct entry {
 struct isod_handoff {
 	struct entry e[ISOD_HANDOFF_MAX];
 	unsigned n;                  /* entries in use */
+	unsigned held;               /* of which hold a CLOSE */
+	/* held > 0: the earliest deadline among them, or an earlier time (an
+	 * entry claimed or dropped leaves it as it was: one walk for nothing,
+	 * never a CLOSE run late) */
+	uint32_t due;
 };
 
 static struct entry *find_sock(struct isod_backend *be, const struct isod_sock *sk)
@@ -70,6 +78,8 @@ static struct entry *find_sock(struct isod_backend *be, const struct isod_sock *
 
 static void entry_drop(struct isod_backend *be, struct entry *e)
 {
+	if (e->held)
+		be->handoff->held--;
 	close(e->fd);
 	e->app = NULL;
 	e->fd = -1;
@@ -129,6 +139,8 @@ bool isod_handoff_hold_close(struct isod_sock *sk, const struct isostack_shm_cmd
 	e->held = true;
 	e->close = *c;
 	e->deadline = isod_backend_now(be) + ISOSTACK_CTL_HANDOFF_TTL_MS;
+	if (be->handoff->held++ == 0 || (int32_t)(e->deadline - be->handoff->due) < 0)
+		be->handoff->due = e->deadline;
 	return true;
 }
 
@@ -154,13 +166,35 @@ static void entry_release(struct isod_backend *be, struct entry *e)
 		isod_sk_cmd_close(sk, &c);
 }
 
+/* The earliest deadline of the held entries (h->held > 0). */
+static uint32_t earliest_deadline(const struct isod_handoff *h)
+{
+	uint32_t due = 0;
+	bool any = false;
+
+	for (unsigned i = 0; i < ISOD_HANDOFF_MAX; i++) {
+		const struct entry *e = &h->e[i];
+
+		if (e->app == NULL || !e->held)
+			continue;
+		if (!any || (int32_t)(e->deadline - due) < 0)
+			due = e->deadline;
+		any = true;
+	}
+	assert(any);
+	return due;
+}
+
 unsigned isod_handoff_poll(struct isod_backend *be)
 {
 	struct isod_handoff *h = be->handoff;
 	uint32_t now = isod_backend_now(be);
 	unsigned n = 0;
 
-	for (unsigned i = 0; h != NULL && h->n > 0 && i < ISOD_HANDOFF_MAX; i++) {
+	if (h == NULL || h->held == 0 || (int32_t)(now - h->due) < 0)
+		return 0;
+	be->st.handoff_walks++;
+	for (unsigned i = 0; h->held > 0 && i < ISOD_HANDOFF_MAX; i++) {
 		struct entry *e = &h->e[i];
 
 		if (e->app == NULL || !e->held || (int32_t)(now - e->deadline) < 0)
@@ -169,6 +203,9 @@ unsigned isod_handoff_poll(struct isod_backend *be)
 		entry_release(be, e);
 		n++;
 	}
+	/* After the walk: a release runs a CLOSE, which might hold another. */
+	if (h->held > 0)
+		h->due = earliest_deadline(h);
 	return n;
 }
 

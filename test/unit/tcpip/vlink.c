@@ -1,9 +1,9 @@
 /*
- * The unit tests' lwIP test bed (test_tcpip.c, test_tcptmr.c): two netifs in
- * one lwIP instance joined by an in-process virtual link, lwIP's clock
- * (sys_now) faked and moved by the test loop, and "many": a listener and up
- * to MANY_CONNS client connections to it, with callbacks that keep mc's
- * tables current.
+ * The unit tests' lwIP test bed (test_tcpip.c, test_tcptmr.c, test_tcptw.c):
+ * two netifs in one lwIP instance joined by an in-process virtual link,
+ * lwIP's clock (sys_now) faked and moved by the test loop, and "many": a
+ * listener and up to MANY_CONNS client connections to it, with callbacks
+ * that keep mc's tables current.
  *
  * Each netif's output clones the IP packet onto the other side's inbox, and
  * the test loop delivers the inboxes, runs lwIP's NO_SYS timers (and goes on
@@ -58,7 +58,8 @@ static err_t vlink_output(struct netif *netif, struct pbuf *p,
 
 	(void)dst;
 	vl.sent++;
-	if (link_drops() || peer->tail - peer->head == INBOX_SLOTS) {
+	if (link_drops() || (vl.drop != NULL && vl.drop(p)) ||
+	    peer->tail - peer->head == INBOX_SLOTS) {
 		vl.dropped++;
 		return ERR_OK;          /* lost on the wire: TCP recovers */
 	}

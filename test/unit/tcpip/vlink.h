@@ -1,9 +1,9 @@
 /*
- * The unit tests' lwIP test bed (test_tcpip.c, test_tcptmr.c): two netifs in
- * one lwIP instance joined by an in-process virtual link, lwIP's clock
- * (sys_now) faked and moved by the test loop, and "many": a listener and up
- * to MANY_CONNS client connections to it, with callbacks that keep mc's
- * tables current.
+ * The unit tests' lwIP test bed (test_tcpip.c, test_tcptmr.c, test_tcptw.c):
+ * two netifs in one lwIP instance joined by an in-process virtual link,
+ * lwIP's clock (sys_now) faked and moved by the test loop, and "many": a
+ * listener and up to MANY_CONNS client connections to it, with callbacks
+ * that keep mc's tables current.
  *
  * Each netif's output clones the IP packet onto the other side's inbox, and
  * the test loop delivers the inboxes, runs lwIP's NO_SYS timers (and goes on
@@ -39,6 +39,8 @@ struct link {
 	unsigned int loss_permille;
 	uint64_t loss_state;
 	unsigned long sent, dropped;
+	/* The test's own loss: true drops this IP packet (NULL: none). */
+	bool (*drop)(struct pbuf *p);
 };
 
 extern struct link vl;
