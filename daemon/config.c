@@ -68,8 +68,7 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->variant_queues = 256;
 	cfg->tso = true;
 	cfg->gro = true;
-	/* off: pairing was slower than lwIP's path (docs/benchmarks.md) */
-	cfg->cut_through = false;
+	cfg->cut_through = true;
 	cfg->log_level = ISOD_LOG_INFO;
 	cfg->max_apps_per_uid = 32;
 	/* The control socket's group: "isostack" where the machine has one,

@@ -55,7 +55,7 @@ void isod_backend_conf_default(struct isod_backend_conf *c)
 	c->max_apps_per_uid = 32;
 	c->ctl_interval_ms = 1;
 	c->close_timeout_ms = 60000;
-	c->cut_through = false;
+	c->cut_through = true;
 	c->app_pcbs = MEMP_NUM_TCP_PCB / 2;
 	c->app_tx_segs = (MEMP_NUM_TCP_SEG < MEMP_NUM_PBUF ? MEMP_NUM_TCP_SEG : MEMP_NUM_PBUF) / 2;
 	c->app_rx_held = UINT64_C(16) << 20;

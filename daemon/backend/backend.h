@@ -50,7 +50,7 @@ struct isod_backend_conf {
 	uint32_t ctl_interval_ms;   /* control socket checked at most this often
 				     * (hang-up detection latency); 0: every poll */
 	bool cut_through;           /* pair local connections on the stack core
-				     * (cutthru.c); default false */
+				     * (cutthru.c); default true */
 	uint32_t close_timeout_ms;  /* a CLOSE still waiting for the peer to take
 				     * the TX ring after this long is aborted (RST),
 				     * like the kernel's orphan retries; 0: never. */

@@ -23,9 +23,9 @@ the kernel stack and once under 'isostack run --require', in one table:
   memcached  memcached -t 1; memcaslap (memaslap) -T 1 -c 16, 64 B values,
           90% get / 10% set, every get's value verified: ops/s
   local   redis-server and redis-benchmark both on the SUT's host (isostack:
-          both under the shim, to the stack's own address, once through
-          lwIP (cut-through off, the default) and once paired on the stack
-          core (cut_through=on); kernel: its loopback 127.0.0.1); the
+          both under the shim, to the stack's own address, once paired on
+          the stack core (cut-through on, the default) and once through
+          lwIP (cut_through=off); kernel: its loopback 127.0.0.1); the
           redis row's options
   iperf3  SUT as server; peer client to it and reverse (-R): Gbit/s
 Before any figure, nginx's files are fetched with curl and compared by
@@ -447,34 +447,33 @@ bench_prog_isostack() {
 	log "bench programs: isostackd on $S_PMD, MTU $S_MTU"
 	BP_SUT_IP=$S_ADDR
 	BP_LOCAL_IP=$S_ADDR
-	BP_LOCAL_TAG="cut-through off"
+	BP_LOCAL_TAG="cut-through on"
 	BP_SUT=(env ISOSTACK_NS_PREFIX="$prefix" "$ISOSTACK_SELF" run --require --)
 	BP_PEER=(ip netns exec "$S_NS_PEER" taskset -c 0)
 	bench_prog_all
 	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
 	BENCH_DOWN=
-	[[ " $BP_RUN " == *" local "* ]] && bench_prog_local_cut "$prefix"
+	[[ " $BP_RUN " == *" local "* ]] && bench_prog_local_lwip "$prefix"
 	return 0
 }
 
-# The local rows once more with cut_through=on: isostack's connections
-# paired on the stack core (daemon/backend/cutthru.c), the B side of the
-# A/B (off, through lwIP, is the default: docs/benchmarks.md says why).
-bench_prog_local_cut() {
+# The local rows once more with cut_through=off: isostack's connections
+# through lwIP (TCP over the port's own loopback), the A side of the A/B.
+bench_prog_local_lwip() {
 	local prefix=$1
 
-	if ! ISOSTACK_NS_PREFIX=$prefix cmd_up --mtu "$BP_MTU" --set cut_through=on \
+	if ! ISOSTACK_NS_PREFIX=$prefix cmd_up --mtu "$BP_MTU" --set cut_through=off \
 		>"$BP_OUT/up.log" 2>&1; then
 		cat "$BP_OUT/up.log" >&2
-		warn "bench: isostack up --set cut_through=on failed: its local rows skipped"
+		warn "bench: isostack up --set cut_through=off failed: its local rows skipped"
 		return 0
 	fi
 	trap 'exit 130' INT TERM
 	BENCH_DOWN=$prefix
-	BP_LOGS=$BP_OUT/programs-logs/$BP_STACK/mtu$BP_MTU/cut-through-on
+	BP_LOGS=$BP_OUT/programs-logs/$BP_STACK/mtu$BP_MTU/cut-through-off
 	mkdir -p "$BP_LOGS"
-	BP_LOCAL_TAG="cut-through on"
-	log "bench programs: $BP_STACK, MTU $BP_MTU: local, cut_through=on"
+	BP_LOCAL_TAG="cut-through off"
+	log "bench programs: $BP_STACK, MTU $BP_MTU: local, cut_through=off"
 	bench_prog_local
 	ISOSTACK_NS_PREFIX=$prefix cmd_down >/dev/null 2>&1
 	BENCH_DOWN=

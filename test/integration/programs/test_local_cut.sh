@@ -7,9 +7,9 @@
 # SHA-256, addresses, half-close, RST on close with unread data,
 # non-blocking connect with epoll, a reader that stops, SIGKILLed clients,
 # 2,000 short connections, ECONNREFUSED.  Twice: paired on the stack core
-# (cut_through=on; isostat must count every connection as paired, none
-# sent through lwIP, none left open), then with the default, off (through
-# lwIP; no pair counted).
+# (the default; isostat must count every connection as paired, none sent
+# through lwIP, none left open), then with cut_through=off (through lwIP;
+# no pair counted).
 PROG_TAG=lcut
 . "$(dirname "$0")/lib.sh"
 need python3 python3
@@ -58,13 +58,13 @@ ip netns del "$NS"
 echo "== kernel's loopback"
 cat "$tmp/kernel-client.log" "$tmp/kernel-server.log"
 
-stack_up --set cut_through=on
+stack_up
 pair cut "$STACK_IP" "$CLI" run --require --
 same cut
 wait_stack_sockets 0 || fail "cut-through: sockets left open"
 echo "cut-through: pairs $(counter cut_pairs), open $(counter cut_open), bytes $(counter cut_bytes)," \
      "refused $(counter cut_refused), through lwIP $(counter cut_fallbacks)"
-[ "$(counter cut_through)" = 1 ] || fail "cut_through=on not applied"
+[ "$(counter cut_through)" = 1 ] || fail "cut_through is not on by default"
 [ "$(counter cut_pairs)" -eq $PAIRS ] || fail "$(counter cut_pairs) connections paired, not $PAIRS"
 [ "$(counter cut_fallbacks)" -eq 0 ] || fail "connections went through lwIP"
 [ "$(counter cut_open)" -eq 0 ] || fail "paired sockets left open"
@@ -73,11 +73,10 @@ echo "cut-through: pairs $(counter cut_pairs), open $(counter cut_open), bytes $
 [ "$(counter cut_bytes)" -ge $(((128 + 8) << 20)) ] || fail "too few bytes moved by the pairing"
 "$CLI" down >/dev/null 2>&1
 
-# the default: off (the pairing is slower here, docs/benchmarks.md)
-stack_up
+stack_up --set cut_through=off
 pair lwip "$STACK_IP" "$CLI" run --require --
 same lwip
-wait_stack_sockets 0 || fail "through lwIP: sockets left open"
-[ "$(counter cut_through)" = 0 ] || fail "cut_through is not off by default"
-[ "$(counter cut_pairs)" -eq 0 ] || fail "the default paired connections"
+wait_stack_sockets 0 || fail "cut_through=off: sockets left open"
+[ "$(counter cut_through)" = 0 ] || fail "cut_through=off not applied"
+[ "$(counter cut_pairs)" -eq 0 ] || fail "cut_through=off paired connections"
 echo "PASS: local connections behave as on the kernel's loopback, paired ($PAIRS pairs) and through lwIP"

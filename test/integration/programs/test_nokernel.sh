@@ -11,7 +11,7 @@
 #   3. isoperf (bench/isoperf) server bound to 198.18.0.1 and client, both
 #      under the shim: a 1 s rr and a 1 s send run complete with --verify
 #      and report messages (no speed is asserted).
-# The daemon runs with cut_through=off (the default): with it on such a
+# The daemon runs with cut_through=off: with it on (the default) such a
 # connection is paired on the stack core and no packet is looped (test
 # local_cut covers that path).
 PROG_TAG=nok
