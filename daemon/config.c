@@ -69,6 +69,8 @@ static void config_defaults(struct isod_config *cfg)
 	cfg->tso = true;
 	cfg->gro = true;
 	cfg->cut_through = true;
+	/* off: a 512 KiB memcached reply stalled with it (prog_memcached) */
+	cfg->tx_watch = false;
 	cfg->log_level = ISOD_LOG_INFO;
 	cfg->max_apps_per_uid = 32;
 	/* The control socket's group: "isostack" where the machine has one,
@@ -345,8 +347,9 @@ static int daemon_set(struct isod_config *cfg, const char *key, const char *val,
 			return -EINVAL;
 		}
 	} else if (strcmp(key, "tso") == 0 || strcmp(key, "gro") == 0 ||
-		   strcmp(key, "cut_through") == 0) {
-		bool *on = key[0] == 't' ? &cfg->tso : key[0] == 'g' ? &cfg->gro : &cfg->cut_through;
+		   strcmp(key, "cut_through") == 0 || strcmp(key, "tx_watch") == 0) {
+		bool *on = strcmp(key, "tso") == 0 ? &cfg->tso : key[0] == 'g' ? &cfg->gro :
+			   key[0] == 'c' ? &cfg->cut_through : &cfg->tx_watch;
 
 		if (strcmp(val, "on") == 0 || strcmp(val, "off") == 0) {
 			*on = val[1] == 'n';

@@ -57,6 +57,7 @@ struct isod_config {
 	bool tso;                  /* use TSO on ports that offer it */
 	bool gro;                  /* coalesce received segments (tcpip/gro.h) */
 	bool cut_through;          /* pair local connections (backend/cutthru.c) */
+	bool tx_watch;             /* watch tx_prod after SENDs (backend/txwatch.c) */
 	char control[PATH_MAX];
 	int control_gid;           /* group of the control socket; -1: none */
 	unsigned max_apps_per_uid; /* applications per uid other than root; 0: no bound */

@@ -241,6 +241,7 @@ static int backend_start(const struct isod_config *cfg, struct isod_backend **ou
 	bc.max_apps_per_uid = cfg->max_apps_per_uid;
 	bc.close_timeout_ms = cfg->close_timeout * 1000u;
 	bc.cut_through = cfg->cut_through;
+	bc.tx_watch = cfg->tx_watch;
 	bc.shm.max_sockets = cfg->app_sockets + 1;
 	bc.shm.max_ring_bytes = cfg->tx_ring > cfg->rx_ring ? cfg->tx_ring : cfg->rx_ring;
 	if (bc.shm.max_ring_bytes < (256u << 10))

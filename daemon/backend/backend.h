@@ -49,6 +49,9 @@ struct isod_backend_conf {
 	uint32_t max_apps;          /* attached applications at once; 0: 64 */
 	uint32_t ctl_interval_ms;   /* control socket checked at most this often
 				     * (hang-up detection latency); 0: every poll */
+	bool tx_watch;              /* watch tx_prod after SENDs (txwatch.c);
+				     * off by default: a 512 KiB memcached
+				     * reply stalled with it (prog_memcached) */
 	bool cut_through;           /* pair local connections on the stack core
 				     * (cutthru.c); default true */
 	uint32_t close_timeout_ms;  /* a CLOSE still waiting for the peer to take

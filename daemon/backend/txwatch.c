@@ -61,6 +61,8 @@ void isod_sk_tx_watch(struct isod_sock *sk)
 
 	uint32_t now = isod_backend_now(be);
 
+	if (!be->conf.tx_watch)
+		return;
 	if (sk->tx_watched) {
 		sk->tx_watch_ms = now;
 		return;

@@ -229,6 +229,9 @@ static void *stack_main(void *arg)
 	 * paired). */
 	conf.cut_through = getenv("ISOD_TEST_CUT_THROUGH") != NULL &&
 			   strcmp(getenv("ISOD_TEST_CUT_THROUGH"), "on") == 0;
+	/* off by default in the daemon (backend.h); on here, so every test
+	 * runs beside it and test_tx_watch sees it work */
+	conf.tx_watch = true;
 	rc = isod_backend_init(&be, &conf);
 	if (rc == 0) {
 		conf.control_path = ctl_path_small;
